@@ -1,0 +1,1 @@
+//! c2n-data: see the crate README.

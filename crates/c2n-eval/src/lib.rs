@@ -1,0 +1,1 @@
+//! c2n-eval: see the crate README.

@@ -1,0 +1,1 @@
+//! c2n-train: see the crate README.
