@@ -1,0 +1,85 @@
+//! `nn.MultiheadAttention` (§4.3): packed `in_proj`, q scaled by `head_dim^−½` before the
+//! product, additive masks, `out_proj`.
+
+use candle_core::Tensor;
+
+use crate::init::Params;
+use crate::layers::{attend, merge_heads, split_heads, Linear};
+use crate::Result;
+
+/// One attention block of a decoder layer (`self_attn` or `multihead_attn`).
+#[derive(Debug, Clone)]
+pub struct MultiheadAttention {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    out: Linear,
+    heads: usize,
+    scale: f64,
+    dropout_p: f32,
+}
+
+impl MultiheadAttention {
+    pub(crate) fn new(p: &Params) -> Result<Self> {
+        let cfg = p.cfg;
+        let h = cfg.hidden_size;
+        let heads = cfg.decoder_heads();
+        let w = p.get("in_proj_weight", &[3 * h, h])?;
+        let b = p.get("in_proj_bias", &[3 * h])?;
+        // Rows 0..H are Wq, H..2H Wk, 2H..3H Wv; narrow keeps the gradient path to the Var.
+        let part = |i: usize| -> Result<Linear> {
+            Ok(Linear::new(w.narrow(0, i * h, h)?, Some(b.narrow(0, i * h, h)?)))
+        };
+        Ok(Self {
+            q: part(0)?,
+            k: part(1)?,
+            v: part(2)?,
+            out: Linear::new(
+                p.get("out_proj.weight", &[h, h])?,
+                Some(p.get("out_proj.bias", &[h])?),
+            ),
+            heads,
+            scale: 1.0 / ((h / heads) as f64).sqrt(),
+            dropout_p: cfg.decoder_dropout,
+        })
+    }
+
+    /// Scaled queries `[b, heads, L, d]` from `x [b, L, H]`.
+    pub fn queries(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(split_heads(&(self.q.forward(x)? * self.scale)?, self.heads)?)
+    }
+
+    /// Keys and values `[b, heads, L, d]` from `x [b, L, H]`.
+    pub fn keys_values(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        Ok((
+            split_heads(&self.k.forward(x)?, self.heads)?,
+            split_heads(&self.v.forward(x)?, self.heads)?,
+        ))
+    }
+
+    /// Attention of scaled queries over keys/values, heads merged and projected: `[b, Lq, H]`.
+    pub fn attend(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        mask: Option<&Tensor>,
+        train: bool,
+    ) -> Result<Tensor> {
+        let ctx = attend(q, k, v, None, mask, self.dropout_p, train)?;
+        Ok(self.out.forward(&merge_heads(&ctx)?)?)
+    }
+
+    /// Full attention of `x` over `kv_source`.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        kv_source: &Tensor,
+        mask: Option<&Tensor>,
+        train: bool,
+    ) -> Result<Tensor> {
+        let q = self.queries(x)?;
+        let (k, v) = self.keys_values(kv_source)?;
+        self.attend(&q, &k, &v, mask, train)
+    }
+}

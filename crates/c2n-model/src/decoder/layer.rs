@@ -1,0 +1,123 @@
+//! `nn.TransformerDecoderLayer` with PyTorch defaults (§4.3): post-norm, relu, dropout 0.1.
+
+use candle_core::Tensor;
+
+use super::attention::MultiheadAttention;
+use crate::config::Activation;
+use crate::init::Params;
+use crate::layers::{apply_activation, dropout, LayerNorm, Linear};
+use crate::Result;
+
+/// Self-attention keys and values of the positions decoded so far, `[rows, heads, t, d]`.
+#[derive(Debug, Clone)]
+pub struct KvCache {
+    pub keys: Tensor,
+    pub values: Tensor,
+}
+
+/// `decoder.layers.N`.
+#[derive(Debug, Clone)]
+pub struct DecoderLayer {
+    self_attn: MultiheadAttention,
+    cross_attn: MultiheadAttention,
+    linear1: Linear,
+    linear2: Linear,
+    norm1: LayerNorm,
+    norm2: LayerNorm,
+    norm3: LayerNorm,
+    act: Activation,
+    dropout_p: f32,
+}
+
+impl DecoderLayer {
+    pub(crate) fn new(p: &Params) -> Result<Self> {
+        let cfg = p.cfg;
+        let (h, f, eps) = (cfg.hidden_size, cfg.decoder_ffn_dim, cfg.decoder_layer_norm_eps);
+        let norm = |name: &str| -> Result<LayerNorm> {
+            Ok(LayerNorm::new(
+                p.get(&format!("{name}.weight"), &[h])?,
+                p.get(&format!("{name}.bias"), &[h])?,
+                eps,
+            ))
+        };
+        let linear = |name: &str, out: usize, inp: usize| -> Result<Linear> {
+            Ok(Linear::new(
+                p.get(&format!("{name}.weight"), &[out, inp])?,
+                Some(p.get(&format!("{name}.bias"), &[out])?),
+            ))
+        };
+        Ok(Self {
+            self_attn: MultiheadAttention::new(&p.pp("self_attn"))?,
+            cross_attn: MultiheadAttention::new(&p.pp("multihead_attn"))?,
+            linear1: linear("linear1", f, h)?,
+            linear2: linear("linear2", h, f)?,
+            norm1: norm("norm1")?,
+            norm2: norm("norm2")?,
+            norm3: norm("norm3")?,
+            act: cfg.decoder_activation,
+            dropout_p: cfg.decoder_dropout,
+        })
+    }
+
+    /// The cross-attention block (its keys/values are cached per example by sessions).
+    pub fn cross_attention(&self) -> &MultiheadAttention {
+        &self.cross_attn
+    }
+
+    /// Teacher-forced layer: `x [n, T, H]`, `memory [n, S, H]`, `causal [1, 1, T, T]`,
+    /// `memory_mask [n, 1, 1, S]` (0 or −inf).
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        memory: &Tensor,
+        causal: &Tensor,
+        memory_mask: &Tensor,
+        train: bool,
+    ) -> Result<Tensor> {
+        let sa = self.self_attn.forward(x, x, Some(causal), train)?;
+        let x = self.norm1.forward(&(x + dropout(&sa, self.dropout_p, train)?)?)?;
+        let ca = self.cross_attn.forward(&x, memory, Some(memory_mask), train)?;
+        let x = self.norm2.forward(&(x + dropout(&ca, self.dropout_p, train)?)?)?;
+        self.feed_forward(&x, train)
+    }
+
+    /// One incremental step in eval mode: `x [r, 1, H]` is the newest position; its keys and
+    /// values are appended to `cache`; `cross_kv` are the memory keys/values per row.
+    pub fn step(
+        &self,
+        x: &Tensor,
+        cache: &mut Option<KvCache>,
+        cross_kv: &(Tensor, Tensor),
+        memory_mask: &Tensor,
+    ) -> Result<Tensor> {
+        let q = self.self_attn.queries(x)?;
+        let (k, v) = self.self_attn.keys_values(x)?;
+        let updated = match cache.take() {
+            Some(c) => KvCache {
+                keys: Tensor::cat(&[&c.keys, &k], 2)?,
+                values: Tensor::cat(&[&c.values, &v], 2)?,
+            },
+            None => KvCache { keys: k, values: v },
+        };
+        // Every cached position precedes the new one: the causal mask is all zeros here.
+        let sa = self
+            .self_attn
+            .attend(&q, &updated.keys, &updated.values, None, false)?;
+        *cache = Some(updated);
+        let x = self.norm1.forward(&(x + sa)?)?;
+        let q = self.cross_attn.queries(&x)?;
+        let ca = self
+            .cross_attn
+            .attend(&q, &cross_kv.0, &cross_kv.1, Some(memory_mask), false)?;
+        let x = self.norm2.forward(&(x + ca)?)?;
+        self.feed_forward(&x, false)
+    }
+
+    fn feed_forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let f = apply_activation(&self.linear1.forward(x)?, self.act)?;
+        let f = self.linear2.forward(&dropout(&f, self.dropout_p, train)?)?;
+        Ok(self
+            .norm3
+            .forward(&(x + dropout(&f, self.dropout_p, train)?)?)?)
+    }
+}

@@ -1,0 +1,83 @@
+//! One post-LayerNorm BERT layer (§4.2): self-attention, residual + LN, GELU FFN, residual + LN.
+
+use candle_core::Tensor;
+
+use crate::config::Activation;
+use crate::init::Params;
+use crate::layers::{apply_activation, attend, dropout, merge_heads, split_heads, LayerNorm, Linear};
+use crate::Result;
+
+fn linear(p: &Params, name: &str, out: usize, inp: usize) -> Result<Linear> {
+    Ok(Linear::new(
+        p.get(&format!("{name}.weight"), &[out, inp])?,
+        Some(p.get(&format!("{name}.bias"), &[out])?),
+    ))
+}
+
+/// `encoder.layer.N`.
+#[derive(Debug, Clone)]
+pub struct EncoderLayer {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    attn_out: Linear,
+    attn_norm: LayerNorm,
+    intermediate: Linear,
+    output: Linear,
+    out_norm: LayerNorm,
+    heads: usize,
+    act: Activation,
+    hidden_dropout: f32,
+    attn_dropout: f32,
+}
+
+impl EncoderLayer {
+    pub(crate) fn new(p: &Params) -> Result<Self> {
+        let cfg = p.cfg;
+        let (h, i, eps) = (cfg.hidden_size, cfg.intermediate_size, cfg.layer_norm_eps);
+        let norm = |name: &str| -> Result<LayerNorm> {
+            Ok(LayerNorm::new(
+                p.get(&format!("{name}.weight"), &[h])?,
+                p.get(&format!("{name}.bias"), &[h])?,
+                eps,
+            ))
+        };
+        Ok(Self {
+            query: linear(p, "attention.self.query", h, h)?,
+            key: linear(p, "attention.self.key", h, h)?,
+            value: linear(p, "attention.self.value", h, h)?,
+            attn_out: linear(p, "attention.output.dense", h, h)?,
+            attn_norm: norm("attention.output.LayerNorm")?,
+            intermediate: linear(p, "intermediate.dense", i, h)?,
+            output: linear(p, "output.dense", h, i)?,
+            out_norm: norm("output.LayerNorm")?,
+            heads: cfg.num_attention_heads,
+            act: cfg.hidden_act,
+            hidden_dropout: cfg.hidden_dropout_prob,
+            attn_dropout: cfg.attention_probs_dropout_prob,
+        })
+    }
+
+    /// `x [n, S, H]`, `mask_term [n, 1, 1, S]` (0 or −10000).
+    pub fn forward(&self, x: &Tensor, mask_term: &Tensor, train: bool) -> Result<Tensor> {
+        let q = split_heads(&self.query.forward(x)?, self.heads)?;
+        let k = split_heads(&self.key.forward(x)?, self.heads)?;
+        let v = split_heads(&self.value.forward(x)?, self.heads)?;
+        let head_dim = (x.dim(2)? / self.heads) as f64;
+        let ctx = attend(
+            &q,
+            &k,
+            &v,
+            Some(head_dim.sqrt()),
+            Some(mask_term),
+            self.attn_dropout,
+            train,
+        )?;
+        let ctx = merge_heads(&ctx)?;
+        let attn = dropout(&self.attn_out.forward(&ctx)?, self.hidden_dropout, train)?;
+        let a = self.attn_norm.forward(&(attn + x)?)?;
+        let f = apply_activation(&self.intermediate.forward(&a)?, self.act)?;
+        let f = dropout(&self.output.forward(&f)?, self.hidden_dropout, train)?;
+        Ok(self.out_norm.forward(&(f + a)?)?)
+    }
+}

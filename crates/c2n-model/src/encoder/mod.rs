@@ -1,0 +1,70 @@
+//! The RoBERTa encoder of transformers 2.5 (spec §4.2): embeddings, post-LN layers, pooler.
+
+mod embeddings;
+mod layer;
+mod positions;
+
+pub use embeddings::Embeddings;
+pub use layer::EncoderLayer;
+pub use positions::padding_aware_positions;
+
+use candle_core::{DType, Tensor};
+
+use crate::init::Params;
+use crate::layers::Linear;
+use crate::Result;
+
+/// `encoder.*`: embeddings, `encoder.layer.N`, `pooler.dense` (present in checkpoints, unused).
+#[derive(Debug, Clone)]
+pub struct RobertaEncoder {
+    embeddings: Embeddings,
+    layers: Vec<EncoderLayer>,
+    /// Kept so the Vars exist and round-trip; its output is never used (§4.5).
+    #[allow(dead_code)]
+    pooler: Linear,
+}
+
+impl RobertaEncoder {
+    pub(crate) fn new(p: &Params) -> Result<Self> {
+        let h = p.cfg.hidden_size;
+        let layers = (0..p.cfg.num_hidden_layers)
+            .map(|l| EncoderLayer::new(&p.pp("encoder.layer").pp(l)))
+            .collect::<Result<Vec<_>>>()?;
+        let pooler_p = p.pp("pooler.dense");
+        Ok(Self {
+            embeddings: Embeddings::new(&p.pp("embeddings"))?,
+            layers,
+            pooler: Linear::new(
+                pooler_p.get("weight", &[h, h])?,
+                Some(pooler_p.get("bias", &[h])?),
+            ),
+        })
+    }
+
+    /// The embedding module (shared with the decoder inputs).
+    pub fn embeddings(&self) -> &Embeddings {
+        &self.embeddings
+    }
+
+    /// Last hidden state `[n, S, H]` for `source_ids [n, S]` (u32) and `source_mask [n, S]`
+    /// (1 real, 0 pad; any dtype). Pads are masked as keys with −10000.
+    pub fn forward(
+        &self,
+        source_ids: &Tensor,
+        source_mask: &Tensor,
+        dtype: DType,
+        train: bool,
+    ) -> Result<Tensor> {
+        let (n, s) = source_mask.dims2()?;
+        // (1 − mask) × −10000 = mask × 10000 − 10000
+        let mask_term = source_mask
+            .to_dtype(DType::F32)?
+            .affine(10000.0, -10000.0)?
+            .reshape((n, 1, 1, s))?;
+        let mut h = self.embeddings.forward(source_ids, dtype, train)?;
+        for layer in &self.layers {
+            h = layer.forward(&h, &mask_term, train)?;
+        }
+        Ok(h)
+    }
+}

@@ -1,0 +1,42 @@
+//! `y = x·Wᵀ + b` with PyTorch's weight layout `[out, in]`.
+
+use candle_core::Tensor;
+
+use super::cast;
+
+/// A linear layer over the last dimension of an input of any rank.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    weight: Tensor,
+    bias: Option<Tensor>,
+}
+
+impl Linear {
+    /// Wrap a `[out, in]` weight and an optional `[out]` bias.
+    pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
+        Self { weight, bias }
+    }
+
+    /// The `[out, in]` weight.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// Apply to `x [.., in]`, giving `[.., out]` in the dtype of `x`.
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let (&in_dim, lead) = dims
+            .split_last()
+            .ok_or_else(|| candle_core::Error::Msg("linear: scalar input".into()))?;
+        let rows: usize = lead.iter().product();
+        let w = cast(&self.weight, x.dtype())?;
+        let x2 = x.reshape((rows, in_dim))?;
+        let mut y = x2.matmul(&w.t()?)?;
+        if let Some(b) = &self.bias {
+            y = y.broadcast_add(&cast(b, x.dtype())?)?;
+        }
+        let mut out_dims = lead.to_vec();
+        out_dims.push(w.dim(0)?);
+        y.reshape(out_dims)
+    }
+}

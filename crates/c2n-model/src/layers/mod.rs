@@ -1,0 +1,29 @@
+//! Building blocks written from primitive Candle ops, so that every parameter gets a gradient.
+//!
+//! Candle's fused `layer_norm`, `softmax_last_dim` and `sdpa` have no backward pass (see
+//! `docs/candle-notes.md`); these layers avoid them. Every layer computes in the dtype of its
+//! input (weights are cast on the fly, a no-op for f32), while LayerNorm statistics and
+//! attention softmax always run in f32.
+
+mod activation;
+mod attention;
+mod dropout;
+mod layer_norm;
+mod linear;
+
+pub use activation::apply_activation;
+pub use attention::{attend, merge_heads, split_heads};
+pub use dropout::dropout;
+pub use layer_norm::LayerNorm;
+pub use linear::Linear;
+
+use candle_core::{DType, Tensor};
+
+/// `t` in `dtype`, without a copy when it already is.
+pub(crate) fn cast(t: &Tensor, dtype: DType) -> candle_core::Result<Tensor> {
+    if t.dtype() == dtype {
+        Ok(t.clone())
+    } else {
+        t.to_dtype(dtype)
+    }
+}

@@ -1,0 +1,289 @@
+//! The code2nl `Seq2Seq` model (spec §4.1, §4.4, §5): encoder + decoder + `tanh(dense)` +
+//! LM head tied to the word embeddings, and the token-mean loss.
+
+use candle_core::{DType, Device, Tensor, D};
+use candle_nn::VarMap;
+
+use crate::config::ModelConfig;
+use crate::decoder::{causal_mask, memory_key_padding_mask, DecoderLayer};
+use crate::encoder::{Embeddings, RobertaEncoder};
+use crate::init::Params;
+use crate::keys::{self, ParamSpec};
+use crate::layers::{cast, Linear};
+use crate::{ModelError, Result};
+
+/// The loss of §5: `loss = Σ_active −log p / N_act`, `loss_sum = loss × N_act`.
+#[derive(Debug, Clone)]
+pub struct LossOutput {
+    /// Scalar f32 token-mean loss over the active target positions of the whole batch.
+    pub loss: Tensor,
+    /// Scalar f32 `loss × N_act` (what the reference sums for the dev loss).
+    pub loss_sum: Tensor,
+    /// Number of active positions (`target_mask[:, 1:] == 1`).
+    pub n_active: usize,
+}
+
+/// Encoder–decoder model whose parameters live in a [`VarMap`] under code2nl key names.
+#[derive(Clone)]
+pub struct Seq2Seq {
+    cfg: ModelConfig,
+    varmap: VarMap,
+    device: Device,
+    compute_dtype: DType,
+    encoder: RobertaEncoder,
+    decoder: Vec<DecoderLayer>,
+    dense: Linear,
+}
+
+impl Seq2Seq {
+    /// Build the model on `device`, taking its Vars from `varmap` and creating the missing
+    /// ones with the reference initialisation (§4.5; see [`crate::init`]). When the decoder
+    /// is created fresh, all its layers are copies of layer 0, as in the reference.
+    pub fn new(cfg: &ModelConfig, varmap: &VarMap, device: &Device) -> Result<Self> {
+        cfg.validate()?;
+        let first_decoder_key = "decoder.layers.0.self_attn.in_proj_weight";
+        let fresh_decoder = !varmap_contains(varmap, first_decoder_key);
+        let p = Params::new(cfg, varmap, device);
+        let encoder = RobertaEncoder::new(&p.pp("encoder"))?;
+        let decoder = (0..cfg.decoder_layers)
+            .map(|l| DecoderLayer::new(&p.pp("decoder.layers").pp(l)))
+            .collect::<Result<Vec<_>>>()?;
+        let h = cfg.hidden_size;
+        let dense_p = p.pp("dense");
+        let dense = Linear::new(
+            dense_p.get("weight", &[h, h])?,
+            Some(dense_p.get("bias", &[h])?),
+        );
+        if fresh_decoder {
+            copy_decoder_layer_zero(cfg, varmap)?;
+        }
+        Ok(Self {
+            cfg: cfg.clone(),
+            varmap: varmap.clone(),
+            device: device.clone(),
+            compute_dtype: DType::F32,
+            encoder,
+            decoder,
+            dense,
+        })
+    }
+
+    /// Compute in `dtype` (f32, bf16, f16) while the Vars stay f32: weights are cast in the
+    /// forward pass, LayerNorm statistics, attention softmax, loss and log-probs stay f32.
+    pub fn with_compute_dtype(mut self, dtype: DType) -> Self {
+        self.compute_dtype = dtype;
+        self
+    }
+
+    /// The dtype of activations.
+    pub fn compute_dtype(&self) -> DType {
+        self.compute_dtype
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The parameters, by code2nl key (shared with the model: setting a Var updates it).
+    pub fn varmap(&self) -> &VarMap {
+        &self.varmap
+    }
+
+    /// Names of the trainable parameters in state-dict order (309 for the reference model):
+    /// no `bias` buffer, the tied embedding matrix once, the pooler included (it gets no
+    /// gradient; the trainer skips parameters without one).
+    pub fn trainable_var_names(&self) -> Vec<String> {
+        self.param_specs().into_iter().map(|p| p.name).collect()
+    }
+
+    /// Names and shapes of the trainable parameters in state-dict order.
+    pub fn param_specs(&self) -> Vec<ParamSpec> {
+        keys::param_specs(&self.cfg)
+    }
+
+    /// The embedding module shared by encoder and decoder inputs.
+    pub fn embeddings(&self) -> &Embeddings {
+        self.encoder.embeddings()
+    }
+
+    /// The decoder layers.
+    pub fn decoder_layers(&self) -> &[DecoderLayer] {
+        &self.decoder
+    }
+
+    /// Encoder output `[n, S, H]` (compute dtype) for u32 `source_ids [n, S]` and a 1/0
+    /// `source_mask [n, S]`.
+    pub fn encode(&self, source_ids: &Tensor, source_mask: &Tensor, train: bool) -> Result<Tensor> {
+        check_same_shape(source_ids, source_mask, "source_ids", "source_mask")?;
+        self.encoder
+            .forward(source_ids, source_mask, self.compute_dtype, train)
+    }
+
+    /// Decoder stack + `tanh(dense)` for a whole target prefix: `[n, T, H]`.
+    pub fn decode_hidden(
+        &self,
+        target_ids: &Tensor,
+        memory: &Tensor,
+        source_mask: &Tensor,
+        train: bool,
+    ) -> Result<Tensor> {
+        let (_, t) = target_ids.dims2()?;
+        if t > keys::CAUSAL_BUFFER_SIZE {
+            return Err(ModelError::InvalidInput(format!(
+                "target length {t} exceeds the causal buffer ({})",
+                keys::CAUSAL_BUFFER_SIZE
+            )));
+        }
+        let causal = causal_mask(t, &self.device)?;
+        let memory_mask = memory_key_padding_mask(source_mask)?;
+        let mut x = self
+            .embeddings()
+            .forward(target_ids, self.compute_dtype, train)?;
+        for layer in &self.decoder {
+            x = layer.forward(&x, memory, &causal, &memory_mask, train)?;
+        }
+        self.head_hidden(&x)
+    }
+
+    /// `tanh(dense(x))`.
+    pub fn head_hidden(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(self.dense.forward(x)?.tanh()?)
+    }
+
+    /// Logits `h · W_embᵀ` over the vocabulary, in f32, for hidden states `[.., H]`.
+    pub fn lm_logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        let w = cast(self.embeddings().word_embeddings(), hidden.dtype())?;
+        let dims = hidden.dims().to_vec();
+        let h = *dims.last().ok_or_else(|| {
+            ModelError::InvalidInput("lm_logits: scalar hidden state".into())
+        })?;
+        let rows = hidden.elem_count() / h.max(1);
+        let logits = hidden.reshape((rows, h))?.matmul(&w.t()?)?;
+        let mut out_dims = dims[..dims.len() - 1].to_vec();
+        out_dims.push(self.cfg.vocab_size);
+        Ok(cast(&logits, DType::F32)?.reshape(out_dims)?)
+    }
+
+    /// Teacher-forced logits `[n, T, V]` (f32), §4.4.
+    pub fn logits(
+        &self,
+        source_ids: &Tensor,
+        source_mask: &Tensor,
+        target_ids: &Tensor,
+        train: bool,
+    ) -> Result<Tensor> {
+        let memory = self.encode(source_ids, source_mask, train)?;
+        let hidden = self.decode_hidden(target_ids, &memory, source_mask, train)?;
+        self.lm_logits(&hidden)
+    }
+
+    /// The §5 loss: positions `t` predict `target_ids[:, t+1]` where `target_mask[:, t+1] = 1`;
+    /// the mean is over those positions in the whole batch. Logits are computed only at
+    /// active positions (same values, less memory).
+    pub fn forward_loss(
+        &self,
+        source_ids: &Tensor,
+        source_mask: &Tensor,
+        target_ids: &Tensor,
+        target_mask: &Tensor,
+        train: bool,
+    ) -> Result<LossOutput> {
+        check_same_shape(target_ids, target_mask, "target_ids", "target_mask")?;
+        let (n, t) = target_ids.dims2()?;
+        if t < 2 {
+            return Err(ModelError::InvalidInput(format!(
+                "target length {t}: need at least 2 positions for a loss"
+            )));
+        }
+        let memory = self.encode(source_ids, source_mask, train)?;
+        let hidden = self.decode_hidden(target_ids, &memory, source_mask, train)?;
+        let h = self.cfg.hidden_size;
+        let mask = target_mask.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+        let labels = target_ids.to_dtype(DType::U32)?.to_vec2::<u32>()?;
+        let mut rows = Vec::new();
+        let mut gold = Vec::new();
+        for b in 0..n {
+            for pos in 0..t - 1 {
+                if mask[b][pos + 1] != 0.0 {
+                    rows.push((b * t + pos) as u32);
+                    gold.push(labels[b][pos + 1]);
+                }
+            }
+        }
+        let n_active = rows.len();
+        if n_active == 0 {
+            return Err(ModelError::InvalidInput(
+                "no active target position (target_mask[:, 1:] is all 0)".into(),
+            ));
+        }
+        let rows = Tensor::from_vec(rows, n_active, &self.device)?;
+        let gold = Tensor::from_vec(gold, (n_active, 1), &self.device)?;
+        let active_hidden = hidden.reshape((n * t, h))?.index_select(&rows, 0)?;
+        let logits = self.lm_logits(&active_hidden)?;
+        let log_probs = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+        let picked = log_probs.gather(&gold, 1)?;
+        let loss_sum_exact = picked.sum_all()?.neg()?;
+        let loss = (loss_sum_exact / n_active as f64)?;
+        // The reference returns the f32 product loss × N_act, not the raw sum.
+        let loss_sum = (&loss * n_active as f64)?;
+        Ok(LossOutput {
+            loss,
+            loss_sum,
+            n_active,
+        })
+    }
+}
+
+impl std::fmt::Debug for Seq2Seq {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Seq2Seq")
+            .field("config", &self.cfg)
+            .field("device", &self.device)
+            .field("compute_dtype", &self.compute_dtype)
+            .finish_non_exhaustive()
+    }
+}
+
+fn varmap_contains(varmap: &VarMap, key: &str) -> bool {
+    varmap
+        .data()
+        .lock()
+        .map(|d| d.contains_key(key))
+        .unwrap_or(false)
+}
+
+/// §4.5: one decoder layer is built and deep-copied, so all layers start identical.
+fn copy_decoder_layer_zero(cfg: &ModelConfig, varmap: &VarMap) -> Result<()> {
+    let data = varmap
+        .data()
+        .lock()
+        .map_err(|_| ModelError::InvalidInput("VarMap lock poisoned".into()))?;
+    for spec in keys::decoder_layer_param_specs(cfg) {
+        let src = data
+            .get(&format!("decoder.layers.0.{}", spec.name))
+            .map(|v| v.as_tensor().copy())
+            .transpose()?;
+        let Some(src) = src else { continue };
+        for l in 1..cfg.decoder_layers {
+            if let Some(var) = data.get(&format!("decoder.layers.{l}.{}", spec.name)) {
+                var.set(&src)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_same_shape(a: &Tensor, b: &Tensor, an: &str, bn: &str) -> Result<()> {
+    if a.dims() != b.dims() || a.rank() != 2 {
+        return Err(ModelError::InvalidInput(format!(
+            "{an} {:?} and {bn} {:?} must both be [n, L]",
+            a.dims(),
+            b.dims()
+        )));
+    }
+    Ok(())
+}
