@@ -1,0 +1,46 @@
+//! The one error type of this crate.
+
+/// Everything that can go wrong while reading or scoring `idx<TAB>text` files.
+///
+/// `origin` fields name where the text came from: a file path, `<stdin>` or `<memory>`.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    /// A file could not be opened, read or written.
+    #[error("{path}: {error}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The operating-system error.
+        #[source]
+        error: std::io::Error,
+    },
+    /// The text is not UTF-8 (the reference opens files as strict UTF-8).
+    #[error("{origin}:{line}: not valid UTF-8")]
+    InvalidUtf8 {
+        /// Where the text came from.
+        origin: String,
+        /// 1-based line number of the first invalid byte.
+        line: usize,
+    },
+    /// A gold line without exactly one tab; the reference fails to unpack it.
+    #[error(
+        "{origin}:{line}: a gold line must be `idx<TAB>text` with exactly one tab, found {tabs}"
+    )]
+    GoldLine {
+        /// Where the gold text came from.
+        origin: String,
+        /// 1-based line number.
+        line: usize,
+        /// How many tabs the line has.
+        tabs: usize,
+    },
+    /// No gold id has a prediction, so the mean over matched ids is undefined
+    /// (the reference divides by zero).
+    #[error("no gold id has a prediction ({gold_ids} gold ids, {predictions} predictions): BLEU is undefined")]
+    NoMatchedIds {
+        /// Distinct ids in the gold text.
+        gold_ids: usize,
+        /// Distinct ids among the predictions.
+        predictions: usize,
+    },
+}

@@ -1,0 +1,119 @@
+//! Reading and writing CodeXGLUE `idx<TAB>text` files (spec §9.1).
+//!
+//! Files are strict UTF-8 and split into lines the way Python's text mode does
+//! ("universal newlines": `\r\n`, `\r` and `\n` all end a line).
+
+use std::io::{BufWriter, Read, Write};
+use std::path::Path;
+
+use crate::error::EvalError;
+
+/// Splits `text` into lines like Python's universal-newline text mode, without terminators.
+///
+/// A final line without a terminator is kept; a terminator at the very end adds no empty line.
+pub fn python_lines(text: &str) -> Vec<&str> {
+    let mut lines = Vec::new();
+    let bytes = text.as_bytes();
+    let mut start = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\n' => {
+                lines.push(&text[start..i]);
+                start = i + 1;
+            }
+            b'\r' => {
+                lines.push(&text[start..i]);
+                if bytes.get(i + 1) == Some(&b'\n') {
+                    i += 1;
+                }
+                start = i + 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    if start < bytes.len() {
+        lines.push(&text[start..]);
+    }
+    lines
+}
+
+/// Decodes bytes as strict UTF-8; the error names `source` and the line of the first bad byte.
+pub fn decode_utf8(bytes: Vec<u8>, source: &str) -> Result<String, EvalError> {
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = e.utf8_error().valid_up_to();
+        let bytes = e.as_bytes();
+        let line = 1 + bytes[..valid].iter().filter(|&&b| b == b'\n').count();
+        EvalError::InvalidUtf8 {
+            origin: source.to_owned(),
+            line,
+        }
+    })
+}
+
+/// Reads a whole UTF-8 text file.
+pub fn read_text(path: &Path) -> Result<String, EvalError> {
+    let name = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|error| EvalError::Io {
+        path: name.clone(),
+        error,
+    })?;
+    decode_utf8(bytes, &name)
+}
+
+/// Reads all of `reader` (e.g. standard input) as UTF-8; `source` names it in errors.
+pub fn read_text_from(mut reader: impl Read, source: &str) -> Result<String, EvalError> {
+    let mut bytes = Vec::new();
+    reader
+        .read_to_end(&mut bytes)
+        .map_err(|error| EvalError::Io {
+            path: source.to_owned(),
+            error,
+        })?;
+    decode_utf8(bytes, source)
+}
+
+/// Writes one `"<idx>\t<text>\n"` line per entry, as the reference writes `dev.gold`,
+/// `test_<j>.output` and friends. Texts are written as given: like the reference, a text
+/// containing a line break would split its line.
+pub fn write_idx_text<I, D, T>(path: &Path, entries: I) -> Result<(), EvalError>
+where
+    I: IntoIterator<Item = (D, T)>,
+    D: std::fmt::Display,
+    T: AsRef<str>,
+{
+    let io_error = |error| EvalError::Io {
+        path: path.display().to_string(),
+        error,
+    };
+    let file = std::fs::File::create(path).map_err(io_error)?;
+    let mut out = BufWriter::new(file);
+    for (idx, text) in entries {
+        writeln!(out, "{idx}\t{}", text.as_ref()).map_err(io_error)?;
+    }
+    out.flush().map_err(io_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn universal_newlines() {
+        assert_eq!(python_lines("a\r\nb\rc\nd"), ["a", "b", "c", "d"]);
+        assert_eq!(python_lines("a\n\n"), ["a", ""]);
+        assert_eq!(python_lines(""), Vec::<&str>::new());
+        assert_eq!(python_lines("\r\r\n"), ["", ""]);
+    }
+
+    #[test]
+    fn invalid_utf8_names_the_line() {
+        let err = decode_utf8(b"0\tok\n1\tbad \xff\n".to_vec(), "x.gold").unwrap_err();
+        assert!(
+            matches!(err, EvalError::InvalidUtf8 { line: 2, .. }),
+            "{err}"
+        );
+        assert_eq!(err.to_string(), "x.gold:2: not valid UTF-8");
+    }
+}
