@@ -1,0 +1,117 @@
+//! Drivers that run beams against a [`NextTokenLogProbs`] session.
+//!
+//! - [`beam_search`]: B examples × K rows through one session. Every example has its own
+//!   [`Beam`]; after each step the examples whose beam is `done()` are **frozen**: their
+//!   rows are left out of the next `origin`, so the session drops them (and their cache),
+//!   and their beam is never advanced again. Advancing a done beam would append more
+//!   finished entries and change `getFinal` (§6.8), so freezing is what keeps the batched
+//!   result equal to decoding each example alone.
+//! - [`reference_search`]: one example, K rows, the literal full-sort selection and rules
+//!   off: the plain reference algorithm (§6.1), used as the baseline in tests and benches.
+
+use super::output::BeamOutput;
+use super::reference::{Beam, Selection};
+use super::rules::BeamRules;
+use crate::generation::GenerationConfig;
+use crate::{ModelError, NextTokenLogProbs, Result};
+
+/// Decode `num_examples` examples whose session holds `num_examples × K` rows, example `i`
+/// owning rows `i·K .. (i+1)·K` (K = `config.effective_beam_size()`).
+///
+/// Returns one [`BeamOutput`] per example, in order. With reference settings every output
+/// equals [`reference_search`] run on that example alone.
+pub fn beam_search<S: NextTokenLogProbs + ?Sized>(
+    session: &mut S,
+    num_examples: usize,
+    config: &GenerationConfig,
+) -> Result<Vec<BeamOutput>> {
+    config.validate()?;
+    let beam_size = config.effective_beam_size();
+    let mut beams: Vec<Beam> = (0..num_examples)
+        .map(|_| {
+            Beam::with_rules(
+                beam_size,
+                config.sos_id,
+                config.eos_id,
+                config.rules(),
+                Selection::Streaming,
+            )
+        })
+        .collect();
+    run_beams(session, &mut beams, config)?;
+    Ok(beams
+        .iter()
+        .map(|beam| beam.output(config.max_length))
+        .collect())
+}
+
+/// Decode one example with the plain reference algorithm; the session holds K rows.
+///
+/// Rules are off whatever `config` says: only `beam_size`, `max_length`, `sos_id` and
+/// `eos_id` are used.
+pub fn reference_search<S: NextTokenLogProbs + ?Sized>(
+    session: &mut S,
+    config: &GenerationConfig,
+) -> Result<BeamOutput> {
+    config.validate()?;
+    let mut beams = vec![Beam::with_rules(
+        config.beam_size,
+        config.sos_id,
+        config.eos_id,
+        BeamRules::default(),
+        Selection::FullSort,
+    )];
+    run_beams(session, &mut beams, config)?;
+    Ok(beams[0].output(config.max_length))
+}
+
+/// The step loop shared by both drivers.
+fn run_beams<S: NextTokenLogProbs + ?Sized>(
+    session: &mut S,
+    beams: &mut [Beam],
+    config: &GenerationConfig,
+) -> Result<()> {
+    let Some(beam_size) = beams.first().map(Beam::size) else {
+        return Ok(());
+    };
+    let vocab = session.vocab_size();
+    let rows = beams.len() * beam_size;
+    // Examples still decoding, in the order their rows appear in the session.
+    let mut live: Vec<usize> = (0..beams.len()).collect();
+    let mut origin: Vec<u32> = (0..rows as u32).collect();
+    let mut tokens: Vec<u32> = vec![config.sos_id; rows];
+    for _ in 0..config.max_length {
+        if live.is_empty() {
+            break;
+        }
+        let logp = session.step(&origin, &tokens)?;
+        let block = beam_size * vocab;
+        if logp.len() != live.len() * block {
+            return Err(ModelError::InvalidInput(format!(
+                "session returned {} log-probabilities for {} rows of vocabulary {vocab}",
+                logp.len(),
+                live.len() * beam_size
+            )));
+        }
+        for (slot, &example) in live.iter().enumerate() {
+            beams[example].advance(&logp[slot * block..(slot + 1) * block], vocab)?;
+        }
+        // Next step: only the rows of examples that are not done, re-ordered by their origins.
+        origin.clear();
+        tokens.clear();
+        let mut still_live = Vec::with_capacity(live.len());
+        for (slot, &example) in live.iter().enumerate() {
+            let beam = &beams[example];
+            if beam.done() {
+                continue;
+            }
+            let base = (slot * beam_size) as u32;
+            let beam_origin = beam.current_origin().unwrap_or(&[]);
+            origin.extend(beam_origin.iter().map(|&row| base + row));
+            tokens.extend_from_slice(beam.current_tokens());
+            still_live.push(example);
+        }
+        live = still_live;
+    }
+    Ok(())
+}
