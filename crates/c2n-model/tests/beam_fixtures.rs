@@ -91,9 +91,21 @@ fn check_against_reference(fixture: &Fixture, out: &BeamOutput, driver: &str) {
     let json = &fixture.json;
     let k = fixture.config.beam_size;
     assert_eq!(out.hypotheses.len(), k, "{name}: K hypotheses");
-    assert_eq!(out.steps, json["steps"].as_u64().unwrap() as usize, "{name}: steps");
-    assert_eq!(out.done, json["stopped_by_done"].as_bool().unwrap(), "{name}: stop reason");
-    assert_eq!(out.eos_top, json["eos_top"].as_bool().unwrap(), "{name}: eos_top");
+    assert_eq!(
+        out.steps,
+        json["steps"].as_u64().unwrap() as usize,
+        "{name}: steps"
+    );
+    assert_eq!(
+        out.done,
+        json["stopped_by_done"].as_bool().unwrap(),
+        "{name}: stop reason"
+    );
+    assert_eq!(
+        out.eos_top,
+        json["eos_top"].as_bool().unwrap(),
+        "{name}: eos_top"
+    );
     let rows: Vec<Vec<u32>> = json["rows"].as_array().unwrap().iter().map(ids).collect();
     assert_eq!(out.rows, rows, "{name}: padded rows");
     for (rank, (ours, theirs)) in out
@@ -102,9 +114,21 @@ fn check_against_reference(fixture: &Fixture, out: &BeamOutput, driver: &str) {
         .zip(json["final"].as_array().unwrap())
         .enumerate()
     {
-        assert_eq!(ours.step, theirs[1].as_u64().unwrap() as usize, "{name}: final[{rank}].t");
-        assert_eq!(ours.row, theirs[2].as_u64().unwrap() as usize, "{name}: final[{rank}].k");
-        assert_close(ours.score, theirs[0].as_f64().unwrap(), &format!("{name}: final[{rank}]"));
+        assert_eq!(
+            ours.step,
+            theirs[1].as_u64().unwrap() as usize,
+            "{name}: final[{rank}].t"
+        );
+        assert_eq!(
+            ours.row,
+            theirs[2].as_u64().unwrap() as usize,
+            "{name}: final[{rank}].k"
+        );
+        assert_close(
+            ours.score,
+            theirs[0].as_f64().unwrap(),
+            &format!("{name}: final[{rank}]"),
+        );
     }
     for (rank, (ours, theirs)) in out
         .hypotheses
@@ -112,16 +136,27 @@ fn check_against_reference(fixture: &Fixture, out: &BeamOutput, driver: &str) {
         .zip(json["hypotheses"].as_array().unwrap())
         .enumerate()
     {
-        assert_eq!(ours.ids, ids(&theirs["ids"]), "{name}: hypothesis {rank} ids");
-        assert_close(ours.score, theirs["score"].as_f64().unwrap(), &format!("{name}: hyp {rank}"));
+        assert_eq!(
+            ours.ids,
+            ids(&theirs["ids"]),
+            "{name}: hypothesis {rank} ids"
+        );
+        assert_close(
+            ours.score,
+            theirs["score"].as_f64().unwrap(),
+            &format!("{name}: hyp {rank}"),
+        );
     }
     let finished = json["finished_by_advance"].as_array().unwrap();
     assert_eq!(out.finished.len(), finished.len(), "{name}: finished count");
     for (ours, theirs) in out.finished.iter().zip(finished) {
-        assert_eq!((ours.step, ours.row), (
-            theirs[1].as_u64().unwrap() as usize,
-            theirs[2].as_u64().unwrap() as usize
-        ));
+        assert_eq!(
+            (ours.step, ours.row),
+            (
+                theirs[1].as_u64().unwrap() as usize,
+                theirs[2].as_u64().unwrap() as usize
+            )
+        );
     }
 }
 

@@ -384,7 +384,9 @@ mod tests {
 
     #[test]
     fn flat_index_splits_into_origin_and_word() {
-        let step1 = vec![-0.5, -1.0, -4.0, -0.25, -9.0, -9.0, -9.0, -9.0, -9.0, -9.0, -9.0, -9.0];
+        let step1 = vec![
+            -0.5, -1.0, -4.0, -0.25, -9.0, -9.0, -9.0, -9.0, -9.0, -9.0, -9.0, -9.0,
+        ];
         // Rows after step 1: [3] -0.25, [0] -0.5, [1] -1.0.
         let step2 = vec![
             -2.0, -3.0, -4.0, -1.0, // row 0: best -1.25 (flat 3)
@@ -442,7 +444,9 @@ mod tests {
     #[test]
     fn final_entries_sort_ties_stably_and_put_finished_first() {
         // Step 1: [EOS] -1.0 (row 1, finished), [3] -0.5 (row 0), [1] -2.0 (row 2).
-        let step1 = vec![-9.0, -2.0, -1.0, -0.5, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0];
+        let step1 = vec![
+            -9.0, -2.0, -1.0, -0.5, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
+        ];
         // Step 2: row 0 (-0.5) gives [3, EOS] at -1.0, a tie with the step-1 entry; row 2
         // (-2.0) gives [1, 1] at -2.25. Row 1 is dead.
         let step2 = vec![
@@ -479,7 +483,9 @@ mod tests {
 
     #[test]
     fn nothing_finished_gives_row_zero_twice() {
-        let step = vec![-1.0, -0.5, -9.0, -0.25, -1.0, -0.5, -9.0, -0.25, -1.0, -0.5, -9.0, -0.25];
+        let step = vec![
+            -1.0, -0.5, -9.0, -0.25, -1.0, -0.5, -9.0, -0.25, -1.0, -0.5, -9.0, -0.25,
+        ];
         let beam = both_selections(3, &[step.clone(), step], 4);
         let rows: Vec<usize> = beam.final_entries().iter().map(|e| e.row).collect();
         assert_eq!(rows, vec![0, 0, 1]);

@@ -94,15 +94,16 @@ impl NextTokenLogProbs for TableSession<'_> {
 
     fn step(&mut self, origin: &[u32], tokens: &[u32]) -> c2n_model::Result<Vec<f32>> {
         if origin.len() != tokens.len() {
-            return Err(ModelError::InvalidInput("origin/tokens lengths differ".into()));
+            return Err(ModelError::InvalidInput(
+                "origin/tokens lengths differ".into(),
+            ));
         }
         let rows: Vec<(usize, Vec<u32>)> = if self.started {
             let mut rows = Vec::with_capacity(origin.len());
             for (&from, &token) in origin.iter().zip(tokens) {
-                let (example, history) = self
-                    .rows
-                    .get(from as usize)
-                    .ok_or_else(|| ModelError::InvalidInput(format!("origin {from} out of range")))?;
+                let (example, history) = self.rows.get(from as usize).ok_or_else(|| {
+                    ModelError::InvalidInput(format!("origin {from} out of range"))
+                })?;
                 let mut history = history.clone();
                 history.push(token);
                 rows.push((*example, history));
@@ -111,10 +112,14 @@ impl NextTokenLogProbs for TableSession<'_> {
         } else {
             // First call: every row starts from `<s>` alone.
             if origin.len() != self.models.len() * self.beam {
-                return Err(ModelError::InvalidInput("first step must list every row".into()));
+                return Err(ModelError::InvalidInput(
+                    "first step must list every row".into(),
+                ));
             }
             self.started = true;
-            (0..origin.len()).map(|i| (i / self.beam, Vec::new())).collect()
+            (0..origin.len())
+                .map(|i| (i / self.beam, Vec::new()))
+                .collect()
         };
         self.rows = rows;
         self.rows_per_step.push(self.rows.len());
