@@ -1,0 +1,57 @@
+//! The one error type of `c2n-train`.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while configuring, running, saving or resuming training.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A tensor operation failed inside Candle.
+    #[error("candle: {0}")]
+    Candle(#[from] candle_core::Error),
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A JSON or TOML file could not be parsed.
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    /// A configuration value is invalid or two settings contradict each other.
+    #[error("invalid training config: {0}")]
+    Config(String),
+    /// A saved training state does not fit the run it should resume.
+    #[error("cannot resume from {path}: {message}")]
+    Resume { path: PathBuf, message: String },
+    /// A caller passed inconsistent inputs (parameter names, shapes, sizes).
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// The requested compute device is not available in this build or on this machine.
+    #[error("device `{requested}` is not available: {reason}")]
+    Device { requested: String, reason: String },
+    /// The model crate reported an error.
+    #[error("model: {0}")]
+    Model(#[from] c2n_model::ModelError),
+}
+
+impl TrainError {
+    /// Wraps an I/O error together with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Wraps a parse failure together with the path it concerns.
+    pub fn parse(path: impl Into<PathBuf>, message: impl std::fmt::Display) -> Self {
+        Self::Parse {
+            path: path.into(),
+            message: message.to_string(),
+        }
+    }
+}
+
+/// Result alias for this crate.
+pub type Result<T, E = TrainError> = std::result::Result<T, E>;

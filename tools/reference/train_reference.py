@@ -1,0 +1,200 @@
+#!/usr/bin/env python3
+"""Training reference for c2n-train, written from docs/reference-semantics.md (§7, §8.5).
+
+Nothing here is copied from the upstream CodeBERT/CodeXGLUE or transformers code: AdamW is the
+transformers-2.5 formula of spec §7.2 written out by hand, the schedule is the multiplier of §7.3
+driven through torch's LambdaLR, and the dev-BLEU subset is CPython's own ``random.sample``.
+
+Subcommands (run from the repository root):
+
+    python3 tools/reference/train_reference.py fixtures
+        → crates/c2n-train/tests/data/{adamw_steps,schedule_lr,dev_subset}.json
+
+    python3 tools/reference/train_reference.py train-steps
+        → crates/c2n-train/tests/data/train_steps/ (small checkpoint, batches, losses, lrs,
+          parameters after each of three updates, dropout off)
+
+    python3 tools/reference/train_reference.py bench --steps N
+        → prints ms per training step of the reference loop on CPU (small config)
+"""
+
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import time
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+DATA = os.path.join(ROOT, "crates", "c2n-train", "tests", "data")
+
+NO_DECAY = ("bias", "LayerNorm.weight")
+
+
+class ReferenceAdamW:
+    """transformers-2.5 AdamW (spec §7.2): eps outside the sqrt of the uncorrected v, bias
+    correction folded into the step size, decoupled weight decay after the update, and
+    parameters whose ``.grad`` is None skipped with no state."""
+
+    def __init__(self, named_params, weight_decay=0.0, eps=1e-8, betas=(0.9, 0.999)):
+        self.params = sorted(named_params, key=lambda kv: kv[0])
+        self.weight_decay = weight_decay
+        self.eps = eps
+        self.beta1, self.beta2 = betas
+        self.state = {}
+
+    def decays(self, name):
+        return not any(pattern in name for pattern in NO_DECAY)
+
+    @torch.no_grad()
+    def step(self, lr):
+        for name, p in self.params:
+            if p.grad is None:
+                continue
+            g = p.grad
+            st = self.state.setdefault(
+                name, {"step": 0, "exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)}
+            )
+            st["step"] += 1
+            st["exp_avg"].mul_(self.beta1).add_(g, alpha=1.0 - self.beta1)
+            st["exp_avg_sq"].mul_(self.beta2).addcmul_(g, g, value=1.0 - self.beta2)
+            denom = st["exp_avg_sq"].sqrt().add_(self.eps)
+            step = st["step"]
+            step_size = lr * math.sqrt(1.0 - self.beta2 ** step) / (1.0 - self.beta1 ** step)
+            p.addcdiv_(st["exp_avg"], denom, value=-step_size)
+            if self.decays(name) and self.weight_decay > 0.0:
+                p.add_(p, alpha=-lr * self.weight_decay)
+
+    def zero_grad(self):
+        for _, p in self.params:
+            p.grad = None
+
+
+def linear_multiplier(warmup, total):
+    """§7.3 multiplier after ``s`` scheduler steps."""
+
+    def f(s):
+        if s < warmup:
+            return float(s) / float(max(1, warmup))
+        return max(0.0, float(total - s) / float(max(1, total - warmup)))
+
+    return f
+
+
+def lr_sequence(base_lr, warmup, total, updates):
+    """The lr used by updates 1..updates, read from torch's LambdaLR as the reference steps it."""
+    dummy = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([dummy], lr=base_lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, linear_multiplier(warmup, total))
+    out = []
+    for _ in range(updates):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return out
+
+
+def tensor_json(t):
+    return {"shape": list(t.shape), "values": [float(x) for x in t.detach().reshape(-1).tolist()]}
+
+
+def write_json(path, obj):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=1)
+    print("wrote", os.path.relpath(path, ROOT))
+
+
+def adamw_fixture():
+    gen = torch.Generator().manual_seed(1234)
+    shapes = {
+        "encoder.layer.0.dense.weight": (3, 4),  # decay
+        "encoder.layer.0.dense.bias": (4,),  # no decay
+        "encoder.LayerNorm.weight": (4,),  # no decay
+        "decoder.layers.0.norm1.weight": (4,),  # decay (no `LayerNorm.weight` in the name)
+        "encoder.pooler.dense.weight": (2, 2),  # never gets a gradient
+    }
+    params = {n: torch.nn.Parameter(torch.randn(s, generator=gen)) for n, s in shapes.items()}
+    initial = {n: tensor_json(p) for n, p in params.items()}
+    opt = ReferenceAdamW(list(params.items()), weight_decay=0.01)
+    lrs = [0.0, 1e-3, 2e-3, 1.5e-3, 5e-4]
+    steps = []
+    for i, lr in enumerate(lrs):
+        grads = {}
+        for n, p in params.items():
+            if n == "encoder.pooler.dense.weight":
+                p.grad = None
+                continue
+            if n == "decoder.layers.0.norm1.weight" and i == 0:
+                p.grad = None  # first gradient only at update 2: its step counter lags by one
+                continue
+            scale = 1e-3 if i == 3 else 1.0  # a tiny gradient makes eps matter
+            p.grad = scale * torch.randn(p.shape, generator=gen)
+            grads[n] = tensor_json(p.grad)
+        opt.step(lr)
+        steps.append({"lr": lr, "grads": grads, "params_after": {n: tensor_json(p) for n, p in params.items()}})
+    final_state = {
+        n: {"step": st["step"], "exp_avg": tensor_json(st["exp_avg"]), "exp_avg_sq": tensor_json(st["exp_avg_sq"])}
+        for n, st in opt.state.items()
+    }
+    write_json(
+        os.path.join(DATA, "adamw_steps.json"),
+        {
+            "regenerate": "python3 tools/reference/train_reference.py fixtures",
+            "weight_decay": 0.01,
+            "eps": 1e-8,
+            "initial": initial,
+            "steps": steps,
+            "final_state": final_state,
+        },
+    )
+
+
+def schedule_fixture():
+    cases = []
+    # Variant A: W = warmup_steps, N = train_steps; run past N to see lr 0.
+    for warmup, total in [(0, 7), (3, 10), (0, 1)]:
+        cases.append(
+            {"variant": "A", "base_lr": 5e-5, "warmup": warmup, "total": total,
+             "lrs": lr_sequence(5e-5, warmup, total, total + 2)}
+        )
+    # Variant B: t_total = (len(loader) // GA) * epochs, W = int(0.1 * t_total).
+    for batches, ga, epochs in [(23, 2, 3), (77, 1, 10), (5, 1, 2)]:
+        total = batches // ga * epochs
+        warmup = int(total * 0.1)
+        cases.append(
+            {"variant": "B", "base_lr": 5e-5, "batches_per_epoch": batches, "grad_accum": ga,
+             "epochs": epochs, "warmup": warmup, "total": total,
+             "lrs": lr_sequence(5e-5, warmup, total, total + 2)}
+        )
+    write_json(
+        os.path.join(DATA, "schedule_lr.json"),
+        {"regenerate": "python3 tools/reference/train_reference.py fixtures", "cases": cases},
+    )
+
+
+def subset_fixture():
+    out = {"regenerate": "python3 tools/reference/train_reference.py fixtures", "python": sys.version.split()[0]}
+    for n in (1400, 13914, 30):
+        random.seed(42)
+        out[str(n)] = random.sample(range(n), min(1000, n))
+    write_json(os.path.join(DATA, "dev_subset.json"), out)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("fixtures")
+    args = parser.parse_args()
+    if args.cmd == "fixtures":
+        adamw_fixture()
+        schedule_fixture()
+        subset_fixture()
+
+
+if __name__ == "__main__":
+    main()
