@@ -1,0 +1,307 @@
+//! The feature cache: memory-mapped shards plus a JSON manifest with a fingerprint.
+//!
+//! A prepared file lives in `CACHE_DIR/<file stem>-<first 16 hex of the fingerprint>/`:
+//! `manifest.json` and `shard-00000.bin`, `shard-00001.bin`, … (see [`crate::shard`]).
+//! The fingerprint is the sha256 of the format version, the input file's bytes, the tokenizer
+//! files' bytes, the feature lengths and stage, the cleaning config and the strictness. A
+//! second run with the same fingerprint maps the shards without loading the tokenizer. A
+//! manifest that does not parse, has another fingerprint or version, or a shard whose size or
+//! sha256 differs from the manifest makes the folder be rebuilt: nothing is read unverified.
+//! Builds go to a temporary folder that is renamed into place only when complete.
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{DataError, Result};
+use crate::pipeline::{run_file, PipelineConfig, PipelineOptions, PipelineReport};
+use crate::shard::{FeatureStore, ShardBuilder, ShardInfo};
+use crate::tokenizer::{hex, RobertaTokenizer, TokenizerFiles};
+use crate::{CleanConfig, FeatureConfig, Strictness};
+
+/// Bumped whenever the shard layout or the meaning of a feature changes.
+pub const CACHE_FORMAT_VERSION: u32 = 1;
+
+/// Everything `prepare` needs.
+#[derive(Debug, Clone)]
+pub struct PrepareRequest {
+    /// The `.jsonl` or `.jsonl.gz` file.
+    pub data: PathBuf,
+    /// The tokenizer files (loaded only on a cache miss).
+    pub tokenizer: TokenizerFiles,
+    /// Lengths, stage, cleaning, strictness.
+    pub pipeline: PipelineConfig,
+    /// Root of the cache.
+    pub cache_dir: PathBuf,
+    /// Parallel chunk size.
+    pub options: PipelineOptions,
+    /// Features per shard file (bounds memory while building).
+    pub shard_examples: usize,
+    /// Check every shard's sha256 when loading (size and offsets are always checked).
+    pub verify_checksum: bool,
+}
+
+impl PrepareRequest {
+    /// A request with default lengths (256/128, train), no cleaning, lenient reading,
+    /// 65 536 features per shard and checksum verification on.
+    pub fn new(
+        data: impl Into<PathBuf>,
+        tokenizer: TokenizerFiles,
+        cache_dir: impl Into<PathBuf>,
+    ) -> Self {
+        PrepareRequest {
+            data: data.into(),
+            tokenizer,
+            pipeline: PipelineConfig {
+                features: FeatureConfig::default(),
+                clean: CleanConfig::default(),
+                strictness: Strictness::Lenient,
+            },
+            cache_dir: cache_dir.into(),
+            options: PipelineOptions::default(),
+            shard_examples: 65_536,
+            verify_checksum: true,
+        }
+    }
+}
+
+/// The input file as fingerprinted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputInfo {
+    /// Path as given.
+    pub path: PathBuf,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// sha256 (hex) of the bytes.
+    pub sha256: String,
+}
+
+/// `manifest.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// [`CACHE_FORMAT_VERSION`] at build time.
+    pub format_version: u32,
+    /// sha256 (hex) over everything that determines the features.
+    pub fingerprint: String,
+    /// The input file.
+    pub input: InputInfo,
+    /// sha256 of the tokenizer files.
+    pub tokenizer_sha256: String,
+    /// Lengths and stage.
+    pub features: FeatureConfig,
+    /// Cleaning.
+    pub clean: CleanConfig,
+    /// Bad-line policy.
+    pub strictness: Strictness,
+    /// Total features.
+    pub examples: usize,
+    /// Shard files in order.
+    pub shards: Vec<ShardInfo>,
+    /// Read and clean counts of the build.
+    pub report: PipelineReport,
+}
+
+/// How the features were obtained.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheStatus {
+    /// Loaded from a valid cache.
+    Hit,
+    /// No cache existed; built.
+    Built,
+    /// A cache existed but was unusable; rebuilt.
+    Rebuilt {
+        /// Why the old one was rejected.
+        reason: String,
+    },
+}
+
+/// Prepared features.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The features, memory-mapped.
+    pub store: FeatureStore,
+    /// The manifest.
+    pub manifest: Manifest,
+    /// Hit, built or rebuilt.
+    pub status: CacheStatus,
+}
+
+fn sha256_file(path: &Path) -> Result<(u64, String)> {
+    let mut file = fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = file.read(&mut buf).map_err(|e| DataError::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        hasher.update(&buf[..n]);
+    }
+    Ok((total, hex(&hasher.finalize())))
+}
+
+#[derive(Serialize)]
+struct FingerprintInput<'a> {
+    format_version: u32,
+    input_sha256: &'a str,
+    tokenizer_sha256: &'a str,
+    features: &'a FeatureConfig,
+    clean: &'a CleanConfig,
+    strictness: Strictness,
+}
+
+/// Computes the manifest fields that identify a build, without reading the cache.
+pub fn fingerprint(req: &PrepareRequest) -> Result<(InputInfo, String, String)> {
+    let (bytes, sha256) = sha256_file(&req.data)?;
+    let tokenizer_sha256 = req.tokenizer.content_sha256()?;
+    let input = InputInfo {
+        path: req.data.clone(),
+        bytes,
+        sha256,
+    };
+    let canonical = serde_json::to_vec(&FingerprintInput {
+        format_version: CACHE_FORMAT_VERSION,
+        input_sha256: &input.sha256,
+        tokenizer_sha256: &tokenizer_sha256,
+        features: &req.pipeline.features,
+        clean: &req.pipeline.clean,
+        strictness: req.pipeline.strictness,
+    })
+    .map_err(|e| DataError::Config(format!("serializing the fingerprint: {e}")))?;
+    Ok((input, tokenizer_sha256, hex(&Sha256::digest(&canonical))))
+}
+
+/// The folder a request's cache lives in.
+pub fn cache_folder(req: &PrepareRequest, fingerprint: &str) -> PathBuf {
+    let stem = req
+        .data
+        .file_name()
+        .and_then(|s| s.to_str())
+        .map(|s| s.trim_end_matches(".gz").trim_end_matches(".jsonl"))
+        .unwrap_or("data");
+    req.cache_dir.join(format!("{stem}-{}", &fingerprint[..16]))
+}
+
+fn try_load(dir: &Path, fingerprint: &str, verify: bool) -> Result<(FeatureStore, Manifest)> {
+    let path = dir.join("manifest.json");
+    let bytes = fs::read(&path).map_err(|e| DataError::io(&path, e))?;
+    let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| DataError::Cache {
+        path: path.clone(),
+        message: format!("manifest does not parse: {e}"),
+    })?;
+    if manifest.format_version != CACHE_FORMAT_VERSION || manifest.fingerprint != fingerprint {
+        return Err(DataError::Cache {
+            path,
+            message: "fingerprint or format version differs".to_string(),
+        });
+    }
+    let store = FeatureStore::open(dir, &manifest.shards, verify)?;
+    Ok((store, manifest))
+}
+
+/// Loads the features from the cache, or builds (and caches) them.
+///
+/// `progress` gets the number of lines read so far while building.
+pub fn prepare(req: &PrepareRequest, progress: &mut dyn FnMut(usize)) -> Result<Prepared> {
+    req.pipeline.features.validate()?;
+    if req.shard_examples == 0 {
+        return Err(DataError::Config("shard_examples must be positive".into()));
+    }
+    let (input, tokenizer_sha256, fp) = fingerprint(req)?;
+    let dir = cache_folder(req, &fp);
+    let status = if dir.exists() {
+        match try_load(&dir, &fp, req.verify_checksum) {
+            Ok((store, manifest)) => {
+                return Ok(Prepared {
+                    store,
+                    manifest,
+                    status: CacheStatus::Hit,
+                })
+            }
+            Err(e) => CacheStatus::Rebuilt {
+                reason: e.to_string(),
+            },
+        }
+    } else {
+        CacheStatus::Built
+    };
+    let tok = RobertaTokenizer::from_files(&req.tokenizer)?;
+    let manifest = build(req, &tok, &dir, input, tokenizer_sha256, fp, progress)?;
+    let store = FeatureStore::open(&dir, &manifest.shards, req.verify_checksum)?;
+    Ok(Prepared {
+        store,
+        manifest,
+        status,
+    })
+}
+
+fn build(
+    req: &PrepareRequest,
+    tok: &RobertaTokenizer,
+    dir: &Path,
+    input: InputInfo,
+    tokenizer_sha256: String,
+    fingerprint: String,
+    progress: &mut dyn FnMut(usize),
+) -> Result<Manifest> {
+    let tmp = dir.with_extension(format!("partial-{}", std::process::id()));
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp).map_err(|e| DataError::io(&tmp, e))?;
+    }
+    fs::create_dir_all(&tmp).map_err(|e| DataError::io(&tmp, e))?;
+    let mut shards: Vec<ShardInfo> = Vec::new();
+    let mut builder = ShardBuilder::new();
+    let mut sink = |f: crate::features::Feature| -> Result<()> {
+        builder.push(&f);
+        if builder.len() >= req.shard_examples {
+            let name = format!("shard-{:05}.bin", shards.len());
+            shards.push(builder.write(&tmp, &name)?);
+        }
+        Ok(())
+    };
+    let run = run_file(
+        &req.data,
+        tok,
+        &req.pipeline,
+        req.options,
+        &mut sink,
+        progress,
+    );
+    let report = match run {
+        Ok(report) => report,
+        Err(e) => {
+            let _ = fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+    };
+    if !builder.is_empty() {
+        let name = format!("shard-{:05}.bin", shards.len());
+        shards.push(builder.write(&tmp, &name)?);
+    }
+    let manifest = Manifest {
+        format_version: CACHE_FORMAT_VERSION,
+        fingerprint,
+        input,
+        tokenizer_sha256,
+        features: req.pipeline.features,
+        clean: req.pipeline.clean.clone(),
+        strictness: req.pipeline.strictness,
+        examples: shards.iter().map(|s| s.examples).sum(),
+        shards,
+        report,
+    };
+    let manifest_path = tmp.join("manifest.json");
+    let json = serde_json::to_vec_pretty(&manifest)
+        .map_err(|e| DataError::Config(format!("serializing the manifest: {e}")))?;
+    fs::write(&manifest_path, json).map_err(|e| DataError::io(&manifest_path, e))?;
+    if dir.exists() {
+        fs::remove_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
+    }
+    fs::rename(&tmp, dir).map_err(|e| DataError::io(dir, e))?;
+    Ok(manifest)
+}

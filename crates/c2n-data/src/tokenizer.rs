@@ -1,0 +1,412 @@
+//! RoBERTa byte-level BPE that reproduces the reference's slow tokenizer (spec §2).
+//!
+//! The BPE itself comes from the `tokenizers` crate (ByteLevel pre-tokenizer without prefix
+//! space, the GPT-2 regex, BPE merges). Around it this module adds what the slow tokenizer of
+//! transformers 2.5.0 does and the fast one does not:
+//!
+//! - the special-token split of §2.2 step 3: the text is cut at every `<s>`, `</s>`,
+//!   `<unk>`, `<pad>`, `<mask>`; every fragment is right-stripped (Python whitespace) and
+//!   dropped when empty; special strings map straight to their ids;
+//! - no special tokens are added by encoding; [`RobertaTokenizer::encode_with_specials`]
+//!   adds `<s>`/`</s>` explicitly;
+//! - [`RobertaTokenizer::decode`] keeps special tokens and replaces invalid UTF-8 with
+//!   U+FFFD the way Python's `bytes.decode(errors="replace")` does (§2.4).
+//!
+//! Both `vocab.json` + `merges.txt` and `tokenizer.json` folders give the same tokenizer: only
+//! the BPE model is taken from `tokenizer.json`; its added tokens, normalizer and processors
+//! are ignored in favour of the rules above.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokenizers::models::bpe::{Vocab, BPE};
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::{
+    Model, ModelWrapper, OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer,
+};
+
+use crate::error::{DataError, Result};
+use crate::whitespace::python_rstrip;
+
+/// `<s>`: beginning of sequence / cls.
+pub const BOS_ID: u32 = 0;
+/// `<pad>`.
+pub const PAD_ID: u32 = 1;
+/// `</s>`: end of sequence / sep.
+pub const EOS_ID: u32 = 2;
+
+/// The five special strings of RoBERTa, in the order the slow tokenizer lists them.
+pub const SPECIAL_TOKENS: [&str; 5] = ["<s>", "</s>", "<unk>", "<pad>", "<mask>"];
+
+/// The files a tokenizer is built from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenizerFiles {
+    /// The slow tokenizer's files.
+    VocabMerges {
+        /// `vocab.json`.
+        vocab: PathBuf,
+        /// `merges.txt`.
+        merges: PathBuf,
+    },
+    /// A Hugging Face `tokenizer.json` (only its BPE model is used).
+    TokenizerJson(PathBuf),
+}
+
+impl TokenizerFiles {
+    /// Resolves a folder, a `tokenizer.json` file, or a hub id such as
+    /// `microsoft/codebert-base`.
+    ///
+    /// A folder is preferred as `vocab.json` + `merges.txt` (the reference's files) and falls
+    /// back to `tokenizer.json`. A hub id is looked up in the Hugging Face cache first
+    /// (`HF_HOME` / `~/.cache/huggingface/hub`) and downloaded only when missing, unless
+    /// `HF_HUB_OFFLINE=1` is set.
+    pub fn resolve(spec: &str) -> Result<TokenizerFiles> {
+        let path = Path::new(spec);
+        if path.is_file() {
+            return Ok(TokenizerFiles::TokenizerJson(path.to_path_buf()));
+        }
+        if path.is_dir() {
+            return Self::from_dir(path);
+        }
+        if spec.split('/').count() == 2 && !spec.starts_with('.') {
+            return Self::from_hub(spec);
+        }
+        Err(DataError::Tokenizer {
+            location: spec.to_string(),
+            message: "neither a folder, a tokenizer.json file nor a hub id (owner/name)"
+                .to_string(),
+        })
+    }
+
+    /// A local folder with `vocab.json` + `merges.txt` or `tokenizer.json`.
+    pub fn from_dir(dir: &Path) -> Result<TokenizerFiles> {
+        let vocab = dir.join("vocab.json");
+        let merges = dir.join("merges.txt");
+        if vocab.is_file() && merges.is_file() {
+            return Ok(TokenizerFiles::VocabMerges { vocab, merges });
+        }
+        let json = dir.join("tokenizer.json");
+        if json.is_file() {
+            return Ok(TokenizerFiles::TokenizerJson(json));
+        }
+        Err(DataError::Tokenizer {
+            location: dir.display().to_string(),
+            message: "folder has neither vocab.json + merges.txt nor tokenizer.json".to_string(),
+        })
+    }
+
+    /// A hub model id, cache first.
+    pub fn from_hub(model_id: &str) -> Result<TokenizerFiles> {
+        let hub_error = |message: String| DataError::Tokenizer {
+            location: model_id.to_string(),
+            message,
+        };
+        let cache = hf_hub::Cache::from_env();
+        let cached = cache.model(model_id.to_string());
+        if let (Some(vocab), Some(merges)) = (cached.get("vocab.json"), cached.get("merges.txt")) {
+            return Ok(TokenizerFiles::VocabMerges { vocab, merges });
+        }
+        if let Some(json) = cached.get("tokenizer.json") {
+            return Ok(TokenizerFiles::TokenizerJson(json));
+        }
+        let offline = std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| v == "1" || v == "true");
+        if offline {
+            return Err(hub_error(format!(
+                "not in the Hugging Face cache ({}) and HF_HUB_OFFLINE is set",
+                cache.path().display()
+            )));
+        }
+        let api = hf_hub::api::sync::ApiBuilder::from_env()
+            .with_progress(false)
+            .build()
+            .map_err(|e| hub_error(e.to_string()))?;
+        let repo = api.model(model_id.to_string());
+        let vocab = repo
+            .get("vocab.json")
+            .map_err(|e| hub_error(format!("downloading vocab.json: {e}")))?;
+        let merges = repo
+            .get("merges.txt")
+            .map_err(|e| hub_error(format!("downloading merges.txt: {e}")))?;
+        Ok(TokenizerFiles::VocabMerges { vocab, merges })
+    }
+
+    /// The files, in a fixed order.
+    pub fn paths(&self) -> Vec<&Path> {
+        match self {
+            TokenizerFiles::VocabMerges { vocab, merges } => vec![vocab, merges],
+            TokenizerFiles::TokenizerJson(json) => vec![json],
+        }
+    }
+
+    /// sha256 (hex) over the contents of the files; part of the cache fingerprint.
+    pub fn content_sha256(&self) -> Result<String> {
+        let mut hasher = Sha256::new();
+        for path in self.paths() {
+            let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+            hasher.update((bytes.len() as u64).to_le_bytes());
+            hasher.update(&bytes);
+        }
+        Ok(hex(&hasher.finalize()))
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The GPT-2 byte → printable character table (§2.2 step 4.2), as `table[byte]`.
+pub fn bytes_to_unicode() -> [char; 256] {
+    let mut table = ['\0'; 256];
+    let mut next = 256u32;
+    for (b, slot) in table.iter_mut().enumerate() {
+        let printable = (33..=126).contains(&b) || (161..=172).contains(&b) || b >= 174;
+        let cp = if printable {
+            b as u32
+        } else {
+            let cp = next;
+            next += 1;
+            cp
+        };
+        *slot = char::from_u32(cp).unwrap_or('\u{FFFD}');
+    }
+    table
+}
+
+/// RoBERTa tokenizer with the reference's slow-tokenizer semantics.
+#[derive(Clone)]
+pub struct RobertaTokenizer {
+    bpe: BPE,
+    pre_tokenizer: ByteLevel,
+    special_ids: [u32; 5],
+    id_to_token: Vec<Option<String>>,
+    unk_id: u32,
+    byte_of_char: HashMap<char, u8>,
+}
+
+impl std::fmt::Debug for RobertaTokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RobertaTokenizer")
+            .field("vocab_size", &self.vocab_size())
+            .field("special_ids", &self.special_ids)
+            .finish()
+    }
+}
+
+impl RobertaTokenizer {
+    /// Loads from a folder, a `tokenizer.json` file or a hub id (see [`TokenizerFiles::resolve`]).
+    pub fn load(spec: &str) -> Result<RobertaTokenizer> {
+        Self::from_files(&TokenizerFiles::resolve(spec)?)
+    }
+
+    /// Builds the tokenizer from resolved files.
+    pub fn from_files(files: &TokenizerFiles) -> Result<RobertaTokenizer> {
+        match files {
+            TokenizerFiles::VocabMerges { vocab, merges } => {
+                let tok_error = |message: String| DataError::Tokenizer {
+                    location: vocab.display().to_string(),
+                    message,
+                };
+                let (vocab_map, merges_list) =
+                    BPE::read_file(&vocab.display().to_string(), &merges.display().to_string())
+                        .map_err(|e| tok_error(format!("reading vocab/merges: {e}")))?;
+                Self::build(vocab_map, merges_list, &vocab.display().to_string())
+            }
+            TokenizerFiles::TokenizerJson(path) => {
+                let location = path.display().to_string();
+                let tok =
+                    tokenizers::Tokenizer::from_file(path).map_err(|e| DataError::Tokenizer {
+                        location: location.clone(),
+                        message: e.to_string(),
+                    })?;
+                match tok.get_model() {
+                    ModelWrapper::BPE(bpe) => Self::from_bpe(bpe.clone(), &location),
+                    _ => Err(DataError::Tokenizer {
+                        location,
+                        message: "model is not BPE".to_string(),
+                    }),
+                }
+            }
+        }
+    }
+
+    /// Builds the tokenizer from an in-memory vocabulary and merge list (ranks = list order).
+    ///
+    /// The vocabulary must contain the five special tokens.
+    pub fn from_vocab_merges(
+        vocab: HashMap<String, u32>,
+        merges: Vec<(String, String)>,
+    ) -> Result<RobertaTokenizer> {
+        let vocab: Vocab = vocab.into_iter().collect();
+        Self::build(vocab, merges, "<memory>")
+    }
+
+    fn build(vocab: Vocab, merges: Vec<(String, String)>, location: &str) -> Result<Self> {
+        let bpe = BPE::builder()
+            .vocab_and_merges(vocab, merges)
+            .unk_token("<unk>".to_string())
+            .build()
+            .map_err(|e| DataError::Tokenizer {
+                location: location.to_string(),
+                message: e.to_string(),
+            })?;
+        Self::from_bpe(bpe, location)
+    }
+
+    fn from_bpe(bpe: BPE, location: &str) -> Result<Self> {
+        let vocab = bpe.get_vocab();
+        let mut special_ids = [0u32; 5];
+        for (slot, name) in special_ids.iter_mut().zip(SPECIAL_TOKENS) {
+            *slot = *vocab.get(name).ok_or_else(|| DataError::Tokenizer {
+                location: location.to_string(),
+                message: format!("vocabulary lacks the special token {name}"),
+            })?;
+        }
+        let size = vocab.values().map(|&id| id as usize + 1).max().unwrap_or(0);
+        let mut id_to_token = vec![None; size];
+        for (token, id) in vocab {
+            id_to_token[id as usize] = Some(token);
+        }
+        let byte_of_char = bytes_to_unicode()
+            .iter()
+            .enumerate()
+            .map(|(b, &c)| (c, b as u8))
+            .collect();
+        Ok(RobertaTokenizer {
+            bpe,
+            pre_tokenizer: ByteLevel::new(false, false, true),
+            unk_id: special_ids[2],
+            special_ids,
+            id_to_token,
+            byte_of_char,
+        })
+    }
+
+    /// One more than the largest id.
+    pub fn vocab_size(&self) -> usize {
+        self.id_to_token.len()
+    }
+
+    /// The token string of an id, if the id exists.
+    pub fn id_to_token(&self, id: u32) -> Option<&str> {
+        self.id_to_token.get(id as usize).and_then(|t| t.as_deref())
+    }
+
+    /// Cuts `text` into pieces per §2.2 step 3: `Ok(id)` for a special string, `Err(fragment)`
+    /// for right-stripped, non-empty text between them.
+    pub fn split_special<'t>(&self, text: &'t str) -> Vec<std::result::Result<u32, &'t str>> {
+        let mut pieces = Vec::new();
+        let mut rest = text;
+        loop {
+            // Occurrences of the five strings cannot overlap (each is one `<…>` span with no
+            // inner `<` or `>`), so taking the leftmost match equals the slow tokenizer's
+            // one-string-at-a-time splitting.
+            let found = SPECIAL_TOKENS
+                .iter()
+                .enumerate()
+                .filter_map(|(k, tok)| rest.find(tok).map(|pos| (pos, k, tok.len())))
+                .min();
+            let end = found.map_or(rest.len(), |(pos, _, _)| pos);
+            let fragment = python_rstrip(&rest[..end]);
+            if !fragment.is_empty() {
+                pieces.push(Err(fragment));
+            }
+            match found {
+                Some((pos, k, len)) => {
+                    pieces.push(Ok(self.special_ids[k]));
+                    rest = &rest[pos + len..];
+                }
+                None => break,
+            }
+        }
+        pieces
+    }
+
+    fn bpe_fragment(&self, fragment: &str, out: &mut Vec<u32>) -> Result<()> {
+        let tok_error = |e: tokenizers::Error| DataError::Tokenizer {
+            location: "<bpe>".to_string(),
+            message: e.to_string(),
+        };
+        let mut pre = PreTokenizedString::from(fragment);
+        self.pre_tokenizer
+            .pre_tokenize(&mut pre)
+            .map_err(tok_error)?;
+        for (word, _, _) in pre.get_splits(OffsetReferential::Original, OffsetType::None) {
+            for token in self.bpe.tokenize(word).map_err(tok_error)? {
+                out.push(token.id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Token ids of `text` without `<s>`/`</s>`, exactly as the slow tokenizer's
+    /// `convert_tokens_to_ids(tokenize(text))`.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let mut ids = Vec::with_capacity(text.len() / 3 + 1);
+        for piece in self.split_special(text) {
+            match piece {
+                Ok(id) => ids.push(id),
+                Err(fragment) => self.bpe_fragment(fragment, &mut ids)?,
+            }
+        }
+        Ok(ids)
+    }
+
+    /// The token strings of `text` (byte-level symbols such as `Ġthe`).
+    pub fn tokenize(&self, text: &str) -> Result<Vec<String>> {
+        Ok(self
+            .encode(text)?
+            .into_iter()
+            .map(|id| self.id_to_token(id).unwrap_or("<unk>").to_string())
+            .collect())
+    }
+
+    /// `[0] + encode(text) + [2]`.
+    pub fn encode_with_specials(&self, text: &str) -> Result<Vec<u32>> {
+        let mut ids = vec![BOS_ID];
+        ids.extend(self.encode(text)?);
+        ids.push(EOS_ID);
+        Ok(ids)
+    }
+
+    /// `decode(ids, clean_up_tokenization_spaces=False)` of the reference (§2.4).
+    ///
+    /// Special tokens are kept; an unknown id decodes as `<unk>` (Python's
+    /// `decoder.get(id, unk_token)`); invalid UTF-8 becomes U+FFFD per maximal subpart, as
+    /// Python's `errors="replace"`.
+    pub fn decode(&self, ids: &[u32]) -> String {
+        let unk = self.id_to_token(self.unk_id).unwrap_or("<unk>");
+        let mut bytes = Vec::with_capacity(ids.len() * 4);
+        for &id in ids {
+            let token = self.id_to_token(id).unwrap_or(unk);
+            for c in token.chars() {
+                match self.byte_of_char.get(&c) {
+                    Some(&b) => bytes.push(b),
+                    // Not a byte-level symbol (impossible in a byte-level vocabulary): keep it.
+                    None => bytes.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
+                }
+            }
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_table_matches_spec() {
+        let table = bytes_to_unicode();
+        assert_eq!(table[b' ' as usize], '\u{120}');
+        assert_eq!(table[b'\n' as usize], '\u{10A}');
+        assert_eq!(table[b'A' as usize], 'A');
+        assert_eq!(table[173], '\u{143}');
+        let mut distinct: Vec<char> = table.to_vec();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 256);
+    }
+}
