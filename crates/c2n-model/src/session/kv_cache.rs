@@ -1,0 +1,158 @@
+//! KV-cached incremental decoding (§6.8 "allowed optimizations").
+//!
+//! - The encoder runs once; each decoder layer's cross-attention keys/values are computed
+//!   once per example and gathered per row (re-gathered only when the row→example map changes).
+//! - Self-attention keys/values of past positions are cached per layer and reordered (or
+//!   dropped) with `index_select(origin)` at each step; only the newest position is computed.
+//! - Position ids come from a per-row count of non-pad tokens, so a generated `<pad>` gets
+//!   position `pad_id` and does not advance later positions, exactly as the full-prefix path.
+
+use candle_core::{Tensor, D};
+
+use super::rows::{is_identity, Rows};
+use crate::decoder::{memory_key_padding_mask, KvCache};
+use crate::step::NextTokenLogProbs;
+use crate::{ModelError, Result, Seq2Seq};
+
+/// Per-example cross-attention inputs and their per-row gather.
+struct CrossAttention {
+    /// Per layer: keys and values `[E, heads, S, d]`.
+    per_example: Vec<(Tensor, Tensor)>,
+    /// `[E, 1, 1, S]`, 0 or −inf.
+    mask: Tensor,
+    /// The row→example map the gathered tensors were built for.
+    gathered_for: Vec<u32>,
+    gathered: Vec<(Tensor, Tensor)>,
+    gathered_mask: Option<Tensor>,
+}
+
+/// A decoding session with self-attention KV caches.
+pub struct KvCacheSession<'a> {
+    model: &'a Seq2Seq,
+    rows: Rows,
+    cross: CrossAttention,
+    caches: Vec<Option<KvCache>>,
+    /// Non-pad tokens in each row's prefix (drives the position ids).
+    non_pad: Vec<u32>,
+}
+
+impl<'a> KvCacheSession<'a> {
+    /// Encode `source_ids`/`source_mask` `[E, S]` once and precompute the cross-attention
+    /// keys/values of every decoder layer; start `E × rows_per_example` empty rows.
+    pub fn new(
+        model: &'a Seq2Seq,
+        source_ids: &Tensor,
+        source_mask: &Tensor,
+        rows_per_example: usize,
+    ) -> Result<Self> {
+        let memory = model.encode(source_ids, source_mask, false)?;
+        let (n, _) = source_ids.dims2()?;
+        let per_example = model
+            .decoder_layers()
+            .iter()
+            .map(|l| l.cross_attention().keys_values(&memory))
+            .collect::<Result<Vec<_>>>()?;
+        let rows = Rows::new(n, rows_per_example, model.config().vocab_size)?;
+        let n_rows = rows.len();
+        Ok(Self {
+            model,
+            rows,
+            cross: CrossAttention {
+                per_example,
+                mask: memory_key_padding_mask(source_mask)?,
+                gathered_for: Vec::new(),
+                gathered: Vec::new(),
+                gathered_mask: None,
+            },
+            caches: vec![None; model.decoder_layers().len()],
+            non_pad: vec![0; n_rows],
+        })
+    }
+
+    /// Number of positions decoded so far.
+    pub fn steps(&self) -> usize {
+        self.caches
+            .first()
+            .and_then(|c| c.as_ref())
+            .and_then(|c| c.keys.dim(2).ok())
+            .unwrap_or(0)
+    }
+
+    fn gather_cross(&mut self) -> Result<()> {
+        if self.cross.gathered_for == self.rows.example && self.cross.gathered_mask.is_some() {
+            return Ok(());
+        }
+        let index = Tensor::new(self.rows.example.as_slice(), self.model.device())?;
+        self.cross.gathered = self
+            .cross
+            .per_example
+            .iter()
+            .map(|(k, v)| Ok((k.index_select(&index, 0)?, v.index_select(&index, 0)?)))
+            .collect::<Result<Vec<_>>>()?;
+        self.cross.gathered_mask = Some(self.cross.mask.index_select(&index, 0)?);
+        self.cross.gathered_for = self.rows.example.clone();
+        Ok(())
+    }
+}
+
+impl NextTokenLogProbs for KvCacheSession<'_> {
+    fn vocab_size(&self) -> usize {
+        self.model.config().vocab_size
+    }
+
+    fn step(&mut self, origin: &[u32], tokens: &[u32]) -> Result<Vec<f32>> {
+        self.rows.check(origin, tokens)?;
+        let previous_rows = self.rows.len();
+        let device = self.model.device().clone();
+        if !is_identity(origin, previous_rows) {
+            let index = Tensor::new(origin, &device)?;
+            for cache in self.caches.iter_mut().flatten() {
+                cache.keys = cache.keys.index_select(&index, 0)?;
+                cache.values = cache.values.index_select(&index, 0)?;
+            }
+        }
+        self.rows.reorder(origin);
+        let pad = self.model.config().pad_token_id;
+        self.non_pad = origin
+            .iter()
+            .zip(tokens)
+            .map(|(&o, &t)| self.non_pad[o as usize] + u32::from(t != pad))
+            .collect();
+        let r = origin.len();
+        if r == 0 {
+            return Ok(Vec::new());
+        }
+        let positions: Vec<u32> = tokens
+            .iter()
+            .zip(&self.non_pad)
+            .map(|(&t, &count)| if t == pad { pad } else { pad + count })
+            .collect();
+        self.gather_cross()?;
+        let ids = Tensor::from_vec(tokens.to_vec(), (r, 1), &device)?;
+        let positions = Tensor::from_vec(positions, (r, 1), &device)?;
+        let mut x = self.model.embeddings().forward_with_positions(
+            &ids,
+            &positions,
+            self.model.compute_dtype(),
+            false,
+        )?;
+        let mask = self
+            .cross
+            .gathered_mask
+            .as_ref()
+            .ok_or_else(|| ModelError::InvalidInput("cross-attention mask not gathered".into()))?;
+        for ((layer, cache), kv) in self
+            .model
+            .decoder_layers()
+            .iter()
+            .zip(self.caches.iter_mut())
+            .zip(&self.cross.gathered)
+        {
+            x = layer.step(&x, cache, kv, mask)?;
+        }
+        let hidden = self.model.head_hidden(&x.squeeze(1)?)?;
+        let logits = self.model.lm_logits(&hidden)?;
+        let log_probs = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+        Ok(log_probs.flatten_all()?.to_vec1::<f32>()?)
+    }
+}
