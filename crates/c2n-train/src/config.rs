@@ -1,0 +1,324 @@
+//! The training configuration: serde struct with the reference's defaults, loadable from
+//! TOML or JSON, overridable field by field from the command line, and saved (resolved)
+//! next to every checkpoint as `train_config.json`.
+//!
+//! Defaults follow the CodeBERT README recipe for ruby (variant A): lengths 256/128,
+//! batch 64, lr 5e-5, no weight decay, no warmup, 20 000 steps with an evaluation every 400,
+//! beam 10, seed 42, reference padding, f32, no gradient clipping.
+//!
+//! ```
+//! use c2n_train::config::{TrainConfig, Schedule};
+//! let cfg: TrainConfig = toml::from_str("epochs = 10\nbatch_size = 32").unwrap();
+//! assert_eq!(cfg.schedule().unwrap(), Schedule::Epochs { epochs: 10 });
+//! assert_eq!(cfg.lr, 5e-5);
+//! ```
+
+use crate::early_stopping::StopMetric;
+use crate::loop_plan::AccumulationMode;
+use crate::{Result, TrainError};
+use c2n_data::Padding;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Activation/matmul precision of the forward and backward pass (parameters and optimizer
+/// state always stay f32).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    F32,
+    /// f32 tensors, TF32 tensor-core matmuls (CUDA only; same as f32 on CPU).
+    Tf32,
+    /// bf16 activations with f32 master weights.
+    Bf16,
+}
+
+/// Step-based (variant A) or epoch-based (variant B) training.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schedule {
+    /// Variant A: `train_steps` batches, cycled first pass, warmup `warmup_steps`.
+    Steps { train_steps: u64 },
+    /// Variant B: `epochs` reshuffled passes, 10 % warmup, first update at lr 0.
+    Epochs { epochs: u64 },
+}
+
+/// Everything a training run needs, with the reference defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Initial weights: a hub id (`microsoft/codebert-base`), a checkpoint or model
+    /// directory, or `small` for a randomly initialised small model (CPU experiments).
+    pub init: String,
+    /// Training jsonl file.
+    pub train_data: Option<PathBuf>,
+    /// Dev jsonl file (perplexity on all of it, BLEU on a seeded subset).
+    pub dev_data: Option<PathBuf>,
+    /// Tokenizer directory or hub id; defaults to `init` when that is not `small`.
+    pub tokenizer: Option<String>,
+    /// Where checkpoints, metrics and dev outputs go.
+    pub output_dir: PathBuf,
+    pub max_source_len: usize,
+    /// Training truncation and the beam's maximum length.
+    pub max_target_len: usize,
+    /// Examples per optimizer update (`--train_batch_size`); micro-batches hold
+    /// `batch_size / grad_accum` examples, as in the reference.
+    pub batch_size: usize,
+    pub eval_batch_size: usize,
+    pub grad_accum: u64,
+    pub accumulation: AccumulationMode,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub adam_eps: f64,
+    /// Variant A warmup (variant B always uses 10 % of its updates).
+    pub warmup_steps: u64,
+    /// Variant A length in batches; ignored when `epochs` is set.
+    pub train_steps: Option<u64>,
+    /// Variant B epochs; selects variant B when set.
+    pub epochs: Option<u64>,
+    /// Variant A: evaluate every this many updates (`None`: only at the end of the run).
+    pub eval_steps: Option<u64>,
+    /// End after this many updates; the schedule still spans the whole run.
+    pub stop_after: Option<u64>,
+    pub seed: u64,
+    /// Dropout probability for every dropout of the model (`None`: the model config's 0.1).
+    pub dropout: Option<f32>,
+    /// Shuffle the training data (off: file order, useful for parity tests).
+    pub shuffle: bool,
+    pub padding: Padding,
+    pub precision: Precision,
+    /// Global-norm gradient clipping; `None` like the reference (which never clips).
+    pub max_grad_norm: Option<f64>,
+    pub beam_size: usize,
+    /// Size of the seeded dev-BLEU subset (reference: 1000).
+    pub dev_bleu_samples: usize,
+    /// Compute dev BLEU at each evaluation (beam search is the slow part).
+    pub eval_bleu: bool,
+    /// Stop after this many evaluations without improvement (`None`: never).
+    pub early_stopping_patience: Option<u32>,
+    pub early_stopping_metric: StopMetric,
+    /// `auto` (CUDA when compiled in and present, else CPU), `cpu`, `cuda` or `cuda:N`.
+    pub device: String,
+    /// Write a `train` metrics line every this many updates.
+    pub log_every: u64,
+    /// Show a progress bar on stderr.
+    pub progress: bool,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            init: "microsoft/codebert-base".into(),
+            train_data: None,
+            dev_data: None,
+            tokenizer: None,
+            output_dir: PathBuf::from("output"),
+            max_source_len: 256,
+            max_target_len: 128,
+            batch_size: 64,
+            eval_batch_size: 64,
+            grad_accum: 1,
+            accumulation: AccumulationMode::Reference,
+            lr: 5e-5,
+            weight_decay: 0.0,
+            adam_eps: 1e-8,
+            warmup_steps: 0,
+            train_steps: Some(20_000),
+            epochs: None,
+            eval_steps: Some(400),
+            stop_after: None,
+            seed: 42,
+            dropout: None,
+            shuffle: true,
+            padding: Padding::Reference,
+            precision: Precision::F32,
+            max_grad_norm: None,
+            beam_size: 10,
+            dev_bleu_samples: 1000,
+            eval_bleu: true,
+            early_stopping_patience: None,
+            early_stopping_metric: StopMetric::Bleu,
+            device: "auto".into(),
+            log_every: 10,
+            progress: true,
+        }
+    }
+}
+
+/// Command-line overrides: every `Some` replaces the config value.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TrainOverrides {
+    pub init: Option<String>,
+    pub train_data: Option<PathBuf>,
+    pub dev_data: Option<PathBuf>,
+    pub tokenizer: Option<String>,
+    pub output_dir: Option<PathBuf>,
+    pub max_source_len: Option<usize>,
+    pub max_target_len: Option<usize>,
+    pub batch_size: Option<usize>,
+    pub eval_batch_size: Option<usize>,
+    pub grad_accum: Option<u64>,
+    pub lr: Option<f64>,
+    pub weight_decay: Option<f64>,
+    pub warmup_steps: Option<u64>,
+    /// Selects variant A (clears `epochs`).
+    pub train_steps: Option<u64>,
+    /// Selects variant B (clears `train_steps`).
+    pub epochs: Option<u64>,
+    pub eval_steps: Option<u64>,
+    pub stop_after: Option<u64>,
+    pub seed: Option<u64>,
+    pub dropout: Option<f32>,
+    pub no_shuffle: bool,
+    pub padding: Option<Padding>,
+    pub precision: Option<Precision>,
+    pub beam_size: Option<usize>,
+    pub max_grad_norm: Option<f64>,
+    pub device: Option<String>,
+}
+
+impl TrainConfig {
+    /// Reads a `.toml` or `.json` file (by extension; anything else is tried as TOML).
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+        let is_json = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+        let cfg: Self = if is_json {
+            serde_json::from_str(&text).map_err(|e| TrainError::parse(path, e))?
+        } else {
+            toml::from_str(&text).map_err(|e| TrainError::parse(path, e))?
+        };
+        Ok(cfg)
+    }
+
+    /// Writes the resolved config as pretty JSON.
+    pub fn save_json(&self, path: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(self).map_err(|e| TrainError::parse(path, e))?;
+        std::fs::write(path, text).map_err(|e| TrainError::io(path, e))
+    }
+
+    /// Applies command-line overrides.
+    pub fn apply(&mut self, o: &TrainOverrides) {
+        macro_rules! set {
+            ($($field:ident),*) => { $( if let Some(v) = &o.$field { self.$field = v.clone(); } )* };
+        }
+        macro_rules! set_opt {
+            ($($field:ident),*) => { $( if let Some(v) = &o.$field { self.$field = Some(v.clone()); } )* };
+        }
+        set!(init, output_dir, max_source_len, max_target_len, batch_size, eval_batch_size);
+        set!(grad_accum, lr, weight_decay, warmup_steps, seed, beam_size, device);
+        set_opt!(train_data, dev_data, tokenizer, eval_steps, stop_after, dropout, max_grad_norm);
+        if let Some(p) = o.padding {
+            self.padding = p;
+        }
+        if let Some(p) = o.precision {
+            self.precision = p;
+        }
+        if let Some(steps) = o.train_steps {
+            self.train_steps = Some(steps);
+            self.epochs = None;
+        }
+        if let Some(epochs) = o.epochs {
+            self.epochs = Some(epochs);
+            self.train_steps = None;
+        }
+        if o.no_shuffle {
+            self.shuffle = false;
+        }
+    }
+
+    /// Variant A or B.
+    pub fn schedule(&self) -> Result<Schedule> {
+        match (self.epochs, self.train_steps) {
+            (Some(epochs), _) => Ok(Schedule::Epochs { epochs }),
+            (None, Some(train_steps)) => Ok(Schedule::Steps { train_steps }),
+            (None, None) => Err(TrainError::Config(
+                "set either train_steps (variant A) or epochs (variant B)".into(),
+            )),
+        }
+    }
+
+    /// Examples per micro-batch: `batch_size / grad_accum` (integer division, as the reference).
+    pub fn micro_batch_size(&self) -> usize {
+        self.batch_size / self.grad_accum.max(1) as usize
+    }
+
+    /// The tokenizer spec to load.
+    pub fn tokenizer_spec(&self) -> Result<String> {
+        match (&self.tokenizer, self.init.as_str()) {
+            (Some(t), _) => Ok(t.clone()),
+            (None, "small") => Err(TrainError::Config(
+                "init = small has no tokenizer: set tokenizer (a directory with vocab.json and merges.txt)".into(),
+            )),
+            (None, init) => Ok(init.to_string()),
+        }
+    }
+
+    /// Checks values that would otherwise fail deep inside the run.
+    pub fn validate(&self) -> Result<()> {
+        let fail = |m: &str| Err(TrainError::Config(m.to_string()));
+        self.schedule()?;
+        if self.grad_accum == 0 {
+            return fail("grad_accum must be at least 1");
+        }
+        if self.micro_batch_size() == 0 {
+            return fail("batch_size must be at least grad_accum");
+        }
+        if self.eval_batch_size == 0 || self.beam_size == 0 {
+            return fail("eval_batch_size and beam_size must be at least 1");
+        }
+        if !(2..=512).contains(&self.max_source_len) || !(2..=512).contains(&self.max_target_len) {
+            return fail("max_source_len and max_target_len must lie in 2..=512 (514 position rows)");
+        }
+        if self.eval_steps == Some(0) || self.epochs == Some(0) {
+            return fail("eval_steps and epochs must be at least 1");
+        }
+        if !(self.lr.is_finite() && self.lr >= 0.0) || !(self.weight_decay >= 0.0) {
+            return fail("lr and weight_decay must be finite and non-negative");
+        }
+        if self.dropout.is_some_and(|p| !(0.0..1.0).contains(&p)) {
+            return fail("dropout must lie in [0, 1)");
+        }
+        if self.train_data.is_none() {
+            return fail("train_data is required");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_json_and_overrides_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        let toml_path = dir.path().join("c.toml");
+        std::fs::write(&toml_path, "train_steps = 100\neval_steps = 10\npadding = \"dynamic\"\nprecision = \"bf16\"\n").unwrap();
+        let cfg = TrainConfig::load(&toml_path).unwrap();
+        assert_eq!(cfg.schedule().unwrap(), Schedule::Steps { train_steps: 100 });
+        assert_eq!((cfg.padding, cfg.precision), (Padding::Dynamic, Precision::Bf16));
+        let json_path = dir.path().join("c.json");
+        cfg.save_json(&json_path).unwrap();
+        assert_eq!(TrainConfig::load(&json_path).unwrap(), cfg);
+
+        let mut cfg = cfg;
+        cfg.apply(&TrainOverrides { epochs: Some(3), lr: Some(1e-4), no_shuffle: true, ..Default::default() });
+        assert_eq!(cfg.schedule().unwrap(), Schedule::Epochs { epochs: 3 });
+        assert_eq!((cfg.lr, cfg.shuffle, cfg.train_steps), (1e-4, false, None));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "learning_rate = 1.0\n").unwrap();
+        let err = TrainConfig::load(&path).unwrap_err().to_string();
+        assert!(err.contains("c.toml") && err.contains("learning_rate"), "{err}");
+        let cfg = TrainConfig { train_data: Some("t.jsonl".into()), grad_accum: 128, ..Default::default() };
+        assert!(cfg.validate().is_err());
+        let cfg = TrainConfig { train_data: Some("t.jsonl".into()), ..Default::default() };
+        assert!(cfg.validate().is_ok());
+        assert!(TrainConfig { init: "small".into(), ..Default::default() }.tokenizer_spec().is_err());
+    }
+}
