@@ -1,1 +1,3 @@
 //! c2n-train: see the crate README.
+
+pub mod comm;

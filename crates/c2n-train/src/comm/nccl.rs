@@ -1,0 +1,290 @@
+//! NCCL ranks (feature `nccl`): one process per GPU, collectives run on the GPU on Candle's own stream.
+//!
+//! Rendezvous: rank 0 creates the 128-byte NCCL unique id and hands it to the other ranks over the TCP
+//! rendezvous ([`share_from_rank0`]), then every rank joins with `ncclCommInitRank`. The GPU is chosen by
+//! `LOCAL_RANK`, never by the global rank. Use [`Communicator::device`] for all tensors of this rank:
+//! Candle gives every `Device::new_cuda` call a new device id, so create no second one.
+//!
+//! Only NCCL's own collectives are used (all-reduce, broadcast, all-gather); the string gather is an
+//! all-gather of lengths and then of padded bytes. NCCL cannot put two ranks on one GPU, so on a one-GPU
+//! machine only world size 1 runs; multi-rank logic is tested with the thread backend.
+
+use std::time::Duration;
+
+use candle_core::backend::BackendStorage;
+use candle_core::cuda::cudarc::driver::{DeviceRepr, ValidAsZeroBits};
+use candle_core::cuda::cudarc::nccl::{Comm, Id, NcclType, ReduceOp as NcclReduceOp};
+use candle_core::cuda::{CudaDType, CudaStorage};
+use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor};
+
+use super::rendezvous::share_from_rank0;
+use super::wire::{decode_strings, encode_strings};
+use super::{Backend, CommError, CommResult, Communicator, LaunchEnv, ReduceOp};
+
+/// Size of `ncclUniqueId`.
+const NCCL_ID_BYTES: usize = 128;
+
+/// One GPU rank of an NCCL communicator.
+pub struct NcclComm {
+    comm: Comm,
+    device: Device,
+    rank: usize,
+    world_size: usize,
+}
+
+impl std::fmt::Debug for NcclComm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NcclComm")
+            .field("rank", &self.rank)
+            .field("world_size", &self.world_size)
+            .field("device", &self.device)
+            .finish()
+    }
+}
+
+fn nccl_error(what: &str, e: impl std::fmt::Debug) -> CommError {
+    CommError::Backend {
+        backend: "nccl",
+        message: format!("{what}: {e:?}"),
+    }
+}
+
+impl NcclComm {
+    /// Opens `cuda:LOCAL_RANK`, exchanges the NCCL id over TCP (bounded by `timeout`) and joins.
+    pub fn from_launch_env(env: &LaunchEnv, timeout: Duration) -> CommResult<Self> {
+        let device = Device::new_cuda(env.local_rank).map_err(|e| CommError::Backend {
+            backend: "nccl",
+            message: format!(
+                "rank {}: cannot open cuda:{} (LOCAL_RANK; check CUDA_VISIBLE_DEVICES and \
+                 --nproc-per-node): {e}",
+                env.rank, env.local_rank
+            ),
+        })?;
+        let stream = device.as_cuda_device()?.cuda_stream();
+        let id_bytes = share_from_rank0(
+            env,
+            || {
+                let id = Id::new().map_err(|e| nccl_error("ncclGetUniqueId", e))?;
+                Ok(id.internal().iter().map(|&c| c as u8).collect())
+            },
+            timeout,
+        )?;
+        if id_bytes.len() != NCCL_ID_BYTES {
+            return Err(nccl_error(
+                "rendezvous",
+                format!(
+                    "the NCCL id has {} bytes, expected {NCCL_ID_BYTES}",
+                    id_bytes.len()
+                ),
+            ));
+        }
+        let mut internal = [0 as std::ffi::c_char; NCCL_ID_BYTES];
+        for (dst, &src) in internal.iter_mut().zip(&id_bytes) {
+            *dst = src as std::ffi::c_char;
+        }
+        // Blocks until every rank has joined; the launcher kills the job if a rank dies meanwhile.
+        let comm = Comm::from_rank(stream, env.rank, env.world_size, Id::uninit(internal))
+            .map_err(|e| nccl_error("ncclCommInitRank", e))?;
+        Ok(Self {
+            comm,
+            device,
+            rank: env.rank,
+            world_size: env.world_size,
+        })
+    }
+
+    fn run(&self, t: &Tensor, kind: Collective) -> CommResult<Tensor> {
+        let op = NcclCollective {
+            comm: &self.comm,
+            kind,
+        };
+        Ok(t.contiguous()?.apply_op1_no_bwd(&op)?)
+    }
+
+    fn all_gather_bytes(&self, bytes: &[u8]) -> CommResult<Vec<Vec<u8>>> {
+        let len = u32::try_from(bytes.len()).map_err(|_| {
+            CommError::InvalidInput(format!("rank {} gathers more than 4 GiB", self.rank))
+        })?;
+        let lens = self.run(&Tensor::new(&[len], &self.device)?, Collective::AllGather)?;
+        let lens: Vec<u32> = lens.to_vec1()?;
+        let max = lens.iter().copied().max().unwrap_or(0) as usize;
+        let mut padded = bytes.to_vec();
+        padded.resize(max.max(1), 0); // NCCL needs equal, non-empty buffers
+        let all = self.run(
+            &Tensor::from_vec(padded, max.max(1), &self.device)?,
+            Collective::AllGather,
+        )?;
+        let all: Vec<u8> = all.to_vec1()?;
+        Ok(lens
+            .iter()
+            .enumerate()
+            .map(|(r, &l)| all[r * max.max(1)..r * max.max(1) + l as usize].to_vec())
+            .collect())
+    }
+}
+
+impl Communicator for NcclComm {
+    fn rank(&self) -> usize {
+        self.rank
+    }
+
+    fn world_size(&self) -> usize {
+        self.world_size
+    }
+
+    fn backend(&self) -> Backend {
+        Backend::Nccl
+    }
+
+    fn device(&self) -> Option<Device> {
+        Some(self.device.clone())
+    }
+
+    fn all_reduce(&self, buf: &mut [f32], op: ReduceOp) -> CommResult<()> {
+        if self.world_size == 1 {
+            return Ok(());
+        }
+        let t = Tensor::from_slice(buf, buf.len(), &self.device)?;
+        let reduced: Vec<f32> = self.all_reduce_tensor(&t, op)?.to_vec1()?;
+        buf.copy_from_slice(&reduced);
+        Ok(())
+    }
+
+    fn broadcast(&self, buf: &mut [f32]) -> CommResult<()> {
+        if self.world_size == 1 {
+            return Ok(());
+        }
+        let t = Tensor::from_slice(buf, buf.len(), &self.device)?;
+        let root: Vec<f32> = self.broadcast_tensor(&t)?.to_vec1()?;
+        buf.copy_from_slice(&root);
+        Ok(())
+    }
+
+    fn barrier(&self) -> CommResult<()> {
+        let token = Tensor::zeros(1, DType::F32, &self.device)?;
+        self.run(&token, Collective::AllReduce(ReduceOp::Sum))?;
+        self.device.synchronize()?;
+        Ok(())
+    }
+
+    fn gather_strings(&self, items: &[String]) -> CommResult<Option<Vec<Vec<String>>>> {
+        let per_rank = self.all_gather_bytes(&encode_strings(items))?;
+        if self.rank != 0 {
+            return Ok(None);
+        }
+        per_rank
+            .iter()
+            .enumerate()
+            .map(|(r, bytes)| {
+                decode_strings(bytes).ok_or_else(|| {
+                    nccl_error("gather_strings", format!("rank {r} sent malformed strings"))
+                })
+            })
+            .collect::<CommResult<Vec<_>>>()
+            .map(Some)
+    }
+
+    fn all_reduce_tensor(&self, t: &Tensor, op: ReduceOp) -> CommResult<Tensor> {
+        if self.world_size == 1 {
+            return Ok(t.clone());
+        }
+        let reduced = self.run(&t.to_dtype(DType::F32)?, Collective::AllReduce(op))?;
+        Ok(reduced.to_dtype(t.dtype())?)
+    }
+
+    fn broadcast_tensor(&self, t: &Tensor) -> CommResult<Tensor> {
+        if self.world_size == 1 {
+            return Ok(t.clone());
+        }
+        // Once per run (initial weights): f32 on the wire keeps the op to three dtypes.
+        let root = self.run(&t.to_dtype(DType::F32)?, Collective::Broadcast)?;
+        Ok(root.to_dtype(t.dtype())?)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Collective {
+    AllReduce(ReduceOp),
+    Broadcast,
+    AllGather,
+}
+
+/// An NCCL collective as a Candle op: reads the input's CUDA slice, writes a fresh output slice, all on
+/// Candle's stream (the communicator was created with it), so it is ordered with the kernels around it.
+struct NcclCollective<'a> {
+    comm: &'a Comm,
+    kind: Collective,
+}
+
+impl NcclCollective<'_> {
+    fn apply<T>(
+        &self,
+        storage: &CudaStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CudaStorage, Shape)>
+    where
+        T: CudaDType + NcclType + DeviceRepr + ValidAsZeroBits,
+    {
+        let (start, end) = layout.contiguous_offsets().ok_or_else(|| {
+            candle_core::Error::Msg("NCCL collectives need contiguous tensors".into())
+        })?;
+        let src = storage.as_cuda_slice::<T>()?.slice(start..end);
+        let n = end - start;
+        let out_len = match self.kind {
+            Collective::AllGather => n * self.comm.world_size(),
+            _ => n,
+        };
+        let device = storage.device.clone();
+        let mut dst = device.alloc_zeros::<T>(out_len)?;
+        let status = match self.kind {
+            Collective::AllReduce(op) => {
+                let op = match op {
+                    ReduceOp::Sum => NcclReduceOp::Sum,
+                    ReduceOp::Avg => NcclReduceOp::Avg,
+                };
+                self.comm.all_reduce(&src, &mut dst, &op)
+            }
+            // The send buffer is only read on the root; passing it everywhere is allowed.
+            Collective::Broadcast => self.comm.broadcast(Some(&src), &mut dst, 0),
+            Collective::AllGather => self.comm.all_gather(&src, &mut dst),
+        };
+        status
+            .map_err(|e| candle_core::Error::Msg(format!("NCCL {:?} failed: {e:?}", self.kind)))?;
+        let shape = match self.kind {
+            Collective::AllGather => Shape::from(out_len),
+            _ => layout.shape().clone(),
+        };
+        Ok((CudaStorage::wrap_cuda_slice(dst, device), shape))
+    }
+}
+
+impl CustomOp1 for NcclCollective<'_> {
+    fn name(&self) -> &'static str {
+        "nccl-collective"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _storage: &CpuStorage,
+        _layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        Err(candle_core::Error::Msg(
+            "NCCL collectives need CUDA tensors; create tensors on Communicator::device()".into(),
+        ))
+    }
+
+    fn cuda_fwd(
+        &self,
+        storage: &CudaStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CudaStorage, Shape)> {
+        match storage.dtype() {
+            DType::F32 => self.apply::<f32>(storage, layout),
+            DType::U8 => self.apply::<u8>(storage, layout),
+            DType::U32 => self.apply::<u32>(storage, layout),
+            dtype => Err(candle_core::Error::Msg(format!(
+                "NCCL collectives: unsupported dtype {dtype:?}"
+            ))),
+        }
+    }
+}
