@@ -44,12 +44,13 @@ pub fn detect_format(path: &Path) -> Result<TensorFileFormat> {
     if head.starts_with(b"PK\x03\x04") {
         return Ok(TensorFileFormat::TorchZip);
     }
-    if head.first() == Some(&0x80) {
-        return Err(checkpoint_error(path, LEGACY_TORCH_HINT));
-    }
     // safetensors: u64 little-endian header length, then a JSON object.
     if head.len() == 9 && head[8] == b'{' {
         return Ok(TensorFileFormat::Safetensors);
+    }
+    // A legacy torch.save file is a bare pickle: PROTO opcode 0x80, then the protocol number.
+    if head.len() >= 2 && head[0] == 0x80 && (2..=5).contains(&head[1]) {
+        return Err(checkpoint_error(path, LEGACY_TORCH_HINT));
     }
     Err(checkpoint_error(
         path,

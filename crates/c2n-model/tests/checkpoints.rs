@@ -1,0 +1,245 @@
+//! Checkpoint loading and saving: round trip, tolerated keys, and errors that name the key.
+
+mod model_support;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use c2n_model::keys::{state_dict_specs, LM_HEAD_KEY, WORD_EMBEDDINGS_KEY};
+use c2n_model::load::{load_state_dict, read_tensors};
+use c2n_model::save::state_dict;
+use c2n_model::{
+    load_checkpoint, load_pretrained_encoder, save_checkpoint, ModelConfig, ModelError, Seq2Seq,
+};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarMap;
+use model_support::*;
+
+fn fresh(cfg: &ModelConfig) -> Seq2Seq {
+    Seq2Seq::new(cfg, &VarMap::new(), &Device::Cpu).unwrap()
+}
+
+fn write(tensors: &HashMap<String, Tensor>, path: &Path) {
+    candle_core::safetensors::save(tensors, path).unwrap();
+}
+
+fn var_values(model: &Seq2Seq, name: &str) -> Vec<f32> {
+    let data = model.varmap().data().lock().unwrap();
+    data[name]
+        .as_tensor()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap()
+}
+
+fn fixture_tensors() -> HashMap<String, Tensor> {
+    read_tensors(&small_dir().join("pytorch_model.bin")).unwrap()
+}
+
+#[test]
+fn state_dict_has_every_reference_key_and_shape() {
+    // 311 keys / 309 parameters for the full model (spec §4.6), without allocating it.
+    let full = ModelConfig::codebert();
+    assert_eq!(state_dict_specs(&full).len(), 311);
+    assert_eq!(c2n_model::keys::param_specs(&full).len(), 309);
+    let count: usize = c2n_model::keys::param_specs(&full)
+        .iter()
+        .map(|p| p.shape.iter().product::<usize>())
+        .sum();
+    assert_eq!(count, 172_503_552);
+    // The PyTorch file of the fixture holds exactly our key set with our shapes.
+    let tensors = fixture_tensors();
+    let cfg = ModelConfig::load(small_dir().join("config.json")).unwrap();
+    let specs = state_dict_specs(&cfg);
+    assert_eq!(tensors.len(), specs.len());
+    for spec in specs {
+        assert_eq!(tensors[&spec.name].dims(), spec.shape.as_slice(), "{}", spec.name);
+    }
+}
+
+#[test]
+fn save_then_reload_round_trips_and_writes_bias_and_lm_head() {
+    let model = small_model();
+    let dir = tempfile::tempdir().unwrap();
+    save_checkpoint(&model, dir.path()).unwrap();
+    let written = read_tensors(&dir.path().join("model.safetensors")).unwrap();
+    let want = fixture_tensors();
+    assert_eq!(written.len(), want.len());
+    for (key, value) in &want {
+        let got = &written[key];
+        assert_eq!(got.dims(), value.dims(), "{key}");
+        let a = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let b = value.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(a, b, "{key} differs from the PyTorch file");
+    }
+    let reloaded = load_checkpoint(dir.path(), &Device::Cpu).unwrap();
+    assert_eq!(reloaded.config(), model.config());
+    for name in model.trainable_var_names() {
+        assert_eq!(var_values(&model, &name), var_values(&reloaded, &name), "{name}");
+    }
+}
+
+#[test]
+fn position_ids_buffer_is_tolerated_and_missing_bias_and_lm_head_are_rebuilt() {
+    let mut tensors = fixture_tensors();
+    tensors.remove("bias");
+    tensors.remove(LM_HEAD_KEY);
+    tensors.insert(
+        "encoder.embeddings.position_ids".into(),
+        Tensor::arange(0i64, 514, &Device::Cpu).unwrap().reshape((1, 514)).unwrap(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.safetensors");
+    write(&tensors, &path);
+    let model = fresh(small_model().config());
+    load_state_dict(&model, &path).unwrap();
+    assert_eq!(
+        var_values(&model, WORD_EMBEDDINGS_KEY),
+        var_values(&small_model(), WORD_EMBEDDINGS_KEY)
+    );
+}
+
+fn load_error(tensors: &HashMap<String, Tensor>) -> (ModelError, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.safetensors");
+    write(tensors, &path);
+    let model = fresh(small_model().config());
+    let err = load_state_dict(&model, &path).expect_err("load must fail");
+    let text = err.to_string();
+    assert!(text.contains("broken.safetensors"), "error names the file: {text}");
+    (err, text)
+}
+
+#[test]
+fn missing_key_is_an_error_naming_the_key() {
+    let mut tensors = fixture_tensors();
+    tensors.remove("decoder.layers.1.norm2.bias");
+    let (err, text) = load_error(&tensors);
+    assert!(matches!(err, ModelError::MissingKey { .. }), "{err:?}");
+    assert!(text.contains("decoder.layers.1.norm2.bias"), "{text}");
+}
+
+#[test]
+fn misshapen_key_is_an_error_naming_the_key_and_shapes() {
+    let mut tensors = fixture_tensors();
+    tensors.insert("dense.weight".into(), Tensor::zeros((16, 15), DType::F32, &Device::Cpu).unwrap());
+    let (err, text) = load_error(&tensors);
+    assert!(matches!(err, ModelError::ShapeMismatch { .. }), "{err:?}");
+    assert!(text.contains("dense.weight") && text.contains("[16, 15]"), "{text}");
+}
+
+#[test]
+fn unexpected_key_is_an_error_naming_the_key() {
+    let mut tensors = fixture_tensors();
+    tensors.insert("decoder.layers.7.norm1.weight".into(), Tensor::zeros(16, DType::F32, &Device::Cpu).unwrap());
+    let (_, text) = load_error(&tensors);
+    assert!(text.contains("unexpected key `decoder.layers.7.norm1.weight`"), "{text}");
+}
+
+#[test]
+fn lm_head_that_is_not_tied_is_an_error() {
+    let mut tensors = fixture_tensors();
+    let w = tensors[LM_HEAD_KEY].affine(2.0, 0.0).unwrap();
+    tensors.insert(LM_HEAD_KEY.into(), w);
+    let (_, text) = load_error(&tensors);
+    assert!(text.contains(LM_HEAD_KEY), "{text}");
+}
+
+#[test]
+fn legacy_torch_file_is_rejected_with_a_conversion_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pytorch_model.bin");
+    // A pre-1.6 torch.save file starts with a raw pickle (protocol 2): 0x80 0x02.
+    std::fs::write(&path, [0x80u8, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20]).unwrap();
+    let model = fresh(small_model().config());
+    let text = load_state_dict(&model, &path).unwrap_err().to_string();
+    assert!(text.contains("legacy") && text.contains("torch.save"), "{text}");
+    assert!(text.contains("pytorch_model.bin"), "{text}");
+}
+
+#[test]
+fn pretrained_roberta_folder_loads_encoder_and_initialises_decoder_like_the_reference() {
+    let source = small_model();
+    let cfg = source.config().clone();
+    let dir = tempfile::tempdir().unwrap();
+    // A RobertaForMaskedLM-style file: `roberta.` prefix, an MLM head, no pooler.
+    let mut tensors = HashMap::new();
+    for (key, value) in state_dict(&source).unwrap() {
+        if let Some(rest) = key.strip_prefix("encoder.") {
+            if !rest.starts_with("pooler.") {
+                tensors.insert(format!("roberta.{rest}"), value);
+            }
+        }
+    }
+    tensors.insert("lm_head.dense.weight".into(), Tensor::zeros((16, 16), DType::F32, &Device::Cpu).unwrap());
+    write(&tensors, &dir.path().join("model.safetensors"));
+    let mut hf_cfg = cfg.clone();
+    hf_cfg.decoder_layers = 6;
+    hf_cfg.decoder_ffn_dim = 2048;
+    hf_cfg.save(dir.path().join("config.json")).unwrap();
+
+    let model = load_pretrained_encoder(dir.path().to_str().unwrap(), &Device::Cpu, |c| {
+        c.decoder_layers = 3;
+        c.decoder_ffn_dim = 32;
+    })
+    .unwrap();
+    assert_eq!(model.config().decoder_layers, 3);
+    for name in source.trainable_var_names() {
+        if name.starts_with("encoder.") && !name.starts_with("encoder.pooler.") {
+            assert_eq!(var_values(&model, &name), var_values(&source, &name), "{name}");
+        }
+    }
+    // §4.5: all decoder layers start identical; biases of in_proj/out_proj are zero;
+    // LayerNorms are 1/0; in_proj is xavier-uniform bounded.
+    for spec in c2n_model::keys::decoder_layer_param_specs(model.config()) {
+        let first = var_values(&model, &format!("decoder.layers.0.{}", spec.name));
+        for l in 1..3 {
+            assert_eq!(first, var_values(&model, &format!("decoder.layers.{l}.{}", spec.name)));
+        }
+        if spec.name.ends_with("in_proj_bias") || spec.name.ends_with("out_proj.bias") {
+            assert!(first.iter().all(|&x| x == 0.0), "{}", spec.name);
+        }
+        if spec.name.ends_with("in_proj_weight") {
+            let bound = (6.0f32 / (48.0 + 16.0)).sqrt();
+            assert!(first.iter().all(|x| x.abs() <= bound) && first.iter().any(|&x| x != 0.0));
+        }
+        if spec.name.starts_with("norm") {
+            let want = if spec.name.ends_with("weight") { 1.0 } else { 0.0 };
+            assert!(first.iter().all(|&x| x == want), "{}", spec.name);
+        }
+    }
+}
+
+#[test]
+fn pretrained_file_missing_an_encoder_key_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = small_model();
+    let mut tensors = HashMap::new();
+    for (key, value) in state_dict(&source).unwrap() {
+        if let Some(rest) = key.strip_prefix("encoder.") {
+            tensors.insert(rest.to_string(), value);
+        }
+    }
+    tensors.remove("encoder.layer.1.output.dense.bias");
+    write(&tensors, &dir.path().join("model.safetensors"));
+    source.config().save(dir.path().join("config.json")).unwrap();
+    let text = load_pretrained_encoder(dir.path().to_str().unwrap(), &Device::Cpu, |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(text.contains("encoder.layer.1.output.dense.bias"), "{text}");
+}
+
+#[test]
+fn codebert_config_json_from_shared_data_is_the_reference_encoder() {
+    let shared = std::env::var("C2N_SHARED")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
+    let path = shared.join("data/roberta-base/config.json");
+    if !path.is_file() {
+        eprintln!("skipping: {} not found (set C2N_SHARED)", path.display());
+        return;
+    }
+    let cfg = ModelConfig::load(&path).unwrap();
+    assert_eq!(cfg, ModelConfig::codebert());
+}

@@ -1,0 +1,151 @@
+//! Decoding sessions: the KV-cached path equals the full-prefix path, and both reproduce the
+//! PyTorch reference's beam scores (sum of per-step log-probs) on the fixture's hypotheses.
+
+mod model_support;
+
+use c2n_model::{FullPrefixSession, KvCacheSession, NextTokenLogProbs};
+use model_support::*;
+
+const EOS: u32 = 2;
+const PAD: u32 = 1;
+
+/// A tiny deterministic generator (xorshift) so the test needs no extra crate.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+fn assert_close(a: &[f32], b: &[f32], what: &str) {
+    let diff = max_rel_diff(a, b);
+    assert!(diff <= 1e-5, "{what}: cached and uncached log-probs differ by {diff}");
+}
+
+#[test]
+fn cached_equals_full_prefix_with_pads_reordering_and_dropping() {
+    let fx = fixture();
+    let model = small_model();
+    let src = batch(&fx, "source_ids").narrow(0, 0, 3).unwrap();
+    let mask = batch(&fx, "source_mask").narrow(0, 0, 3).unwrap();
+    let per_example = 3;
+    let mut cached = KvCacheSession::new(&model, &src, &mask, per_example).unwrap();
+    let mut full = FullPrefixSession::new(&model, &src, &mask, per_example).unwrap();
+    let mut rng = Rng(0x9e3779b97f4a7c15);
+    let mut rows = 9usize;
+    let origin: Vec<u32> = (0..rows as u32).collect();
+    let tokens = vec![0u32; rows];
+    let a = cached.step(&origin, &tokens).unwrap();
+    let b = full.step(&origin, &tokens).unwrap();
+    assert_eq!(a.len(), rows * 50265);
+    assert_close(&a, &b, "step 1");
+    let mut saw_pad = false;
+    for step in 2..=9 {
+        // Drop a row now and then, duplicate others, and shuffle: origin is arbitrary.
+        let new_rows = if step % 3 == 0 { rows - 1 } else { rows };
+        let origin: Vec<u32> = (0..new_rows).map(|_| rng.below(rows) as u32).collect();
+        let tokens: Vec<u32> = (0..new_rows)
+            .map(|i| match (step + i) % 5 {
+                0 => PAD,
+                1 => EOS,
+                _ => 3 + rng.below(50000) as u32,
+            })
+            .collect();
+        saw_pad |= tokens.contains(&PAD);
+        let a = cached.step(&origin, &tokens).unwrap();
+        let b = full.step(&origin, &tokens).unwrap();
+        assert_eq!(a.len(), new_rows * 50265);
+        assert_close(&a, &b, &format!("step {step}"));
+        rows = new_rows;
+    }
+    assert!(saw_pad);
+    assert!(full.prefixes().iter().any(|p| p[1..].contains(&PAD)));
+    assert_eq!(cached.steps(), 9);
+}
+
+#[test]
+fn invalid_steps_are_errors() {
+    let fx = fixture();
+    let model = small_model();
+    let src = batch(&fx, "source_ids").narrow(0, 0, 1).unwrap();
+    let mask = batch(&fx, "source_mask").narrow(0, 0, 1).unwrap();
+    let mut s = KvCacheSession::new(&model, &src, &mask, 2).unwrap();
+    assert!(s.step(&[0, 2], &[0, 0]).is_err(), "origin out of range");
+    assert!(s.step(&[0], &[0, 0]).is_err(), "length mismatch");
+    assert!(s.step(&[0], &[50265]).is_err(), "token out of range");
+    assert!(s.step(&[0, 1], &[0, 0]).is_ok());
+}
+
+#[test]
+fn sessions_reproduce_reference_beam_scores() {
+    let fx = fixture();
+    let src_all = batch(&fx, "source_ids");
+    let mask_all = batch(&fx, "source_mask");
+    let mut checked = 0;
+    for run in fx["nbest"]["runs"].as_array().unwrap() {
+        let scale = run["eos_row_scale"].as_f64().unwrap();
+        let model = small_model();
+        scale_word_row(&model, EOS as usize, scale);
+        for (e, result) in run["results"].as_array().unwrap().iter().enumerate() {
+            // Token paths: the hypothesis, plus the EOS that buildTargetTokens cut.
+            let paths: Vec<(Vec<u32>, f32)> = result["final"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .zip(result["hypotheses"].as_array().unwrap())
+                .map(|(f, h)| {
+                    let t = f[1].as_u64().unwrap() as usize;
+                    let mut ids = u32s(&h["ids"]);
+                    if ids.len() < t {
+                        ids.push(EOS);
+                    }
+                    assert_eq!(ids.len(), t);
+                    (ids, f[0].as_f64().unwrap() as f32)
+                })
+                .collect();
+            let src = src_all.narrow(0, e, 1).unwrap();
+            let mask = mask_all.narrow(0, e, 1).unwrap();
+            let k = paths.len();
+            let mut cached = KvCacheSession::new(&model, &src, &mask, k).unwrap();
+            let mut full = FullPrefixSession::new(&model, &src, &mask, k).unwrap();
+            let mut alive: Vec<usize> = (0..k).collect();
+            let mut scores = vec![0f32; k];
+            let mut origin: Vec<u32> = (0..k as u32).collect();
+            let mut tokens = vec![0u32; k];
+            let mut step = 0;
+            while !alive.is_empty() {
+                let a = cached.step(&origin, &tokens).unwrap();
+                let b = full.step(&origin, &tokens).unwrap();
+                assert!(max_rel_diff(&a, &b) <= 1e-5);
+                let v = a.len() / alive.len();
+                for (row, &p) in alive.iter().enumerate() {
+                    let next = paths[p].0[step] as usize;
+                    scores[p] += a[row * v + next];
+                }
+                // Keep the rows whose path continues; the others are dropped.
+                let keep: Vec<usize> = (0..alive.len())
+                    .filter(|&row| paths[alive[row]].0.len() > step + 1)
+                    .collect();
+                origin = keep.iter().map(|&r| r as u32).collect();
+                tokens = keep.iter().map(|&r| paths[alive[r]].0[step]).collect();
+                alive = keep.iter().map(|&r| alive[r]).collect();
+                step += 1;
+            }
+            for (p, (_, want)) in paths.iter().enumerate() {
+                let got = scores[p];
+                assert!(
+                    (got - want).abs() <= 1e-4 * want.abs().max(1.0),
+                    "scale {scale}, example {e}, hypothesis {p}: score {got} vs reference {want}"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 200, "checked {checked} hypotheses");
+}
