@@ -137,7 +137,12 @@ impl ModelConfig {
 
     /// Check the values the model relies on (divisibility, non-zero sizes, special ids).
     pub fn validate(&self) -> Result<()> {
-        let fail = |message: String| Err(ModelError::Config { path: None, message });
+        let fail = |message: String| {
+            Err(ModelError::Config {
+                path: None,
+                message,
+            })
+        };
         if self.hidden_size == 0 || self.vocab_size == 0 {
             return fail("hidden_size and vocab_size must be positive".into());
         }

@@ -91,7 +91,6 @@ impl<'a> Params<'a> {
     pub fn get(&self, name: &str, shape: &[usize]) -> candle_core::Result<Tensor> {
         let full = format!("{}{name}", self.prefix);
         let init = reference_init(self.cfg, &full, shape);
-        self.varmap
-            .get(shape, &full, init, DType::F32, self.device)
+        self.varmap.get(shape, &full, init, DType::F32, self.device)
     }
 }

@@ -39,7 +39,11 @@ fn push(out: &mut Vec<ParamSpec>, name: String, shape: &[usize]) {
 pub fn encoder_param_specs(cfg: &ModelConfig) -> Vec<ParamSpec> {
     let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
     let mut out = Vec::new();
-    push(&mut out, "embeddings.word_embeddings.weight".into(), &[cfg.vocab_size, h]);
+    push(
+        &mut out,
+        "embeddings.word_embeddings.weight".into(),
+        &[cfg.vocab_size, h],
+    );
     push(
         &mut out,
         "embeddings.position_embeddings.weight".into(),
@@ -58,10 +62,22 @@ pub fn encoder_param_specs(cfg: &ModelConfig) -> Vec<ParamSpec> {
             push(&mut out, format!("{p}attention.self.{m}.weight"), &[h, h]);
             push(&mut out, format!("{p}attention.self.{m}.bias"), &[h]);
         }
-        push(&mut out, format!("{p}attention.output.dense.weight"), &[h, h]);
+        push(
+            &mut out,
+            format!("{p}attention.output.dense.weight"),
+            &[h, h],
+        );
         push(&mut out, format!("{p}attention.output.dense.bias"), &[h]);
-        push(&mut out, format!("{p}attention.output.LayerNorm.weight"), &[h]);
-        push(&mut out, format!("{p}attention.output.LayerNorm.bias"), &[h]);
+        push(
+            &mut out,
+            format!("{p}attention.output.LayerNorm.weight"),
+            &[h],
+        );
+        push(
+            &mut out,
+            format!("{p}attention.output.LayerNorm.bias"),
+            &[h],
+        );
         push(&mut out, format!("{p}intermediate.dense.weight"), &[i, h]);
         push(&mut out, format!("{p}intermediate.dense.bias"), &[i]);
         push(&mut out, format!("{p}output.dense.weight"), &[h, i]);
@@ -125,6 +141,10 @@ pub fn state_dict_specs(cfg: &ModelConfig) -> Vec<ParamSpec> {
         shape: vec![CAUSAL_BUFFER_SIZE, CAUSAL_BUFFER_SIZE],
     }];
     out.extend(param_specs(cfg));
-    push(&mut out, LM_HEAD_KEY.into(), &[cfg.vocab_size, cfg.hidden_size]);
+    push(
+        &mut out,
+        LM_HEAD_KEY.into(),
+        &[cfg.vocab_size, cfg.hidden_size],
+    );
     out
 }

@@ -158,9 +158,9 @@ impl Seq2Seq {
     pub fn lm_logits(&self, hidden: &Tensor) -> Result<Tensor> {
         let w = cast(self.embeddings().word_embeddings(), hidden.dtype())?;
         let dims = hidden.dims().to_vec();
-        let h = *dims.last().ok_or_else(|| {
-            ModelError::InvalidInput("lm_logits: scalar hidden state".into())
-        })?;
+        let h = *dims
+            .last()
+            .ok_or_else(|| ModelError::InvalidInput("lm_logits: scalar hidden state".into()))?;
         let rows = hidden.elem_count() / h.max(1);
         let logits = hidden.reshape((rows, h))?.matmul(&w.t()?)?;
         let mut out_dims = dims[..dims.len() - 1].to_vec();

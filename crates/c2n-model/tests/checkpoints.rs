@@ -54,7 +54,12 @@ fn state_dict_has_every_reference_key_and_shape() {
     let specs = state_dict_specs(&cfg);
     assert_eq!(tensors.len(), specs.len());
     for spec in specs {
-        assert_eq!(tensors[&spec.name].dims(), spec.shape.as_slice(), "{}", spec.name);
+        assert_eq!(
+            tensors[&spec.name].dims(),
+            spec.shape.as_slice(),
+            "{}",
+            spec.name
+        );
     }
 }
 
@@ -70,13 +75,23 @@ fn save_then_reload_round_trips_and_writes_bias_and_lm_head() {
         let got = &written[key];
         assert_eq!(got.dims(), value.dims(), "{key}");
         let a = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let b = value.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let b = value
+            .to_dtype(DType::F32)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         assert_eq!(a, b, "{key} differs from the PyTorch file");
     }
     let reloaded = load_checkpoint(dir.path(), &Device::Cpu).unwrap();
     assert_eq!(reloaded.config(), model.config());
     for name in model.trainable_var_names() {
-        assert_eq!(var_values(&model, &name), var_values(&reloaded, &name), "{name}");
+        assert_eq!(
+            var_values(&model, &name),
+            var_values(&reloaded, &name),
+            "{name}"
+        );
     }
 }
 
@@ -87,7 +102,10 @@ fn position_ids_buffer_is_tolerated_and_missing_bias_and_lm_head_are_rebuilt() {
     tensors.remove(LM_HEAD_KEY);
     tensors.insert(
         "encoder.embeddings.position_ids".into(),
-        Tensor::arange(0i64, 514, &Device::Cpu).unwrap().reshape((1, 514)).unwrap(),
+        Tensor::arange(0i64, 514, &Device::Cpu)
+            .unwrap()
+            .reshape((1, 514))
+            .unwrap(),
     );
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("model.safetensors");
@@ -107,7 +125,10 @@ fn load_error(tensors: &HashMap<String, Tensor>) -> (ModelError, String) {
     let model = fresh(small_model().config());
     let err = load_state_dict(&model, &path).expect_err("load must fail");
     let text = err.to_string();
-    assert!(text.contains("broken.safetensors"), "error names the file: {text}");
+    assert!(
+        text.contains("broken.safetensors"),
+        "error names the file: {text}"
+    );
     (err, text)
 }
 
@@ -123,18 +144,30 @@ fn missing_key_is_an_error_naming_the_key() {
 #[test]
 fn misshapen_key_is_an_error_naming_the_key_and_shapes() {
     let mut tensors = fixture_tensors();
-    tensors.insert("dense.weight".into(), Tensor::zeros((16, 15), DType::F32, &Device::Cpu).unwrap());
+    tensors.insert(
+        "dense.weight".into(),
+        Tensor::zeros((16, 15), DType::F32, &Device::Cpu).unwrap(),
+    );
     let (err, text) = load_error(&tensors);
     assert!(matches!(err, ModelError::ShapeMismatch { .. }), "{err:?}");
-    assert!(text.contains("dense.weight") && text.contains("[16, 15]"), "{text}");
+    assert!(
+        text.contains("dense.weight") && text.contains("[16, 15]"),
+        "{text}"
+    );
 }
 
 #[test]
 fn unexpected_key_is_an_error_naming_the_key() {
     let mut tensors = fixture_tensors();
-    tensors.insert("decoder.layers.7.norm1.weight".into(), Tensor::zeros(16, DType::F32, &Device::Cpu).unwrap());
+    tensors.insert(
+        "decoder.layers.7.norm1.weight".into(),
+        Tensor::zeros(16, DType::F32, &Device::Cpu).unwrap(),
+    );
     let (_, text) = load_error(&tensors);
-    assert!(text.contains("unexpected key `decoder.layers.7.norm1.weight`"), "{text}");
+    assert!(
+        text.contains("unexpected key `decoder.layers.7.norm1.weight`"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -151,10 +184,17 @@ fn legacy_torch_file_is_rejected_with_a_conversion_hint() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("pytorch_model.bin");
     // A pre-1.6 torch.save file starts with a raw pickle (protocol 2): 0x80 0x02.
-    std::fs::write(&path, [0x80u8, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20]).unwrap();
+    std::fs::write(
+        &path,
+        [0x80u8, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20],
+    )
+    .unwrap();
     let model = fresh(small_model().config());
     let text = load_state_dict(&model, &path).unwrap_err().to_string();
-    assert!(text.contains("legacy") && text.contains("torch.save"), "{text}");
+    assert!(
+        text.contains("legacy") && text.contains("torch.save"),
+        "{text}"
+    );
     assert!(text.contains("pytorch_model.bin"), "{text}");
 }
 
@@ -172,7 +212,10 @@ fn pretrained_roberta_folder_loads_encoder_and_initialises_decoder_like_the_refe
             }
         }
     }
-    tensors.insert("lm_head.dense.weight".into(), Tensor::zeros((16, 16), DType::F32, &Device::Cpu).unwrap());
+    tensors.insert(
+        "lm_head.dense.weight".into(),
+        Tensor::zeros((16, 16), DType::F32, &Device::Cpu).unwrap(),
+    );
     write(&tensors, &dir.path().join("model.safetensors"));
     let mut hf_cfg = cfg.clone();
     hf_cfg.decoder_layers = 6;
@@ -187,7 +230,11 @@ fn pretrained_roberta_folder_loads_encoder_and_initialises_decoder_like_the_refe
     assert_eq!(model.config().decoder_layers, 3);
     for name in source.trainable_var_names() {
         if name.starts_with("encoder.") && !name.starts_with("encoder.pooler.") {
-            assert_eq!(var_values(&model, &name), var_values(&source, &name), "{name}");
+            assert_eq!(
+                var_values(&model, &name),
+                var_values(&source, &name),
+                "{name}"
+            );
         }
     }
     // §4.5: all decoder layers start identical; biases of in_proj/out_proj are zero;
@@ -195,7 +242,10 @@ fn pretrained_roberta_folder_loads_encoder_and_initialises_decoder_like_the_refe
     for spec in c2n_model::keys::decoder_layer_param_specs(model.config()) {
         let first = var_values(&model, &format!("decoder.layers.0.{}", spec.name));
         for l in 1..3 {
-            assert_eq!(first, var_values(&model, &format!("decoder.layers.{l}.{}", spec.name)));
+            assert_eq!(
+                first,
+                var_values(&model, &format!("decoder.layers.{l}.{}", spec.name))
+            );
         }
         if spec.name.ends_with("in_proj_bias") || spec.name.ends_with("out_proj.bias") {
             assert!(first.iter().all(|&x| x == 0.0), "{}", spec.name);
@@ -205,7 +255,11 @@ fn pretrained_roberta_folder_loads_encoder_and_initialises_decoder_like_the_refe
             assert!(first.iter().all(|x| x.abs() <= bound) && first.iter().any(|&x| x != 0.0));
         }
         if spec.name.starts_with("norm") {
-            let want = if spec.name.ends_with("weight") { 1.0 } else { 0.0 };
+            let want = if spec.name.ends_with("weight") {
+                1.0
+            } else {
+                0.0
+            };
             assert!(first.iter().all(|&x| x == want), "{}", spec.name);
         }
     }
@@ -223,7 +277,10 @@ fn pretrained_file_missing_an_encoder_key_is_an_error() {
     }
     tensors.remove("encoder.layer.1.output.dense.bias");
     write(&tensors, &dir.path().join("model.safetensors"));
-    source.config().save(dir.path().join("config.json")).unwrap();
+    source
+        .config()
+        .save(dir.path().join("config.json"))
+        .unwrap();
     let text = load_pretrained_encoder(dir.path().to_str().unwrap(), &Device::Cpu, |_| {})
         .unwrap_err()
         .to_string();

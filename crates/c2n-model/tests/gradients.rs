@@ -27,13 +27,25 @@ fn every_parameter_but_the_pooler_gets_a_nonzero_gradient() {
         let var = &data[&name];
         let grad = grads.get(var.as_tensor());
         if name.starts_with("encoder.pooler.") {
-            assert!(grad.is_none(), "{name}: the pooler output is unused, so no gradient");
+            assert!(
+                grad.is_none(),
+                "{name}: the pooler output is unused, so no gradient"
+            );
             continue;
         }
         let grad = grad.unwrap_or_else(|| panic!("{name} received no gradient"));
         assert_eq!(grad.dims(), var.dims());
-        let norm = grad.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
-        assert!(norm > 0.0 && norm.is_finite(), "{name}: gradient norm² {norm}");
+        let norm = grad
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(
+            norm > 0.0 && norm.is_finite(),
+            "{name}: gradient norm² {norm}"
+        );
     }
 }
 
@@ -57,7 +69,10 @@ fn dropout_is_active_only_in_training_mode() {
     };
     assert_eq!(run(false), run(false));
     let (a, b, eval) = (run(true), run(true), run(false));
-    assert!(a != eval && b != eval && a != b, "train losses {a} {b}, eval {eval}");
+    assert!(
+        a != eval && b != eval && a != b,
+        "train losses {a} {b}, eval {eval}"
+    );
 }
 
 #[test]
@@ -79,7 +94,10 @@ fn bf16_compute_is_close_to_f32_and_keeps_f32_gradients() {
     let reduced = loss(&bf16);
     assert_eq!(reduced.loss.dtype(), DType::F32);
     let r = reduced.loss.to_scalar::<f32>().unwrap();
-    assert!((r - full).abs() / full < 1e-2, "bf16 loss {r} vs f32 {full}");
+    assert!(
+        (r - full).abs() / full < 1e-2,
+        "bf16 loss {r} vs f32 {full}"
+    );
     let grads = reduced.loss.backward().unwrap();
     let data = bf16.varmap().data().lock().unwrap();
     let g = grads

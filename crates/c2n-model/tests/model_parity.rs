@@ -21,8 +21,18 @@ fn bin_and_safetensors_give_the_same_parameters() {
     let b = from_bin.varmap().data().lock().unwrap();
     assert_eq!(a.len(), from_safetensors.trainable_var_names().len());
     for name in from_safetensors.trainable_var_names() {
-        let x = a[&name].as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let y = b[&name].as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let x = a[&name]
+            .as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let y = b[&name]
+            .as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         assert_eq!(x, y, "{name} differs between .bin and .safetensors");
     }
 }
@@ -99,8 +109,14 @@ fn loss_matches_reference() {
     let loss_sum = out.loss_sum.to_scalar::<f32>().unwrap();
     let want = fx["loss"].as_f64().unwrap() as f32;
     let want_sum = fx["loss_sum"].as_f64().unwrap() as f32;
-    assert!(max_rel_diff(&[loss], &[want]) <= TOL, "loss {loss} vs {want}");
-    assert!(max_rel_diff(&[loss_sum], &[want_sum]) <= TOL, "loss_sum {loss_sum} vs {want_sum}");
+    assert!(
+        max_rel_diff(&[loss], &[want]) <= TOL,
+        "loss {loss} vs {want}"
+    );
+    assert!(
+        max_rel_diff(&[loss_sum], &[want_sum]) <= TOL,
+        "loss_sum {loss_sum} vs {want_sum}"
+    );
 }
 
 #[test]
@@ -135,5 +151,8 @@ fn loss_is_a_token_mean_over_the_batch_not_a_mean_of_sentence_means() {
     let whole_loss = whole.loss.to_scalar::<f32>().unwrap();
     assert!(max_rel_diff(&[whole_loss], &[token_mean]) <= TOL);
     let mean_of_means = (sentence_means.iter().sum::<f64>() / n as f64) as f32;
-    assert!((whole_loss - mean_of_means).abs() > 1e-4, "lengths differ, so the two means must differ");
+    assert!(
+        (whole_loss - mean_of_means).abs() > 1e-4,
+        "lengths differ, so the two means must differ"
+    );
 }

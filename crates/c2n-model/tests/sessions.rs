@@ -25,7 +25,10 @@ impl Rng {
 
 fn assert_close(a: &[f32], b: &[f32], what: &str) {
     let diff = max_rel_diff(a, b);
-    assert!(diff <= 1e-5, "{what}: cached and uncached log-probs differ by {diff}");
+    assert!(
+        diff <= 1e-5,
+        "{what}: cached and uncached log-probs differ by {diff}"
+    );
 }
 
 #[test]

@@ -28,7 +28,10 @@ impl MultiheadAttention {
         let b = p.get("in_proj_bias", &[3 * h])?;
         // Rows 0..H are Wq, H..2H Wk, 2H..3H Wv; narrow keeps the gradient path to the Var.
         let part = |i: usize| -> Result<Linear> {
-            Ok(Linear::new(w.narrow(0, i * h, h)?, Some(b.narrow(0, i * h, h)?)))
+            Ok(Linear::new(
+                w.narrow(0, i * h, h)?,
+                Some(b.narrow(0, i * h, h)?),
+            ))
         };
         Ok(Self {
             q: part(0)?,
@@ -46,7 +49,10 @@ impl MultiheadAttention {
 
     /// Scaled queries `[b, heads, L, d]` from `x [b, L, H]`.
     pub fn queries(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(split_heads(&(self.q.forward(x)? * self.scale)?, self.heads)?)
+        Ok(split_heads(
+            &(self.q.forward(x)? * self.scale)?,
+            self.heads,
+        )?)
     }
 
     /// Keys and values `[b, heads, L, d]` from `x [b, L, H]`.

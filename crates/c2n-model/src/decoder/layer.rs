@@ -32,7 +32,11 @@ pub struct DecoderLayer {
 impl DecoderLayer {
     pub(crate) fn new(p: &Params) -> Result<Self> {
         let cfg = p.cfg;
-        let (h, f, eps) = (cfg.hidden_size, cfg.decoder_ffn_dim, cfg.decoder_layer_norm_eps);
+        let (h, f, eps) = (
+            cfg.hidden_size,
+            cfg.decoder_ffn_dim,
+            cfg.decoder_layer_norm_eps,
+        );
         let norm = |name: &str| -> Result<LayerNorm> {
             Ok(LayerNorm::new(
                 p.get(&format!("{name}.weight"), &[h])?,
@@ -75,9 +79,15 @@ impl DecoderLayer {
         train: bool,
     ) -> Result<Tensor> {
         let sa = self.self_attn.forward(x, x, Some(causal), train)?;
-        let x = self.norm1.forward(&(x + dropout(&sa, self.dropout_p, train)?)?)?;
-        let ca = self.cross_attn.forward(&x, memory, Some(memory_mask), train)?;
-        let x = self.norm2.forward(&(x + dropout(&ca, self.dropout_p, train)?)?)?;
+        let x = self
+            .norm1
+            .forward(&(x + dropout(&sa, self.dropout_p, train)?)?)?;
+        let ca = self
+            .cross_attn
+            .forward(&x, memory, Some(memory_mask), train)?;
+        let x = self
+            .norm2
+            .forward(&(x + dropout(&ca, self.dropout_p, train)?)?)?;
         self.feed_forward(&x, train)
     }
 

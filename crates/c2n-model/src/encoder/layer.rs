@@ -4,7 +4,9 @@ use candle_core::Tensor;
 
 use crate::config::Activation;
 use crate::init::Params;
-use crate::layers::{apply_activation, attend, dropout, merge_heads, split_heads, LayerNorm, Linear};
+use crate::layers::{
+    apply_activation, attend, dropout, merge_heads, split_heads, LayerNorm, Linear,
+};
 use crate::Result;
 
 fn linear(p: &Params, name: &str, out: usize, inp: usize) -> Result<Linear> {

@@ -36,7 +36,10 @@ pub(crate) fn assign(
     if !value.dtype().is_float() {
         return Err(ModelError::Checkpoint {
             path: path.to_path_buf(),
-            message: format!("key `{key}` has dtype {:?}, expected a float type", value.dtype()),
+            message: format!(
+                "key `{key}` has dtype {:?}, expected a float type",
+                value.dtype()
+            ),
         });
     }
     let value = value
@@ -48,7 +51,11 @@ pub(crate) fn assign(
 }
 
 /// Take `key` out of `tensors` or fail with [`ModelError::MissingKey`].
-pub(crate) fn take(tensors: &mut HashMap<String, Tensor>, key: &str, path: &Path) -> Result<Tensor> {
+pub(crate) fn take(
+    tensors: &mut HashMap<String, Tensor>,
+    key: &str,
+    path: &Path,
+) -> Result<Tensor> {
     tensors.remove(key).ok_or_else(|| ModelError::MissingKey {
         path: path.to_path_buf(),
         key: key.to_string(),

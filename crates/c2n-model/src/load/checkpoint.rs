@@ -77,7 +77,10 @@ pub fn load_state_dict(model: &Seq2Seq, path: &Path) -> Result<()> {
         }
     }
     if let Some(lm_head) = tensors.remove(LM_HEAD_KEY) {
-        let word = model.embeddings().word_embeddings().to_device(&Device::Cpu)?;
+        let word = model
+            .embeddings()
+            .word_embeddings()
+            .to_device(&Device::Cpu)?;
         let same = lm_head.dims() == word.dims()
             && (lm_head.to_dtype(candle_core::DType::F32)? - &word)?
                 .abs()?

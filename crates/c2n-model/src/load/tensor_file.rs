@@ -62,7 +62,9 @@ pub fn detect_format(path: &Path) -> Result<TensorFileFormat> {
 pub fn read_tensors(path: &Path) -> Result<HashMap<String, Tensor>> {
     let wrap = |e: candle_core::Error| checkpoint_error(path, e.to_string());
     match detect_format(path)? {
-        TensorFileFormat::Safetensors => candle_core::safetensors::load(path, &Device::Cpu).map_err(wrap),
+        TensorFileFormat::Safetensors => {
+            candle_core::safetensors::load(path, &Device::Cpu).map_err(wrap)
+        }
         TensorFileFormat::TorchZip => Ok(candle_core::pickle::read_all(path)
             .map_err(wrap)?
             .into_iter()

@@ -70,7 +70,9 @@ impl NextTokenLogProbs for FullPrefixSession<'_> {
         }
         let len = self.prefixes[0].len();
         if self.prefixes.iter().any(|p| p.len() != len) {
-            return Err(ModelError::InvalidInput("rows have different prefix lengths".into()));
+            return Err(ModelError::InvalidInput(
+                "rows have different prefix lengths".into(),
+            ));
         }
         let device = self.model.device();
         let flat: Vec<u32> = self.prefixes.iter().flatten().copied().collect();

@@ -136,11 +136,10 @@ impl NextTokenLogProbs for KvCacheSession<'_> {
             self.model.compute_dtype(),
             false,
         )?;
-        let mask = self
-            .cross
-            .gathered_mask
-            .as_ref()
-            .ok_or_else(|| ModelError::InvalidInput("cross-attention mask not gathered".into()))?;
+        let mask =
+            self.cross.gathered_mask.as_ref().ok_or_else(|| {
+                ModelError::InvalidInput("cross-attention mask not gathered".into())
+            })?;
         for ((layer, cache), kv) in self
             .model
             .decoder_layers()

@@ -14,7 +14,9 @@ impl Rows {
     /// `n_examples × rows_per_example` rows; row `r` belongs to example `r / rows_per_example`.
     pub fn new(n_examples: usize, rows_per_example: usize, vocab_size: usize) -> Result<Self> {
         if rows_per_example == 0 {
-            return Err(ModelError::InvalidInput("rows_per_example must be at least 1".into()));
+            return Err(ModelError::InvalidInput(
+                "rows_per_example must be at least 1".into(),
+            ));
         }
         let example = (0..n_examples * rows_per_example)
             .map(|r| (r / rows_per_example) as u32)
