@@ -229,3 +229,47 @@ impl ModelConfig {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_preset_matches_the_config_written_by_the_python_reference() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/small/config.json");
+        let from_python = ModelConfig::load(path).unwrap();
+        assert_eq!(from_python, ModelConfig::small());
+        // Same keys as the Python writer: decoder fields only where they differ.
+        let ours: serde_json::Value =
+            serde_json::from_str(&ModelConfig::small().to_json_string().unwrap()).unwrap();
+        let theirs: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let keys = |v: &serde_json::Value| {
+            let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+            k.sort();
+            k
+        };
+        assert_eq!(keys(&ours), keys(&theirs));
+    }
+
+    #[test]
+    fn reference_decoder_fields_are_not_written_and_round_trip() {
+        let text = ModelConfig::codebert().to_json_string().unwrap();
+        assert!(!text.contains("decoder_"), "{text}");
+        let mut cfg = ModelConfig::codebert();
+        cfg.decoder_attention_heads = Some(4);
+        cfg.decoder_activation = Activation::Gelu;
+        let back = ModelConfig::from_json_str(&cfg.to_json_string().unwrap()).unwrap();
+        assert_eq!(back, cfg);
+        assert_eq!(back.decoder_heads(), 4);
+    }
+
+    #[test]
+    fn invalid_values_are_config_errors() {
+        let err = ModelConfig::from_json_str(r#"{"hidden_size": 10, "num_attention_heads": 3}"#)
+            .unwrap_err();
+        assert!(err.to_string().contains("not divisible"), "{err}");
+        let err = ModelConfig::from_json_str(r#"{"hidden_act": "swish"}"#).unwrap_err();
+        assert!(matches!(err, ModelError::Config { .. }), "{err}");
+    }
+}

@@ -1,4 +1,72 @@
-//! c2n-model: see the crate README.
+//! # c2n-model
+//!
+//! The CodeBERT `code2nl` network on Candle: a RoBERTa encoder, a 6-layer Transformer decoder,
+//! `tanh(dense)` and an LM head tied to the word embeddings, with the reference's loss,
+//! checkpoints in the run.py key layout, and decoding sessions that beam search drives.
+//! Numerics follow `docs/reference-semantics.md` §4–§6 and are checked against a PyTorch
+//! reference written from that spec (`tools/reference/c2n_reference`).
+//!
+//! ## Model
+//!
+//! [`Seq2Seq`] keeps every parameter in a [`candle_nn::VarMap`] under its code2nl key
+//! (`encoder.embeddings.word_embeddings.weight`, `decoder.layers.N.self_attn.in_proj_weight`,
+//! `dense.weight`, …; see [`keys`]), so training reads and writes Vars by the names a
+//! `pytorch_model.bin` uses. All layers are built from differentiable primitives
+//! ([`layers`]): every parameter except the (unused) pooler receives a gradient.
+//!
+//! - [`Seq2Seq::encode`]: RoBERTa last hidden state `[n, S, H]` (§4.2: padding-aware
+//!   positions, `(word + pos) + type`, −10000 key mask, post-LN, erf GELU).
+//! - [`Seq2Seq::logits`]: teacher-forced logits `[n, T, V]` (§4.4: decoder inputs through the
+//!   encoder's embeddings, −10000 causal mask, −inf memory key padding, post-norm relu
+//!   layers, no final norm, `tanh(dense)`, tied head).
+//! - [`Seq2Seq::forward_loss`]: `(loss, loss × N_act, N_act)` of §5, the token mean over the
+//!   active target positions of the whole batch.
+//! - Dropout only when `train` is true; [`Seq2Seq::with_compute_dtype`] runs activations in
+//!   bf16/f16 with f32 Vars (LayerNorm statistics, softmax, loss and log-probs in f32).
+//!
+//! ```
+//! use c2n_model::{ModelConfig, Seq2Seq};
+//! use candle_core::{Device, Tensor};
+//! use candle_nn::VarMap;
+//!
+//! let mut cfg = ModelConfig::small();
+//! cfg.vocab_size = 100; // keep the doc test tiny
+//! let model = Seq2Seq::new(&cfg, &VarMap::new(), &Device::Cpu)?;
+//! assert_eq!(model.trainable_var_names().len(), 77); // 79 state-dict keys − bias − lm_head
+//!
+//! let source = Tensor::new(&[[0u32, 7, 8, 2, 1]], &Device::Cpu)?;
+//! let source_mask = Tensor::new(&[[1u32, 1, 1, 1, 0]], &Device::Cpu)?;
+//! let target = Tensor::new(&[[0u32, 9, 2, 1]], &Device::Cpu)?;
+//! let target_mask = Tensor::new(&[[1u32, 1, 1, 0]], &Device::Cpu)?;
+//! let out = model.forward_loss(&source, &source_mask, &target, &target_mask, false)?;
+//! assert_eq!(out.n_active, 2); // "9" and "</s>"
+//! let grads = out.loss.backward()?;
+//! # let _ = grads;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## Checkpoints
+//!
+//! - [`load_pretrained_encoder`]: a Hugging Face RoBERTa folder or hub id
+//!   (`microsoft/codebert-base`, through the hf-hub cache), `model.safetensors` or zip-format
+//!   `pytorch_model.bin`, with or without the `roberta.` prefix; the decoder and `dense` are
+//!   initialised as the reference does ([`init`]).
+//! - [`load_checkpoint`]: a run.py or our own checkpoint folder (`config.json` +
+//!   `model.safetensors` or `pytorch_model.bin`); `encoder.embeddings.position_ids`, a
+//!   missing `bias` and a missing tied `lm_head.weight` are tolerated.
+//! - [`save_checkpoint`]: `config.json` + `model.safetensors` with every state-dict key,
+//!   `bias` and `lm_head.weight` included, so PyTorch loads it strictly.
+//!
+//! Errors ([`ModelError`]) name the file and key; a legacy (pre-1.6) torch file is rejected
+//! with the one-line conversion command.
+//!
+//! ## Decoding sessions
+//!
+//! Beam search drives a [`NextTokenLogProbs`] session ([`step`]). [`KvCacheSession`] encodes
+//! once, computes cross-attention keys/values once per example and caches self-attention
+//! keys/values, reordering them by `origin` each step; [`FullPrefixSession`] recomputes the
+//! whole prefix every step exactly as §6.1 and serves as oracle and baseline. Both apply the
+//! padding-aware position rule to generated `<pad>` tokens (§6.8).
 
 pub mod beam;
 pub mod config;
