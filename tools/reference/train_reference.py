@@ -185,15 +185,127 @@ def subset_fixture():
     write_json(os.path.join(DATA, "dev_subset.json"), out)
 
 
+# ---------------------------------------------------------------------------------------------
+# Training-step parity (spec §12 item 16): a tiny model exported from the reference, fixed
+# batches, dropout off, the variant-A loop of §7.4 written out (GA rule included).
+
+TINY = dict(vocab_size=40, hidden_size=8, num_hidden_layers=2, num_attention_heads=2, intermediate_size=16,
+            max_position_embeddings=24, decoder_layers=2, decoder_ffn_dim=16)
+MAX_SOURCE_LEN = 12
+MAX_TARGET_LEN = 8
+TRAIN_BASE_LR = 1e-3
+TRAIN_WARMUP = 1
+TRAIN_WEIGHT_DECAY = 0.01
+
+
+def import_model_reference():
+    sys.path.insert(0, HERE)
+    from c2n_reference import ModelConfig, Seq2Seq, save_safetensors  # noqa: E402
+
+    return ModelConfig, Seq2Seq, save_safetensors
+
+
+def tiny_features(gen, count):
+    """Unpadded features ``[0] + ids + [2]``; one source carries a literal ``<pad>`` (id 1)."""
+    feats = []
+    for i in range(count):
+        s_len = int(torch.randint(2, MAX_SOURCE_LEN - 1, (1,), generator=gen))
+        t_len = int(torch.randint(1, MAX_TARGET_LEN - 1, (1,), generator=gen))
+        src = torch.randint(3, TINY["vocab_size"], (s_len,), generator=gen).tolist()
+        tgt = torch.randint(3, TINY["vocab_size"], (t_len,), generator=gen).tolist()
+        if i == 1 and s_len > 2:
+            src[1] = 1
+        feats.append({"idx": i, "source_ids": [0] + src + [2], "target_ids": [0] + tgt + [2]})
+    return feats
+
+
+def pad_batch(feats):
+    def pad(rows, length):
+        ids = torch.ones((len(rows), length), dtype=torch.long)
+        mask = torch.zeros((len(rows), length), dtype=torch.long)
+        for r, row in enumerate(rows):
+            ids[r, : len(row)] = torch.tensor(row)
+            mask[r, : len(row)] = 1
+        return ids, mask
+
+    s, sm = pad([f["source_ids"] for f in feats], MAX_SOURCE_LEN)
+    t, tm = pad([f["target_ids"] for f in feats], MAX_TARGET_LEN)
+    return s, sm, t, tm
+
+
+def reference_loop_a(model, feats, micro_batch, ga, train_steps):
+    """§7.4 without evaluation: cycled file-order batches, loss / GA, the off-by-one update
+    rule ``(nb_tr_steps + 1) % GA == 0``, lr from the §7.3 schedule (W, N = train_steps)."""
+    batches = [feats[i : i + micro_batch] for i in range(0, len(feats), micro_batch)]
+    opt = ReferenceAdamW(list(model.named_parameters()), weight_decay=TRAIN_WEIGHT_DECAY)
+    multiplier = linear_multiplier(TRAIN_WARMUP, train_steps)
+    losses, lrs, snapshots = [], [], {}
+    nb_tr_steps, global_step = 0, 0
+    for step in range(train_steps):
+        loss, _, _ = model(*pad_batch(batches[step % len(batches)]))
+        losses.append(loss.item())
+        if ga > 1:
+            loss = loss / ga
+        nb_tr_steps += 1
+        loss.backward()
+        if (nb_tr_steps + 1) % ga == 0:
+            lr = TRAIN_BASE_LR * multiplier(global_step)
+            opt.step(lr)
+            opt.zero_grad()
+            global_step += 1
+            lrs.append(lr)
+            for name, p in model.named_parameters():
+                snapshots[f"update{global_step}.{name}"] = p.detach().clone().contiguous()
+    # State of the pad rows for direct checks: the position table's row 1 never has Adam state.
+    pos = opt.state["encoder.embeddings.position_embeddings.weight"]
+    extra = {"position_row1_exp_avg_max": float(pos["exp_avg"][1].abs().max()),
+             "word_row1_exp_avg_max": float(opt.state["encoder.embeddings.word_embeddings.weight"]["exp_avg"][1].abs().max())}
+    return losses, lrs, snapshots, extra
+
+
+def train_steps_fixture():
+    from safetensors.torch import save_file
+
+    ModelConfig, Seq2Seq, save_safetensors = import_model_reference()
+    out = os.path.join(DATA, "train_steps")
+    os.makedirs(os.path.join(out, "init"), exist_ok=True)
+    torch.manual_seed(0)
+    cfg = ModelConfig(**TINY)
+    model = Seq2Seq(cfg)
+    gen = torch.Generator().manual_seed(777)
+    model.randomize(gen, std=0.3)
+    cfg.save_json(os.path.join(out, "init", "config.json"))
+    save_safetensors(model, os.path.join(out, "init", "model.safetensors"))
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
+    feats = tiny_features(gen, 6)
+    cases = {}
+    for name, micro_batch, ga, train_steps in [("ga1", 2, 1, 3), ("ga2", 2, 2, 4)]:
+        model.load_state_dict(initial)
+        model.eval()  # dropout off (spec §7.6: training parity runs without dropout)
+        losses, lrs, snapshots, extra = reference_loop_a(model, feats, micro_batch, ga, train_steps)
+        save_file(snapshots, os.path.join(out, f"expected_{name}.safetensors"))
+        cases[name] = {"batch_size": micro_batch * ga, "grad_accum": ga, "train_steps": train_steps,
+                       "losses": losses, "lrs": lrs, **extra}
+    write_json(
+        os.path.join(out, "expected.json"),
+        {"regenerate": "python3 tools/reference/train_reference.py train-steps",
+         "max_source_len": MAX_SOURCE_LEN, "max_target_len": MAX_TARGET_LEN, "lr": TRAIN_BASE_LR,
+         "warmup_steps": TRAIN_WARMUP, "weight_decay": TRAIN_WEIGHT_DECAY, "features": feats, "cases": cases},
+    )
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("fixtures")
+    sub.add_parser("train-steps")
     args = parser.parse_args()
     if args.cmd == "fixtures":
         adamw_fixture()
         schedule_fixture()
         subset_fixture()
+    elif args.cmd == "train-steps":
+        train_steps_fixture()
 
 
 if __name__ == "__main__":

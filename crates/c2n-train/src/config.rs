@@ -205,9 +205,32 @@ impl TrainConfig {
         macro_rules! set_opt {
             ($($field:ident),*) => { $( if let Some(v) = &o.$field { self.$field = Some(v.clone()); } )* };
         }
-        set!(init, output_dir, max_source_len, max_target_len, batch_size, eval_batch_size);
-        set!(grad_accum, lr, weight_decay, warmup_steps, seed, beam_size, device);
-        set_opt!(train_data, dev_data, tokenizer, eval_steps, stop_after, dropout, max_grad_norm);
+        set!(
+            init,
+            output_dir,
+            max_source_len,
+            max_target_len,
+            batch_size,
+            eval_batch_size
+        );
+        set!(
+            grad_accum,
+            lr,
+            weight_decay,
+            warmup_steps,
+            seed,
+            beam_size,
+            device
+        );
+        set_opt!(
+            train_data,
+            dev_data,
+            tokenizer,
+            eval_steps,
+            stop_after,
+            dropout,
+            max_grad_norm
+        );
         if let Some(p) = o.padding {
             self.padding = p;
         }
@@ -268,7 +291,9 @@ impl TrainConfig {
             return fail("eval_batch_size and beam_size must be at least 1");
         }
         if !(2..=512).contains(&self.max_source_len) || !(2..=512).contains(&self.max_target_len) {
-            return fail("max_source_len and max_target_len must lie in 2..=512 (514 position rows)");
+            return fail(
+                "max_source_len and max_target_len must lie in 2..=512 (514 position rows)",
+            );
         }
         if self.eval_steps == Some(0) || self.epochs == Some(0) {
             return fail("eval_steps and epochs must be at least 1");
@@ -294,16 +319,31 @@ mod tests {
     fn toml_json_and_overrides_agree() {
         let dir = tempfile::tempdir().unwrap();
         let toml_path = dir.path().join("c.toml");
-        std::fs::write(&toml_path, "train_steps = 100\neval_steps = 10\npadding = \"dynamic\"\nprecision = \"bf16\"\n").unwrap();
+        std::fs::write(
+            &toml_path,
+            "train_steps = 100\neval_steps = 10\npadding = \"dynamic\"\nprecision = \"bf16\"\n",
+        )
+        .unwrap();
         let cfg = TrainConfig::load(&toml_path).unwrap();
-        assert_eq!(cfg.schedule().unwrap(), Schedule::Steps { train_steps: 100 });
-        assert_eq!((cfg.padding, cfg.precision), (Padding::Dynamic, Precision::Bf16));
+        assert_eq!(
+            cfg.schedule().unwrap(),
+            Schedule::Steps { train_steps: 100 }
+        );
+        assert_eq!(
+            (cfg.padding, cfg.precision),
+            (Padding::Dynamic, Precision::Bf16)
+        );
         let json_path = dir.path().join("c.json");
         cfg.save_json(&json_path).unwrap();
         assert_eq!(TrainConfig::load(&json_path).unwrap(), cfg);
 
         let mut cfg = cfg;
-        cfg.apply(&TrainOverrides { epochs: Some(3), lr: Some(1e-4), no_shuffle: true, ..Default::default() });
+        cfg.apply(&TrainOverrides {
+            epochs: Some(3),
+            lr: Some(1e-4),
+            no_shuffle: true,
+            ..Default::default()
+        });
         assert_eq!(cfg.schedule().unwrap(), Schedule::Epochs { epochs: 3 });
         assert_eq!((cfg.lr, cfg.shuffle, cfg.train_steps), (1e-4, false, None));
     }
@@ -314,11 +354,26 @@ mod tests {
         let path = dir.path().join("c.toml");
         std::fs::write(&path, "learning_rate = 1.0\n").unwrap();
         let err = TrainConfig::load(&path).unwrap_err().to_string();
-        assert!(err.contains("c.toml") && err.contains("learning_rate"), "{err}");
-        let cfg = TrainConfig { train_data: Some("t.jsonl".into()), grad_accum: 128, ..Default::default() };
+        assert!(
+            err.contains("c.toml") && err.contains("learning_rate"),
+            "{err}"
+        );
+        let cfg = TrainConfig {
+            train_data: Some("t.jsonl".into()),
+            grad_accum: 128,
+            ..Default::default()
+        };
         assert!(cfg.validate().is_err());
-        let cfg = TrainConfig { train_data: Some("t.jsonl".into()), ..Default::default() };
+        let cfg = TrainConfig {
+            train_data: Some("t.jsonl".into()),
+            ..Default::default()
+        };
         assert!(cfg.validate().is_ok());
-        assert!(TrainConfig { init: "small".into(), ..Default::default() }.tokenizer_spec().is_err());
+        assert!(TrainConfig {
+            init: "small".into(),
+            ..Default::default()
+        }
+        .tokenizer_spec()
+        .is_err());
     }
 }

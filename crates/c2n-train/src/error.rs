@@ -33,6 +33,12 @@ pub enum TrainError {
     /// The model crate reported an error.
     #[error("model: {0}")]
     Model(#[from] c2n_model::ModelError),
+    /// The data crate reported an error (reading, tokenizing, batching).
+    #[error("data: {0}")]
+    Data(#[from] c2n_data::DataError),
+    /// The BLEU crate reported an error.
+    #[error("bleu: {0}")]
+    Eval(#[from] c2n_eval::EvalError),
 }
 
 impl TrainError {

@@ -122,7 +122,9 @@ impl LoopDriver {
     /// A driver continuing from saved counters.
     pub fn resume(plan: LoopPlan, counters: LoopCounters) -> Result<Self> {
         if plan.batches_per_pass == 0 {
-            return Err(TrainError::Config("the training set yields no batch".into()));
+            return Err(TrainError::Config(
+                "the training set yields no batch".into(),
+            ));
         }
         if plan.grad_accum == 0 {
             return Err(TrainError::Config("grad_accum must be at least 1".into()));
@@ -197,8 +199,8 @@ impl LoopDriver {
                     c.global_step += 1;
                     c.eval_flag = true;
                 }
-                let evaluate = c.eval_flag
-                    && eval_steps.is_some_and(|e| (c.global_step + 1) % e == 0);
+                let evaluate =
+                    c.eval_flag && eval_steps.is_some_and(|e| (c.global_step + 1) % e == 0);
                 if evaluate {
                     c.nb_tr_steps = 0;
                     c.eval_flag = false;
@@ -255,7 +257,10 @@ mod tests {
 
     fn steps_plan(train_steps: u64, eval_steps: Option<u64>, per_pass: u64, ga: u64) -> LoopPlan {
         LoopPlan {
-            kind: LoopKind::Steps { train_steps, eval_steps },
+            kind: LoopKind::Steps {
+                train_steps,
+                eval_steps,
+            },
             batches_per_pass: per_pass,
             grad_accum: ga,
             accumulation: AccumulationMode::Reference,
@@ -265,7 +270,10 @@ mod tests {
 
     fn flags(plan: LoopPlan) -> (Vec<bool>, Vec<bool>) {
         let steps: Vec<_> = LoopDriver::new(plan).unwrap().collect();
-        (steps.iter().map(|s| s.update).collect(), steps.iter().map(|s| s.evaluate).collect())
+        (
+            steps.iter().map(|s| s.update).collect(),
+            steps.iter().map(|s| s.evaluate).collect(),
+        )
     }
 
     #[test]
@@ -278,9 +286,14 @@ mod tests {
 
     #[test]
     fn variant_a_cycles_the_first_pass() {
-        let order: Vec<u64> = LoopDriver::new(steps_plan(7, None, 3, 1)).unwrap().map(|s| s.batch_index).collect();
+        let order: Vec<u64> = LoopDriver::new(steps_plan(7, None, 3, 1))
+            .unwrap()
+            .map(|s| s.batch_index)
+            .collect();
         assert_eq!(order, vec![0, 1, 2, 0, 1, 2, 0]);
-        assert!(LoopDriver::new(steps_plan(7, None, 3, 1)).unwrap().all(|s| s.data_epoch == 0));
+        assert!(LoopDriver::new(steps_plan(7, None, 3, 1))
+            .unwrap()
+            .all(|s| s.data_epoch == 0));
     }
 
     #[test]
@@ -308,22 +321,37 @@ mod tests {
     #[test]
     fn variant_b_evaluates_per_epoch_and_reshuffles() {
         let plan = LoopPlan {
-            kind: LoopKind::Epochs { epochs: 3, evaluate: true },
+            kind: LoopKind::Epochs {
+                epochs: 3,
+                evaluate: true,
+            },
             batches_per_pass: 2,
             grad_accum: 1,
             accumulation: AccumulationMode::Reference,
             stop_after: None,
         };
         let steps: Vec<_> = LoopDriver::new(plan).unwrap().collect();
-        assert_eq!(steps.iter().map(|s| s.data_epoch).collect::<Vec<_>>(), vec![0, 0, 1, 1, 2, 2]);
-        assert_eq!(steps.iter().map(|s| s.evaluate).collect::<Vec<_>>(), vec![false, true, false, true, false, true]);
-        assert_eq!(steps.iter().map(|s| s.updates_before).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4, 5]);
+        assert_eq!(
+            steps.iter().map(|s| s.data_epoch).collect::<Vec<_>>(),
+            vec![0, 0, 1, 1, 2, 2]
+        );
+        assert_eq!(
+            steps.iter().map(|s| s.evaluate).collect::<Vec<_>>(),
+            vec![false, true, false, true, false, true]
+        );
+        assert_eq!(
+            steps.iter().map(|s| s.updates_before).collect::<Vec<_>>(),
+            vec![0, 1, 2, 3, 4, 5]
+        );
     }
 
     #[test]
     fn variant_b_ga_carries_the_phase_only_without_evaluation() {
         let plan = |evaluate| LoopPlan {
-            kind: LoopKind::Epochs { epochs: 2, evaluate },
+            kind: LoopKind::Epochs {
+                epochs: 2,
+                evaluate,
+            },
             batches_per_pass: 3,
             grad_accum: 2,
             accumulation: AccumulationMode::Reference,
@@ -339,16 +367,25 @@ mod tests {
 
     #[test]
     fn stop_after_and_resume_replay_the_same_sequence() {
-        let full: Vec<_> = LoopDriver::new(steps_plan(9, Some(4), 4, 2)).unwrap().collect();
+        let full: Vec<_> = LoopDriver::new(steps_plan(9, Some(4), 4, 2))
+            .unwrap()
+            .collect();
         let mut plan = steps_plan(9, Some(4), 4, 2);
         plan.stop_after = Some(3);
         let mut first = LoopDriver::new(plan).unwrap();
         let head: Vec<_> = first.by_ref().collect();
         assert_eq!(head.last().unwrap().updates_before + 1, 3);
         assert!(head.last().unwrap().update);
-        let tail: Vec<_> = LoopDriver::resume(steps_plan(9, Some(4), 4, 2), first.counters()).unwrap().collect();
+        let tail: Vec<_> = LoopDriver::resume(steps_plan(9, Some(4), 4, 2), first.counters())
+            .unwrap()
+            .collect();
         assert_eq!([head, tail].concat(), full);
-        assert_eq!(LoopDriver::new(steps_plan(9, Some(4), 4, 2)).unwrap().total_updates(), 5);
+        assert_eq!(
+            LoopDriver::new(steps_plan(9, Some(4), 4, 2))
+                .unwrap()
+                .total_updates(),
+            5
+        );
     }
 
     #[test]

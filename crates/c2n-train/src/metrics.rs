@@ -88,8 +88,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("metrics.jsonl");
         let records = vec![
-            MetricRecord::Train { global_step: 1, epoch: 0, loss: 2.5, lr: 5e-5, samples_per_s: 3.0, tokens_per_s: 9.0 },
-            MetricRecord::Eval { global_step: 1, epoch: 0, train_loss: 2.5, dev_loss: 2.0, dev_ppl: 2f64.exp(), dev_bleu: None, saved: vec!["checkpoint-last".into()] },
+            MetricRecord::Train {
+                global_step: 1,
+                epoch: 0,
+                loss: 2.5,
+                lr: 5e-5,
+                samples_per_s: 3.0,
+                tokens_per_s: 9.0,
+            },
+            MetricRecord::Eval {
+                global_step: 1,
+                epoch: 0,
+                train_loss: 2.5,
+                dev_loss: 2.0,
+                dev_ppl: 2f64.exp(),
+                dev_bleu: None,
+                saved: vec!["checkpoint-last".into()],
+            },
         ];
         for r in &records {
             MetricsLog::open(&path).unwrap().append(r).unwrap();

@@ -78,7 +78,12 @@ pub struct TrainState {
 
 impl TrainState {
     /// A fresh state at the start of training.
-    pub fn new(plan: LoopPlan, schedule: LinearSchedule, early_stopping: EarlyStopping, data_seed: u64) -> Self {
+    pub fn new(
+        plan: LoopPlan,
+        schedule: LinearSchedule,
+        early_stopping: EarlyStopping,
+        data_seed: u64,
+    ) -> Self {
         Self {
             format_version: FORMAT_VERSION,
             plan,
@@ -100,8 +105,10 @@ impl TrainState {
         state.has_pending_grads = !pending.is_empty();
         let pending_path = dir.join(PENDING_GRADS_FILE);
         if state.has_pending_grads {
-            let map: HashMap<String, candle_core::Tensor> =
-                pending.iter().map(|(n, g)| (n.to_string(), g.clone())).collect();
+            let map: HashMap<String, candle_core::Tensor> = pending
+                .iter()
+                .map(|(n, g)| (n.to_string(), g.clone()))
+                .collect();
             candle_core::safetensors::save(&map, &pending_path)?;
         } else if pending_path.exists() {
             std::fs::remove_file(&pending_path).map_err(|e| TrainError::io(&pending_path, e))?;
@@ -168,7 +175,10 @@ mod tests {
 
     fn plan() -> LoopPlan {
         LoopPlan {
-            kind: LoopKind::Epochs { epochs: 2, evaluate: true },
+            kind: LoopKind::Epochs {
+                epochs: 2,
+                evaluate: true,
+            },
             batches_per_pass: 5,
             grad_accum: 2,
             accumulation: AccumulationMode::Reference,
@@ -179,7 +189,12 @@ mod tests {
     #[test]
     fn round_trip_with_pending_gradients_and_plan_check() {
         let dir = tempfile::tempdir().unwrap();
-        let mut state = TrainState::new(plan(), LinearSchedule::variant_b(1e-3, 5, 2, 2), EarlyStopping::new(Some(3), StopMetric::Loss), 7);
+        let mut state = TrainState::new(
+            plan(),
+            LinearSchedule::variant_b(1e-3, 5, 2, 2),
+            EarlyStopping::new(Some(3), StopMetric::Loss),
+            7,
+        );
         state.counters.global_step = 3;
         state.running_loss.add(2.5);
         let mut pending = Gradients::new();
@@ -189,7 +204,10 @@ mod tests {
         assert!(back.has_pending_grads);
         assert_eq!(back.counters, state.counters);
         assert_eq!(back.running_loss, state.running_loss);
-        assert_eq!(grads.get("w").unwrap().to_vec1::<f32>().unwrap(), vec![1.0, 2.0]);
+        assert_eq!(
+            grads.get("w").unwrap().to_vec1::<f32>().unwrap(),
+            vec![1.0, 2.0]
+        );
 
         let mut other = plan();
         other.stop_after = None;
@@ -200,6 +218,9 @@ mod tests {
         // Saving without pending gradients removes the stale file.
         state.save(dir.path(), &Gradients::new()).unwrap();
         assert!(!dir.path().join(PENDING_GRADS_FILE).exists());
-        assert!(TrainState::load(dir.path(), &Device::Cpu).unwrap().1.is_empty());
+        assert!(TrainState::load(dir.path(), &Device::Cpu)
+            .unwrap()
+            .1
+            .is_empty());
     }
 }

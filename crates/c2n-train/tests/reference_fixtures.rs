@@ -50,7 +50,12 @@ fn adamw_matches_the_transformers_2_5_formula_over_five_steps() {
         }
         opt.step(&grads, step["lr"].as_f64().unwrap()).unwrap();
         for (name, want) in step["params_after"].as_object().unwrap() {
-            assert_close(&format!("step {k} {name}"), vars[name].as_tensor(), &tensor(want), 1e-5);
+            assert_close(
+                &format!("step {k} {name}"),
+                vars[name].as_tensor(),
+                &tensor(want),
+                1e-5,
+            );
         }
     }
     // The pooler never had a gradient: untouched (checked above) and without state.
@@ -75,7 +80,13 @@ fn adamw_state_round_trips_through_files() {
             .map(|(n, t)| (n.clone(), Var::from_tensor(&tensor(t)).unwrap()))
             .collect();
         let params = NamedParams::new(vars.iter().map(|(n, v)| (n.clone(), v.clone()))).unwrap();
-        let opt = AdamW::new(&params, AdamWConfig { weight_decay: 0.01, ..Default::default() });
+        let opt = AdamW::new(
+            &params,
+            AdamWConfig {
+                weight_decay: 0.01,
+                ..Default::default()
+            },
+        );
         (vars, opt)
     };
     let grads_of = |k: usize| {
@@ -107,8 +118,18 @@ fn adamw_state_round_trips_through_files() {
         opt_c.step(&grads_of(k), lr(k)).unwrap();
     }
     for (name, var) in &vars_a {
-        let a = var.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let c = vars_c[name].as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let a = var
+            .as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let c = vars_c[name]
+            .as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         assert_eq!(a, c, "{name}");
         assert_eq!(opt_a.step_count(name), opt_c.step_count(name), "{name}");
     }
@@ -156,6 +177,9 @@ fn dev_bleu_subset_matches_cpython() {
         assert_eq!(dev_bleu_subset(n, 1000, 42), want, "N = {n}");
     }
     let ruby = dev_bleu_subset(1400, 1000, 42);
-    assert_eq!(&ruby[..10], &[1309, 228, 51, 563, 501, 457, 285, 209, 1385, 1116]);
+    assert_eq!(
+        &ruby[..10],
+        &[1309, 228, 51, 563, 501, 457, 285, 209, 1385, 1116]
+    );
     assert_eq!(&ruby[997..], &[419, 554, 387]);
 }

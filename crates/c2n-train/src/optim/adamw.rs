@@ -160,9 +160,10 @@ impl AdamW {
                 },
             };
             let step = moments.step + 1;
-            let exp_avg = (moments.exp_avg.affine(c.beta1, 0.0)? + grad.affine(1.0 - c.beta1, 0.0)?)?;
-            let exp_avg_sq =
-                (moments.exp_avg_sq.affine(c.beta2, 0.0)? + grad.sqr()?.affine(1.0 - c.beta2, 0.0)?)?;
+            let exp_avg =
+                (moments.exp_avg.affine(c.beta1, 0.0)? + grad.affine(1.0 - c.beta1, 0.0)?)?;
+            let exp_avg_sq = (moments.exp_avg_sq.affine(c.beta2, 0.0)?
+                + grad.sqr()?.affine(1.0 - c.beta2, 0.0)?)?;
             let denom = exp_avg_sq.sqrt()?.affine(1.0, c.eps)?;
             let mut step_size = lr;
             if c.correct_bias {
@@ -205,14 +206,16 @@ impl AdamW {
         };
         let json = serde_json::to_string_pretty(&index)
             .map_err(|e| TrainError::parse(dir.join(INDEX_FILE), e))?;
-        std::fs::write(dir.join(INDEX_FILE), json).map_err(|e| TrainError::io(dir.join(INDEX_FILE), e))
+        std::fs::write(dir.join(INDEX_FILE), json)
+            .map_err(|e| TrainError::io(dir.join(INDEX_FILE), e))
     }
 
     /// Restores state written by [`AdamW::save_state`]; every stored parameter must exist
     /// with the same shape. The stored config replaces the current one.
     pub fn load_state(&mut self, dir: &Path, device: &Device) -> Result<()> {
         let index_path = dir.join(INDEX_FILE);
-        let text = std::fs::read_to_string(&index_path).map_err(|e| TrainError::io(&index_path, e))?;
+        let text =
+            std::fs::read_to_string(&index_path).map_err(|e| TrainError::io(&index_path, e))?;
         let index: StateIndex =
             serde_json::from_str(&text).map_err(|e| TrainError::parse(&index_path, e))?;
         let moments_path = dir.join(MOMENTS_FILE);
@@ -259,7 +262,10 @@ impl AdamW {
 }
 
 fn group_of(name: &str, no_decay: &[String]) -> ParamGroup {
-    if no_decay.iter().any(|pattern| name.contains(pattern.as_str())) {
+    if no_decay
+        .iter()
+        .any(|pattern| name.contains(pattern.as_str()))
+    {
         ParamGroup::NoDecay
     } else {
         ParamGroup::Decay
@@ -273,11 +279,23 @@ mod tests {
     #[test]
     fn groups_follow_the_reference_name_rule() {
         let c = AdamWConfig::default();
-        assert_eq!(group_of("encoder.encoder.layer.0.output.LayerNorm.weight", &c.no_decay), ParamGroup::NoDecay);
+        assert_eq!(
+            group_of(
+                "encoder.encoder.layer.0.output.LayerNorm.weight",
+                &c.no_decay
+            ),
+            ParamGroup::NoDecay
+        );
         assert_eq!(group_of("dense.bias", &c.no_decay), ParamGroup::NoDecay);
-        assert_eq!(group_of("decoder.layers.0.self_attn.in_proj_bias", &c.no_decay), ParamGroup::NoDecay);
+        assert_eq!(
+            group_of("decoder.layers.0.self_attn.in_proj_bias", &c.no_decay),
+            ParamGroup::NoDecay
+        );
         // The decoder's norms do not contain `LayerNorm.weight`: decay group (spec §11.13).
-        assert_eq!(group_of("decoder.layers.0.norm1.weight", &c.no_decay), ParamGroup::Decay);
+        assert_eq!(
+            group_of("decoder.layers.0.norm1.weight", &c.no_decay),
+            ParamGroup::Decay
+        );
         assert_eq!(group_of("dense.weight", &c.no_decay), ParamGroup::Decay);
     }
 
@@ -286,7 +304,13 @@ mod tests {
         let dev = Device::Cpu;
         let var = Var::new(&[1.0f32], &dev)?;
         let params = NamedParams::new([("w".to_string(), var.clone())])?;
-        let mut opt = AdamW::new(&params, AdamWConfig { weight_decay: 0.5, ..Default::default() });
+        let mut opt = AdamW::new(
+            &params,
+            AdamWConfig {
+                weight_decay: 0.5,
+                ..Default::default()
+            },
+        );
         let mut g = Gradients::new();
         g.insert("w", Tensor::new(&[2.0f32], &dev)?);
         opt.step(&g, 0.1)?;

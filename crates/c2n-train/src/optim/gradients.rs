@@ -170,7 +170,10 @@ mod tests {
         other.insert("w", Tensor::new(&[[1f32, 1.0], [1.0, 1.0]], &dev)?);
         g.accumulate(other)?;
         g.zero_rows("w", &[0])?;
-        assert_eq!(g.get("w").unwrap().to_vec2::<f32>()?, vec![vec![0.0, 0.0], vec![3.0, 3.0]]);
+        assert_eq!(
+            g.get("w").unwrap().to_vec2::<f32>()?,
+            vec![vec![0.0, 0.0], vec![3.0, 3.0]]
+        );
         let norm = g.clip_global_norm(1.0)?;
         assert!((norm - 18f64.sqrt()).abs() < 1e-6);
         assert!((g.global_norm()? - 1.0).abs() < 1e-5);

@@ -1,0 +1,77 @@
+//! Building the model a run starts from, and listing its trainable parameters.
+
+use crate::config::TrainConfig;
+use crate::optim::NamedParams;
+use crate::{Result, TrainError};
+use c2n_model::{load_checkpoint, load_pretrained_encoder, ModelConfig, Seq2Seq};
+use candle_core::{DType, Device};
+use candle_nn::VarMap;
+use std::path::Path;
+
+/// `init = small`: a randomly initialised small model (real vocabulary, hidden 16).
+pub const SMALL_INIT: &str = "small";
+/// The RoBERTa position table, whose row 1 (`padding_idx`) never receives gradient.
+pub const POSITION_EMBEDDINGS: &str = "encoder.embeddings.position_embeddings.weight";
+
+/// The initial model of a run: `small`, a code2nl checkpoint directory, or a pretrained
+/// RoBERTa (directory or hub id) with a freshly initialised decoder. Applies the dropout
+/// override and the compute dtype.
+pub fn build_model(
+    init: &str,
+    dropout: Option<f32>,
+    dtype: DType,
+    device: &Device,
+) -> Result<Seq2Seq> {
+    let model = if init == SMALL_INIT {
+        Seq2Seq::new(&ModelConfig::small(), &VarMap::new(), device)?
+    } else if Path::new(init).is_dir() {
+        match load_checkpoint(init, device) {
+            Ok(model) => model,
+            Err(as_checkpoint) => load_pretrained_encoder(init, device, |_| {}).map_err(|as_encoder| {
+                TrainError::Config(format!(
+                    "{init} is neither a code2nl checkpoint ({as_checkpoint}) nor a pretrained encoder ({as_encoder})"
+                ))
+            })?,
+        }
+    } else {
+        load_pretrained_encoder(init, device, |_| {})?
+    };
+    Ok(with_dropout(model, dropout, device)?.with_compute_dtype(dtype))
+}
+
+/// The same parameters (shared Vars) with every dropout probability set to `p`.
+pub fn with_dropout(model: Seq2Seq, p: Option<f32>, device: &Device) -> Result<Seq2Seq> {
+    let Some(p) = p else { return Ok(model) };
+    let mut cfg = model.config().clone();
+    cfg.hidden_dropout_prob = p;
+    cfg.attention_probs_dropout_prob = p;
+    cfg.decoder_dropout = p;
+    let dtype = model.compute_dtype();
+    Ok(Seq2Seq::new(&cfg, model.varmap(), device)?.with_compute_dtype(dtype))
+}
+
+/// The model's trainable parameters (the tied embedding once, the pooler included).
+pub fn model_params(model: &Seq2Seq) -> Result<NamedParams> {
+    let vars = model
+        .varmap()
+        .data()
+        .lock()
+        .map_err(|_| TrainError::InvalidInput("the model's VarMap lock is poisoned".into()))?
+        .clone();
+    let entries = model
+        .trainable_var_names()
+        .into_iter()
+        .map(|name| match vars.get(&name) {
+            Some(var) => Ok((name, var.clone())),
+            None => Err(TrainError::InvalidInput(format!(
+                "the model has no variable `{name}`"
+            ))),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    NamedParams::new(entries)
+}
+
+/// Applies a training config's init/dropout/precision on `device`.
+pub fn model_for(config: &TrainConfig, dtype: DType, device: &Device) -> Result<Seq2Seq> {
+    build_model(&config.init, config.dropout, dtype, device)
+}

@@ -1,0 +1,556 @@
+//! The training loop: variants A and B of the reference (spec §7, §8) driven by
+//! [`LoopDriver`], with dev evaluation, checkpoints, metrics, progress and full resume.
+//!
+//! Per micro-batch: forward in training mode, `loss / GA` backward, gradients added to the
+//! pending sum (row 1 of the position table zeroed: `padding_idx`); on an update the pending
+//! sum is (optionally clipped and) applied by the reference AdamW with the scheduled lr.
+//! On an evaluation: dev loss over the whole dev file, dev BLEU on the seeded subset
+//! (`dev.output`/`dev.gold`), then `checkpoint-last` (with the full train state),
+//! `checkpoint-best-ppl` and `checkpoint-best-bleu` by the rules of §8.3. The run always ends
+//! by writing `checkpoint-last`.
+
+use crate::checkpoint_policy::{BEST_BLEU, BEST_PPL, LAST};
+use crate::config::{Schedule, TrainConfig};
+use crate::data::{load_features, DevSet};
+use crate::device::{apply_precision, select_device};
+use crate::early_stopping::EarlyStopping;
+use crate::evaluate::{decode, dev_loss, Predictions};
+use crate::loop_plan::{LoopDriver, LoopKind, LoopPlan, MicroStep};
+use crate::metrics::{MetricRecord, MetricsLog};
+use crate::model_setup::{model_for, model_params, POSITION_EMBEDDINGS};
+use crate::optim::{AdamW, AdamWConfig, Gradients, NamedParams};
+use crate::schedule::LinearSchedule;
+use crate::state::TrainState;
+use crate::tensors::{real_tokens, BatchTensors};
+use crate::{Result, TrainError};
+use c2n_data::batch::padded_lengths;
+use c2n_data::{make_batch, plan_epoch, BatchConfig, Feature, RobertaTokenizer, Stage};
+use c2n_model::generation::GenerationConfig;
+use c2n_model::Seq2Seq;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// What a finished run reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainSummary {
+    pub updates: u64,
+    pub batches: u64,
+    pub evaluations: u64,
+    pub best_loss: f64,
+    pub best_bleu: f64,
+    pub stopped_early: bool,
+    pub last_checkpoint: PathBuf,
+    pub seconds: f64,
+}
+
+/// What one call of [`Trainer::advance`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepReport {
+    pub step: MicroStep,
+    /// Unscaled loss of the micro-batch.
+    pub loss: f64,
+    /// The learning rate of the update that followed, if one did.
+    pub lr: Option<f64>,
+    pub examples: u64,
+    /// Real (non-pad) source + target tokens of the micro-batch.
+    pub tokens: u64,
+    /// The evaluation's log line, if one ran.
+    pub evaluation: Option<String>,
+}
+
+/// Samples and tokens per second over a window of micro-steps.
+#[derive(Debug)]
+struct Throughput {
+    start: Instant,
+    examples: u64,
+    tokens: u64,
+}
+
+impl Default for Throughput {
+    fn default() -> Self {
+        Self {
+            start: Instant::now(),
+            examples: 0,
+            tokens: 0,
+        }
+    }
+}
+
+impl Throughput {
+    fn add(&mut self, examples: u64, tokens: u64) {
+        self.examples += examples;
+        self.tokens += tokens;
+    }
+
+    fn rates(&self) -> (f64, f64) {
+        let secs = self.start.elapsed().as_secs_f64().max(1e-9);
+        (self.examples as f64 / secs, self.tokens as f64 / secs)
+    }
+}
+
+/// A training run in progress.
+pub struct Trainer {
+    config: TrainConfig,
+    model: Seq2Seq,
+    params: NamedParams,
+    optimizer: AdamW,
+    tokenizer: Option<RobertaTokenizer>,
+    train: Vec<Feature>,
+    dev: Option<DevSet>,
+    batch_config: BatchConfig,
+    driver: LoopDriver,
+    state: TrainState,
+    pending: Gradients,
+    epoch_plan: Option<(u64, Vec<Vec<usize>>)>,
+    metrics: Option<MetricsLog>,
+    evaluations: u64,
+    stopped_early: bool,
+}
+
+impl Trainer {
+    /// Everything from a config: device, tokenizer, data, model; with `resume`, continues
+    /// from `OUTPUT/checkpoint-last`.
+    pub fn from_config(config: TrainConfig, resume: bool) -> Result<Self> {
+        config.validate()?;
+        let device = select_device(&config.device)?;
+        let dtype = apply_precision(config.precision, &device);
+        let tokenizer = RobertaTokenizer::load(&config.tokenizer_spec()?)?;
+        let train_path = config
+            .train_data
+            .clone()
+            .ok_or_else(|| TrainError::Config("train_data is required".into()))?;
+        let train = load_features(
+            &train_path,
+            &tokenizer,
+            config.max_source_len,
+            config.max_target_len,
+            Stage::Train,
+        )?;
+        let dev = match &config.dev_data {
+            Some(path) => Some(DevSet::load(
+                path,
+                &tokenizer,
+                config.max_source_len,
+                config.max_target_len,
+                config.dev_bleu_samples,
+                config.seed,
+            )?),
+            None => None,
+        };
+        let model = model_for(&config, dtype, &device)?;
+        let resume_dir = config.output_dir.join(LAST);
+        let mut trainer = Self::new(config, model, train, dev, Some(tokenizer))?;
+        if resume {
+            trainer.resume(&resume_dir)?;
+        }
+        Ok(trainer)
+    }
+
+    /// A run over given parts (tests, custom pipelines). `tokenizer` is needed for dev BLEU.
+    pub fn new(
+        config: TrainConfig,
+        model: Seq2Seq,
+        train: Vec<Feature>,
+        dev: Option<DevSet>,
+        tokenizer: Option<RobertaTokenizer>,
+    ) -> Result<Self> {
+        let schedule_kind = config.schedule()?;
+        let micro = config.micro_batch_size();
+        if micro == 0 || config.grad_accum == 0 {
+            return Err(TrainError::Config(
+                "batch_size must be at least grad_accum (≥ 1)".into(),
+            ));
+        }
+        if train.is_empty() {
+            return Err(TrainError::InvalidInput("no training example".into()));
+        }
+        let batches_per_pass = train.len().div_ceil(micro) as u64;
+        let kind = match schedule_kind {
+            Schedule::Steps { train_steps } => LoopKind::Steps {
+                train_steps,
+                eval_steps: if dev.is_some() {
+                    config.eval_steps
+                } else {
+                    None
+                },
+            },
+            Schedule::Epochs { epochs } => LoopKind::Epochs {
+                epochs,
+                evaluate: dev.is_some(),
+            },
+        };
+        let plan = LoopPlan {
+            kind,
+            batches_per_pass,
+            grad_accum: config.grad_accum,
+            accumulation: config.accumulation,
+            stop_after: config.stop_after,
+        };
+        let schedule = match schedule_kind {
+            Schedule::Steps { train_steps } => {
+                LinearSchedule::variant_a(config.lr, config.warmup_steps, train_steps)
+            }
+            Schedule::Epochs { epochs } => {
+                LinearSchedule::variant_b(config.lr, batches_per_pass, config.grad_accum, epochs)
+            }
+        };
+        let params = model_params(&model)?;
+        let optimizer = AdamW::new(
+            &params,
+            AdamWConfig {
+                weight_decay: config.weight_decay,
+                eps: config.adam_eps,
+                ..Default::default()
+            },
+        );
+        let batch_config = BatchConfig {
+            batch_size: micro,
+            padding: config.padding,
+            max_source_len: config.max_source_len,
+            max_target_len: config.max_target_len,
+            shuffle: config.shuffle,
+            seed: config.seed,
+            drop_last: false,
+            bucket_window: None,
+            token_budget: None,
+        };
+        let early =
+            EarlyStopping::new(config.early_stopping_patience, config.early_stopping_metric);
+        Ok(Self {
+            driver: LoopDriver::new(plan)?,
+            state: TrainState::new(plan, schedule, early, config.seed),
+            config,
+            model,
+            params,
+            optimizer,
+            tokenizer,
+            train,
+            dev,
+            batch_config,
+            pending: Gradients::new(),
+            epoch_plan: None,
+            metrics: None,
+            evaluations: 0,
+            stopped_early: false,
+        })
+    }
+
+    /// Continues from a checkpoint directory written by this trainer: weights, optimizer
+    /// state, loop counters, best scores, pending gradients.
+    pub fn resume(&mut self, dir: &Path) -> Result<()> {
+        let weights = c2n_model::load::find_weights_file(dir)?;
+        c2n_model::load::load_state_dict(&self.model, &weights)?;
+        let (state, pending) = TrainState::load(dir, self.model.device())?;
+        state.check_resumable(self.driver.plan(), dir)?;
+        self.optimizer.load_state(dir, self.model.device())?;
+        self.driver = LoopDriver::resume(*self.driver.plan(), state.counters)?;
+        self.state = TrainState {
+            plan: *self.driver.plan(),
+            ..state
+        };
+        self.pending = pending;
+        Ok(())
+    }
+
+    pub fn model(&self) -> &Seq2Seq {
+        &self.model
+    }
+
+    pub fn params(&self) -> &NamedParams {
+        &self.params
+    }
+
+    pub fn optimizer(&self) -> &AdamW {
+        &self.optimizer
+    }
+
+    pub fn state(&self) -> &TrainState {
+        &self.state
+    }
+
+    pub fn schedule(&self) -> &LinearSchedule {
+        &self.state.schedule
+    }
+
+    /// Total updates of the full plan (what the progress bar counts towards).
+    pub fn total_updates(&self) -> u64 {
+        self.driver.total_updates()
+    }
+
+    fn batch_positions(&mut self, data_epoch: u64, batch_index: u64) -> Result<Vec<usize>> {
+        if self
+            .epoch_plan
+            .as_ref()
+            .is_none_or(|(e, _)| *e != data_epoch)
+        {
+            let plan = plan_epoch(&self.train, &self.batch_config, data_epoch)?;
+            self.epoch_plan = Some((data_epoch, plan));
+        }
+        let (_, plan) = self
+            .epoch_plan
+            .as_ref()
+            .ok_or_else(|| TrainError::InvalidInput("no batch plan".into()))?;
+        plan.get(batch_index as usize).cloned().ok_or_else(|| {
+            TrainError::InvalidInput(format!(
+                "batch {batch_index} of epoch {data_epoch} does not exist ({} batches)",
+                plan.len()
+            ))
+        })
+    }
+
+    /// One micro-batch: forward, backward, accumulation and (when due) the update.
+    /// Returns the unscaled batch loss and the batch's real token count.
+    pub fn train_micro_step(&mut self, step: &MicroStep) -> Result<(f64, u64, usize)> {
+        let positions = self.batch_positions(step.data_epoch, step.batch_index)?;
+        let (s, t) = padded_lengths(&self.train, &positions, &self.batch_config)?;
+        let batch = make_batch(&self.train, &positions, s, t);
+        let x = BatchTensors::new(&batch, self.model.device())?;
+        let out = self.model.forward_loss(
+            &x.source_ids,
+            &x.source_mask,
+            &x.target_ids,
+            &x.target_mask,
+            true,
+        )?;
+        let loss = f64::from(out.loss.to_scalar::<f32>()?);
+        if !loss.is_finite() {
+            return Err(TrainError::InvalidInput(format!(
+                "training loss is {loss} at update {} (batch {} of epoch {})",
+                step.updates_before + 1,
+                step.batch_index,
+                step.data_epoch
+            )));
+        }
+        let scaled = if self.config.grad_accum > 1 {
+            (out.loss / self.config.grad_accum as f64)?
+        } else {
+            out.loss
+        };
+        let mut grads = Gradients::from_grad_store(&self.params, &scaled.backward()?);
+        // padding_idx = 1: the position table's pad row gets no gradient (§4.5).
+        grads.zero_rows(
+            POSITION_EMBEDDINGS,
+            &[self.model.config().pad_token_id as usize],
+        )?;
+        self.pending.accumulate(grads)?;
+        let tokens = real_tokens(&batch);
+        self.state.running_loss.add(loss);
+        self.state.examples_seen += batch.batch_size as u64;
+        self.state.target_tokens_seen += out.n_active as u64;
+        if step.update {
+            if let Some(max_norm) = self.config.max_grad_norm {
+                self.pending.clip_global_norm(max_norm)?;
+            }
+            let lr = self.state.schedule.lr_at(step.updates_before);
+            self.optimizer.step(&self.pending, lr)?;
+            self.pending.clear();
+        }
+        self.state.counters = self.driver.counters();
+        Ok((loss, tokens, batch.batch_size))
+    }
+
+    /// Runs the next micro-step (and the evaluation that may follow it). `None` once the
+    /// loop is over (end of schedule, `stop_after`, or early stopping).
+    pub fn advance(&mut self) -> Result<Option<StepReport>> {
+        if self.stopped_early {
+            return Ok(None);
+        }
+        let Some(step) = self.driver.next_step() else {
+            return Ok(None);
+        };
+        let (loss, tokens, examples) = self.train_micro_step(&step)?;
+        let lr = step
+            .update
+            .then(|| self.state.schedule.lr_at(step.updates_before));
+        let evaluation = if step.evaluate {
+            Some(self.evaluate(step.data_epoch)?)
+        } else {
+            None
+        };
+        Ok(Some(StepReport {
+            step,
+            loss,
+            lr,
+            examples: examples as u64,
+            tokens,
+            evaluation,
+        }))
+    }
+
+    fn open_metrics(&mut self) -> Result<()> {
+        if self.metrics.is_none() {
+            let dir = &self.config.output_dir;
+            std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
+            self.metrics = Some(MetricsLog::open(&dir.join("metrics.jsonl"))?);
+        }
+        Ok(())
+    }
+
+    fn log(&mut self, record: MetricRecord) -> Result<()> {
+        self.open_metrics()?;
+        match &mut self.metrics {
+            Some(m) => m.append(&record),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs the loop to its end (or `stop_after`, or early stopping) and writes
+    /// `checkpoint-last`.
+    pub fn run(&mut self) -> Result<TrainSummary> {
+        let start = Instant::now();
+        self.open_metrics()?;
+        self.config
+            .save_json(&self.config.output_dir.join("train_config.json"))?;
+        let total = self.driver.total_updates();
+        let target = self.config.stop_after.map_or(total, |s| s.min(total));
+        let bar = if self.config.progress {
+            ProgressBar::new(target)
+        } else {
+            ProgressBar::hidden()
+        };
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{elapsed_precise} [{wide_bar}] {pos}/{len} updates, ETA {eta} | {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.set_position(self.state.counters.global_step);
+        let mut window = Throughput::default();
+        while let Some(report) = self.advance()? {
+            window.add(report.examples, report.tokens);
+            if let Some(lr) = report.lr {
+                let global_step = report.step.updates_before + 1;
+                bar.set_position(global_step);
+                let (sps, tps) = window.rates();
+                bar.set_message(format!(
+                    "loss {:.4} lr {lr:.3e} {sps:.1} samples/s {tps:.0} tokens/s",
+                    self.state.running_loss.mean()
+                ));
+                if self.config.log_every > 0 && global_step % self.config.log_every == 0 {
+                    self.log(MetricRecord::Train {
+                        global_step,
+                        epoch: report.step.data_epoch,
+                        loss: self.state.running_loss.mean(),
+                        lr,
+                        samples_per_s: sps,
+                        tokens_per_s: tps,
+                    })?;
+                    window = Throughput::default();
+                }
+            }
+            if let Some(message) = report.evaluation {
+                bar.println(message);
+            }
+        }
+        bar.finish_and_clear();
+        let last = self.save_checkpoint(LAST, true)?;
+        Ok(TrainSummary {
+            updates: self.state.counters.global_step,
+            batches: self.state.counters.batches_done,
+            evaluations: self.evaluations,
+            best_loss: self.state.policy.best_loss,
+            best_bleu: self.state.policy.best_bleu,
+            stopped_early: self.stopped_early,
+            last_checkpoint: last,
+            seconds: start.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Writes `OUTPUT/<name>/`: weights + model config + resolved train config, and with
+    /// `with_state` the optimizer and train state for resuming.
+    pub fn save_checkpoint(&self, name: &str, with_state: bool) -> Result<PathBuf> {
+        let dir = self.config.output_dir.join(name);
+        c2n_model::save_checkpoint(&self.model, &dir)?;
+        self.config.save_json(&dir.join("train_config.json"))?;
+        if with_state {
+            self.optimizer.save_state(&dir)?;
+            self.state.save(&dir, &self.pending)?;
+        }
+        Ok(dir)
+    }
+
+    /// One dev evaluation with checkpointing (§8). Returns the log line.
+    pub fn evaluate(&mut self, epoch: u64) -> Result<String> {
+        let Some(dev) = &self.dev else {
+            return Ok(String::new());
+        };
+        let c = &self.config;
+        let train_loss = self.state.running_loss.mean();
+        self.state.running_loss.reset();
+        let loss = dev_loss(
+            &self.model,
+            &dev.loss_features,
+            c.eval_batch_size,
+            c.padding,
+            c.max_source_len,
+            c.max_target_len,
+        )?;
+        let loss_improved = self.state.policy.observe_dev_loss(loss.loss());
+        let mut bleu = None;
+        let mut bleu_improved = false;
+        if c.eval_bleu && !dev.bleu_features.is_empty() {
+            if let Some(tokenizer) = &self.tokenizer {
+                let generation = GenerationConfig {
+                    beam_size: c.beam_size,
+                    max_length: c.max_target_len,
+                    ..Default::default()
+                };
+                let outputs = decode(
+                    &self.model,
+                    &dev.bleu_features,
+                    c.eval_batch_size,
+                    &generation,
+                    c.padding,
+                    c.max_source_len,
+                    |_| {},
+                )?;
+                let predictions = Predictions::new(
+                    tokenizer,
+                    &outputs,
+                    dev.bleu_idx.clone(),
+                    dev.bleu_golds.clone(),
+                );
+                predictions.write(&c.output_dir, "dev")?;
+                let score = predictions.bleu()?.bleu;
+                bleu_improved = self.state.policy.observe_dev_bleu(score).improved;
+                bleu = Some(score);
+            }
+        }
+        self.stopped_early = self
+            .state
+            .early_stopping
+            .observe(loss_improved, bleu_improved);
+        self.state.counters = self.driver.counters();
+        let mut saved = vec![LAST.to_string()];
+        self.save_checkpoint(LAST, true)?;
+        if loss_improved {
+            self.save_checkpoint(BEST_PPL, false)?;
+            saved.push(BEST_PPL.into());
+        }
+        if bleu_improved {
+            self.save_checkpoint(BEST_BLEU, false)?;
+            saved.push(BEST_BLEU.into());
+        }
+        self.evaluations += 1;
+        let global_step = self.state.counters.global_step;
+        self.log(MetricRecord::Eval {
+            global_step,
+            epoch,
+            train_loss,
+            dev_loss: loss.loss(),
+            dev_ppl: loss.perplexity(),
+            dev_bleu: bleu,
+            saved: saved.clone(),
+        })?;
+        let bleu_text = bleu.map_or(String::new(), |b| {
+            format!(" bleu {:.2}", crate::checkpoint_policy::python_round2(b))
+        });
+        Ok(format!(
+            "eval after update {global_step}: train loss {train_loss:.5} dev loss {:.5} ppl {:.5}{bleu_text} → {}",
+            loss.loss(),
+            loss.perplexity(),
+            saved.join(", ")
+        ))
+    }
+}
