@@ -77,8 +77,11 @@ impl Embeddings {
         let positions = positions.to_dtype(DType::U32)?;
         self.check_range(&ids, self.vocab_size, "token id")?;
         self.check_range(&positions, self.max_positions, "position id")?;
-        let word = self.word.index_select(&ids.flatten_all()?, 0)?;
-        let pos = self.position.index_select(&positions.flatten_all()?, 0)?;
+        let ids_flat = ids.flatten_all()?;
+        let positions_flat = positions.flatten_all()?;
+        // padding_idx = pad (§4.5): lookups of the pad row contribute no gradient to it.
+        let word = stop_gradient_at(self.word.index_select(&ids_flat, 0)?, &ids_flat, self.pad_id)?;
+        let pos = stop_gradient_at(self.position.index_select(&positions_flat, 0)?, &positions_flat, self.pad_id)?;
         let token_type = self.token_type.narrow(0, 0, 1)?;
         // (word + pos) + type, in this order (§4.2).
         let e = (word + pos)?.broadcast_add(&token_type)?;
@@ -99,4 +102,15 @@ impl Embeddings {
         }
         Ok(())
     }
+}
+
+/// `rows[i]` unchanged in value, but detached from the graph where `ids[i] == pad_id`: what
+/// PyTorch's `nn.Embedding(padding_idx)` does to the backward pass. The tied word matrix's pad
+/// row still receives the LM head's gradient. No-op when nothing tracks gradients.
+fn stop_gradient_at(rows: Tensor, ids: &Tensor, pad_id: u32) -> Result<Tensor> {
+    if !rows.track_op() {
+        return Ok(rows);
+    }
+    let is_pad = ids.eq(pad_id)?.unsqueeze(1)?.broadcast_as(rows.shape())?;
+    Ok(is_pad.where_cond(&rows.detach(), &rows)?)
 }
