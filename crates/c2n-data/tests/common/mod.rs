@@ -22,13 +22,18 @@ pub fn shared_dir() -> Option<PathBuf> {
 }
 
 pub fn fixture() -> serde_json::Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/ruby_tokenize_fixture.json");
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/ruby_tokenize_fixture.json");
     serde_json::from_slice(&std::fs::read(path).expect("fixture")).expect("fixture json")
 }
 
 pub fn sha16(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
-    Sha256::digest(bytes).iter().take(8).map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 pub fn ids_sha<T: ToString>(ids: &[T]) -> String {

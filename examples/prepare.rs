@@ -1,0 +1,184 @@
+//! Prepare CodeSearchNet features: read, (optionally) clean, tokenize, cache, print statistics.
+//!
+//! ```text
+//! cargo run --release --example prepare -- --data ../shared/data/codesearchnet/ruby/valid.jsonl \
+//!     --tokenizer ../shared/data/roberta-base --stage dev --cache-dir /tmp/c2n-cache
+//! ```
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use code2nl::data::{
+    self, CleanConfig, CommentStyle, FeatureConfig, FeatureSet, PipelineConfig, PrepareRequest,
+    Stage, Strictness, TokenizerFiles,
+};
+
+#[derive(Parser, Debug)]
+#[command(about = "Read, clean, tokenize and cache CodeSearchNet jsonl files")]
+struct Args {
+    /// One `.jsonl` or `.jsonl.gz` file.
+    #[arg(long, conflicts_with = "data_dir")]
+    data: Option<PathBuf>,
+    /// Folder with `<lang>/<split>.jsonl[.gz]` files.
+    #[arg(long, requires = "lang")]
+    data_dir: Option<PathBuf>,
+    /// Language under `--data-dir`.
+    #[arg(long)]
+    lang: Option<String>,
+    /// Split under `--data-dir` (default: every one of train, valid, test that exists).
+    #[arg(long)]
+    split: Option<String>,
+    /// Tokenizer folder (vocab.json + merges.txt or tokenizer.json), file, or hub id.
+    #[arg(long, default_value = "microsoft/codebert-base")]
+    tokenizer: String,
+    #[arg(long, default_value_t = 256)]
+    max_source_len: usize,
+    #[arg(long, default_value_t = 128)]
+    max_target_len: usize,
+    /// train | dev | test (test: target is `None`).
+    #[arg(long, default_value = "train")]
+    stage: Stage,
+    /// Root of the feature cache.
+    #[arg(long, default_value = "c2n-cache")]
+    cache_dir: PathBuf,
+    /// Write `{"idx","source_ids","target_ids"}` per line (unpadded, with `<s>`/`</s>`).
+    #[arg(long)]
+    dump_features: Option<PathBuf>,
+    /// Any bad line is an error naming file and line (default: skip, count, report).
+    #[arg(long)]
+    strict: bool,
+    /// Cleaning filters: none (the reference) or published (the four README rules + url dedup).
+    #[arg(long, default_value = "none")]
+    clean: String,
+    /// Strip whole-line comment tokens from code: hash (`#`) or slash (`//`, `/*`).
+    #[arg(long)]
+    strip_comments: Option<String>,
+    /// Lines per parallel chunk.
+    #[arg(long, default_value_t = 8192)]
+    chunk_lines: usize,
+    /// Features per shard file.
+    #[arg(long, default_value_t = 65_536)]
+    shard_examples: usize,
+}
+
+fn inputs(args: &Args) -> Result<Vec<(String, String, PathBuf)>> {
+    if let Some(file) = &args.data {
+        let name = file.file_name().and_then(|s| s.to_str()).unwrap_or("data");
+        let split = name.trim_end_matches(".gz").trim_end_matches(".jsonl");
+        let lang = file
+            .parent()
+            .and_then(Path::file_name)
+            .and_then(|s| s.to_str())
+            .unwrap_or("-");
+        return Ok(vec![(lang.to_string(), split.to_string(), file.clone())]);
+    }
+    let (Some(dir), Some(lang)) = (&args.data_dir, &args.lang) else {
+        bail!("give --data FILE or --data-dir DIR --lang L");
+    };
+    let splits: Vec<&str> = match &args.split {
+        Some(s) => vec![s.as_str()],
+        None => vec!["train", "valid", "test"],
+    };
+    let mut found = Vec::new();
+    for split in splits {
+        let plain = dir.join(lang).join(format!("{split}.jsonl"));
+        let gz = dir.join(lang).join(format!("{split}.jsonl.gz"));
+        if plain.is_file() {
+            found.push((lang.clone(), split.to_string(), plain));
+        } else if gz.is_file() {
+            found.push((lang.clone(), split.to_string(), gz));
+        } else if args.split.is_some() {
+            bail!("{} not found (nor .gz)", plain.display());
+        }
+    }
+    if found.is_empty() {
+        bail!("no split files under {}", dir.join(lang).display());
+    }
+    Ok(found)
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let clean = match args.clean.as_str() {
+        "none" => CleanConfig::none(),
+        "published" => CleanConfig::published(),
+        other => bail!("--clean {other}: expected none or published"),
+    };
+    let clean = CleanConfig {
+        strip_code_comments: match args.strip_comments.as_deref() {
+            None => None,
+            Some("hash") => Some(CommentStyle::Hash),
+            Some("slash") => Some(CommentStyle::Slash),
+            Some(other) => bail!("--strip-comments {other}: expected hash or slash"),
+        },
+        ..clean
+    };
+    let tokenizer = TokenizerFiles::resolve(&args.tokenizer)?;
+    let features = FeatureConfig {
+        max_source_len: args.max_source_len,
+        max_target_len: args.max_target_len,
+        stage: args.stage,
+    };
+    let mut rows = Vec::new();
+    let mut dump = match &args.dump_features {
+        Some(path) => Some(std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        )),
+        None => None,
+    };
+    for (lang, split, path) in inputs(&args)? {
+        let mut req = PrepareRequest::new(&path, tokenizer.clone(), &args.cache_dir);
+        req.pipeline = PipelineConfig {
+            features,
+            clean: clean.clone(),
+            strictness: if args.strict {
+                Strictness::Strict
+            } else {
+                Strictness::Lenient
+            },
+        };
+        req.options.chunk_lines = args.chunk_lines;
+        req.shard_examples = args.shard_examples;
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_message(format!("{}", path.display()));
+        let started = std::time::Instant::now();
+        let prepared = data::prepare(&req, &mut |lines| bar.set_position(lines as u64))?;
+        bar.finish_and_clear();
+        eprintln!(
+            "{}: {:?} in {:.3}s, {} features, cache {}",
+            path.display(),
+            prepared.status,
+            started.elapsed().as_secs_f64(),
+            prepared.store.len(),
+            prepared.store.dir().display()
+        );
+        if let Some(out) = dump.as_mut() {
+            for i in 0..prepared.store.len() {
+                let f = prepared.store.get(i);
+                serde_json::to_writer(
+                    &mut *out,
+                    &serde_json::json!({
+                        "idx": f.idx,
+                        "source_ids": f.source_ids,
+                        "target_ids": f.target_ids,
+                    }),
+                )?;
+                out.write_all(b"\n")?;
+            }
+        }
+        rows.push(data::stats_row(
+            &lang,
+            &split,
+            &prepared.store,
+            &features,
+            &prepared.manifest.report,
+        ));
+    }
+    if let Some(mut out) = dump {
+        out.flush()?;
+    }
+    print!("{}", data::markdown_table(&rows));
+    Ok(())
+}
