@@ -38,16 +38,34 @@ pub fn rank_order(a: (f32, u32), b: (f32, u32)) -> Ordering {
 
 /// Top `k` of `candidates` by the tie rule, as `(value, flat_index)` in rank order.
 ///
-/// Sorts all candidates: the plain algorithm, used by the reference-literal path.
+/// Sorts all candidates: the plain algorithm, used by the reference-literal path. Each
+/// candidate becomes one `u64` sort key (inverted order-preserving value bits, then index),
+/// so the sort is a plain integer sort with the tie rule built in.
 pub fn select_top_k_full_sort(candidates: &[f32], k: usize) -> Vec<(f32, u32)> {
-    let mut all: Vec<(f32, u32)> = candidates
+    let mut keys: Vec<u64> = candidates
         .iter()
         .enumerate()
-        .map(|(index, &value)| (value, index as u32))
+        .map(|(index, &value)| (u64::from(!ascending_bits(value)) << 32) | index as u64)
         .collect();
-    all.sort_by(|&a, &b| rank_order(a, b));
-    all.truncate(k);
-    all
+    keys.sort_unstable();
+    keys.iter()
+        .take(k)
+        .map(|&key| {
+            let index = (key & 0xFFFF_FFFF) as usize;
+            (candidates[index], index as u32)
+        })
+        .collect()
+}
+
+/// Bits of the rank value whose unsigned order is the numeric order.
+#[inline]
+fn ascending_bits(value: f32) -> u32 {
+    let bits = rank_value(value).to_bits();
+    if bits & 0x8000_0000 != 0 {
+        !bits
+    } else {
+        bits | 0x8000_0000
+    }
 }
 
 /// Streaming top-K: offer candidates in **increasing flat index** order; keeps the best `k`.
