@@ -16,6 +16,7 @@
 //!      optional spaces, then one of [`HTML_TAGS`] (case-insensitive) not followed by a letter
 //!      or digit, **and** a `>` somewhere after it. The closing `>` is required so that a
 //!      comparison such as `x < i` is not mistaken for a tag; `class << self` has no tag name.
+//!      Known false positive: `a < b and c > d` reads as the tag `<b …>`.
 //! 3. **Non-English** ([`DropReason::NonEnglish`]): among the alphabetic characters of the
 //!    docstring tokens, the share outside the Latin script (ASCII letters, U+00C0–U+024F,
 //!    U+1E00–U+1EFF) is above `max_non_latin_letter_share` (0.1). A docstring with no letter

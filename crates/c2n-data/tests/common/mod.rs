@@ -73,3 +73,40 @@ pub fn tiny_tokenizer() -> c2n_data::RobertaTokenizer {
     vocab.insert("<mask>".to_string(), id);
     c2n_data::RobertaTokenizer::from_vocab_merges(vocab, merges).expect("tiny tokenizer")
 }
+
+/// Writes the tiny tokenizer of [`tiny_tokenizer`] as `vocab.json` + `merges.txt` into `dir`.
+pub fn write_tiny_tokenizer(dir: &std::path::Path, extra_merge: bool) -> c2n_data::TokenizerFiles {
+    let tok = tiny_tokenizer();
+    let mut vocab = serde_json::Map::new();
+    for id in 0..tok.vocab_size() as u32 {
+        if let Some(t) = tok.id_to_token(id) {
+            vocab.insert(t.to_string(), serde_json::Value::from(id));
+        }
+    }
+    let mut merges = String::from("#version: 0.2\nĠ t\nh e\nĠt he\na b\n");
+    if extra_merge {
+        // Changes the tokenizer files (and so the cache fingerprint) without changing ids.
+        merges.push_str("z z\n");
+        let next = tok.vocab_size() as u32;
+        vocab.insert("zz".to_string(), serde_json::Value::from(next));
+    }
+    std::fs::write(dir.join("vocab.json"), serde_json::to_vec(&vocab).unwrap()).unwrap();
+    std::fs::write(dir.join("merges.txt"), merges).unwrap();
+    c2n_data::TokenizerFiles::from_dir(dir).unwrap()
+}
+
+/// A synthetic jsonl file of `n` records with varied lengths.
+pub fn synthetic_jsonl(path: &std::path::Path, n: usize) {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    for i in 0..n {
+        let code: Vec<String> = (0..(i * 7) % 40 + 1)
+            .map(|k| format!("tok{}", (i + k) % 13))
+            .collect();
+        let doc: Vec<String> = (0..(i * 3) % 9 + 3).map(|k| format!("the w{k}")).collect();
+        let record = serde_json::json!({
+            "code_tokens": code, "docstring_tokens": doc, "url": format!("https://x/{i}")
+        });
+        writeln!(out, "{record}").unwrap();
+    }
+}

@@ -1,0 +1,157 @@
+//! The shard cache: hit on the second run, invalidated by any change, corruption detected.
+
+mod common;
+
+use c2n_data::{prepare, CacheStatus, FeatureSet, PrepareRequest, Stage};
+use common::*;
+
+fn setup() -> (tempfile::TempDir, PrepareRequest) {
+    let dir = tempfile::tempdir().unwrap();
+    let tok_dir = dir.path().join("tok");
+    std::fs::create_dir(&tok_dir).unwrap();
+    let files = write_tiny_tokenizer(&tok_dir, false);
+    let data = dir.path().join("train.jsonl");
+    synthetic_jsonl(&data, 300);
+    let mut req = PrepareRequest::new(&data, files, dir.path().join("cache"));
+    req.shard_examples = 64; // several shards
+    req.options.chunk_lines = 50;
+    req.pipeline.features.max_source_len = 20;
+    req.pipeline.features.max_target_len = 10;
+    (dir, req)
+}
+
+#[test]
+fn second_run_hits_and_matches_the_build() {
+    let (_dir, req) = setup();
+    let first = prepare(&req, &mut |_| {}).unwrap();
+    assert_eq!(first.status, CacheStatus::Built);
+    assert_eq!(first.manifest.shards.len(), 5);
+    let built = first.store.to_features();
+    assert_eq!(built.len(), 300);
+    let second = prepare(&req, &mut |_| panic!("must not re-tokenize")).unwrap();
+    assert_eq!(second.status, CacheStatus::Hit);
+    assert_eq!(second.store.to_features(), built);
+    let tok = tiny_tokenizer();
+    let (mem, _) = c2n_data::features_in_memory(&req.data, &tok, &req.pipeline).unwrap();
+    assert_eq!(mem, built);
+    assert_eq!(second.store.get(299).idx, 299);
+}
+
+#[test]
+fn any_change_invalidates() {
+    let (dir, req) = setup();
+    let base = prepare(&req, &mut |_| {}).unwrap().manifest.fingerprint;
+    let mut variants = Vec::new();
+    let mut r = req.clone();
+    r.pipeline.features.max_source_len = 21;
+    variants.push(r);
+    let mut r = req.clone();
+    r.pipeline.features.stage = Stage::Test;
+    variants.push(r);
+    let mut r = req.clone();
+    r.pipeline.clean = c2n_data::CleanConfig::published();
+    variants.push(r);
+    let mut r = req.clone();
+    r.pipeline.strictness = c2n_data::Strictness::Strict;
+    variants.push(r);
+    let mut r = req.clone();
+    let tok2 = dir.path().join("tok2");
+    std::fs::create_dir(&tok2).unwrap();
+    r.tokenizer = write_tiny_tokenizer(&tok2, true);
+    variants.push(r);
+    for (i, r) in variants.iter().enumerate() {
+        let p = prepare(r, &mut |_| {}).unwrap();
+        assert_eq!(p.status, CacheStatus::Built, "variant {i}");
+        assert_ne!(p.manifest.fingerprint, base, "variant {i}");
+    }
+    // Changing the input bytes changes the fingerprint too.
+    synthetic_jsonl(&req.data, 301);
+    let p = prepare(&req, &mut |_| {}).unwrap();
+    assert_eq!((p.status, p.store.len()), (CacheStatus::Built, 301));
+}
+
+#[test]
+fn corrupt_or_truncated_shards_are_rebuilt() {
+    let (_dir, req) = setup();
+    let first = prepare(&req, &mut |_| {}).unwrap();
+    let expected = first.store.to_features();
+    let folder = first.store.dir().to_path_buf();
+    drop(first);
+    let shard = folder.join("shard-00001.bin");
+
+    // One flipped byte in the token area: same size, wrong sha256.
+    let mut bytes = std::fs::read(&shard).unwrap();
+    let at = bytes.len() - 3;
+    bytes[at] ^= 0x5a;
+    std::fs::write(&shard, &bytes).unwrap();
+    let p = prepare(&req, &mut |_| {}).unwrap();
+    assert!(
+        matches!(&p.status, CacheStatus::Rebuilt { reason } if reason.contains("sha256")),
+        "{:?}",
+        p.status
+    );
+    assert_eq!(p.store.to_features(), expected);
+    drop(p);
+
+    // Truncated shard.
+    let bytes = std::fs::read(&shard).unwrap();
+    std::fs::write(&shard, &bytes[..bytes.len() / 2]).unwrap();
+    let p = prepare(&req, &mut |_| {}).unwrap();
+    assert!(
+        matches!(&p.status, CacheStatus::Rebuilt { reason } if reason.contains("size")),
+        "{:?}",
+        p.status
+    );
+    assert_eq!(p.store.to_features(), expected);
+    drop(p);
+
+    // Garbage manifest.
+    std::fs::write(folder.join("manifest.json"), b"{").unwrap();
+    let p = prepare(&req, &mut |_| {}).unwrap();
+    assert!(matches!(p.status, CacheStatus::Rebuilt { .. }));
+    assert_eq!(p.store.to_features(), expected);
+
+    // Even without the checksum, a size change is caught.
+    drop(p);
+    let mut fast = req.clone();
+    fast.verify_checksum = false;
+    std::fs::write(&shard, b"C2NSHRD1").unwrap();
+    let p = prepare(&fast, &mut |_| {}).unwrap();
+    assert!(matches!(p.status, CacheStatus::Rebuilt { .. }));
+}
+
+#[test]
+fn real_ruby_valid_cache_round_trip() {
+    let Some(shared) = shared_dir() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let files = c2n_data::TokenizerFiles::from_dir(&shared.join("data/roberta-base")).unwrap();
+    let mut req = PrepareRequest::new(
+        shared.join("data/codesearchnet/ruby/valid.jsonl"),
+        files,
+        dir.path(),
+    );
+    req.pipeline.features.stage = Stage::Dev;
+    let built = prepare(&req, &mut |_| {}).unwrap();
+    let hit = prepare(&req, &mut |_| {}).unwrap();
+    assert_eq!(
+        (built.status, hit.status),
+        (CacheStatus::Built, CacheStatus::Hit)
+    );
+    let fx = fixture();
+    let valid: Vec<_> = fx["examples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["split"] == "valid")
+        .collect();
+    assert_eq!(hit.store.len(), valid.len());
+    for (i, want) in valid.iter().enumerate() {
+        let f = hit.store.get(i);
+        assert_eq!(
+            f.source_bpe_len as u64,
+            want["source_len"].as_u64().unwrap()
+        );
+        let inner: Vec<u16> = f.target_ids[1..f.target_ids.len() - 1].to_vec();
+        assert_eq!(ids_sha(&inner), want["target_ids_sha"]);
+    }
+}
