@@ -1,0 +1,172 @@
+//! Full resume: a run stopped part-way and resumed from `checkpoint-last` ends with exactly
+//! the parameters, optimizer state and counters of the uninterrupted run (dropout off).
+
+mod support;
+
+use c2n_data::Feature;
+use c2n_train::data::DevSet;
+use c2n_train::trainer::Trainer;
+use std::path::Path;
+use support::*;
+
+fn assert_same_run(a: &Trainer, b: &Trainer) {
+    assert_eq!(a.state().counters, b.state().counters);
+    assert_eq!(a.state().policy, b.state().policy);
+    for ((name, va), (_, vb)) in a.params().iter().zip(b.params().iter()) {
+        assert_eq!(
+            values(va.as_tensor()),
+            values(vb.as_tensor()),
+            "parameter {name}"
+        );
+        assert_eq!(
+            a.optimizer().step_count(name),
+            b.optimizer().step_count(name),
+            "{name}"
+        );
+        if let (Some((ma, va)), Some((mb, vb))) =
+            (a.optimizer().moments(name), b.optimizer().moments(name))
+        {
+            assert_eq!(values(ma), values(mb), "exp_avg {name}");
+            assert_eq!(values(va), values(vb), "exp_avg_sq {name}");
+        }
+    }
+}
+
+fn dev_set(features: &[Feature]) -> DevSet {
+    DevSet {
+        loss_features: features.to_vec(),
+        bleu_features: Vec::new(),
+        bleu_idx: Vec::new(),
+        bleu_golds: Vec::new(),
+    }
+}
+
+fn trainer(
+    out: &Path,
+    configure: impl Fn(&mut c2n_train::config::TrainConfig),
+    with_dev: bool,
+) -> Trainer {
+    let fx = expected();
+    let mut config = tiny_config(&fx, out.to_path_buf());
+    configure(&mut config);
+    let feats = features(&fx);
+    let dev = with_dev.then(|| dev_set(&feats[..3]));
+    Trainer::new(config, tiny_model(), feats, dev, None).unwrap()
+}
+
+#[test]
+fn variant_a_stop_after_then_resume_equals_uninterrupted() {
+    let configure = |c: &mut c2n_train::config::TrainConfig| {
+        c.train_steps = Some(7);
+        c.eval_steps = Some(3);
+        c.batch_size = 2;
+        c.shuffle = true;
+    };
+    let full_dir = tempfile::tempdir().unwrap();
+    let mut full = trainer(full_dir.path(), configure, true);
+    let summary = full.run().unwrap();
+    assert_eq!((summary.updates, summary.evaluations), (7, 2));
+    assert!(full_dir
+        .path()
+        .join("checkpoint-last/model.safetensors")
+        .exists());
+    assert!(full_dir
+        .path()
+        .join("checkpoint-best-ppl/model.safetensors")
+        .exists());
+
+    let split_dir = tempfile::tempdir().unwrap();
+    let mut first = trainer(
+        split_dir.path(),
+        |c| {
+            configure(c);
+            c.stop_after = Some(4);
+        },
+        true,
+    );
+    assert_eq!(first.run().unwrap().updates, 4);
+    let mut second = trainer(split_dir.path(), configure, true);
+    second
+        .resume(&split_dir.path().join("checkpoint-last"))
+        .unwrap();
+    let summary = second.run().unwrap();
+    assert_eq!(summary.updates, 7);
+    assert_same_run(&full, &second);
+}
+
+#[test]
+fn variant_b_resume_after_an_evaluation_keeps_pending_gradients() {
+    // 2 examples, micro-batches of 1 → 2 batches per epoch. With GA 2 the reference rule
+    // updates after batch 1 (nb = 1) but not after batch 2 (nb = 2), so every epoch ends with
+    // batch 2's gradient pending; it is carried into the next epoch's first update.
+    let configure = |c: &mut c2n_train::config::TrainConfig| {
+        c.train_steps = None;
+        c.epochs = Some(3);
+        c.batch_size = 2;
+        c.grad_accum = 2; // micro-batches of 1 example
+        c.shuffle = true;
+    };
+    let fx = expected();
+    let feats: Vec<Feature> = features(&fx)[..2].to_vec(); // 2 batches per epoch
+    let make = |out: &Path| {
+        let mut config = tiny_config(&fx, out.to_path_buf());
+        configure(&mut config);
+        Trainer::new(
+            config,
+            tiny_model(),
+            feats.clone(),
+            Some(dev_set(&feats)),
+            None,
+        )
+        .unwrap()
+    };
+    let full_dir = tempfile::tempdir().unwrap();
+    let mut full = make(full_dir.path());
+    full.run().unwrap();
+
+    // Interrupted: advance until the first evaluation (end of epoch 0), then "crash".
+    let split_dir = tempfile::tempdir().unwrap();
+    let mut first = make(split_dir.path());
+    loop {
+        let report = first.advance().unwrap().unwrap();
+        if report.evaluation.is_some() {
+            // Batch 2 of the epoch did not update (nb = 2): its gradient is pending.
+            assert!(!report.step.update);
+            break;
+        }
+    }
+    drop(first);
+    let ckpt = split_dir.path().join("checkpoint-last");
+    assert!(ckpt.join("pending_grads.safetensors").exists());
+    let mut second = make(split_dir.path());
+    second.resume(&ckpt).unwrap();
+    second.run().unwrap();
+    assert_same_run(&full, &second);
+}
+
+#[test]
+fn resume_refuses_a_different_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = trainer(
+        dir.path(),
+        |c| {
+            c.train_steps = Some(2);
+            c.batch_size = 2;
+        },
+        false,
+    );
+    t.run().unwrap();
+    let mut other = trainer(
+        dir.path(),
+        |c| {
+            c.train_steps = Some(2);
+            c.batch_size = 3;
+        },
+        false,
+    );
+    let err = other
+        .resume(&dir.path().join("checkpoint-last"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cannot resume"), "{err}");
+}
