@@ -14,6 +14,10 @@ Subcommands (run from the repository root):
         → crates/c2n-train/tests/data/train_steps/ (small checkpoint, batches, losses, lrs,
           parameters after each of three updates, dropout off)
 
+    python3 tools/reference/train_reference.py dev-gold [--shared ../shared]
+        → crates/c2n-train/tests/data/ruby_valid_dev_gold_excerpt.txt (first 20 and last 3
+          lines of the reference dev.gold for ruby valid)
+
     python3 tools/reference/train_reference.py bench --steps N
         → prints ms per training step of the reference loop on CPU (small config)
 """
@@ -294,11 +298,33 @@ def train_steps_fixture():
     )
 
 
+def dev_gold_fixture(shared):
+    """§8.2: ``dev.gold`` of ruby valid — the seeded 1000-example subset in sample order,
+    ``<idx>\t<target>`` with the target normalized as §1.5 (``\n`` deleted, whitespace
+    runs collapsed with Python's ``str.split``). Keeps the first 20 and last 3 lines."""
+    path = os.path.join(shared, "data", "codesearchnet", "ruby", "valid.jsonl")
+    targets = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            record = json.loads(line.strip())
+            text = " ".join(record["docstring_tokens"]).replace("\n", "")
+            targets.append(" ".join(text.strip().split()))
+    random.seed(42)
+    chosen = random.sample(range(len(targets)), min(1000, len(targets)))
+    lines = [f"{i}\t{targets[i]}\n" for i in chosen]
+    out = os.path.join(DATA, "ruby_valid_dev_gold_excerpt.txt")
+    with open(out, "w", encoding="utf-8") as f:
+        f.writelines(lines[:20] + lines[-3:])
+    print("wrote", os.path.relpath(out, ROOT))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("fixtures")
     sub.add_parser("train-steps")
+    gold = sub.add_parser("dev-gold")
+    gold.add_argument("--shared", default=os.path.join(os.path.dirname(ROOT), "shared"))
     args = parser.parse_args()
     if args.cmd == "fixtures":
         adamw_fixture()
@@ -306,6 +332,8 @@ def main():
         subset_fixture()
     elif args.cmd == "train-steps":
         train_steps_fixture()
+    elif args.cmd == "dev-gold":
+        dev_gold_fixture(args.shared)
 
 
 if __name__ == "__main__":

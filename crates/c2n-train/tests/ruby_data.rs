@@ -1,0 +1,167 @@
+//! Runs on the real ruby files and the RoBERTa BPE in `../shared` (or `$C2N_SHARED`); each
+//! test skips with a message when they are absent.
+
+use c2n_data::{Padding, RobertaTokenizer};
+use c2n_train::config::TrainConfig;
+use c2n_train::data::DevSet;
+use c2n_train::evaluate::Predictions;
+use c2n_train::metrics::{MetricRecord, MetricsLog};
+use c2n_train::trainer::Trainer;
+use std::path::{Path, PathBuf};
+
+fn shared() -> Option<PathBuf> {
+    let dir = std::env::var_os("C2N_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
+    if dir.join("data/codesearchnet/ruby/valid.jsonl").exists()
+        && dir.join("data/roberta-base/vocab.json").exists()
+    {
+        Some(dir)
+    } else {
+        eprintln!(
+            "SKIP: no ruby data / tokenizer under {} (set C2N_SHARED)",
+            dir.display()
+        );
+        None
+    }
+}
+
+fn head_lines(src: &Path, n: usize, dst: &Path) {
+    let text = std::fs::read_to_string(src).unwrap();
+    let head: String = text.split_inclusive('\n').take(n).collect();
+    std::fs::write(dst, head).unwrap();
+}
+
+#[test]
+fn dev_subset_and_dev_gold_match_the_reference_on_ruby_valid() {
+    let Some(shared) = shared() else { return };
+    let tok = RobertaTokenizer::load(shared.join("data/roberta-base").to_str().unwrap()).unwrap();
+    let dev = DevSet::load(
+        &shared.join("data/codesearchnet/ruby/valid.jsonl"),
+        &tok,
+        256,
+        128,
+        1000,
+        42,
+    )
+    .unwrap();
+    assert_eq!(dev.loss_features.len(), 1400);
+    assert_eq!(dev.bleu_features.len(), 1000);
+    // Test-stage targets are `<s> None </s>` (§3).
+    assert!(dev
+        .bleu_features
+        .iter()
+        .all(|f| f.target_ids == [0, 29802, 2]));
+    let dir = tempfile::tempdir().unwrap();
+    let predictions = Predictions {
+        idx: dev.bleu_idx.clone(),
+        texts: dev.bleu_golds.clone(),
+        golds: dev.bleu_golds.clone(),
+    };
+    let (_, gold_path) = predictions.write(dir.path(), "dev").unwrap();
+    let gold = std::fs::read_to_string(gold_path).unwrap();
+    let lines: Vec<&str> = gold.split_inclusive('\n').collect();
+    assert_eq!(lines.len(), 1000);
+    let fixture = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ruby_valid_dev_gold_excerpt.txt"),
+    )
+    .unwrap();
+    let want: Vec<&str> = fixture.split_inclusive('\n').collect();
+    assert_eq!(&lines[..20], &want[..20]);
+    assert_eq!(&lines[997..], &want[20..]);
+    // Predictions equal to the gold texts score exactly 100.
+    assert_eq!(predictions.bleu().unwrap().bleu, 100.0);
+}
+
+#[test]
+fn short_run_on_ruby_writes_checkpoints_dev_outputs_and_metrics() {
+    let Some(shared) = shared() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let train = dir.path().join("train.jsonl");
+    let dev = dir.path().join("dev.jsonl");
+    head_lines(
+        &shared.join("data/codesearchnet/ruby/valid.jsonl"),
+        24,
+        &train,
+    );
+    head_lines(&shared.join("data/codesearchnet/ruby/test.jsonl"), 6, &dev);
+    let out = dir.path().join("run");
+    let config = TrainConfig {
+        init: "small".into(),
+        tokenizer: Some(shared.join("data/roberta-base").display().to_string()),
+        train_data: Some(train),
+        dev_data: Some(dev),
+        output_dir: out.clone(),
+        max_source_len: 64,
+        max_target_len: 16,
+        batch_size: 8,
+        eval_batch_size: 4,
+        train_steps: Some(4),
+        eval_steps: Some(2),
+        beam_size: 2,
+        lr: 1e-3,
+        padding: Padding::Dynamic,
+        progress: false,
+        device: "cpu".into(),
+        ..TrainConfig::default()
+    };
+    let mut trainer = Trainer::from_config(config, false).unwrap();
+    let summary = trainer.run().unwrap();
+    // Evaluations after updates 1 and 3 ((global_step + 1) % 2 == 0); update 4 is not evaluated.
+    assert_eq!((summary.updates, summary.evaluations), (4, 2));
+    for name in [
+        "config.json",
+        "model.safetensors",
+        "train_state.json",
+        "optimizer.safetensors",
+        "optimizer.json",
+        "train_config.json",
+    ] {
+        assert!(
+            out.join("checkpoint-last").join(name).exists(),
+            "checkpoint-last/{name}"
+        );
+    }
+    assert!(out.join("checkpoint-best-ppl/model.safetensors").exists());
+    let dev_output = std::fs::read_to_string(out.join("dev.output")).unwrap();
+    let dev_gold = std::fs::read_to_string(out.join("dev.gold")).unwrap();
+    assert_eq!(
+        (dev_output.lines().count(), dev_gold.lines().count()),
+        (6, 6)
+    );
+    let evals: Vec<_> = MetricsLog::read(&out.join("metrics.jsonl"))
+        .unwrap()
+        .into_iter()
+        .filter_map(|r| match r {
+            MetricRecord::Eval {
+                global_step,
+                dev_loss,
+                dev_bleu,
+                ..
+            } => Some((global_step, dev_loss, dev_bleu)),
+            MetricRecord::Train { .. } => None,
+        })
+        .collect();
+    assert_eq!(evals.iter().map(|e| e.0).collect::<Vec<_>>(), vec![1, 3]);
+    assert!(evals.iter().all(|e| e.1.is_finite() && e.2.is_some()));
+    // The final checkpoint holds the final weights.
+    let reloaded =
+        c2n_model::load_checkpoint(out.join("checkpoint-last"), &candle_core::Device::Cpu).unwrap();
+    let name = "decoder.layers.0.linear1.weight";
+    let saved = reloaded.varmap().data().lock().unwrap()[name]
+        .as_tensor()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let live = trainer
+        .params()
+        .get(name)
+        .unwrap()
+        .as_tensor()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    assert_eq!(saved, live);
+}
