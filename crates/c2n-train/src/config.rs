@@ -298,7 +298,8 @@ impl TrainConfig {
         if self.eval_steps == Some(0) || self.epochs == Some(0) {
             return fail("eval_steps and epochs must be at least 1");
         }
-        if !(self.lr.is_finite() && self.lr >= 0.0) || !(self.weight_decay >= 0.0) {
+        let non_negative = |x: f64| x.is_finite() && x >= 0.0;
+        if !non_negative(self.lr) || !non_negative(self.weight_decay) {
             return fail("lr and weight_decay must be finite and non-negative");
         }
         if self.dropout.is_some_and(|p| !(0.0..1.0).contains(&p)) {
