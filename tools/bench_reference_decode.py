@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""Time the PyTorch reference beam search (tools/reference/beam.py) on the decode-bench files.
+
+It decodes the same examples with the same checkpoint as ``benches/decode.rs``: one example
+at a time, the full prefix recomputed at every step (reference-semantics section 6.1), on
+the CPU. Run the Rust bench first; it writes the files this script reads::
+
+    cargo bench --bench decode -- --sample-size 10
+    python3 tools/bench_reference_decode.py            # defaults: target/bench-data/decode/
+
+Options: ``--select sort`` uses beam.py's stable sort (the documented tie rule, what the
+fixtures use); ``--select topk`` (default) uses ``torch.topk`` as the original code does.
+The script prints the mean seconds per example and writes the n-best ids to
+``--output`` (JSON) so they can be compared with the Rust output.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "reference"))
+
+from beam import beam_search, top_k, torch_topk  # noqa: E402
+from c2n_reference import load_checkpoint  # noqa: E402
+
+ROOT = os.path.dirname(HERE)
+BENCH_DIR = os.path.join(ROOT, "target", "bench-data", "decode")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--checkpoint", default=os.path.join(BENCH_DIR, "checkpoint"))
+    parser.add_argument("--inputs", default=os.path.join(BENCH_DIR, "inputs.json"))
+    parser.add_argument("--examples", type=int, default=4)
+    parser.add_argument("--beam-size", type=int, default=10)
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=3, help="timed passes over the examples")
+    parser.add_argument("--select", choices=["topk", "sort"], default="topk")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    parser.add_argument("--output", default=os.path.join(BENCH_DIR, "reference_nbest.json"))
+    args = parser.parse_args()
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = load_checkpoint(args.checkpoint, strict=False).eval()
+    with open(args.inputs) as f:
+        inputs = json.load(f)
+    length = inputs["max_source_length"]
+    sources = inputs["source_ids"][: args.examples]
+    select = torch_topk if args.select == "topk" else top_k
+
+    def decode(source):
+        ids = torch.tensor([source + [1] * (length - len(source))], dtype=torch.long)
+        mask = torch.tensor([[1] * len(source) + [0] * (length - len(source))], dtype=torch.long)
+        with torch.no_grad():
+            memory = model.encode(ids, mask)
+            ctx = memory.repeat(args.beam_size, 1, 1)
+            ctx_mask = mask.repeat(args.beam_size, 1)
+            return beam_search(
+                lambda prefix: model.next_token_log_probs(prefix, ctx, ctx_mask),
+                args.beam_size,
+                args.max_length,
+                select=select,
+            )
+
+    decode(sources[0])  # warm-up
+    passes = []
+    outputs = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        outputs = [decode(source) for source in sources]
+        passes.append(time.perf_counter() - start)
+    per_example = statistics.mean(passes) / len(sources)
+    print(
+        f"pytorch reference beam ({args.select}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads): {len(sources)} examples, beam {args.beam_size}, "
+        f"max length {args.max_length}: {statistics.mean(passes):.3f} s per pass "
+        f"(min {min(passes):.3f}), {per_example:.3f} s per example; steps "
+        f"{[o['steps'] for o in outputs]}"
+    )
+    with open(args.output, "w") as f:
+        json.dump([[h["ids"] for h in o["hypotheses"]] for o in outputs], f)
+
+
+if __name__ == "__main__":
+    main()
