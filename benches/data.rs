@@ -20,7 +20,10 @@ fn shared() -> Option<PathBuf> {
     if dir.join("data/codesearchnet/ruby/valid.jsonl").is_file() {
         Some(dir)
     } else {
-        eprintln!("SKIP data benches: {} not found (set C2N_SHARED)", dir.display());
+        eprintln!(
+            "SKIP data benches: {} not found (set C2N_SHARED)",
+            dir.display()
+        );
         None
     }
 }
