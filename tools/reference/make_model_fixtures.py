@@ -20,6 +20,10 @@ length 64, target length 32), plus a synthetic target row with a ``<pad>`` in th
                                        ``slice_ids`` (full logits would be 4.8M floats);
 * ``logits_logsumexp`` / ``logits_argmax`` [n, 32] over the full vocabulary;
 * ``loss``, ``loss_sum``, ``n_active``  the §5 triple for the whole batch;
+* ``grad_stats``                      per parameter, [sum, sum of squares] of the gradient of
+                                       the eval-mode loss (row 1 of the word/position tables
+                                       excluded: padding_idx), ``None`` for the pooler;
+* ``grad_exact``                      three small gradients in full;
 * ``nbest``: per ``eos_row_scale`` (the ``</s>`` row of the word embeddings multiplied by it,
   which makes EOS likely and exercises the finished-hypothesis paths), the beam_search output
   of tools/reference/beam.py for every example (beam 10, max length 16).
@@ -179,6 +183,28 @@ def main():
         "loss_sum": float(loss_sum),
         "n_active": int(n_active),
     }
+
+    # Gradients of the eval-mode loss (dropout off). The lookups of nn.Embedding(padding_idx=1)
+    # give row 1 no gradient, which the Rust model leaves to the trainer: row 1 of the word and
+    # position tables is excluded from the statistics.
+    model.zero_grad()
+    grad_loss, _, _ = model(src, src_mask, tgt, tgt_mask)
+    grad_loss.backward()
+    grad_stats = {}
+    for name, p in model.named_parameters():
+        if p.grad is None:
+            grad_stats[name] = None
+            continue
+        g = p.grad.detach().double()
+        if name.endswith("word_embeddings.weight") or name.endswith("position_embeddings.weight"):
+            g = torch.cat([g[:1], g[2:]])
+        grad_stats[name] = [float(g.sum()), float((g * g).sum())]
+    fixture["grad_stats"] = grad_stats
+    fixture["grad_exact"] = {
+        name: flat(dict(model.named_parameters())[name].grad)
+        for name in ["dense.bias", "decoder.layers.1.norm3.weight", "encoder.embeddings.LayerNorm.bias"]
+    }
+    model.zero_grad()
 
     from beam import beam_search
 
