@@ -32,6 +32,9 @@ pub enum CommError {
     /// Ranks called different collectives, or the same one with different buffer sizes.
     #[error("collective mismatch: {0}")]
     Mismatch(String),
+    /// A collective returned a wrong value (self-check of a deployment).
+    #[error("wrong collective result: {0}")]
+    WrongResult(String),
     /// A rank's thread panicked.
     #[error("rank {rank} panicked: {message}")]
     RankPanicked { rank: usize, message: String },

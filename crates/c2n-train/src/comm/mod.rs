@@ -74,6 +74,7 @@ mod env;
 mod error;
 mod launch;
 pub mod rendezvous;
+pub mod selftest;
 mod single;
 mod tensors;
 mod threads;

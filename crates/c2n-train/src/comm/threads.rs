@@ -220,6 +220,9 @@ struct State {
     exited: Vec<bool>,
     /// Ranks that returned an error or panicked, in the order they did.
     failure_order: Vec<usize>,
+    /// Buffers of finished all-reduces, reused so that big gradients are not re-allocated (and
+    /// page-faulted in) at every step.
+    spare: Vec<Vec<f32>>,
 }
 
 #[derive(Debug)]
@@ -274,6 +277,7 @@ impl Shared {
                 failure: None,
                 exited: vec![false; world_size],
                 failure_order: Vec::new(),
+                spare: Vec::new(),
             }),
             wake: Condvar::new(),
         }
@@ -300,11 +304,16 @@ impl ThreadComm {
             let slots: Vec<Contribution> =
                 state.slots.iter_mut().filter_map(Option::take).collect();
             state.arrived = 0;
-            let combined = combine(slots);
+            let combined = combine(slots, &mut state.spare);
             return match combined {
                 Ok(outcome) => {
                     let outcome = Arc::new(outcome);
-                    state.outcome = Some(Arc::clone(&outcome));
+                    // Every rank has dropped its handle on the previous outcome by now (it is here).
+                    if let Some(previous) = state.outcome.replace(Arc::clone(&outcome)) {
+                        if let Ok(Outcome::Floats(buffer)) = Arc::try_unwrap(previous) {
+                            recycle(&mut state.spare, buffer, shared.world_size);
+                        }
+                    }
                     state.generation += 1;
                     drop(state);
                     shared.wake.notify_all();
@@ -359,6 +368,34 @@ impl ThreadComm {
     }
 
     /// Fails if the group already failed or a rank left: then this collective can never complete.
+    /// A copy of `values` in a recycled buffer when one is available.
+    fn staged(&self, values: &[f32]) -> Vec<f32> {
+        let reused = {
+            let mut state = self.shared.lock();
+            // The smallest spare that fits, else the largest (it grows once and is then reused).
+            let fits = |b: &Vec<f32>| b.capacity() >= values.len();
+            let pick = state
+                .spare
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| fits(b))
+                .min_by_key(|(_, b)| b.capacity())
+                .or_else(|| {
+                    state
+                        .spare
+                        .iter()
+                        .enumerate()
+                        .max_by_key(|(_, b)| b.capacity())
+                })
+                .map(|(i, _)| i);
+            pick.map(|i| state.spare.swap_remove(i))
+        };
+        let mut buffer = reused.unwrap_or_default();
+        buffer.clear();
+        buffer.extend_from_slice(values);
+        buffer
+    }
+
     fn check_alive(&self, state: &State, op: &'static str) -> CommResult<()> {
         if let Some(reason) = &state.failure {
             return Err(CommError::PeerFailed {
@@ -383,8 +420,15 @@ impl ThreadComm {
     }
 }
 
+/// Keeps at most `world_size + 1` spare buffers.
+fn recycle(spare: &mut Vec<Vec<f32>>, buffer: Vec<f32>, world_size: usize) {
+    if spare.len() <= world_size {
+        spare.push(buffer);
+    }
+}
+
 /// Combines one contribution per rank (in rank order) or explains why they do not match.
-fn combine(slots: Vec<Contribution>) -> Result<Outcome, String> {
+fn combine(slots: Vec<Contribution>, spare: &mut Vec<Vec<f32>>) -> Result<Outcome, String> {
     let world_size = slots.len();
     let first = &slots[0];
     let mismatch = || {
@@ -413,6 +457,7 @@ fn combine(slots: Vec<Contribution>) -> Result<Outcome, String> {
                 for (a, b) in acc.iter_mut().zip(&part) {
                     *a += *b;
                 }
+                recycle(spare, part, world_size);
             }
             if op == ReduceOp::Avg {
                 let n = world_size as f32;
@@ -476,7 +521,7 @@ impl Communicator for ThreadComm {
         }
         let outcome = self.collective(Contribution::AllReduce {
             op,
-            data: buf.to_vec(),
+            data: self.staged(buf),
         })?;
         match &*outcome {
             Outcome::Floats(result) => buf.copy_from_slice(result),
@@ -490,7 +535,7 @@ impl Communicator for ThreadComm {
             return Ok(());
         }
         let contribution = if self.rank == 0 {
-            Contribution::BroadcastRoot(buf.to_vec())
+            Contribution::BroadcastRoot(self.staged(buf))
         } else {
             Contribution::BroadcastLeaf { len: buf.len() }
         };
