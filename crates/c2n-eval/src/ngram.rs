@@ -140,8 +140,8 @@ mod tests {
             "a a a b c".split(' '),
             ["a b c d".split(' '), "a a b".split(' ')],
         );
-        // unigrams: a → min(3, 2) = 2, b → 1, c → 1; bigrams: "a a" 1, "a b" 1, "b c" 1.
-        assert_eq!(stats.correct, [4, 3, 1, 0]);
+        // Expected counts computed with tools/bleu/reference_bleu.py's `_ngrams`.
+        assert_eq!(stats.correct, [4, 3, 2, 0]);
         assert_eq!(stats.total, [5, 4, 3, 2]);
     }
 

@@ -4,7 +4,7 @@
 //! where `splitPuncts` keeps Python-`re` matches of `\w+|[^\s\w]` and `normalize` is the mteval
 //! (NIST) chain. On `splitPuncts` output that chain only splits word runs around `_`, so the
 //! whole pipeline equals: lower-case with Python rules, then emit every maximal run of
-//! [`is_alnum`](crate::python_str::is_alnum) characters as one token and every other
+//! [`python_str::is_alnum`](crate::python_str::is_alnum) characters as one token and every other
 //! non-whitespace character (including `_`) as a token of its own. `tools/bleu/reference_bleu.py`
 //! implements both forms and the fixtures check that they agree.
 
