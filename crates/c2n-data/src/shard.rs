@@ -342,6 +342,22 @@ impl FeatureStore {
         })
     }
 
+    /// Number of features (also available through [`FeatureSet`]).
+    pub fn len(&self) -> usize {
+        self.starts.last().copied().unwrap_or(0)
+    }
+
+    /// Whether there is no feature.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Feature at position `i` (panics when out of range, like slice indexing).
+    pub fn get(&self, i: usize) -> FeatureRef<'_> {
+        let shard = self.starts.partition_point(|&s| s <= i) - 1;
+        self.shards[shard].get(i - self.starts[shard])
+    }
+
     /// The folder holding the shards.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -349,9 +365,9 @@ impl FeatureStore {
 
     /// Copies every feature into memory.
     pub fn to_features(&self) -> Vec<Feature> {
-        (0..FeatureSet::len(self))
+        (0..self.len())
             .map(|i| {
-                let f = FeatureSet::get(self, i);
+                let f = self.get(i);
                 Feature {
                     idx: f.idx,
                     source_ids: f.source_ids.to_vec(),
@@ -366,11 +382,10 @@ impl FeatureStore {
 
 impl FeatureSet for FeatureStore {
     fn len(&self) -> usize {
-        self.starts.last().copied().unwrap_or(0)
+        FeatureStore::len(self)
     }
 
     fn get(&self, i: usize) -> FeatureRef<'_> {
-        let shard = self.starts.partition_point(|&s| s <= i) - 1;
-        self.shards[shard].get(i - self.starts[shard])
+        FeatureStore::get(self, i)
     }
 }
