@@ -152,3 +152,41 @@ fn sessions_reproduce_reference_beam_scores() {
     }
     assert!(checked >= 200, "checked {checked} hypotheses");
 }
+
+#[test]
+fn bf16_sessions_agree_with_each_other_and_with_f32() {
+    let fx = fixture();
+    let f32_model = small_model();
+    let model = f32_model
+        .clone()
+        .with_compute_dtype(candle_core::DType::BF16);
+    let src = batch(&fx, "source_ids").narrow(0, 0, 2).unwrap();
+    let mask = batch(&fx, "source_mask").narrow(0, 0, 2).unwrap();
+    let mut cached = KvCacheSession::new(&model, &src, &mask, 2).unwrap();
+    let mut full = FullPrefixSession::new(&model, &src, &mask, 2).unwrap();
+    let mut reference = KvCacheSession::new(&f32_model, &src, &mask, 2).unwrap();
+    let steps: [(&[u32], &[u32]); 3] = [
+        (&[0, 1, 2, 3], &[0, 0, 0, 0]),
+        (&[1, 0, 3, 3], &[7, PAD, 9, EOS]),
+        (&[2, 3, 0], &[11, 12, 13]),
+    ];
+    for (origin, tokens) in steps {
+        let a = cached.step(origin, tokens).unwrap();
+        let b = full.step(origin, tokens).unwrap();
+        let c = reference.step(origin, tokens).unwrap();
+        assert!(
+            max_rel_diff(&a, &b) <= 1e-2,
+            "bf16 cached vs bf16 full prefix"
+        );
+        assert!(max_rel_diff(&a, &c) <= 5e-2, "bf16 vs f32");
+    }
+}
+
+#[test]
+fn models_and_sessions_can_cross_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<c2n_model::Seq2Seq>();
+    fn assert_send<T: Send>() {}
+    assert_send::<KvCacheSession<'static>>();
+    assert_send::<FullPrefixSession<'static>>();
+}
