@@ -37,7 +37,10 @@ pub fn state_dict(model: &Seq2Seq) -> Result<HashMap<String, Tensor>> {
             .copy()?;
         out.insert(spec.name, t);
     }
-    let lm_head = out[WORD_EMBEDDINGS_KEY].copy()?;
+    let lm_head = out
+        .get(WORD_EMBEDDINGS_KEY)
+        .ok_or_else(|| ModelError::InvalidInput(format!("model has no `{WORD_EMBEDDINGS_KEY}`")))?
+        .copy()?;
     out.insert(LM_HEAD_KEY.to_string(), lm_head);
     out.insert(CAUSAL_BUFFER_KEY.to_string(), causal_buffer()?);
     Ok(out)
