@@ -21,9 +21,10 @@ length 64, target length 32), plus a synthetic target row with a ``<pad>`` in th
 * ``logits_logsumexp`` / ``logits_argmax`` [n, 32] over the full vocabulary;
 * ``loss``, ``loss_sum``, ``n_active``  the §5 triple for the whole batch;
 * ``grad_stats``                      per parameter, [sum, sum of squares] of the gradient of
-                                       the eval-mode loss (row 1 of the word/position tables
-                                       excluded: padding_idx), ``None`` for the pooler;
+                                       the eval-mode loss, ``None`` for the pooler;
 * ``grad_exact``                      three small gradients in full;
+* ``grad_pad_rows``                   row 1 (padding_idx) of the word and position table
+                                       gradients: LM-head-only and zero;
 * ``nbest``: per ``eos_row_scale`` (the ``</s>`` row of the word embeddings multiplied by it,
   which makes EOS likely and exercises the finished-hypothesis paths), the beam_search output
   of tools/reference/beam.py for every example (beam 10, max length 16).
@@ -184,9 +185,9 @@ def main():
         "n_active": int(n_active),
     }
 
-    # Gradients of the eval-mode loss (dropout off). The lookups of nn.Embedding(padding_idx=1)
-    # give row 1 no gradient, which the Rust model leaves to the trainer: row 1 of the word and
-    # position tables is excluded from the statistics.
+    # Gradients of the eval-mode loss (dropout off). nn.Embedding(padding_idx=1): the lookups
+    # give row 1 no gradient, so row 1 of the word table holds only the LM head's gradient
+    # and row 1 of the position table is zero (§4.5); ``pad_rows`` stores both in full.
     model.zero_grad()
     grad_loss, _, _ = model(src, src_mask, tgt, tgt_mask)
     grad_loss.backward()
@@ -196,13 +197,15 @@ def main():
             grad_stats[name] = None
             continue
         g = p.grad.detach().double()
-        if name.endswith("word_embeddings.weight") or name.endswith("position_embeddings.weight"):
-            g = torch.cat([g[:1], g[2:]])
         grad_stats[name] = [float(g.sum()), float((g * g).sum())]
     fixture["grad_stats"] = grad_stats
     fixture["grad_exact"] = {
         name: flat(dict(model.named_parameters())[name].grad)
         for name in ["dense.bias", "decoder.layers.1.norm3.weight", "encoder.embeddings.LayerNorm.bias"]
+    }
+    fixture["grad_pad_rows"] = {
+        "encoder.embeddings.word_embeddings.weight": flat(model.encoder.embeddings.word_embeddings.weight.grad[1]),
+        "encoder.embeddings.position_embeddings.weight": flat(model.encoder.embeddings.position_embeddings.weight.grad[1]),
     }
     model.zero_grad()
 

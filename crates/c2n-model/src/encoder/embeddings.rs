@@ -80,8 +80,16 @@ impl Embeddings {
         let ids_flat = ids.flatten_all()?;
         let positions_flat = positions.flatten_all()?;
         // padding_idx = pad (§4.5): lookups of the pad row contribute no gradient to it.
-        let word = stop_gradient_at(self.word.index_select(&ids_flat, 0)?, &ids_flat, self.pad_id)?;
-        let pos = stop_gradient_at(self.position.index_select(&positions_flat, 0)?, &positions_flat, self.pad_id)?;
+        let word = stop_gradient_at(
+            self.word.index_select(&ids_flat, 0)?,
+            &ids_flat,
+            self.pad_id,
+        )?;
+        let pos = stop_gradient_at(
+            self.position.index_select(&positions_flat, 0)?,
+            &positions_flat,
+            self.pad_id,
+        )?;
         let token_type = self.token_type.narrow(0, 0, 1)?;
         // (word + pos) + type, in this order (§4.2).
         let e = (word + pos)?.broadcast_add(&token_type)?;
