@@ -14,6 +14,8 @@
 //! | [`model`] (`c2n-model`) | the encoder-decoder on Candle, checkpoints, KV-cached beam search |
 //! | [`train`] (`c2n-train`) | AdamW and schedule as the reference, the training loop, resume |
 
+pub mod cli;
+
 pub use c2n_data as data;
 pub use c2n_eval as eval;
 pub use c2n_model as model;

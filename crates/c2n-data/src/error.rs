@@ -59,6 +59,14 @@ pub enum DataError {
     /// An invalid setting (lengths, batch sizes, ranks, ...).
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A Hugging Face dataset could not be found, downloaded or converted.
+    #[error("hub {location}: {message}")]
+    Hub {
+        /// Dataset id, file or row.
+        location: String,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 impl DataError {

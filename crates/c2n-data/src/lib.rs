@@ -64,6 +64,7 @@ pub mod clean;
 pub mod error;
 pub mod example;
 pub mod features;
+pub mod hub;
 pub mod partition;
 pub mod pipeline;
 pub mod reader;

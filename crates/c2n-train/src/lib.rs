@@ -55,9 +55,11 @@ pub mod loop_plan;
 pub mod metrics;
 pub mod model_setup;
 pub mod optim;
+pub mod pipeline;
 pub mod pyrandom;
 pub mod schedule;
 pub mod state;
+pub mod sweep;
 pub mod tensors;
 pub mod trainer;
 

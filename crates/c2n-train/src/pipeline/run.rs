@@ -1,0 +1,453 @@
+//! The pipeline itself: prepare → train → evaluate (dev, test) → report, each stage skipped
+//! when an earlier run finished it.
+
+use super::config::{PipelineConfig, Preset};
+use super::plot::training_curves_png;
+use super::preset::{
+    apply_train_overrides, preset_model_id, preset_train_config, published_codebert_bleu,
+    published_roberta_bleu, small_model_config,
+};
+use super::report::{PipelineReport, SplitScore, StageTiming, TrainOutcome};
+use super::splits::{resolve_splits, SplitFiles};
+use super::stages::{load_stage, save_stage};
+use crate::checkpoint_policy::{BEST_BLEU, BEST_PPL, LAST};
+use crate::config::TrainConfig;
+use crate::data::load_features;
+use crate::device::select_device;
+use crate::evaluate::{dev_loss, evaluate_file, EvaluateRequest};
+use crate::metrics::MetricsLog;
+use crate::model_setup::model_params;
+use crate::state::TRAIN_STATE_FILE;
+use crate::trainer::Trainer;
+use crate::{Result, TrainError};
+use c2n_data::{
+    CleanConfig, FeatureConfig, PipelineConfig as DataPipelineConfig, PrepareRequest,
+    RobertaTokenizer, Stage, Strictness, TokenizerFiles,
+};
+use c2n_model::generation::GenerationConfig;
+use c2n_model::{ModelConfig, Seq2Seq};
+use candle_core::Device;
+use candle_nn::VarMap;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// What the prepare stage records.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PrepareRecord {
+    pub timing: StageTiming,
+    pub stats_markdown: String,
+}
+
+/// What the train stage records.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainRecord {
+    pub timing: StageTiming,
+    pub outcome: TrainOutcome,
+}
+
+/// The preset a run uses: the configured one, else `codebert` on a GPU and `small` on CPU.
+pub fn choose_preset(configured: Option<Preset>, device: &Device) -> (Preset, &'static str) {
+    match configured {
+        Some(p) => (p, "as requested"),
+        None if device.is_cuda() => (Preset::Codebert, "default on a GPU"),
+        None => (
+            Preset::Small,
+            "default on CPU: a small random model, far below the published numbers",
+        ),
+    }
+}
+
+/// Human-readable device with the CPU thread count.
+pub fn describe_device(device: &Device) -> String {
+    match device.location() {
+        candle_core::DeviceLocation::Cpu => {
+            format!("cpu ({} threads)", candle_core::utils::get_num_threads())
+        }
+        candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+        candle_core::DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
+    }
+}
+
+/// The tokenizer of a run: configured, the preset's model, or for `small` the
+/// `roberta-base` folder beside the data folder (the offline layout), else the hub's.
+pub fn tokenizer_spec(cfg: &PipelineConfig, preset: Preset) -> String {
+    if let Some(t) = &cfg.tokenizer {
+        return t.clone();
+    }
+    if let Some(id) = preset_model_id(preset) {
+        return id.to_string();
+    }
+    if let Some(beside) = cfg
+        .data_dir
+        .as_ref()
+        .and_then(|d| d.parent())
+        .map(|p| p.join("roberta-base"))
+    {
+        if beside.join("vocab.json").is_file() {
+            return beside.display().to_string();
+        }
+    }
+    "roberta-base".into()
+}
+
+/// `OUTPUT/init-small`: the random initial weights of the small preset, written once so
+/// that a resumed or repeated run starts from the same model.
+fn small_init(cfg: &PipelineConfig, model: &ModelConfig) -> Result<PathBuf> {
+    let dir = cfg.output_dir.join("init-small");
+    if !dir.join("model.safetensors").is_file() {
+        let seq2seq = Seq2Seq::new(model, &VarMap::new(), &Device::Cpu)?;
+        c2n_model::save_checkpoint(&seq2seq, &dir)?;
+    }
+    Ok(dir.canonicalize().unwrap_or(dir))
+}
+
+/// The resolved training config of a run.
+pub fn train_config(
+    cfg: &PipelineConfig,
+    preset: Preset,
+    splits: &SplitFiles,
+    tokenizer: &str,
+) -> Result<TrainConfig> {
+    let mut train = apply_train_overrides(&preset_train_config(preset, &cfg.lang), &cfg.train)?;
+    train.init = match preset_model_id(preset) {
+        Some(id) => id.to_string(),
+        None => small_init(cfg, &small_model_config(&cfg.small_model))?
+            .display()
+            .to_string(),
+    };
+    train.train_data = Some(splits.train.clone());
+    train.dev_data = Some(splits.dev.clone());
+    train.tokenizer = Some(tokenizer.to_string());
+    train.output_dir = cfg.output_dir.join("train");
+    train.device = cfg.device.clone();
+    train.progress = cfg.progress;
+    train.validate()?;
+    Ok(train)
+}
+
+fn prepare_stage(
+    cfg: &PipelineConfig,
+    splits: &SplitFiles,
+    train: &TrainConfig,
+    tokenizer: &str,
+    log: &mut dyn FnMut(&str),
+) -> Result<PrepareRecord> {
+    if let Some(mut done) = load_stage::<PrepareRecord>(&cfg.output_dir, "prepare") {
+        done.timing.skipped = true;
+        log("prepare: done by an earlier run, skipping");
+        return Ok(done);
+    }
+    let start = Instant::now();
+    let files = TokenizerFiles::resolve(tokenizer)?;
+    let mut rows = Vec::new();
+    let mut examples = 0u64;
+    let mut notes = Vec::new();
+    for (name, path, stage) in [
+        ("train", &splits.train, Stage::Train),
+        ("dev", &splits.dev, Stage::Dev),
+        ("test", &splits.test, Stage::Test),
+    ] {
+        let features = FeatureConfig {
+            max_source_len: train.max_source_len,
+            max_target_len: train.max_target_len,
+            stage,
+        };
+        let mut req = PrepareRequest::new(path, files.clone(), cfg.cache_root());
+        req.pipeline = DataPipelineConfig {
+            features,
+            clean: CleanConfig::none(),
+            strictness: Strictness::Strict,
+        };
+        let prepared = c2n_data::prepare(&req, &mut |_| {})?;
+        log(&format!(
+            "prepare: {name} {} → {} features ({:?})",
+            path.display(),
+            prepared.store.len(),
+            prepared.status
+        ));
+        notes.push(format!("{name}: {:?}", prepared.status));
+        examples += prepared.store.len() as u64;
+        rows.push(c2n_data::stats_row(
+            &cfg.lang,
+            name,
+            &prepared.store,
+            &features,
+            &prepared.manifest.report,
+        ));
+    }
+    let record = PrepareRecord {
+        timing: StageTiming::new(
+            "prepare",
+            start.elapsed().as_secs_f64(),
+            examples,
+            format!("tokenize + cache ({})", notes.join(", ")),
+        ),
+        stats_markdown: c2n_data::markdown_table(&rows),
+    };
+    save_stage(&cfg.output_dir, "prepare", &record)?;
+    Ok(record)
+}
+
+fn train_stage(
+    cfg: &PipelineConfig,
+    train: &TrainConfig,
+    log: &mut dyn FnMut(&str),
+) -> Result<TrainRecord> {
+    if let Some(mut done) = load_stage::<TrainRecord>(&cfg.output_dir, "train") {
+        done.timing.skipped = true;
+        log(&format!(
+            "train: done by an earlier run ({} updates), skipping",
+            done.outcome.updates
+        ));
+        return Ok(done);
+    }
+    let resume = train.output_dir.join(LAST).join(TRAIN_STATE_FILE).is_file();
+    let start = Instant::now();
+    let mut trainer = Trainer::from_config(train.clone(), resume)?;
+    let seen_before = trainer.state().examples_seen;
+    if resume {
+        log(&format!(
+            "train: resuming from {} after {} updates",
+            train.output_dir.join(LAST).display(),
+            trainer.state().counters.global_step
+        ));
+    }
+    log(&format!(
+        "train: {} parameters, {} updates planned",
+        trainer.params().numel(),
+        trainer.total_updates()
+    ));
+    let summary = trainer.run()?;
+    let seen = trainer.state().examples_seen;
+    let record = TrainRecord {
+        timing: StageTiming::new(
+            "train",
+            start.elapsed().as_secs_f64(),
+            seen - seen_before,
+            if resume {
+                "resumed from checkpoint-last".to_string()
+            } else {
+                format!("{} updates incl. dev evaluations", summary.updates)
+            },
+        ),
+        outcome: TrainOutcome {
+            updates: summary.updates,
+            evaluations: summary.evaluations,
+            examples_seen: seen,
+            best_dev_bleu: summary.best_bleu.max(0.0),
+            best_dev_loss: summary.best_loss,
+            checkpoint: best_checkpoint(&train.output_dir),
+        },
+    };
+    save_stage(&cfg.output_dir, "train", &record)?;
+    Ok(record)
+}
+
+/// The checkpoint the final scores use: best dev BLEU (the reference's `--do_test`
+/// choice), else best dev perplexity, else the last.
+pub fn best_checkpoint(train_dir: &Path) -> PathBuf {
+    [BEST_BLEU, BEST_PPL, LAST]
+        .iter()
+        .map(|name| train_dir.join(name))
+        .find(|dir| dir.join("model.safetensors").is_file())
+        .unwrap_or_else(|| train_dir.join(LAST))
+}
+
+struct EvalContext<'a> {
+    cfg: &'a PipelineConfig,
+    train: &'a TrainConfig,
+    tokenizer: &'a RobertaTokenizer,
+    checkpoint: PathBuf,
+    device: &'a Device,
+    model: Option<Seq2Seq>,
+}
+
+impl EvalContext<'_> {
+    fn model(&mut self) -> Result<&Seq2Seq> {
+        if self.model.is_none() {
+            self.model = Some(c2n_model::load_checkpoint(&self.checkpoint, self.device)?);
+        }
+        self.model
+            .as_ref()
+            .ok_or_else(|| TrainError::InvalidInput("no model".into()))
+    }
+
+    fn score(
+        &mut self,
+        stage: &str,
+        split: &str,
+        path: &Path,
+        limit: Option<usize>,
+        log: &mut dyn FnMut(&str),
+    ) -> Result<SplitScore> {
+        if let Some(mut done) = load_stage::<SplitScore>(&self.cfg.output_dir, stage) {
+            done.timing.skipped = true;
+            log(&format!(
+                "{stage}: done by an earlier run (BLEU {:.2}), skipping",
+                done.bleu_2dp
+            ));
+            return Ok(done);
+        }
+        let start = Instant::now();
+        let t = self.train;
+        let request = EvaluateRequest {
+            data: path.to_path_buf(),
+            limit,
+            generation: GenerationConfig {
+                beam_size: t.beam_size,
+                max_length: t.max_target_len,
+                ..Default::default()
+            },
+            max_source_len: t.max_source_len,
+            batch_size: t.eval_batch_size,
+            padding: t.padding,
+            output_dir: self.cfg.output_dir.join("eval"),
+            prefix: split.to_string(),
+            nbest: None,
+        };
+        let tokenizer = self.tokenizer;
+        let model = self.model()?;
+        let report = evaluate_file(model, tokenizer, &request, |_| {})?;
+        let mut features = load_features(
+            path,
+            tokenizer,
+            t.max_source_len,
+            t.max_target_len,
+            Stage::Dev,
+        )?;
+        if let Some(limit) = limit {
+            features.truncate(limit);
+        }
+        let loss = dev_loss(
+            model,
+            &features,
+            t.eval_batch_size,
+            t.padding,
+            t.max_source_len,
+            t.max_target_len,
+        )?;
+        let score = SplitScore {
+            split: split.to_string(),
+            examples: report.examples,
+            bleu: report.bleu.bleu,
+            bleu_2dp: 0.0,
+            loss: loss.loss(),
+            perplexity: loss.perplexity(),
+            output: report.output,
+            gold: report.gold,
+            timing: StageTiming::new(
+                stage,
+                start.elapsed().as_secs_f64(),
+                report.examples as u64,
+                format!("beam {} + teacher-forced loss", t.beam_size),
+            ),
+        }
+        .with_rounding();
+        log(&format!(
+            "{stage}: BLEU {:.2} ({}) on {} examples, perplexity {:.3}",
+            score.bleu_2dp, score.bleu, score.examples, score.perplexity
+        ));
+        save_stage(&self.cfg.output_dir, stage, &score)?;
+        Ok(score)
+    }
+}
+
+fn check_same_run(cfg: &PipelineConfig) -> Result<()> {
+    let path = cfg.output_dir.join("pipeline_config.json");
+    if path.is_file() {
+        let earlier = PipelineConfig::load(&path)?;
+        if &earlier != cfg {
+            return Err(TrainError::Config(format!(
+                "{} holds a run with a different configuration ({}); choose another output folder or delete it",
+                cfg.output_dir.display(),
+                path.display()
+            )));
+        }
+        return Ok(());
+    }
+    cfg.save_json(&path)
+}
+
+/// Runs (or resumes) the whole pipeline and writes `report.json`, `report.md` and
+/// `curves.png` into the output folder. `log` receives one line per event.
+pub fn run_pipeline(cfg: &PipelineConfig, log: &mut dyn FnMut(&str)) -> Result<PipelineReport> {
+    let start = Instant::now();
+    cfg.validate()?;
+    let out = &cfg.output_dir;
+    std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
+    let device = select_device(&cfg.device)?;
+    let (preset, why) = choose_preset(cfg.preset, &device);
+    let cfg = &PipelineConfig {
+        preset: Some(preset),
+        ..cfg.clone()
+    };
+    log(&format!(
+        "=== code2nl pipeline: lang {} · preset {preset} ({why}) · device {} · output {} ===",
+        cfg.lang,
+        describe_device(&device),
+        out.display()
+    ));
+    check_same_run(cfg)?;
+    let tokenizer_spec = tokenizer_spec(cfg, preset);
+    let splits = resolve_splits(cfg)?;
+    let train = train_config(cfg, preset, &splits, &tokenizer_spec)?;
+    let prepare = prepare_stage(cfg, &splits, &train, &tokenizer_spec, log)?;
+    let trained = train_stage(cfg, &train, log)?;
+    let tokenizer = RobertaTokenizer::load(&tokenizer_spec)?;
+    let mut eval = EvalContext {
+        cfg,
+        train: &train,
+        tokenizer: &tokenizer,
+        checkpoint: trained.outcome.checkpoint.clone(),
+        device: &device,
+        model: None,
+    };
+    let dev = eval.score("evaluate-dev", "dev", &splits.dev, cfg.dev_limit, log)?;
+    let test = eval.score("evaluate-test", "test", &splits.test, cfg.test_limit, log)?;
+    let parameters = model_params(eval.model()?)?.numel();
+
+    let metrics_path = train.output_dir.join("metrics.jsonl");
+    let curves = out.join("curves.png");
+    let curves_png = match MetricsLog::read(&metrics_path) {
+        Ok(records) if !records.is_empty() => {
+            training_curves_png(&records, &curves)?;
+            Some(curves)
+        }
+        _ => None,
+    };
+    let (published_bleu, published_row) = match preset {
+        Preset::Roberta => (published_roberta_bleu(&cfg.lang), "RoBERTa"),
+        _ => (published_codebert_bleu(&cfg.lang), "CodeBERT"),
+    };
+    let report = PipelineReport {
+        lang: cfg.lang.clone(),
+        preset: preset.name().into(),
+        device: describe_device(&device),
+        parameters,
+        splits,
+        stages: vec![
+            prepare.timing,
+            trained.timing,
+            dev.timing.clone(),
+            test.timing.clone(),
+        ],
+        train: trained.outcome,
+        dev,
+        test,
+        published_bleu,
+        published_row: published_row.into(),
+        train_config: serde_json::to_value(&train)
+            .map_err(|e| TrainError::Config(e.to_string()))?,
+        data_stats: prepare.stats_markdown,
+        curves_png,
+        total_seconds: start.elapsed().as_secs_f64(),
+    };
+    let json_path = out.join("report.json");
+    let json =
+        serde_json::to_string_pretty(&report).map_err(|e| TrainError::parse(&json_path, e))?;
+    std::fs::write(&json_path, json).map_err(|e| TrainError::io(&json_path, e))?;
+    let md_path = out.join("report.md");
+    std::fs::write(&md_path, report.markdown()).map_err(|e| TrainError::io(&md_path, e))?;
+    Ok(report)
+}

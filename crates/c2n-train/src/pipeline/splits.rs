@@ -1,0 +1,169 @@
+//! Finding the three split files of a run: from a folder in the reference layout or from the
+//! Hugging Face dataset, with a dev set held out of the training file when both are the
+//! same split (offline training on `valid`).
+
+use super::config::PipelineConfig;
+use crate::{Result, TrainError};
+use c2n_data::reader::{JsonlLines, LineReadError};
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The jsonl files a run trains, selects and tests on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SplitFiles {
+    pub train: PathBuf,
+    pub dev: PathBuf,
+    pub test: PathBuf,
+    /// Whether `dev` is the tail of the training split (held out, not trained on).
+    pub dev_held_out: bool,
+    /// Where the original files came from (a folder or `hub:<dataset>`).
+    pub source: String,
+}
+
+/// `{dir}/{lang}/{split}.jsonl`, or the `.jsonl.gz` next to it.
+pub fn reference_layout_file(dir: &Path, lang: &str, split: &str) -> Result<PathBuf> {
+    let plain = dir.join(lang).join(format!("{split}.jsonl"));
+    let gz = dir.join(lang).join(format!("{split}.jsonl.gz"));
+    if plain.is_file() {
+        Ok(plain)
+    } else if gz.is_file() {
+        Ok(gz)
+    } else {
+        Err(TrainError::Config(format!(
+            "{} not found (nor .gz); --data-dir must hold {{lang}}/{{train,valid,test}}.jsonl",
+            plain.display()
+        )))
+    }
+}
+
+fn source_file(cfg: &PipelineConfig, split: &str) -> Result<PathBuf> {
+    match &cfg.data_dir {
+        Some(dir) => reference_layout_file(dir, &cfg.lang, split),
+        None => Ok(c2n_data::hub::split_jsonl(
+            &cfg.hub_dataset,
+            &cfg.lang,
+            split,
+            &cfg.output_dir.join("data").join("hub"),
+        )?),
+    }
+}
+
+/// Every line of a jsonl (or gzipped jsonl) file, without the newline.
+fn read_lines(path: &Path) -> Result<Vec<Vec<u8>>> {
+    let mut reader = JsonlLines::open(path)?;
+    let mut lines = Vec::new();
+    loop {
+        match reader.next_line() {
+            Ok(Some(line)) => lines.push(line.bytes),
+            Ok(None) => return Ok(lines),
+            Err(LineReadError::CorruptGzip { index, detail }) => {
+                return Err(TrainError::InvalidInput(format!(
+                    "{}: line {}: corrupt gzip: {detail}",
+                    path.display(),
+                    index + 1
+                )))
+            }
+            Err(LineReadError::Io(e)) => return Err(e.into()),
+        }
+    }
+}
+
+fn write_lines(path: &Path, lines: &[Vec<u8>]) -> Result<()> {
+    let file = std::fs::File::create(path).map_err(|e| TrainError::io(path, e))?;
+    let mut out = std::io::BufWriter::new(file);
+    for line in lines {
+        out.write_all(line)
+            .and_then(|()| out.write_all(b"\n"))
+            .map_err(|e| TrainError::io(path, e))?;
+    }
+    out.flush().map_err(|e| TrainError::io(path, e))
+}
+
+/// Splits `source` into `train_out` (all but the last `holdout` non-empty lines) and
+/// `dev_out` (those last lines). Returns `(train, dev)` example counts.
+pub fn hold_out_tail(
+    source: &Path,
+    holdout: usize,
+    train_out: &Path,
+    dev_out: &Path,
+) -> Result<(usize, usize)> {
+    let lines: Vec<Vec<u8>> = read_lines(source)?
+        .into_iter()
+        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+        .collect();
+    if lines.len() <= holdout {
+        return Err(TrainError::InvalidInput(format!(
+            "{}: {} examples, cannot hold out {holdout} for dev and still train",
+            source.display(),
+            lines.len()
+        )));
+    }
+    let cut = lines.len() - holdout;
+    write_lines(train_out, &lines[..cut])?;
+    write_lines(dev_out, &lines[cut..])?;
+    Ok((cut, holdout))
+}
+
+/// Resolves (downloading or holding out as needed) the split files of a run. Files already
+/// written by an earlier run are reused.
+pub fn resolve_splits(cfg: &PipelineConfig) -> Result<SplitFiles> {
+    let source = match &cfg.data_dir {
+        Some(dir) => dir.display().to_string(),
+        None => format!("hub:{}", cfg.hub_dataset),
+    };
+    let test = source_file(cfg, &cfg.test_split)?;
+    let train_source = source_file(cfg, &cfg.train_split)?;
+    if cfg.train_split != cfg.dev_split {
+        return Ok(SplitFiles {
+            train: train_source,
+            dev: source_file(cfg, &cfg.dev_split)?,
+            test,
+            dev_held_out: false,
+            source,
+        });
+    }
+    let dir = cfg.output_dir.join("data");
+    std::fs::create_dir_all(&dir).map_err(|e| TrainError::io(&dir, e))?;
+    let train = dir.join(format!("{}-train.jsonl", cfg.train_split));
+    let dev = dir.join(format!("{}-heldout-dev.jsonl", cfg.dev_split));
+    if !(train.is_file() && dev.is_file()) {
+        hold_out_tail(&train_source, cfg.holdout, &train, &dev)?;
+    }
+    Ok(SplitFiles {
+        train,
+        dev,
+        test,
+        dev_held_out: true,
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tail_is_held_out_and_blank_lines_do_not_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("valid.jsonl");
+        std::fs::write(&src, "{\"a\":1}\n{\"a\":2}\n\n{\"a\":3}\n{\"a\":4}\n").unwrap();
+        let (t, d) = (dir.path().join("t.jsonl"), dir.path().join("d.jsonl"));
+        assert_eq!(hold_out_tail(&src, 1, &t, &d).unwrap(), (3, 1));
+        assert_eq!(std::fs::read_to_string(&d).unwrap(), "{\"a\":4}\n");
+        assert_eq!(
+            std::fs::read_to_string(&t).unwrap(),
+            "{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n"
+        );
+        assert!(hold_out_tail(&src, 4, &t, &d).is_err());
+    }
+
+    #[test]
+    fn missing_split_names_the_expected_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = reference_layout_file(dir.path(), "ruby", "train")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ruby") && err.contains("train.jsonl"), "{err}");
+    }
+}

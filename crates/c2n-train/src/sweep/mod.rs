@@ -1,0 +1,88 @@
+//! Hyperparameter sweeps: a TOML file with a base pipeline config and a grid and/or list of
+//! points ([`grid`]); each point is a whole [`pipeline`](crate::pipeline) run (train +
+//! evaluate dev and test) in its own folder, run as a child process, N at a time with the
+//! CPU threads split between them ([`runner`]); a point whose `report.json` exists is
+//! skipped, a failing point is reported and does not stop the others; the results are a
+//! table sorted by dev BLEU as `results.md` + `results.json` and a PNG ([`table`]).
+//!
+//! ```
+//! use c2n_train::sweep::SweepFile;
+//! let sweep: SweepFile = toml::from_str(r#"
+//!     [base]
+//!     lang = "ruby"
+//!     preset = "small"
+//!     [grid]
+//!     lr = [1e-3, 5e-4]
+//!     beam_size = [5, 10]
+//! "#).unwrap();
+//! let points = sweep.expand().unwrap();
+//! assert_eq!(points.len(), 4);
+//! assert_eq!(points[1].name, "01-beam_size=5-lr=0.0005");
+//! ```
+
+pub mod grid;
+pub mod runner;
+pub mod table;
+
+pub use grid::{SweepFile, SweepPoint};
+pub use runner::{lay_out_points, run_points, PointResult, PointStatus};
+
+use crate::{Result, TrainError};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// What a finished sweep wrote.
+#[derive(Debug, Clone)]
+pub struct SweepOutcome {
+    /// Rows sorted by dev BLEU.
+    pub rows: Vec<PointResult>,
+    pub markdown: PathBuf,
+    pub json: PathBuf,
+    pub png: PathBuf,
+    pub seconds: f64,
+}
+
+/// Threads per run when `parallel` runs share the machine's cores (at least 1).
+pub fn threads_per_run(parallel: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cores / parallel.max(1)).max(1)
+}
+
+/// Runs a sweep into `output_dir` and writes `results.md`, `results.json`, `results.png`.
+pub fn run_sweep(
+    sweep: &SweepFile,
+    output_dir: &Path,
+    parallel: usize,
+    launcher: &(dyn Fn(&Path) -> Command + Sync),
+    on_finish: &(dyn Fn(&PointResult) + Sync),
+) -> Result<SweepOutcome> {
+    let start = std::time::Instant::now();
+    let points = sweep.expand()?;
+    if points.is_empty() {
+        return Err(TrainError::Config("the sweep has no point".into()));
+    }
+    let laid_out = lay_out_points(&points, output_dir)?;
+    let results = run_points(&laid_out, parallel, launcher, on_finish);
+    let rows = table::sorted(&results);
+    let markdown = output_dir.join("results.md");
+    let md = format!(
+        "# Sweep results ({} runs, {} at a time)\n\n{}\n![results](results.png)\n\n{}\n",
+        rows.len(),
+        parallel,
+        table::markdown(&rows),
+        table::PLOT_LEGEND
+    );
+    std::fs::write(&markdown, md).map_err(|e| TrainError::io(&markdown, e))?;
+    let json = output_dir.join("results.json");
+    let text = serde_json::to_string_pretty(&rows).map_err(|e| TrainError::parse(&json, e))?;
+    std::fs::write(&json, text).map_err(|e| TrainError::io(&json, e))?;
+    let png = output_dir.join("results.png");
+    table::results_png(&rows, &png)?;
+    Ok(SweepOutcome {
+        rows,
+        markdown,
+        json,
+        png,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}

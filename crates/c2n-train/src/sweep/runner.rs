@@ -1,0 +1,166 @@
+//! Running the points of a sweep, N child processes at a time, each in its own folder;
+//! a point with a `report.json` is done and skipped; a failing point is recorded and the
+//! others go on.
+
+use super::grid::SweepPoint;
+use crate::pipeline::PipelineReport;
+use crate::{Result, TrainError};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// File name of a point's config inside its folder (what the child reads).
+pub const POINT_CONFIG: &str = "pipeline.json";
+/// File name of a point's combined stdout/stderr.
+pub const POINT_LOG: &str = "log.txt";
+
+/// How one point ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum PointStatus {
+    /// Finished in this sweep.
+    Done,
+    /// Finished by an earlier sweep (its `report.json` was there).
+    Skipped,
+    /// The child failed; the last lines of its log say why.
+    Failed {
+        exit_code: Option<i32>,
+        log_tail: String,
+    },
+}
+
+/// One row of the results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PointResult {
+    pub name: String,
+    pub dir: PathBuf,
+    pub overrides: serde_json::Map<String, serde_json::Value>,
+    #[serde(flatten)]
+    pub status: PointStatus,
+    /// Wall time of the child in this sweep (0 when skipped).
+    pub seconds: f64,
+    pub report: Option<PipelineReport>,
+}
+
+impl PointResult {
+    /// Dev BLEU of the point (full value), if it finished.
+    pub fn dev_bleu(&self) -> Option<f64> {
+        self.report.as_ref().map(|r| r.dev.bleu)
+    }
+}
+
+/// Writes every point's folder and config (output folder = `root/<name>`).
+pub fn lay_out_points(points: &[SweepPoint], root: &Path) -> Result<Vec<(SweepPoint, PathBuf)>> {
+    points
+        .iter()
+        .map(|p| {
+            let dir = root.join(&p.name);
+            std::fs::create_dir_all(&dir).map_err(|e| TrainError::io(&dir, e))?;
+            let mut config = p.config.clone();
+            config.output_dir = dir.clone();
+            config.progress = false;
+            config.save_json(&dir.join(POINT_CONFIG))?;
+            Ok((
+                SweepPoint {
+                    config,
+                    ..p.clone()
+                },
+                dir,
+            ))
+        })
+        .collect()
+}
+
+fn read_report(dir: &Path) -> Option<PipelineReport> {
+    let text = std::fs::read_to_string(dir.join("report.json")).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+fn log_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+fn run_point(
+    point: &SweepPoint,
+    dir: &Path,
+    launcher: &(dyn Fn(&Path) -> Command + Sync),
+) -> PointResult {
+    let mut result = PointResult {
+        name: point.name.clone(),
+        dir: dir.to_path_buf(),
+        overrides: point.overrides.clone(),
+        status: PointStatus::Skipped,
+        seconds: 0.0,
+        report: read_report(dir),
+    };
+    if result.report.is_some() {
+        return result;
+    }
+    let start = Instant::now();
+    let log_path = dir.join(POINT_LOG);
+    let outcome = std::fs::File::create(&log_path).and_then(|log| {
+        let err = log.try_clone()?;
+        launcher(&dir.join(POINT_CONFIG))
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(err))
+            .status()
+    });
+    result.seconds = start.elapsed().as_secs_f64();
+    result.report = read_report(dir);
+    result.status = match outcome {
+        Ok(status) if status.success() && result.report.is_some() => PointStatus::Done,
+        Ok(status) => PointStatus::Failed {
+            exit_code: status.code(),
+            log_tail: log_tail(&log_path, 5),
+        },
+        Err(e) => PointStatus::Failed {
+            exit_code: None,
+            log_tail: format!("could not start the run: {e}"),
+        },
+    };
+    result
+}
+
+/// Runs the points, `parallel` at a time. `launcher(config_path)` builds the child command
+/// (e.g. this executable with `--run-one`); `on_finish` hears about each point as it ends.
+/// Results come back in point order.
+pub fn run_points(
+    points: &[(SweepPoint, PathBuf)],
+    parallel: usize,
+    launcher: &(dyn Fn(&Path) -> Command + Sync),
+    on_finish: &(dyn Fn(&PointResult) + Sync),
+) -> Vec<PointResult> {
+    let next = Mutex::new(0usize);
+    let results: Mutex<Vec<Option<PointResult>>> = Mutex::new(vec![None; points.len()]);
+    std::thread::scope(|scope| {
+        for _ in 0..parallel.max(1).min(points.len().max(1)) {
+            scope.spawn(|| loop {
+                let i = {
+                    let Ok(mut n) = next.lock() else { return };
+                    let i = *n;
+                    *n += 1;
+                    i
+                };
+                let Some((point, dir)) = points.get(i) else {
+                    return;
+                };
+                let result = run_point(point, dir, launcher);
+                on_finish(&result);
+                if let Ok(mut r) = results.lock() {
+                    r[i] = Some(result);
+                }
+            });
+        }
+    });
+    results
+        .into_inner()
+        .unwrap_or_default()
+        .into_iter()
+        .flatten()
+        .collect()
+}

@@ -1,0 +1,117 @@
+//! The sweep's results: a table sorted by dev BLEU (Markdown and JSON) and a PNG.
+
+use super::runner::{PointResult, PointStatus};
+use crate::pipeline::plot::write_png;
+use crate::{Result, TrainError};
+use plotters::prelude::*;
+use std::fmt::Write;
+use std::path::Path;
+
+/// What the bars of [`results_png`] mean.
+pub const PLOT_LEGEND: &str = "One pair of bars per finished run, in table order (best dev BLEU \
+first): dev BLEU (blue) and test BLEU (green), from zero to the largest value.";
+
+/// Finished runs by dev BLEU (highest first), then failed ones, each group stable.
+pub fn sorted(results: &[PointResult]) -> Vec<PointResult> {
+    let mut rows = results.to_vec();
+    rows.sort_by(|a, b| match (a.dev_bleu(), b.dev_bleu()) {
+        (Some(x), Some(y)) => y.total_cmp(&x),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => std::cmp::Ordering::Equal,
+    });
+    rows
+}
+
+/// The Markdown table of sorted results.
+pub fn markdown(rows: &[PointResult]) -> String {
+    let mut md = String::from(
+        "| rank | run | dev BLEU | test BLEU | dev ppl | train s | status |\n|---:|---|---:|---:|---:|---:|---|\n",
+    );
+    for (i, r) in rows.iter().enumerate() {
+        let status = match &r.status {
+            PointStatus::Done => "done".to_string(),
+            PointStatus::Skipped => "done earlier".to_string(),
+            PointStatus::Failed {
+                exit_code,
+                log_tail,
+            } => format!(
+                "**failed** (exit {}): {}",
+                exit_code.map_or_else(|| "–".into(), |c| c.to_string()),
+                log_tail.lines().last().unwrap_or("").replace('|', "\\|")
+            ),
+        };
+        match &r.report {
+            Some(rep) => {
+                let train_s = rep
+                    .stages
+                    .iter()
+                    .find(|s| s.name == "train")
+                    .map_or(0.0, |s| s.seconds);
+                let _ = writeln!(
+                    md,
+                    "| {} | `{}` | {:.2} | {:.2} | {:.3} | {:.0} | {} |",
+                    i + 1,
+                    r.name,
+                    rep.dev.bleu_2dp,
+                    rep.test.bleu_2dp,
+                    rep.dev.perplexity,
+                    train_s,
+                    status
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    md,
+                    "| {} | `{}` | – | – | – | – | {} |",
+                    i + 1,
+                    r.name,
+                    status
+                );
+            }
+        }
+    }
+    md
+}
+
+/// Dev and test BLEU bars of the finished rows (no text: see [`PLOT_LEGEND`]).
+pub fn results_png(rows: &[PointResult], path: &Path) -> Result<()> {
+    let scores: Vec<(f64, f64)> = rows
+        .iter()
+        .filter_map(|r| r.report.as_ref().map(|rep| (rep.dev.bleu, rep.test.bleu)))
+        .collect();
+    let (width, height) = (800u32, 400u32);
+    let mut rgb = vec![0u8; (width * height * 3) as usize];
+    let err =
+        |e: &dyn std::fmt::Display| TrainError::InvalidInput(format!("drawing the plot: {e}"));
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, (width, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(&e))?;
+        let max = scores
+            .iter()
+            .flat_map(|(d, t)| [*d, *t])
+            .fold(1e-9f64, f64::max);
+        let n = scores.len().max(1) as f64;
+        let mut chart = ChartBuilder::on(&root)
+            .margin(16)
+            .build_cartesian_2d(0.0..n, 0.0..max * 1.05)
+            .map_err(|e| err(&e))?;
+        for (i, (dev, test)) in scores.iter().enumerate() {
+            let x = i as f64;
+            chart
+                .draw_series([
+                    Rectangle::new([(x + 0.1, 0.0), (x + 0.45, *dev)], BLUE.filled()),
+                    Rectangle::new([(x + 0.55, 0.0), (x + 0.9, *test)], GREEN.filled()),
+                ])
+                .map_err(|e| err(&e))?;
+        }
+        chart
+            .draw_series(std::iter::once(PathElement::new(
+                vec![(0.0, 0.0), (n, 0.0)],
+                BLACK.stroke_width(2),
+            )))
+            .map_err(|e| err(&e))?;
+        root.present().map_err(|e| err(&e))?;
+    }
+    write_png(path, &rgb, width, height)
+}

@@ -1,0 +1,157 @@
+//! The pipeline end to end on a few real ruby records with a tiny model: stages, report,
+//! resumability (a rerun skips every stage), resuming training, refusing a changed config.
+
+use c2n_eval::{evaluate, Metric};
+use c2n_train::pipeline::{run_pipeline, PipelineConfig, PipelineReport, Preset, SmallModel};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+
+/// `../shared` (or `$C2N_SHARED`) when the ruby data and the tokenizer are there.
+fn shared_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("C2N_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
+    if dir.join("data/roberta-base/vocab.json").is_file()
+        && dir.join("data/codesearchnet/ruby/valid.jsonl").is_file()
+    {
+        Some(dir)
+    } else {
+        eprintln!(
+            "SKIP: shared data not found at {} (set C2N_SHARED)",
+            dir.display()
+        );
+        None
+    }
+}
+
+fn head(src: &Path, dst: &Path, n: usize) {
+    let text = std::fs::read_to_string(src).unwrap();
+    let lines: Vec<&str> = text.lines().take(n).collect();
+    std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+    std::fs::write(dst, lines.join("\n") + "\n").unwrap();
+}
+
+fn tiny_config(shared: &Path, data_dir: &Path, out: &Path) -> PipelineConfig {
+    let mut train = serde_json::Map::new();
+    for (k, v) in [
+        ("train_steps", json!(6)),
+        ("eval_steps", json!(3)),
+        ("warmup_steps", json!(1)),
+        ("batch_size", json!(8)),
+        ("eval_batch_size", json!(8)),
+        ("beam_size", json!(2)),
+        ("max_source_len", json!(48)),
+        ("max_target_len", json!(12)),
+    ] {
+        train.insert(k.into(), v);
+    }
+    PipelineConfig {
+        lang: "ruby".into(),
+        data_dir: Some(data_dir.to_path_buf()),
+        train_split: "valid".into(),
+        dev_split: "valid".into(),
+        holdout: 8,
+        preset: Some(Preset::Small),
+        tokenizer: Some(shared.join("data/roberta-base").display().to_string()),
+        output_dir: out.to_path_buf(),
+        device: "cpu".into(),
+        small_model: SmallModel {
+            hidden_size: 16,
+            heads: 2,
+            encoder_layers: 1,
+            decoder_layers: 1,
+            ffn_dim: 32,
+        },
+        train,
+        progress: false,
+        ..PipelineConfig::default()
+    }
+}
+
+fn run(cfg: &PipelineConfig) -> (PipelineReport, Vec<String>) {
+    let mut lines = Vec::new();
+    let report = run_pipeline(cfg, &mut |l| lines.push(l.to_string())).unwrap();
+    (report, lines)
+}
+
+#[test]
+fn pipeline_runs_reports_and_resumes() {
+    let Some(shared) = shared_dir() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let ruby = shared.join("data/codesearchnet/ruby");
+    head(
+        &ruby.join("valid.jsonl"),
+        &data.join("ruby/valid.jsonl"),
+        40,
+    );
+    head(&ruby.join("test.jsonl"), &data.join("ruby/test.jsonl"), 10);
+    let out = tmp.path().join("run");
+    let cfg = tiny_config(&shared, &data, &out);
+
+    let (report, lines) = run(&cfg);
+    assert!(lines[0].contains("preset small"), "{lines:?}");
+    assert!(report.splits.dev_held_out);
+    assert_eq!((report.dev.examples, report.test.examples), (8, 10));
+    assert_eq!(report.train.updates, 6);
+    // 32 training examples, batch 8, 6 updates.
+    assert_eq!(report.train.examples_seen, 48);
+    assert_eq!(report.published_bleu, Some(12.16));
+    assert!((report.test.perplexity - report.test.loss.exp()).abs() < 1e-9);
+    assert_eq!(report.stages.len(), 4);
+    assert!(report.stages.iter().all(|s| !s.skipped && s.seconds > 0.0));
+    // The report's BLEU is what the evaluator gives for the files it wrote.
+    let scored = evaluate(
+        &report.test.gold,
+        Some(&report.test.output),
+        std::io::empty(),
+        Metric::CodeXglue,
+    )
+    .unwrap();
+    assert_eq!(scored.score, report.test.bleu);
+    assert_eq!(scored.matched, 10);
+    for file in [
+        "report.json",
+        "report.md",
+        "curves.png",
+        "stages/train.json",
+    ] {
+        assert!(out.join(file).is_file(), "{file}");
+    }
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains(&format!("**{:.2}**", report.test.bleu_2dp)) && md.contains("12.16"));
+
+    // A rerun does nothing again and says so.
+    let (again, lines) = run(&cfg);
+    assert!(again.stages.iter().all(|s| s.skipped), "{lines:?}");
+    assert_eq!(
+        lines.iter().filter(|l| l.contains("skipping")).count(),
+        4,
+        "{lines:?}"
+    );
+    assert_eq!(again.test.bleu, report.test.bleu);
+
+    // Losing the train and evaluation records resumes from checkpoint-last (nothing left to
+    // train) and scores the same checkpoint again.
+    for stage in ["train", "evaluate-dev", "evaluate-test"] {
+        std::fs::remove_file(out.join(format!("stages/{stage}.json"))).unwrap();
+    }
+    let (resumed, lines) = run(&cfg);
+    assert!(lines.iter().any(|l| l.contains("resuming")), "{lines:?}");
+    assert_eq!(resumed.train.updates, 6);
+    // Same checkpoint, same predictions up to thread-order rounding in the matmuls.
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-6 * a.abs().max(b.abs()).max(1e-300);
+    assert!(
+        close(resumed.test.bleu, report.test.bleu),
+        "{} vs {}",
+        resumed.test.bleu,
+        report.test.bleu
+    );
+    assert_eq!(resumed.train.checkpoint, report.train.checkpoint);
+
+    // The same folder with another config is refused.
+    let mut other = cfg.clone();
+    other.train.insert("lr".into(), json!(0.5));
+    let err = run_pipeline(&other, &mut |_| {}).unwrap_err().to_string();
+    assert!(err.contains("different configuration"), "{err}");
+}

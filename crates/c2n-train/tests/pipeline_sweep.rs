@@ -1,0 +1,144 @@
+//! The sweep runner with stand-in child processes (a shell script per point): parallel runs,
+//! ranking by dev BLEU, a failing point that does not stop the others, resumption.
+
+use c2n_train::pipeline::report::{PipelineReport, SplitScore, StageTiming, TrainOutcome};
+use c2n_train::pipeline::splits::SplitFiles;
+use c2n_train::sweep::{run_sweep, PointStatus, SweepFile};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn score(split: &str, bleu: f64) -> SplitScore {
+    SplitScore {
+        split: split.into(),
+        examples: 10,
+        bleu,
+        bleu_2dp: 0.0,
+        loss: 1.0,
+        perplexity: 1f64.exp(),
+        output: PathBuf::from("x.output"),
+        gold: PathBuf::from("x.gold"),
+        timing: StageTiming::new(split, 1.0, 10, ""),
+    }
+    .with_rounding()
+}
+
+fn report(dev_bleu: f64) -> PipelineReport {
+    PipelineReport {
+        lang: "ruby".into(),
+        preset: "small".into(),
+        device: "cpu".into(),
+        parameters: 1,
+        splits: SplitFiles {
+            train: "t".into(),
+            dev: "d".into(),
+            test: "e".into(),
+            dev_held_out: false,
+            source: "test".into(),
+        },
+        stages: vec![StageTiming::new("train", 2.0, 10, "")],
+        train: TrainOutcome {
+            updates: 1,
+            evaluations: 1,
+            examples_seen: 10,
+            best_dev_bleu: dev_bleu,
+            best_dev_loss: 1.0,
+            checkpoint: "c".into(),
+        },
+        dev: score("dev", dev_bleu),
+        test: score("test", dev_bleu / 2.0),
+        published_bleu: Some(12.16),
+        published_row: "CodeBERT".into(),
+        train_config: serde_json::json!({}),
+        data_stats: String::new(),
+        curves_png: None,
+        total_seconds: 3.0,
+    }
+}
+
+/// A child that copies the prepared report of its point, or fails for `lr = 0.5`.
+fn launcher(reports: &Path) -> impl Fn(&Path) -> Command + Sync + '_ {
+    move |config: &Path| {
+        let script = "dir=$(dirname \"$1\"); name=$(basename \"$dir\"); \
+            case \"$name\" in *lr=0.5*) echo 'training loss is NaN: diverged' >&2; exit 3;; esac; \
+            cp \"$2/$name.json\" \"$dir/report.json\"";
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg(script).arg("sh").arg(config).arg(reports);
+        cmd
+    }
+}
+
+#[test]
+fn points_run_in_parallel_rank_by_dev_bleu_and_failures_are_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sweep: SweepFile = toml::from_str(
+        "[base]\nlang = \"ruby\"\npreset = \"small\"\n[grid]\nlr = [0.001, 0.5, 0.002]\n\
+         [[points]]\nlr = 0.003\nbeam_size = 5\n",
+    )
+    .unwrap();
+    let points = sweep.expand().unwrap();
+    assert_eq!(points.len(), 4);
+    let reports = tmp.path().join("reports");
+    std::fs::create_dir_all(&reports).unwrap();
+    for (point, bleu) in points.iter().zip([3.0, 0.0, 7.5, 5.25]) {
+        let text = serde_json::to_string(&report(bleu)).unwrap();
+        std::fs::write(reports.join(format!("{}.json", point.name)), text).unwrap();
+    }
+    let out = tmp.path().join("sweep");
+    let finished = std::sync::Mutex::new(Vec::new());
+    let outcome = run_sweep(&sweep, &out, 2, &launcher(&reports), &|r| {
+        finished.lock().unwrap().push(r.name.clone())
+    })
+    .unwrap();
+    assert_eq!(finished.lock().unwrap().len(), 4);
+    let order: Vec<&str> = outcome.rows.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(
+        order,
+        [
+            "02-lr=0.002",
+            "03-beam_size=5-lr=0.003",
+            "00-lr=0.001",
+            "01-lr=0.5"
+        ]
+    );
+    match &outcome.rows[3].status {
+        PointStatus::Failed {
+            exit_code,
+            log_tail,
+        } => {
+            assert_eq!(*exit_code, Some(3));
+            assert!(log_tail.contains("diverged"), "{log_tail}");
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    assert!(outcome.rows[..3]
+        .iter()
+        .all(|r| r.status == PointStatus::Done));
+    // Each point got its own folder and config with that folder as output.
+    let cfg = std::fs::read_to_string(out.join("03-beam_size=5-lr=0.003/pipeline.json")).unwrap();
+    let cfg: serde_json::Value = serde_json::from_str(&cfg).unwrap();
+    assert_eq!(cfg["train"]["beam_size"], 5);
+    assert!(cfg["output_dir"]
+        .as_str()
+        .unwrap()
+        .ends_with("03-beam_size=5-lr=0.003"));
+    let md = std::fs::read_to_string(&outcome.markdown).unwrap();
+    assert!(md.contains("| 1 | `02-lr=0.002` | 7.50 | 3.75 |"), "{md}");
+    assert!(md.contains("**failed** (exit 3)"), "{md}");
+    let json: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(&outcome.json).unwrap()).unwrap();
+    assert_eq!(json[0]["status"], "done");
+    assert_eq!(&std::fs::read(&outcome.png).unwrap()[1..4], b"PNG");
+
+    // A rerun skips the finished points and retries the failed one.
+    let outcome = run_sweep(&sweep, &out, 2, &launcher(&reports), &|_| {}).unwrap();
+    let statuses: Vec<_> = outcome.rows.iter().map(|r| r.status.clone()).collect();
+    assert_eq!(
+        statuses[..3],
+        [
+            PointStatus::Skipped,
+            PointStatus::Skipped,
+            PointStatus::Skipped
+        ]
+    );
+    assert!(matches!(statuses[3], PointStatus::Failed { .. }));
+}

@@ -1,0 +1,69 @@
+//! Hyperparameter sweep: every point of a TOML grid/list is a pipeline run (train +
+//! evaluate) in its own folder, run N at a time as child processes of this program.
+//!
+//! ```text
+//! cargo run --release --example sweep -- --grid docs/sweep-small.toml --parallel 2 \
+//!     --output-dir runs/sweep
+//! ```
+//! Rerunning skips finished points; a failing point is reported and the others go on.
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use code2nl::cli::sweep::SweepArgs;
+use code2nl::train::pipeline::{run_pipeline, PipelineConfig};
+use code2nl::train::sweep::{run_sweep, threads_per_run, PointStatus, SweepFile};
+use std::process::Command;
+
+fn main() -> Result<()> {
+    let args = SweepArgs::parse();
+    if let Some(config) = &args.run_one {
+        let config = PipelineConfig::load(config)?;
+        let report = run_pipeline(&config, &mut |line| eprintln!("{line}"))?;
+        println!("{}", report.markdown());
+        return Ok(());
+    }
+    let Some(grid) = &args.grid else {
+        bail!("--grid FILE is required");
+    };
+    let sweep = SweepFile::load(grid)?;
+    let threads = args
+        .threads_per_run
+        .unwrap_or_else(|| threads_per_run(args.parallel));
+    let exe = std::env::current_exe().context("locating this program for the child runs")?;
+    eprintln!(
+        "sweep {}: {} runs, {} at a time, {threads} threads each → {}",
+        grid.display(),
+        sweep.expand()?.len(),
+        args.parallel,
+        args.output_dir.display()
+    );
+    let launcher = |config: &std::path::Path| {
+        let mut cmd = Command::new(&exe);
+        cmd.arg("--run-one")
+            .arg(config)
+            .env("RAYON_NUM_THREADS", threads.to_string());
+        cmd
+    };
+    let outcome = run_sweep(&sweep, &args.output_dir, args.parallel, &launcher, &|r| {
+        let what = match (&r.status, r.dev_bleu()) {
+            (PointStatus::Failed { log_tail, .. }, _) => format!("FAILED: {log_tail}"),
+            (PointStatus::Skipped, Some(b)) => format!("done earlier, dev BLEU {b:.2}"),
+            (_, Some(b)) => format!("dev BLEU {b:.2} in {:.0} s", r.seconds),
+            (_, None) => "no report".into(),
+        };
+        eprintln!("{}: {what}", r.name);
+    })?;
+    print!("{}", std::fs::read_to_string(&outcome.markdown)?);
+    let failed = outcome
+        .rows
+        .iter()
+        .filter(|r| matches!(r.status, PointStatus::Failed { .. }))
+        .count();
+    println!(
+        "{} runs in {:.0} s ({failed} failed); {}",
+        outcome.rows.len(),
+        outcome.seconds,
+        outcome.markdown.display()
+    );
+    Ok(())
+}

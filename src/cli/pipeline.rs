@@ -1,0 +1,150 @@
+//! Flags of `examples/pipeline.rs`.
+
+use crate::train::pipeline::{PipelineConfig, Preset};
+use crate::train::{Result, TrainError};
+use clap::Parser;
+use std::path::PathBuf;
+
+/// prepare → train → evaluate (dev, test) → report for one language; rerun to resume.
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "pipeline",
+    about = "prepare → train → evaluate (dev, test) → report for one CodeSearchNet language; rerun to resume",
+    after_help = "Example (offline, CPU):\n  cargo run --release --example pipeline -- --data-dir ../shared/data/codesearchnet --lang ruby --train-split valid --preset small"
+)]
+pub struct PipelineArgs {
+    /// Pipeline config file (TOML or JSON, keys of `PipelineConfig`); flags override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// CodeSearchNet language: ruby, javascript, go, python, java or php.
+    #[arg(long)]
+    pub lang: Option<String>,
+    /// Folder in the reference layout `{lang}/{train,valid,test}.jsonl`; without it the
+    /// splits are downloaded from the Hugging Face dataset (cached).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Hugging Face dataset used when no --data-dir is given.
+    #[arg(long)]
+    pub hub_dataset: Option<String>,
+    /// Split to train on (e.g. `valid` offline; its tail is then held out as dev).
+    #[arg(long)]
+    pub train_split: Option<String>,
+    /// Split for dev perplexity/BLEU and checkpoint selection.
+    #[arg(long)]
+    pub dev_split: Option<String>,
+    /// Split for the final test BLEU.
+    #[arg(long)]
+    pub test_split: Option<String>,
+    /// Dev examples held out of the training split when it is also the dev split.
+    #[arg(long)]
+    pub holdout: Option<usize>,
+    /// Model preset: codebert, roberta or small (default: codebert on a GPU, small on CPU).
+    #[arg(long)]
+    pub preset: Option<Preset>,
+    /// Tokenizer folder or hub id (default: the preset's model; for small a roberta-base
+    /// folder beside the data folder).
+    #[arg(long)]
+    pub tokenizer: Option<String>,
+    /// Output folder (default: runs/pipeline-<lang>); rerunning into it resumes.
+    #[arg(long)]
+    pub output_dir: Option<PathBuf>,
+    /// Feature cache root (default: OUTPUT/cache).
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// auto | cpu | cuda | cuda:N
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Evaluate only the first N dev examples.
+    #[arg(long)]
+    pub dev_limit: Option<usize>,
+    /// Evaluate only the first N test examples.
+    #[arg(long)]
+    pub test_limit: Option<usize>,
+    /// Number of training batches (overrides the preset's train_steps).
+    #[arg(long)]
+    pub train_steps: Option<u64>,
+    /// Evaluate on dev every N updates.
+    #[arg(long)]
+    pub eval_steps: Option<u64>,
+    /// Peak learning rate.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Examples per optimizer update.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Beam size for dev and test decoding.
+    #[arg(long)]
+    pub beam_size: Option<usize>,
+    /// Any training-config key, as KEY=VALUE (VALUE is read as JSON, else as a string);
+    /// repeatable, e.g. --set warmup_steps=100 --set padding=reference.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// No progress bars.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// `KEY=VALUE` with VALUE as JSON when it parses, else as a string.
+pub fn parse_assignment(text: &str) -> Result<(String, serde_json::Value)> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| TrainError::Config(format!("--set {text}: expected KEY=VALUE")))?;
+    let value = serde_json::from_str(value.trim())
+        .unwrap_or_else(|_| serde_json::Value::String(value.trim().to_string()));
+    Ok((key.trim().to_string(), value))
+}
+
+impl PipelineArgs {
+    /// The pipeline config: the file (or defaults), then the flags.
+    pub fn into_config(self) -> Result<PipelineConfig> {
+        let mut cfg = match &self.config {
+            Some(path) => PipelineConfig::load(path)?,
+            None => PipelineConfig::default(),
+        };
+        macro_rules! set {
+            ($($field:ident),*) => { $( if let Some(v) = self.$field { cfg.$field = v; } )* };
+        }
+        set!(
+            lang,
+            hub_dataset,
+            train_split,
+            dev_split,
+            test_split,
+            holdout,
+            device
+        );
+        macro_rules! set_opt {
+            ($($field:ident),*) => { $( if self.$field.is_some() { cfg.$field = self.$field; } )* };
+        }
+        set_opt!(data_dir, preset, tokenizer, cache_dir, dev_limit, test_limit);
+        cfg.output_dir = match (self.output_dir, &self.config) {
+            (Some(dir), _) => dir,
+            (None, Some(_)) => cfg.output_dir,
+            (None, None) => PathBuf::from(format!("runs/pipeline-{}", cfg.lang)),
+        };
+        let train = &mut cfg.train;
+        if let Some(v) = self.train_steps {
+            train.insert("train_steps".into(), v.into());
+        }
+        if let Some(v) = self.eval_steps {
+            train.insert("eval_steps".into(), v.into());
+        }
+        if let Some(v) = self.lr {
+            train.insert("lr".into(), v.into());
+        }
+        if let Some(v) = self.batch_size {
+            train.insert("batch_size".into(), v.into());
+        }
+        if let Some(v) = self.beam_size {
+            train.insert("beam_size".into(), v.into());
+        }
+        for assignment in &self.set {
+            let (key, value) = parse_assignment(assignment)?;
+            train.insert(key, value);
+        }
+        if self.quiet {
+            cfg.progress = false;
+        }
+        Ok(cfg)
+    }
+}
