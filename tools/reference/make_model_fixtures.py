@@ -11,7 +11,8 @@ Builds the small random model of ``ModelConfig.small()`` (REAL vocabulary 50265,
   (what an aliasing-free exporter writes; loaders rebuild/re-tie them);
 * ``small/config.json``;
 
-and writes ``model_fixture.json`` with inputs and expected outputs for a few real ruby
+writes ``legacy/`` (a tiny model in torch's pre-1.6 ``torch.save`` format + the same weights
+as safetensors), and writes ``model_fixture.json`` with inputs and expected outputs for a few real ruby
 examples (ids precomputed here with the ``tokenizers`` package and tokenizer.json; source
 length 64, target length 32), plus a synthetic target row with a ``<pad>`` in the middle:
 
@@ -128,6 +129,22 @@ def check_against_transformers(model, src, mask):
     assert diff < 1e-5, diff
 
 
+def write_legacy_fixture(out_dir):
+    """A tiny model saved in torch's legacy (pre-1.6) format, as torch 1.4 writes run.py
+    checkpoints, plus the same weights as safetensors; ``bias`` is left out (tolerated) to keep
+    the file small, ``lm_head.weight`` shares storage with the word embeddings."""
+    cfg = ModelConfig(vocab_size=64, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                      intermediate_size=16, max_position_embeddings=40, decoder_layers=1,
+                      decoder_ffn_dim=16)
+    model = Seq2Seq(cfg)
+    model.randomize(torch.Generator().manual_seed(SEED + 1))
+    os.makedirs(out_dir, exist_ok=True)
+    cfg.save_json(os.path.join(out_dir, "config.json"))
+    state = {k: v for k, v in model.state_dict().items() if k != "bias"}
+    torch.save(state, os.path.join(out_dir, "pytorch_model.bin"), _use_new_zipfile_serialization=False)
+    save_safetensors(model, os.path.join(out_dir, "model.safetensors"))
+
+
 def flat(t):
     return [float(x) for x in t.reshape(-1).tolist()]
 
@@ -154,6 +171,8 @@ def main():
     reloaded = load_checkpoint(out_small, strict=False)
     for k, v in model.state_dict().items():
         assert torch.equal(v, reloaded.state_dict()[k]), k
+
+    write_legacy_fixture(os.path.join(args.out, "legacy"))
 
     rows = load_examples(args.shared)
     src = torch.tensor([r["source_ids"] for r in rows])

@@ -48,7 +48,7 @@
 //! ## Checkpoints
 //!
 //! - [`load_pretrained_encoder`]: a Hugging Face RoBERTa folder or hub id
-//!   (`microsoft/codebert-base`, through the hf-hub cache), `model.safetensors` or zip-format
+//!   (`microsoft/codebert-base`, through the hf-hub cache), `model.safetensors` or
 //!   `pytorch_model.bin`, with or without the `roberta.` prefix; the decoder and `dense` are
 //!   initialised as the reference does ([`init`]).
 //! - [`load_checkpoint`]: a run.py or our own checkpoint folder (`config.json` +
@@ -57,8 +57,9 @@
 //! - [`save_checkpoint`]: `config.json` + `model.safetensors` with every state-dict key,
 //!   `bias` and `lm_head.weight` included, so PyTorch loads it strictly.
 //!
-//! Errors ([`ModelError`]) name the file and key; a legacy (pre-1.6) torch file is rejected
-//! with the one-line conversion command.
+//! `pytorch_model.bin` may use either `torch.save` format: zip (torch ≥ 1.6) or legacy
+//! (torch < 1.6, as the reference's torch 1.4 writes). Errors ([`ModelError`]) name the file
+//! and key.
 //!
 //! ## Decoding sessions
 //!

@@ -180,7 +180,30 @@ fn lm_head_that_is_not_tied_is_an_error() {
 }
 
 #[test]
-fn legacy_torch_file_is_rejected_with_a_conversion_hint() {
+fn legacy_torch_file_loads_like_its_safetensors_copy() {
+    // torch < 1.6 format (what torch 1.4 writes), lm_head sharing the embedding storage.
+    let dir = data_dir().join("legacy");
+    let tensors = read_tensors(&dir.join("pytorch_model.bin")).unwrap();
+    assert!(tensors.contains_key(LM_HEAD_KEY));
+    let from_legacy = load_checkpoint(dir.join("pytorch_model.bin"), &Device::Cpu).unwrap();
+    let from_safetensors = load_checkpoint(dir.join("model.safetensors"), &Device::Cpu).unwrap();
+    let names = from_legacy.trainable_var_names();
+    assert_eq!(
+        names.len(),
+        tensors.len() - 1,
+        "every parameter + lm_head, no bias"
+    );
+    for name in names {
+        assert_eq!(
+            var_values(&from_legacy, &name),
+            var_values(&from_safetensors, &name),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn truncated_legacy_torch_file_is_an_error_with_a_conversion_hint() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("pytorch_model.bin");
     // A pre-1.6 torch.save file starts with a raw pickle (protocol 2): 0x80 0x02.

@@ -1,11 +1,13 @@
 //! Loading weights: code2nl checkpoints and pretrained Hugging Face RoBERTa encoders.
 //!
-//! Both `model.safetensors` and zip-format `pytorch_model.bin` (torch ≥ 1.6) are read; a legacy
-//! torch file is rejected with a conversion command ([`LEGACY_TORCH_HINT`]). Every error names
-//! the file and, where relevant, the key.
+//! `model.safetensors` and `pytorch_model.bin` in both `torch.save` formats are read: the zip
+//! format of torch ≥ 1.6 and the legacy format of torch < 1.6 (torch 1.4 is the reference's
+//! version). A legacy file that cannot be read gets a conversion command
+//! ([`LEGACY_TORCH_HINT`]). Every error names the file and, where relevant, the key.
 
 mod assign;
 mod checkpoint;
+mod legacy_torch;
 mod pretrained;
 mod tensor_file;
 

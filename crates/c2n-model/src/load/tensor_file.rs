@@ -6,6 +6,7 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor};
 
+use super::legacy_torch::{is_legacy_torch, read_legacy_torch};
 use crate::{ModelError, Result};
 
 /// What a weights file turned out to be.
@@ -15,11 +16,13 @@ pub enum TensorFileFormat {
     Safetensors,
     /// A `torch.save` file in the zip format of torch ≥ 1.6.
     TorchZip,
+    /// A `torch.save` file in the legacy format of torch < 1.6 (what torch 1.4 writes).
+    TorchLegacy,
 }
 
-/// The hint for users with a torch < 1.6 checkpoint.
-pub const LEGACY_TORCH_HINT: &str = "this is a legacy (pre-1.6, non-zip) torch.save file, which \
-    cannot be read; convert it once with PyTorch: \
+/// The hint given when a legacy (torch < 1.6) file cannot be read.
+pub const LEGACY_TORCH_HINT: &str = "if this legacy (pre-1.6, non-zip) torch.save file cannot be \
+    read here, convert it once with PyTorch: \
     python -c \"import torch,sys; torch.save(torch.load(sys.argv[1], map_location='cpu'), sys.argv[2])\" OLD NEW";
 
 fn checkpoint_error(path: &Path, message: impl Into<String>) -> ModelError {
@@ -48,9 +51,8 @@ pub fn detect_format(path: &Path) -> Result<TensorFileFormat> {
     if head.len() == 9 && head[8] == b'{' {
         return Ok(TensorFileFormat::Safetensors);
     }
-    // A legacy torch.save file is a bare pickle: PROTO opcode 0x80, then the protocol number.
-    if head.len() >= 2 && head[0] == 0x80 && (2..=5).contains(&head[1]) {
-        return Err(checkpoint_error(path, LEGACY_TORCH_HINT));
+    if is_legacy_torch(head) {
+        return Ok(TensorFileFormat::TorchLegacy);
     }
     Err(checkpoint_error(
         path,
@@ -69,5 +71,12 @@ pub fn read_tensors(path: &Path) -> Result<HashMap<String, Tensor>> {
             .map_err(wrap)?
             .into_iter()
             .collect()),
+        TensorFileFormat::TorchLegacy => read_legacy_torch(path).map_err(|e| match e {
+            ModelError::Checkpoint { path, message } => ModelError::Checkpoint {
+                path,
+                message: format!("{message}; {LEGACY_TORCH_HINT}"),
+            },
+            other => other,
+        }),
     }
 }
