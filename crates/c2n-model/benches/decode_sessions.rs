@@ -4,7 +4,7 @@
 //! vocabulary) and a 1-layer encoder (the encoder runs once per session in both paths, so its
 //! size does not change the comparison). Random weights; the token path is fixed (greedy on
 //! row 0 would not change the cost). `cargo bench -p c2n-model --bench decode_sessions`;
-//! `C2N_BENCH_STEPS` (default 32) and `C2N_BENCH_ROWS` (default 10) change the shape.
+//! `C2N_BENCH_STEPS` (default 16) and `C2N_BENCH_ROWS` (default 10) change the shape.
 
 use c2n_model::{FullPrefixSession, KvCacheSession, ModelConfig, NextTokenLogProbs, Seq2Seq};
 use candle_core::{Device, Tensor};
@@ -33,7 +33,7 @@ fn decode<S: NextTokenLogProbs>(mut session: S, rows: usize, steps: usize) -> f3
 }
 
 fn bench(c: &mut Criterion) {
-    let steps = env("C2N_BENCH_STEPS", 32);
+    let steps = env("C2N_BENCH_STEPS", 16);
     let rows = env("C2N_BENCH_ROWS", 10);
     let device = Device::Cpu;
     let cfg = ModelConfig {
