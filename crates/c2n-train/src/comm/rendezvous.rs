@@ -225,7 +225,8 @@ fn connect_once(addr: &str, budget: Duration) -> Result<TcpStream, String> {
 
 /// Hands rank 0's `make_payload()` to every rank of the job described by `env`.
 ///
-/// Rank 0 listens on all interfaces at `env.rendezvous_port`; the others connect to
+/// Rank 0 listens on all interfaces (IPv4, or IPv6 when `MASTER_ADDR` is an IPv6 address) at
+/// `env.rendezvous_port`; the others connect to
 /// `env.rendezvous_addr()`. With one rank, no socket is opened.
 pub fn share_from_rank0(
     env: &LaunchEnv,
@@ -235,7 +236,13 @@ pub fn share_from_rank0(
     if env.rank == 0 {
         let payload = make_payload()?;
         if env.world_size > 1 {
-            let server = RendezvousServer::bind(&format!("0.0.0.0:{}", env.rendezvous_port))?;
+            // Listen on every interface of the address family the other ranks will dial.
+            let any = if env.master_addr.contains(':') {
+                "[::]"
+            } else {
+                "0.0.0.0"
+            };
+            let server = RendezvousServer::bind(&format!("{any}:{}", env.rendezvous_port))?;
             server.serve(env.world_size, &payload, timeout)?;
         }
         Ok(payload)
