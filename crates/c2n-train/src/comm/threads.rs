@@ -175,10 +175,19 @@ fn panic_message(payload: Box<dyn Any + Send>) -> String {
 }
 
 /// One rank of a [`ThreadGroup`]; handed to the rank's closure.
-#[derive(Debug)]
 pub struct ThreadComm {
     rank: usize,
     shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for ThreadComm {
+    // The shared state holds whole gradient buffers: print only who this is.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ThreadComm")
+            .field("rank", &self.rank)
+            .field("world_size", &self.shared.world_size)
+            .finish()
+    }
 }
 
 struct ExitGuard<'a> {
@@ -199,7 +208,6 @@ impl Drop for ExitGuard<'_> {
     }
 }
 
-#[derive(Debug)]
 struct Shared {
     world_size: usize,
     timeout: Duration,
@@ -207,7 +215,6 @@ struct Shared {
     wake: Condvar,
 }
 
-#[derive(Debug)]
 struct State {
     /// Number of completed collectives.
     generation: u64,
@@ -225,7 +232,6 @@ struct State {
     spare: Vec<Vec<f32>>,
 }
 
-#[derive(Debug)]
 enum Contribution {
     AllReduce { op: ReduceOp, data: Vec<f32> },
     BroadcastRoot(Vec<f32>),
@@ -257,7 +263,6 @@ impl Contribution {
     }
 }
 
-#[derive(Debug)]
 enum Outcome {
     Floats(Vec<f32>),
     Strings(Vec<Vec<String>>),
