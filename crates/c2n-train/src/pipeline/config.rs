@@ -68,11 +68,11 @@ pub struct SmallModel {
 impl Default for SmallModel {
     fn default() -> Self {
         Self {
-            hidden_size: 128,
+            hidden_size: 64,
             heads: 4,
             encoder_layers: 2,
             decoder_layers: 2,
-            ffn_dim: 512,
+            ffn_dim: 256,
         }
     }
 }

@@ -78,14 +78,14 @@ pub fn preset_train_config(preset: Preset, lang: &str) -> TrainConfig {
         // A CPU recipe: shorter inputs, dynamic padding, a larger learning rate with warmup
         // (a random model needs it), a few hundred updates, the reference beam.
         Preset::Small => TrainConfig {
-            max_source_len: 128,
-            max_target_len: 48,
+            max_source_len: 64,
+            max_target_len: 32,
             batch_size: 32,
             eval_batch_size: 32,
-            lr: 1e-3,
-            warmup_steps: 40,
-            train_steps: Some(400),
-            eval_steps: Some(100),
+            lr: 2e-3,
+            warmup_steps: 25,
+            train_steps: Some(250),
+            eval_steps: Some(125),
             padding: Padding::Dynamic,
             beam_size: 10,
             dropout: Some(0.1),

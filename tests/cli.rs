@@ -1,0 +1,85 @@
+//! Every flag of the example programs whose clap structs live in `code2nl::cli` is well
+//! formed (clap's own debug assertions) and documented in `--help`.
+
+use clap::CommandFactory;
+use code2nl::cli;
+
+/// Checks one command: clap's consistency assertions, then help text on every argument.
+fn check(mut command: clap::Command) {
+    command.build();
+    command.clone().debug_assert();
+    let name = command.get_name().to_string();
+    assert!(command.get_about().is_some(), "{name} has no about text");
+    let mut flags = 0;
+    for arg in command.get_arguments() {
+        let id = arg.get_id().as_str();
+        if id == "help" || id == "version" {
+            continue;
+        }
+        flags += 1;
+        let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+        assert!(
+            !help.trim().is_empty(),
+            "{name}: flag --{id} has no help text"
+        );
+    }
+    assert!(flags > 0, "{name} has no flag");
+    let rendered = command.render_long_help().to_string();
+    for arg in command.get_arguments().filter(|a| !a.is_hide_set()) {
+        if let Some(long) = arg.get_long() {
+            assert!(
+                rendered.contains(&format!("--{long}")),
+                "{name}: --{long} missing from --help"
+            );
+        }
+    }
+}
+
+#[test]
+fn pipeline_flags_are_documented() {
+    check(cli::pipeline::PipelineArgs::command());
+}
+
+#[test]
+fn sweep_flags_are_documented() {
+    check(cli::sweep::SweepArgs::command());
+}
+
+#[test]
+fn pipeline_flags_reach_the_config() {
+    use clap::Parser;
+    let args = cli::pipeline::PipelineArgs::try_parse_from([
+        "pipeline",
+        "--lang",
+        "go",
+        "--data-dir",
+        "d",
+        "--train-split",
+        "valid",
+        "--preset",
+        "small",
+        "--train-steps",
+        "7",
+        "--lr",
+        "0.01",
+        "--set",
+        "padding=reference",
+        "--set",
+        "warmup_steps=3",
+        "--test-limit",
+        "5",
+        "--quiet",
+    ])
+    .unwrap();
+    let cfg = args.into_config().unwrap();
+    assert_eq!(cfg.lang, "go");
+    assert_eq!(cfg.output_dir, std::path::PathBuf::from("runs/pipeline-go"));
+    assert_eq!(cfg.preset, Some(code2nl::train::pipeline::Preset::Small));
+    assert_eq!(cfg.test_limit, Some(5));
+    assert!(!cfg.progress);
+    assert_eq!(cfg.train["train_steps"], 7);
+    assert_eq!(cfg.train["lr"], 0.01);
+    assert_eq!(cfg.train["padding"], "reference");
+    assert_eq!(cfg.train["warmup_steps"], 3);
+    assert!(cli::pipeline::parse_assignment("novalue").is_err());
+}
