@@ -1,0 +1,257 @@
+//! `make-checkpoint` and `bench-decode`: batched reference-mode beam search (KV-cached
+//! session, streaming top-K, done examples frozen; outputs equal to decoding each example
+//! alone with the reference algorithm) on real ruby test sources, timed per phase, with the
+//! n-best ids compared to the PyTorch per-example reference (`tools/gpu/bench_decode.py`)
+//! run on the same checkpoint.
+
+use crate::common::{
+    device, device_name, emit, median, model_config, read_features, synced_seconds,
+};
+use crate::memory::{keep_pool_memory, PeakMemory};
+use anyhow::{bail, Context, Result};
+use candle_core::Device;
+use candle_nn::VarMap;
+use code2nl::data::{make_batch, Feature};
+use code2nl::model::beam::{beam_search, BeamOutput};
+use code2nl::model::generation::GenerationConfig;
+use code2nl::model::{
+    load_checkpoint, save_checkpoint, KvCacheSession, NextTokenLogProbs, Seq2Seq,
+};
+use code2nl::train::tensors::BatchTensors;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(clap::Args, Debug)]
+pub struct MakeCheckpointArgs {
+    /// `codebert` (172.5 M parameters) or `small`.
+    #[arg(long, default_value = "codebert")]
+    model: String,
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    device: crate::common::DeviceArgs,
+}
+
+pub fn make_checkpoint(args: &MakeCheckpointArgs) -> Result<()> {
+    let dev = device(&args.device.device)?;
+    let start = Instant::now();
+    let model = Seq2Seq::new(&model_config(&args.model)?, &VarMap::new(), &dev)?;
+    save_checkpoint(&model, &args.out)
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    emit(
+        "make_checkpoint",
+        json!({"model": args.model, "out": args.out.display().to_string(),
+               "seconds": start.elapsed().as_secs_f64(), "device": device_name(&dev), "ok": true}),
+    );
+    Ok(())
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DecodeBenchArgs {
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Test-stage features (JSON lines); only the source side is used.
+    #[arg(long, default_value = "build/device/data/ruby_test_features.jsonl")]
+    sources: PathBuf,
+    /// Decode the first N examples (0: all).
+    #[arg(long, default_value_t = 0)]
+    examples: usize,
+    /// Examples per session (B × K beam rows on the device at once).
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 10)]
+    beam_size: usize,
+    #[arg(long, default_value_t = 128)]
+    max_length: usize,
+    /// Pad sources to the longest of each batch (results are identical; pads are masked keys).
+    #[arg(long)]
+    dynamic_padding: bool,
+    #[arg(long, default_value_t = 256)]
+    max_source_len: usize,
+    /// The PyTorch reference's n-best (`{"nbest": [[ids, ...], ...]}`) to compare with.
+    #[arg(long)]
+    compare: Option<PathBuf>,
+    /// Write our n-best ids here (same format).
+    #[arg(long)]
+    nbest_out: Option<PathBuf>,
+    #[arg(long)]
+    keep_pool: bool,
+    /// A label for the result line.
+    #[arg(long, default_value = "candle batched reference-mode")]
+    variant: String,
+    #[command(flatten)]
+    device: crate::common::DeviceArgs,
+}
+
+/// A session wrapper that accumulates the time spent in `step` (decoder + log-softmax +
+/// copy of the log-probabilities to the host, which synchronises).
+struct TimedSession<'a> {
+    inner: KvCacheSession<'a>,
+    step_seconds: f64,
+    steps: usize,
+}
+
+impl NextTokenLogProbs for TimedSession<'_> {
+    fn vocab_size(&self) -> usize {
+        self.inner.vocab_size()
+    }
+
+    fn step(&mut self, origin: &[u32], tokens: &[u32]) -> code2nl::model::Result<Vec<f32>> {
+        let start = Instant::now();
+        let out = self.inner.step(origin, tokens);
+        self.step_seconds += start.elapsed().as_secs_f64();
+        self.steps += 1;
+        out
+    }
+}
+
+#[derive(Default)]
+struct DecodeTimes {
+    total: f64,
+    encode: f64,
+    session_step: f64,
+    beam: f64,
+    steps: usize,
+}
+
+fn decode_batches(
+    model: &Seq2Seq,
+    features: &[Feature],
+    args: &DecodeBenchArgs,
+    config: &GenerationConfig,
+    times: &mut DecodeTimes,
+) -> Result<Vec<BeamOutput>> {
+    let dev = model.device().clone();
+    let mut outputs = Vec::with_capacity(features.len());
+    for chunk in features.chunks(args.batch_size.max(1)) {
+        let start = Instant::now();
+        let longest = chunk.iter().map(|f| f.source_ids.len()).max().unwrap_or(2);
+        let s = if args.dynamic_padding {
+            longest.min(args.max_source_len)
+        } else {
+            args.max_source_len
+        };
+        let positions: Vec<usize> = (0..chunk.len()).collect();
+        let x = BatchTensors::new(&make_batch(chunk, &positions, s, 2), &dev)?;
+        let session = KvCacheSession::new(model, &x.source_ids, &x.source_mask, args.beam_size)?;
+        let encode = synced_seconds(&dev, start)?;
+        let mut timed = TimedSession {
+            inner: session,
+            step_seconds: 0.0,
+            steps: 0,
+        };
+        let search = Instant::now();
+        outputs.extend(beam_search(&mut timed, chunk.len(), config)?);
+        let search = synced_seconds(&dev, search)?;
+        times.encode += encode;
+        times.session_step += timed.step_seconds;
+        times.beam += search - timed.step_seconds;
+        times.steps += timed.steps;
+        times.total += start.elapsed().as_secs_f64();
+    }
+    Ok(outputs)
+}
+
+fn nbest_ids(outputs: &[BeamOutput]) -> Vec<Vec<Vec<u32>>> {
+    outputs
+        .iter()
+        .map(|o| o.hypotheses.iter().map(|h| h.ids.clone()).collect())
+        .collect()
+}
+
+/// (examples compared, n-best identical, top-1 identical).
+fn compare(ours: &[Vec<Vec<u32>>], path: &PathBuf) -> Result<(usize, usize, usize)> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let value: Value =
+        serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
+    let theirs: Vec<Vec<Vec<u32>>> = serde_json::from_value(value["nbest"].clone())
+        .with_context(|| format!("{}: field `nbest`", path.display()))?;
+    let n = ours.len().min(theirs.len());
+    let nbest = (0..n).filter(|&i| ours[i] == theirs[i]).count();
+    let top1 = (0..n)
+        .filter(|&i| ours[i].first() == theirs[i].first())
+        .count();
+    Ok((n, nbest, top1))
+}
+
+pub fn run(args: &DecodeBenchArgs) -> Result<()> {
+    let dev: Device = device(&args.device.device)?;
+    let kept = args.keep_pool && keep_pool_memory(&dev);
+    let model = load_checkpoint(&args.checkpoint, &dev)
+        .with_context(|| format!("loading {}", args.checkpoint.display()))?;
+    let limit = (args.examples > 0).then_some(args.examples);
+    let features = read_features(&args.sources, limit)?;
+    if features
+        .iter()
+        .any(|f| f.source_ids.len() > args.max_source_len)
+    {
+        bail!(
+            "a source is longer than --max-source-len {}",
+            args.max_source_len
+        );
+    }
+    let config = GenerationConfig {
+        beam_size: args.beam_size,
+        max_length: args.max_length,
+        ..Default::default()
+    };
+    // Warm-up: kernel loading and first allocations, on two examples and a few steps.
+    let warm = GenerationConfig {
+        max_length: config.max_length.min(4),
+        ..config.clone()
+    };
+    decode_batches(
+        &model,
+        &features[..features.len().min(2)],
+        args,
+        &warm,
+        &mut DecodeTimes::default(),
+    )?;
+
+    let probe = PeakMemory::start(&dev);
+    let mut times = DecodeTimes::default();
+    let outputs = decode_batches(&model, &features, args, &config, &mut times)?;
+    let memory = probe.finish();
+    let ids = nbest_ids(&outputs);
+    if let Some(path) = &args.nbest_out {
+        std::fs::write(path, serde_json::to_string(&json!({"nbest": ids}))?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    let comparison = match &args.compare {
+        Some(path) => {
+            let (n, nbest, top1) = compare(&ids, path)?;
+            json!({"compared": n, "nbest_identical": nbest, "top1_identical": top1})
+        }
+        None => Value::Null,
+    };
+    let decode_steps: Vec<f64> = outputs.iter().map(|o| o.steps as f64).collect();
+    emit(
+        "bench_decode",
+        json!({
+            "variant": args.variant,
+            "device": device_name(&dev),
+            "hidden_size": model.config().hidden_size,
+            "examples": features.len(),
+            "batch_size": args.batch_size,
+            "beam_size": args.beam_size,
+            "max_length": args.max_length,
+            "dynamic_padding": args.dynamic_padding,
+            "keep_pool": kept,
+            "seconds": times.total,
+            "examples_per_s": features.len() as f64 / times.total,
+            "phases": {
+                "encode_s": times.encode,
+                "session_step_s": times.session_step,
+                "beam_select_s": times.beam,
+                "session_steps": times.steps,
+            },
+            "median_decode_steps": median(&decode_steps),
+            "comparison": comparison,
+            "memory": memory,
+            "ok": times.total.is_finite(),
+        }),
+    );
+    Ok(())
+}

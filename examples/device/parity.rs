@@ -1,0 +1,475 @@
+//! Parity on the selected device against fixtures of the spec-written PyTorch reference:
+//! the committed CPU fixtures, or the same fixtures recomputed on the GPU by
+//! `tools/gpu/parity_reference.py`.
+//!
+//! - `parity-model`: the small real-vocabulary model of `crates/c2n-model/tests/data`:
+//!   encoder output, teacher-forced logits (slice, logsumexp, argmax), loss; then beam
+//!   search (beam 10, max length 16) for every `eos_row_scale` run of the fixture, both the
+//!   batched KV-cached search and the plain full-prefix reference search, n-best ids compared
+//!   exactly and scores within 1e-4 relative (the tolerance of `tests/beam_model.rs`).
+//! - `parity-train`: the tiny model of `crates/c2n-train/tests/data/train_steps`, dropout off,
+//!   variant-A loop with GA 1 (3 updates) and GA 2 (4 batches): losses, learning rates and
+//!   every parameter after every update (the tolerances of `tests/train_parity.rs`).
+
+use crate::common::{device, device_name, emit};
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, IndexOp, Tensor, D};
+use code2nl::data::{Feature, Padding};
+use code2nl::model::beam::{beam_search, reference_search, BeamOutput};
+use code2nl::model::generation::GenerationConfig;
+use code2nl::model::{load_checkpoint, FullPrefixSession, KvCacheSession, Seq2Seq};
+use code2nl::train::config::TrainConfig;
+use code2nl::train::model_setup::with_dropout;
+use code2nl::train::trainer::Trainer;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+
+const WORD_EMBEDDINGS: &str = "encoder.embeddings.word_embeddings.weight";
+const EOS: usize = 2;
+const BEAM_SCORE_TOL: f64 = 1e-4;
+
+#[derive(clap::Args, Debug)]
+pub struct ModelParityArgs {
+    /// `model_fixture.json` (committed, CPU PyTorch) or its GPU re-computation.
+    #[arg(long, default_value = "crates/c2n-model/tests/data/model_fixture.json")]
+    fixture: PathBuf,
+    /// The small checkpoint the fixture was computed with.
+    #[arg(long, default_value = "crates/c2n-model/tests/data/small")]
+    checkpoint: PathBuf,
+    /// Largest relative difference (|a − b| / max(1, |b|)) of activations, logits and loss.
+    #[arg(long, default_value_t = 1e-5)]
+    tol: f32,
+    /// A label for the result line (e.g. `torch-cpu` or `torch-cuda`).
+    #[arg(long, default_value = "torch-cpu")]
+    reference: String,
+    #[command(flatten)]
+    device: crate::common::DeviceArgs,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct TrainParityArgs {
+    /// Folder with `expected.json` and `expected_{ga1,ga2}.safetensors`.
+    #[arg(long, default_value = "crates/c2n-train/tests/data/train_steps")]
+    fixture_dir: PathBuf,
+    /// Initial checkpoint (default: `FIXTURE_DIR/init`).
+    #[arg(long)]
+    init: Option<PathBuf>,
+    #[arg(long, default_value = "torch-cpu")]
+    reference: String,
+    #[command(flatten)]
+    device: crate::common::DeviceArgs,
+}
+
+fn read_json(path: &Path) -> Result<Value> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))
+}
+
+fn f32s(v: &Value, what: &str) -> Result<Vec<f32>> {
+    let array = v
+        .as_array()
+        .with_context(|| format!("fixture field `{what}` is not an array"))?;
+    array
+        .iter()
+        .map(|x| {
+            x.as_f64()
+                .map(|f| f as f32)
+                .with_context(|| format!("fixture field `{what}`: not a number"))
+        })
+        .collect()
+}
+
+/// Largest `|a − b| / max(1, |b|)`.
+fn max_rel_diff(a: &[f32], b: &[f32]) -> Result<f32> {
+    if a.len() != b.len() {
+        bail!("length mismatch: {} vs {}", a.len(), b.len());
+    }
+    Ok(a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs() / y.abs().max(1.0))
+        .fold(0.0, f32::max))
+}
+
+fn flat(t: &Tensor) -> Result<Vec<f32>> {
+    Ok(t.flatten_all()?
+        .to_dtype(candle_core::DType::F32)?
+        .to_vec1::<f32>()?)
+}
+
+/// `[n, L]` u32 tensor of `examples[..n][field]`.
+fn column(fx: &Value, field: &str, n: usize, device: &Device) -> Result<Tensor> {
+    let examples = fx["examples"]
+        .as_array()
+        .context("fixture has no `examples`")?;
+    let rows: Vec<Vec<u32>> = examples
+        .iter()
+        .take(n)
+        .map(|e| serde_json::from_value(e[field].clone()).context(field.to_string()))
+        .collect::<Result<_>>()?;
+    let width = rows.first().map(Vec::len).unwrap_or(0);
+    Ok(Tensor::from_vec(
+        rows.concat(),
+        (rows.len(), width),
+        device,
+    )?)
+}
+
+fn word_embeddings(model: &Seq2Seq) -> Result<Tensor> {
+    let data = model
+        .varmap()
+        .data()
+        .lock()
+        .map_err(|_| anyhow::anyhow!("VarMap lock poisoned"))?;
+    Ok(data
+        .get(WORD_EMBEDDINGS)
+        .context("no word embeddings")?
+        .as_tensor()
+        .clone())
+}
+
+/// Replaces the `</s>` row of the tied word embeddings by `original × scale`.
+fn set_eos_row(model: &Seq2Seq, original: &Tensor, scale: f64) -> Result<()> {
+    let weights = word_embeddings(model)?;
+    let vocab = weights.dim(0)?;
+    let row = (original * scale)?.unsqueeze(0)?;
+    let scaled = Tensor::cat(
+        &[
+            weights.narrow(0, 0, EOS)?,
+            row,
+            weights.narrow(0, EOS + 1, vocab - EOS - 1)?,
+        ],
+        0,
+    )?;
+    let mut varmap = model.varmap().clone();
+    varmap.set_one(WORD_EMBEDDINGS, scaled)?;
+    Ok(())
+}
+
+/// Whether `out` equals the fixture's n-best (ids, rows, steps, done exactly; scores within
+/// [`BEAM_SCORE_TOL`]); returns (ids identical, everything identical, worst score diff).
+fn compare_beam(out: &BeamOutput, expected: &Value) -> Result<(bool, bool, f64)> {
+    let ids: Vec<Vec<u32>> = expected["hypotheses"]
+        .as_array()
+        .context("hypotheses")?
+        .iter()
+        .map(|h| serde_json::from_value(h["ids"].clone()).context("ids"))
+        .collect::<Result<_>>()?;
+    let ours: Vec<Vec<u32>> = out.hypotheses.iter().map(|h| h.ids.clone()).collect();
+    let rows: Vec<Vec<u32>> = serde_json::from_value(expected["rows"].clone()).context("rows")?;
+    let mut worst = 0f64;
+    for (entry, triple) in out
+        .final_entries
+        .iter()
+        .zip(expected["final"].as_array().context("final")?)
+    {
+        let want = triple[0].as_f64().context("score")?;
+        worst = worst.max((f64::from(entry.score) - want).abs() / want.abs().max(1e-30));
+    }
+    let ids_same = ours == ids;
+    let all_same = ids_same
+        && out.rows == rows
+        && Some(out.steps as u64) == expected["steps"].as_u64()
+        && Some(out.done) == expected["stopped_by_done"].as_bool()
+        && worst <= BEAM_SCORE_TOL;
+    Ok((ids_same, all_same, worst))
+}
+
+pub fn model(args: &ModelParityArgs) -> Result<()> {
+    let dev = device(&args.device.device)?;
+    let fx = read_json(&args.fixture)?;
+    let model = load_checkpoint(&args.checkpoint, &dev)
+        .with_context(|| format!("loading {}", args.checkpoint.display()))?;
+    let n = fx["examples"].as_array().context("examples")?.len();
+    let (src, src_mask) = (
+        column(&fx, "source_ids", n, &dev)?,
+        column(&fx, "source_mask", n, &dev)?,
+    );
+    let (tgt, tgt_mask) = (
+        column(&fx, "target_ids", n, &dev)?,
+        column(&fx, "target_mask", n, &dev)?,
+    );
+
+    let encoder = max_rel_diff(
+        &flat(&model.encode(&src, &src_mask, false)?)?,
+        &f32s(&fx["encoder_output"], "encoder_output")?,
+    )?;
+    let logits = model.logits(&src, &src_mask, &tgt, false)?;
+    let slice_ids: Vec<u32> =
+        serde_json::from_value(fx["slice_ids"].clone()).context("slice_ids")?;
+    let index = Tensor::new(slice_ids.as_slice(), &dev)?;
+    let logits_slice = max_rel_diff(
+        &flat(&logits.index_select(&index, 2)?)?,
+        &f32s(&fx["logits_slice"], "logits_slice")?,
+    )?;
+    let max = logits.max_keepdim(D::Minus1)?;
+    let lse = (logits
+        .broadcast_sub(&max)?
+        .exp()?
+        .sum_keepdim(D::Minus1)?
+        .log()?
+        + &max)?;
+    let logsumexp = max_rel_diff(&flat(&lse)?, &f32s(&fx["logits_logsumexp"], "lse")?)?;
+    let argmax: Vec<u32> = logits.argmax(D::Minus1)?.flatten_all()?.to_vec1()?;
+    let want_argmax: Vec<u32> =
+        serde_json::from_value(fx["logits_argmax"].clone()).context("logits_argmax")?;
+    let argmax_mismatches = argmax
+        .iter()
+        .zip(&want_argmax)
+        .filter(|(a, b)| a != b)
+        .count()
+        + argmax.len().abs_diff(want_argmax.len());
+    let out = model.forward_loss(&src, &src_mask, &tgt, &tgt_mask, false)?;
+    let loss = max_rel_diff(
+        &[out.loss.to_scalar::<f32>()?],
+        &[fx["loss"].as_f64().context("loss")? as f32],
+    )?;
+    let n_active_equal = Some(out.n_active as u64) == fx["n_active"].as_u64();
+
+    // Beam search on every EOS-row scale of the fixture.
+    let runs = fx["nbest"]["runs"].as_array().context("nbest.runs")?;
+    let config = GenerationConfig {
+        beam_size: fx["nbest"]["beam_size"].as_u64().context("beam_size")? as usize,
+        max_length: fx["nbest"]["max_length"].as_u64().context("max_length")? as usize,
+        ..Default::default()
+    };
+    let original_eos_row = word_embeddings(&model)?.i(EOS)?.copy()?;
+    let (mut cases, mut batched_ids, mut batched_all, mut reference_ids, mut reference_all) =
+        (0, 0, 0, 0, 0);
+    let mut worst_score = 0f64;
+    for run in runs {
+        let scale = run["eos_row_scale"].as_f64().context("eos_row_scale")?;
+        set_eos_row(&model, &original_eos_row, scale)?;
+        let results = run["results"].as_array().context("results")?;
+        let e = results.len();
+        let (ids, mask) = (src.narrow(0, 0, e)?, src_mask.narrow(0, 0, e)?);
+        let mut session = KvCacheSession::new(&model, &ids, &mask, config.beam_size)?;
+        let batched = beam_search(&mut session, e, &config)?;
+        for (i, expected) in results.iter().enumerate() {
+            let mut one = FullPrefixSession::new(
+                &model,
+                &ids.narrow(0, i, 1)?,
+                &mask.narrow(0, i, 1)?,
+                config.beam_size,
+            )?;
+            let reference = reference_search(&mut one, &config)?;
+            let (b_ids, b_all, b_worst) = compare_beam(&batched[i], expected)?;
+            let (r_ids, r_all, r_worst) = compare_beam(&reference, expected)?;
+            cases += 1;
+            batched_ids += usize::from(b_ids);
+            batched_all += usize::from(b_all);
+            reference_ids += usize::from(r_ids);
+            reference_all += usize::from(r_all);
+            worst_score = worst_score.max(b_worst).max(r_worst);
+            if !(b_all && r_all) {
+                eprintln!(
+                    "parity-model: eos scale {scale}, example {i}: batched ids {b_ids} (all {b_all}), \
+                     reference ids {r_ids} (all {r_all}), worst score diff {:.2e}",
+                    b_worst.max(r_worst)
+                );
+            }
+        }
+    }
+    set_eos_row(&model, &original_eos_row, 1.0)?;
+    let ok = encoder <= args.tol
+        && logits_slice <= args.tol
+        && logsumexp <= args.tol
+        && argmax_mismatches == 0
+        && loss <= args.tol
+        && n_active_equal
+        && batched_all == cases
+        && reference_all == cases;
+    emit(
+        "parity_model",
+        json!({
+            "reference": args.reference,
+            "fixture": args.fixture.display().to_string(),
+            "device": device_name(&dev),
+            "tol": args.tol,
+            "encoder_max_rel_diff": encoder,
+            "logits_slice_max_rel_diff": logits_slice,
+            "logsumexp_max_rel_diff": logsumexp,
+            "argmax_mismatches": argmax_mismatches,
+            "loss_rel_diff": loss,
+            "n_active_equal": n_active_equal,
+            "beam_cases": cases,
+            "beam_batched_ids_identical": batched_ids,
+            "beam_batched_all_identical": batched_all,
+            "beam_reference_ids_identical": reference_ids,
+            "beam_reference_all_identical": reference_all,
+            "beam_max_score_rel_diff": worst_score,
+            "ok": ok,
+        }),
+    );
+    Ok(())
+}
+
+/// Attention key biases have an exactly zero gradient in exact arithmetic; both sides move
+/// them by Adam-amplified float noise (see `crates/c2n-train/tests/train_parity.rs`).
+fn exact_gradient_is_zero(name: &str, i: usize, hidden: usize) -> bool {
+    name.ends_with("attention.self.key.bias")
+        || (name.ends_with("in_proj_bias") && (hidden..2 * hidden).contains(&i))
+}
+
+fn fixture_features(fx: &Value) -> Result<Vec<Feature>> {
+    fx["features"]
+        .as_array()
+        .context("features")?
+        .iter()
+        .map(|f| {
+            let ids = |k: &str| -> Result<Vec<u16>> {
+                serde_json::from_value(f[k].clone()).context(k.to_string())
+            };
+            let (source_ids, target_ids) = (ids("source_ids")?, ids("target_ids")?);
+            Ok(Feature {
+                idx: f["idx"].as_u64().context("idx")?,
+                source_bpe_len: source_ids.len() as u32 - 2,
+                target_bpe_len: target_ids.len() as u32 - 2,
+                source_ids,
+                target_ids,
+            })
+        })
+        .collect()
+}
+
+struct CaseResult {
+    updates: usize,
+    lrs_equal: bool,
+    loss_max_rel_diff: f64,
+    param_violations: usize,
+    param_max_abs_diff: f32,
+    param_max_rel_diff: f32,
+}
+
+fn train_case(
+    fx: &Value,
+    case: &str,
+    args: &TrainParityArgs,
+    dev: &Device,
+    out_dir: &Path,
+) -> Result<CaseResult> {
+    let spec = &fx["cases"][case];
+    let number = |v: &Value, what: &str| v.as_f64().with_context(|| what.to_string());
+    let config = TrainConfig {
+        init: "unused: the model is passed in".into(),
+        output_dir: out_dir.to_path_buf(),
+        max_source_len: number(&fx["max_source_len"], "max_source_len")? as usize,
+        max_target_len: number(&fx["max_target_len"], "max_target_len")? as usize,
+        lr: number(&fx["lr"], "lr")?,
+        warmup_steps: number(&fx["warmup_steps"], "warmup_steps")? as u64,
+        weight_decay: number(&fx["weight_decay"], "weight_decay")?,
+        shuffle: false,
+        padding: Padding::Reference,
+        eval_steps: None,
+        eval_bleu: false,
+        progress: false,
+        device: device_name(dev),
+        batch_size: number(&spec["batch_size"], "batch_size")? as usize,
+        grad_accum: number(&spec["grad_accum"], "grad_accum")? as u64,
+        train_steps: Some(number(&spec["train_steps"], "train_steps")? as u64),
+        ..TrainConfig::default()
+    };
+    let init = args
+        .init
+        .clone()
+        .unwrap_or_else(|| args.fixture_dir.join("init"));
+    let model =
+        load_checkpoint(&init, dev).with_context(|| format!("loading {}", init.display()))?;
+    let model = with_dropout(model, Some(0.0), dev)?;
+    let mut trainer = Trainer::new(config, model, fixture_features(fx)?, None, None)?;
+    let expected_path = args
+        .fixture_dir
+        .join(format!("expected_{case}.safetensors"));
+    let want = candle_core::safetensors::load(&expected_path, &Device::Cpu)
+        .with_context(|| format!("reading {}", expected_path.display()))?;
+    let want_losses: Vec<f64> = serde_json::from_value(spec["losses"].clone()).context("losses")?;
+    let want_lrs: Vec<f64> = serde_json::from_value(spec["lrs"].clone()).context("lrs")?;
+    let hidden = trainer.model().config().hidden_size;
+    let (mut losses, mut lrs) = (Vec::new(), Vec::new());
+    let mut result = CaseResult {
+        updates: 0,
+        lrs_equal: false,
+        loss_max_rel_diff: 0.0,
+        param_violations: 0,
+        param_max_abs_diff: 0.0,
+        param_max_rel_diff: 0.0,
+    };
+    while let Some(report) = trainer.advance()? {
+        losses.push(report.loss);
+        let Some(lr) = report.lr else { continue };
+        lrs.push(lr);
+        let update = lrs.len();
+        for (name, var) in trainer.params().iter() {
+            let key = format!("update{update}.{name}");
+            let expected = want
+                .get(&key)
+                .with_context(|| format!("{} lacks {key}", expected_path.display()))?;
+            let got = flat(var.as_tensor())?;
+            for (i, (g, w)) in got.iter().zip(flat(expected)?).enumerate() {
+                let err = (g - w).abs();
+                let zero_grad = exact_gradient_is_zero(name, i, hidden);
+                let tol = if zero_grad {
+                    5e-5
+                } else {
+                    1e-5 * w.abs() + 1e-6
+                };
+                result.param_violations += usize::from(err > tol);
+                if !zero_grad {
+                    result.param_max_abs_diff = result.param_max_abs_diff.max(err);
+                    result.param_max_rel_diff =
+                        result.param_max_rel_diff.max(err / w.abs().max(1e-6));
+                }
+            }
+        }
+    }
+    result.updates = lrs.len();
+    result.lrs_equal = lrs.len() == want_lrs.len()
+        && lrs
+            .iter()
+            .zip(&want_lrs)
+            .all(|(g, w)| (g - w).abs() <= 1e-15);
+    result.loss_max_rel_diff = if losses.len() == want_losses.len() {
+        losses
+            .iter()
+            .zip(&want_losses)
+            .map(|(g, w)| (g - w).abs() / w.abs())
+            .fold(0.0, f64::max)
+    } else {
+        f64::INFINITY
+    };
+    Ok(result)
+}
+
+pub fn train(args: &TrainParityArgs) -> Result<()> {
+    let dev = device(&args.device.device)?;
+    let fx = read_json(&args.fixture_dir.join("expected.json"))?;
+    let out_dir = std::env::temp_dir().join(format!("c2n-parity-train-{}", std::process::id()));
+    let mut all_ok = true;
+    for case in ["ga1", "ga2"] {
+        let r = train_case(&fx, case, args, &dev, &out_dir)?;
+        let ok = r.lrs_equal && r.loss_max_rel_diff <= 1e-5 && r.param_violations == 0;
+        all_ok &= ok;
+        emit(
+            "parity_train",
+            json!({
+                "reference": args.reference,
+                "case": case,
+                "device": device_name(&dev),
+                "updates": r.updates,
+                "lrs_equal": r.lrs_equal,
+                "loss_max_rel_diff": r.loss_max_rel_diff,
+                "param_violations": r.param_violations,
+                "param_max_abs_diff": r.param_max_abs_diff,
+                "param_max_rel_diff": r.param_max_rel_diff,
+                "ok": ok,
+            }),
+        );
+    }
+    let _ = std::fs::remove_dir_all(&out_dir);
+    if !all_ok {
+        eprintln!(
+            "parity-train: differences beyond the CPU test tolerances (see the result lines)"
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,281 @@
+//! `bench-train`: training throughput of the real loop ([`Trainer::advance`]: forward,
+//! backward, pad-row zeroing, reference AdamW) on real ruby batches in file order, with
+//! peak memory, then a per-phase breakdown of single steps (data, forward, backward,
+//! optimizer; the device is synchronised between phases).
+//!
+//! The result line carries the padded shapes actually computed, so `tools/gpu/report.py`
+//! computes model FLOPs the same way for this and the PyTorch loop (`tools/gpu/bench_train.py`).
+
+use crate::common::{
+    device, device_name, emit, median, model_config, read_features, synced_seconds,
+};
+use crate::memory::{keep_pool_memory, PeakMemory};
+use anyhow::{Context, Result};
+use candle_core::Device;
+use candle_nn::VarMap;
+use clap::ValueEnum;
+use code2nl::data::batch::padded_lengths;
+use code2nl::data::{make_batch, BatchConfig, Feature, Padding};
+use code2nl::model::Seq2Seq;
+use code2nl::train::config::{Precision, TrainConfig};
+use code2nl::train::device::apply_precision;
+use code2nl::train::model_setup::POSITION_EMBEDDINGS;
+use code2nl::train::optim::{AdamW, AdamWConfig, Gradients};
+use code2nl::train::tensors::BatchTensors;
+use code2nl::train::trainer::Trainer;
+use serde_json::json;
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+pub enum PaddingArg {
+    Reference,
+    Dynamic,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+pub enum PrecisionArg {
+    F32,
+    Tf32,
+    Bf16,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct TrainBenchArgs {
+    /// Unpadded training features (JSON lines), used in file order.
+    #[arg(
+        long,
+        default_value = "build/device/data/ruby_valid_train_features.jsonl"
+    )]
+    features: PathBuf,
+    /// `codebert` (172.5 M parameters, random init) or `small`.
+    #[arg(long, default_value = "codebert")]
+    model: String,
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 256)]
+    max_source_len: usize,
+    #[arg(long, default_value_t = 128)]
+    max_target_len: usize,
+    #[arg(long, value_enum, default_value = "reference")]
+    padding: PaddingArg,
+    #[arg(long, value_enum, default_value = "f32")]
+    precision: PrecisionArg,
+    /// Untimed steps first (kernel loading, allocator warm-up).
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    /// Timed steps; the result is their median.
+    #[arg(long, default_value_t = 10)]
+    steps: usize,
+    /// Steps of the per-phase breakdown (0: skip it).
+    #[arg(long, default_value_t = 5)]
+    phase_steps: usize,
+    /// Keep freed GPU memory in the pool (release threshold = max), like PyTorch's caching
+    /// allocator.
+    #[arg(long)]
+    keep_pool: bool,
+    /// Dropout of every layer (default: the model's 0.1, training mode as the reference).
+    #[arg(long)]
+    dropout: Option<f32>,
+    #[command(flatten)]
+    device: crate::common::DeviceArgs,
+}
+
+fn padding(p: PaddingArg) -> Padding {
+    match p {
+        PaddingArg::Reference => Padding::Reference,
+        PaddingArg::Dynamic => Padding::Dynamic,
+    }
+}
+
+fn precision(p: PrecisionArg) -> Precision {
+    match p {
+        PrecisionArg::F32 => Precision::F32,
+        PrecisionArg::Tf32 => Precision::Tf32,
+        PrecisionArg::Bf16 => Precision::Bf16,
+    }
+}
+
+/// Positions of batch `k` in file order (cycling over whole batches, as the trainer does
+/// with `shuffle = false`).
+fn batch_positions(features: &[Feature], batch: usize, k: usize) -> Vec<usize> {
+    let batches = features.len().div_ceil(batch);
+    let start = (k % batches) * batch;
+    (start..(start + batch).min(features.len())).collect()
+}
+
+struct Phases {
+    data: Vec<f64>,
+    forward: Vec<f64>,
+    backward: Vec<f64>,
+    optimizer: Vec<f64>,
+}
+
+/// Single steps with the device synchronised after every phase (first one dropped: it
+/// allocates the fresh optimizer's state).
+fn phase_breakdown(
+    trainer: &Trainer,
+    features: &[Feature],
+    batch_config: &BatchConfig,
+    steps: usize,
+    first_batch: usize,
+) -> Result<Phases> {
+    let model = trainer.model();
+    let dev = model.device().clone();
+    let params = trainer.params();
+    let mut optimizer = AdamW::new(params, AdamWConfig::default());
+    let mut p = Phases {
+        data: Vec::new(),
+        forward: Vec::new(),
+        backward: Vec::new(),
+        optimizer: Vec::new(),
+    };
+    for k in 0..=steps {
+        let positions = batch_positions(features, batch_config.batch_size, first_batch + k);
+        let t = Instant::now();
+        let (s, tl) = padded_lengths(features, &positions, batch_config)?;
+        let batch = make_batch(features, &positions, s, tl);
+        let x = BatchTensors::new(&batch, &dev)?;
+        let data = synced_seconds(&dev, t)?;
+        let t = Instant::now();
+        let out = model.forward_loss(
+            &x.source_ids,
+            &x.source_mask,
+            &x.target_ids,
+            &x.target_mask,
+            true,
+        )?;
+        let forward = synced_seconds(&dev, t)?;
+        let t = Instant::now();
+        let store = out.loss.backward()?;
+        let backward = synced_seconds(&dev, t)?;
+        let t = Instant::now();
+        let mut grads = Gradients::from_grad_store(params, &store);
+        grads.zero_rows(POSITION_EMBEDDINGS, &[model.config().pad_token_id as usize])?;
+        optimizer.step(&grads, 5e-5)?;
+        drop(grads);
+        drop(store);
+        let opt = synced_seconds(&dev, t)?;
+        if k > 0 {
+            p.data.push(data);
+            p.forward.push(forward);
+            p.backward.push(backward);
+            p.optimizer.push(opt);
+        }
+    }
+    Ok(p)
+}
+
+pub fn run(args: &TrainBenchArgs) -> Result<()> {
+    let dev: Device = device(&args.device.device)?;
+    let kept = args.keep_pool && keep_pool_memory(&dev);
+    let dtype = apply_precision(precision(args.precision), &dev);
+    let cfg = model_config(&args.model)?;
+    let needed = args.batch_size * (args.warmup + args.steps + args.phase_steps + 1);
+    let features = read_features(&args.features, Some(needed))?;
+    let build = Instant::now();
+    let mut model = Seq2Seq::new(&cfg, &VarMap::new(), &dev)?.with_compute_dtype(dtype);
+    if let Some(p) = args.dropout {
+        model = code2nl::train::model_setup::with_dropout(model, Some(p), &dev)?;
+    }
+    let build_seconds = synced_seconds(&dev, build)?;
+    let config = TrainConfig {
+        init: "random".into(),
+        output_dir: std::env::temp_dir().join("c2n-bench-train"),
+        max_source_len: args.max_source_len,
+        max_target_len: args.max_target_len,
+        batch_size: args.batch_size,
+        train_steps: Some(1_000_000),
+        eval_steps: None,
+        eval_bleu: false,
+        shuffle: false,
+        padding: padding(args.padding),
+        precision: precision(args.precision),
+        progress: false,
+        device: device_name(&dev),
+        ..TrainConfig::default()
+    };
+    let batch_config = BatchConfig {
+        batch_size: args.batch_size,
+        padding: config.padding,
+        max_source_len: args.max_source_len,
+        max_target_len: args.max_target_len,
+        shuffle: false,
+        ..BatchConfig::default()
+    };
+    let mut trainer = Trainer::new(config, model, features.clone(), None, None)?;
+    let parameters = trainer.params().numel();
+
+    let mut step = 0usize;
+    let warm = Instant::now();
+    for _ in 0..args.warmup {
+        trainer
+            .advance()?
+            .context("the loop ended during warm-up")?;
+        step += 1;
+    }
+    let warmup_seconds = synced_seconds(&dev, warm)?;
+
+    let probe = PeakMemory::start(&dev);
+    let (mut times, mut padded_source, mut padded_target, mut real_tokens, mut losses) =
+        (Vec::new(), Vec::new(), Vec::new(), 0u64, Vec::new());
+    for _ in 0..args.steps {
+        let positions = batch_positions(&features, args.batch_size, step);
+        let (s, t) = padded_lengths(&features, &positions, &batch_config)?;
+        let start = Instant::now();
+        let report = trainer.advance()?.context("the loop ended early")?;
+        times.push(synced_seconds(&dev, start)?);
+        padded_source.push(s as f64);
+        padded_target.push(t as f64);
+        real_tokens += report.tokens;
+        losses.push(report.loss);
+        step += 1;
+    }
+    let memory = probe.finish();
+    let median_step = median(&times);
+    let total: f64 = times.iter().sum();
+
+    let phases = if args.phase_steps > 0 {
+        let p = phase_breakdown(&trainer, &features, &batch_config, args.phase_steps, step)?;
+        json!({
+            "data_s": median(&p.data),
+            "forward_s": median(&p.forward),
+            "backward_s": median(&p.backward),
+            "optimizer_s": median(&p.optimizer),
+            "steps": p.data.len(),
+        })
+    } else {
+        serde_json::Value::Null
+    };
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    emit(
+        "bench_train",
+        json!({
+            "variant": format!("candle {:?} {:?}{}", args.precision, args.padding,
+                               if kept { " keep-pool" } else { "" }).to_lowercase(),
+            "device": device_name(&dev),
+            "model": args.model,
+            "parameters": parameters,
+            "precision": format!("{:?}", args.precision).to_lowercase(),
+            "padding": format!("{:?}", args.padding).to_lowercase(),
+            "keep_pool": kept,
+            "batch_size": args.batch_size,
+            "max_source_len": args.max_source_len,
+            "max_target_len": args.max_target_len,
+            "steps": args.steps,
+            "step_seconds": times,
+            "median_step_s": median_step,
+            "samples_per_s": args.batch_size as f64 / median_step,
+            "real_tokens_per_s": real_tokens as f64 / total,
+            "mean_padded_source_len": mean(&padded_source),
+            "mean_padded_target_len": mean(&padded_target),
+            "losses": losses,
+            "memory": memory,
+            "phases": phases,
+            "model_build_s": build_seconds,
+            "warmup_s": warmup_seconds,
+            "ok": median_step.is_finite(),
+        }),
+    );
+    Ok(())
+}

@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# The one script a GPU session runs: environment facts, parity with the PyTorch reference on
+# the GPU, then benchmarks (training, decoding), each step with its own timeout; a failed or
+# timed-out step is recorded and the next one runs. The whole run stays inside a wall-time
+# budget (default 530 s; the device tool's call limit is 600 s): a step gets at most what is
+# left, and steps that no longer fit are recorded as skipped. Results go to $OUT:
+#
+#   gpu-check.json   every step (status, rc, seconds) and every result line
+#   gpu-check.md     the tables (printed last)
+#   gpu-check.log    the full output of every step
+#
+# Usage:
+#   scripts/gpu-check.sh                # GPU machine: build/device/device(.xz), build/device/data
+#   scripts/gpu-check.sh --cpu-dry-run  # here: the CPU build of the device example
+#                                       # (cargo build --example device), small model, tiny sizes
+# Options: --budget SECONDS. Environment: OUT (default build/gpu-check), DEVICE_BIN, DEVICE_DATA,
+# GPU_CHECK_BUDGET_S, GPU_CHECK_TIMEOUT_SCALE (dry run). Built by scripts/cuda-build.sh; see docs/gpu.md.
+set -uo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+MODE=gpu
+BUDGET=${GPU_CHECK_BUDGET_S:-}
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --cpu-dry-run) MODE=cpu-dry-run ;;
+    --budget) BUDGET=$2; shift ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    *) echo "unknown argument: $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+# GPU: 530 s inside the device tool's 600 s call limit; the dry run on a busy 2-core CPU is slower.
+[ -n "$BUDGET" ] || { [ "$MODE" = gpu ] && BUDGET=530 || BUDGET=1500; }
+START=$(date +%s)
+RESERVE=15  # seconds kept for the report
+OUT_DIR=${OUT:-$ROOT/build/gpu-check}
+mkdir -p "$OUT_DIR"
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/c2n-gpu-check.XXXXXX")
+LOG=$OUT_DIR/gpu-check.log
+: > "$LOG"
+STEPS=$WORK/steps.jsonl
+: > "$STEPS"
+DATA=${DEVICE_DATA:-$ROOT/build/device/data}
+TRAIN_FEATURES=$DATA/ruby_valid_train_features.jsonl
+TEST_FEATURES=$DATA/ruby_test_features.jsonl
+export PYTHONUNBUFFERED=1 RUST_BACKTRACE=0
+
+if [ "$MODE" = gpu ]; then
+  SCALE=1
+  DEV=cuda
+  MODEL=codebert
+  TRAIN=(--batch-size 32 --warmup 3 --steps 10 --phase-steps 5)
+  PEAK=(--n 8192 --dtype bfloat16)
+  DECODE_SUBSET=64 DECODE_MAX_LEN=128 DECODE_BATCH=64 DECODE_ALL=0 DECODE_ALL_BATCH=128 TORCH_DECODE_BUDGET=120
+  BIN=${DEVICE_BIN:-$ROOT/build/device/device}
+  if [ ! -x "$BIN" ] && [ -f "$ROOT/build/device/device.xz" ]; then
+    BIN=$WORK/device
+    python3 -c 'import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],"wb"))' \
+      "$ROOT/build/device/device.xz" "$BIN" && chmod +x "$BIN"
+  fi
+  # The binary links libcudart/libcublas/libcublasLt/libcurand/libnccl dynamically: use the
+  # CUDA 13 libraries of torch's wheels (and a system CUDA, if any) — see docs/gpu.md.
+  SP=$(python3 -c 'import os,nvidia;print(os.path.dirname(list(nvidia.__path__)[0]))' 2>/dev/null || true)
+  LIBS=""
+  for d in "$SP"/nvidia/cu13/lib "$SP"/nvidia/nccl/lib "$SP"/nvidia/*/lib /usr/local/cuda/lib64; do
+    [ -d "$d" ] && case ":$LIBS:" in *":$d:"*) ;; *) LIBS=${LIBS:+$LIBS:}$d ;; esac
+  done
+  export LD_LIBRARY_PATH=$LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+else
+  SCALE=${GPU_CHECK_TIMEOUT_SCALE:-5}  # step timeouts ×5: a busy 2-core CPU runs the reference slowly
+  DEV=cpu
+  MODEL=small
+  TRAIN=(--batch-size 4 --warmup 1 --steps 2 --phase-steps 1)
+  PEAK=(--n 256 --dtype float32)
+  DECODE_SUBSET=3 DECODE_MAX_LEN=8 DECODE_BATCH=2 DECODE_ALL=6 DECODE_ALL_BATCH=3 TORCH_DECODE_BUDGET=60
+  BIN=${DEVICE_BIN:-$ROOT/target/debug/examples/device}
+  if [ ! -x "$BIN" ]; then
+    echo "building the CPU device example (cargo build --example device)" | tee -a "$LOG"
+    cargo build --example device >>"$LOG" 2>&1
+  fi
+fi
+echo "gpu-check: mode $MODE, binary $BIN, data $DATA, budget ${BUDGET}s, results in $OUT_DIR" | tee -a "$LOG"
+
+# run_step NAME TIMEOUT_S COMMAND...: runs with min(TIMEOUT_S, budget left), records the outcome.
+run_step() {
+  local name=$1 limit=$2
+  shift 2
+  local left=$((BUDGET - ($(date +%s) - START) - RESERVE))
+  if [ "$left" -lt 10 ]; then
+    echo "=== $name: skipped (budget spent)" | tee -a "$LOG"
+    printf '{"step":"%s","status":"skipped","rc":null,"seconds":0,"timeout_s":0,"stdout":null}\n' "$name" >>"$STEPS"
+    return
+  fi
+  limit=$((limit * SCALE))
+  [ "$limit" -gt "$left" ] && limit=$left
+  echo "=== $name (timeout ${limit}s): $*" | tee -a "$LOG"
+  local t0 rc status secs
+  t0=$(date +%s.%N)
+  timeout --kill-after=10 "$limit" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err"
+  rc=$?
+  secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')
+  case $rc in 0) status=ok ;; 124|137) status=timeout ;; *) status=failed ;; esac
+  cat "$WORK/$name.out" >>"$LOG"
+  tail -n 60 "$WORK/$name.err" | sed 's/^/  stderr: /' >>"$LOG"
+  printf '{"step":"%s","status":"%s","rc":%d,"seconds":%s,"timeout_s":%d,"stdout":"%s"}\n' \
+    "$name" "$status" "$rc" "$secs" "$limit" "$WORK/$name.out" >>"$STEPS"
+  echo "    -> $status (rc $rc, ${secs}s)" | tee -a "$LOG"
+}
+
+TORCH_FIX=$WORK/torch-$DEV
+CKPT=$WORK/checkpoint-$MODEL
+PY=python3
+
+# 1. Environment.
+run_step env 30 $PY tools/gpu/env_facts.py --bin "$BIN"
+run_step info 60 "$BIN" info --device "$DEV"
+# 2. Parity: the reference on this device vs the committed CPU fixtures; ours vs both.
+run_step parity_torch 120 $PY tools/gpu/parity_reference.py --device "$DEV" --out "$TORCH_FIX"
+run_step parity_model 90 "$BIN" parity-model --device "$DEV" --reference torch-cpu
+run_step parity_model_vs_torch_device 90 "$BIN" parity-model --device "$DEV" \
+  --fixture "$TORCH_FIX/model_fixture.json" --reference "torch-$DEV"
+run_step parity_train 60 "$BIN" parity-train --device "$DEV" --reference torch-cpu
+run_step parity_train_vs_torch_device 60 "$BIN" parity-train --device "$DEV" \
+  --fixture-dir "$TORCH_FIX/train_steps" --init crates/c2n-train/tests/data/train_steps/init \
+  --reference "torch-$DEV"
+# 3. Benchmarks, same card, same run.
+run_step peak_matmul 60 $PY tools/gpu/peak_matmul.py --device "$DEV" "${PEAK[@]}"
+run_step train_torch_f32_padded 120 $PY tools/gpu/bench_train.py --device "$DEV" --model "$MODEL" \
+  --features "$TRAIN_FEATURES" "${TRAIN[@]}"
+run_step train_candle_f32_padded 120 "$BIN" bench-train --device "$DEV" --model "$MODEL" \
+  --features "$TRAIN_FEATURES" --precision f32 --padding reference "${TRAIN[@]}"
+run_step train_candle_bf16_dynamic 120 "$BIN" bench-train --device "$DEV" --model "$MODEL" \
+  --features "$TRAIN_FEATURES" --precision bf16 --padding dynamic --keep-pool "${TRAIN[@]}"
+run_step make_checkpoint 60 "$BIN" make-checkpoint --device "$DEV" --model "$MODEL" --out "$CKPT"
+run_step decode_torch_reference $((TORCH_DECODE_BUDGET + 60)) $PY tools/gpu/bench_decode.py --device "$DEV" \
+  --checkpoint "$CKPT" --sources "$TEST_FEATURES" --examples "$DECODE_SUBSET" --max-length "$DECODE_MAX_LEN" \
+  --time-budget "$TORCH_DECODE_BUDGET" --out "$WORK/torch_nbest.json"
+# Ours on exactly the examples the reference decoded (it may stop early on its time budget).
+DONE=$($PY -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["nbest"]))' "$WORK/torch_nbest.json" 2>/dev/null \
+  || echo "$DECODE_SUBSET")
+COMPARE=()
+[ -f "$WORK/torch_nbest.json" ] && COMPARE=(--compare "$WORK/torch_nbest.json")
+run_step decode_candle_subset 120 "$BIN" bench-decode --device "$DEV" --checkpoint "$CKPT" \
+  --sources "$TEST_FEATURES" --examples "$DONE" --batch-size "$DECODE_BATCH" --max-length "$DECODE_MAX_LEN" \
+  --dynamic-padding --keep-pool "${COMPARE[@]}"
+run_step decode_candle_all 180 "$BIN" bench-decode --device "$DEV" --checkpoint "$CKPT" \
+  --sources "$TEST_FEATURES" --examples "$DECODE_ALL" --batch-size "$DECODE_ALL_BATCH" \
+  --max-length "$DECODE_MAX_LEN" --dynamic-padding --keep-pool --variant "candle batched reference-mode (all)"
+run_step train_candle_tf32_dynamic 120 "$BIN" bench-train --device "$DEV" --model "$MODEL" \
+  --features "$TRAIN_FEATURES" --precision tf32 --padding dynamic --keep-pool "${TRAIN[@]}"
+
+rm -rf "$CKPT"  # 0.7 GB
+FAILED=$(grep -c -v '"status":"ok"' "$STEPS")
+echo "gpu-check: $FAILED step(s) not ok; $(($(date +%s) - START)) s; work files in $WORK; results in $OUT_DIR" \
+  | tee -a "$LOG"
+# The table comes last.
+$PY tools/gpu/report.py --steps "$STEPS" --json "$OUT_DIR/gpu-check.json" --md "$OUT_DIR/gpu-check.md" \
+  --mode "$MODE" 2>>"$LOG"
+[ "$FAILED" = 0 ]

@@ -1,0 +1,189 @@
+#!/usr/bin/env python3
+"""Collect the result lines of a ``scripts/gpu-check.sh`` run into one JSON file and one
+Markdown report (environment, steps, parity, training, decoding).
+
+    python3 tools/gpu/report.py --steps WORK/steps.jsonl --json OUT/gpu-check.json --md OUT/gpu-check.md
+
+``steps.jsonl`` has one line per step (``step``, ``status``, ``rc``, ``seconds``,
+``timeout_s``, ``stdout``); every line of a step's stdout that parses as a JSON object with a
+``check`` field is a result. MFU = model FLOPs of the computed (padded) shapes
+(``tools/gpu/flops.py``) per second / the measured bf16 matmul peak (``peak_matmul``).
+"""
+
+import argparse
+import json
+import os
+
+from flops import train_step_flops
+
+GIB = float(1 << 30)
+
+
+def load_results(steps):
+    results = []
+    for step in steps:
+        path = step.get("stdout")
+        if not path or not os.path.exists(path):
+            continue
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                line = line.strip()
+                if not line.startswith("{"):
+                    continue
+                try:
+                    value = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(value, dict) and "check" in value:
+                    value["step"] = step["step"]
+                    results.append(value)
+    return results
+
+
+def fmt(x, spec=".3g", none="–"):
+    if x is None:
+        return none
+    if isinstance(x, bool):
+        return "yes" if x else "NO"
+    if isinstance(x, (int, float)):
+        return format(x, spec)
+    return str(x)
+
+
+def table(header, rows):
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return out
+
+
+def peak_memory(r):
+    m = r.get("memory") or {}
+    if r.get("impl") == "torch":
+        a, res = m.get("allocated_peak_bytes"), m.get("reserved_peak_bytes")
+        return "–" if a is None else f"{a / GIB:.1f} alloc / {res / GIB:.1f} reserved"
+    pool, used, before = m.get("pool_peak_bytes"), m.get("device_used_peak_bytes"), m.get("device_used_before_bytes")
+    if pool is None and used is None:
+        return "–"
+    parts = []
+    if pool is not None:
+        parts.append(f"{pool / GIB:.1f} pool")
+    if used is not None and before is not None:
+        parts.append(f"{(used - before) / GIB:.1f} device Δ")
+    return " / ".join(parts)
+
+
+def phases_ms(p, keys):
+    if not p:
+        return "–"
+    return " / ".join(fmt(None if p.get(k) is None else 1000 * p[k], ".1f") for k in keys)
+
+
+def build(steps, results, mode):
+    by = lambda check: [r for r in results if r["check"] == check]  # noqa: E731
+    md = [f"# code2nl GPU check ({mode})", ""]
+    env = by("env")
+    peak = by("peak_matmul")
+    peak_tflops = peak[0]["tflops"] if peak else None
+    if env:
+        e = env[0]
+        md += [f"- GPU: {e.get('gpu') or e.get('nvidia_smi') or 'none'}; nvidia-smi: {e.get('nvidia_smi')}",
+               f"- {e.get('nvidia_smi_cuda') or 'no driver'}; torch {e.get('torch')} (CUDA {e.get('torch_cuda')});"
+               f" glibc {e.get('glibc')}; {e.get('nproc')} CPUs",
+               f"- device binary libraries not found: {e.get('ldd_not_found') or 'none'}"]
+    if peak:
+        p = peak[0]
+        md.append(f"- measured {p['dtype']} matmul peak ({p['n']}³): {p['tflops']:.1f} TFLOP/s (median)")
+    md.append("")
+
+    parity = [r for r in results if r["check"].startswith("parity_")]
+    if parity:
+        rows = []
+        for r in parity:
+            if r["check"].startswith("parity_model"):
+                beam = (f"beam ids {r.get('beam_batched_ids_identical', r.get('beam_ids_identical'))}/{r.get('beam_cases')}"
+                        + (f", reference path {r['beam_reference_ids_identical']}/{r['beam_cases']}"
+                           if "beam_reference_ids_identical" in r else ""))
+                figures = (f"encoder {fmt(r.get('encoder_max_rel_diff'))}, logits {fmt(r.get('logits_slice_max_rel_diff'))}, "
+                           f"lse {fmt(r.get('logsumexp_max_rel_diff'))}, loss {fmt(r.get('loss_rel_diff'))}, "
+                           f"argmax mismatches {r.get('argmax_mismatches')}, {beam}, "
+                           f"score {fmt(r.get('beam_max_score_rel_diff'))}")
+            else:
+                figures = (f"{r.get('case')}: {r.get('updates')} updates, lrs equal {fmt(r.get('lrs_equal'))}, "
+                           f"loss {fmt(r.get('loss_max_rel_diff'))}, params max abs {fmt(r.get('param_max_abs_diff'))}"
+                           + (f", violations {r['param_violations']}" if "param_violations" in r else ""))
+            rows.append([r["check"], r.get("impl"), r.get("device"), r.get("reference"), figures, fmt(r.get("ok"))])
+        md += ["## Parity (max relative differences)", ""]
+        md += table(["check", "impl", "device", "against", "figures", "ok"], rows) + [""]
+
+    train = by("bench_train")
+    if train:
+        base = next((r["samples_per_s"] for r in train if r.get("impl") == "torch"), None)
+        rows = []
+        for r in train:
+            mfu = "–"
+            if peak_tflops and r.get("median_step_s"):
+                flops = train_step_flops(r["model"], r["batch_size"], r["mean_padded_source_len"],
+                                         r["mean_padded_target_len"])
+                mfu = f"{100 * flops / r['median_step_s'] / (peak_tflops * 1e12):.1f} %"
+            speed = f"{r['samples_per_s'] / base:.2f}×" if base else "–"
+            rows.append([r.get("variant"), r.get("device"), f"{r['samples_per_s']:.1f}", speed,
+                         f"{1000 * r['median_step_s']:.0f}",
+                         f"{r['mean_padded_source_len']:.0f}/{r['mean_padded_target_len']:.0f}",
+                         peak_memory(r), mfu,
+                         phases_ms(r.get("phases"), ["data_s", "forward_s", "backward_s", "optimizer_s"])])
+        b = train[0]
+        md += [f"## Training (model {b['model']}, {b.get('parameters', 0) / 1e6:.1f} M parameters, batch "
+               f"{b['batch_size']}, source {b['max_source_len']}, target {b['max_target_len']}; median of "
+               f"{b['steps']} steps)", ""]
+        md += table(["variant", "device", "samples/s", "vs torch", "step ms", "padded S/T", "peak memory GiB",
+                     "MFU (bf16 peak)", "phases ms: data / fwd / bwd / optim"], rows) + [""]
+
+    decode = by("bench_decode")
+    if decode:
+        base = next((r for r in decode if r.get("impl") == "torch"), None)
+        rows = []
+        for r in decode:
+            cmp = r.get("comparison") or {}
+            ident = (f"{cmp['nbest_identical']}/{cmp['compared']} (top-1 {cmp['top1_identical']})"
+                     if cmp else "–")
+            speed = f"{r['examples_per_s'] / base['examples_per_s']:.1f}×" if base else "–"
+            p = r.get("phases") or {}
+            rows.append([r.get("variant"), r.get("device"), r["examples"], r.get("batch_size"),
+                         f"{r['seconds']:.1f}", f"{r['examples_per_s']:.2f}", speed,
+                         " / ".join(fmt(p.get(k), ".1f") for k in ("encode_s", "session_step_s", "beam_select_s")),
+                         fmt(r.get("median_decode_steps")), ident])
+        d = decode[0]
+        md += [f"## Decoding (beam {d['beam_size']}, max length {d['max_length']})", ""]
+        md += table(["variant", "device", "examples", "batch", "seconds", "examples/s", "vs torch",
+                     "phases s: encode / decoder step / beam", "median steps", "n-best identical to torch"],
+                    rows) + [""]
+
+    md += ["## Steps", ""]
+    md += table(["step", "status", "rc", "seconds", "timeout s"],
+                [[s["step"], s["status"], s.get("rc"), fmt(s.get("seconds"), ".0f"), s.get("timeout_s")]
+                 for s in steps])
+    return "\n".join(md) + "\n"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", required=True)
+    ap.add_argument("--json", required=True)
+    ap.add_argument("--md", required=True)
+    ap.add_argument("--mode", default="gpu")
+    args = ap.parse_args()
+    steps = []
+    if os.path.exists(args.steps):
+        with open(args.steps) as f:
+            steps = [json.loads(line) for line in f if line.strip()]
+    results = load_results(steps)
+    md = build(steps, results, args.mode)
+    with open(args.json, "w") as f:
+        json.dump({"mode": args.mode, "steps": steps, "results": results}, f, indent=1)
+    with open(args.md, "w") as f:
+        f.write(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
