@@ -184,6 +184,7 @@ pub struct RobertaTokenizer {
     id_to_token: Vec<Option<String>>,
     unk_id: u32,
     byte_of_char: HashMap<char, u8>,
+    byte_chars: [char; 256],
 }
 
 impl std::fmt::Debug for RobertaTokenizer {
@@ -281,6 +282,7 @@ impl RobertaTokenizer {
             special_ids,
             id_to_token,
             byte_of_char,
+            byte_chars: bytes_to_unicode(),
         })
     }
 
@@ -324,7 +326,35 @@ impl RobertaTokenizer {
         pieces
     }
 
-    fn bpe_fragment(&self, fragment: &str, out: &mut Vec<u32>) -> Result<()> {
+    /// Appends the BPE ids of one fragment (no special-token handling, no stripping).
+    pub fn bpe_fragment(&self, fragment: &str, out: &mut Vec<u32>) -> Result<()> {
+        if fragment.is_ascii() {
+            return self.bpe_ascii_fragment(fragment, out);
+        }
+        self.bpe_fragment_general(fragment, out)
+    }
+
+    /// Fast path for ASCII text: the GPT-2 split done by hand ([`split_ascii_gpt2`]) and the
+    /// byte-to-symbol mapping through a table, then the same BPE model. Identical ids to
+    /// [`Self::bpe_fragment_general`] (property-tested); several times faster because the
+    /// general path runs a backtracking regex and builds offset-tracking strings.
+    fn bpe_ascii_fragment(&self, fragment: &str, out: &mut Vec<u32>) -> Result<()> {
+        let bytes = fragment.as_bytes();
+        let mut word = String::with_capacity(32);
+        for range in split_ascii_gpt2(bytes) {
+            word.clear();
+            word.extend(bytes[range].iter().map(|&b| self.byte_chars[b as usize]));
+            let tokens = self.bpe.tokenize(&word).map_err(|e| DataError::Tokenizer {
+                location: "<bpe>".to_string(),
+                message: e.to_string(),
+            })?;
+            out.extend(tokens.into_iter().map(|t| t.id));
+        }
+        Ok(())
+    }
+
+    /// Any text: the `tokenizers` ByteLevel pre-tokenizer (GPT-2 regex) and the BPE model.
+    pub fn bpe_fragment_general(&self, fragment: &str, out: &mut Vec<u32>) -> Result<()> {
         let tok_error = |e: tokenizers::Error| DataError::Tokenizer {
             location: "<bpe>".to_string(),
             message: e.to_string(),
@@ -391,6 +421,79 @@ impl RobertaTokenizer {
         }
         String::from_utf8_lossy(&bytes).into_owned()
     }
+}
+
+fn ascii_class(b: u8) -> u8 {
+    // 0 whitespace (Unicode White_Space within ASCII: \t \n \v \f \r and space),
+    // 1 letter, 2 digit, 3 anything else.
+    match b {
+        b'\t'..=b'\r' | b' ' => 0,
+        b'a'..=b'z' | b'A'..=b'Z' => 1,
+        b'0'..=b'9' => 2,
+        _ => 3,
+    }
+}
+
+/// The pieces the GPT-2 pattern
+/// `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`
+/// cuts ASCII text into, as byte ranges (leftmost-first alternation, greedy runs, the
+/// look-ahead resolved by giving the last whitespace of a run to the next piece).
+pub fn split_ascii_gpt2(text: &[u8]) -> Vec<std::ops::Range<usize>> {
+    let n = text.len();
+    let run = |from: usize, class: u8| {
+        let mut j = from;
+        while j < n && ascii_class(text[j]) == class {
+            j += 1;
+        }
+        j
+    };
+    let mut pieces = Vec::with_capacity(n / 4 + 1);
+    let mut i = 0;
+    while i < n {
+        let b = text[i];
+        if b == b'\'' && i + 1 < n {
+            let rest = &text[i + 1..];
+            let len =
+                if rest.starts_with(b"re") || rest.starts_with(b"ve") || rest.starts_with(b"ll") {
+                    3
+                } else if matches!(rest[0], b's' | b't' | b'm' | b'd') {
+                    2
+                } else {
+                    0
+                };
+            if len > 0 {
+                pieces.push(i..i + len);
+                i += len;
+                continue;
+            }
+        }
+        let class = ascii_class(b);
+        if class != 0 {
+            let end = run(i, class);
+            pieces.push(i..end);
+            i = end;
+            continue;
+        }
+        // A single space followed by a letter, digit or other character joins that run.
+        if b == b' ' && i + 1 < n && ascii_class(text[i + 1]) != 0 {
+            let end = run(i + 1, ascii_class(text[i + 1]));
+            pieces.push(i..end);
+            i = end;
+            continue;
+        }
+        let end = run(i, 0);
+        if end == n || end - i == 1 {
+            // `\s+(?!\S)` at the end of the text, or `\s+` for one whitespace before a
+            // non-space that cannot take it.
+            pieces.push(i..end);
+            i = end;
+        } else {
+            // `\s+(?!\S)` backtracks one character: the last whitespace goes to the next piece.
+            pieces.push(i..end - 1);
+            i = end - 1;
+        }
+    }
+    pieces
 }
 
 #[cfg(test)]
