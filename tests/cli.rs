@@ -36,13 +36,44 @@ fn check(mut command: clap::Command) {
 }
 
 #[test]
-fn pipeline_flags_are_documented() {
+fn every_example_flag_is_documented() {
     check(cli::pipeline::PipelineArgs::command());
+    check(cli::sweep::SweepArgs::command());
+    check(cli::train::TrainArgs::command());
+    check(cli::evaluate::EvaluateArgs::command());
+    check(cli::predict::PredictArgs::command());
+    check(cli::prepare::PrepareArgs::command());
+    check(cli::bleu::BleuArgs::command());
 }
 
 #[test]
-fn sweep_flags_are_documented() {
-    check(cli::sweep::SweepArgs::command());
+fn train_flags_reach_the_overrides() {
+    use clap::Parser;
+    let args = cli::train::TrainArgs::try_parse_from([
+        "train",
+        "--epochs",
+        "3",
+        "--padding",
+        "dynamic",
+        "--precision",
+        "bf16",
+        "--no-shuffle",
+        "--lr",
+        "0.001",
+    ])
+    .unwrap();
+    let o = args.overrides();
+    assert_eq!((o.epochs, o.lr, o.no_shuffle), (Some(3), Some(0.001), true));
+    assert_eq!(o.padding, Some(code2nl::data::Padding::Dynamic));
+    assert_eq!(o.precision, Some(code2nl::train::config::Precision::Bf16));
+    assert!(cli::train::TrainArgs::try_parse_from([
+        "train",
+        "--epochs",
+        "1",
+        "--train-steps",
+        "2"
+    ])
+    .is_err());
 }
 
 #[test]

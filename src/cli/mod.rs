@@ -1,6 +1,12 @@
 //! Command-line definitions of the example programs, kept in the library so that a test can
-//! check every flag (`tests/cli.rs`) without running the programs. Each example parses its
-//! struct and calls the library; nothing else lives here.
+//! check every flag (`tests/cli.rs`: clap's debug assertions and help text on each flag)
+//! without running the programs. Each example parses its struct and calls the library;
+//! nothing else lives here.
 
+pub mod bleu;
+pub mod evaluate;
 pub mod pipeline;
+pub mod predict;
+pub mod prepare;
 pub mod sweep;
+pub mod train;

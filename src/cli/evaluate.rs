@@ -1,0 +1,56 @@
+//! Flags of `examples/evaluate.rs`.
+
+use super::train::PaddingArg;
+use clap::Parser;
+use std::path::PathBuf;
+
+/// Beam-search a jsonl file and score it with the reference smoothed BLEU-4.
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "evaluate",
+    about = "Beam-search a jsonl file and score it with the reference smoothed BLEU-4"
+)]
+pub struct EvaluateArgs {
+    /// Checkpoint directory (config.json + model.safetensors or pytorch_model.bin).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Tokenizer directory (vocab.json + merges.txt / tokenizer.json) or hub id.
+    #[arg(long, default_value = "microsoft/codebert-base")]
+    pub tokenizer: String,
+    /// The jsonl(.gz) file to decode and score.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Only the first N examples.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Beam size.
+    #[arg(long, default_value_t = 10)]
+    pub beam_size: usize,
+    /// Source truncation length in BPE tokens, specials included.
+    #[arg(long, default_value_t = 256)]
+    pub max_source_len: usize,
+    /// Also the beam's maximum length.
+    #[arg(long, default_value_t = 128)]
+    pub max_target_len: usize,
+    /// Examples decoded together (each with beam-size rows).
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Folder for test.output, test.gold and nbest.jsonl.
+    #[arg(long, default_value = ".")]
+    pub output_dir: PathBuf,
+    /// Write nbest.jsonl with K hypotheses per example.
+    #[arg(long)]
+    pub nbest: Option<usize>,
+    /// Source padding: reference (max-source-len) or dynamic (longest in the batch).
+    #[arg(long, value_enum, default_value = "dynamic")]
+    pub padding: PaddingArg,
+    /// auto | cpu | cuda | cuda:N
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Data-parallel ranks (only 1 is supported here).
+    #[arg(long, default_value_t = 1)]
+    pub world_size: usize,
+    /// Data-parallel backend (only single is supported here).
+    #[arg(long, default_value = "single")]
+    pub backend: String,
+}

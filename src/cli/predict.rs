@@ -1,0 +1,37 @@
+//! Flags of `examples/predict.rs`.
+
+use clap::Parser;
+use std::path::PathBuf;
+
+/// Generate a docstring for code read from stdin or --file.
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "predict",
+    about = "Generate a docstring for code read from stdin or --file"
+)]
+pub struct PredictArgs {
+    /// Checkpoint directory (config.json + model.safetensors or pytorch_model.bin).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Tokenizer directory (vocab.json + merges.txt / tokenizer.json) or hub id.
+    #[arg(long, default_value = "microsoft/codebert-base")]
+    pub tokenizer: String,
+    /// Code file (default: stdin).
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    /// Print the K best hypotheses as `score<TAB>text`.
+    #[arg(long)]
+    pub nbest: Option<usize>,
+    /// Beam size.
+    #[arg(long, default_value_t = 10)]
+    pub beam_size: usize,
+    /// Source truncation length in BPE tokens, specials included.
+    #[arg(long, default_value_t = 256)]
+    pub max_source_len: usize,
+    /// The beam's maximum length.
+    #[arg(long, default_value_t = 128)]
+    pub max_target_len: usize,
+    /// auto | cpu | cuda | cuda:N
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+}

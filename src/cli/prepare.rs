@@ -1,0 +1,59 @@
+//! Flags of `examples/prepare.rs`.
+
+use crate::data::Stage;
+use clap::Parser;
+use std::path::PathBuf;
+
+/// Read, clean, tokenize and cache CodeSearchNet jsonl files.
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "prepare",
+    about = "Read, clean, tokenize and cache CodeSearchNet jsonl files"
+)]
+pub struct PrepareArgs {
+    /// One `.jsonl` or `.jsonl.gz` file.
+    #[arg(long, conflicts_with = "data_dir")]
+    pub data: Option<PathBuf>,
+    /// Folder with `<lang>/<split>.jsonl[.gz]` files.
+    #[arg(long, requires = "lang")]
+    pub data_dir: Option<PathBuf>,
+    /// Language under `--data-dir`.
+    #[arg(long)]
+    pub lang: Option<String>,
+    /// Split under `--data-dir` (default: every one of train, valid, test that exists).
+    #[arg(long)]
+    pub split: Option<String>,
+    /// Tokenizer folder (vocab.json + merges.txt or tokenizer.json), file, or hub id.
+    #[arg(long, default_value = "microsoft/codebert-base")]
+    pub tokenizer: String,
+    /// Source truncation length in BPE tokens, specials included.
+    #[arg(long, default_value_t = 256)]
+    pub max_source_len: usize,
+    /// Target truncation length in BPE tokens, specials included.
+    #[arg(long, default_value_t = 128)]
+    pub max_target_len: usize,
+    /// train | dev | test (test: target is `None`).
+    #[arg(long, default_value = "train")]
+    pub stage: Stage,
+    /// Root of the feature cache.
+    #[arg(long, default_value = "c2n-cache")]
+    pub cache_dir: PathBuf,
+    /// Write `{"idx","source_ids","target_ids"}` per line (unpadded, with `<s>`/`</s>`).
+    #[arg(long)]
+    pub dump_features: Option<PathBuf>,
+    /// Any bad line is an error naming file and line (default: skip, count, report).
+    #[arg(long)]
+    pub strict: bool,
+    /// Cleaning filters: none (the reference) or published (the four README rules + url dedup).
+    #[arg(long, default_value = "none")]
+    pub clean: String,
+    /// Strip whole-line comment tokens from code: hash (`#`) or slash (`//`, `/*`).
+    #[arg(long)]
+    pub strip_comments: Option<String>,
+    /// Lines per parallel chunk.
+    #[arg(long, default_value_t = 8192)]
+    pub chunk_lines: usize,
+    /// Features per shard file.
+    #[arg(long, default_value_t = 65_536)]
+    pub shard_examples: usize,
+}
