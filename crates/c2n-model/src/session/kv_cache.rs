@@ -148,6 +148,12 @@ impl NextTokenLogProbs for KvCacheSession<'_> {
             .zip(&self.cross.gathered)
         {
             x = layer.step(&x, cache, kv, mask)?;
+            // Weights are Vars, so every activation records its op graph; a cache built by
+            // `cat` would keep all earlier steps' activations alive. Inference needs no graph.
+            if let Some(c) = cache.as_mut() {
+                c.keys = c.keys.detach();
+                c.values = c.values.detach();
+            }
         }
         let hidden = self.model.head_hidden(&x.squeeze(1)?)?;
         let logits = self.model.lm_logits(&hidden)?;
