@@ -51,7 +51,7 @@ if [ "$MODE" = gpu ]; then
   MODEL=codebert
   TRAIN=(--batch-size 32 --warmup 3 --steps 10 --phase-steps 5)
   PEAK=(--n 8192 --dtype bfloat16)
-  DECODE_SUBSET=64 DECODE_MAX_LEN=128 DECODE_BATCH=64 DECODE_ALL=0 DECODE_ALL_BATCH=128 TORCH_DECODE_BUDGET=120
+  DECODE_SUBSET=64 DECODE_MAX_LEN=128 DECODE_BATCH=64 DECODE_ALL=0 DECODE_ALL_BATCH=128 DECODE_ALL_BUDGET=140 TORCH_DECODE_BUDGET=120
   BIN=${DEVICE_BIN:-$ROOT/build/device/device}
   if [ ! -x "$BIN" ] && [ -f "$ROOT/build/device/device.xz" ]; then
     BIN=$WORK/device
@@ -72,7 +72,7 @@ else
   MODEL=small
   TRAIN=(--batch-size 4 --warmup 1 --steps 2 --phase-steps 1)
   PEAK=(--n 256 --dtype float32)
-  DECODE_SUBSET=3 DECODE_MAX_LEN=8 DECODE_BATCH=2 DECODE_ALL=6 DECODE_ALL_BATCH=3 TORCH_DECODE_BUDGET=60
+  DECODE_SUBSET=3 DECODE_MAX_LEN=8 DECODE_BATCH=2 DECODE_ALL=6 DECODE_ALL_BATCH=3 DECODE_ALL_BUDGET=0 TORCH_DECODE_BUDGET=60
   BIN=${DEVICE_BIN:-$ROOT/target/debug/examples/device}
   if [ ! -x "$BIN" ]; then
     echo "building the CPU device example (cargo build --example device)" | tee -a "$LOG"
@@ -116,13 +116,13 @@ run_step env 30 $PY tools/gpu/env_facts.py --bin "$BIN"
 run_step info 60 "$BIN" info --device "$DEV"
 # 2. Parity: the reference on this device vs the committed CPU fixtures; ours vs both.
 run_step parity_torch 120 $PY tools/gpu/parity_reference.py --device "$DEV" --out "$TORCH_FIX"
-run_step parity_model 90 "$BIN" parity-model --device "$DEV" --reference torch-cpu
+run_step parity_model 90 "$BIN" parity-model --device "$DEV" --reference "committed torch-cpu fixture"
 run_step parity_model_vs_torch_device 90 "$BIN" parity-model --device "$DEV" \
-  --fixture "$TORCH_FIX/model_fixture.json" --reference "torch-$DEV"
-run_step parity_train 60 "$BIN" parity-train --device "$DEV" --reference torch-cpu
+  --fixture "$TORCH_FIX/model_fixture.json" --reference "torch-$DEV, this run"
+run_step parity_train 60 "$BIN" parity-train --device "$DEV" --reference "committed torch-cpu fixture"
 run_step parity_train_vs_torch_device 60 "$BIN" parity-train --device "$DEV" \
   --fixture-dir "$TORCH_FIX/train_steps" --init crates/c2n-train/tests/data/train_steps/init \
-  --reference "torch-$DEV"
+  --reference "torch-$DEV, this run"
 # 3. Benchmarks, same card, same run.
 run_step peak_matmul 60 $PY tools/gpu/peak_matmul.py --device "$DEV" "${PEAK[@]}"
 run_step train_torch_f32_padded 120 $PY tools/gpu/bench_train.py --device "$DEV" --model "$MODEL" \
@@ -145,7 +145,8 @@ run_step decode_candle_subset 120 "$BIN" bench-decode --device "$DEV" --checkpoi
   --dynamic-padding --keep-pool "${COMPARE[@]}"
 run_step decode_candle_all 180 "$BIN" bench-decode --device "$DEV" --checkpoint "$CKPT" \
   --sources "$TEST_FEATURES" --examples "$DECODE_ALL" --batch-size "$DECODE_ALL_BATCH" \
-  --max-length "$DECODE_MAX_LEN" --dynamic-padding --keep-pool --variant "candle batched reference-mode (all)"
+  --max-length "$DECODE_MAX_LEN" --dynamic-padding --keep-pool --time-budget "$DECODE_ALL_BUDGET" \
+  --variant "candle batched reference-mode (all)"
 run_step train_candle_tf32_dynamic 120 "$BIN" bench-train --device "$DEV" --model "$MODEL" \
   --features "$TRAIN_FEATURES" --precision tf32 --padding dynamic --keep-pool "${TRAIN[@]}"
 

@@ -77,6 +77,10 @@ pub struct DecodeBenchArgs {
     nbest_out: Option<PathBuf>,
     #[arg(long)]
     keep_pool: bool,
+    /// Stop after the batch in progress once this many seconds are spent (0: no limit); the
+    /// result line says how many examples were decoded.
+    #[arg(long, default_value_t = 0.0)]
+    time_budget: f64,
     /// A label for the result line.
     #[arg(long, default_value = "candle batched reference-mode")]
     variant: String,
@@ -120,11 +124,16 @@ fn decode_batches(
     features: &[Feature],
     args: &DecodeBenchArgs,
     config: &GenerationConfig,
+    budget: Option<f64>,
     times: &mut DecodeTimes,
 ) -> Result<Vec<BeamOutput>> {
     let dev = model.device().clone();
     let mut outputs = Vec::with_capacity(features.len());
+    let begin = Instant::now();
     for chunk in features.chunks(args.batch_size.max(1)) {
+        if budget.is_some_and(|b| begin.elapsed().as_secs_f64() > b) {
+            break;
+        }
         let start = Instant::now();
         let longest = chunk.iter().map(|f| f.source_ids.len()).max().unwrap_or(2);
         let s = if args.dynamic_padding {
@@ -207,12 +216,14 @@ pub fn run(args: &DecodeBenchArgs) -> Result<()> {
         &features[..features.len().min(2)],
         args,
         &warm,
+        None,
         &mut DecodeTimes::default(),
     )?;
 
     let probe = PeakMemory::start(&dev);
     let mut times = DecodeTimes::default();
-    let outputs = decode_batches(&model, &features, args, &config, &mut times)?;
+    let budget = (args.time_budget > 0.0).then_some(args.time_budget);
+    let outputs = decode_batches(&model, &features, args, &config, budget, &mut times)?;
     let memory = probe.finish();
     let ids = nbest_ids(&outputs);
     if let Some(path) = &args.nbest_out {
@@ -233,14 +244,16 @@ pub fn run(args: &DecodeBenchArgs) -> Result<()> {
             "variant": args.variant,
             "device": device_name(&dev),
             "hidden_size": model.config().hidden_size,
-            "examples": features.len(),
+            "examples": outputs.len(),
+            "requested_examples": features.len(),
+            "stopped_by_time_budget": outputs.len() < features.len(),
             "batch_size": args.batch_size,
             "beam_size": args.beam_size,
             "max_length": args.max_length,
             "dynamic_padding": args.dynamic_padding,
             "keep_pool": kept,
             "seconds": times.total,
-            "examples_per_s": features.len() as f64 / times.total,
+            "examples_per_s": outputs.len() as f64 / times.total,
             "phases": {
                 "encode_s": times.encode,
                 "session_step_s": times.session_step,

@@ -248,15 +248,22 @@ pub fn run(args: &TrainBenchArgs) -> Result<()> {
         serde_json::Value::Null
     };
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let precision = format!("{:?}", args.precision).to_lowercase();
     emit(
         "bench_train",
         json!({
-            "variant": format!("candle {:?} {:?}{}", args.precision, args.padding,
-                               if kept { " keep-pool" } else { "" }).to_lowercase(),
+            "variant": format!(
+                "candle {precision} {}{}",
+                match args.padding {
+                    PaddingArg::Reference => "padded",
+                    PaddingArg::Dynamic => "dynamic padding",
+                },
+                if kept { ", pool kept" } else { "" }
+            ),
             "device": device_name(&dev),
             "model": args.model,
             "parameters": parameters,
-            "precision": format!("{:?}", args.precision).to_lowercase(),
+            "precision": precision,
             "padding": format!("{:?}", args.padding).to_lowercase(),
             "keep_pool": kept,
             "batch_size": args.batch_size,

@@ -29,7 +29,7 @@ def main():
     ap.add_argument("--bin", required=True)
     args = ap.parse_args()
     facts = {"uname": " ".join(platform.uname()), "nproc": os.cpu_count(),
-             "glibc": " ".join(platform.libc_ver()),
+             "glibc": platform.libc_ver()[1] or "unknown",
              "ld_library_path": os.environ.get("LD_LIBRARY_PATH", "")}
     if shutil.which("nvidia-smi"):
         _, facts["nvidia_smi"] = run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.max.sm,"

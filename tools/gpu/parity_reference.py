@@ -122,7 +122,7 @@ def model_parity(dev, out_dir, tol):
     argmax_mismatches = sum(a != b for a, b in zip(fixture["logits_argmax"], committed["logits_argmax"]))
     ok = (all(v <= tol for v in diffs.values()) and argmax_mismatches == 0
           and fixture["n_active"] == committed["n_active"] and ids_same == cases and worst_score <= 1e-4)
-    emit("parity_model_torch", reference="torch-cpu (committed)", device=str(dev), torch=torch.__version__,
+    emit("parity_model_torch", reference="committed torch-cpu fixture", device=str(dev), torch=torch.__version__,
          tol=tol, **diffs, argmax_mismatches=argmax_mismatches,
          n_active_equal=fixture["n_active"] == committed["n_active"], beam_cases=cases,
          beam_ids_identical=ids_same, beam_max_score_rel_diff=worst_score, ok=ok)
@@ -156,7 +156,7 @@ def train_parity(dev, out_dir):
                 worst_abs = max(worst_abs, float(d.max()))
                 worst_rel = max(worst_rel, float((d / want[key].double().abs().clamp(min=1e-6)).max()))
             loss_diff = max(abs(a - b) / abs(b) for a, b in zip(losses, spec["losses"]))
-            emit("parity_train_torch", reference="torch-cpu (committed)", case=case, device=str(dev),
+            emit("parity_train_torch", reference="committed torch-cpu fixture", case=case, device=str(dev),
                  updates=len(lrs), lrs_equal=lrs == spec["lrs"], loss_max_rel_diff=loss_diff,
                  param_max_abs_diff=worst_abs, param_max_rel_diff=worst_rel,
                  ok=lrs == spec["lrs"] and loss_diff <= 1e-5 and worst_abs <= 1e-4)

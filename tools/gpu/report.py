@@ -111,9 +111,9 @@ def build(steps, results, mode):
                 figures = (f"{r.get('case')}: {r.get('updates')} updates, lrs equal {fmt(r.get('lrs_equal'))}, "
                            f"loss {fmt(r.get('loss_max_rel_diff'))}, params max abs {fmt(r.get('param_max_abs_diff'))}"
                            + (f", violations {r['param_violations']}" if "param_violations" in r else ""))
-            rows.append([r["check"], r.get("impl"), r.get("device"), r.get("reference"), figures, fmt(r.get("ok"))])
+            rows.append([r["step"], r.get("impl"), r.get("device"), r.get("reference"), figures, fmt(r.get("ok"))])
         md += ["## Parity (max relative differences)", ""]
-        md += table(["check", "impl", "device", "against", "figures", "ok"], rows) + [""]
+        md += table(["step", "impl", "device", "against", "figures", "ok"], rows) + [""]
 
     train = by("bench_train")
     if train:
@@ -136,7 +136,7 @@ def build(steps, results, mode):
                f"{b['batch_size']}, source {b['max_source_len']}, target {b['max_target_len']}; median of "
                f"{b['steps']} steps)", ""]
         md += table(["variant", "device", "samples/s", "vs torch", "step ms", "padded S/T", "peak memory GiB",
-                     "MFU (bf16 peak)", "phases ms: data / fwd / bwd / optim"], rows) + [""]
+                     "MFU vs measured peak", "phases ms: data / fwd / bwd / optim"], rows) + [""]
 
     decode = by("bench_decode")
     if decode:
