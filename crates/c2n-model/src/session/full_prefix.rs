@@ -28,7 +28,8 @@ impl<'a> FullPrefixSession<'a> {
         source_mask: &Tensor,
         rows_per_example: usize,
     ) -> Result<Self> {
-        let memory = model.encode(source_ids, source_mask, false)?;
+        // Detached: the op graph would keep every encoder activation alive.
+        let memory = model.encode(source_ids, source_mask, false)?.detach();
         let (n, _) = source_ids.dims2()?;
         let rows = Rows::new(n, rows_per_example, model.config().vocab_size)?;
         let prefixes = vec![Vec::new(); rows.len()];

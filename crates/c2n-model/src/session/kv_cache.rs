@@ -50,7 +50,11 @@ impl<'a> KvCacheSession<'a> {
         let per_example = model
             .decoder_layers()
             .iter()
-            .map(|l| l.cross_attention().keys_values(&memory))
+            .map(|l| {
+                let (k, v) = l.cross_attention().keys_values(&memory)?;
+                // Detached: the op graph would keep every encoder activation alive.
+                Ok((k.detach(), v.detach()))
+            })
             .collect::<Result<Vec<_>>>()?;
         let rows = Rows::new(n, rows_per_example, model.config().vocab_size)?;
         let n_rows = rows.len();
