@@ -2,7 +2,6 @@
 
 use crate::error::EvalError;
 use crate::maps::{Gold, Predictions};
-use crate::normalize::BleuTokens;
 use crate::pyfloat::{python_repr, python_round};
 use crate::sentence::SentenceScorer;
 
@@ -48,12 +47,7 @@ pub fn smoothed_bleu(gold: &Gold, predictions: &Predictions) -> Result<SmoothedB
     let mut scorer = SentenceScorer::default();
     let mut total = 0.0f64;
     for (entry, prediction) in &matched {
-        let references: Vec<BleuTokens> = entry
-            .references
-            .iter()
-            .map(|r| BleuTokens::new(r))
-            .collect();
-        total += scorer.score(&references, &BleuTokens::new(prediction));
+        total += scorer.score_texts(&entry.references, prediction);
     }
     Ok(SmoothedBleu {
         bleu: (total * 100.0) / matched.len() as f64,

@@ -8,7 +8,7 @@
 //! non-whitespace character (including `_`) as a token of its own. `tools/bleu/reference_bleu.py`
 //! implements both forms and the fixtures check that they agree.
 
-use crate::python_str::{is_alnum, is_space, lower, strip};
+use crate::python_str::{is_alnum, is_space, lower_into, strip};
 
 /// A text after normalization: the lower-cased string and the byte spans of its tokens.
 ///
@@ -30,25 +30,49 @@ impl BleuTokens {
     /// assert_eq!(got, ["returns", "the", "user", "_", "id", "&", "amp", ";", "x²"]);
     /// ```
     pub fn new(text: &str) -> Self {
-        let lowered = lower(strip(text));
-        let mut spans = Vec::new();
+        let mut tokens = Self::default();
+        tokens.reset(text);
+        tokens
+    }
+
+    /// Replaces the content with the tokens of `text`, reusing the buffers.
+    pub fn reset(&mut self, text: &str) {
+        self.lowered.clear();
+        self.spans.clear();
+        lower_into(strip(text), &mut self.lowered);
+        let lowered = self.lowered.as_str();
         let mut run_start: Option<usize> = None;
-        for (at, c) in lowered.char_indices() {
-            if is_alnum(c) {
-                run_start.get_or_insert(at);
-                continue;
+        if lowered.is_ascii() {
+            // Same rule on bytes: every ASCII char is one byte.
+            for (at, &b) in lowered.as_bytes().iter().enumerate() {
+                if b.is_ascii_alphanumeric() {
+                    run_start.get_or_insert(at);
+                    continue;
+                }
+                if let Some(start) = run_start.take() {
+                    self.spans.push((start, at));
+                }
+                if !is_space(char::from(b)) {
+                    self.spans.push((at, at + 1));
+                }
             }
-            if let Some(start) = run_start.take() {
-                spans.push((start, at));
-            }
-            if !is_space(c) {
-                spans.push((at, at + c.len_utf8()));
+        } else {
+            for (at, c) in lowered.char_indices() {
+                if is_alnum(c) {
+                    run_start.get_or_insert(at);
+                    continue;
+                }
+                if let Some(start) = run_start.take() {
+                    self.spans.push((start, at));
+                }
+                if !is_space(c) {
+                    self.spans.push((at, at + c.len_utf8()));
+                }
             }
         }
         if let Some(start) = run_start {
-            spans.push((start, lowered.len()));
+            self.spans.push((start, lowered.len()));
         }
-        Self { lowered, spans }
     }
 
     /// Number of tokens.

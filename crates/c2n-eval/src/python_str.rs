@@ -55,10 +55,20 @@ const CAPITAL_SIGMA: char = '\u{3A3}';
 
 /// `s.lower()` in Python: full lower-case mapping (`İ` → `i` + U+0307) and the final-sigma rule.
 pub fn lower(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    lower_into(s, &mut out);
+    out
+}
+
+/// [`lower`] appended to `out`, reusing its buffer.
+pub fn lower_into(s: &str, out: &mut String) {
     if s.is_ascii() {
-        return s.to_ascii_lowercase();
+        out.push_str(s);
+        let start = out.len() - s.len();
+        out[start..].make_ascii_lowercase();
+        return;
     }
-    let mut out = String::with_capacity(s.len() + s.len() / 8);
+    out.reserve(s.len() + s.len() / 8);
     for (at, c) in s.char_indices() {
         if c == CAPITAL_SIGMA {
             out.push(if is_final_sigma(s, at) {
@@ -67,10 +77,9 @@ pub fn lower(s: &str) -> String {
                 '\u{3C3}'
             });
         } else {
-            push_lower(&mut out, c);
+            push_lower(out, c);
         }
     }
-    out
 }
 
 fn push_lower(out: &mut String, c: char) {

@@ -38,20 +38,39 @@ pub fn smoothed_bleu_from_stats(stats: &NgramStats, reflen: usize, testlen: usiz
 #[derive(Debug, Default)]
 pub struct SentenceScorer {
     counter: NgramCounter,
+    hypothesis: BleuTokens,
+    references: Vec<BleuTokens>,
 }
 
 impl SentenceScorer {
     /// Smoothed BLEU-4 in `[0, 1]` of `hypothesis` against `references` (max clipping over
     /// references, shortest reference length). With no reference the score is 0.
     pub fn score(&mut self, references: &[BleuTokens], hypothesis: &BleuTokens) -> f64 {
-        let Some(reflen) = references.iter().map(BleuTokens::len).min() else {
-            return 0.0;
-        };
-        let stats = self
-            .counter
-            .count(hypothesis.iter(), references.iter().map(BleuTokens::iter));
-        smoothed_bleu_from_stats(&stats, reflen, hypothesis.len())
+        score_tokens(&mut self.counter, references, hypothesis)
     }
+
+    /// [`SentenceScorer::score`] of raw texts, normalizing them into reused buffers.
+    pub fn score_texts<S: AsRef<str>>(&mut self, references: &[S], hypothesis: &str) -> f64 {
+        self.hypothesis.reset(hypothesis);
+        self.references
+            .resize_with(references.len(), BleuTokens::default);
+        for (tokens, text) in self.references.iter_mut().zip(references) {
+            tokens.reset(text.as_ref());
+        }
+        score_tokens(&mut self.counter, &self.references, &self.hypothesis)
+    }
+}
+
+fn score_tokens(
+    counter: &mut NgramCounter,
+    references: &[BleuTokens],
+    hypothesis: &BleuTokens,
+) -> f64 {
+    let Some(reflen) = references.iter().map(BleuTokens::len).min() else {
+        return 0.0;
+    };
+    let stats = counter.count(hypothesis.iter(), references.iter().map(BleuTokens::iter));
+    smoothed_bleu_from_stats(&stats, reflen, hypothesis.len())
 }
 
 /// Smoothed sentence BLEU-4 in `[0, 1]` of raw texts, normalized as the reference does.
@@ -62,6 +81,5 @@ impl SentenceScorer {
 /// assert_eq!(score, (-4.0f64).exp());
 /// ```
 pub fn sentence_bleu(references: &[&str], hypothesis: &str) -> f64 {
-    let references: Vec<BleuTokens> = references.iter().map(|r| BleuTokens::new(r)).collect();
-    SentenceScorer::default().score(&references, &BleuTokens::new(hypothesis))
+    SentenceScorer::default().score_texts(references, hypothesis)
 }
