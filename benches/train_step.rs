@@ -12,11 +12,14 @@
 
 use std::path::PathBuf;
 
-use code2nl::data::{features_in_memory, plan_epoch, BatchConfig, CleanConfig, Feature, FeatureConfig, Padding, PipelineConfig, RobertaTokenizer, Stage, Strictness};
+use candle_core::{DType, Device};
+use code2nl::data::{
+    features_in_memory, plan_epoch, BatchConfig, CleanConfig, Feature, FeatureConfig, Padding,
+    PipelineConfig, RobertaTokenizer, Stage, Strictness,
+};
 use code2nl::train::config::TrainConfig;
 use code2nl::train::model_setup::build_model;
 use code2nl::train::trainer::Trainer;
-use candle_core::{DType, Device};
 use criterion::{criterion_group, criterion_main, Criterion};
 
 const BATCH: usize = 8;
@@ -33,18 +36,39 @@ fn bench_features() -> Option<Vec<Feature>> {
     let shared = shared();
     let valid = shared.join("data/codesearchnet/ruby/valid.jsonl");
     if !valid.exists() {
-        eprintln!("SKIP train_step bench: no ruby data under {} (set C2N_SHARED)", shared.display());
+        eprintln!(
+            "SKIP train_step bench: no ruby data under {} (set C2N_SHARED)",
+            shared.display()
+        );
         return None;
     }
     let tok = RobertaTokenizer::load(shared.join("data/roberta-base").to_str()?).ok()?;
     let cfg = PipelineConfig {
-        features: FeatureConfig { max_source_len: 256, max_target_len: 128, stage: Stage::Train },
+        features: FeatureConfig {
+            max_source_len: 256,
+            max_target_len: 128,
+            stage: Stage::Train,
+        },
         clean: CleanConfig::none(),
         strictness: Strictness::Strict,
     };
     let (all, _) = features_in_memory(&valid, &tok, &cfg).ok()?;
-    let plan = plan_epoch(&all, &BatchConfig { batch_size: BATCH, seed: 42, ..BatchConfig::default() }, 0).ok()?;
-    let picked: Vec<Feature> = plan.iter().take(BATCHES).flatten().map(|&i| all[i].clone()).collect();
+    let plan = plan_epoch(
+        &all,
+        &BatchConfig {
+            batch_size: BATCH,
+            seed: 42,
+            ..BatchConfig::default()
+        },
+        0,
+    )
+    .ok()?;
+    let picked: Vec<Feature> = plan
+        .iter()
+        .take(BATCHES)
+        .flatten()
+        .map(|&i| all[i].clone())
+        .collect();
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-data/train_step");
     std::fs::create_dir_all(&dir).ok()?;
     let batches: Vec<serde_json::Value> = picked
@@ -56,7 +80,11 @@ fn bench_features() -> Option<Vec<Feature>> {
             })
         })
         .collect();
-    std::fs::write(dir.join("batches.json"), serde_json::to_string(&batches).ok()?).ok()?;
+    std::fs::write(
+        dir.join("batches.json"),
+        serde_json::to_string(&batches).ok()?,
+    )
+    .ok()?;
     Some(picked)
 }
 
@@ -78,7 +106,9 @@ fn trainer(features: &[Feature], padding: Padding) -> Trainer {
 }
 
 fn bench(c: &mut Criterion) {
-    let Some(features) = bench_features() else { return };
+    let Some(features) = bench_features() else {
+        return;
+    };
     let mean_len = |f: &dyn Fn(&[Feature]) -> usize| {
         features.chunks(BATCH).map(f).sum::<usize>() as f64 / BATCHES as f64
     };
@@ -88,9 +118,14 @@ fn bench(c: &mut Criterion) {
         mean_len(&|b| b.iter().map(|f| f.target_ids.len()).max().unwrap_or(0)),
     );
     let mut group = c.benchmark_group("train_step_small_b8");
-    for (name, padding) in [("reference_padding", Padding::Reference), ("dynamic_padding", Padding::Dynamic)] {
+    for (name, padding) in [
+        ("reference_padding", Padding::Reference),
+        ("dynamic_padding", Padding::Dynamic),
+    ] {
         let mut t = trainer(&features, padding);
-        group.bench_function(name, |b| b.iter(|| t.advance().expect("step").expect("not finished")));
+        group.bench_function(name, |b| {
+            b.iter(|| t.advance().expect("step").expect("not finished"))
+        });
     }
     group.finish();
 }

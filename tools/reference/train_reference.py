@@ -18,8 +18,9 @@ Subcommands (run from the repository root):
         → crates/c2n-train/tests/data/ruby_valid_dev_gold_excerpt.txt (first 20 and last 3
           lines of the reference dev.gold for ruby valid)
 
-    python3 tools/reference/train_reference.py bench --steps N
-        → prints ms per training step of the reference loop on CPU (small config)
+    python3 tools/reference/train_reference.py bench [--padding reference|dynamic] [--steps N]
+        → ms per training step of the reference loop on CPU (small config) on the batches
+          that `cargo bench --bench train_step` wrote to target/bench-data/train_step/
 """
 
 import argparse
@@ -318,6 +319,50 @@ def dev_gold_fixture(shared):
     print("wrote", os.path.relpath(out, ROOT))
 
 
+def bench(batches_path, steps, padding, threads):
+    """ms per training step (forward + backward + reference AdamW) of the small model on the
+    batches the Rust bench wrote, padded like the Rust run (reference 256/128 or dynamic)."""
+    ModelConfig, Seq2Seq, _ = import_model_reference()
+    if threads:
+        torch.set_num_threads(threads)
+    with open(batches_path) as f:
+        batches = json.load(f)
+    torch.manual_seed(0)
+    model = Seq2Seq(ModelConfig.small())
+    model.train()  # dropout 0.1, as in the Rust bench
+    opt = ReferenceAdamW(list(model.named_parameters()))
+
+    def tensors(batch):
+        def pad(rows, length):
+            ids = torch.ones((len(rows), length), dtype=torch.long)
+            mask = torch.zeros((len(rows), length), dtype=torch.long)
+            for r, row in enumerate(rows):
+                ids[r, : len(row)] = torch.tensor(row)
+                mask[r, : len(row)] = 1
+            return ids, mask
+
+        s_len = 256 if padding == "reference" else max(len(r) for r in batch["source_ids"])
+        t_len = 128 if padding == "reference" else max(len(r) for r in batch["target_ids"])
+        return (*pad(batch["source_ids"], s_len), *pad(batch["target_ids"], t_len))
+
+    prepared = [tensors(b) for b in batches]
+
+    def step(i):
+        loss, _, _ = model(*prepared[i % len(prepared)])
+        loss.backward()
+        opt.step(5e-5)
+        opt.zero_grad()
+
+    for i in range(2):
+        step(i)
+    start = time.perf_counter()
+    for i in range(steps):
+        step(i)
+    ms = (time.perf_counter() - start) * 1000 / steps
+    print(f"reference train step ({padding} padding, batch {len(batches[0]['source_ids'])}, "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads): {ms:.1f} ms/step")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -325,6 +370,11 @@ def main():
     sub.add_parser("train-steps")
     gold = sub.add_parser("dev-gold")
     gold.add_argument("--shared", default=os.path.join(os.path.dirname(ROOT), "shared"))
+    b = sub.add_parser("bench")
+    b.add_argument("--batches", default=os.path.join(ROOT, "target", "bench-data", "train_step", "batches.json"))
+    b.add_argument("--steps", type=int, default=16)
+    b.add_argument("--padding", choices=["reference", "dynamic"], default="reference")
+    b.add_argument("--threads", type=int, default=0)
     args = parser.parse_args()
     if args.cmd == "fixtures":
         adamw_fixture()
@@ -334,6 +384,8 @@ def main():
         train_steps_fixture()
     elif args.cmd == "dev-gold":
         dev_gold_fixture(args.shared)
+    elif args.cmd == "bench":
+        bench(args.batches, args.steps, args.padding, args.threads)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ use crate::early_stopping::EarlyStopping;
 use crate::evaluate::{decode, dev_loss, Predictions};
 use crate::loop_plan::{LoopDriver, LoopKind, LoopPlan, MicroStep};
 use crate::metrics::{MetricRecord, MetricsLog};
-use crate::model_setup::{model_for, model_params, POSITION_EMBEDDINGS};
+use crate::model_setup::{build_model, model_for, model_params, POSITION_EMBEDDINGS};
 use crate::optim::{AdamW, AdamWConfig, Gradients, NamedParams};
 use crate::schedule::LinearSchedule;
 use crate::state::TrainState;
@@ -138,8 +138,13 @@ impl Trainer {
             )?),
             None => None,
         };
-        let model = model_for(&config, dtype, &device)?;
         let resume_dir = config.output_dir.join(LAST);
+        // A resumed run starts from its own last checkpoint, not from `init` (no download).
+        let model = if resume {
+            build_model(&resume_dir.display().to_string(), config.dropout, dtype, &device)?
+        } else {
+            model_for(&config, dtype, &device)?
+        };
         let mut trainer = Self::new(config, model, train, dev, Some(tokenizer))?;
         if resume {
             trainer.resume(&resume_dir)?;
