@@ -34,6 +34,24 @@ struct Args {
     keep: bool,
 }
 
+/// User + system CPU seconds of this process so far (Linux `/proc/self/stat`; 0 elsewhere).
+/// Reported next to wall time because on a shared machine wall time depends on other load.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0 // USER_HZ is 100 on Linux
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
     std::fs::create_dir_all(&args.work_dir)?;
@@ -72,15 +90,20 @@ fn main() -> Result<()> {
     let mut req = PrepareRequest::new(&data, TokenizerFiles::resolve(&args.tokenizer)?, &cache);
     req.pipeline.features.stage = Stage::Train;
     let started = Instant::now();
+    let cpu_before = cpu_seconds();
     let cold = prepare(&req, &mut |_| {})?;
     let cold_s = started.elapsed().as_secs_f64();
+    let cold_cpu = cpu_seconds() - cpu_before;
     assert_eq!(cold.status, CacheStatus::Built);
     println!(
-        "cold prepare: {} examples in {:.1}s = {:.0} examples/s ({} shards)",
+        "cold prepare: {} examples in {:.1}s wall = {:.0} examples/s ({} shards); \
+         {:.1} CPU-s = {:.0} examples per CPU-second",
         cold.store.len(),
         cold_s,
         cold.store.len() as f64 / cold_s,
-        cold.manifest.shards.len()
+        cold.manifest.shards.len(),
+        cold_cpu,
+        cold.store.len() as f64 / cold_cpu.max(1e-9)
     );
     drop(cold);
     let started = Instant::now();

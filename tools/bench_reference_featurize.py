@@ -47,16 +47,19 @@ def main():
     args = ap.parse_args()
     rb = os.path.join(args.shared, "data", "roberta-base")
     path = os.path.join(args.shared, "data", "codesearchnet", "ruby", "valid.jsonl")
-    best = None
+    best = best_cpu = None
     for _ in range(args.repeat):
         tok = SlowRoberta(os.path.join(rb, "vocab.json"), os.path.join(rb, "merges.txt"))
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         feats = featurize(tok, path)
-        dt = time.perf_counter() - t0
+        dt, dc = time.perf_counter() - t0, time.process_time() - c0
         best = dt if best is None else min(best, dt)
+        best_cpu = dc if best_cpu is None else min(best_cpu, dc)
     n = len(feats)
+    # CPU time is reported too: on a shared machine wall time depends on the other load.
     print(f"reference featurize ruby valid: {n} examples, best of {args.repeat}: "
-          f"{best:.3f} s = {n / best:.0f} examples/s (1 Python process)")
+          f"wall {best:.3f} s = {n / best:.0f} examples/s; "
+          f"CPU {best_cpu:.3f} s = {n / best_cpu:.0f} examples per CPU-second (1 Python process)")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 mod common;
 
-use c2n_data::{prepare, CacheStatus, FeatureSet, PrepareRequest, Stage};
+use c2n_data::{prepare, CacheStatus, PrepareRequest, Stage};
 use common::*;
 
 fn setup() -> (tempfile::TempDir, PrepareRequest) {
