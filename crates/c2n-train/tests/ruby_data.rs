@@ -164,4 +164,47 @@ fn short_run_on_ruby_writes_checkpoints_dev_outputs_and_metrics() {
         .to_vec1::<f32>()
         .unwrap();
     assert_eq!(saved, live);
+
+    // The `evaluate` path on the saved checkpoint: files, n-best lines, and the in-memory
+    // score equal to scoring the written files.
+    let tok = RobertaTokenizer::load(shared.join("data/roberta-base").to_str().unwrap()).unwrap();
+    let eval_dir = dir.path().join("eval");
+    let request = c2n_train::evaluate::EvaluateRequest {
+        data: dir.path().join("dev.jsonl"),
+        limit: Some(3),
+        generation: c2n_model::generation::GenerationConfig {
+            beam_size: 3,
+            max_length: 8,
+            ..Default::default()
+        },
+        max_source_len: 64,
+        batch_size: 2,
+        padding: Padding::Dynamic,
+        output_dir: eval_dir.clone(),
+        prefix: "test".into(),
+        nbest: Some(2),
+    };
+    let report = c2n_train::evaluate::evaluate_file(&reloaded, &tok, &request, |_| {}).unwrap();
+    assert_eq!((report.examples, report.bleu.matched), (3, 3));
+    let nbest = std::fs::read_to_string(eval_dir.join("nbest.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = nbest
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines
+            .iter()
+            .map(|l| l["idx"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        vec![0, 1, 2]
+    );
+    assert!(lines
+        .iter()
+        .all(|l| l["hypotheses"].as_array().unwrap().len() == 2));
+    let gold = c2n_eval::Gold::read(&report.gold).unwrap();
+    let predictions = c2n_eval::Predictions::read(&report.output).unwrap();
+    assert_eq!(
+        c2n_eval::smoothed_bleu(&gold, &predictions).unwrap().bleu,
+        report.bleu.bleu
+    );
 }
