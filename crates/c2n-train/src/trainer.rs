@@ -141,7 +141,12 @@ impl Trainer {
         let resume_dir = config.output_dir.join(LAST);
         // A resumed run starts from its own last checkpoint, not from `init` (no download).
         let model = if resume {
-            build_model(&resume_dir.display().to_string(), config.dropout, dtype, &device)?
+            build_model(
+                &resume_dir.display().to_string(),
+                config.dropout,
+                dtype,
+                &device,
+            )?
         } else {
             model_for(&config, dtype, &device)?
         };
