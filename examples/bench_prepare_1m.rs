@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use code2nl::data::{prepare, CacheStatus, FeatureSet, PrepareRequest, Stage, TokenizerFiles};
+use code2nl::data::{prepare, CacheStatus, PrepareRequest, Stage, TokenizerFiles};
 
 #[derive(Parser, Debug)]
 struct Args {

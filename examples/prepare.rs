@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use code2nl::data::{
-    self, CleanConfig, CommentStyle, FeatureConfig, FeatureSet, PipelineConfig, PrepareRequest,
-    Stage, Strictness, TokenizerFiles,
+    self, CleanConfig, CommentStyle, FeatureConfig, PipelineConfig, PrepareRequest, Stage,
+    Strictness, TokenizerFiles,
 };
 
 #[derive(Parser, Debug)]
