@@ -268,6 +268,39 @@ def reference_loop_a(model, feats, micro_batch, ga, train_steps):
     return losses, lrs, snapshots, extra
 
 
+def reference_loop_b(model, feats, micro_batch, ga, epochs):
+    """§7.5 with evaluation on (so ``nb_tr_steps`` resets after every epoch) and file order
+    (no shuffle): loss / GA, the update rule of §7.4, schedule B (``t_total =
+    (len(loader) // GA) * epochs``, ``W = int(0.1 * t_total)``)."""
+    batches = [feats[i : i + micro_batch] for i in range(0, len(feats), micro_batch)]
+    opt = ReferenceAdamW(list(model.named_parameters()), weight_decay=TRAIN_WEIGHT_DECAY)
+    t_total = len(batches) // ga * epochs
+    multiplier = linear_multiplier(int(t_total * 0.1), t_total)
+    losses, lrs, snapshots = [], [], {}
+    nb_tr_steps, global_step = 0, 0
+    for _ in range(epochs):
+        for batch in batches:
+            loss, _, _ = model(*pad_batch(batch))
+            losses.append(loss.item())
+            if ga > 1:
+                loss = loss / ga
+            nb_tr_steps += 1
+            loss.backward()
+            if (nb_tr_steps + 1) % ga == 0:
+                lr = TRAIN_BASE_LR * multiplier(global_step)
+                opt.step(lr)
+                opt.zero_grad()
+                global_step += 1
+                lrs.append(lr)
+                for name, p in model.named_parameters():
+                    snapshots[f"update{global_step}.{name}"] = p.detach().clone().contiguous()
+        nb_tr_steps = 0  # evaluation at the epoch end resets the phase
+    pos = opt.state["encoder.embeddings.position_embeddings.weight"]
+    extra = {"position_row1_exp_avg_max": float(pos["exp_avg"][1].abs().max()),
+             "word_row1_exp_avg_max": float(opt.state["encoder.embeddings.word_embeddings.weight"]["exp_avg"][1].abs().max())}
+    return losses, lrs, snapshots, extra
+
+
 def train_steps_fixture():
     from safetensors.torch import save_file
 
@@ -287,10 +320,18 @@ def train_steps_fixture():
     for name, micro_batch, ga, train_steps in [("ga1", 2, 1, 3), ("ga2", 2, 2, 4)]:
         model.load_state_dict(initial)
         model.eval()  # dropout off (spec §7.6: training parity runs without dropout)
+        model.zero_grad(set_to_none=True)
         losses, lrs, snapshots, extra = reference_loop_a(model, feats, micro_batch, ga, train_steps)
         save_file(snapshots, os.path.join(out, f"expected_{name}.safetensors"))
         cases[name] = {"batch_size": micro_batch * ga, "grad_accum": ga, "train_steps": train_steps,
                        "losses": losses, "lrs": lrs, **extra}
+    # Variant B: 3 batches per epoch, GA 2, 2 epochs → t_total 2, W 0; updates 3 and 4 at lr 0.
+    model.load_state_dict(initial)
+    model.eval()
+    model.zero_grad(set_to_none=True)  # the GA 2 case leaves its last batch's gradient pending
+    losses, lrs, snapshots, extra = reference_loop_b(model, feats, 2, 2, 2)
+    save_file(snapshots, os.path.join(out, "expected_b_ga2.safetensors"))
+    cases["b_ga2"] = {"batch_size": 4, "grad_accum": 2, "epochs": 2, "losses": losses, "lrs": lrs, **extra}
     write_json(
         os.path.join(out, "expected.json"),
         {"regenerate": "python3 tools/reference/train_reference.py train-steps",

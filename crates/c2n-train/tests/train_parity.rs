@@ -1,6 +1,6 @@
 //! Training-step parity with the spec-written PyTorch reference (spec §12 item 16): from
 //! the same exported tiny model, fixed batches, dropout off, the variant-A loop with GA 1
-//! and GA 2 gives the same losses, learning rates and parameters after every update —
+//! and GA 2 and the variant-B loop (file order, GA 2, evaluation resets) give the same losses, learning rates and parameters after every update —
 //! including the tied embedding's pad row (LM-head gradient only) and the position table's
 //! pad row (no gradient).
 //!
@@ -8,6 +8,7 @@
 
 mod support;
 
+use c2n_train::data::DevSet;
 use c2n_train::model_setup::POSITION_EMBEDDINGS;
 use c2n_train::trainer::Trainer;
 use candle_core::Device;
@@ -28,8 +29,25 @@ fn run_case(case: &str) {
     let mut config = tiny_config(&fx, dir.path().to_path_buf());
     config.batch_size = spec["batch_size"].as_u64().unwrap() as usize;
     config.grad_accum = spec["grad_accum"].as_u64().unwrap();
-    config.train_steps = Some(spec["train_steps"].as_u64().unwrap());
-    let mut trainer = Trainer::new(config, tiny_model(), features(&fx), None, None).unwrap();
+    let feats = features(&fx);
+    let dev = match spec["epochs"].as_u64() {
+        // Variant B with evaluation on (the evaluation resets the accumulation phase).
+        Some(epochs) => {
+            config.train_steps = None;
+            config.epochs = Some(epochs);
+            Some(DevSet {
+                loss_features: feats[..2].to_vec(),
+                bleu_features: Vec::new(),
+                bleu_idx: Vec::new(),
+                bleu_golds: Vec::new(),
+            })
+        }
+        None => {
+            config.train_steps = Some(spec["train_steps"].as_u64().unwrap());
+            None
+        }
+    };
+    let mut trainer = Trainer::new(config, tiny_model(), feats, dev, None).unwrap();
     let want = candle_core::safetensors::load(
         fixture_dir().join(format!("expected_{case}.safetensors")),
         &Device::Cpu,
@@ -125,4 +143,9 @@ fn three_updates_with_ga1_match_the_reference() {
 #[test]
 fn off_by_one_accumulation_with_ga2_matches_the_reference() {
     run_case("ga2");
+}
+
+#[test]
+fn variant_b_epochs_with_warmup_schedule_and_phase_reset_match_the_reference() {
+    run_case("b_ga2");
 }
