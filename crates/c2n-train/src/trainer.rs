@@ -253,6 +253,15 @@ impl Trainer {
         c2n_model::load::load_state_dict(&self.model, &weights)?;
         let (state, pending) = TrainState::load(dir, self.model.device())?;
         state.check_resumable(self.driver.plan(), dir)?;
+        if state.data_seed != self.batch_config.seed {
+            return Err(TrainError::Resume {
+                path: dir.to_path_buf(),
+                message: format!(
+                    "the saved run shuffled with seed {}, this run with {}: the data order would differ",
+                    state.data_seed, self.batch_config.seed
+                ),
+            });
+        }
         self.optimizer.load_state(dir, self.model.device())?;
         self.driver = LoopDriver::resume(*self.driver.plan(), state.counters)?;
         self.state = TrainState {
