@@ -13,6 +13,7 @@
 //! assert_eq!(cfg.lr, 5e-5);
 //! ```
 
+use crate::comm::GradWeighting;
 use crate::early_stopping::StopMetric;
 use crate::loop_plan::AccumulationMode;
 use crate::{Result, TrainError};
@@ -102,6 +103,10 @@ pub struct TrainConfig {
     pub log_every: u64,
     /// Show a progress bar on stderr.
     pub progress: bool,
+    /// How data-parallel ranks combine their gradients: `token_mean` (N ranks equal one rank
+    /// on the combined batch) or `mean_of_rank_means` (the reference `DataParallel`).
+    /// Irrelevant with one rank.
+    pub grad_weighting: GradWeighting,
 }
 
 impl Default for TrainConfig {
@@ -140,6 +145,7 @@ impl Default for TrainConfig {
             device: "auto".into(),
             log_every: 10,
             progress: true,
+            grad_weighting: GradWeighting::TokenMean,
         }
     }
 }
@@ -174,6 +180,7 @@ pub struct TrainOverrides {
     pub beam_size: Option<usize>,
     pub max_grad_norm: Option<f64>,
     pub device: Option<String>,
+    pub grad_weighting: Option<GradWeighting>,
 }
 
 impl TrainConfig {
@@ -236,6 +243,9 @@ impl TrainConfig {
         }
         if let Some(p) = o.precision {
             self.precision = p;
+        }
+        if let Some(w) = o.grad_weighting {
+            self.grad_weighting = w;
         }
         if let Some(steps) = o.train_steps {
             self.train_steps = Some(steps);
@@ -322,7 +332,7 @@ mod tests {
         let toml_path = dir.path().join("c.toml");
         std::fs::write(
             &toml_path,
-            "train_steps = 100\neval_steps = 10\npadding = \"dynamic\"\nprecision = \"bf16\"\n",
+            "train_steps = 100\neval_steps = 10\npadding = \"dynamic\"\nprecision = \"bf16\"\ngrad_weighting = \"mean_of_rank_means\"\n",
         )
         .unwrap();
         let cfg = TrainConfig::load(&toml_path).unwrap();
@@ -331,8 +341,12 @@ mod tests {
             Schedule::Steps { train_steps: 100 }
         );
         assert_eq!(
-            (cfg.padding, cfg.precision),
-            (Padding::Dynamic, Precision::Bf16)
+            (cfg.padding, cfg.precision, cfg.grad_weighting),
+            (
+                Padding::Dynamic,
+                Precision::Bf16,
+                GradWeighting::MeanOfRankMeans
+            )
         );
         let json_path = dir.path().join("c.json");
         cfg.save_json(&json_path).unwrap();

@@ -39,6 +39,9 @@ pub enum TrainError {
     /// The BLEU crate reported an error.
     #[error("bleu: {0}")]
     Eval(#[from] c2n_eval::EvalError),
+    /// A collective of the data-parallel communicator failed (or another rank did).
+    #[error(transparent)]
+    Comm(#[from] crate::comm::CommError),
 }
 
 impl TrainError {

@@ -7,15 +7,27 @@
 //! * [`Predictions`]: decoded texts in CodeXGLUE `idx<TAB>text` files, `nbest.jsonl`, and the
 //!   smoothed BLEU-4 of the in-memory rows against the gold rows (§8.2 step 4);
 //! * [`evaluate_file`]: all of the above for one jsonl file (the `evaluate` example).
+//!
+//! ## Sharded evaluation
+//!
+//! With several data-parallel ranks, [`dev_loss_sharded`] and [`decode_sharded`] split the
+//! work by whole evaluation batches (the `batch_size` chunks of the single-rank run, rank `r`
+//! taking a contiguous range of them), so every batch is computed exactly as with one rank.
+//! Dev-loss sums travel as one f32 slot per batch (zeros elsewhere, summed across ranks: adding
+//! zeros is exact) and are added up in f64 in batch order on every rank; decoded examples are
+//! gathered to rank 0 in their original order. Outputs are therefore identical for any number
+//! of ranks. [`evaluate_file_sharded`] writes and scores on rank 0 only.
 
+use crate::comm::{Communicator, ReduceOp, SingleComm};
 use crate::tensors::BatchTensors;
 use crate::{Result, TrainError};
+use c2n_data::partition::rank_range;
 use c2n_data::{
     featurize, make_batch, Example, Feature, FeatureConfig, Padding, RobertaTokenizer, Stage,
     Strictness,
 };
 use c2n_eval::{smoothed_bleu, Gold, SmoothedBleu};
-use c2n_model::beam::{beam_search, BeamOutput};
+use c2n_model::beam::{beam_search, BeamOutput, Hypothesis};
 use c2n_model::generation::GenerationConfig;
 use c2n_model::{KvCacheSession, Seq2Seq};
 use serde::Serialize;
@@ -72,19 +84,73 @@ pub fn dev_loss(
         tokens: 0,
     };
     for chunk in features.chunks(batch_size.max(1)) {
-        let (s, t) = chunk_lengths(chunk, padding, max_source_len, max_target_len);
-        let positions: Vec<usize> = (0..chunk.len()).collect();
-        let batch = make_batch(chunk, &positions, s, t);
-        let x = BatchTensors::new(&batch, model.device())?;
-        let loss = model.forward_loss(
-            &x.source_ids,
-            &x.source_mask,
-            &x.target_ids,
-            &x.target_mask,
-            false,
-        )?;
-        out.loss_sum += f64::from(loss.loss_sum.to_scalar::<f32>()?);
-        out.tokens += loss.n_active as u64;
+        let (loss_sum, tokens) = chunk_loss(model, chunk, padding, max_source_len, max_target_len)?;
+        out.loss_sum += f64::from(loss_sum);
+        out.tokens += tokens as u64;
+    }
+    Ok(out)
+}
+
+/// The f32 `loss × N_act` and `N_act` of one evaluation batch.
+fn chunk_loss(
+    model: &Seq2Seq,
+    chunk: &[Feature],
+    padding: Padding,
+    max_source_len: usize,
+    max_target_len: usize,
+) -> Result<(f32, usize)> {
+    let (s, t) = chunk_lengths(chunk, padding, max_source_len, max_target_len);
+    let positions: Vec<usize> = (0..chunk.len()).collect();
+    let batch = make_batch(chunk, &positions, s, t);
+    let x = BatchTensors::new(&batch, model.device())?;
+    let loss = model.forward_loss(
+        &x.source_ids,
+        &x.source_mask,
+        &x.target_ids,
+        &x.target_mask,
+        false,
+    )?;
+    Ok((loss.loss_sum.to_scalar::<f32>()?, loss.n_active))
+}
+
+/// [`dev_loss`] with the batches shared out among the ranks of `comm`; every rank gets the
+/// single-rank result, bit for bit.
+pub fn dev_loss_sharded(
+    comm: &dyn Communicator,
+    model: &Seq2Seq,
+    features: &[Feature],
+    batch_size: usize,
+    padding: Padding,
+    max_source_len: usize,
+    max_target_len: usize,
+) -> Result<DevLoss> {
+    if comm.world_size() == 1 {
+        return dev_loss(
+            model,
+            features,
+            batch_size,
+            padding,
+            max_source_len,
+            max_target_len,
+        );
+    }
+    let chunks: Vec<&[Feature]> = features.chunks(batch_size.max(1)).collect();
+    // Slots [2b, 2b+1] hold batch b's loss sum and token count; other ranks leave them 0.
+    let mut slots = vec![0f32; 2 * chunks.len()];
+    for b in rank_range(chunks.len(), comm.rank(), comm.world_size())? {
+        let (loss_sum, tokens) =
+            chunk_loss(model, chunks[b], padding, max_source_len, max_target_len)?;
+        slots[2 * b] = loss_sum;
+        slots[2 * b + 1] = tokens as f32; // exact below 2^24 tokens per batch
+    }
+    comm.all_reduce(&mut slots, ReduceOp::Sum)?;
+    let mut out = DevLoss {
+        loss_sum: 0.0,
+        tokens: 0,
+    };
+    for pair in slots.chunks_exact(2) {
+        out.loss_sum += f64::from(pair[0]);
+        out.tokens += pair[1] as u64;
     }
     Ok(out)
 }
@@ -116,6 +182,135 @@ pub fn decode(
         on_batch(chunk.len());
     }
     Ok(outputs)
+}
+
+/// What evaluation keeps of one example's beam search: enough to write `*.output` and
+/// `nbest.jsonl`, small enough to send between ranks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded {
+    /// Row 0 cut at its first id 0 ([`BeamOutput::prediction`]).
+    pub prediction: Vec<u32>,
+    /// The hypotheses in rank order.
+    pub hypotheses: Vec<Hypothesis>,
+}
+
+impl From<&BeamOutput> for Decoded {
+    fn from(o: &BeamOutput) -> Self {
+        Self {
+            prediction: o.prediction().to_vec(),
+            hypotheses: o.hypotheses.clone(),
+        }
+    }
+}
+
+/// Wire form of [`Decoded`]: scores as bit patterns, so every value survives the trip.
+#[derive(Serialize, serde::Deserialize)]
+struct DecodedWire {
+    p: Vec<u32>,
+    h: Vec<(Vec<u32>, u32)>,
+}
+
+impl Decoded {
+    fn to_wire(&self) -> Result<String> {
+        let wire = DecodedWire {
+            p: self.prediction.clone(),
+            h: self
+                .hypotheses
+                .iter()
+                .map(|h| (h.ids.clone(), h.score.to_bits()))
+                .collect(),
+        };
+        serde_json::to_string(&wire)
+            .map_err(|e| TrainError::InvalidInput(format!("encoding a decoded example: {e}")))
+    }
+
+    fn from_wire(text: &str) -> Result<Self> {
+        let wire: DecodedWire = serde_json::from_str(text).map_err(|e| {
+            TrainError::InvalidInput(format!("a rank sent a malformed decoded example: {e}"))
+        })?;
+        Ok(Self {
+            prediction: wire.p,
+            hypotheses: wire
+                .h
+                .into_iter()
+                .map(|(ids, bits)| Hypothesis {
+                    ids,
+                    score: f32::from_bits(bits),
+                })
+                .collect(),
+        })
+    }
+}
+
+/// [`decode`] with the batches shared out among the ranks of `comm` (contiguous ranges of the
+/// single-rank batches): `Some(all examples in order)` on rank 0, `None` on the others.
+/// `on_batch` sees this rank's batches only.
+#[allow(clippy::too_many_arguments)]
+pub fn decode_sharded(
+    comm: &dyn Communicator,
+    model: &Seq2Seq,
+    features: &[Feature],
+    batch_size: usize,
+    generation: &GenerationConfig,
+    padding: Padding,
+    max_source_len: usize,
+    on_batch: impl FnMut(usize),
+) -> Result<Option<Vec<Decoded>>> {
+    let batch_size = batch_size.max(1);
+    let n_chunks = features.len().div_ceil(batch_size);
+    let chunks = rank_range(n_chunks, comm.rank(), comm.world_size())?;
+    let mine = &features[(chunks.start * batch_size).min(features.len())
+        ..(chunks.end * batch_size).min(features.len())];
+    let outputs = decode(
+        model,
+        mine,
+        batch_size,
+        generation,
+        padding,
+        max_source_len,
+        on_batch,
+    )?;
+    let decoded: Vec<Decoded> = outputs.iter().map(Decoded::from).collect();
+    if comm.world_size() == 1 {
+        return Ok(Some(decoded));
+    }
+    let wire = decoded
+        .iter()
+        .map(Decoded::to_wire)
+        .collect::<Result<Vec<_>>>()?;
+    let Some(per_rank) = comm.gather_strings(&wire)? else {
+        return Ok(None);
+    };
+    let all = per_rank
+        .iter()
+        .flatten()
+        .map(|t| Decoded::from_wire(t))
+        .collect::<Result<Vec<_>>>()?;
+    if all.len() != features.len() {
+        return Err(TrainError::InvalidInput(format!(
+            "gathered {} decoded examples for {} features",
+            all.len(),
+            features.len()
+        )));
+    }
+    Ok(Some(all))
+}
+
+/// Sends rank 0's `value` to every rank exactly (as three integer-valued f32 pieces of its
+/// bit pattern: f32 holds integers below 2^24 exactly).
+pub fn broadcast_f64(comm: &dyn Communicator, value: f64) -> Result<f64> {
+    if comm.world_size() == 1 {
+        return Ok(value);
+    }
+    let bits = value.to_bits();
+    let mut buf = [
+        (bits & 0x1f_ffff) as f32,
+        ((bits >> 21) & 0x1f_ffff) as f32,
+        (bits >> 42) as f32,
+    ];
+    comm.broadcast(&mut buf)?;
+    let bits = buf[0] as u64 | (buf[1] as u64) << 21 | (buf[2] as u64) << 42;
+    Ok(f64::from_bits(bits))
 }
 
 /// Decoded predictions with their ids and gold targets, in evaluation order.
@@ -156,6 +351,20 @@ impl Predictions {
         Self { idx, texts, golds }
     }
 
+    /// [`Predictions::new`] from [`Decoded`] examples (sharded evaluation).
+    pub fn from_decoded(
+        tokenizer: &RobertaTokenizer,
+        decoded: &[Decoded],
+        idx: Vec<u64>,
+        golds: Vec<String>,
+    ) -> Self {
+        let texts = decoded
+            .iter()
+            .map(|d| tokenizer.decode(&d.prediction))
+            .collect();
+        Self { idx, texts, golds }
+    }
+
     /// Writes `<prefix>.output` and `<prefix>.gold` (`idx<TAB>text` lines) into `dir`.
     pub fn write(&self, dir: &Path, prefix: &str) -> Result<(PathBuf, PathBuf)> {
         let output = dir.join(format!("{prefix}.output"));
@@ -181,11 +390,31 @@ impl Predictions {
         outputs: &[BeamOutput],
         k: usize,
     ) -> Result<()> {
+        self.write_nbest_of(path, tokenizer, outputs.iter().map(|o| &o.hypotheses), k)
+    }
+
+    /// [`Predictions::write_nbest`] from [`Decoded`] examples.
+    pub fn write_nbest_decoded(
+        &self,
+        path: &Path,
+        tokenizer: &RobertaTokenizer,
+        decoded: &[Decoded],
+        k: usize,
+    ) -> Result<()> {
+        self.write_nbest_of(path, tokenizer, decoded.iter().map(|d| &d.hypotheses), k)
+    }
+
+    fn write_nbest_of<'a>(
+        &self,
+        path: &Path,
+        tokenizer: &RobertaTokenizer,
+        per_example: impl Iterator<Item = &'a Vec<Hypothesis>>,
+        k: usize,
+    ) -> Result<()> {
         let file = std::fs::File::create(path).map_err(|e| TrainError::io(path, e))?;
         let mut out = std::io::BufWriter::new(file);
-        for (idx, output) in self.idx.iter().zip(outputs) {
-            let hypotheses = output
-                .hypotheses
+        for (idx, hyps) in self.idx.iter().zip(per_example) {
+            let hypotheses = hyps
                 .iter()
                 .take(k)
                 .map(|h| NbestHypothesis {
@@ -259,6 +488,20 @@ pub fn evaluate_file(
     req: &EvaluateRequest,
     on_batch: impl FnMut(usize),
 ) -> Result<EvaluateReport> {
+    evaluate_file_sharded(&SingleComm, model, tokenizer, req, on_batch)?
+        .ok_or_else(|| TrainError::InvalidInput("a single rank is always rank 0".into()))
+}
+
+/// [`evaluate_file`] over the ranks of `comm`: each rank decodes its batches, rank 0 gathers,
+/// writes the files and scores (`Some` there, `None` elsewhere). The files are identical for
+/// any number of ranks.
+pub fn evaluate_file_sharded(
+    comm: &dyn Communicator,
+    model: &Seq2Seq,
+    tokenizer: &RobertaTokenizer,
+    req: &EvaluateRequest,
+    on_batch: impl FnMut(usize),
+) -> Result<Option<EvaluateReport>> {
     let start = std::time::Instant::now();
     let (mut examples, _) = c2n_data::read_examples(&req.data, Strictness::Strict)?;
     if let Some(limit) = req.limit {
@@ -276,7 +519,8 @@ pub fn evaluate_file(
         req.max_source_len,
         req.generation.max_length,
     )?;
-    let outputs = decode(
+    let Some(decoded) = decode_sharded(
+        comm,
         model,
         &features,
         req.batch_size,
@@ -284,24 +528,32 @@ pub fn evaluate_file(
         req.padding,
         req.max_source_len,
         on_batch,
-    )?;
-    let predictions = Predictions::new(
+    )?
+    else {
+        return Ok(None);
+    };
+    let predictions = Predictions::from_decoded(
         tokenizer,
-        &outputs,
+        &decoded,
         examples.iter().map(|e| e.idx as u64).collect(),
         examples.iter().map(|e| e.target.clone()).collect(),
     );
     std::fs::create_dir_all(&req.output_dir).map_err(|e| TrainError::io(&req.output_dir, e))?;
     let (output, gold) = predictions.write(&req.output_dir, &req.prefix)?;
     if let Some(k) = req.nbest {
-        predictions.write_nbest(&req.output_dir.join("nbest.jsonl"), tokenizer, &outputs, k)?;
+        predictions.write_nbest_decoded(
+            &req.output_dir.join("nbest.jsonl"),
+            tokenizer,
+            &decoded,
+            k,
+        )?;
     }
     let bleu = predictions.bleu()?;
-    Ok(EvaluateReport {
+    Ok(Some(EvaluateReport {
         bleu,
         examples: examples.len(),
         output,
         gold,
         seconds: start.elapsed().as_secs_f64(),
-    })
+    }))
 }

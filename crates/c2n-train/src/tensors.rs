@@ -31,3 +31,13 @@ pub fn real_tokens(batch: &Batch) -> u64 {
     let ones = |m: &[u32]| m.iter().filter(|&&x| x != 0).count() as u64;
     ones(&batch.source_mask) + ones(&batch.target_mask)
 }
+
+/// Real (non-pad) source and target tokens of the features at `positions`: what
+/// [`real_tokens`] counts for their batch, without building it.
+pub fn feature_tokens(features: &[c2n_data::Feature], positions: &[usize]) -> u64 {
+    positions
+        .iter()
+        .filter_map(|&p| features.get(p))
+        .map(|f| (f.source_ids.len() + f.target_ids.len()) as u64)
+        .sum()
+}

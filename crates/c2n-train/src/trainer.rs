@@ -8,22 +8,44 @@
 //! (`dev.output`/`dev.gold`), then `checkpoint-last` (with the full train state),
 //! `checkpoint-best-ppl` and `checkpoint-best-bleu` by the rules of §8.3. The run always ends
 //! by writing `checkpoint-last`.
+//!
+//! ## Data parallelism
+//!
+//! The `*_with` methods take a [`Communicator`]; the plain ones run as a single rank. With
+//! `W` ranks (docs/distributed.md):
+//! * rank 0's parameters are broadcast once before the first step;
+//! * every rank walks the same seeded batch plan; `batch_size` is the **global** batch and
+//!   rank `r` computes its contiguous slice of each micro-batch ([`rank_slice`]), padded to the
+//!   global batch's lengths;
+//! * one 4-float all-reduce per micro-batch gives the global loss and token count; each rank
+//!   scales its gradient by its weight ([`GradWeighting`](crate::comm::GradWeighting): `N_r / N` by default, so `W` ranks
+//!   equal one rank on the combined batch; or the reference `DataParallel` mean of means);
+//! * at an update the accumulated gradients, flattened in sorted-name order, are summed
+//!   bucket by bucket ([`BucketPlan`], one all-reduce per bucket), then clipped and stepped
+//!   identically on every rank;
+//! * evaluation is sharded ([`dev_loss_sharded`], [`decode_sharded`]), rank 0 scores and
+//!   broadcasts the BLEU so every rank takes the same checkpoint/early-stopping decisions;
+//! * only rank 0 writes checkpoints, metrics, dev outputs and the progress bar.
 
 use crate::checkpoint_policy::{BEST_BLEU, BEST_PPL, LAST};
+use crate::comm::{
+    self, exchange_batch_stats, BucketPlan, Communicator, LocalBatch, ReduceOp, SingleComm,
+};
 use crate::config::{Schedule, TrainConfig};
 use crate::data::{load_features, DevSet};
 use crate::device::{apply_precision, select_device};
 use crate::early_stopping::EarlyStopping;
-use crate::evaluate::{decode, dev_loss, Predictions};
+use crate::evaluate::{broadcast_f64, decode_sharded, dev_loss_sharded, Predictions};
 use crate::loop_plan::{LoopDriver, LoopKind, LoopPlan, MicroStep};
 use crate::metrics::{MetricRecord, MetricsLog};
 use crate::model_setup::{build_model, model_for, model_params, POSITION_EMBEDDINGS};
 use crate::optim::{AdamW, AdamWConfig, Gradients, NamedParams};
 use crate::schedule::LinearSchedule;
 use crate::state::TrainState;
-use crate::tensors::{real_tokens, BatchTensors};
+use crate::tensors::{feature_tokens, BatchTensors};
 use crate::{Result, TrainError};
 use c2n_data::batch::padded_lengths;
+use c2n_data::partition::rank_slice;
 use c2n_data::{make_batch, plan_epoch, BatchConfig, Feature, RobertaTokenizer, Stage};
 use c2n_model::generation::GenerationConfig;
 use c2n_model::Seq2Seq;
@@ -106,14 +128,44 @@ pub struct Trainer {
     metrics: Option<MetricsLog>,
     evaluations: u64,
     stopped_early: bool,
+    /// Whether rank 0's weights have been broadcast (multi-rank runs only).
+    replicas_synced: bool,
+    /// The bucket plan of the last update, reused while the same parameters have gradients.
+    bucket_plan: Option<BucketPlan>,
+}
+
+/// One micro-batch as this rank saw it, and the batch as a whole.
+struct MicroOutcome {
+    /// This rank's gradient contribution (already weighted), before the cross-rank sum.
+    grads: Gradients,
+    /// Loss of the whole micro-batch (token mean, or the mean of rank means).
+    loss: f64,
+    /// Examples and real tokens of the whole micro-batch.
+    examples: usize,
+    tokens: u64,
+    /// Active target tokens of the whole micro-batch.
+    target_tokens: u64,
 }
 
 impl Trainer {
     /// Everything from a config: device, tokenizer, data, model; with `resume`, continues
     /// from `OUTPUT/checkpoint-last`.
     pub fn from_config(config: TrainConfig, resume: bool) -> Result<Self> {
+        Self::from_config_on(config, resume, &SingleComm)
+    }
+
+    /// [`Trainer::from_config`] for one rank of `comm`: the backend may fix the device (NCCL:
+    /// `cuda:LOCAL_RANK`), and rank 0's weights are broadcast to every rank.
+    pub fn from_config_on(
+        config: TrainConfig,
+        resume: bool,
+        comm: &dyn Communicator,
+    ) -> Result<Self> {
         config.validate()?;
-        let device = select_device(&config.device)?;
+        let device = match comm.device() {
+            Some(device) => device,
+            None => select_device(&config.device)?,
+        };
         let dtype = apply_precision(config.precision, &device);
         let tokenizer = RobertaTokenizer::load(&config.tokenizer_spec()?)?;
         let train_path = config
@@ -154,6 +206,7 @@ impl Trainer {
         if resume {
             trainer.resume(&resume_dir)?;
         }
+        trainer.sync_replicas(comm)?;
         Ok(trainer)
     }
 
@@ -243,7 +296,20 @@ impl Trainer {
             metrics: None,
             evaluations: 0,
             stopped_early: false,
+            replicas_synced: false,
+            bucket_plan: None,
         })
+    }
+
+    /// Overwrites this replica's parameters with rank 0's (once; a no-op for one rank). The
+    /// `*_with` methods call it before their first step, so that replicas built from different
+    /// random initialisations start identical.
+    pub fn sync_replicas(&mut self, comm: &dyn Communicator) -> Result<()> {
+        if comm.world_size() > 1 && !self.replicas_synced {
+            comm::broadcast_vars(comm, self.params.iter())?;
+            self.replicas_synced = true;
+        }
+        Ok(())
     }
 
     /// Continues from a checkpoint directory written by this trainer: weights, optimizer
@@ -321,9 +387,56 @@ impl Trainer {
     /// One micro-batch: forward, backward, accumulation and (when due) the update.
     /// Returns the unscaled batch loss and the batch's real token count.
     pub fn train_micro_step(&mut self, step: &MicroStep) -> Result<(f64, u64, usize)> {
+        self.train_micro_step_with(step, &SingleComm)
+    }
+
+    /// [`Trainer::train_micro_step`] as one rank of `comm`: this rank computes its slice of the
+    /// micro-batch, gradients are summed across ranks at the update. Returns the loss, real
+    /// tokens and examples of the whole (global) micro-batch.
+    pub fn train_micro_step_with(
+        &mut self,
+        step: &MicroStep,
+        comm: &dyn Communicator,
+    ) -> Result<(f64, u64, usize)> {
+        self.sync_replicas(comm)?;
         let positions = self.batch_positions(step.data_epoch, step.batch_index)?;
-        let (s, t) = padded_lengths(&self.train, &positions, &self.batch_config)?;
-        let batch = make_batch(&self.train, &positions, s, t);
+        let outcome = if comm.world_size() == 1 {
+            self.single_rank_gradients(&positions)?
+        } else {
+            self.rank_gradients(&positions, comm)?
+        };
+        if !outcome.loss.is_finite() {
+            return Err(TrainError::InvalidInput(format!(
+                "training loss is {} at update {} (batch {} of epoch {})",
+                outcome.loss,
+                step.updates_before + 1,
+                step.batch_index,
+                step.data_epoch
+            )));
+        }
+        self.pending.accumulate(outcome.grads)?;
+        self.state.running_loss.add(outcome.loss);
+        self.state.examples_seen += outcome.examples as u64;
+        self.state.target_tokens_seen += outcome.target_tokens;
+        if step.update {
+            if comm.world_size() > 1 {
+                self.all_reduce_pending(comm)?;
+            }
+            if let Some(max_norm) = self.config.max_grad_norm {
+                self.pending.clip_global_norm(max_norm)?;
+            }
+            let lr = self.state.schedule.lr_at(step.updates_before);
+            self.optimizer.step(&self.pending, lr)?;
+            self.pending.clear();
+        }
+        self.state.counters = self.driver.counters();
+        Ok((outcome.loss, outcome.tokens, outcome.examples))
+    }
+
+    /// Forward and backward of `loss / GA` over the whole micro-batch (one rank).
+    fn single_rank_gradients(&self, positions: &[usize]) -> Result<MicroOutcome> {
+        let (s, t) = padded_lengths(&self.train, positions, &self.batch_config)?;
+        let batch = make_batch(&self.train, positions, s, t);
         let x = BatchTensors::new(&batch, self.model.device())?;
         let out = self.model.forward_loss(
             &x.source_ids,
@@ -333,57 +446,148 @@ impl Trainer {
             true,
         )?;
         let loss = f64::from(out.loss.to_scalar::<f32>()?);
-        if !loss.is_finite() {
-            return Err(TrainError::InvalidInput(format!(
-                "training loss is {loss} at update {} (batch {} of epoch {})",
-                step.updates_before + 1,
-                step.batch_index,
-                step.data_epoch
-            )));
-        }
         let scaled = if self.config.grad_accum > 1 {
             (out.loss / self.config.grad_accum as f64)?
         } else {
             out.loss
         };
-        let mut grads = Gradients::from_grad_store(&self.params, &scaled.backward()?);
-        // padding_idx = 1: the position table's pad row gets no gradient (§4.5).
+        // A non-finite loss is reported by the caller; its gradient is never applied.
+        let grads = if loss.is_finite() {
+            self.position_masked(Gradients::from_grad_store(
+                &self.params,
+                &scaled.backward()?,
+            ))?
+        } else {
+            Gradients::new()
+        };
+        Ok(MicroOutcome {
+            grads,
+            loss,
+            examples: positions.len(),
+            tokens: feature_tokens(&self.train, positions),
+            target_tokens: out.n_active as u64,
+        })
+    }
+
+    /// This rank's slice of the micro-batch: forward, one stats all-reduce, backward of the
+    /// loss weighted by this rank's share (and `1 / GA`).
+    fn rank_gradients(&self, positions: &[usize], comm: &dyn Communicator) -> Result<MicroOutcome> {
+        // Padding lengths of the global batch, so every rank pads as one rank would.
+        let (s, t) = padded_lengths(&self.train, positions, &self.batch_config)?;
+        let mine = rank_slice(positions, comm.rank(), comm.world_size())?;
+        let forward = if mine.is_empty() {
+            None // more ranks than examples in this micro-batch
+        } else {
+            let batch = make_batch(&self.train, mine, s, t);
+            let x = BatchTensors::new(&batch, self.model.device())?;
+            Some(self.model.forward_loss(
+                &x.source_ids,
+                &x.source_mask,
+                &x.target_ids,
+                &x.target_mask,
+                true,
+            )?)
+        };
+        let local = match &forward {
+            Some(out) => LocalBatch {
+                mean_loss: out.loss.to_scalar::<f32>()?,
+                tokens: out.n_active,
+            },
+            None => LocalBatch {
+                mean_loss: 0.0,
+                tokens: 0,
+            },
+        };
+        let stats = exchange_batch_stats(comm, self.config.grad_weighting, local)?;
+        let factor = f64::from(stats.grad_scale) / self.config.grad_accum.max(1) as f64;
+        let grads = match forward {
+            // A rank without tokens contributes zeros (its 0/0 loss would give NaN gradients).
+            Some(out) if factor != 0.0 && local.mean_loss.is_finite() => {
+                let scaled = (out.loss * factor)?;
+                self.position_masked(Gradients::from_grad_store(
+                    &self.params,
+                    &scaled.backward()?,
+                ))?
+            }
+            _ => Gradients::new(),
+        };
+        Ok(MicroOutcome {
+            grads,
+            loss: f64::from(stats.mean_loss),
+            examples: positions.len(),
+            tokens: feature_tokens(&self.train, positions),
+            target_tokens: stats.tokens as u64,
+        })
+    }
+
+    /// padding_idx = 1: the position table's pad row gets no gradient (§4.5).
+    fn position_masked(&self, mut grads: Gradients) -> Result<Gradients> {
         grads.zero_rows(
             POSITION_EMBEDDINGS,
             &[self.model.config().pad_token_id as usize],
         )?;
-        self.pending.accumulate(grads)?;
-        let tokens = real_tokens(&batch);
-        self.state.running_loss.add(loss);
-        self.state.examples_seen += batch.batch_size as u64;
-        self.state.target_tokens_seen += out.n_active as u64;
-        if step.update {
-            if let Some(max_norm) = self.config.max_grad_norm {
-                self.pending.clip_global_norm(max_norm)?;
+        Ok(grads)
+    }
+
+    /// Sums the pending gradients across ranks: the parameters with a gradient on any rank
+    /// (agreed by one small all-reduce; a parameter no rank touched keeps "no gradient", as
+    /// PyTorch's `grad is None`), flattened in sorted-name order, one all-reduce per bucket.
+    fn all_reduce_pending(&mut self, comm: &dyn Communicator) -> Result<()> {
+        let mut present: Vec<f32> = self
+            .params
+            .iter()
+            .map(|(name, _)| f32::from(u8::from(self.pending.get(name).is_some())))
+            .collect();
+        comm.all_reduce(&mut present, ReduceOp::Sum)?;
+        let mut grads = std::collections::BTreeMap::new();
+        for ((name, var), &count) in self.params.iter().zip(&present) {
+            if count > 0.0 {
+                let grad = match self.pending.get(name) {
+                    Some(g) => g.clone(),
+                    None => var.as_tensor().zeros_like()?,
+                };
+                grads.insert(name.to_string(), grad);
             }
-            let lr = self.state.schedule.lr_at(step.updates_before);
-            self.optimizer.step(&self.pending, lr)?;
-            self.pending.clear();
         }
-        self.state.counters = self.driver.counters();
-        Ok((loss, tokens, batch.batch_size))
+        let plan_fits = self.bucket_plan.as_ref().is_some_and(|p| {
+            p.names().len() == grads.len()
+                && p.names().iter().zip(grads.keys()).all(|(a, b)| a == b)
+        });
+        if !plan_fits {
+            self.bucket_plan = Some(BucketPlan::new(
+                grads.iter().map(|(n, g)| (n.clone(), g.elem_count())),
+                comm::DEFAULT_BUCKET_BYTES,
+            )?);
+        }
+        let plan = self
+            .bucket_plan
+            .as_ref()
+            .ok_or_else(|| TrainError::InvalidInput("no bucket plan".into()))?;
+        comm::sync_tensor_grads(comm, plan, &mut grads, 1.0)?;
+        self.pending = Gradients::from_map(grads);
+        Ok(())
     }
 
     /// Runs the next micro-step (and the evaluation that may follow it). `None` once the
     /// loop is over (end of schedule, `stop_after`, or early stopping).
     pub fn advance(&mut self) -> Result<Option<StepReport>> {
+        self.advance_with(&SingleComm)
+    }
+
+    /// [`Trainer::advance`] as one rank of `comm` (every rank must call it in lockstep).
+    pub fn advance_with(&mut self, comm: &dyn Communicator) -> Result<Option<StepReport>> {
         if self.stopped_early {
             return Ok(None);
         }
         let Some(step) = self.driver.next_step() else {
             return Ok(None);
         };
-        let (loss, tokens, examples) = self.train_micro_step(&step)?;
+        let (loss, tokens, examples) = self.train_micro_step_with(&step, comm)?;
         let lr = step
             .update
             .then(|| self.state.schedule.lr_at(step.updates_before));
         let evaluation = if step.evaluate {
-            Some(self.evaluate(step.data_epoch)?)
+            Some(self.evaluate_with(step.data_epoch, comm)?)
         } else {
             None
         };
@@ -406,6 +610,7 @@ impl Trainer {
         Ok(())
     }
 
+    /// Appends to `metrics.jsonl`; callers make sure only rank 0 logs.
     fn log(&mut self, record: MetricRecord) -> Result<()> {
         self.open_metrics()?;
         match &mut self.metrics {
@@ -417,13 +622,22 @@ impl Trainer {
     /// Runs the loop to its end (or `stop_after`, or early stopping) and writes
     /// `checkpoint-last`.
     pub fn run(&mut self) -> Result<TrainSummary> {
+        self.run_with(&SingleComm)
+    }
+
+    /// [`Trainer::run`] as one rank of `comm`; only rank 0 writes files and shows progress.
+    pub fn run_with(&mut self, comm: &dyn Communicator) -> Result<TrainSummary> {
         let start = Instant::now();
-        self.open_metrics()?;
-        self.config
-            .save_json(&self.config.output_dir.join("train_config.json"))?;
+        let main = comm.is_main();
+        self.sync_replicas(comm)?;
+        if main {
+            self.open_metrics()?;
+            self.config
+                .save_json(&self.config.output_dir.join("train_config.json"))?;
+        }
         let total = self.driver.total_updates();
         let target = self.config.stop_after.map_or(total, |s| s.min(total));
-        let bar = if self.config.progress {
+        let bar = if self.config.progress && main {
             ProgressBar::new(target)
         } else {
             ProgressBar::hidden()
@@ -436,7 +650,7 @@ impl Trainer {
         );
         bar.set_position(self.state.counters.global_step);
         let mut window = Throughput::default();
-        while let Some(report) = self.advance()? {
+        while let Some(report) = self.advance_with(comm)? {
             window.add(report.examples, report.tokens);
             if let Some(lr) = report.lr {
                 let global_step = report.step.updates_before + 1;
@@ -446,7 +660,7 @@ impl Trainer {
                     "loss {:.4} lr {lr:.3e} {sps:.1} samples/s {tps:.0} tokens/s",
                     self.state.running_loss.mean()
                 ));
-                if self.config.log_every > 0 && global_step % self.config.log_every == 0 {
+                if main && self.config.log_every > 0 && global_step % self.config.log_every == 0 {
                     self.log(MetricRecord::Train {
                         global_step,
                         epoch: report.step.data_epoch,
@@ -463,7 +677,11 @@ impl Trainer {
             }
         }
         bar.finish_and_clear();
-        let last = self.save_checkpoint(LAST, true)?;
+        let last = if main {
+            self.save_checkpoint(LAST, true)?
+        } else {
+            self.config.output_dir.join(LAST)
+        };
         Ok(TrainSummary {
             updates: self.state.counters.global_step,
             batches: self.state.counters.batches_done,
@@ -491,13 +709,21 @@ impl Trainer {
 
     /// One dev evaluation with checkpointing (§8). Returns the log line.
     pub fn evaluate(&mut self, epoch: u64) -> Result<String> {
+        self.evaluate_with(epoch, &SingleComm)
+    }
+
+    /// [`Trainer::evaluate`] sharded over the ranks of `comm`: the same scores and decisions
+    /// on every rank; rank 0 writes the dev files, checkpoints and the metrics line.
+    pub fn evaluate_with(&mut self, epoch: u64, comm: &dyn Communicator) -> Result<String> {
         let Some(dev) = &self.dev else {
             return Ok(String::new());
         };
+        let main = comm.is_main();
         let c = &self.config;
         let train_loss = self.state.running_loss.mean();
         self.state.running_loss.reset();
-        let loss = dev_loss(
+        let loss = dev_loss_sharded(
+            comm,
             &self.model,
             &dev.loss_features,
             c.eval_batch_size,
@@ -515,7 +741,8 @@ impl Trainer {
                     max_length: c.max_target_len,
                     ..Default::default()
                 };
-                let outputs = decode(
+                let decoded = decode_sharded(
+                    comm,
                     &self.model,
                     &dev.bleu_features,
                     c.eval_batch_size,
@@ -524,14 +751,19 @@ impl Trainer {
                     c.max_source_len,
                     |_| {},
                 )?;
-                let predictions = Predictions::new(
-                    tokenizer,
-                    &outputs,
-                    dev.bleu_idx.clone(),
-                    dev.bleu_golds.clone(),
-                );
-                predictions.write(&c.output_dir, "dev")?;
-                let score = predictions.bleu()?.bleu;
+                // Rank 0 scores; the others take its score, so all decide alike.
+                let mut score = 0.0;
+                if let Some(decoded) = decoded {
+                    let predictions = Predictions::from_decoded(
+                        tokenizer,
+                        &decoded,
+                        dev.bleu_idx.clone(),
+                        dev.bleu_golds.clone(),
+                    );
+                    predictions.write(&c.output_dir, "dev")?;
+                    score = predictions.bleu()?.bleu;
+                }
+                let score = broadcast_f64(comm, score)?;
                 bleu_improved = self.state.policy.observe_dev_bleu(score).improved;
                 bleu = Some(score);
             }
@@ -542,26 +774,34 @@ impl Trainer {
             .observe(loss_improved, bleu_improved);
         self.state.counters = self.driver.counters();
         let mut saved = vec![LAST.to_string()];
-        self.save_checkpoint(LAST, true)?;
         if loss_improved {
-            self.save_checkpoint(BEST_PPL, false)?;
             saved.push(BEST_PPL.into());
         }
         if bleu_improved {
-            self.save_checkpoint(BEST_BLEU, false)?;
             saved.push(BEST_BLEU.into());
+        }
+        if main {
+            self.save_checkpoint(LAST, true)?;
+            if loss_improved {
+                self.save_checkpoint(BEST_PPL, false)?;
+            }
+            if bleu_improved {
+                self.save_checkpoint(BEST_BLEU, false)?;
+            }
         }
         self.evaluations += 1;
         let global_step = self.state.counters.global_step;
-        self.log(MetricRecord::Eval {
-            global_step,
-            epoch,
-            train_loss,
-            dev_loss: loss.loss(),
-            dev_ppl: loss.perplexity(),
-            dev_bleu: bleu,
-            saved: saved.clone(),
-        })?;
+        if main {
+            self.log(MetricRecord::Eval {
+                global_step,
+                epoch,
+                train_loss,
+                dev_loss: loss.loss(),
+                dev_ppl: loss.perplexity(),
+                dev_bleu: bleu,
+                saved: saved.clone(),
+            })?;
+        }
         let bleu_text = bleu.map_or(String::new(), |b| {
             format!(" bleu {:.2}", crate::checkpoint_policy::python_round2(b))
         });

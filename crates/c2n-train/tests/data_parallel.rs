@@ -1,0 +1,246 @@
+//! Data-parallel training and sharded evaluation with thread ranks (CPU, tiny model, dropout
+//! off): W ranks on a global batch equal one rank on the same batch; sharded evaluation equals
+//! single-rank evaluation exactly; a failing rank ends the job with its error, not a hang.
+//!
+//! The reference here is this crate's own single-rank path, which `tests/train_parity.rs`
+//! checks against the PyTorch fixture of `tools/reference/train_reference.py`.
+
+mod support;
+
+use c2n_data::Feature;
+use c2n_model::generation::GenerationConfig;
+use c2n_train::comm::{
+    self, Backend, Communicator, GradWeighting, LaunchSpec, SingleComm, ThreadGroup,
+};
+use c2n_train::config::TrainConfig;
+use c2n_train::evaluate::{decode, decode_sharded, dev_loss, dev_loss_sharded, Decoded};
+use c2n_train::trainer::Trainer;
+use c2n_train::TrainError;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use support::*;
+
+type Params = Vec<(String, Vec<f32>, u64)>;
+
+fn config(out: &Path, configure: &(dyn Fn(&mut TrainConfig) + Sync)) -> TrainConfig {
+    let mut config = tiny_config(&expected(), out.to_path_buf());
+    config.batch_size = 4;
+    config.train_steps = Some(5);
+    config.shuffle = true; // the seeded shuffle must be the same on every rank
+    configure(&mut config);
+    config
+}
+
+/// Parameters (and AdamW step counts) after the whole run, as one rank of `comm`. Ranks other
+/// than 0 start from perturbed weights: the initial broadcast must repair them.
+fn train_as(comm: &dyn Communicator, cfg: TrainConfig) -> Result<Params, TrainError> {
+    let mut trainer = Trainer::new(cfg, tiny_model(), features(&expected()), None, None)?;
+    if comm.rank() > 0 {
+        for (_, var) in trainer.params().iter() {
+            var.set(&(var.as_tensor() + comm.rank() as f64)?)?;
+        }
+    }
+    while trainer.advance_with(comm)?.is_some() {}
+    Ok(trainer
+        .params()
+        .iter()
+        .map(|(name, var)| {
+            (
+                name.to_string(),
+                values(var.as_tensor()),
+                trainer.optimizer().step_count(name),
+            )
+        })
+        .collect())
+}
+
+/// Relative L2 error per tensor. (Max-abs per element is too strict for Adam: the attention
+/// key bias has an exactly-zero true gradient, so its gradient is rounding noise, which Adam's
+/// `m / sqrt(v)` turns into steps of about lr whatever the noise's size.)
+fn assert_close(got: &Params, want: &Params, what: &str) {
+    assert_eq!(got.len(), want.len());
+    for ((name, g, gs), (_, w, ws)) in got.iter().zip(want) {
+        assert_eq!(gs, ws, "{what}: AdamW steps of {name}");
+        let norm = |v: &mut dyn Iterator<Item = f64>| v.map(|x| x * x).sum::<f64>().sqrt();
+        let diff = norm(&mut g.iter().zip(w).map(|(a, b)| f64::from(a - b)));
+        let scale = norm(&mut w.iter().map(|&x| f64::from(x))).max(1e-12);
+        assert!(
+            diff <= 1e-5 * scale,
+            "{what}: {name} relative L2 error {}",
+            diff / scale
+        );
+    }
+}
+
+fn check_ranks_equal_one_rank(world: usize, configure: &(dyn Fn(&mut TrainConfig) + Sync)) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), configure);
+    let single = train_as(&SingleComm, cfg.clone()).unwrap();
+    let ranks = ThreadGroup::new(world)
+        .unwrap()
+        .run_fallible(|comm| train_as(comm, cfg.clone()))
+        .unwrap();
+    // The run must actually have moved the weights, or the comparison proves nothing.
+    let initial: Params = {
+        let t = Trainer::new(cfg.clone(), tiny_model(), features(&expected()), None, None).unwrap();
+        t.params()
+            .iter()
+            .map(|(n, v)| (n.to_string(), values(v.as_tensor()), 0))
+            .collect()
+    };
+    assert!(single.iter().zip(&initial).any(|(a, b)| a.1 != b.1));
+    for (rank, params) in ranks.iter().enumerate() {
+        assert_close(params, &single, &format!("{world} ranks, rank {rank}"));
+        // Replicas stay bit-identical: every rank applies the same reduced gradient.
+        assert_eq!(params, &ranks[0], "rank {rank} drifted from rank 0");
+    }
+}
+
+#[test]
+fn two_ranks_equal_one_rank_on_the_combined_batch() {
+    check_ranks_equal_one_rank(2, &|_| {});
+}
+
+#[test]
+fn four_ranks_equal_one_rank_including_empty_shards() {
+    // 6 examples in batches of 4: the second batch has 2 rows, so ranks 2 and 3 get nothing.
+    check_ranks_equal_one_rank(4, &|_| {});
+}
+
+#[test]
+fn two_ranks_with_accumulation_and_clipping_equal_one_rank() {
+    check_ranks_equal_one_rank(2, &|c| {
+        c.grad_accum = 2;
+        c.max_grad_norm = Some(0.05);
+        c.train_steps = Some(6);
+    });
+}
+
+#[test]
+fn four_ranks_variant_b_equal_one_rank() {
+    check_ranks_equal_one_rank(4, &|c| {
+        c.epochs = Some(2);
+        c.batch_size = 3;
+    });
+}
+
+#[test]
+fn mean_of_rank_means_is_wired_and_differs_from_the_token_mean() {
+    // Shards of unequal token counts: the two weightings give different gradients.
+    let dir = tempfile::tempdir().unwrap();
+    let token = config(dir.path(), &|c| c.batch_size = 3);
+    let means = config(dir.path(), &|c| {
+        c.batch_size = 3;
+        c.grad_weighting = GradWeighting::MeanOfRankMeans;
+    });
+    let run = |cfg: TrainConfig| {
+        ThreadGroup::new(2)
+            .unwrap()
+            .run_fallible(|comm| train_as(comm, cfg.clone()))
+            .unwrap()
+            .remove(0)
+    };
+    let (a, b) = (run(token), run(means));
+    assert!(a.iter().zip(&b).any(|(x, y)| x.1 != y.1));
+    // With one rank both weightings are the plain token mean.
+    let one = |w| {
+        train_as(
+            &SingleComm,
+            config(dir.path(), &|c| {
+                c.batch_size = 3;
+                c.grad_weighting = w;
+            }),
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        one(GradWeighting::TokenMean),
+        one(GradWeighting::MeanOfRankMeans)
+    );
+}
+
+#[test]
+fn sharded_dev_loss_and_decode_equal_single_rank() {
+    let model = tiny_model();
+    let feats: Vec<Feature> = features(&expected());
+    let fx = expected();
+    let (src, tgt) = (
+        fx["max_source_len"].as_u64().unwrap() as usize,
+        fx["max_target_len"].as_u64().unwrap() as usize,
+    );
+    let generation = GenerationConfig {
+        beam_size: 3,
+        max_length: tgt,
+        ..Default::default()
+    };
+    let padding = c2n_data::Padding::Reference;
+    let want_loss = dev_loss(&model, &feats, 2, padding, src, tgt).unwrap();
+    let want: Vec<Decoded> = decode(&model, &feats, 2, &generation, padding, src, |_| {})
+        .unwrap()
+        .iter()
+        .map(Decoded::from)
+        .collect();
+    assert!(want_loss.tokens > 0 && want.iter().any(|d| !d.prediction.is_empty()));
+    for world in [2, 4] {
+        let got = ThreadGroup::new(world)
+            .unwrap()
+            .run_fallible(|comm| -> Result<_, TrainError> {
+                let model = tiny_model();
+                let loss = dev_loss_sharded(comm, &model, &feats, 2, padding, src, tgt)?;
+                let mut batches = 0;
+                let decoded =
+                    decode_sharded(comm, &model, &feats, 2, &generation, padding, src, |_| {
+                        batches += 1
+                    })?;
+                Ok((loss, decoded, batches))
+            })
+            .unwrap();
+        // 3 batches of 2 shared out: every batch decoded exactly once.
+        assert_eq!(got.iter().map(|g| g.2).sum::<usize>(), 3, "{world} ranks");
+        for (rank, (loss, decoded, _)) in got.into_iter().enumerate() {
+            assert_eq!(loss, want_loss, "{world} ranks, rank {rank}: dev loss sums");
+            match decoded {
+                Some(all) => {
+                    assert_eq!(rank, 0);
+                    assert_eq!(all, want, "{world} ranks: gathered beams");
+                }
+                None => assert_ne!(rank, 0),
+            }
+        }
+    }
+}
+
+#[test]
+fn a_failing_rank_ends_the_job_with_its_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &|c| c.train_steps = Some(50));
+    let spec = LaunchSpec {
+        backend: Backend::Threads,
+        world_size: Some(2),
+        timeout: Duration::from_secs(60),
+    };
+    let start = Instant::now();
+    let result = comm::launch(&spec, |comm| -> Result<(), TrainError> {
+        let mut trainer =
+            Trainer::new(cfg.clone(), tiny_model(), features(&expected()), None, None)?;
+        for step in 0.. {
+            if comm.rank() == 1 && step == 2 {
+                return Err(TrainError::InvalidInput(
+                    "injected failure on rank 1".into(),
+                ));
+            }
+            if trainer.advance_with(comm)?.is_none() {
+                break;
+            }
+        }
+        Ok(())
+    });
+    let err = result.expect_err("the job must fail").to_string();
+    assert!(err.contains("injected failure on rank 1"), "{err}");
+    // Rank 0 was woken at once, not after the 60 s collective timeout.
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        start.elapsed()
+    );
+}
