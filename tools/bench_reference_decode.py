@@ -31,11 +31,18 @@ from c2n_reference import load_checkpoint  # noqa: E402
 
 ROOT = os.path.dirname(HERE)
 BENCH_DIR = os.path.join(ROOT, "target", "bench-data", "decode")
+# The Rust bench's default checkpoint: the parity-fixture model when present.
+FIXTURE_MODEL = os.path.join(ROOT, "crates", "c2n-model", "tests", "data", "small")
+DEFAULT_CHECKPOINT = (
+    FIXTURE_MODEL
+    if os.path.exists(os.path.join(FIXTURE_MODEL, "config.json"))
+    else os.path.join(BENCH_DIR, "checkpoint")
+)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--checkpoint", default=os.path.join(BENCH_DIR, "checkpoint"))
+    parser.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT)
     parser.add_argument("--inputs", default=os.path.join(BENCH_DIR, "inputs.json"))
     parser.add_argument("--examples", type=int, default=4)
     parser.add_argument("--beam-size", type=int, default=10)
