@@ -15,187 +15,79 @@
 //! Always ends by writing `OUTPUT/checkpoint-last/model.safetensors`. `--resume` continues from
 //! `OUTPUT/checkpoint-last` exactly where it stopped (`--stop-after N` stops after N updates
 //! while the schedule still spans the whole run).
+//!
+//! Data parallel (docs/distributed.md): `--batch-size` is the global batch, each of N ranks
+//! takes batch-size / N, and the result does not depend on N.
+//! ```text
+//! train --backend threads --world-size 2 ...          # 2 ranks as threads, one model each
+//! mpirun -n 4 target/release/examples/train ...        # backend from the launcher (--features mpi)
+//! torchrun --no-python --nproc-per-node 8 target/release/examples/train ...   # nccl
+//! ```
+//! Only rank 0 writes checkpoints, metrics and dev outputs, and prints.
 
-use anyhow::{bail, Context, Result};
-use clap::{Parser, ValueEnum};
-use code2nl::data::Padding;
-use code2nl::train::config::{Precision, TrainConfig, TrainOverrides};
-use code2nl::train::trainer::Trainer;
-use std::path::PathBuf;
-
-#[derive(Copy, Clone, Debug, ValueEnum)]
-enum PaddingArg {
-    Reference,
-    Dynamic,
-}
-
-#[derive(Copy, Clone, Debug, ValueEnum)]
-enum PrecisionArg {
-    F32,
-    Tf32,
-    Bf16,
-}
-
-#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
-enum BackendArg {
-    Single,
-    Threads,
-    Mpi,
-    Nccl,
-}
-
-#[derive(Parser, Debug)]
-#[command(about = "Fine-tune code2nl (reference AdamW, schedule, loop, dev BLEU, checkpoints)")]
-struct Args {
-    /// TOML or JSON training config; flags override its values.
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Initial weights: hub id or directory (pretrained RoBERTa or code2nl checkpoint), or `small`.
-    #[arg(long)]
-    init: Option<String>,
-    #[arg(long)]
-    train_data: Option<PathBuf>,
-    #[arg(long)]
-    dev_data: Option<PathBuf>,
-    /// Tokenizer directory (vocab.json + merges.txt / tokenizer.json) or hub id.
-    #[arg(long)]
-    tokenizer: Option<String>,
-    #[arg(long)]
-    output_dir: Option<PathBuf>,
-    #[arg(long)]
-    max_source_len: Option<usize>,
-    #[arg(long)]
-    max_target_len: Option<usize>,
-    /// Examples per optimizer update (micro-batches hold batch-size / grad-accum).
-    #[arg(long)]
-    batch_size: Option<usize>,
-    #[arg(long)]
-    eval_batch_size: Option<usize>,
-    #[arg(long)]
-    grad_accum: Option<u64>,
-    #[arg(long)]
-    lr: Option<f64>,
-    #[arg(long)]
-    weight_decay: Option<f64>,
-    /// Variant A warmup updates (variant B always warms up over 10 %).
-    #[arg(long)]
-    warmup_steps: Option<u64>,
-    /// Variant A: number of batches.
-    #[arg(long, conflicts_with = "epochs")]
-    train_steps: Option<u64>,
-    /// Variant B: number of epochs.
-    #[arg(long)]
-    epochs: Option<u64>,
-    /// Variant A: evaluate every N updates.
-    #[arg(long)]
-    eval_steps: Option<u64>,
-    /// Stop after N updates (the schedule still spans the whole run); resume with --resume.
-    #[arg(long)]
-    stop_after: Option<u64>,
-    #[arg(long)]
-    seed: Option<u64>,
-    /// Dropout probability for every dropout (0 for deterministic runs).
-    #[arg(long)]
-    dropout: Option<f32>,
-    #[arg(long)]
-    no_shuffle: bool,
-    #[arg(long, value_enum)]
-    padding: Option<PaddingArg>,
-    #[arg(long, value_enum)]
-    precision: Option<PrecisionArg>,
-    #[arg(long)]
-    beam_size: Option<usize>,
-    /// Global-norm gradient clipping (the reference never clips).
-    #[arg(long)]
-    max_grad_norm: Option<f64>,
-    /// auto | cpu | cuda | cuda:N
-    #[arg(long)]
-    device: Option<String>,
-    /// Continue from OUTPUT/checkpoint-last.
-    #[arg(long)]
-    resume: bool,
-    /// Data-parallel ranks (only 1 is wired into this trainer so far).
-    #[arg(long, default_value_t = 1)]
-    world_size: usize,
-    #[arg(long, value_enum, default_value = "single")]
-    backend: BackendArg,
-    /// No progress bar.
-    #[arg(long)]
-    quiet: bool,
-}
+use anyhow::{Context, Result};
+use clap::Parser;
+use code2nl::cli::train::TrainArgs;
+use code2nl::train::comm::{self, Communicator};
+use code2nl::train::config::TrainConfig;
+use code2nl::train::trainer::{TrainSummary, Trainer};
+use code2nl::train::TrainError;
 
 fn main() -> Result<()> {
-    let args = Args::parse();
-    if args.world_size != 1 || args.backend != BackendArg::Single {
-        bail!("data-parallel training (--world-size > 1, --backend other than single) is not wired into the trainer yet");
-    }
+    let args = TrainArgs::parse();
+    let spec = args.launch_spec()?;
     let mut config = match &args.config {
         Some(path) => {
             TrainConfig::load(path).with_context(|| format!("loading {}", path.display()))?
         }
         None => TrainConfig::default(),
     };
-    config.apply(&TrainOverrides {
-        init: args.init,
-        train_data: args.train_data,
-        dev_data: args.dev_data,
-        tokenizer: args.tokenizer,
-        output_dir: args.output_dir,
-        max_source_len: args.max_source_len,
-        max_target_len: args.max_target_len,
-        batch_size: args.batch_size,
-        eval_batch_size: args.eval_batch_size,
-        grad_accum: args.grad_accum,
-        lr: args.lr,
-        weight_decay: args.weight_decay,
-        warmup_steps: args.warmup_steps,
-        train_steps: args.train_steps,
-        epochs: args.epochs,
-        eval_steps: args.eval_steps,
-        stop_after: args.stop_after,
-        seed: args.seed,
-        dropout: args.dropout,
-        no_shuffle: args.no_shuffle,
-        padding: args.padding.map(|p| match p {
-            PaddingArg::Reference => Padding::Reference,
-            PaddingArg::Dynamic => Padding::Dynamic,
-        }),
-        precision: args.precision.map(|p| match p {
-            PrecisionArg::F32 => Precision::F32,
-            PrecisionArg::Tf32 => Precision::Tf32,
-            PrecisionArg::Bf16 => Precision::Bf16,
-        }),
-        beam_size: args.beam_size,
-        max_grad_norm: args.max_grad_norm,
-        device: args.device,
-    });
+    config.apply(&args.overrides());
     if args.quiet {
         config.progress = false;
     }
     let output_dir = config.output_dir.clone();
-    let mut trainer = Trainer::from_config(config, args.resume)?;
-    eprintln!(
-        "training {} parameters on {:?}: {} updates planned",
-        trainer.params().numel(),
-        trainer.model().device().location(),
-        trainer.total_updates()
-    );
-    let summary = trainer.run()?;
-    println!(
-        "updates {} batches {} evaluations {} best dev loss {} best dev bleu {} ({:.1} s)",
-        summary.updates,
-        summary.batches,
-        summary.evaluations,
-        summary.best_loss,
-        summary.best_bleu,
-        summary.seconds
-    );
-    println!(
-        "{}",
-        output_dir
-            .join("checkpoint-last")
-            .join("model.safetensors")
-            .display()
-    );
+    let resume = args.resume;
+    // The closure is the whole run of one rank; with threads it runs once per thread.
+    let summary = comm::launch(&spec, |comm| train_rank(config.clone(), resume, comm))?;
+    if let Some(summary) = summary {
+        println!(
+            "updates {} batches {} evaluations {} best dev loss {} best dev bleu {} ({:.1} s)",
+            summary.updates,
+            summary.batches,
+            summary.evaluations,
+            summary.best_loss,
+            summary.best_bleu,
+            summary.seconds
+        );
+        println!(
+            "{}",
+            output_dir
+                .join("checkpoint-last")
+                .join("model.safetensors")
+                .display()
+        );
+    }
     Ok(())
+}
+
+/// One rank's run; `Some(summary)` on rank 0 only.
+fn train_rank(
+    config: TrainConfig,
+    resume: bool,
+    comm: &dyn Communicator,
+) -> Result<Option<TrainSummary>, TrainError> {
+    let mut trainer = Trainer::from_config_on(config, resume, comm)?;
+    if comm.is_main() {
+        eprintln!(
+            "training {} parameters on {:?} ({} rank(s), {}): {} updates planned",
+            trainer.params().numel(),
+            trainer.model().device().location(),
+            comm.world_size(),
+            comm.backend(),
+            trainer.total_updates()
+        );
+    }
+    let summary = trainer.run_with(comm)?;
+    Ok(comm.is_main().then_some(summary))
 }

@@ -1,6 +1,7 @@
 //! Flags of `examples/evaluate.rs`.
 
-use super::train::PaddingArg;
+use super::train::{BackendArg, PaddingArg};
+use crate::train::comm::{CommError, LaunchSpec};
 use clap::Parser;
 use std::path::PathBuf;
 
@@ -47,10 +48,19 @@ pub struct EvaluateArgs {
     /// auto | cpu | cuda | cuda:N
     #[arg(long, default_value = "auto")]
     pub device: String,
-    /// Data-parallel ranks (only 1 is supported here).
-    #[arg(long, default_value_t = 1)]
-    pub world_size: usize,
-    /// Data-parallel backend (only single is supported here).
-    #[arg(long, default_value = "single")]
-    pub backend: String,
+    /// Ranks that share the decoding (threads: threads to start; mpi, nccl: a check on the
+    /// launcher's count). Outputs are identical for any number of ranks.
+    #[arg(long)]
+    pub world_size: Option<usize>,
+    /// Data-parallel backend; without it, the launcher's environment decides (mpirun: mpi,
+    /// torchrun/srun: nccl), else threads when --world-size > 1, else single.
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendArg>,
+}
+
+impl EvaluateArgs {
+    /// The backend and world size to launch ([`super::train::launch_spec`]).
+    pub fn launch_spec(&self) -> Result<LaunchSpec, CommError> {
+        super::train::launch_spec(self.backend, self.world_size)
+    }
 }

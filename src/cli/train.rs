@@ -1,6 +1,7 @@
 //! Flags of `examples/train.rs`.
 
 use crate::data::Padding;
+use crate::train::comm::{Backend, CommError, GradWeighting, LaunchEnv, LaunchSpec, Launcher};
 use crate::train::config::{Precision, TrainOverrides};
 use clap::{Parser, ValueEnum};
 use std::path::PathBuf;
@@ -55,6 +56,80 @@ pub enum BackendArg {
     Mpi,
     /// Ranks as processes on NVIDIA GPUs with NCCL.
     Nccl,
+}
+
+impl From<BackendArg> for Backend {
+    fn from(b: BackendArg) -> Self {
+        match b {
+            BackendArg::Single => Backend::Single,
+            BackendArg::Threads => Backend::Threads,
+            BackendArg::Mpi => Backend::Mpi,
+            BackendArg::Nccl => Backend::Nccl,
+        }
+    }
+}
+
+/// How data-parallel ranks combine their gradients.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum GradWeightingArg {
+    /// Weight each rank by its share of target tokens: N ranks = one rank on the whole batch.
+    TokenMean,
+    /// The reference DataParallel: plain mean of the ranks' mean losses.
+    MeanOfRankMeans,
+}
+
+impl From<GradWeightingArg> for GradWeighting {
+    fn from(w: GradWeightingArg) -> Self {
+        match w {
+            GradWeightingArg::TokenMean => GradWeighting::TokenMean,
+            GradWeightingArg::MeanOfRankMeans => GradWeighting::MeanOfRankMeans,
+        }
+    }
+}
+
+/// The [`LaunchSpec`] of `--backend` / `--world-size`, falling back on the launcher's
+/// environment ([`LaunchEnv`]) when `--backend` is not given:
+/// * `--backend` given: that backend; `--world-size` is the thread count (threads, default 1)
+///   or a check on what the launcher started (mpi, nccl);
+/// * else, under a launcher with several ranks: `mpi` for `mpirun`, `nccl` for torchrun or
+///   srun (whichever of the two this build has);
+/// * else `threads` when `--world-size` > 1, `single` otherwise.
+pub fn launch_spec(
+    backend: Option<BackendArg>,
+    world_size: Option<usize>,
+) -> Result<LaunchSpec, CommError> {
+    if let Some(backend) = backend {
+        let backend = Backend::from(backend);
+        let world = match backend {
+            Backend::Threads => Some(world_size.unwrap_or(1)),
+            Backend::Single => Some(world_size.unwrap_or(1)),
+            Backend::Mpi | Backend::Nccl => world_size,
+        };
+        return Ok(LaunchSpec::new(backend, world));
+    }
+    let env = LaunchEnv::from_env()?;
+    if env.launcher != Launcher::None && env.world_size > 1 {
+        let preferred: &[Backend] = match env.launcher {
+            Launcher::OpenMpi => &[Backend::Mpi],
+            _ => &[Backend::Nccl, Backend::Mpi],
+        };
+        let backend = preferred
+            .iter()
+            .copied()
+            .find(|b| b.is_compiled())
+            .ok_or_else(|| {
+                CommError::Unsupported(format!(
+                    "started by {:?} as one of {} ranks, but this build has neither mpi nor nccl: \
+                     rebuild with `--features mpi` or `--features nccl`",
+                    env.launcher, env.world_size
+                ))
+            })?;
+        return Ok(LaunchSpec::new(backend, world_size));
+    }
+    Ok(match world_size {
+        Some(n) if n > 1 => LaunchSpec::new(Backend::Threads, Some(n)),
+        _ => LaunchSpec::new(Backend::Single, Some(1)),
+    })
 }
 
 /// Fine-tune code2nl (reference AdamW, schedule, loop, dev BLEU, checkpoints).
@@ -145,18 +220,28 @@ pub struct TrainArgs {
     /// Continue from OUTPUT/checkpoint-last.
     #[arg(long)]
     pub resume: bool,
-    /// Data-parallel ranks (only 1 is wired into this trainer so far).
-    #[arg(long, default_value_t = 1)]
-    pub world_size: usize,
-    /// Data-parallel backend (only single is wired into this trainer so far).
-    #[arg(long, value_enum, default_value = "single")]
-    pub backend: BackendArg,
+    /// Data-parallel ranks: threads to start (threads), or a check on the launcher's count
+    /// (mpi, nccl). --batch-size stays the global batch: each rank takes batch-size / N.
+    #[arg(long)]
+    pub world_size: Option<usize>,
+    /// Data-parallel backend; without it, the launcher's environment decides (mpirun: mpi,
+    /// torchrun/srun: nccl), else threads when --world-size > 1, else single.
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendArg>,
+    /// How ranks combine gradients (token-mean: N ranks equal one rank on the whole batch).
+    #[arg(long, value_enum)]
+    pub grad_weighting: Option<GradWeightingArg>,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
 }
 
 impl TrainArgs {
+    /// The backend and world size to launch ([`launch_spec`]).
+    pub fn launch_spec(&self) -> Result<LaunchSpec, CommError> {
+        launch_spec(self.backend, self.world_size)
+    }
+
     /// The flags that override config values.
     pub fn overrides(&self) -> TrainOverrides {
         TrainOverrides {
@@ -185,6 +270,7 @@ impl TrainArgs {
             beam_size: self.beam_size,
             max_grad_norm: self.max_grad_norm,
             device: self.device.clone(),
+            grad_weighting: self.grad_weighting.map(GradWeighting::from),
         }
     }
 }
