@@ -9,26 +9,13 @@
 //! stdout line, formatted like Python's `repr(float)`. `--sacrebleu` prints the sacreBLEU-style
 //! corpus BLEU-4 instead: a different metric, not the CodeXGLUE number.
 
-use std::path::PathBuf;
-
 use anyhow::Result;
 use clap::Parser;
+use code2nl::cli::bleu::BleuArgs;
 use code2nl::eval::{evaluate, Metric};
 
-#[derive(Parser)]
-#[command(about = "code2nl / CodeXGLUE smoothed BLEU-4 (mean of sentence scores x 100)")]
-struct Args {
-    /// Gold file: `idx<TAB>text` per line (e.g. test_1.gold, reference.txt).
-    gold: PathBuf,
-    /// Prediction file (`idx<TAB>text` rows); standard input when omitted.
-    predictions: Option<PathBuf>,
-    /// Print sacreBLEU corpus BLEU-4 (13a, exp smoothing) instead: a different metric.
-    #[arg(long)]
-    sacrebleu: bool,
-}
-
 fn main() -> Result<()> {
-    let args = Args::parse();
+    let args = BleuArgs::parse();
     let metric = if args.sacrebleu {
         Metric::SacreBleu
     } else {

@@ -8,38 +8,15 @@
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use code2nl::cli::predict::PredictArgs;
 use code2nl::data::{featurize, Example, FeatureConfig, Padding, RobertaTokenizer, Stage};
 use code2nl::model::generation::GenerationConfig;
 use code2nl::train::device::select_device;
 use code2nl::train::evaluate::decode;
 use std::io::Read;
-use std::path::PathBuf;
-
-#[derive(Parser, Debug)]
-#[command(about = "Generate a docstring for code read from stdin or --file")]
-struct Args {
-    #[arg(long)]
-    checkpoint: PathBuf,
-    #[arg(long, default_value = "microsoft/codebert-base")]
-    tokenizer: String,
-    /// Code file (default: stdin).
-    #[arg(long)]
-    file: Option<PathBuf>,
-    /// Print the K best hypotheses as `score<TAB>text`.
-    #[arg(long)]
-    nbest: Option<usize>,
-    #[arg(long, default_value_t = 10)]
-    beam_size: usize,
-    #[arg(long, default_value_t = 256)]
-    max_source_len: usize,
-    #[arg(long, default_value_t = 128)]
-    max_target_len: usize,
-    #[arg(long, default_value = "auto")]
-    device: String,
-}
 
 fn main() -> Result<()> {
-    let args = Args::parse();
+    let args = PredictArgs::parse();
     let code = match &args.file {
         Some(path) => {
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?

@@ -10,60 +10,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
+use code2nl::cli::prepare::PrepareArgs;
 use code2nl::data::{
-    self, CleanConfig, CommentStyle, FeatureConfig, PipelineConfig, PrepareRequest, Stage,
-    Strictness, TokenizerFiles,
+    self, CleanConfig, CommentStyle, FeatureConfig, PipelineConfig, PrepareRequest, Strictness,
+    TokenizerFiles,
 };
 
-#[derive(Parser, Debug)]
-#[command(about = "Read, clean, tokenize and cache CodeSearchNet jsonl files")]
-struct Args {
-    /// One `.jsonl` or `.jsonl.gz` file.
-    #[arg(long, conflicts_with = "data_dir")]
-    data: Option<PathBuf>,
-    /// Folder with `<lang>/<split>.jsonl[.gz]` files.
-    #[arg(long, requires = "lang")]
-    data_dir: Option<PathBuf>,
-    /// Language under `--data-dir`.
-    #[arg(long)]
-    lang: Option<String>,
-    /// Split under `--data-dir` (default: every one of train, valid, test that exists).
-    #[arg(long)]
-    split: Option<String>,
-    /// Tokenizer folder (vocab.json + merges.txt or tokenizer.json), file, or hub id.
-    #[arg(long, default_value = "microsoft/codebert-base")]
-    tokenizer: String,
-    #[arg(long, default_value_t = 256)]
-    max_source_len: usize,
-    #[arg(long, default_value_t = 128)]
-    max_target_len: usize,
-    /// train | dev | test (test: target is `None`).
-    #[arg(long, default_value = "train")]
-    stage: Stage,
-    /// Root of the feature cache.
-    #[arg(long, default_value = "c2n-cache")]
-    cache_dir: PathBuf,
-    /// Write `{"idx","source_ids","target_ids"}` per line (unpadded, with `<s>`/`</s>`).
-    #[arg(long)]
-    dump_features: Option<PathBuf>,
-    /// Any bad line is an error naming file and line (default: skip, count, report).
-    #[arg(long)]
-    strict: bool,
-    /// Cleaning filters: none (the reference) or published (the four README rules + url dedup).
-    #[arg(long, default_value = "none")]
-    clean: String,
-    /// Strip whole-line comment tokens from code: hash (`#`) or slash (`//`, `/*`).
-    #[arg(long)]
-    strip_comments: Option<String>,
-    /// Lines per parallel chunk.
-    #[arg(long, default_value_t = 8192)]
-    chunk_lines: usize,
-    /// Features per shard file.
-    #[arg(long, default_value_t = 65_536)]
-    shard_examples: usize,
-}
-
-fn inputs(args: &Args) -> Result<Vec<(String, String, PathBuf)>> {
+fn inputs(args: &PrepareArgs) -> Result<Vec<(String, String, PathBuf)>> {
     if let Some(file) = &args.data {
         let name = file.file_name().and_then(|s| s.to_str()).unwrap_or("data");
         let split = name.trim_end_matches(".gz").trim_end_matches(".jsonl");
@@ -100,7 +53,7 @@ fn inputs(args: &Args) -> Result<Vec<(String, String, PathBuf)>> {
 }
 
 fn main() -> Result<()> {
-    let args = Args::parse();
+    let args = PrepareArgs::parse();
     let clean = match args.clean.as_str() {
         "none" => CleanConfig::none(),
         "published" => CleanConfig::published(),

@@ -110,6 +110,9 @@ fn pipeline_runs_reports_and_resumes() {
     .unwrap();
     assert_eq!(scored.score, report.test.bleu);
     assert_eq!(scored.matched, 10);
+    let written = std::fs::read_to_string(&report.test.output).unwrap();
+    let empty = written.lines().filter(|l| l.ends_with('\t')).count();
+    assert_eq!(report.test.empty_predictions, empty);
     for file in [
         "report.json",
         "report.md",
@@ -129,7 +132,8 @@ fn pipeline_runs_reports_and_resumes() {
         4,
         "{lines:?}"
     );
-    assert_eq!(again.test.bleu, report.test.bleu);
+    // Read back from the stage record (serde_json parses floats to within one ulp).
+    assert!((again.test.bleu - report.test.bleu).abs() <= 1e-12 * report.test.bleu.abs());
 
     // Losing the train and evaluation records resumes from checkpoint-last (nothing left to
     // train) and scores the same checkpoint again.

@@ -15,6 +15,7 @@ fn score(split: &str, bleu: f64) -> SplitScore {
         bleu_2dp: 0.0,
         loss: 1.0,
         perplexity: 1f64.exp(),
+        empty_predictions: 0,
         output: PathBuf::from("x.output"),
         gold: PathBuf::from("x.gold"),
         timing: StageTiming::new(split, 1.0, 10, ""),

@@ -46,6 +46,10 @@ pub struct SplitScore {
     /// Teacher-forced loss per target token and its `exp`.
     pub loss: f64,
     pub perplexity: f64,
+    /// Predictions that decoded to the empty string (an undertrained model's beam often ends
+    /// at once: its BLEU is then about 0.4 whatever the gold).
+    #[serde(default)]
+    pub empty_predictions: usize,
     pub output: PathBuf,
     pub gold: PathBuf,
     pub timing: StageTiming,
@@ -128,20 +132,21 @@ impl PipelineReport {
         );
         let _ = writeln!(
             md,
-            "| split | examples | BLEU | BLEU (full) | loss | perplexity | published {} |",
+            "| split | examples | BLEU | BLEU (full) | loss | perplexity | empty predictions | published {} |",
             self.published_row
         );
-        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|");
         for (score, published) in [(&self.dev, None), (&self.test, self.published_bleu)] {
             let _ = writeln!(
                 md,
-                "| {} | {} | **{:.2}** | {} | {:.4} | {:.3} | {} |",
+                "| {} | {} | **{:.2}** | {} | {:.4} | {:.3} | {} | {} |",
                 score.split,
                 score.examples,
                 score.bleu_2dp,
                 score.bleu,
                 score.loss,
                 score.perplexity,
+                score.empty_predictions,
                 fmt_opt(published)
             );
         }

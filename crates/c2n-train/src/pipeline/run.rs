@@ -334,6 +334,7 @@ impl EvalContext<'_> {
             bleu_2dp: 0.0,
             loss: loss.loss(),
             perplexity: loss.perplexity(),
+            empty_predictions: count_empty_predictions(&report.output)?,
             output: report.output,
             gold: report.gold,
             timing: StageTiming::new(
@@ -345,12 +346,21 @@ impl EvalContext<'_> {
         }
         .with_rounding();
         log(&format!(
-            "{stage}: BLEU {:.2} ({}) on {} examples, perplexity {:.3}",
-            score.bleu_2dp, score.bleu, score.examples, score.perplexity
+            "{stage}: BLEU {:.2} ({}) on {} examples ({} empty predictions), perplexity {:.3}",
+            score.bleu_2dp, score.bleu, score.examples, score.empty_predictions, score.perplexity
         ));
         save_stage(&self.cfg.output_dir, stage, &score)?;
         Ok(score)
     }
+}
+
+/// Rows of an `idx<TAB>text` file whose text is empty.
+pub fn count_empty_predictions(output: &Path) -> Result<usize> {
+    let text = std::fs::read_to_string(output).map_err(|e| TrainError::io(output, e))?;
+    Ok(text
+        .lines()
+        .filter(|l| l.split_once('\t').is_none_or(|(_, t)| t.trim().is_empty()))
+        .count())
 }
 
 fn check_same_run(cfg: &PipelineConfig) -> Result<()> {
