@@ -45,7 +45,7 @@ pub struct PipelineArgs {
     /// folder beside the data folder).
     #[arg(long)]
     pub tokenizer: Option<String>,
-    /// Output folder (default: runs/pipeline-<lang>); rerunning into it resumes.
+    /// Output folder (default: `runs/pipeline-LANG`); rerunning into it resumes.
     #[arg(long)]
     pub output_dir: Option<PathBuf>,
     /// Feature cache root (default: OUTPUT/cache).

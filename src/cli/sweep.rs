@@ -11,7 +11,7 @@ use std::path::PathBuf;
     after_help = "Example:\n  cargo run --release --example sweep -- --grid docs/sweep-small.toml --parallel 2 --output-dir runs/sweep"
 )]
 pub struct SweepArgs {
-    /// TOML sweep file: [base] pipeline config, [grid] key = [values], [[points]] tables.
+    /// TOML sweep file: `[base]` pipeline config, `[grid]` key = list of values, `[[points]]` tables.
     #[arg(long, required_unless_present = "run_one")]
     pub grid: Option<PathBuf>,
     /// Runs at the same time (child processes; the CPU threads are split between them).
