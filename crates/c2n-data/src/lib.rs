@@ -6,6 +6,7 @@
 //!
 //! | step | module | what it reproduces or adds |
 //! |---|---|---|
+//! | hub | [`hub`] | the Hugging Face `google/code_x_glue_ct_code_to_text` parquet splits (cache first) converted to reference jsonl |
 //! | read | [`reader`], [`record`] | streaming `.jsonl` / `.jsonl.gz`; strict (error names file and line) or lenient (skip and count) |
 //! | examples | [`example`], [`whitespace`] | `idx` = line number, Python-whitespace normalization, `\n` → space in code, deleted in docs |
 //! | clean | [`clean`] | the published filters as concrete, documented rules, url dedup, a [`CleanReport`] |

@@ -16,6 +16,8 @@
 //! | [`trainer`] | the loop itself, with progress, JSONL [`metrics`], checkpoints and full resume ([`state`]) |
 //! | [`config`] | the serde [`config::TrainConfig`] (TOML/JSON, CLI overrides, reference defaults) |
 //! | [`comm`] | communicators for data-parallel training |
+//! | [`pipeline`] | prepare → train → evaluate dev/test → report for one language, resumable stages, presets, published numbers, curves PNG |
+//! | [`sweep`] | TOML grids of pipeline configs run as N child processes, results ranked by dev BLEU |
 //!
 //! The model must give PyTorch's `padding_idx` behaviour (no lookup gradient into the pad
 //! rows of the word and position tables); `c2n-model`'s embeddings do, and
