@@ -89,5 +89,15 @@ fn train_rank(
         );
     }
     let summary = trainer.run_with(comm)?;
+    let sync = trainer.sync_stats();
+    if comm.is_main() && sync.updates > 0 {
+        let ms = 1e3 * sync.seconds / sync.updates as f64;
+        let mb = sync.bytes_per_update as f64 / 1e6;
+        eprintln!(
+            "gradient all-reduce: {ms:.2} ms per update for {mb:.2} MB ({:.2} ms/MB), {:.1} % of the run",
+            ms / mb.max(1e-9),
+            100.0 * sync.seconds / summary.seconds.max(1e-9)
+        );
+    }
     Ok(comm.is_main().then_some(summary))
 }

@@ -66,6 +66,17 @@ pub struct TrainSummary {
     pub seconds: f64,
 }
 
+/// Time spent summing gradients across ranks (multi-rank runs; zeros for one rank).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct SyncStats {
+    /// Updates whose gradients were all-reduced.
+    pub updates: u64,
+    /// Wall time inside those all-reduces (including waiting for slower ranks).
+    pub seconds: f64,
+    /// f32 gradient bytes all-reduced per update (the last one).
+    pub bytes_per_update: u64,
+}
+
 /// What one call of [`Trainer::advance`] did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepReport {
@@ -132,6 +143,7 @@ pub struct Trainer {
     replicas_synced: bool,
     /// The bucket plan of the last update, reused while the same parameters have gradients.
     bucket_plan: Option<BucketPlan>,
+    sync_stats: SyncStats,
 }
 
 /// One micro-batch as this rank saw it, and the batch as a whole.
@@ -298,6 +310,7 @@ impl Trainer {
             stopped_early: false,
             replicas_synced: false,
             bucket_plan: None,
+            sync_stats: SyncStats::default(),
         })
     }
 
@@ -348,6 +361,11 @@ impl Trainer {
 
     pub fn optimizer(&self) -> &AdamW {
         &self.optimizer
+    }
+
+    /// Gradient all-reduce time so far (see [`SyncStats`]).
+    pub fn sync_stats(&self) -> SyncStats {
+        self.sync_stats
     }
 
     pub fn state(&self) -> &TrainState {
@@ -533,6 +551,7 @@ impl Trainer {
     /// (agreed by one small all-reduce; a parameter no rank touched keeps "no gradient", as
     /// PyTorch's `grad is None`), flattened in sorted-name order, one all-reduce per bucket.
     fn all_reduce_pending(&mut self, comm: &dyn Communicator) -> Result<()> {
+        let start = Instant::now();
         let mut present: Vec<f32> = self
             .params
             .iter()
@@ -564,6 +583,10 @@ impl Trainer {
             .as_ref()
             .ok_or_else(|| TrainError::InvalidInput("no bucket plan".into()))?;
         comm::sync_tensor_grads(comm, plan, &mut grads, 1.0)?;
+        self.sync_stats.updates += 1;
+        self.sync_stats.seconds += start.elapsed().as_secs_f64();
+        self.sync_stats.bytes_per_update =
+            4 * grads.values().map(|g| g.elem_count() as u64).sum::<u64>();
         self.pending = Gradients::from_map(grads);
         Ok(())
     }
