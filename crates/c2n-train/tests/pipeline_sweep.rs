@@ -23,7 +23,7 @@ fn score(split: &str, bleu: f64) -> SplitScore {
     .with_rounding()
 }
 
-fn report(dev_bleu: f64) -> PipelineReport {
+fn report(dev_bleu: f64, dev_ppl: f64) -> PipelineReport {
     PipelineReport {
         lang: "ruby".into(),
         preset: "small".into(),
@@ -45,7 +45,10 @@ fn report(dev_bleu: f64) -> PipelineReport {
             best_dev_loss: 1.0,
             checkpoint: "c".into(),
         },
-        dev: score("dev", dev_bleu),
+        dev: SplitScore {
+            perplexity: dev_ppl,
+            ..score("dev", dev_bleu)
+        },
         test: score("test", dev_bleu / 2.0),
         published_bleu: Some(12.16),
         published_row: "CodeBERT".into(),
@@ -73,15 +76,20 @@ fn points_run_in_parallel_rank_by_dev_bleu_and_failures_are_reported() {
     let tmp = tempfile::tempdir().unwrap();
     let sweep: SweepFile = toml::from_str(
         "[base]\nlang = \"ruby\"\npreset = \"small\"\n[grid]\nlr = [0.001, 0.5, 0.002]\n\
-         [[points]]\nlr = 0.003\nbeam_size = 5\n",
+         [[points]]\nlr = 0.003\nbeam_size = 5\n[[points]]\nlr = 0.004\n",
     )
     .unwrap();
     let points = sweep.expand().unwrap();
-    assert_eq!(points.len(), 4);
+    assert_eq!(points.len(), 5);
     let reports = tmp.path().join("reports");
     std::fs::create_dir_all(&reports).unwrap();
-    for (point, bleu) in points.iter().zip([3.0, 0.0, 7.5, 5.25]) {
-        let text = serde_json::to_string(&report(bleu)).unwrap();
+    // The last point ties the second best on dev BLEU with a lower perplexity: it ranks first.
+    for (point, (bleu, ppl)) in
+        points
+            .iter()
+            .zip([(3.0, 9.0), (0.0, 9.0), (7.5, 9.0), (5.25, 9.0), (5.25, 8.0)])
+    {
+        let text = serde_json::to_string(&report(bleu, ppl)).unwrap();
         std::fs::write(reports.join(format!("{}.json", point.name)), text).unwrap();
     }
     let out = tmp.path().join("sweep");
@@ -90,18 +98,19 @@ fn points_run_in_parallel_rank_by_dev_bleu_and_failures_are_reported() {
         finished.lock().unwrap().push(r.name.clone())
     })
     .unwrap();
-    assert_eq!(finished.lock().unwrap().len(), 4);
+    assert_eq!(finished.lock().unwrap().len(), 5);
     let order: Vec<&str> = outcome.rows.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(
         order,
         [
             "02-lr=0.002",
+            "04-lr=0.004",
             "03-beam_size=5-lr=0.003",
             "00-lr=0.001",
             "01-lr=0.5"
         ]
     );
-    match &outcome.rows[3].status {
+    match &outcome.rows[4].status {
         PointStatus::Failed {
             exit_code,
             log_tail,
@@ -111,7 +120,7 @@ fn points_run_in_parallel_rank_by_dev_bleu_and_failures_are_reported() {
         }
         other => panic!("expected a failure, got {other:?}"),
     }
-    assert!(outcome.rows[..3]
+    assert!(outcome.rows[..4]
         .iter()
         .all(|r| r.status == PointStatus::Done));
     // Each point got its own folder and config with that folder as output.
@@ -133,13 +142,6 @@ fn points_run_in_parallel_rank_by_dev_bleu_and_failures_are_reported() {
     // A rerun skips the finished points and retries the failed one.
     let outcome = run_sweep(&sweep, &out, 2, &launcher(&reports), &|_| {}).unwrap();
     let statuses: Vec<_> = outcome.rows.iter().map(|r| r.status.clone()).collect();
-    assert_eq!(
-        statuses[..3],
-        [
-            PointStatus::Skipped,
-            PointStatus::Skipped,
-            PointStatus::Skipped
-        ]
-    );
-    assert!(matches!(statuses[3], PointStatus::Failed { .. }));
+    assert!(statuses[..4].iter().all(|s| *s == PointStatus::Skipped));
+    assert!(matches!(statuses[4], PointStatus::Failed { .. }));
 }

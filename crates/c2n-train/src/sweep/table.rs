@@ -11,11 +11,17 @@ use std::path::Path;
 pub const PLOT_LEGEND: &str = "One pair of bars per finished run, in table order (best dev BLEU \
 first): dev BLEU (blue) and test BLEU (green), from zero to the largest value.";
 
-/// Finished runs by dev BLEU (highest first), then failed ones, each group stable.
+/// Finished runs by dev BLEU (highest first; ties by lower dev perplexity), then failed
+/// ones, each group otherwise in point order.
 pub fn sorted(results: &[PointResult]) -> Vec<PointResult> {
     let mut rows = results.to_vec();
+    let ppl = |r: &PointResult| {
+        r.report
+            .as_ref()
+            .map_or(f64::INFINITY, |rep| rep.dev.perplexity)
+    };
     rows.sort_by(|a, b| match (a.dev_bleu(), b.dev_bleu()) {
-        (Some(x), Some(y)) => y.total_cmp(&x),
+        (Some(x), Some(y)) => y.total_cmp(&x).then(ppl(a).total_cmp(&ppl(b))),
         (Some(_), None) => std::cmp::Ordering::Less,
         (None, Some(_)) => std::cmp::Ordering::Greater,
         (None, None) => std::cmp::Ordering::Equal,
