@@ -109,4 +109,13 @@ fi
 xz -T0 -6 -f -k "$OUT_DIR/device"
 [ "$KEEP_RAW" = 1 ] || rm -f "$OUT_DIR/device"
 du -sh "$OUT_DIR"/* | sed 's/^/  /'
-echo "carried by a device run: $(du -sb "$OUT_DIR" | cut -f1) bytes under build/device (limit: 64 MiB with the repository)"
+# What a device run carries: the repository's tracked and untracked-not-ignored files plus
+# build/device, 64 MiB in all.
+tree=$(git ls-files -co --exclude-standard -z | du -cb --files0-from=- 2>/dev/null | tail -1 | cut -f1)
+carried=$(du -sb "$OUT_DIR" | cut -f1)
+total=$((tree + carried))
+echo "device run carries $total bytes: repository $tree + build/device $carried (limit $((64 << 20)))"
+if [ "$total" -gt $((64 << 20)) ]; then
+  echo "error: over the 64 MiB a device run may carry (a raw build/device/device left by --keep-raw?)" >&2
+  exit 1
+fi
