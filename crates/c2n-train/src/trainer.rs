@@ -320,6 +320,11 @@ impl Trainer {
     pub fn sync_replicas(&mut self, comm: &dyn Communicator) -> Result<()> {
         if comm.world_size() > 1 && !self.replicas_synced {
             comm::broadcast_vars(comm, self.params.iter())?;
+            if !comm.is_main() {
+                // Before any step, pending gradients can only come from a resumed checkpoint,
+                // where they are the ranks' sum (`fold_pending_into_rank0`): rank 0 holds them.
+                self.pending.clear();
+            }
             self.replicas_synced = true;
         }
         Ok(())
@@ -438,7 +443,10 @@ impl Trainer {
         self.state.target_tokens_seen += outcome.target_tokens;
         if step.update {
             if comm.world_size() > 1 {
+                let start = Instant::now();
                 self.all_reduce_pending(comm)?;
+                self.sync_stats.updates += 1;
+                self.sync_stats.seconds += start.elapsed().as_secs_f64();
             }
             if let Some(max_norm) = self.config.max_grad_norm {
                 self.pending.clip_global_norm(max_norm)?;
@@ -550,8 +558,21 @@ impl Trainer {
     /// Sums the pending gradients across ranks: the parameters with a gradient on any rank
     /// (agreed by one small all-reduce; a parameter no rank touched keeps "no gradient", as
     /// PyTorch's `grad is None`), flattened in sorted-name order, one all-reduce per bucket.
+    /// Before a multi-rank checkpoint: sums the partial accumulation of the ranks into rank 0
+    /// and clears it elsewhere (summing is linear, so the next update's all-reduce still gives
+    /// the full sum), so that the saved pending gradients are the whole batch's, as with one
+    /// rank. A resumed rank other than 0 starts with nothing pending.
+    fn fold_pending_into_rank0(&mut self, comm: &dyn Communicator) -> Result<()> {
+        if comm.world_size() > 1 {
+            self.all_reduce_pending(comm)?;
+            if !comm.is_main() {
+                self.pending.clear();
+            }
+        }
+        Ok(())
+    }
+
     fn all_reduce_pending(&mut self, comm: &dyn Communicator) -> Result<()> {
-        let start = Instant::now();
         let mut present: Vec<f32> = self
             .params
             .iter()
@@ -568,6 +589,9 @@ impl Trainer {
                 grads.insert(name.to_string(), grad);
             }
         }
+        if grads.is_empty() {
+            return Ok(()); // nothing pending on any rank
+        }
         let plan_fits = self.bucket_plan.as_ref().is_some_and(|p| {
             p.names().len() == grads.len()
                 && p.names().iter().zip(grads.keys()).all(|(a, b)| a == b)
@@ -583,8 +607,6 @@ impl Trainer {
             .as_ref()
             .ok_or_else(|| TrainError::InvalidInput("no bucket plan".into()))?;
         comm::sync_tensor_grads(comm, plan, &mut grads, 1.0)?;
-        self.sync_stats.updates += 1;
-        self.sync_stats.seconds += start.elapsed().as_secs_f64();
         self.sync_stats.bytes_per_update =
             4 * grads.values().map(|g| g.elem_count() as u64).sum::<u64>();
         self.pending = Gradients::from_map(grads);
@@ -700,6 +722,7 @@ impl Trainer {
             }
         }
         bar.finish_and_clear();
+        self.fold_pending_into_rank0(comm)?;
         let last = if main {
             self.save_checkpoint(LAST, true)?
         } else {
@@ -803,6 +826,7 @@ impl Trainer {
         if bleu_improved {
             saved.push(BEST_BLEU.into());
         }
+        self.fold_pending_into_rank0(comm)?;
         if main {
             self.save_checkpoint(LAST, true)?;
             if loss_improved {

@@ -72,6 +72,14 @@ fn assert_close(got: &Params, want: &Params, what: &str) {
     }
 }
 
+/// Bitwise equality, naming the first parameter that differs (not printing all of them).
+fn assert_identical(got: &Params, want: &Params, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}");
+    for ((name, g, gs), (_, w, ws)) in got.iter().zip(want) {
+        assert!(g == w && gs == ws, "{what}: {name} differs");
+    }
+}
+
 fn check_ranks_equal_one_rank(world: usize, configure: &(dyn Fn(&mut TrainConfig) + Sync)) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), configure);
@@ -92,7 +100,11 @@ fn check_ranks_equal_one_rank(world: usize, configure: &(dyn Fn(&mut TrainConfig
     for (rank, params) in ranks.iter().enumerate() {
         assert_close(params, &single, &format!("{world} ranks, rank {rank}"));
         // Replicas stay bit-identical: every rank applies the same reduced gradient.
-        assert_eq!(params, &ranks[0], "rank {rank} drifted from rank 0");
+        assert_identical(
+            params,
+            &ranks[0],
+            &format!("rank {rank} drifted from rank 0"),
+        );
     }
 }
 
@@ -141,7 +153,10 @@ fn mean_of_rank_means_is_wired_and_differs_from_the_token_mean() {
             .remove(0)
     };
     let (a, b) = (run(token), run(means));
-    assert!(a.iter().zip(&b).any(|(x, y)| x.1 != y.1));
+    assert!(
+        a.iter().zip(&b).any(|(x, y)| x.1 != y.1),
+        "weightings gave the same run"
+    );
     // With one rank both weightings are the plain token mean.
     let one = |w| {
         train_as(
@@ -243,4 +258,94 @@ fn a_failing_rank_ends_the_job_with_its_error() {
         "{:?}",
         start.elapsed()
     );
+}
+
+/// Variant B with GA 2 on 4 examples: every epoch ends with a micro-batch's gradient pending
+/// at the evaluation (see `tests/resume.rs`). Two ranks stopped there and resumed from
+/// `checkpoint-last` end exactly where the uninterrupted two-rank run ends, and close to one rank.
+#[test]
+fn two_ranks_resume_with_pending_gradients_equals_uninterrupted() {
+    let feats: Vec<Feature> = features(&expected())[..4].to_vec();
+    let configure = |c: &mut TrainConfig| {
+        c.train_steps = None;
+        c.epochs = Some(3);
+        c.batch_size = 4;
+        c.grad_accum = 2; // micro-batches of 2: one example per rank
+    };
+    let dev = || c2n_train::data::DevSet {
+        loss_features: feats.clone(),
+        bleu_features: Vec::new(),
+        bleu_idx: Vec::new(),
+        bleu_golds: Vec::new(),
+    };
+    let make = |out: &Path| {
+        Trainer::new(
+            config(out, &configure),
+            tiny_model(),
+            feats.clone(),
+            Some(dev()),
+            None,
+        )
+    };
+    let snapshot = |t: &Trainer| -> Params {
+        t.params()
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.to_string(),
+                    values(v.as_tensor()),
+                    t.optimizer().step_count(n),
+                )
+            })
+            .collect()
+    };
+    let one_dir = tempfile::tempdir().unwrap();
+    let mut one = make(one_dir.path()).unwrap();
+    one.run().unwrap();
+    let single = snapshot(&one);
+
+    let full_dir = tempfile::tempdir().unwrap();
+    let full = ThreadGroup::new(2)
+        .unwrap()
+        .run_fallible(|comm| -> Result<_, TrainError> {
+            let mut t = make(full_dir.path())?;
+            t.run_with(comm)?;
+            Ok(snapshot(&t))
+        })
+        .unwrap();
+
+    let split_dir = tempfile::tempdir().unwrap();
+    let ckpt = split_dir.path().join("checkpoint-last");
+    let split = ThreadGroup::new(2)
+        .unwrap()
+        .run_fallible(|comm| -> Result<_, TrainError> {
+            let mut first = make(split_dir.path())?;
+            loop {
+                let report = first
+                    .advance_with(comm)?
+                    .expect("an evaluation comes first");
+                if report.evaluation.is_some() {
+                    assert!(
+                        !report.step.update,
+                        "the evaluation must find pending gradients"
+                    );
+                    break;
+                }
+            }
+            drop(first);
+            comm.barrier()?; // rank 0 has written the checkpoint
+            let mut second = make(split_dir.path())?;
+            second.resume(&ckpt)?;
+            second.run_with(comm)?;
+            Ok(snapshot(&second))
+        })
+        .unwrap();
+    for rank in 0..2 {
+        assert_identical(
+            &split[rank],
+            &full[rank],
+            &format!("rank {rank}: resumed run"),
+        );
+        assert_close(&full[rank], &single, &format!("rank {rank} vs one rank"));
+    }
 }
