@@ -274,3 +274,25 @@ impl TrainArgs {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_flags_become_launch_specs() {
+        let spec = launch_spec(Some(BackendArg::Threads), Some(3)).unwrap();
+        assert_eq!((spec.backend, spec.world_size), (Backend::Threads, Some(3)));
+        let spec = launch_spec(Some(BackendArg::Mpi), None).unwrap();
+        assert_eq!((spec.backend, spec.world_size), (Backend::Mpi, None));
+        let spec = launch_spec(Some(BackendArg::Single), None).unwrap();
+        assert_eq!((spec.backend, spec.world_size), (Backend::Single, Some(1)));
+        // Without --backend and outside any launcher, --world-size alone picks threads.
+        if LaunchEnv::from_env().is_ok_and(|e| e.launcher == Launcher::None) {
+            let spec = launch_spec(None, Some(2)).unwrap();
+            assert_eq!((spec.backend, spec.world_size), (Backend::Threads, Some(2)));
+            let spec = launch_spec(None, None).unwrap();
+            assert_eq!(spec.backend, Backend::Single);
+        }
+    }
+}
