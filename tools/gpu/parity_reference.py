@@ -15,7 +15,8 @@ Writes under ``--out``:
 - ``model_fixture.json``: same layout as ``crates/c2n-model/tests/data/model_fixture.json``
   (same examples and ``slice_ids``; encoder output, logits, loss and the n-best runs from the
   device), for ``device parity-model --fixture``;
-- ``train_steps/expected.json`` and ``expected_{ga1,ga2}.safetensors``: same layout as
+- ``train_steps/expected.json`` and ``expected_<case>.safetensors`` (variant-A ``ga1``, ``ga2``,
+  variant-B ``b_ga2``): same layout as
   ``crates/c2n-train/tests/data/train_steps``, for ``device parity-train --fixture-dir``.
 
 Prints JSON lines ``{"check": "parity_model_torch" | "parity_train_torch", ...}`` with the
@@ -143,9 +144,14 @@ def train_parity(dev, out_dir):
         for case, spec in committed["cases"].items():
             model = load_checkpoint(os.path.join(TRAIN_DATA, "init"), strict=False).to(dev)
             model.eval()  # dropout off, as the committed fixture
+            model.zero_grad(set_to_none=True)
             micro_batch = spec["batch_size"] // spec["grad_accum"]
-            losses, lrs, snapshots, extra = tr.reference_loop_a(
-                model, committed["features"], micro_batch, spec["grad_accum"], spec["train_steps"])
+            if "epochs" in spec:  # variant B (§7.5)
+                losses, lrs, snapshots, extra = tr.reference_loop_b(
+                    model, committed["features"], micro_batch, spec["grad_accum"], spec["epochs"])
+            else:  # variant A (§7.4)
+                losses, lrs, snapshots, extra = tr.reference_loop_a(
+                    model, committed["features"], micro_batch, spec["grad_accum"], spec["train_steps"])
             snapshots = {k: v.detach().cpu().contiguous() for k, v in snapshots.items()}
             save_file(snapshots, os.path.join(out_dir, f"expected_{case}.safetensors"))
             result["cases"][case].update({"losses": losses, "lrs": lrs, **extra})
