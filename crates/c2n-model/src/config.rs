@@ -40,6 +40,13 @@ pub struct ModelConfig {
     pub pad_token_id: u32,
     pub bos_token_id: u32,
     pub eos_token_id: u32,
+    /// Standard deviation of the N(0, σ) init of fresh encoder weights and embeddings (the
+    /// Hugging Face `initializer_range`, 0.02). Used only when parameters are created fresh,
+    /// never for loaded weights. Small models trained from scratch need a larger value: with
+    /// 0.02 the tied word embeddings are so small that the decoder gets almost no gradient
+    /// through the LM head and training stalls at the unigram distribution.
+    #[serde(skip_serializing_if = "is_default_initializer_range")]
+    pub initializer_range: f64,
     /// Number of decoder layers (reference: 6).
     #[serde(skip_serializing_if = "is_default_decoder_layers")]
     pub decoder_layers: usize,
@@ -64,6 +71,11 @@ const DEFAULT_DECODER_LAYERS: usize = 6;
 const DEFAULT_DECODER_FFN_DIM: usize = 2048;
 const DEFAULT_DROPOUT: f32 = 0.1;
 const DEFAULT_EPS: f64 = 1e-5;
+const DEFAULT_INITIALIZER_RANGE: f64 = 0.02;
+
+fn is_default_initializer_range(v: &f64) -> bool {
+    *v == DEFAULT_INITIALIZER_RANGE
+}
 
 fn is_default_decoder_layers(v: &usize) -> bool {
     *v == DEFAULT_DECODER_LAYERS
@@ -99,6 +111,7 @@ impl Default for ModelConfig {
             pad_token_id: 1,
             bos_token_id: 0,
             eos_token_id: 2,
+            initializer_range: DEFAULT_INITIALIZER_RANGE,
             decoder_layers: DEFAULT_DECODER_LAYERS,
             decoder_attention_heads: None,
             decoder_ffn_dim: DEFAULT_DECODER_FFN_DIM,

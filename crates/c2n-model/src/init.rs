@@ -1,7 +1,8 @@
 //! Reference initialisation of fresh parameters (spec §4.5) and the `VarMap` accessor.
 //!
 //! - Encoder (normally overwritten by a pretrained checkpoint): weights and embeddings
-//!   N(0, 0.02), biases 0, LayerNorm 1/0 — the Hugging Face BERT init.
+//!   N(0, `initializer_range`) (0.02 by default), biases 0, LayerNorm 1/0 — the Hugging Face
+//!   BERT init.
 //! - Decoder: `in_proj_weight` xavier-uniform, `in_proj_bias` and `out_proj.bias` 0, other
 //!   Linear weights and biases PyTorch's default (kaiming-uniform with a = √5, i.e.
 //!   U(±1/√fan_in)), LayerNorm 1/0. All layers are then made copies of layer 0.
@@ -41,7 +42,7 @@ pub fn reference_init(cfg: &ModelConfig, name: &str, shape: &[usize]) -> Init {
         } else {
             Init::Randn {
                 mean: 0.0,
-                stdev: 0.02,
+                stdev: cfg.initializer_range,
             }
         }
     } else if name.ends_with("in_proj_weight") {

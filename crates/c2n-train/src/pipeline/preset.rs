@@ -51,6 +51,11 @@ pub fn preset_model_id(preset: Preset) -> Option<&'static str> {
     }
 }
 
+/// Init scale of the random small models. With the Hugging Face 0.02 the tied embeddings
+/// starve the decoder of gradient and training stalls at the unigram distribution (checked with
+/// the PyTorch reference too: 8 examples, 300 Adam updates, loss 4.06 at 0.02, 0.03 at 0.2).
+pub const SMALL_INITIALIZER_RANGE: f64 = 0.2;
+
 /// The small preset's model: the real vocabulary and positions, small everything else.
 pub fn small_model_config(m: &SmallModel) -> ModelConfig {
     ModelConfig {
@@ -60,6 +65,7 @@ pub fn small_model_config(m: &SmallModel) -> ModelConfig {
         intermediate_size: m.ffn_dim,
         decoder_layers: m.decoder_layers,
         decoder_ffn_dim: m.ffn_dim,
+        initializer_range: SMALL_INITIALIZER_RANGE,
         ..ModelConfig::default()
     }
 }
