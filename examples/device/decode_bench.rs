@@ -88,8 +88,8 @@ pub struct DecodeBenchArgs {
     device: crate::common::DeviceArgs,
 }
 
-/// A session wrapper that accumulates the time spent in `step` (decoder + log-softmax +
-/// copy of the log-probabilities to the host, which synchronises).
+/// A session wrapper that accumulates the time spent in `step` (decoder + log-softmax + on a
+/// GPU the per-row candidate ranking, + the copy to the host, which synchronises).
 struct TimedSession<'a> {
     inner: KvCacheSession<'a>,
     step_seconds: f64,
@@ -104,6 +104,24 @@ impl NextTokenLogProbs for TimedSession<'_> {
     fn step(&mut self, origin: &[u32], tokens: &[u32]) -> code2nl::model::Result<Vec<f32>> {
         let start = Instant::now();
         let out = self.inner.step(origin, tokens);
+        self.step_seconds += start.elapsed().as_secs_f64();
+        self.steps += 1;
+        out
+    }
+
+    fn prefers_row_top_k(&self) -> bool {
+        self.inner.prefers_row_top_k()
+    }
+
+    fn step_row_top_k(
+        &mut self,
+        origin: &[u32],
+        tokens: &[u32],
+        row_scores: Option<&[f32]>,
+        k: usize,
+    ) -> code2nl::model::Result<code2nl::model::RowTopK> {
+        let start = Instant::now();
+        let out = self.inner.step_row_top_k(origin, tokens, row_scores, k);
         self.step_seconds += start.elapsed().as_secs_f64();
         self.steps += 1;
         out

@@ -41,6 +41,11 @@ fn check_batch(models: &[TableModel], config: &GenerationConfig) -> Vec<BeamOutp
     for (rows, examples) in session.rows_per_step.iter().zip(&session.examples_per_step) {
         assert_eq!(*rows, examples.len() * config.beam_size);
     }
+    // Per-row candidates (the GPU path's contract) give the same search.
+    let mut ranked = TableSession::new(models.iter().collect(), config.beam_size);
+    ranked.row_top_k = true;
+    let ranked_outs = beam_search(&mut ranked, models.len(), config).expect("decodes");
+    assert_eq!(ranked_outs, outs, "per-row candidates changed the search");
     outs
 }
 

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use c2n_model::beam::{beam_search, reference_search, BeamOutput};
 use c2n_model::generation::GenerationConfig;
-use c2n_model::{load_checkpoint, FullPrefixSession, KvCacheSession, Seq2Seq};
+use c2n_model::{load_checkpoint, CandidateRanking, FullPrefixSession, KvCacheSession, Seq2Seq};
 use candle_core::{Device, IndexOp, Tensor};
 use serde_json::Value;
 
@@ -114,15 +114,26 @@ fn config(json: &Value) -> GenerationConfig {
     }
 }
 
-/// KV-cached session over all examples at once, batched search.
+/// KV-cached session over all examples at once, batched search, candidates ranked on the host.
 fn batched(
     model: &Seq2Seq,
     sources: &(Tensor, Tensor),
     config: &GenerationConfig,
 ) -> Vec<BeamOutput> {
+    batched_ranked(model, sources, config, CandidateRanking::Host)
+}
+
+/// [`batched`] with the given candidate ranking (`Device`: the GPU path, here on the CPU).
+fn batched_ranked(
+    model: &Seq2Seq,
+    sources: &(Tensor, Tensor),
+    config: &GenerationConfig,
+    ranking: CandidateRanking,
+) -> Vec<BeamOutput> {
     let n = sources.0.dim(0).expect("n");
-    let mut session =
-        KvCacheSession::new(model, &sources.0, &sources.1, config.beam_size).expect("session");
+    let mut session = KvCacheSession::new(model, &sources.0, &sources.1, config.beam_size)
+        .expect("session")
+        .with_candidate_ranking(ranking);
     beam_search(&mut session, n, config).expect("decodes")
 }
 
@@ -251,12 +262,18 @@ fn batched_kv_cached_and_reference_paths_match_the_python_nbest_fixture() {
         set_eos_row_scale(&fixture, scale);
         let expected = run["results"].as_array().expect("results");
         let fast = batched(&fixture.model, &sources, &config);
+        let ranked = batched_ranked(&fixture.model, &sources, &config, CandidateRanking::Device);
         let plain = one_by_one(&fixture.model, &sources, &config, false);
         for (i, want) in expected.iter().enumerate() {
             assert_matches_python(
                 &fast[i],
                 want,
                 &format!("scale {scale}, example {i}, batched"),
+            );
+            assert_matches_python(
+                &ranked[i],
+                want,
+                &format!("scale {scale}, example {i}, batched, ranked on the device"),
             );
             assert_matches_python(
                 &plain[i],
@@ -295,6 +312,11 @@ fn batched_kv_cached_equals_one_by_one_full_prefix_with_frozen_examples() {
     for scale in [2.6, 8.0] {
         set_eos_row_scale(&fixture, scale);
         let fast = batched(&fixture.model, &sources, &config);
+        let ranked = batched_ranked(&fixture.model, &sources, &config, CandidateRanking::Device);
+        assert_eq!(
+            ranked, fast,
+            "scale {scale}: device ranking changed the search"
+        );
         let plain = one_by_one(&fixture.model, &sources, &config, false);
         for (i, (f, p)) in fast.iter().zip(&plain).enumerate() {
             let what = format!("scale {scale}, example {i}");

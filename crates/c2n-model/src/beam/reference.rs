@@ -19,7 +19,7 @@
 use super::output::{BeamOutput, FinalEntry, Hypothesis};
 use super::rules::BeamRules;
 use super::select::{rank_value, select_top_k_full_sort, TopK};
-use crate::{ModelError, Result};
+use crate::{ModelError, Result, RowTopK};
 
 /// The value assigned to every candidate of a row that already ended in EOS.
 pub const DEAD_ROW_SCORE: f32 = -1e20;
@@ -119,6 +119,11 @@ impl Beam {
         &self.finished
     }
 
+    /// Whether this beam's rules mask tokens, so it needs full log-probability rows.
+    pub(crate) fn needs_full_rows(&self) -> bool {
+        self.rules.masks_tokens()
+    }
+
     /// The reference stop test: the top row ended at some step and ≥ K hypotheses finished.
     /// With `early_stopping` the first condition is dropped.
     pub fn done(&self) -> bool {
@@ -152,6 +157,77 @@ impl Beam {
             Selection::FullSort => self.select_full_sort(logp, vocab),
             Selection::Streaming => self.select_streaming(logp, vocab),
         };
+        self.apply_selection(&selected, vocab, step);
+        Ok(())
+    }
+
+    /// One step from each current row's best candidates instead of all log-probabilities.
+    ///
+    /// Rows `first_row .. first_row + K` of `top` are this beam's rows; before the first
+    /// step they must be the bare log-probabilities (only row 0 is used), afterwards
+    /// `scores()[k] + logp[k, w]` (see [`NextTokenLogProbs::step_row_top_k`]). The result is
+    /// the same as [`advance`](Self::advance) on the full rows, because the K best candidates
+    /// of the beam are among the K best of each row. Rules that mask tokens need the full
+    /// rows: with them this returns an error.
+    ///
+    /// [`NextTokenLogProbs::step_row_top_k`]: crate::NextTokenLogProbs::step_row_top_k
+    pub fn advance_row_top_k(
+        &mut self,
+        top: &RowTopK,
+        first_row: usize,
+        vocab: usize,
+    ) -> Result<()> {
+        let k = self.size;
+        if self.rules.masks_tokens() {
+            return Err(ModelError::InvalidInput(
+                "min_length and no_repeat_ngram_size need full log-probability rows".into(),
+            ));
+        }
+        if k == 0 || vocab < k || top.k < k || top.rows() < first_row + k {
+            return Err(ModelError::InvalidInput(format!(
+                "beam of {k} rows (vocabulary {vocab}) cannot use rows {first_row}..{} of {} \
+                 with {} candidates each",
+                first_row + k,
+                top.rows(),
+                top.k
+            )));
+        }
+        let step = self.toks.len();
+        let mut selector = std::mem::replace(&mut self.top_k, TopK::new(0));
+        selector.clear();
+        // The selector needs increasing flat indices: offer each row's entries by token id.
+        let mut row_entries: Vec<(f32, u32)> = Vec::with_capacity(top.k);
+        let live_rows = if self.back.is_empty() { 1 } else { k };
+        for row in 0..live_rows {
+            let base = (row * vocab) as u32;
+            if !self.back.is_empty() && self.is_dead(row) {
+                for word in 0..k {
+                    selector.offer(DEAD_ROW_SCORE, base + word as u32);
+                }
+                continue;
+            }
+            row_entries.clear();
+            row_entries.extend(top.row(first_row + row));
+            if let Some(&(_, bad)) = row_entries.iter().find(|e| e.1 as usize >= vocab) {
+                self.top_k = selector;
+                return Err(ModelError::InvalidInput(format!(
+                    "candidate token {bad} out of range (vocabulary {vocab})"
+                )));
+            }
+            row_entries.sort_unstable_by_key(|e| e.1);
+            for &(value, word) in &row_entries {
+                selector.offer(value, base + word);
+            }
+        }
+        let selected = selector.entries().to_vec();
+        self.top_k = selector;
+        self.apply_selection(&selected, vocab, step);
+        Ok(())
+    }
+
+    /// Make the selected `(value, flat_index)` candidates the new rows.
+    fn apply_selection(&mut self, selected: &[(f32, u32)], vocab: usize, step: usize) {
+        let k = self.size;
         let mut origin = Vec::with_capacity(k);
         let mut word = Vec::with_capacity(k);
         for (slot, &(value, flat)) in selected.iter().enumerate() {
@@ -174,7 +250,6 @@ impl Beam {
         }
         self.back.push(origin);
         self.toks.push(word);
-        Ok(())
     }
 
     fn is_dead(&self, row: usize) -> bool {

@@ -38,7 +38,7 @@ pub fn beam_search<S: NextTokenLogProbs + ?Sized>(
             )
         })
         .collect();
-    run_beams(session, &mut beams, config)?;
+    run_beams(session, &mut beams, config, true)?;
     Ok(beams
         .iter()
         .map(|beam| beam.output(config.max_length))
@@ -61,40 +61,67 @@ pub fn reference_search<S: NextTokenLogProbs + ?Sized>(
         BeamRules::default(),
         Selection::FullSort,
     )];
-    run_beams(session, &mut beams, config)?;
+    run_beams(session, &mut beams, config, false)?;
     Ok(beams[0].output(config.max_length))
 }
 
-/// The step loop shared by both drivers.
+/// The step loop shared by both drivers. With `allow_row_top_k`, a session that prefers it
+/// ranks each row's candidates itself ([`NextTokenLogProbs::step_row_top_k`]); the result is
+/// the same either way.
 fn run_beams<S: NextTokenLogProbs + ?Sized>(
     session: &mut S,
     beams: &mut [Beam],
     config: &GenerationConfig,
+    allow_row_top_k: bool,
 ) -> Result<()> {
     let Some(beam_size) = beams.first().map(Beam::size) else {
         return Ok(());
     };
     let vocab = session.vocab_size();
     let rows = beams.len() * beam_size;
+    let row_top_k =
+        allow_row_top_k && session.prefers_row_top_k() && !beams.iter().any(Beam::needs_full_rows);
     // Examples still decoding, in the order their rows appear in the session.
     let mut live: Vec<usize> = (0..beams.len()).collect();
     let mut origin: Vec<u32> = (0..rows as u32).collect();
     let mut tokens: Vec<u32> = vec![config.sos_id; rows];
-    for _ in 0..config.max_length {
+    let mut row_scores: Vec<f32> = Vec::with_capacity(rows);
+    for step in 0..config.max_length {
         if live.is_empty() {
             break;
         }
-        let logp = session.step(&origin, &tokens)?;
-        let block = beam_size * vocab;
-        if logp.len() != live.len() * block {
-            return Err(ModelError::InvalidInput(format!(
-                "session returned {} log-probabilities for {} rows of vocabulary {vocab}",
-                logp.len(),
-                live.len() * beam_size
-            )));
-        }
-        for (slot, &example) in live.iter().enumerate() {
-            beams[example].advance(&logp[slot * block..(slot + 1) * block], vocab)?;
+        if row_top_k {
+            // Every live beam has taken `step` steps: before the first, candidates are the
+            // bare log-probabilities of row 0 (§6.2), afterwards score + log-probability.
+            row_scores.clear();
+            for &example in &live {
+                row_scores.extend_from_slice(beams[example].scores());
+            }
+            let scores = (step > 0).then_some(row_scores.as_slice());
+            let top = session.step_row_top_k(&origin, &tokens, scores, beam_size)?;
+            if top.rows() != live.len() * beam_size {
+                return Err(ModelError::InvalidInput(format!(
+                    "session returned candidates for {} rows, expected {}",
+                    top.rows(),
+                    live.len() * beam_size
+                )));
+            }
+            for (slot, &example) in live.iter().enumerate() {
+                beams[example].advance_row_top_k(&top, slot * beam_size, vocab)?;
+            }
+        } else {
+            let logp = session.step(&origin, &tokens)?;
+            let block = beam_size * vocab;
+            if logp.len() != live.len() * block {
+                return Err(ModelError::InvalidInput(format!(
+                    "session returned {} log-probabilities for {} rows of vocabulary {vocab}",
+                    logp.len(),
+                    live.len() * beam_size
+                )));
+            }
+            for (slot, &example) in live.iter().enumerate() {
+                beams[example].advance(&logp[slot * block..(slot + 1) * block], vocab)?;
+            }
         }
         // Next step: only the rows of examples that are not done, re-ordered by their origins.
         origin.clear();

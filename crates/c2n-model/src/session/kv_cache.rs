@@ -9,10 +9,11 @@
 
 use candle_core::{Tensor, D};
 
+use super::row_top_k::{device_row_top_k, CandidateRanking};
 use super::rows::{is_identity, Rows};
 use crate::decoder::{memory_key_padding_mask, KvCache};
 use crate::step::NextTokenLogProbs;
-use crate::{ModelError, Result, Seq2Seq};
+use crate::{ModelError, Result, RowTopK, Seq2Seq};
 
 /// Per-example cross-attention inputs and their per-row gather.
 struct CrossAttention {
@@ -34,6 +35,7 @@ pub struct KvCacheSession<'a> {
     caches: Vec<Option<KvCache>>,
     /// Non-pad tokens in each row's prefix (drives the position ids).
     non_pad: Vec<u32>,
+    ranking: CandidateRanking,
 }
 
 impl<'a> KvCacheSession<'a> {
@@ -70,7 +72,15 @@ impl<'a> KvCacheSession<'a> {
             },
             caches: vec![None; model.decoder_layers().len()],
             non_pad: vec![0; n_rows],
+            ranking: CandidateRanking::default(),
         })
+    }
+
+    /// Where beam candidates are ranked (default [`CandidateRanking::Auto`]: on the device
+    /// for a GPU model). The search result is the same either way.
+    pub fn with_candidate_ranking(mut self, ranking: CandidateRanking) -> Self {
+        self.ranking = ranking;
+        self
     }
 
     /// Number of positions decoded so far.
@@ -105,6 +115,38 @@ impl NextTokenLogProbs for KvCacheSession<'_> {
     }
 
     fn step(&mut self, origin: &[u32], tokens: &[u32]) -> Result<Vec<f32>> {
+        match self.log_probs(origin, tokens)? {
+            Some(log_probs) => Ok(log_probs.flatten_all()?.to_vec1::<f32>()?),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn prefers_row_top_k(&self) -> bool {
+        self.ranking.on_device(self.model.device())
+    }
+
+    fn step_row_top_k(
+        &mut self,
+        origin: &[u32],
+        tokens: &[u32],
+        row_scores: Option<&[f32]>,
+        k: usize,
+    ) -> Result<RowTopK> {
+        match self.log_probs(origin, tokens)? {
+            Some(log_probs) => device_row_top_k(&log_probs, row_scores, k),
+            None => Ok(RowTopK {
+                k,
+                values: Vec::new(),
+                tokens: Vec::new(),
+            }),
+        }
+    }
+}
+
+impl KvCacheSession<'_> {
+    /// Advance the rows by one token and return the next-token log-probabilities `[rows, V]`
+    /// (f32, on the model's device); `None` when no row is left.
+    fn log_probs(&mut self, origin: &[u32], tokens: &[u32]) -> Result<Option<Tensor>> {
         self.rows.check(origin, tokens)?;
         let previous_rows = self.rows.len();
         let device = self.model.device().clone();
@@ -124,7 +166,7 @@ impl NextTokenLogProbs for KvCacheSession<'_> {
             .collect();
         let r = origin.len();
         if r == 0 {
-            return Ok(Vec::new());
+            return Ok(None);
         }
         let positions: Vec<u32> = tokens
             .iter()
@@ -161,7 +203,6 @@ impl NextTokenLogProbs for KvCacheSession<'_> {
         }
         let hidden = self.model.head_hidden(&x.squeeze(1)?)?;
         let logits = self.model.lm_logits(&hidden)?;
-        let log_probs = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-        Ok(log_probs.flatten_all()?.to_vec1::<f32>()?)
+        Ok(Some(candle_nn::ops::log_softmax(&logits, D::Minus1)?))
     }
 }

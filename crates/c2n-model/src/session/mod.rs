@@ -5,12 +5,15 @@
 //! with `E × rows_per_example` empty rows, row `r` decoding example `r / rows_per_example`, and
 //! every step extends, reorders or drops rows by `origin`. Rows never change example.
 //!
-//! - [`KvCacheSession`]: the fast path (self-attention cache, cross-attention K/V once).
+//! - [`KvCacheSession`]: the fast path (self-attention cache, cross-attention K/V once); on a
+//!   GPU it ranks each row's beam candidates on the device ([`CandidateRanking`]).
 //! - [`FullPrefixSession`]: the reference path of §6.1 (whole prefix recomputed every step).
 
 mod full_prefix;
 mod kv_cache;
+mod row_top_k;
 mod rows;
 
 pub use full_prefix::FullPrefixSession;
 pub use kv_cache::KvCacheSession;
+pub use row_top_k::{device_row_top_k, CandidateRanking};

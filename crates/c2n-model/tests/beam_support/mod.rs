@@ -72,6 +72,8 @@ pub struct TableSession<'a> {
     pub rows_per_step: Vec<usize>,
     /// Examples present at every step, in row order.
     pub examples_per_step: Vec<Vec<usize>>,
+    /// Ask beam search for per-row candidates (`step_row_top_k`) instead of full rows.
+    pub row_top_k: bool,
 }
 
 impl<'a> TableSession<'a> {
@@ -83,6 +85,7 @@ impl<'a> TableSession<'a> {
             started: false,
             rows_per_step: Vec::new(),
             examples_per_step: Vec::new(),
+            row_top_k: false,
         }
     }
 }
@@ -90,6 +93,10 @@ impl<'a> TableSession<'a> {
 impl NextTokenLogProbs for TableSession<'_> {
     fn vocab_size(&self) -> usize {
         self.models[0].vocab
+    }
+
+    fn prefers_row_top_k(&self) -> bool {
+        self.row_top_k
     }
 
     fn step(&mut self, origin: &[u32], tokens: &[u32]) -> c2n_model::Result<Vec<f32>> {
