@@ -15,12 +15,15 @@
 //! device make-checkpoint --model codebert --out /tmp/c2n-codebert-random
 //! device bench-decode --checkpoint /tmp/c2n-codebert-random \
 //!        --sources build/device/data/ruby_test_features.jsonl --examples 64 --device cuda
+//! device bench-comm --model codebert --backend nccl --device cuda
 //! ```
 //!
 //! Build for the GPU with `scripts/cuda-build.sh` (`--features cuda,nccl`); the CPU build
 //! (`cargo build --example device`) runs the same code paths on tiny sizes for
 //! `scripts/gpu-check.sh --cpu-dry-run`. See `docs/gpu.md`.
 
+#[path = "device/comm_bench.rs"]
+mod comm_bench;
 #[path = "device/common.rs"]
 mod common;
 #[path = "device/data.rs"]
@@ -60,6 +63,8 @@ enum Command {
     MakeCheckpoint(decode_bench::MakeCheckpointArgs),
     /// Batched reference-mode beam search: throughput, per-phase breakdown, n-best ids.
     BenchDecode(decode_bench::DecodeBenchArgs),
+    /// Gradient exchange cost at world size 1: bucketed sync of model-shaped gradients.
+    BenchComm(comm_bench::CommBenchArgs),
 }
 
 fn main() -> Result<()> {
@@ -71,5 +76,6 @@ fn main() -> Result<()> {
         Command::BenchTrain(args) => train_bench::run(&args),
         Command::MakeCheckpoint(args) => decode_bench::make_checkpoint(&args),
         Command::BenchDecode(args) => decode_bench::run(&args),
+        Command::BenchComm(args) => comm_bench::run(&args),
     }
 }

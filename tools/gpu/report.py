@@ -110,10 +110,25 @@ def build(steps, results, mode):
             else:
                 figures = (f"{r.get('case')}: {r.get('updates')} updates, lrs equal {fmt(r.get('lrs_equal'))}, "
                            f"loss {fmt(r.get('loss_max_rel_diff'))}, params max abs {fmt(r.get('param_max_abs_diff'))}"
-                           + (f", violations {r['param_violations']}" if "param_violations" in r else ""))
+                           + (f", violations {r['param_violations']}" if "param_violations" in r else "")
+                           + (f"; zero-grad entries (not in ok): violations {r['zero_grad_violations']}, "
+                              f"max abs {fmt(r.get('zero_grad_max_abs_diff'))}"
+                              if "zero_grad_violations" in r else ""))
             rows.append([r["step"], r.get("impl"), r.get("device"), r.get("reference"), figures, fmt(r.get("ok"))])
         md += ["## Parity (max relative differences)", ""]
         md += table(["step", "impl", "device", "against", "figures", "ok"], rows) + [""]
+
+    comm = by("bench_comm")
+    if comm:
+        rows = [[r.get("backend"), r.get("device"), r.get("model"), fmt(r.get("gradient_mb"), ".1f"),
+                 r.get("buckets"), fmt(r.get("sync_ms"), ".1f"), fmt(r.get("sync_mb_per_s"), ".0f"),
+                 fmt(r.get("raw_bucket_all_reduce_ms"), ".2f"), fmt(r.get("ok"))] for r in comm]
+        c = comm[0]
+        md += [f"## Communication (world size {c.get('world_size')}, {c.get('bucket_mib')} MiB buckets, "
+               f"scale {c.get('scale')}, median of {c.get('reps')})", ""]
+        md += table(["backend", "device", "model", "gradient MB", "buckets", "ms per sync", "MB/s",
+                     "raw bucket all-reduce ms", "ok"], rows)
+        md += ["", f"Note: {c.get('note')}.", ""]
 
     train = by("bench_train")
     if train:
