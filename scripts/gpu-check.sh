@@ -147,6 +147,9 @@ run_step train_candle_bf16_dynamic 120 "$BIN" bench-train --device "$DEV" --mode
   --features "$TRAIN_FEATURES" --precision bf16 --padding dynamic --keep-pool "${TRAIN[@]}"
 run_step train_candle_tf32_dynamic 120 "$BIN" bench-train --device "$DEV" --model "$MODEL" \
   --features "$TRAIN_FEATURES" --precision tf32 --padding dynamic --keep-pool "${TRAIN[@]}"
+# The f32 padded run again with the memory pool kept: how much of the gap is the allocator.
+run_step train_candle_f32_padded_pool 120 "$BIN" bench-train --device "$DEV" --model "$MODEL" \
+  --features "$TRAIN_FEATURES" --precision f32 --padding reference --keep-pool "${TRAIN[@]}"
 run_step make_checkpoint 60 "$BIN" make-checkpoint --device "$DEV" --model "$MODEL" --out "$CKPT"
 run_step decode_torch_reference $((TORCH_DECODE_BUDGET + 60)) $PY tools/gpu/bench_decode.py --device "$DEV" \
   --checkpoint "$CKPT" --sources "$TEST_FEATURES" --examples "$DECODE_SUBSET" --max-length "$DECODE_MAX_LEN" \
