@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# MPI smoke test of the communicator: builds examples/comm_check with `--features mpi` and runs it on
-# 2 ranks with mpirun; comm_check compares every collective result with its closed form and exits
-# non-zero on any mismatch, so this script fails if MPI all-reduce/broadcast/gather are wrong.
+# MPI test of the communicator and of training under it: builds examples/comm_check with
+# `--features mpi`, then
+#  1. runs the collective self-check on 2 ranks with mpirun: every collective result is compared
+#     with its closed form (non-zero exit on any mismatch);
+#  2. trains the tiny parity fixture (c2n_train::comm::parity) for 3 updates on 2 MPI ranks
+#     (backend picked from mpirun's environment) and, separately, on one rank with the combined
+#     batch; each run saves its final parameters;
+#  3. compares the two: fails, naming the worst tensor, if any tensor's relative L2 difference
+#     exceeds 1e-5 (the training-parity requirement of docs/distributed.md).
 #
 # Usage: scripts/mpi-test.sh [--bench]      (from any directory; installs Open MPI if missing)
-# Env:   C2N_MPI_RANKS (default 2), CARGO_PROFILE (default release)
+# Env:   C2N_MPI_RANKS (default 2), CARGO_PROFILE (default release), C2N_PARITY_STEPS (default 3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,4 +42,15 @@ echo "== mpirun -n $ranks comm_check --backend mpi $* =="
 # --oversubscribe: more ranks than cores is fine for a correctness check on a small machine.
 # timeout: a hung collective must fail the script, not stall CI.
 timeout 600 mpirun -n "$ranks" --oversubscribe "$bin" --backend mpi --world-size "$ranks" "$@"
-echo "mpi-test: OK ($ranks ranks)"
+
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+steps="${C2N_PARITY_STEPS:-3}"
+echo "== mpirun -n $ranks comm_check train-parity ($steps updates; backend from the launcher) =="
+timeout 600 mpirun -n "$ranks" --oversubscribe "$bin" train-parity --world-size "$ranks" \
+  --steps "$steps" --out "$work/ranks.safetensors"
+echo "== comm_check train-parity on one rank (the combined batch) =="
+timeout 600 "$bin" train-parity --backend single --steps "$steps" --out "$work/one.safetensors"
+echo "== comm_check compare ($ranks ranks vs one rank) =="
+"$bin" compare "$work/ranks.safetensors" "$work/one.safetensors"
+echo "mpi-test: OK ($ranks ranks: collectives, and training equal to one rank)"

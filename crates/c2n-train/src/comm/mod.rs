@@ -73,6 +73,7 @@ mod buckets;
 mod env;
 mod error;
 mod launch;
+pub mod parity;
 pub mod rendezvous;
 pub mod selftest;
 mod single;

@@ -1,0 +1,77 @@
+//! The parity fixture of `comm::parity` (what `scripts/mpi-test.sh` trains under `mpirun`),
+//! checked here with thread ranks: two ranks through `Trainer::from_config_on` end within
+//! `PARITY_TOLERANCE` of one rank on the combined batch, the replicas stay bit-identical, and
+//! one extra step is far outside the tolerance (so the comparison can fail).
+//!
+//! The initial model is the committed PyTorch fixture of `tests/train_parity.rs`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use c2n_train::comm::parity::{
+    params_snapshot, replica_mismatches, tensor_diffs, worst, write_parity_fixture,
+    PARITY_TOLERANCE,
+};
+use c2n_train::comm::{Communicator, SingleComm, ThreadGroup};
+use c2n_train::trainer::Trainer;
+use c2n_train::TrainError;
+use candle_core::Tensor;
+
+type Params = HashMap<String, Tensor>;
+
+fn init_dir() -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/train_steps/init")
+        .display()
+        .to_string()
+}
+
+/// (initial, final) parameters and the replica mismatch count of one rank of `comm`.
+fn train(
+    dir: &Path,
+    steps: u64,
+    comm: &dyn Communicator,
+) -> Result<(Params, Params, usize), TrainError> {
+    let rank_dir = dir.join(format!("rank{}", comm.rank()));
+    let config = write_parity_fixture(&rank_dir, &init_dir(), steps)?;
+    let mut trainer = Trainer::from_config_on(config, false, comm)?;
+    let initial = params_snapshot(trainer.params())?;
+    trainer.run_with(comm)?;
+    let mismatches = replica_mismatches(comm, trainer.params())?;
+    Ok((initial, params_snapshot(trainer.params())?, mismatches))
+}
+
+#[test]
+fn two_thread_ranks_on_the_fixture_equal_one_rank() {
+    let dir = tempfile::tempdir().unwrap();
+    let (initial, single, none) = train(&dir.path().join("one"), 3, &SingleComm).unwrap();
+    assert_eq!(none, 0);
+    let ranks = ThreadGroup::new(2)
+        .unwrap()
+        .run_fallible(|comm| train(&dir.path().join("two"), 3, comm))
+        .unwrap();
+    for (rank, (_, params, mismatches)) in ranks.iter().enumerate() {
+        assert_eq!(*mismatches, 0, "rank {rank} drifted from rank 0");
+        let diffs = tensor_diffs(params, &single).unwrap();
+        let w = worst(&diffs).unwrap();
+        assert!(
+            w.relative_l2 <= PARITY_TOLERANCE,
+            "rank {rank}: {} relative L2 {}",
+            w.name,
+            w.relative_l2
+        );
+    }
+    // Training moved the weights, and one more step is detected.
+    let moved = worst(&tensor_diffs(&single, &initial).unwrap())
+        .unwrap()
+        .relative_l2;
+    assert!(moved > 100.0 * PARITY_TOLERANCE, "moved only {moved}");
+    let (_, four, _) = train(&dir.path().join("four"), 4, &SingleComm).unwrap();
+    let extra = worst(&tensor_diffs(&four, &single).unwrap())
+        .unwrap()
+        .relative_l2;
+    assert!(
+        extra > 100.0 * PARITY_TOLERANCE,
+        "an extra step changed only {extra}"
+    );
+}
