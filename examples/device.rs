@@ -30,6 +30,8 @@ mod common;
 mod data;
 #[path = "device/decode_bench.rs"]
 mod decode_bench;
+#[path = "device/decode_profile.rs"]
+mod decode_profile;
 #[path = "device/memory.rs"]
 mod memory;
 #[path = "device/parity.rs"]
@@ -63,6 +65,8 @@ enum Command {
     MakeCheckpoint(decode_bench::MakeCheckpointArgs),
     /// Batched reference-mode beam search: throughput, per-phase breakdown, n-best ids.
     BenchDecode(decode_bench::DecodeBenchArgs),
+    /// Time the phases of one decoding step (decoder layers, LM head, ranking, host copy).
+    ProfileDecode(decode_profile::DecodeProfileArgs),
     /// Gradient exchange cost at world size 1: bucketed sync of model-shaped gradients.
     BenchComm(comm_bench::CommBenchArgs),
 }
@@ -76,6 +80,7 @@ fn main() -> Result<()> {
         Command::BenchTrain(args) => train_bench::run(&args),
         Command::MakeCheckpoint(args) => decode_bench::make_checkpoint(&args),
         Command::BenchDecode(args) => decode_bench::run(&args),
+        Command::ProfileDecode(args) => decode_profile::run(&args),
         Command::BenchComm(args) => comm_bench::run(&args),
     }
 }

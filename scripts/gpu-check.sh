@@ -14,6 +14,8 @@
 #   scripts/gpu-check.sh --cpu-dry-run  # here: the CPU build of the device example
 #                                       # (cargo build --example device), small model, tiny sizes
 # Options: --budget SECONDS. Environment: OUT (default build/gpu-check), DEVICE_BIN, DEVICE_DATA,
+# GPU_CHECK_ONLY (regex of step names to run), GPU_CHECK_DECODE_SUBSET (GPU: examples both
+# decoders decode for the n-best comparison, default 64),
 # GPU_CHECK_BUDGET_S, GPU_CHECK_TIMEOUT_SCALE (dry run). Built by scripts/cuda-build.sh; see docs/gpu.md.
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -44,6 +46,9 @@ DATA=${DEVICE_DATA:-$ROOT/build/device/data}
 TRAIN_FEATURES=$DATA/ruby_valid_train_features.jsonl
 TEST_FEATURES=$DATA/ruby_test_features.jsonl
 export PYTHONUNBUFFERED=1 RUST_BACKTRACE=0
+# GPU_CHECK_ONLY: a regex of step names to run (e.g. 'make_checkpoint|decode_.*'); the others
+# are recorded as n/a. Empty: every step.
+ONLY=${GPU_CHECK_ONLY:-}
 
 if [ "$MODE" = gpu ]; then
   SCALE=1
@@ -51,7 +56,9 @@ if [ "$MODE" = gpu ]; then
   MODEL=codebert
   TRAIN=(--batch-size 32 --warmup 3 --steps 10 --phase-steps 5)
   PEAK=(--n 8192 --dtype bfloat16)
-  DECODE_SUBSET=64 DECODE_MAX_LEN=128 DECODE_BATCH=64 DECODE_ALL=0 DECODE_ALL_BATCH=128 DECODE_ALL_BUDGET=140 TORCH_DECODE_BUDGET=60
+  TRAIN_SMALL=(--batch-size 8 --warmup 3 --steps 10 --phase-steps 5)
+  PROFILE=(--examples 128 --prefix 48 --reps 5)
+  DECODE_SUBSET=${GPU_CHECK_DECODE_SUBSET:-64} DECODE_MAX_LEN=128 DECODE_BATCH=64 DECODE_ALL=0 DECODE_ALL_BATCH=128 DECODE_ALL_BUDGET=140 TORCH_DECODE_BUDGET=60
   BIN=${DEVICE_BIN:-$ROOT/build/device/device}
   if [ ! -x "$BIN" ] && [ -f "$ROOT/build/device/device.xz" ]; then
     BIN=$WORK/device
@@ -72,6 +79,8 @@ else
   MODEL=small
   TRAIN=(--batch-size 4 --warmup 1 --steps 2 --phase-steps 1)
   PEAK=(--n 256 --dtype float32)
+  TRAIN_SMALL=(--batch-size 2 --warmup 1 --steps 2 --phase-steps 1)
+  PROFILE=(--examples 3 --prefix 2 --reps 2)
   DECODE_SUBSET=3 DECODE_MAX_LEN=8 DECODE_BATCH=2 DECODE_ALL=6 DECODE_ALL_BATCH=3 DECODE_ALL_BUDGET=0 TORCH_DECODE_BUDGET=60
   BIN=${DEVICE_BIN:-$ROOT/target/debug/examples/device}
   if [ ! -x "$BIN" ]; then
@@ -85,6 +94,10 @@ echo "gpu-check: mode $MODE, binary $BIN, data $DATA, budget ${BUDGET}s, results
 run_step() {
   local name=$1 limit=$2
   shift 2
+  if [ -n "$ONLY" ] && ! [[ "$name" =~ ^($ONLY)$ ]]; then
+    not_applicable "$name" "not selected by GPU_CHECK_ONLY"
+    return
+  fi
   local left=$((BUDGET - ($(date +%s) - START) - RESERVE))
   if [ "$left" -lt 10 ]; then
     echo "=== $name: skipped (budget spent)" | tee -a "$LOG"
@@ -150,6 +163,10 @@ run_step train_candle_tf32_dynamic 120 "$BIN" bench-train --device "$DEV" --mode
 # The f32 padded run again with the memory pool kept: how much of the gap is the allocator.
 run_step train_candle_f32_padded_pool 120 "$BIN" bench-train --device "$DEV" --model "$MODEL" \
   --features "$TRAIN_FEATURES" --precision f32 --padding reference --keep-pool "${TRAIN[@]}"
+# A quarter of the batch: if the step time hardly shrinks, the step is bound by per-op
+# overhead (launches, allocation), not by the GPU's arithmetic.
+run_step train_candle_bf16_dynamic_b8 120 "$BIN" bench-train --device "$DEV" --model "$MODEL" \
+  --features "$TRAIN_FEATURES" --precision bf16 --padding dynamic --keep-pool "${TRAIN_SMALL[@]}"
 run_step make_checkpoint 60 "$BIN" make-checkpoint --device "$DEV" --model "$MODEL" --out "$CKPT"
 run_step decode_torch_reference $((TORCH_DECODE_BUDGET + 60)) $PY tools/gpu/bench_decode.py --device "$DEV" \
   --checkpoint "$CKPT" --sources "$TEST_FEATURES" --examples "$DECODE_SUBSET" --max-length "$DECODE_MAX_LEN" \
@@ -166,6 +183,8 @@ run_step decode_candle_all 180 "$BIN" bench-decode --device "$DEV" --checkpoint 
   --sources "$TEST_FEATURES" --examples "$DECODE_ALL" --batch-size "$DECODE_ALL_BATCH" \
   --max-length "$DECODE_MAX_LEN" --dynamic-padding --keep-pool --time-budget "$DECODE_ALL_BUDGET" \
   --variant "candle batched reference-mode (all)"
+run_step profile_decode 90 "$BIN" profile-decode --device "$DEV" --checkpoint "$CKPT" \
+  --sources "$TEST_FEATURES" "${PROFILE[@]}"
 
 rm -rf "$CKPT"  # 0.7 GB
 FAILED=$(grep -v '"status":"ok"' "$STEPS" | grep -c -v '"status":"n/a"')

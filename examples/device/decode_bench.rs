@@ -187,20 +187,59 @@ fn nbest_ids(outputs: &[BeamOutput]) -> Vec<Vec<Vec<u32>>> {
         .collect()
 }
 
-/// (examples compared, n-best identical, top-1 identical).
-fn compare(ours: &[Vec<Vec<u32>>], path: &PathBuf) -> Result<(usize, usize, usize)> {
+/// Our n-best against the reference's: counts of identical lists and, where they differ, how
+/// close the reference's scores are at the first differing rank (a near-tie that rounding on
+/// another GEMM shape may flip) — and the largest score difference where the ids agree.
+fn compare(ours: &[BeamOutput], path: &PathBuf) -> Result<Value> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let value: Value =
         serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
     let theirs: Vec<Vec<Vec<u32>>> = serde_json::from_value(value["nbest"].clone())
         .with_context(|| format!("{}: field `nbest`", path.display()))?;
-    let n = ours.len().min(theirs.len());
-    let nbest = (0..n).filter(|&i| ours[i] == theirs[i]).count();
+    let their_scores: Option<Vec<Vec<f64>>> = serde_json::from_value(value["scores"].clone()).ok();
+    let ids = nbest_ids(ours);
+    let n = ids.len().min(theirs.len());
+    let nbest = (0..n).filter(|&i| ids[i] == theirs[i]).count();
     let top1 = (0..n)
-        .filter(|&i| ours[i].first() == theirs[i].first())
+        .filter(|&i| ids[i].first() == theirs[i].first())
         .count();
-    Ok((n, nbest, top1))
+    let mut differing = Vec::new();
+    let mut max_rel_score_diff_same_ids = 0.0f64;
+    if let Some(scores) = &their_scores {
+        for i in 0..n.min(scores.len()) {
+            let hyps = &ours[i].hypotheses;
+            let rank = (0..hyps.len().min(theirs[i].len())).find(|&r| hyps[r].ids != theirs[i][r]);
+            for (r, h) in hyps.iter().enumerate().take(rank.unwrap_or(hyps.len())) {
+                if let Some(&want) = scores[i].get(r) {
+                    let rel = (f64::from(h.score) - want).abs() / want.abs().max(1e-30);
+                    max_rel_score_diff_same_ids = max_rel_score_diff_same_ids.max(rel);
+                }
+            }
+            if let Some(r) = rank {
+                let (Some(&theirs_here), Some(ours_here)) = (scores[i].get(r), hyps.get(r)) else {
+                    continue;
+                };
+                // Our hypothesis at rank r ranks where the reference put another one: the gap
+                // between the two scores says whether this is a near-tie.
+                differing.push(json!({
+                    "example": i,
+                    "rank": r,
+                    "our_score": ours_here.score,
+                    "their_score": theirs_here,
+                    "relative_gap": (f64::from(ours_here.score) - theirs_here).abs()
+                        / theirs_here.abs().max(1e-30),
+                }));
+            }
+        }
+    }
+    Ok(json!({
+        "compared": n,
+        "nbest_identical": nbest,
+        "top1_identical": top1,
+        "max_rel_score_diff_where_ids_agree": max_rel_score_diff_same_ids,
+        "first_differences": differing,
+    }))
 }
 
 pub fn run(args: &DecodeBenchArgs) -> Result<()> {
@@ -249,10 +288,7 @@ pub fn run(args: &DecodeBenchArgs) -> Result<()> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
     let comparison = match &args.compare {
-        Some(path) => {
-            let (n, nbest, top1) = compare(&ids, path)?;
-            json!({"compared": n, "nbest_identical": nbest, "top1_identical": top1})
-        }
+        Some(path) => compare(&outputs, path)?,
         None => Value::Null,
     };
     let decode_steps: Vec<f64> = outputs.iter().map(|o| o.steps as f64).collect();

@@ -53,7 +53,7 @@ def main():
     ap.add_argument("--max-source-len", type=int, default=256)
     ap.add_argument("--select", choices=["sort", "topk"], default="sort")
     ap.add_argument("--time-budget", type=float, default=0.0, help="seconds; 0 = no limit")
-    ap.add_argument("--out", help="write the n-best ids here ({\"nbest\": [[ids, ...], ...]})")
+    ap.add_argument("--out", help="write the n-best ids and scores here ({\"nbest\": [[ids, ...], ...], \"scores\": [[s, ...], ...]})")
     ap.add_argument("--device", default="auto")
     args = ap.parse_args()
     dev = device(args.device)
@@ -98,7 +98,8 @@ def main():
     total = now() - start
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"nbest": [[h["ids"] for h in o["hypotheses"]] for o in outputs]}, f)
+            json.dump({"nbest": [[h["ids"] for h in o["hypotheses"]] for o in outputs],
+                       "scores": [[float(h["score"]) for h in o["hypotheses"]] for o in outputs]}, f)
     steps = sorted(o["steps"] for o in outputs)
     emit("bench_decode", variant=f"torch per-example reference Beam ({args.select})", device=dev.type,
          torch=torch.__version__, examples=len(outputs), requested_examples=len(feats),

@@ -141,7 +141,10 @@ def build(steps, results, mode):
                                          r["mean_padded_target_len"])
                 mfu = f"{100 * flops / r['median_step_s'] / (peak_tflops * 1e12):.1f} %"
             speed = f"{r['samples_per_s'] / base:.2f}×" if base else "–"
-            rows.append([r.get("variant"), r.get("device"), f"{r['samples_per_s']:.1f}", speed,
+            variant = r.get("variant")
+            if r.get("batch_size") != train[0].get("batch_size"):
+                variant = f"{variant}, batch {r.get('batch_size')}"
+            rows.append([variant, r.get("device"), f"{r['samples_per_s']:.1f}", speed,
                          f"{1000 * r['median_step_s']:.0f}",
                          f"{r['mean_padded_source_len']:.0f}/{r['mean_padded_target_len']:.0f}",
                          peak_memory(r), mfu,
@@ -172,6 +175,26 @@ def build(steps, results, mode):
         md += table(["variant", "device", "examples", "batch", "seconds", "examples/s", "vs torch",
                      "phases s: encode / decoder step / beam", "median steps", "n-best identical to torch"],
                     rows) + [""]
+        for r in decode:
+            cmp = r.get("comparison") or {}
+            diffs = cmp.get("first_differences") or []
+            if "max_rel_score_diff_where_ids_agree" in cmp:
+                md += [f"- {r.get('variant')}: largest relative score difference where the ids agree "
+                       f"{fmt(cmp['max_rel_score_diff_where_ids_agree'])}"]
+            for d in diffs:
+                md += [f"  - example {d['example']}: first difference at rank {d['rank']}, our score "
+                       f"{d['our_score']:.6f} vs the reference's {d['their_score']:.6f} there "
+                       f"(relative gap {fmt(d['relative_gap'])})"]
+        md += [""]
+
+    prof = by("profile_decode")
+    if prof:
+        md += ["## One decoding step (ms, median)", ""]
+        keys = ["step_ranked", "step_full_copy", "decoder_layers", "lm_head_log_softmax",
+                "rank_on_device", "copy_to_host"]
+        md += table(["device", "rows", "cache length", "source length"] + keys,
+                    [[r.get("device"), r.get("rows"), r.get("cache_length"), r.get("source_length")]
+                     + [fmt((r.get("ms") or {}).get(k), ".2f") for k in keys] for r in prof]) + [""]
 
     md += ["## Steps", ""]
     md += table(["step", "status", "rc", "seconds", "timeout s"],

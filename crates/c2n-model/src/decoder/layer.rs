@@ -92,13 +92,16 @@ impl DecoderLayer {
     }
 
     /// One incremental step in eval mode: `x [r, 1, H]` is the newest position; its keys and
-    /// values are appended to `cache`; `cross_kv` are the memory keys/values per row.
+    /// values are appended to `cache`. With `rows_per_example = G > 1`, rows come in groups of
+    /// G consecutive rows of one example and `cross_kv`/`memory_mask` hold one entry per group
+    /// (`[r / G, ..]`); with G = 1 they hold one entry per row.
     pub fn step(
         &self,
         x: &Tensor,
         cache: &mut Option<KvCache>,
         cross_kv: &(Tensor, Tensor),
         memory_mask: &Tensor,
+        rows_per_example: usize,
     ) -> Result<Tensor> {
         let q = self.self_attn.queries(x)?;
         let (k, v) = self.self_attn.keys_values(x)?;
@@ -116,9 +119,27 @@ impl DecoderLayer {
         *cache = Some(updated);
         let x = self.norm1.forward(&(x + sa)?)?;
         let q = self.cross_attn.queries(&x)?;
-        let ca = self
-            .cross_attn
-            .attend(&q, &cross_kv.0, &cross_kv.1, Some(memory_mask), false)?;
+        let ca = if rows_per_example > 1 {
+            // The G rows of one example share its memory: attend as G queries of one batch
+            // entry, so each example's keys/values are read once, not once per row.
+            let (rows, heads, _, head_dim) = q.dims4()?;
+            let examples = rows / rows_per_example;
+            let grouped = q
+                .reshape((examples, rows_per_example, heads, head_dim))?
+                .transpose(1, 2)?
+                .contiguous()?;
+            let ca = self.cross_attn.attend(
+                &grouped,
+                &cross_kv.0,
+                &cross_kv.1,
+                Some(memory_mask),
+                false,
+            )?;
+            ca.reshape((rows, 1, ca.dim(2)?))?
+        } else {
+            self.cross_attn
+                .attend(&q, &cross_kv.0, &cross_kv.1, Some(memory_mask), false)?
+        };
         let x = self.norm2.forward(&(x + ca)?)?;
         self.feed_forward(&x, false)
     }

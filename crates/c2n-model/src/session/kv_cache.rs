@@ -1,7 +1,9 @@
 //! KV-cached incremental decoding (§6.8 "allowed optimizations").
 //!
 //! - The encoder runs once; each decoder layer's cross-attention keys/values are computed
-//!   once per example and gathered per row (re-gathered only when the row→example map changes).
+//!   once per example. Beam rows come in groups of K rows per example: the layer then attends
+//!   with the example's K queries together, reading its keys/values once (not K copies).
+//!   They are re-gathered only when the set of examples changes.
 //! - Self-attention keys/values of past positions are cached per layer and reordered (or
 //!   dropped) with `index_select(origin)` at each step; only the newest position is computed.
 //! - Position ids come from a per-row count of non-pad tokens, so a generated `<pad>` gets
@@ -15,16 +17,41 @@ use crate::decoder::{memory_key_padding_mask, KvCache};
 use crate::step::NextTokenLogProbs;
 use crate::{ModelError, Result, RowTopK, Seq2Seq};
 
-/// Per-example cross-attention inputs and their per-row gather.
+/// Per-example cross-attention inputs and their gather for the current rows.
+///
+/// When the rows come in equal groups of consecutive rows of one example (always so in beam
+/// search: K rows per example still decoding), one entry per group is gathered and the layer
+/// attends per group; otherwise one entry per row.
 struct CrossAttention {
     /// Per layer: keys and values `[E, heads, S, d]`.
     per_example: Vec<(Tensor, Tensor)>,
     /// `[E, 1, 1, S]`, 0 or −inf.
     mask: Tensor,
-    /// The row→example map the gathered tensors were built for.
+    /// The examples the gathered tensors were built for, one per group (or per row).
     gathered_for: Vec<u32>,
+    /// Rows per gathered entry.
+    rows_per_entry: usize,
     gathered: Vec<(Tensor, Tensor)>,
     gathered_mask: Option<Tensor>,
+}
+
+/// `(example of each group, rows per group)` when `example` is a run of equal-length groups
+/// of one example each, else `(example, 1)`.
+fn example_groups(example: &[u32]) -> (Vec<u32>, usize) {
+    let group = example
+        .iter()
+        .position(|&e| Some(&e) != example.first())
+        .unwrap_or(example.len());
+    let grouped = group > 1
+        && example.len() % group == 0
+        && example
+            .chunks_exact(group)
+            .all(|chunk| chunk.iter().all(|&e| e == chunk[0]));
+    if grouped {
+        (example.iter().step_by(group).copied().collect(), group)
+    } else {
+        (example.to_vec(), 1)
+    }
 }
 
 /// A decoding session with self-attention KV caches.
@@ -67,6 +94,7 @@ impl<'a> KvCacheSession<'a> {
                 per_example,
                 mask: memory_key_padding_mask(source_mask)?,
                 gathered_for: Vec::new(),
+                rows_per_entry: 1,
                 gathered: Vec::new(),
                 gathered_mask: None,
             },
@@ -92,11 +120,16 @@ impl<'a> KvCacheSession<'a> {
             .unwrap_or(0)
     }
 
-    fn gather_cross(&mut self) -> Result<()> {
-        if self.cross.gathered_for == self.rows.example && self.cross.gathered_mask.is_some() {
-            return Ok(());
+    /// Gathers the cross-attention inputs for the current rows; returns the rows per entry.
+    fn gather_cross(&mut self) -> Result<usize> {
+        let (entries, rows_per_entry) = example_groups(&self.rows.example);
+        if self.cross.gathered_for == entries
+            && self.cross.rows_per_entry == rows_per_entry
+            && self.cross.gathered_mask.is_some()
+        {
+            return Ok(rows_per_entry);
         }
-        let index = Tensor::new(self.rows.example.as_slice(), self.model.device())?;
+        let index = Tensor::new(entries.as_slice(), self.model.device())?;
         self.cross.gathered = self
             .cross
             .per_example
@@ -104,8 +137,9 @@ impl<'a> KvCacheSession<'a> {
             .map(|(k, v)| Ok((k.index_select(&index, 0)?, v.index_select(&index, 0)?)))
             .collect::<Result<Vec<_>>>()?;
         self.cross.gathered_mask = Some(self.cross.mask.index_select(&index, 0)?);
-        self.cross.gathered_for = self.rows.example.clone();
-        Ok(())
+        self.cross.gathered_for = entries;
+        self.cross.rows_per_entry = rows_per_entry;
+        Ok(rows_per_entry)
     }
 }
 
@@ -173,7 +207,7 @@ impl KvCacheSession<'_> {
             .zip(&self.non_pad)
             .map(|(&t, &count)| if t == pad { pad } else { pad + count })
             .collect();
-        self.gather_cross()?;
+        let rows_per_entry = self.gather_cross()?;
         let ids = Tensor::from_vec(tokens.to_vec(), (r, 1), &device)?;
         let positions = Tensor::from_vec(positions, (r, 1), &device)?;
         let mut x = self.model.embeddings().forward_with_positions(
@@ -193,7 +227,7 @@ impl KvCacheSession<'_> {
             .zip(self.caches.iter_mut())
             .zip(&self.cross.gathered)
         {
-            x = layer.step(&x, cache, kv, mask)?;
+            x = layer.step(&x, cache, kv, mask, rows_per_entry)?;
             // Weights are Vars, so every activation records its op graph; a cache built by
             // `cat` would keep all earlier steps' activations alive. Inference needs no graph.
             if let Some(c) = cache.as_mut() {
@@ -204,5 +238,21 @@ impl KvCacheSession<'_> {
         let hidden = self.model.head_hidden(&x.squeeze(1)?)?;
         let logits = self.model.lm_logits(&hidden)?;
         Ok(Some(candle_nn::ops::log_softmax(&logits, D::Minus1)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::example_groups;
+
+    #[test]
+    fn rows_group_by_example_only_in_equal_runs() {
+        assert_eq!(example_groups(&[0, 0, 2, 2, 5, 5]), (vec![0, 2, 5], 2));
+        assert_eq!(example_groups(&[3, 3, 3]), (vec![3], 3));
+        // Unequal runs, a split example, single rows: one entry per row.
+        assert_eq!(example_groups(&[0, 0, 1]), (vec![0, 0, 1], 1));
+        assert_eq!(example_groups(&[0, 0, 1, 0]), (vec![0, 0, 1, 0], 1));
+        assert_eq!(example_groups(&[0, 1, 2]), (vec![0, 1, 2], 1));
+        assert_eq!(example_groups(&[]), (vec![], 1));
     }
 }
