@@ -15,7 +15,7 @@ use code2nl::data::{make_batch, Feature};
 use code2nl::model::beam::{beam_search, BeamOutput};
 use code2nl::model::generation::GenerationConfig;
 use code2nl::model::{
-    load_checkpoint, save_checkpoint, KvCacheSession, NextTokenLogProbs, Seq2Seq,
+    load_checkpoint, save_checkpoint, CandidateRanking, KvCacheSession, NextTokenLogProbs, Seq2Seq,
 };
 use code2nl::train::tensors::BatchTensors;
 use serde_json::{json, Value};
@@ -45,6 +45,13 @@ pub fn make_checkpoint(args: &MakeCheckpointArgs) -> Result<()> {
                "seconds": start.elapsed().as_secs_f64(), "device": device_name(&dev), "ok": true}),
     );
     Ok(())
+}
+
+#[derive(Copy, Clone, Debug, clap::ValueEnum)]
+pub enum RankingArg {
+    Auto,
+    Device,
+    Host,
 }
 
 #[derive(clap::Args, Debug)]
@@ -77,6 +84,9 @@ pub struct DecodeBenchArgs {
     nbest_out: Option<PathBuf>,
     #[arg(long)]
     keep_pool: bool,
+    /// Where beam candidates are ranked: `auto` (on the device for a GPU), `device`, `host`.
+    #[arg(long, value_enum, default_value = "auto")]
+    ranking: RankingArg,
     /// Stop after the batch in progress once this many seconds are spent (0: no limit); the
     /// result line says how many examples were decoded.
     #[arg(long, default_value_t = 0.0)]
@@ -161,7 +171,12 @@ fn decode_batches(
         };
         let positions: Vec<usize> = (0..chunk.len()).collect();
         let x = BatchTensors::new(&make_batch(chunk, &positions, s, 2), &dev)?;
-        let session = KvCacheSession::new(model, &x.source_ids, &x.source_mask, args.beam_size)?;
+        let session = KvCacheSession::new(model, &x.source_ids, &x.source_mask, args.beam_size)?
+            .with_candidate_ranking(match args.ranking {
+                RankingArg::Auto => CandidateRanking::Auto,
+                RankingArg::Device => CandidateRanking::Device,
+                RankingArg::Host => CandidateRanking::Host,
+            });
         let encode = synced_seconds(&dev, start)?;
         let mut timed = TimedSession {
             inner: session,

@@ -123,6 +123,14 @@ impl Seq2Seq {
             .forward(source_ids, source_mask, self.compute_dtype, train)
     }
 
+    /// [`encode`](Self::encode) in eval mode without an op graph (no gradients; one layer's
+    /// activations alive at a time): what decoding sessions use.
+    pub fn encode_inference(&self, source_ids: &Tensor, source_mask: &Tensor) -> Result<Tensor> {
+        check_same_shape(source_ids, source_mask, "source_ids", "source_mask")?;
+        self.encoder
+            .forward_inference(source_ids, source_mask, self.compute_dtype)
+    }
+
     /// Decoder stack + `tanh(dense)` for a whole target prefix: `[n, T, H]`.
     pub fn decode_hidden(
         &self,

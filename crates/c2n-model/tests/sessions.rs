@@ -190,3 +190,20 @@ fn models_and_sessions_can_cross_threads() {
     assert_send::<KvCacheSession<'static>>();
     assert_send::<FullPrefixSession<'static>>();
 }
+
+#[test]
+fn inference_encoding_equals_eval_encoding_without_an_op_graph() {
+    let fx = fixture();
+    let model = small_model();
+    let src = batch(&fx, "source_ids");
+    let mask = batch(&fx, "source_mask");
+    let eval = model.encode(&src, &mask, false).unwrap();
+    let inference = model.encode_inference(&src, &mask).unwrap();
+    // The eval forward records the graph (the weights are variables); the inference one must
+    // not, or its output would keep every layer's activations alive.
+    assert!(eval.track_op());
+    assert!(!inference.track_op());
+    let a: Vec<f32> = eval.flatten_all().unwrap().to_vec1().unwrap();
+    let b: Vec<f32> = inference.flatten_all().unwrap().to_vec1().unwrap();
+    assert_eq!(a, b);
+}

@@ -29,7 +29,7 @@ impl<'a> FullPrefixSession<'a> {
         rows_per_example: usize,
     ) -> Result<Self> {
         // Detached: the op graph would keep every encoder activation alive.
-        let memory = model.encode(source_ids, source_mask, false)?.detach();
+        let memory = model.encode_inference(source_ids, source_mask)?;
         let (n, _) = source_ids.dims2()?;
         let rows = Rows::new(n, rows_per_example, model.config().vocab_size)?;
         let prefixes = vec![Vec::new(); rows.len()];

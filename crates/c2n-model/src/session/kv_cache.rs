@@ -74,7 +74,7 @@ impl<'a> KvCacheSession<'a> {
         source_mask: &Tensor,
         rows_per_example: usize,
     ) -> Result<Self> {
-        let memory = model.encode(source_ids, source_mask, false)?;
+        let memory = model.encode_inference(source_ids, source_mask)?;
         let (n, _) = source_ids.dims2()?;
         let per_example = model
             .decoder_layers()
@@ -227,7 +227,8 @@ impl KvCacheSession<'_> {
             .zip(self.caches.iter_mut())
             .zip(&self.cross.gathered)
         {
-            x = layer.step(&x, cache, kv, mask, rows_per_entry)?;
+            // Inference: cut the op graph so a layer's activations die with the layer.
+            x = layer.step(&x.detach(), cache, kv, mask, rows_per_entry)?;
             // Weights are Vars, so every activation records its op graph; a cache built by
             // `cat` would keep all earlier steps' activations alive. Inference needs no graph.
             if let Some(c) = cache.as_mut() {
