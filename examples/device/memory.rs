@@ -99,13 +99,7 @@ mod imp {
     }
 
     pub fn keep_pool_memory(device: &Device) -> bool {
-        context(device).is_some_and(|ctx| {
-            set_pool_attribute(
-                &ctx,
-                sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
-                u64::MAX,
-            )
-        })
+        code2nl::train::device::keep_freed_memory_in_pool(device)
     }
 
     pub struct Probe {

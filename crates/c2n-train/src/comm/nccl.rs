@@ -52,14 +52,16 @@ fn nccl_error(what: &str, e: impl std::fmt::Debug) -> CommError {
 impl NcclComm {
     /// Opens `cuda:LOCAL_RANK`, exchanges the NCCL id over TCP (bounded by `timeout`) and joins.
     pub fn from_launch_env(env: &LaunchEnv, timeout: Duration) -> CommResult<Self> {
-        let device = Device::new_cuda(env.local_rank).map_err(|e| CommError::Backend {
-            backend: "nccl",
-            message: format!(
-                "rank {}: cannot open cuda:{} (LOCAL_RANK; check CUDA_VISIBLE_DEVICES and \
+        let device = Device::new_cuda(env.local_rank)
+            .map(crate::device::tuned)
+            .map_err(|e| CommError::Backend {
+                backend: "nccl",
+                message: format!(
+                    "rank {}: cannot open cuda:{} (LOCAL_RANK; check CUDA_VISIBLE_DEVICES and \
                  --nproc-per-node): {e}",
-                env.rank, env.local_rank
-            ),
-        })?;
+                    env.rank, env.local_rank
+                ),
+            })?;
         let stream = device.as_cuda_device()?.cuda_stream();
         let id_bytes = share_from_rank0(
             env,
