@@ -55,13 +55,7 @@ impl RobertaEncoder {
         dtype: DType,
         train: bool,
     ) -> Result<Tensor> {
-        let (n, s) = source_mask.dims2()?;
-        // (1 − mask) × −10000 = mask × 10000 − 10000
-        let mask_term = source_mask
-            .to_dtype(DType::F32)?
-            .affine(10000.0, -10000.0)?
-            .reshape((n, 1, 1, s))?;
-        self.run(source_ids, &mask_term, dtype, train, false)
+        self.run(source_ids, &mask_term(source_mask)?, dtype, train, false)
     }
 
     /// [`forward`](Self::forward) in eval mode for inference: the op graph is cut after every
@@ -74,12 +68,7 @@ impl RobertaEncoder {
         source_mask: &Tensor,
         dtype: DType,
     ) -> Result<Tensor> {
-        let (n, s) = source_mask.dims2()?;
-        let mask_term = source_mask
-            .to_dtype(DType::F32)?
-            .affine(10000.0, -10000.0)?
-            .reshape((n, 1, 1, s))?;
-        self.run(source_ids, &mask_term, dtype, false, true)
+        self.run(source_ids, &mask_term(source_mask)?, dtype, false, true)
     }
 
     fn run(
@@ -99,4 +88,13 @@ impl RobertaEncoder {
         }
         Ok(if cut_graph { h.detach() } else { h })
     }
+}
+
+/// The additive key mask `[n, 1, 1, S]`: `(1 − mask) × −10000 = mask × 10000 − 10000`.
+fn mask_term(source_mask: &Tensor) -> Result<Tensor> {
+    let (n, s) = source_mask.dims2()?;
+    Ok(source_mask
+        .to_dtype(DType::F32)?
+        .affine(10000.0, -10000.0)?
+        .reshape((n, 1, 1, s))?)
 }
