@@ -12,7 +12,7 @@ use code2nl::cli::predict::PredictArgs;
 use code2nl::data::{featurize, Example, FeatureConfig, Padding, RobertaTokenizer, Stage};
 use code2nl::model::generation::GenerationConfig;
 use code2nl::train::device::select_device;
-use code2nl::train::evaluate::decode;
+use code2nl::train::evaluate::{decode, EvalBatching};
 use std::io::Read;
 
 fn main() -> Result<()> {
@@ -46,15 +46,13 @@ fn main() -> Result<()> {
         max_length: args.max_target_len,
         ..Default::default()
     };
-    let outputs = decode(
-        &model,
-        &[feature],
-        1,
-        &generation,
-        Padding::Dynamic,
-        args.max_source_len,
-        |_| {},
-    )?;
+    let batching = EvalBatching {
+        batch_size: 1,
+        padding: Padding::Dynamic,
+        max_source_len: args.max_source_len,
+        max_target_len: args.max_target_len,
+    };
+    let outputs = decode(&model, &[feature], &batching, &generation, |_| {})?;
     let output = outputs.first().context("no output")?;
     match args.nbest {
         None => println!("{}", tokenizer.decode(output.prediction()).trim()),

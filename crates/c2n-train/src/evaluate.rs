@@ -55,36 +55,43 @@ impl DevLoss {
     }
 }
 
-/// Source/target padding lengths of a chunk of features.
-fn chunk_lengths(
-    chunk: &[Feature],
-    padding: Padding,
-    max_source_len: usize,
-    max_target_len: usize,
-) -> (usize, usize) {
-    match padding {
-        Padding::Reference => (max_source_len, max_target_len),
-        Padding::Dynamic => chunk.iter().fold((1, 2), |(s, t), f| {
-            (s.max(f.source_ids.len()), t.max(f.target_ids.len()))
-        }),
+/// How evaluation cuts features into batches and pads them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EvalBatching {
+    /// Examples per batch (0 counts as 1).
+    pub batch_size: usize,
+    /// Reference padding (every batch to the maximum lengths) or dynamic.
+    pub padding: Padding,
+    pub max_source_len: usize,
+    /// Used by the dev loss only (decoding has no target side).
+    pub max_target_len: usize,
+}
+
+impl EvalBatching {
+    /// The batches of `features`, in order.
+    fn chunks<'a>(&self, features: &'a [Feature]) -> std::slice::Chunks<'a, Feature> {
+        features.chunks(self.batch_size.max(1))
+    }
+
+    /// Source/target padding lengths of one batch.
+    fn lengths(&self, chunk: &[Feature]) -> (usize, usize) {
+        match self.padding {
+            Padding::Reference => (self.max_source_len, self.max_target_len),
+            Padding::Dynamic => chunk.iter().fold((1, 2), |(s, t), f| {
+                (s.max(f.source_ids.len()), t.max(f.target_ids.len()))
+            }),
+        }
     }
 }
 
-/// Teacher-forced loss over `features` in order, `batch_size` at a time, eval mode.
-pub fn dev_loss(
-    model: &Seq2Seq,
-    features: &[Feature],
-    batch_size: usize,
-    padding: Padding,
-    max_source_len: usize,
-    max_target_len: usize,
-) -> Result<DevLoss> {
+/// Teacher-forced loss over `features` in order, one batch at a time, eval mode.
+pub fn dev_loss(model: &Seq2Seq, features: &[Feature], batching: &EvalBatching) -> Result<DevLoss> {
     let mut out = DevLoss {
         loss_sum: 0.0,
         tokens: 0,
     };
-    for chunk in features.chunks(batch_size.max(1)) {
-        let (loss_sum, tokens) = chunk_loss(model, chunk, padding, max_source_len, max_target_len)?;
+    for chunk in batching.chunks(features) {
+        let (loss_sum, tokens) = chunk_loss(model, chunk, batching)?;
         out.loss_sum += f64::from(loss_sum);
         out.tokens += tokens as u64;
     }
@@ -92,14 +99,8 @@ pub fn dev_loss(
 }
 
 /// The f32 `loss × N_act` and `N_act` of one evaluation batch.
-fn chunk_loss(
-    model: &Seq2Seq,
-    chunk: &[Feature],
-    padding: Padding,
-    max_source_len: usize,
-    max_target_len: usize,
-) -> Result<(f32, usize)> {
-    let (s, t) = chunk_lengths(chunk, padding, max_source_len, max_target_len);
+fn chunk_loss(model: &Seq2Seq, chunk: &[Feature], batching: &EvalBatching) -> Result<(f32, usize)> {
+    let (s, t) = batching.lengths(chunk);
     let positions: Vec<usize> = (0..chunk.len()).collect();
     let batch = make_batch(chunk, &positions, s, t);
     let x = BatchTensors::new(&batch, model.device())?;
@@ -119,27 +120,16 @@ pub fn dev_loss_sharded(
     comm: &dyn Communicator,
     model: &Seq2Seq,
     features: &[Feature],
-    batch_size: usize,
-    padding: Padding,
-    max_source_len: usize,
-    max_target_len: usize,
+    batching: &EvalBatching,
 ) -> Result<DevLoss> {
     if comm.world_size() == 1 {
-        return dev_loss(
-            model,
-            features,
-            batch_size,
-            padding,
-            max_source_len,
-            max_target_len,
-        );
+        return dev_loss(model, features, batching);
     }
-    let chunks: Vec<&[Feature]> = features.chunks(batch_size.max(1)).collect();
+    let chunks: Vec<&[Feature]> = batching.chunks(features).collect();
     // Slots [2b, 2b+1] hold batch b's loss sum and token count; other ranks leave them 0.
     let mut slots = vec![0f32; 2 * chunks.len()];
     for b in rank_range(chunks.len(), comm.rank(), comm.world_size())? {
-        let (loss_sum, tokens) =
-            chunk_loss(model, chunks[b], padding, max_source_len, max_target_len)?;
+        let (loss_sum, tokens) = chunk_loss(model, chunks[b], batching)?;
         slots[2 * b] = loss_sum;
         slots[2 * b + 1] = tokens as f32; // exact below 2^24 tokens per batch
     }
@@ -155,20 +145,18 @@ pub fn dev_loss_sharded(
     Ok(out)
 }
 
-/// Beam search over `features` (only the source side is used), `batch_size` examples per
-/// session; with reference settings each result equals decoding the example alone.
+/// Beam search over `features` (only the source side is used), one batch per session; with
+/// reference settings each result equals decoding the example alone.
 pub fn decode(
     model: &Seq2Seq,
     features: &[Feature],
-    batch_size: usize,
+    batching: &EvalBatching,
     generation: &GenerationConfig,
-    padding: Padding,
-    max_source_len: usize,
     mut on_batch: impl FnMut(usize),
 ) -> Result<Vec<BeamOutput>> {
     let mut outputs = Vec::with_capacity(features.len());
-    for chunk in features.chunks(batch_size.max(1)) {
-        let (s, _) = chunk_lengths(chunk, padding, max_source_len, 2);
+    for chunk in batching.chunks(features) {
+        let (s, _) = batching.lengths(chunk);
         let positions: Vec<usize> = (0..chunk.len()).collect();
         let batch = make_batch(chunk, &positions, s, 2);
         let x = BatchTensors::new(&batch, model.device())?;
@@ -245,31 +233,20 @@ impl Decoded {
 /// [`decode`] with the batches shared out among the ranks of `comm` (contiguous ranges of the
 /// single-rank batches): `Some(all examples in order)` on rank 0, `None` on the others.
 /// `on_batch` sees this rank's batches only.
-#[allow(clippy::too_many_arguments)]
 pub fn decode_sharded(
     comm: &dyn Communicator,
     model: &Seq2Seq,
     features: &[Feature],
-    batch_size: usize,
+    batching: &EvalBatching,
     generation: &GenerationConfig,
-    padding: Padding,
-    max_source_len: usize,
     on_batch: impl FnMut(usize),
 ) -> Result<Option<Vec<Decoded>>> {
-    let batch_size = batch_size.max(1);
+    let batch_size = batching.batch_size.max(1);
     let n_chunks = features.len().div_ceil(batch_size);
     let chunks = rank_range(n_chunks, comm.rank(), comm.world_size())?;
     let mine = &features[(chunks.start * batch_size).min(features.len())
         ..(chunks.end * batch_size).min(features.len())];
-    let outputs = decode(
-        model,
-        mine,
-        batch_size,
-        generation,
-        padding,
-        max_source_len,
-        on_batch,
-    )?;
+    let outputs = decode(model, mine, batching, generation, on_batch)?;
     let decoded: Vec<Decoded> = outputs.iter().map(Decoded::from).collect();
     if comm.world_size() == 1 {
         return Ok(Some(decoded));
@@ -519,16 +496,14 @@ pub fn evaluate_file_sharded(
         req.max_source_len,
         req.generation.max_length,
     )?;
-    let Some(decoded) = decode_sharded(
-        comm,
-        model,
-        &features,
-        req.batch_size,
-        &req.generation,
-        req.padding,
-        req.max_source_len,
-        on_batch,
-    )?
+    let batching = EvalBatching {
+        batch_size: req.batch_size,
+        padding: req.padding,
+        max_source_len: req.max_source_len,
+        max_target_len: req.generation.max_length,
+    };
+    let Some(decoded) =
+        decode_sharded(comm, model, &features, &batching, &req.generation, on_batch)?
     else {
         return Ok(None);
     };

@@ -8,7 +8,8 @@ use candle_core::{DType, Device};
 use candle_nn::VarMap;
 use std::path::Path;
 
-/// `init = small`: a randomly initialised small model (real vocabulary, hidden 16).
+/// `init = small`: a randomly initialised small model (real vocabulary, hidden 16, init
+/// scale [`SMALL_INITIALIZER_RANGE`](crate::pipeline::preset::SMALL_INITIALIZER_RANGE)).
 pub const SMALL_INIT: &str = "small";
 /// The RoBERTa position table, whose row 1 (`padding_idx`) never receives gradient.
 pub const POSITION_EMBEDDINGS: &str = "encoder.embeddings.position_embeddings.weight";
@@ -23,7 +24,13 @@ pub fn build_model(
     device: &Device,
 ) -> Result<Seq2Seq> {
     let model = if init == SMALL_INIT {
-        Seq2Seq::new(&ModelConfig::small(), &VarMap::new(), device)?
+        // The preset's init scale: at the Hugging Face 0.02 this tiny model stalls at the
+        // unigram distribution (docs/benchmarks.md, section Pipeline).
+        let config = ModelConfig {
+            initializer_range: crate::pipeline::preset::SMALL_INITIALIZER_RANGE,
+            ..ModelConfig::small()
+        };
+        Seq2Seq::new(&config, &VarMap::new(), device)?
     } else if Path::new(init).is_dir() {
         match load_checkpoint(init, device) {
             Ok(model) => model,

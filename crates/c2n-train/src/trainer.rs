@@ -35,7 +35,7 @@ use crate::config::{Schedule, TrainConfig};
 use crate::data::{load_features, DevSet};
 use crate::device::{apply_precision, select_device};
 use crate::early_stopping::EarlyStopping;
-use crate::evaluate::{broadcast_f64, decode_sharded, dev_loss_sharded, Predictions};
+use crate::evaluate::{broadcast_f64, decode_sharded, dev_loss_sharded, EvalBatching, Predictions};
 use crate::loop_plan::{LoopDriver, LoopKind, LoopPlan, MicroStep};
 use crate::metrics::{MetricRecord, MetricsLog};
 use crate::model_setup::{build_model, model_for, model_params, POSITION_EMBEDDINGS};
@@ -768,15 +768,13 @@ impl Trainer {
         let c = &self.config;
         let train_loss = self.state.running_loss.mean();
         self.state.running_loss.reset();
-        let loss = dev_loss_sharded(
-            comm,
-            &self.model,
-            &dev.loss_features,
-            c.eval_batch_size,
-            c.padding,
-            c.max_source_len,
-            c.max_target_len,
-        )?;
+        let batching = EvalBatching {
+            batch_size: c.eval_batch_size,
+            padding: c.padding,
+            max_source_len: c.max_source_len,
+            max_target_len: c.max_target_len,
+        };
+        let loss = dev_loss_sharded(comm, &self.model, &dev.loss_features, &batching)?;
         let loss_improved = self.state.policy.observe_dev_loss(loss.loss());
         let mut bleu = None;
         let mut bleu_improved = false;
@@ -791,10 +789,8 @@ impl Trainer {
                     comm,
                     &self.model,
                     &dev.bleu_features,
-                    c.eval_batch_size,
+                    &batching,
                     &generation,
-                    c.padding,
-                    c.max_source_len,
                     |_| {},
                 )?;
                 // Rank 0 scores; the others take its score, so all decide alike.

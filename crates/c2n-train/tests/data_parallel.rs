@@ -13,7 +13,9 @@ use c2n_train::comm::{
     self, Backend, Communicator, GradWeighting, LaunchSpec, SingleComm, ThreadGroup,
 };
 use c2n_train::config::TrainConfig;
-use c2n_train::evaluate::{decode, decode_sharded, dev_loss, dev_loss_sharded, Decoded};
+use c2n_train::evaluate::{
+    decode, decode_sharded, dev_loss, dev_loss_sharded, Decoded, EvalBatching,
+};
 use c2n_train::trainer::Trainer;
 use c2n_train::TrainError;
 use std::path::Path;
@@ -188,9 +190,14 @@ fn sharded_dev_loss_and_decode_equal_single_rank() {
         max_length: tgt,
         ..Default::default()
     };
-    let padding = c2n_data::Padding::Reference;
-    let want_loss = dev_loss(&model, &feats, 2, padding, src, tgt).unwrap();
-    let want: Vec<Decoded> = decode(&model, &feats, 2, &generation, padding, src, |_| {})
+    let batching = EvalBatching {
+        batch_size: 2,
+        padding: c2n_data::Padding::Reference,
+        max_source_len: src,
+        max_target_len: tgt,
+    };
+    let want_loss = dev_loss(&model, &feats, &batching).unwrap();
+    let want: Vec<Decoded> = decode(&model, &feats, &batching, &generation, |_| {})
         .unwrap()
         .iter()
         .map(Decoded::from)
@@ -201,12 +208,11 @@ fn sharded_dev_loss_and_decode_equal_single_rank() {
             .unwrap()
             .run_fallible(|comm| -> Result<_, TrainError> {
                 let model = tiny_model();
-                let loss = dev_loss_sharded(comm, &model, &feats, 2, padding, src, tgt)?;
+                let loss = dev_loss_sharded(comm, &model, &feats, &batching)?;
                 let mut batches = 0;
-                let decoded =
-                    decode_sharded(comm, &model, &feats, 2, &generation, padding, src, |_| {
-                        batches += 1
-                    })?;
+                let decoded = decode_sharded(comm, &model, &feats, &batching, &generation, |_| {
+                    batches += 1
+                })?;
                 Ok((loss, decoded, batches))
             })
             .unwrap();

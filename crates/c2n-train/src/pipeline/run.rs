@@ -14,7 +14,7 @@ use crate::checkpoint_policy::{BEST_BLEU, BEST_PPL, LAST};
 use crate::config::TrainConfig;
 use crate::data::load_features;
 use crate::device::select_device;
-use crate::evaluate::{dev_loss, evaluate_file, EvaluateRequest};
+use crate::evaluate::{dev_loss, evaluate_file, EvalBatching, EvaluateRequest};
 use crate::metrics::MetricsLog;
 use crate::model_setup::model_params;
 use crate::state::TRAIN_STATE_FILE;
@@ -319,14 +319,13 @@ impl EvalContext<'_> {
         if let Some(limit) = limit {
             features.truncate(limit);
         }
-        let loss = dev_loss(
-            model,
-            &features,
-            t.eval_batch_size,
-            t.padding,
-            t.max_source_len,
-            t.max_target_len,
-        )?;
+        let batching = EvalBatching {
+            batch_size: t.eval_batch_size,
+            padding: t.padding,
+            max_source_len: t.max_source_len,
+            max_target_len: t.max_target_len,
+        };
+        let loss = dev_loss(model, &features, &batching)?;
         let score = SplitScore {
             split: split.to_string(),
             examples: report.examples,
