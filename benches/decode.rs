@@ -14,6 +14,10 @@
 //! - checkpoint: `$C2N_DECODE_CHECKPOINT`, else the parity-fixture model
 //!   `crates/c2n-model/tests/data/small` (`ModelConfig::small()`: real vocabulary 50 265,
 //!   hidden 16, 2 + 2 layers, random weights), else `checkpoint/` created on first run;
+//! - `C2N_DECODE_CONFIG=mid`: a mid-size random model instead, where the network (not the
+//!   vocabulary) dominates a step: vocabulary 50 265, hidden 256, 4 heads, 2 encoder layers,
+//!   6 decoder layers (the reference depth), feed-forward 1024. Its files (checkpoint created
+//!   on first run, inputs, n-best ids) live under `target/bench-data/decode-mid/`;
 //! - inputs: `inputs.json` (created on first run from the first B ruby test records,
 //!   tokenized with `c2n-data`; synthetic ids when the shared data is absent);
 //! - `C2N_DECODE_EXAMPLES` (B for the batched variant, default 8),
@@ -112,8 +116,27 @@ fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The mid-size model of `C2N_DECODE_CONFIG=mid` (see the crate docs), else `None`.
+fn mid_config() -> Option<ModelConfig> {
+    let name = std::env::var("C2N_DECODE_CONFIG").ok()?;
+    (name == "mid").then(|| ModelConfig {
+        hidden_size: 256,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        intermediate_size: 1024,
+        decoder_layers: 6,
+        decoder_ffn_dim: 1024,
+        ..ModelConfig::small()
+    })
+}
+
 fn bench_dir() -> PathBuf {
-    workspace_root().join("target/bench-data/decode")
+    let name = if mid_config().is_some() {
+        "decode-mid"
+    } else {
+        "decode"
+    };
+    workspace_root().join("target/bench-data").join(name)
 }
 
 fn shared_dir() -> PathBuf {
@@ -124,15 +147,20 @@ fn shared_dir() -> PathBuf {
 
 fn load_or_create_model(device: &Device) -> Result<(Seq2Seq, PathBuf)> {
     let fixture = workspace_root().join("crates/c2n-model/tests/data/small");
+    let mid = mid_config();
     let dir = std::env::var_os("C2N_DECODE_CHECKPOINT")
         .map(PathBuf::from)
-        .or_else(|| fixture.join("config.json").exists().then_some(fixture))
+        .or_else(|| (mid.is_none() && fixture.join("config.json").exists()).then_some(fixture))
         .unwrap_or_else(|| bench_dir().join("checkpoint"));
     if !dir.join("config.json").exists() {
-        let model = Seq2Seq::new(&ModelConfig::small(), &VarMap::new(), device)?;
+        let config = mid.unwrap_or_else(ModelConfig::small);
+        let model = Seq2Seq::new(&config, &VarMap::new(), device)?;
         save_checkpoint(&model, &dir)?;
         eprintln!(
-            "decode bench: wrote a random small checkpoint to {}",
+            "decode bench: wrote a random checkpoint (hidden {}, {} + {} layers) to {}",
+            config.hidden_size,
+            config.num_hidden_layers,
+            config.decoder_layers,
             dir.display()
         );
     }
@@ -362,7 +390,13 @@ fn decode(c: &mut Criterion) {
         eprintln!("decode bench: check failed: {error:#}");
         return;
     }
-    let mut group = c.benchmark_group("decode");
+    // A separate group keeps criterion's saved baselines of the two models apart.
+    let group_name = if mid_config().is_some() {
+        "decode_mid"
+    } else {
+        "decode"
+    };
+    let mut group = c.benchmark_group(group_name);
     group.sample_size(10);
     group.throughput(Throughput::Elements(setup.examples as u64));
     group.bench_function("kv_cached_batched", |b| {
