@@ -34,6 +34,8 @@ mod decode_bench;
 mod decode_profile;
 #[path = "device/memory.rs"]
 mod memory;
+#[path = "device/ops_profile.rs"]
+mod ops_profile;
 #[path = "device/parity.rs"]
 mod parity;
 #[path = "device/train_bench.rs"]
@@ -67,6 +69,9 @@ enum Command {
     BenchDecode(decode_bench::DecodeBenchArgs),
     /// Time the phases of one decoding step (decoder layers, LM head, ranking, host copy).
     ProfileDecode(decode_profile::DecodeProfileArgs),
+    /// Time a training step's building blocks alone (GEMM, attention, softmax, layer norm, …)
+    /// and the model's forward/backward phases.
+    ProfileOps(ops_profile::OpsProfileArgs),
     /// Gradient exchange cost at world size 1: bucketed sync of model-shaped gradients.
     BenchComm(comm_bench::CommBenchArgs),
 }
@@ -81,6 +86,7 @@ fn main() -> Result<()> {
         Command::MakeCheckpoint(args) => decode_bench::make_checkpoint(&args),
         Command::BenchDecode(args) => decode_bench::run(&args),
         Command::ProfileDecode(args) => decode_profile::run(&args),
+        Command::ProfileOps(args) => ops_profile::run(&args),
         Command::BenchComm(args) => comm_bench::run(&args),
     }
 }

@@ -58,6 +58,7 @@ if [ "$MODE" = gpu ]; then
   PEAK=(--n 8192 --dtype bfloat16)
   TRAIN_SMALL=(--batch-size 8 --warmup 3 --steps 10 --phase-steps 5)
   PROFILE=(--examples 128 --prefix 48 --reps 5)
+  OPS=(--model codebert --batch 32 --reps 5)
   DECODE_SUBSET=${GPU_CHECK_DECODE_SUBSET:-64} DECODE_MAX_LEN=128 DECODE_BATCH=64 DECODE_ALL=0 DECODE_ALL_BATCH=${GPU_CHECK_DECODE_ALL_BATCH:-128} DECODE_ALL_BUDGET=140 TORCH_DECODE_BUDGET=60
   BIN=${DEVICE_BIN:-$ROOT/build/device/device}
   if [ ! -x "$BIN" ] && [ -f "$ROOT/build/device/device.xz" ]; then
@@ -81,6 +82,7 @@ else
   PEAK=(--n 256 --dtype float32)
   TRAIN_SMALL=(--batch-size 2 --warmup 1 --steps 2 --phase-steps 1)
   PROFILE=(--examples 3 --prefix 2 --reps 2)
+  OPS=(--model small --batch 2 --source-len 16 --target-len 8 --reps 2)
   DECODE_SUBSET=3 DECODE_MAX_LEN=8 DECODE_BATCH=2 DECODE_ALL=6 DECODE_ALL_BATCH=3 DECODE_ALL_BUDGET=0 TORCH_DECODE_BUDGET=60
   BIN=${DEVICE_BIN:-$ROOT/target/debug/examples/device}
   if [ ! -x "$BIN" ]; then
@@ -167,6 +169,10 @@ run_step train_candle_f32_padded_pool 120 "$BIN" bench-train --device "$DEV" --m
 # overhead (launches, allocation), not by the GPU's arithmetic.
 run_step train_candle_bf16_dynamic_b8 120 "$BIN" bench-train --device "$DEV" --model "$MODEL" \
   --features "$TRAIN_FEATURES" --precision bf16 --padding dynamic --keep-pool "${TRAIN_SMALL[@]}"
+# The step's building blocks alone and the model's forward/backward phases (where training
+# time goes, op by op: effective GB/s and TFLOP/s against the card's).
+run_step profile_ops_f32 90 "$BIN" profile-ops --device "$DEV" --dtype f32 "${OPS[@]}"
+run_step profile_ops_bf16 90 "$BIN" profile-ops --device "$DEV" --dtype bf16 "${OPS[@]}"
 run_step make_checkpoint 60 "$BIN" make-checkpoint --device "$DEV" --model "$MODEL" --out "$CKPT"
 run_step decode_torch_reference $((TORCH_DECODE_BUDGET + 60)) $PY tools/gpu/bench_decode.py --device "$DEV" \
   --checkpoint "$CKPT" --sources "$TEST_FEATURES" --examples "$DECODE_SUBSET" --max-length "$DECODE_MAX_LEN" \

@@ -187,6 +187,23 @@ def build(steps, results, mode):
                        f"(relative gap {fmt(d['relative_gap'])})"]
         md += [""]
 
+    ops = by("profile_ops")
+    if ops:
+        md += ["## Training building blocks (ms, median; fwd+bwd includes the forward)", ""]
+        rows = []
+        for r in ops:
+            for o in r.get("ops") or []:
+                rows.append([o["op"], o["dtype"], "×".join(str(d) for d in o["shape"]),
+                             fmt(o["forward_ms"], ".2f"), fmt(o["forward_backward_ms"], ".2f"),
+                             fmt(o["forward_gb_per_s"], ".0f"), fmt(o.get("forward_tflop_per_s"), ".1f")])
+        md += table(["op", "dtype", "input shape", "forward", "forward + backward",
+                     "forward GB/s (minimum bytes)", "forward TFLOP/s"], rows) + [""]
+        keys = ["encoder_forward", "decoder_forward", "head_and_loss_forward", "forward", "backward",
+                "forward_backward"]
+        md += table(["model", "dtype", "batch", "S/T"] + keys,
+                    [[r.get("model"), r.get("dtype"), r.get("batch"), f"{r.get('source_len')}/{r.get('target_len')}"]
+                     + [fmt((r.get("phases_ms") or {}).get(k), ".1f") for k in keys] for r in ops]) + [""]
+
     prof = by("profile_decode")
     if prof:
         md += ["## One decoding step (ms, median)", ""]
