@@ -47,6 +47,11 @@ pub struct ModelConfig {
     /// through the LM head and training stalls at the unigram distribution.
     #[serde(skip_serializing_if = "is_default_initializer_range")]
     pub initializer_range: f64,
+    /// Seed of the random init of fresh parameters (the reference's `--seed` default, 42).
+    /// Each parameter draws from its own generator keyed by this seed and its name, so a fresh
+    /// model is the same on every run and device (Candle cannot seed its CPU generator).
+    #[serde(skip_serializing_if = "is_default_init_seed")]
+    pub init_seed: u64,
     /// Number of decoder layers (reference: 6).
     #[serde(skip_serializing_if = "is_default_decoder_layers")]
     pub decoder_layers: usize,
@@ -75,6 +80,13 @@ const DEFAULT_INITIALIZER_RANGE: f64 = 0.02;
 
 fn is_default_initializer_range(v: &f64) -> bool {
     *v == DEFAULT_INITIALIZER_RANGE
+}
+
+/// The reference's default seed.
+const DEFAULT_INIT_SEED: u64 = 42;
+
+fn is_default_init_seed(v: &u64) -> bool {
+    *v == DEFAULT_INIT_SEED
 }
 
 fn is_default_decoder_layers(v: &usize) -> bool {
@@ -112,6 +124,7 @@ impl Default for ModelConfig {
             bos_token_id: 0,
             eos_token_id: 2,
             initializer_range: DEFAULT_INITIALIZER_RANGE,
+            init_seed: DEFAULT_INIT_SEED,
             decoder_layers: DEFAULT_DECODER_LAYERS,
             decoder_attention_heads: None,
             decoder_ffn_dim: DEFAULT_DECODER_FFN_DIM,
