@@ -108,6 +108,15 @@ pub struct RowTopK {
 }
 
 impl RowTopK {
+    /// No rows (a step after every row was dropped).
+    pub fn empty(k: usize) -> Self {
+        Self {
+            k,
+            values: Vec::new(),
+            tokens: Vec::new(),
+        }
+    }
+
     /// Number of rows.
     pub fn rows(&self) -> usize {
         self.values.len().checked_div(self.k).unwrap_or(0)

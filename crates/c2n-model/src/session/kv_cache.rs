@@ -168,11 +168,7 @@ impl NextTokenLogProbs for KvCacheSession<'_> {
     ) -> Result<RowTopK> {
         match self.log_probs(origin, tokens)? {
             Some(log_probs) => device_row_top_k(&log_probs, row_scores, k),
-            None => Ok(RowTopK {
-                k,
-                values: Vec::new(),
-                tokens: Vec::new(),
-            }),
+            None => Ok(RowTopK::empty(k)),
         }
     }
 }

@@ -54,11 +54,7 @@ pub fn device_row_top_k(logp: &Tensor, row_scores: Option<&[f32]>, k: usize) -> 
     let (rows, vocab) = logp.dims2()?;
     let k = k.min(vocab);
     if rows == 0 || k == 0 {
-        return Ok(RowTopK {
-            k,
-            values: Vec::new(),
-            tokens: Vec::new(),
-        });
+        return Ok(RowTopK::empty(k));
     }
     let device = logp.device();
     let logp = logp.to_dtype(DType::F32)?;
