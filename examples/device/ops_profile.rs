@@ -12,7 +12,9 @@ use anyhow::Result;
 use candle_core::{DType, Device, Tensor, Var, D};
 use candle_nn::VarMap;
 use code2nl::model::config::Activation;
-use code2nl::model::layers::{apply_activation, attend, dropout, LayerNorm, Linear};
+use code2nl::model::layers::{
+    apply_activation, attend, dropout, softmax_last_dim, AttendOptions, LayerNorm, Linear,
+};
 use code2nl::model::Seq2Seq;
 use serde_json::{json, Value};
 use std::time::Instant;
@@ -128,21 +130,47 @@ pub fn run(args: &OpsProfileArgs) -> Result<()> {
     let v = randn(&[b, heads, s, d])?;
     let mask = Tensor::zeros((b, 1, 1, s), DType::F32, &dev)?;
     let scores_bytes = 4.0 * (b * heads * s * s) as f64;
-    ops.push(op_row(
-        &dev,
-        reps,
-        "attention (QKᵀ, mask, softmax, dropout 0.1, ·V)",
-        &q,
-        elem * 4.0 * (b * heads * s * d) as f64 + 2.0 * scores_bytes,
-        4.0 * (b * heads * s * s * d) as f64,
-        &|q| attend(q, &k, &v, None, Some(&mask), 0.1, true),
-    )?);
+    for (label, fused_softmax) in [
+        (
+            "attention (QKᵀ, mask, fused softmax, dropout 0.1, ·V)",
+            true,
+        ),
+        (
+            "attention (QKᵀ, mask, primitive softmax, dropout 0.1, ·V)",
+            false,
+        ),
+    ] {
+        let options = AttendOptions {
+            score_divisor: None,
+            dropout_p: 0.1,
+            train: true,
+            fused_softmax,
+        };
+        ops.push(op_row(
+            &dev,
+            reps,
+            label,
+            &q,
+            elem * 4.0 * (b * heads * s * d) as f64 + 2.0 * scores_bytes,
+            4.0 * (b * heads * s * s * d) as f64,
+            &|q| attend(q, &k, &v, Some(&mask), options),
+        )?);
+    }
     // Softmax alone on the scores.
     let scores = Tensor::randn(0f32, 1.0, (b, heads, s, s), &dev)?;
     ops.push(op_row(
         &dev,
         reps,
-        "softmax (scores, f32)",
+        "softmax (scores, f32, fused)",
+        &scores,
+        2.0 * scores_bytes,
+        0.0,
+        &softmax_last_dim,
+    )?);
+    ops.push(op_row(
+        &dev,
+        reps,
+        "softmax (scores, f32, primitive)",
         &scores,
         2.0 * scores_bytes,
         0.0,
@@ -150,21 +178,27 @@ pub fn run(args: &OpsProfileArgs) -> Result<()> {
     )?);
     // LayerNorm, GELU, dropout on activations.
     let act = randn(&[b, s, h])?;
-    let norm = LayerNorm::new(
-        Tensor::ones(h, dtype, &dev)?,
-        Tensor::zeros(h, dtype, &dev)?,
-        1e-5,
-    );
     let act_bytes = elem * (b * s * h) as f64;
-    ops.push(op_row(
-        &dev,
-        reps,
-        "layer norm",
-        &act,
-        2.0 * act_bytes,
-        0.0,
-        &|x| norm.forward(x),
-    )?);
+    for (label, fused) in [
+        ("layer norm (fused)", true),
+        ("layer norm (primitive)", false),
+    ] {
+        let norm = LayerNorm::new(
+            Var::ones(h, dtype, &dev)?.as_tensor().clone(),
+            Var::zeros(h, dtype, &dev)?.as_tensor().clone(),
+            1e-5,
+        )
+        .with_fused(fused);
+        ops.push(op_row(
+            &dev,
+            reps,
+            label,
+            &act,
+            2.0 * act_bytes,
+            0.0,
+            &|x| norm.forward(x),
+        )?);
+    }
     let wide = randn(&[b, s, ff])?;
     let wide_bytes = elem * (b * s * ff) as f64;
     ops.push(op_row(

@@ -70,6 +70,12 @@ pub struct ModelConfig {
     /// Decoder LayerNorm epsilon (reference: 1e-5).
     #[serde(skip_serializing_if = "is_default_eps")]
     pub decoder_layer_norm_eps: f64,
+    /// Run attention softmax and LayerNorm as fused ops with their own backward pass (the
+    /// default). `false` selects the primitive-op formulations: the same function within f32
+    /// round-off, but more kernels and more memory kept for the backward pass. A kernel choice,
+    /// not a model property: kept for A/B measurements and never written when `true`.
+    #[serde(skip_serializing_if = "is_true")]
+    pub fused_kernels: bool,
 }
 
 const DEFAULT_DECODER_LAYERS: usize = 6;
@@ -101,6 +107,9 @@ fn is_default_dropout(v: &f32) -> bool {
 fn is_relu(v: &Activation) -> bool {
     *v == Activation::Relu
 }
+fn is_true(v: &bool) -> bool {
+    *v
+}
 fn is_default_eps(v: &f64) -> bool {
     *v == DEFAULT_EPS
 }
@@ -131,6 +140,7 @@ impl Default for ModelConfig {
             decoder_dropout: DEFAULT_DROPOUT,
             decoder_activation: Activation::Relu,
             decoder_layer_norm_eps: DEFAULT_EPS,
+            fused_kernels: true,
         }
     }
 }

@@ -4,7 +4,7 @@
 use candle_core::Tensor;
 
 use crate::init::Params;
-use crate::layers::{attend, merge_heads, split_heads, Linear};
+use crate::layers::{attend, merge_heads, split_heads, AttendOptions, Linear};
 use crate::Result;
 
 /// One attention block of a decoder layer (`self_attn` or `multihead_attn`).
@@ -17,6 +17,7 @@ pub struct MultiheadAttention {
     heads: usize,
     scale: f64,
     dropout_p: f32,
+    fused_kernels: bool,
 }
 
 impl MultiheadAttention {
@@ -44,6 +45,7 @@ impl MultiheadAttention {
             heads,
             scale: 1.0 / ((h / heads) as f64).sqrt(),
             dropout_p: cfg.decoder_dropout,
+            fused_kernels: cfg.fused_kernels,
         })
     }
 
@@ -72,7 +74,13 @@ impl MultiheadAttention {
         mask: Option<&Tensor>,
         train: bool,
     ) -> Result<Tensor> {
-        let ctx = attend(q, k, v, None, mask, self.dropout_p, train)?;
+        let options = AttendOptions {
+            score_divisor: None,
+            dropout_p: self.dropout_p,
+            train,
+            fused_softmax: self.fused_kernels,
+        };
+        let ctx = attend(q, k, v, mask, options)?;
         Ok(self.out.forward(&merge_heads(&ctx)?)?)
     }
 

@@ -42,7 +42,8 @@ impl DecoderLayer {
                 p.get(&format!("{name}.weight"), &[h])?,
                 p.get(&format!("{name}.bias"), &[h])?,
                 eps,
-            ))
+            )
+            .with_fused(cfg.fused_kernels))
         };
         let linear = |name: &str, out: usize, inp: usize| -> Result<Linear> {
             Ok(Linear::new(

@@ -37,7 +37,8 @@ impl Embeddings {
                 p.get("LayerNorm.weight", &[h])?,
                 p.get("LayerNorm.bias", &[h])?,
                 cfg.layer_norm_eps,
-            ),
+            )
+            .with_fused(cfg.fused_kernels),
             dropout_p: cfg.hidden_dropout_prob,
             pad_id: cfg.pad_token_id,
             vocab_size: cfg.vocab_size,

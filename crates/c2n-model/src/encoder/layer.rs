@@ -5,7 +5,7 @@ use candle_core::Tensor;
 use crate::config::Activation;
 use crate::init::Params;
 use crate::layers::{
-    apply_activation, attend, dropout, merge_heads, split_heads, LayerNorm, Linear,
+    apply_activation, attend, dropout, merge_heads, split_heads, AttendOptions, LayerNorm, Linear,
 };
 use crate::Result;
 
@@ -31,6 +31,7 @@ pub struct EncoderLayer {
     act: Activation,
     hidden_dropout: f32,
     attn_dropout: f32,
+    fused_kernels: bool,
 }
 
 impl EncoderLayer {
@@ -42,7 +43,8 @@ impl EncoderLayer {
                 p.get(&format!("{name}.weight"), &[h])?,
                 p.get(&format!("{name}.bias"), &[h])?,
                 eps,
-            ))
+            )
+            .with_fused(cfg.fused_kernels))
         };
         Ok(Self {
             query: linear(p, "attention.self.query", h, h)?,
@@ -57,6 +59,7 @@ impl EncoderLayer {
             act: cfg.hidden_act,
             hidden_dropout: cfg.hidden_dropout_prob,
             attn_dropout: cfg.attention_probs_dropout_prob,
+            fused_kernels: cfg.fused_kernels,
         })
     }
 
@@ -66,15 +69,13 @@ impl EncoderLayer {
         let k = split_heads(&self.key.forward(x)?, self.heads)?;
         let v = split_heads(&self.value.forward(x)?, self.heads)?;
         let head_dim = (x.dim(2)? / self.heads) as f64;
-        let ctx = attend(
-            &q,
-            &k,
-            &v,
-            Some(head_dim.sqrt()),
-            Some(mask_term),
-            self.attn_dropout,
+        let options = AttendOptions {
+            score_divisor: Some(head_dim.sqrt()),
+            dropout_p: self.attn_dropout,
             train,
-        )?;
+            fused_softmax: self.fused_kernels,
+        };
+        let ctx = attend(&q, &k, &v, Some(mask_term), options)?;
         let ctx = merge_heads(&ctx)?;
         let attn = dropout(&self.attn_out.forward(&ctx)?, self.hidden_dropout, train)?;
         let a = self.attn_norm.forward(&(attn + x)?)?;

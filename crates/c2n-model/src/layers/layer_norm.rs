@@ -1,25 +1,63 @@
-//! LayerNorm from primitive ops: `(x − mean) / sqrt(biased_var + eps) · w + b` over the last dim.
+//! LayerNorm over the last dim: `(x − mean) / sqrt(biased_var + eps) · w + b`.
 
 use candle_core::{DType, Tensor, D};
 
 use super::cast;
+use super::layer_norm_op::LayerNormOp;
 
 /// A LayerNorm whose weight and bias receive gradients (unlike `candle_nn::LayerNorm`).
+///
+/// By default it runs as one fused op with a closed-form backward
+/// ([`LayerNorm::with_fused`] `(false)` selects the primitive-op formulation, kept as the
+/// reference the fused op is tested against and for A/B measurements).
 #[derive(Debug, Clone)]
 pub struct LayerNorm {
     weight: Tensor,
     bias: Tensor,
     eps: f64,
+    fused: bool,
 }
 
 impl LayerNorm {
     /// Wrap existing weight and bias tensors (usually Vars of a `VarMap`).
     pub fn new(weight: Tensor, bias: Tensor, eps: f64) -> Self {
-        Self { weight, bias, eps }
+        Self {
+            weight,
+            bias,
+            eps,
+            fused: true,
+        }
+    }
+
+    /// Choose the fused op (`true`, the default) or the primitive-op formulation.
+    pub fn with_fused(mut self, fused: bool) -> Self {
+        self.fused = fused;
+        self
     }
 
     /// Normalise over the last dimension; statistics in f32, result in the input dtype.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if self.fused {
+            self.forward_fused(x)
+        } else {
+            self.forward_primitive(x)
+        }
+    }
+
+    fn forward_fused(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let dtype = x.dtype();
+        let x32 = cast(x, DType::F32)?.contiguous()?;
+        let y = x32.apply_op3(
+            &cast(&self.weight, DType::F32)?.contiguous()?,
+            &cast(&self.bias, DType::F32)?.contiguous()?,
+            LayerNormOp {
+                eps: self.eps as f32,
+            },
+        )?;
+        cast(&y, dtype)
+    }
+
+    fn forward_primitive(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let dtype = x.dtype();
         let x = cast(x, DType::F32)?;
         let mean = x.mean_keepdim(D::Minus1)?;

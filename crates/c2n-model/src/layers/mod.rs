@@ -1,7 +1,9 @@
 //! Building blocks written from primitive Candle ops, so that every parameter gets a gradient.
 //!
 //! Candle's fused `layer_norm`, `softmax_last_dim` and `sdpa` have no backward pass (see
-//! `docs/candle-notes.md`); these layers avoid them. Every layer computes in the dtype of its
+//! `docs/candle-notes.md`); the fused ops here ([`softmax_last_dim`], [`LayerNorm`]) launch the
+//! same kernels but define their own backward, and each keeps its primitive-op formulation
+//! behind a switch as the reference it is tested against. Every layer computes in the dtype of its
 //! input (weights are cast on the fly, a no-op for f32), while LayerNorm statistics and
 //! attention softmax always run in f32.
 
@@ -9,13 +11,16 @@ mod activation;
 mod attention;
 mod dropout;
 mod layer_norm;
+mod layer_norm_op;
 mod linear;
+mod softmax;
 
 pub use activation::apply_activation;
-pub use attention::{attend, merge_heads, split_heads};
+pub use attention::{attend, merge_heads, split_heads, AttendOptions};
 pub use dropout::dropout;
 pub use layer_norm::LayerNorm;
 pub use linear::Linear;
+pub use softmax::softmax_last_dim;
 
 use candle_core::{DType, Tensor};
 
