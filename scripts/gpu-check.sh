@@ -165,6 +165,11 @@ run_step train_candle_tf32_dynamic 120 "$BIN" bench-train --device "$DEV" --mode
 # The f32 padded run again with the memory pool kept: how much of the gap is the allocator.
 run_step train_candle_f32_padded_pool 120 "$BIN" bench-train --device "$DEV" --model "$MODEL" \
   --features "$TRAIN_FEATURES" --precision f32 --padding reference --keep-pool "${TRAIN[@]}"
+# The same with softmax and LayerNorm as primitive ops (fused_kernels = false): what the
+# fused ops with their own backward pass buy, in time and peak memory.
+run_step train_candle_f32_padded_pool_primitive 120 "$BIN" bench-train --device "$DEV" \
+  --model "$MODEL" --features "$TRAIN_FEATURES" --precision f32 --padding reference --keep-pool \
+  --primitive-kernels "${TRAIN[@]}"
 # A quarter of the batch: if the step time hardly shrinks, the step is bound by per-op
 # overhead (launches, allocation), not by the GPU's arithmetic.
 run_step train_candle_bf16_dynamic_b8 120 "$BIN" bench-train --device "$DEV" --model "$MODEL" \

@@ -71,7 +71,17 @@ pub fn model_config(preset: &str) -> Result<ModelConfig> {
     match preset {
         "codebert" => Ok(ModelConfig::codebert()),
         "small" => Ok(ModelConfig::small()),
-        other => bail!("unknown model preset `{other}` (expected codebert or small)"),
+        // The mid-size model of benches/decode.rs (`C2N_DECODE_CONFIG=mid`): CPU-sized, but
+        // the network rather than the vocabulary dominates.
+        "mid" => Ok(ModelConfig {
+            hidden_size: 256,
+            num_attention_heads: 4,
+            num_hidden_layers: 2,
+            intermediate_size: 1024,
+            decoder_ffn_dim: 1024,
+            ..ModelConfig::codebert()
+        }),
+        other => bail!("unknown model preset `{other}` (expected codebert, mid or small)"),
     }
 }
 

@@ -77,6 +77,10 @@ pub struct TrainBenchArgs {
     /// Dropout of every layer (default: the model's 0.1, training mode as the reference).
     #[arg(long)]
     dropout: Option<f32>,
+    /// Run softmax and LayerNorm as primitive ops (`ModelConfig::fused_kernels = false`), for
+    /// A/B against the default fused ops.
+    #[arg(long)]
+    primitive_kernels: bool,
     #[command(flatten)]
     device: crate::common::DeviceArgs,
 }
@@ -170,7 +174,8 @@ pub fn run(args: &TrainBenchArgs) -> Result<()> {
     let dev: Device = device(&args.device.device)?;
     let kept = args.keep_pool && keep_pool_memory(&dev);
     let dtype = apply_precision(precision(args.precision), &dev);
-    let cfg = model_config(&args.model)?;
+    let mut cfg = model_config(&args.model)?;
+    cfg.fused_kernels = !args.primitive_kernels;
     let needed = args.batch_size * (args.warmup + args.steps + args.phase_steps + 1);
     let features = read_features(&args.features, Some(needed))?;
     let build = Instant::now();
@@ -253,13 +258,15 @@ pub fn run(args: &TrainBenchArgs) -> Result<()> {
         "bench_train",
         json!({
             "variant": format!(
-                "candle {precision} {}{}",
+                "candle {precision} {}{}{}",
                 match args.padding {
                     PaddingArg::Reference => "padded",
                     PaddingArg::Dynamic => "dynamic padding",
                 },
-                if kept { ", pool kept" } else { "" }
+                if kept { ", pool kept" } else { "" },
+                if cfg.fused_kernels { "" } else { ", primitive kernels" }
             ),
+            "fused_kernels": cfg.fused_kernels,
             "device": device_name(&dev),
             "model": args.model,
             "parameters": parameters,
