@@ -141,6 +141,7 @@ pub fn run(args: &OpsProfileArgs) -> Result<()> {
         ),
     ] {
         let options = AttendOptions {
+            query_scale: None,
             score_divisor: None,
             dropout_p: 0.1,
             train: true,

@@ -11,7 +11,7 @@ use crate::common::{
 };
 use crate::memory::{keep_pool_memory, PeakMemory};
 use anyhow::{Context, Result};
-use candle_core::Device;
+use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
 use clap::ValueEnum;
 use code2nl::data::batch::padded_lengths;
@@ -113,6 +113,24 @@ struct Phases {
     forward: Vec<f64>,
     backward: Vec<f64>,
     optimizer: Vec<f64>,
+    /// Tensors created by forward, backward and optimizer in the last step.
+    tensors: [usize; 3],
+}
+
+/// Candle's tensor counter: every op (and every view) makes a tensor with the next id, so the
+/// difference across a phase counts the ops it dispatched, a proxy for its per-op overhead
+/// that does not depend on the device or the shapes.
+fn tensor_counter() -> usize {
+    let probe = Tensor::zeros(1, DType::U8, &Device::Cpu).map(|t| format!("{:?}", t.id()));
+    probe
+        .ok()
+        .and_then(|s| {
+            s.trim_start_matches("TensorId(")
+                .trim_end_matches(')')
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
 }
 
 /// Single steps with the device synchronised after every phase (first one dropped: it
@@ -133,6 +151,7 @@ fn phase_breakdown(
         forward: Vec::new(),
         backward: Vec::new(),
         optimizer: Vec::new(),
+        tensors: [0; 3],
     };
     for k in 0..=steps {
         let positions = batch_positions(features, batch_config.batch_size, first_batch + k);
@@ -142,6 +161,7 @@ fn phase_breakdown(
         let x = BatchTensors::new(&batch, &dev)?;
         let data = synced_seconds(&dev, t)?;
         let t = Instant::now();
+        let c0 = tensor_counter();
         let out = model.forward_loss(
             &x.source_ids,
             &x.source_mask,
@@ -149,17 +169,24 @@ fn phase_breakdown(
             &x.target_mask,
             true,
         )?;
+        let c1 = tensor_counter();
         let forward = synced_seconds(&dev, t)?;
         let t = Instant::now();
+        let c2 = tensor_counter();
         let store = out.loss.backward()?;
+        let c3 = tensor_counter();
         let backward = synced_seconds(&dev, t)?;
         let t = Instant::now();
+        let c4 = tensor_counter();
         let mut grads = Gradients::from_grad_store(params, &store);
         grads.zero_rows(POSITION_EMBEDDINGS, &[model.config().pad_token_id as usize])?;
         optimizer.step(&grads, 5e-5)?;
         drop(grads);
         drop(store);
+        let c5 = tensor_counter();
         let opt = synced_seconds(&dev, t)?;
+        // Each counter call makes one tensor of its own.
+        p.tensors = [c1 - c0 - 1, c3 - c2 - 1, c5 - c4 - 1];
         if k > 0 {
             p.data.push(data);
             p.forward.push(forward);
@@ -247,6 +274,11 @@ pub fn run(args: &TrainBenchArgs) -> Result<()> {
             "forward_s": median(&p.forward),
             "backward_s": median(&p.backward),
             "optimizer_s": median(&p.optimizer),
+            "tensors_created": {
+                "forward": p.tensors[0],
+                "backward": p.tensors[1],
+                "optimizer": p.tensors[2],
+            },
             "steps": p.data.len(),
         })
     } else {

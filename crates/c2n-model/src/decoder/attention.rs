@@ -4,7 +4,7 @@
 use candle_core::Tensor;
 
 use crate::init::Params;
-use crate::layers::{attend, merge_heads, split_heads, AttendOptions, Linear};
+use crate::layers::{attend, attend_heads, merge_heads, split_heads, AttendOptions, Linear};
 use crate::Result;
 
 /// One attention block of a decoder layer (`self_attn` or `multihead_attn`).
@@ -29,10 +29,10 @@ impl MultiheadAttention {
         let b = p.get("in_proj_bias", &[3 * h])?;
         // Rows 0..H are Wq, H..2H Wk, 2H..3H Wv; narrow keeps the gradient path to the Var.
         let part = |i: usize| -> Result<Linear> {
-            Ok(Linear::new(
-                w.narrow(0, i * h, h)?,
-                Some(b.narrow(0, i * h, h)?),
-            ))
+            Ok(
+                Linear::new(w.narrow(0, i * h, h)?, Some(b.narrow(0, i * h, h)?))
+                    .with_fused(cfg.fused_kernels),
+            )
         };
         Ok(Self {
             q: part(0)?,
@@ -41,7 +41,8 @@ impl MultiheadAttention {
             out: Linear::new(
                 p.get("out_proj.weight", &[h, h])?,
                 Some(p.get("out_proj.bias", &[h])?),
-            ),
+            )
+            .with_fused(cfg.fused_kernels),
             heads,
             scale: 1.0 / ((h / heads) as f64).sqrt(),
             dropout_p: cfg.decoder_dropout,
@@ -75,16 +76,17 @@ impl MultiheadAttention {
         train: bool,
     ) -> Result<Tensor> {
         let options = AttendOptions {
-            score_divisor: None,
             dropout_p: self.dropout_p,
             train,
             fused_softmax: self.fused_kernels,
+            ..AttendOptions::default()
         };
         let ctx = attend(q, k, v, mask, options)?;
         Ok(self.out.forward(&merge_heads(&ctx)?)?)
     }
 
-    /// Full attention of `x` over `kv_source`.
+    /// Full attention of `x` over `kv_source` (heads split and merged inside the attention
+    /// op, so that in training the block is one graph node).
     pub fn forward(
         &self,
         x: &Tensor,
@@ -92,8 +94,21 @@ impl MultiheadAttention {
         mask: Option<&Tensor>,
         train: bool,
     ) -> Result<Tensor> {
-        let q = self.queries(x)?;
-        let (k, v) = self.keys_values(kv_source)?;
-        self.attend(&q, &k, &v, mask, train)
+        let options = AttendOptions {
+            query_scale: Some(self.scale),
+            dropout_p: self.dropout_p,
+            train,
+            fused_softmax: self.fused_kernels,
+            ..AttendOptions::default()
+        };
+        let ctx = attend_heads(
+            &self.q.forward(x)?,
+            &self.k.forward(kv_source)?,
+            &self.v.forward(kv_source)?,
+            self.heads,
+            mask,
+            options,
+        )?;
+        Ok(self.out.forward(&ctx)?)
     }
 }

@@ -49,7 +49,8 @@ impl DecoderLayer {
             Ok(Linear::new(
                 p.get(&format!("{name}.weight"), &[out, inp])?,
                 Some(p.get(&format!("{name}.bias"), &[out])?),
-            ))
+            )
+            .with_fused(cfg.fused_kernels))
         };
         Ok(Self {
             self_attn: MultiheadAttention::new(&p.pp("self_attn"))?,

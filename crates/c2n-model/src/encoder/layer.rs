@@ -4,16 +4,15 @@ use candle_core::Tensor;
 
 use crate::config::Activation;
 use crate::init::Params;
-use crate::layers::{
-    apply_activation, attend, dropout, merge_heads, split_heads, AttendOptions, LayerNorm, Linear,
-};
+use crate::layers::{apply_activation, attend_heads, dropout, AttendOptions, LayerNorm, Linear};
 use crate::Result;
 
 fn linear(p: &Params, name: &str, out: usize, inp: usize) -> Result<Linear> {
     Ok(Linear::new(
         p.get(&format!("{name}.weight"), &[out, inp])?,
         Some(p.get(&format!("{name}.bias"), &[out])?),
-    ))
+    )
+    .with_fused(p.cfg.fused_kernels))
 }
 
 /// `encoder.layer.N`.
@@ -65,18 +64,22 @@ impl EncoderLayer {
 
     /// `x [n, S, H]`, `mask_term [n, 1, 1, S]` (0 or −10000).
     pub fn forward(&self, x: &Tensor, mask_term: &Tensor, train: bool) -> Result<Tensor> {
-        let q = split_heads(&self.query.forward(x)?, self.heads)?;
-        let k = split_heads(&self.key.forward(x)?, self.heads)?;
-        let v = split_heads(&self.value.forward(x)?, self.heads)?;
         let head_dim = (x.dim(2)? / self.heads) as f64;
         let options = AttendOptions {
             score_divisor: Some(head_dim.sqrt()),
             dropout_p: self.attn_dropout,
             train,
             fused_softmax: self.fused_kernels,
+            ..AttendOptions::default()
         };
-        let ctx = attend(&q, &k, &v, Some(mask_term), options)?;
-        let ctx = merge_heads(&ctx)?;
+        let ctx = attend_heads(
+            &self.query.forward(x)?,
+            &self.key.forward(x)?,
+            &self.value.forward(x)?,
+            self.heads,
+            Some(mask_term),
+            options,
+        )?;
         let attn = dropout(&self.attn_out.forward(&ctx)?, self.hidden_dropout, train)?;
         let a = self.attn_norm.forward(&(attn + x)?)?;
         let f = apply_activation(&self.intermediate.forward(&a)?, self.act)?;

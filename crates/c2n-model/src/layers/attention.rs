@@ -2,6 +2,7 @@
 
 use candle_core::{DType, Tensor, D};
 
+use super::attention_op::{any_tracked, attend_closed_form, exact_on_q, Scaling};
 use super::{cast, dropout, softmax_last_dim};
 
 /// `[b, L, heads·d]` → `[b, heads, L, d]` (contiguous).
@@ -18,24 +19,27 @@ pub fn merge_heads(x: &Tensor) -> candle_core::Result<Tensor> {
     x.transpose(1, 2)?.contiguous()?.reshape((b, l, h * d))
 }
 
-/// How [`attend`] scales, drops out and normalises.
+/// How [`attend`] and [`attend_heads`] scale, drop out and normalise.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AttendOptions {
-    /// Divides `q·kᵀ` (the encoder's convention); the decoder scales `q` before the call and
-    /// passes `None`. A power of two is applied to `q` instead, which is exact and touches
-    /// `L·d` values instead of `L²`.
+    /// Multiplies `q` before the product (the decoder's `head_dim^−½`, applied as PyTorch's
+    /// `nn.MultiheadAttention` does).
+    pub query_scale: Option<f64>,
+    /// Divides `q·kᵀ` (the encoder's `√head_dim`). A power of two is applied to `q` instead,
+    /// which is exact and touches `L·d` values instead of `L²`.
     pub score_divisor: Option<f64>,
     /// Dropout on the probabilities, active only when `train`.
     pub dropout_p: f32,
     pub train: bool,
-    /// One fused softmax op with a closed-form backward (default) instead of the five-op
-    /// primitive formulation.
+    /// Fused kernels (default): the fused softmax op, and when a gradient is needed the whole
+    /// attention core as one closed-form op; `false` selects the primitive-op formulation.
     pub fused_softmax: bool,
 }
 
 impl Default for AttendOptions {
     fn default() -> Self {
         Self {
+            query_scale: None,
             score_divisor: None,
             dropout_p: 0.0,
             train: false,
@@ -55,9 +59,55 @@ pub fn attend(
     mask: Option<&Tensor>,
     options: AttendOptions,
 ) -> candle_core::Result<Tensor> {
-    let exact_on_q = options
-        .score_divisor
-        .is_some_and(|d| d > 0.0 && d.log2().fract() == 0.0);
+    attend_layout(q, k, v, None, mask, options)
+}
+
+/// [`attend`] on unsplit `q [b, Lq, h·d]`, `k`/`v [b, Lk, h·d]`, giving `[b, Lq, h·d]`: heads
+/// are split and merged inside, so in training the whole block is one graph node.
+pub fn attend_heads(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    heads: usize,
+    mask: Option<&Tensor>,
+    options: AttendOptions,
+) -> candle_core::Result<Tensor> {
+    attend_layout(q, k, v, Some(heads), mask, options)
+}
+
+fn attend_layout(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    heads: Option<usize>,
+    mask: Option<&Tensor>,
+    options: AttendOptions,
+) -> candle_core::Result<Tensor> {
+    if options.fused_softmax && any_tracked(q, k, v) {
+        return attend_closed_form(
+            q,
+            k,
+            v,
+            heads,
+            mask,
+            Scaling::new(options.query_scale, options.score_divisor),
+            options.dropout_p,
+            options.train,
+        );
+    }
+    let mut q = match options.query_scale {
+        Some(scale) => (q * scale)?,
+        None => q.clone(),
+    };
+    let (mut k, mut v) = (k.clone(), v.clone());
+    if let Some(h) = heads {
+        (q, k, v) = (
+            split_heads(&q, h)?,
+            split_heads(&k, h)?,
+            split_heads(&v, h)?,
+        );
+    }
+    let exact_on_q = exact_on_q(options.score_divisor);
     let mut scores = match options.score_divisor {
         Some(divisor) if exact_on_q => cast(&(q / divisor)?.matmul(&k.t()?)?, DType::F32)?,
         _ => cast(&q.matmul(&k.t()?)?, DType::F32)?,
@@ -75,5 +125,9 @@ pub fn attend(
         candle_nn::ops::softmax(&scores, D::Minus1)?
     };
     let probs = dropout(&probs, options.dropout_p, options.train)?;
-    cast(&probs, v.dtype())?.matmul(v)
+    let ctx = cast(&probs, v.dtype())?.matmul(&v)?;
+    match heads {
+        Some(_) => merge_heads(&ctx),
+        None => Ok(ctx),
+    }
 }

@@ -1,11 +1,74 @@
-//! Dropout that is active only in training mode.
+//! Inverted dropout, active only in training mode, as a closed-form op.
+//!
+//! `candle_nn::ops::dropout` multiplies by a mask tensor, and Candle's backward pass then also
+//! computes (and keeps) a gradient for that constant mask. Here the mask lives inside the op
+//! and the backward pass is `g ⊙ mask`.
 
-use candle_core::Tensor;
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor};
+
+use super::closed_form::Precomputed;
+
+struct DropoutOp {
+    value: Precomputed,
+    keep: Tensor,
+}
+
+impl CustomOp1 for DropoutOp {
+    fn name(&self) -> &'static str {
+        "c2n-dropout"
+    }
+
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        self.value.cpu()
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        _: &candle_core::CudaStorage,
+        _: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        self.value.cuda()
+    }
+
+    fn bwd(
+        &self,
+        _arg: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some((grad * &self.keep)?))
+    }
+}
+
+/// A mask of `0` (probability `p`) and `1/(1−p)` with the shape and dtype of `like`.
+pub(crate) fn keep_mask(like: &Tensor, p: f32) -> candle_core::Result<Tensor> {
+    if !(0.0..1.0).contains(&p) {
+        return Err(candle_core::Error::Msg(format!(
+            "dropout probability {p} is not in [0, 1)"
+        )));
+    }
+    let uniform = Tensor::rand(0f32, 1f32, like.shape(), like.device())?;
+    let scale = 1.0 / (1.0 - f64::from(p));
+    (uniform.ge(f64::from(p))?.to_dtype(DType::F32)? * scale)?.to_dtype(like.dtype())
+}
+
+/// `x ⊙ keep` whose backward pass is `g ⊙ keep` (no gradient for the mask).
+pub fn apply_keep_mask(x: &Tensor, keep: &Tensor) -> candle_core::Result<Tensor> {
+    if !x.track_op() {
+        return x * keep;
+    }
+    let value = (x.detach() * keep)?;
+    x.apply_op1(DropoutOp {
+        value: Precomputed::new(value),
+        keep: keep.clone(),
+    })
+}
 
 /// Inverted dropout with probability `p` when `train`, identity otherwise.
 pub fn dropout(x: &Tensor, p: f32, train: bool) -> candle_core::Result<Tensor> {
     if train && p > 0.0 {
-        candle_nn::ops::dropout(x, p)
+        apply_keep_mask(x, &keep_mask(x, p)?)
     } else {
         Ok(x.clone())
     }

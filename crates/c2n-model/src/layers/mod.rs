@@ -9,15 +9,18 @@
 
 mod activation;
 mod attention;
+mod attention_op;
+mod closed_form;
 mod dropout;
 mod layer_norm;
 mod layer_norm_op;
 mod linear;
+mod linear_op;
 mod softmax;
 
 pub use activation::apply_activation;
-pub use attention::{attend, merge_heads, split_heads, AttendOptions};
-pub use dropout::dropout;
+pub use attention::{attend, attend_heads, merge_heads, split_heads, AttendOptions};
+pub use dropout::{apply_keep_mask, dropout};
 pub use layer_norm::LayerNorm;
 pub use linear::Linear;
 pub use softmax::softmax_last_dim;

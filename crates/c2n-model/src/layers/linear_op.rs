@@ -1,0 +1,158 @@
+//! `y = x·Wᵀ + b` as one closed-form op (see [`super::closed_form`]).
+//!
+//! The primitive formulation is five graph nodes (reshape, weight cast, transpose, matmul,
+//! broadcast add, reshape); this is one, whose backward is two matmuls and a row sum:
+//! `dx = g·W`, `dW = gᵀ·x`, `db = Σ_rows g` (accumulated in f32).
+
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor};
+
+use super::cast;
+use super::closed_form::{wants_grad, Precomputed};
+
+/// The op of a linear layer; the weight arrives in its master dtype and is cast inside.
+pub(super) struct LinearOp {
+    value: Precomputed,
+}
+
+/// `x [.., in]`, `weight [out, in]`, `bias [out]` → `[.., out]` in the dtype of `x`.
+pub(super) fn linear_closed_form(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+) -> candle_core::Result<Tensor> {
+    let (rows, in_dim) = rows_and_width(x)?;
+    let w = cast(&weight.detach(), x.dtype())?;
+    let mut y = x.detach().reshape((rows, in_dim))?.matmul(&w.t()?)?;
+    if let Some(b) = bias {
+        y = y.broadcast_add(&cast(&b.detach(), x.dtype())?)?;
+    }
+    let mut out_dims = x.dims()[..x.rank() - 1].to_vec();
+    out_dims.push(weight.dim(0)?);
+    let op = LinearOp {
+        value: Precomputed::new(y.reshape(out_dims)?),
+    };
+    match bias {
+        Some(b) => x.apply_op3(weight, b, op),
+        None => x.apply_op2(weight, op),
+    }
+}
+
+fn rows_and_width(x: &Tensor) -> candle_core::Result<(usize, usize)> {
+    let width = *x
+        .dims()
+        .last()
+        .ok_or_else(|| candle_core::Error::Msg("linear: scalar input".into()))?;
+    Ok((x.elem_count() / width.max(1), width))
+}
+
+impl LinearOp {
+    /// Gradients of input and weight, each only when the graph tracks it.
+    fn input_and_weight_grads(
+        x: &Tensor,
+        weight: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Tensor, Option<Tensor>, Option<Tensor>)> {
+        let (rows, in_dim) = rows_and_width(x)?;
+        let out_dim = weight.dim(0)?;
+        let g = grad.reshape((rows, out_dim))?;
+        let dx = if wants_grad(x) {
+            let w = cast(&weight.detach(), g.dtype())?;
+            Some(g.matmul(&w)?.reshape(x.shape())?.to_dtype(x.dtype())?)
+        } else {
+            None
+        };
+        let dw = if wants_grad(weight) {
+            let x2 = cast(&x.detach(), g.dtype())?.reshape((rows, in_dim))?;
+            Some(g.t()?.matmul(&x2)?.to_dtype(weight.dtype())?)
+        } else {
+            None
+        };
+        Ok((g, dx, dw))
+    }
+}
+
+impl CustomOp2 for LinearOp {
+    fn name(&self) -> &'static str {
+        "c2n-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        self.value.cpu()
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        _: &candle_core::CudaStorage,
+        _: &Layout,
+        _: &candle_core::CudaStorage,
+        _: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        self.value.cuda()
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let (_, dx, dw) = Self::input_and_weight_grads(x, weight, grad)?;
+        Ok((dx, dw))
+    }
+}
+
+impl CustomOp3 for LinearOp {
+    fn name(&self) -> &'static str {
+        "c2n-linear-bias"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        self.value.cpu()
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        _: &candle_core::CudaStorage,
+        _: &Layout,
+        _: &candle_core::CudaStorage,
+        _: &Layout,
+        _: &candle_core::CudaStorage,
+        _: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        self.value.cuda()
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        bias: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (g, dx, dw) = Self::input_and_weight_grads(x, weight, grad)?;
+        let db = if wants_grad(bias) {
+            Some(g.to_dtype(DType::F32)?.sum(0)?.to_dtype(bias.dtype())?)
+        } else {
+            None
+        };
+        Ok((dx, dw, db))
+    }
+}
