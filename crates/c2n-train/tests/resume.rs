@@ -26,8 +26,8 @@ fn assert_same_run(a: &Trainer, b: &Trainer) {
         if let (Some((ma, va)), Some((mb, vb))) =
             (a.optimizer().moments(name), b.optimizer().moments(name))
         {
-            assert_eq!(values(ma), values(mb), "exp_avg {name}");
-            assert_eq!(values(va), values(vb), "exp_avg_sq {name}");
+            assert_eq!(values(&ma), values(&mb), "exp_avg {name}");
+            assert_eq!(values(&va), values(&vb), "exp_avg_sq {name}");
         }
     }
 }

@@ -8,10 +8,24 @@
 //!
 //! Parameter groups follow the reference: names containing `bias` or `LayerNorm.weight` get
 //! no weight decay; everything else (including the decoder's `norm*.weight`) does.
+//!
+//! ## Multi-tensor update
+//!
+//! The moments live in flat chunks (see `packed.rs`): parameters with the same dtype,
+//! device, weight-decay group and step count share one 1-D buffer per moment. A step gathers
+//! the chunk's gradients and parameters with one `Tensor::cat` each, runs the update's
+//! elementwise ops once on the flat tensors and writes every parameter back with `Var::set`
+//! of a view, about 20 dispatched ops per chunk plus three copies per parameter instead of
+//! ~15 ops per parameter. The ops are elementwise and the same, in the same order, with the
+//! same scalars as a per-tensor update, so every element gets a bit-identical result.
+//! The chunks follow the set of parameters that step and their step counts: when a
+//! parameter misses a gradient or a resumed state mixes step counts, they are repacked once;
+//! steps over the same parameters reuse them. Checkpoints stay per parameter.
 
+use super::packed::{plan, ChunkBound, ChunkKey, PackedMoments};
 use super::{Gradients, NamedParams};
 use crate::{Result, TrainError};
-use candle_core::{Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor, Var};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -52,23 +66,17 @@ pub enum ParamGroup {
     NoDecay,
 }
 
-struct Moments {
-    step: u64,
-    exp_avg: Tensor,
-    exp_avg_sq: Tensor,
-}
-
-struct Slot {
-    name: String,
-    var: Var,
-    group: ParamGroup,
-    moments: Option<Moments>,
-}
-
 /// The optimizer over a fixed, name-sorted set of parameters.
 pub struct AdamW {
     config: AdamWConfig,
-    slots: Vec<Slot>,
+    /// Parameter names, sorted (from [`NamedParams`]); indices below refer to this order.
+    names: Vec<String>,
+    vars: Vec<Var>,
+    groups: Vec<ParamGroup>,
+    /// Per-parameter step counters; 0 exactly when the parameter has no state.
+    steps: Vec<u64>,
+    moments: PackedMoments,
+    chunk_bound: ChunkBound,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -84,16 +92,32 @@ const INDEX_FILE: &str = "optimizer.json";
 impl AdamW {
     /// Creates the optimizer; no state exists until a parameter first gets a gradient.
     pub fn new(params: &NamedParams, config: AdamWConfig) -> Self {
-        let slots = params
+        let (names, vars): (Vec<String>, Vec<Var>) = params
             .iter()
-            .map(|(name, var)| Slot {
-                name: name.to_string(),
-                var: var.clone(),
-                group: group_of(name, &config.no_decay),
-                moments: None,
-            })
+            .map(|(name, var)| (name.to_string(), var.clone()))
+            .unzip();
+        let groups = names
+            .iter()
+            .map(|name| group_of(name, &config.no_decay))
             .collect();
-        Self { config, slots }
+        Self {
+            config,
+            steps: vec![0; names.len()],
+            moments: PackedMoments::new(names.len()),
+            names,
+            vars,
+            groups,
+            chunk_bound: ChunkBound(None),
+        }
+    }
+
+    /// Bounds the elements of one flat moment chunk (default by device:
+    /// [`GPU_MAX_CHUNK_ELEMS`](super::GPU_MAX_CHUNK_ELEMS),
+    /// [`CPU_MAX_CHUNK_ELEMS`](super::CPU_MAX_CHUNK_ELEMS)); a larger single parameter still
+    /// gets a chunk of its own. Results do not depend on it, speed and memory do.
+    pub fn with_max_chunk_elems(mut self, max_chunk_elems: usize) -> Self {
+        self.chunk_bound = ChunkBound(Some(max_chunk_elems.max(1)));
+        self
     }
 
     /// The configuration in use.
@@ -103,87 +127,127 @@ impl AdamW {
 
     /// The weight-decay group of `name`, if it is one of this optimizer's parameters.
     pub fn group(&self, name: &str) -> Option<ParamGroup> {
-        self.slots.iter().find(|s| s.name == name).map(|s| s.group)
+        self.index(name).map(|i| self.groups[i])
     }
 
     /// The step counter of `name` (0 when it never had a gradient).
     pub fn step_count(&self, name: &str) -> u64 {
-        self.slots
-            .iter()
-            .find(|s| s.name == name)
-            .and_then(|s| s.moments.as_ref())
-            .map_or(0, |m| m.step)
+        self.index(name).map_or(0, |i| self.steps[i])
     }
 
-    /// The first and second moments of `name`, if it has state.
-    pub fn moments(&self, name: &str) -> Option<(&Tensor, &Tensor)> {
-        self.slots
-            .iter()
-            .find(|s| s.name == name)
-            .and_then(|s| s.moments.as_ref())
-            .map(|m| (&m.exp_avg, &m.exp_avg_sq))
+    /// The first and second moments of `name`, shaped like the parameter, if it has state:
+    /// views into the optimizer's flat buffers (no copy), valid until the next step.
+    pub fn moments(&self, name: &str) -> Option<(Tensor, Tensor)> {
+        let i = self.index(name)?;
+        // Views at offsets computed from the same parameters: narrowing and reshaping
+        // cannot fail unless the packing itself is broken, which the tests check.
+        self.moments.get(i, &self.vars[i]).ok().flatten()
     }
 
     /// One update with learning rate `lr` (already scheduled). Returns how many parameters
     /// were updated. Gradients for unknown names are an error, missing ones mean "skip".
+    /// An unknown name or a wrong shape is found before anything changes.
     pub fn step(&mut self, grads: &Gradients, lr: f64) -> Result<usize> {
-        if let Some((name, _)) = grads
-            .iter()
-            .find(|(n, _)| !self.slots.iter().any(|s| s.name == *n))
-        {
+        if let Some((name, _)) = grads.iter().find(|(n, _)| self.index(n).is_none()) {
             return Err(TrainError::InvalidInput(format!(
                 "gradient for unknown parameter `{name}`"
             )));
         }
-        let c = &self.config;
-        let mut updated = 0;
-        for slot in &mut self.slots {
-            let Some(grad) = grads.get(&slot.name) else {
+        let mut stepping = Vec::with_capacity(grads.len());
+        for (i, (name, var)) in self.names.iter().zip(&self.vars).enumerate() {
+            let Some(grad) = grads.get(name) else {
                 continue;
             };
-            let param = slot.var.as_tensor();
-            if grad.shape() != param.shape() {
+            if grad.shape() != var.shape() {
                 return Err(TrainError::InvalidInput(format!(
-                    "gradient of `{}` has shape {:?}, parameter {:?}",
-                    slot.name,
+                    "gradient of `{name}` has shape {:?}, parameter {:?}",
                     grad.dims(),
-                    param.dims()
+                    var.dims()
                 )));
             }
-            let grad = grad.to_dtype(param.dtype())?;
-            let moments = match slot.moments.take() {
-                Some(m) => m,
-                None => Moments {
-                    step: 0,
-                    exp_avg: param.zeros_like()?,
-                    exp_avg_sq: param.zeros_like()?,
-                },
-            };
-            let step = moments.step + 1;
-            let exp_avg =
-                (moments.exp_avg.affine(c.beta1, 0.0)? + grad.affine(1.0 - c.beta1, 0.0)?)?;
-            let exp_avg_sq = (moments.exp_avg_sq.affine(c.beta2, 0.0)?
-                + grad.sqr()?.affine(1.0 - c.beta2, 0.0)?)?;
-            let denom = exp_avg_sq.sqrt()?.affine(1.0, c.eps)?;
-            let mut step_size = lr;
-            if c.correct_bias {
-                let bc1 = 1.0 - c.beta1.powf(step as f64);
-                let bc2 = 1.0 - c.beta2.powf(step as f64);
-                step_size = step_size * bc2.sqrt() / bc1;
-            }
-            let mut new_param = (param + exp_avg.div(&denom)?.affine(-step_size, 0.0)?)?;
-            if slot.group == ParamGroup::Decay && c.weight_decay > 0.0 {
-                new_param = (&new_param + new_param.affine(-lr * c.weight_decay, 0.0)?)?;
-            }
-            slot.var.set(&new_param)?;
-            slot.moments = Some(Moments {
-                step,
-                exp_avg,
-                exp_avg_sq,
-            });
-            updated += 1;
+            stepping.push(i);
         }
-        Ok(updated)
+        let layout = plan(
+            stepping
+                .iter()
+                .map(|&i| (i, self.key(i), self.vars[i].elem_count())),
+            self.chunk_bound,
+        );
+        if !self.moments.holds_exactly(&layout) {
+            let (vars, groups, steps) = (&self.vars, &self.groups, &self.steps);
+            let key_of = |i: usize| key(&vars[i], groups[i], steps[i]);
+            self.moments
+                .rearrange(&layout, vars, key_of, self.chunk_bound)?;
+        }
+        for members in &layout {
+            self.step_chunk(members, grads, lr)?;
+        }
+        Ok(stepping.len())
+    }
+
+    /// The update of one chunk: the per-tensor arithmetic of the reference, on flat tensors.
+    fn step_chunk(&mut self, members: &[usize], grads: &Gradients, lr: f64) -> Result<()> {
+        let c = &self.config;
+        let first = members[0];
+        let chunk = self.moments.chunk_of(first).ok_or_else(|| {
+            TrainError::InvalidInput(format!("no optimizer state for `{}`", self.names[first]))
+        })?;
+        let dtype = self.vars[first].dtype();
+        let mut grad_pieces = Vec::with_capacity(members.len());
+        for &i in members {
+            let grad = grads.get(&self.names[i]).ok_or_else(|| {
+                TrainError::InvalidInput(format!("no gradient for `{}`", self.names[i]))
+            })?;
+            grad_pieces.push(grad.flatten_all()?);
+        }
+        // Detached: a gradient still carrying a graph would otherwise chain every step's
+        // moments to the previous ones and keep them all alive.
+        let grad = gather(&grad_pieces, dtype)?.detach();
+        drop(grad_pieces);
+
+        let step = self.steps[first] + 1;
+        let (m, v) = self.moments.chunk_moments(chunk);
+        let (m, v) = (m.clone(), v.clone());
+        // Each old moment is released as soon as its successor exists.
+        let exp_avg = (m.affine(c.beta1, 0.0)? + grad.affine(1.0 - c.beta1, 0.0)?)?;
+        drop(m);
+        self.moments.set_exp_avg(chunk, exp_avg.clone());
+        let exp_avg_sq = (v.affine(c.beta2, 0.0)? + grad.sqr()?.affine(1.0 - c.beta2, 0.0)?)?;
+        drop((v, grad));
+        self.moments.set_exp_avg_sq(chunk, exp_avg_sq.clone());
+        let denom = exp_avg_sq.sqrt()?.affine(1.0, c.eps)?;
+        let mut step_size = lr;
+        if c.correct_bias {
+            let bc1 = 1.0 - c.beta1.powf(step as f64);
+            let bc2 = 1.0 - c.beta2.powf(step as f64);
+            step_size = step_size * bc2.sqrt() / bc1;
+        }
+        let update = exp_avg.div(&denom)?.affine(-step_size, 0.0)?;
+        drop(denom);
+
+        let param_pieces = members
+            .iter()
+            .map(|&i| self.vars[i].as_tensor().flatten_all())
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let param = gather(&param_pieces, dtype)?;
+        drop(param_pieces);
+        let mut new_param = (param + update)?;
+        if self.groups[first] == ParamGroup::Decay && c.weight_decay > 0.0 {
+            new_param = (&new_param + new_param.affine(-lr * c.weight_decay, 0.0)?)?;
+        }
+        let mut offset = 0;
+        for &i in members {
+            let var = &self.vars[i];
+            let n = var.elem_count();
+            let mut piece = new_param.narrow(0, offset, n)?;
+            if piece.dims() != var.dims() {
+                piece = piece.reshape(var.shape())?;
+            }
+            var.set(&piece)?;
+            self.steps[i] = step;
+            offset += n;
+        }
+        Ok(())
     }
 
     /// Writes `optimizer.safetensors` (moments) and `optimizer.json` (config, step counters)
@@ -191,11 +255,11 @@ impl AdamW {
     pub fn save_state(&self, dir: &Path) -> Result<()> {
         let mut tensors: HashMap<String, Tensor> = HashMap::new();
         let mut steps = BTreeMap::new();
-        for slot in &self.slots {
-            if let Some(m) = &slot.moments {
-                tensors.insert(format!("{}.exp_avg", slot.name), m.exp_avg.clone());
-                tensors.insert(format!("{}.exp_avg_sq", slot.name), m.exp_avg_sq.clone());
-                steps.insert(slot.name.clone(), m.step);
+        for (i, name) in self.names.iter().enumerate() {
+            if let Some((m, v)) = self.moments.get(i, &self.vars[i])? {
+                tensors.insert(format!("{name}.exp_avg"), m);
+                tensors.insert(format!("{name}.exp_avg_sq"), v);
+                steps.insert(name.clone(), self.steps[i]);
             }
         }
         let path = dir.join(MOMENTS_FILE);
@@ -211,7 +275,8 @@ impl AdamW {
     }
 
     /// Restores state written by [`AdamW::save_state`]; every stored parameter must exist
-    /// with the same shape. The stored config replaces the current one.
+    /// with the same shape. The stored config replaces the current one. Nothing changes on
+    /// error.
     pub fn load_state(&mut self, dir: &Path, device: &Device) -> Result<()> {
         let index_path = dir.join(INDEX_FILE);
         let text =
@@ -225,39 +290,84 @@ impl AdamW {
             message,
         };
         for name in index.steps.keys() {
-            if !self.slots.iter().any(|s| &s.name == name) {
+            if self.index(name).is_none() {
                 return Err(resume_err(format!("state for unknown parameter `{name}`")));
             }
         }
-        for slot in &mut self.slots {
-            slot.moments = None;
-            let Some(&step) = index.steps.get(&slot.name) else {
+        let mut steps = vec![0; self.names.len()];
+        let mut pieces = vec![None; self.names.len()];
+        for (i, (name, var)) in self.names.iter().zip(&self.vars).enumerate() {
+            let Some(&step) = index.steps.get(name) else {
                 continue;
             };
             let mut take = |suffix: &str| {
-                let key = format!("{}.{suffix}", slot.name);
+                let key = format!("{name}.{suffix}");
                 let t = tensors
                     .remove(&key)
                     .ok_or_else(|| resume_err(format!("missing tensor `{key}`")))?;
-                if t.shape() != slot.var.shape() {
+                if t.shape() != var.shape() {
                     return Err(resume_err(format!(
                         "`{key}` has shape {:?}, parameter {:?}",
                         t.dims(),
-                        slot.var.dims()
+                        var.dims()
                     )));
                 }
-                Ok(t.to_dtype(slot.var.dtype())?)
+                Ok(t.to_dtype(var.dtype())?)
             };
             let exp_avg = take("exp_avg")?;
             let exp_avg_sq = take("exp_avg_sq")?;
-            slot.moments = Some(Moments {
-                step,
-                exp_avg,
-                exp_avg_sq,
-            });
+            if step == 0 {
+                return Err(resume_err(format!("step count 0 for `{name}` with state")));
+            }
+            steps[i] = step;
+            pieces[i] = Some((exp_avg, exp_avg_sq));
         }
+        let layout = plan(
+            (0..self.names.len()).filter(|&i| steps[i] > 0).map(|i| {
+                (
+                    i,
+                    key(&self.vars[i], self.groups[i], steps[i]),
+                    self.vars[i].elem_count(),
+                )
+            }),
+            self.chunk_bound,
+        );
+        self.moments = PackedMoments::from_pieces(&layout, &pieces, &self.vars)?;
+        self.steps = steps;
         self.config = index.config;
         Ok(())
+    }
+
+    fn index(&self, name: &str) -> Option<usize> {
+        self.names.binary_search_by(|n| n.as_str().cmp(name)).ok()
+    }
+
+    fn key(&self, i: usize) -> ChunkKey {
+        key(&self.vars[i], self.groups[i], self.steps[i])
+    }
+}
+
+fn key(var: &Var, group: ParamGroup, step: u64) -> ChunkKey {
+    ChunkKey {
+        dtype: var.dtype(),
+        device: var.device().location(),
+        group,
+        step,
+    }
+}
+
+/// One flat tensor of dtype `dtype` from 1-D pieces; the cast is elementwise, so casting
+/// after the concatenation (one op) equals casting each piece.
+fn gather(pieces: &[Tensor], dtype: DType) -> Result<Tensor> {
+    let same_dtype = pieces.iter().all(|p| p.dtype() == pieces[0].dtype());
+    if same_dtype {
+        Ok(Tensor::cat(pieces, 0)?.to_dtype(dtype)?)
+    } else {
+        let cast = pieces
+            .iter()
+            .map(|p| p.to_dtype(dtype))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(Tensor::cat(&cast, 0)?)
     }
 }
 

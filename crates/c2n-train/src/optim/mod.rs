@@ -2,8 +2,10 @@
 
 mod adamw;
 mod gradients;
+mod packed;
 mod params;
 
 pub use adamw::{AdamW, AdamWConfig, ParamGroup};
 pub use gradients::Gradients;
+pub use packed::{CPU_MAX_CHUNK_ELEMS, GPU_MAX_CHUNK_ELEMS};
 pub use params::NamedParams;
