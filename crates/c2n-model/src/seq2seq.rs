@@ -1,7 +1,7 @@
 //! The code2nl `Seq2Seq` model (spec §4.1, §4.4, §5): encoder + decoder + `tanh(dense)` +
 //! LM head tied to the word embeddings, and the token-mean loss.
 
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
 
 use crate::config::ModelConfig;
@@ -9,7 +9,7 @@ use crate::decoder::{causal_mask, memory_key_padding_mask, DecoderLayer};
 use crate::encoder::{Embeddings, RobertaEncoder};
 use crate::init::Params;
 use crate::keys::{self, ParamSpec};
-use crate::layers::{cast, Linear};
+use crate::layers::{cast, token_nll, Linear};
 use crate::{ModelError, Result};
 
 /// The loss of §5: `loss = Σ_active −log p / N_act`, `loss_sum = loss × N_act`.
@@ -53,7 +53,8 @@ impl Seq2Seq {
         let dense = Linear::new(
             dense_p.get("weight", &[h, h])?,
             Some(dense_p.get("bias", &[h])?),
-        );
+        )
+        .with_fused(cfg.fused_kernels);
         if fresh_decoder {
             copy_decoder_layer_zero(cfg, varmap)?;
         }
@@ -127,6 +128,7 @@ impl Seq2Seq {
     /// activations alive at a time): what decoding sessions use.
     pub fn encode_inference(&self, source_ids: &Tensor, source_mask: &Tensor) -> Result<Tensor> {
         check_same_shape(source_ids, source_mask, "source_ids", "source_mask")?;
+        let _no_grad = crate::layers::no_grad();
         self.encoder
             .forward_inference(source_ids, source_mask, self.compute_dtype)
     }
@@ -164,16 +166,9 @@ impl Seq2Seq {
 
     /// Logits `h · W_embᵀ` over the vocabulary, in f32, for hidden states `[.., H]`.
     pub fn lm_logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        let w = cast(self.embeddings().word_embeddings(), hidden.dtype())?;
-        let dims = hidden.dims().to_vec();
-        let h = *dims
-            .last()
-            .ok_or_else(|| ModelError::InvalidInput("lm_logits: scalar hidden state".into()))?;
-        let rows = hidden.elem_count() / h.max(1);
-        let logits = hidden.reshape((rows, h))?.matmul(&w.t()?)?;
-        let mut out_dims = dims[..dims.len() - 1].to_vec();
-        out_dims.push(self.cfg.vocab_size);
-        Ok(cast(&logits, DType::F32)?.reshape(out_dims)?)
+        let head = Linear::new(self.embeddings().word_embeddings().clone(), None)
+            .with_fused(self.cfg.fused_kernels);
+        Ok(cast(&head.forward(hidden)?, DType::F32)?)
     }
 
     /// Teacher-forced logits `[n, T, V]` (f32), §4.4.
@@ -232,9 +227,9 @@ impl Seq2Seq {
         let gold = Tensor::from_vec(gold, (n_active, 1), &self.device)?;
         let active_hidden = hidden.reshape((n * t, h))?.index_select(&rows, 0)?;
         let logits = self.lm_logits(&active_hidden)?;
-        let log_probs = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-        let picked = log_probs.gather(&gold, 1)?;
-        let loss_sum_exact = picked.sum_all()?.neg()?;
+        // Σ −log p(gold): negating each term or the sum is the same float.
+        let nll = token_nll(&logits, &gold, self.cfg.fused_kernels)?;
+        let loss_sum_exact = nll.sum_all()?;
         let loss = (loss_sum_exact / n_active as f64)?;
         // The reference returns the f32 product loss × N_act, not the raw sum.
         let loss_sum = (&loss * n_active as f64)?;

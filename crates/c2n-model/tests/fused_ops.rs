@@ -231,3 +231,92 @@ fn the_model_gives_the_same_loss_and_gradients_with_fused_and_primitive_kernels(
     }
     assert!(compared > 20, "compared {compared} gradients");
 }
+
+#[test]
+fn closed_form_activations_match_candles_own_gradients() {
+    use c2n_model::config::Activation;
+    use c2n_model::layers::apply_activation_with;
+    // Away from 0, where ReLU's subgradient conventions differ (PyTorch: 0, Candle: 1).
+    let x = Tensor::randn(0f32, 2.0, (6, 40), &Device::Cpu).unwrap();
+    let x = (x.abs().unwrap() + 0.01)
+        .unwrap()
+        .mul(&x.sign().unwrap())
+        .unwrap();
+    let x = Var::from_tensor(&x).unwrap();
+    let upstream = Tensor::randn(0f32, 1.0, (6, 40), &Device::Cpu).unwrap();
+    for act in [Activation::Gelu, Activation::Relu] {
+        let run = |fused| {
+            let y = apply_activation_with(x.as_tensor(), act, fused).unwrap();
+            let grads = (&y * &upstream)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            (y, grads.get(x.as_tensor()).unwrap().clone())
+        };
+        let ((y_c, g_c), (y_p, g_p)) = (run(true), run(false));
+        assert_eq!(
+            max_abs_diff(&y_c, &y_p),
+            0.0,
+            "{act:?}: same forward kernel"
+        );
+        // Candle's GELU backward uses 0.398942 for 1/√(2π) (relative error 7e-7).
+        let diff = max_abs_diff(&g_c, &g_p);
+        assert!(diff < 1e-5, "{act:?}: gradient differs by {diff}");
+    }
+}
+
+#[test]
+fn closed_form_token_nll_matches_log_softmax_and_gather() {
+    use c2n_model::layers::token_nll;
+    let logits =
+        Var::from_tensor(&Tensor::randn(0f32, 3.0, (7, 50), &Device::Cpu).unwrap()).unwrap();
+    let gold = Tensor::from_vec(vec![0u32, 49, 3, 3, 17, 2, 31], (7, 1), &Device::Cpu).unwrap();
+    let weights = Tensor::randn(0f32, 1.0, (7, 1), &Device::Cpu).unwrap();
+    let run = |fused| {
+        let nll = token_nll(logits.as_tensor(), &gold, fused).unwrap();
+        let grads = (&nll * &weights)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        (nll, grads.get(logits.as_tensor()).unwrap().clone())
+    };
+    let ((nll_c, g_c), (nll_p, g_p)) = (run(true), run(false));
+    assert_eq!(nll_c.dims(), &[7, 1]);
+    assert_eq!(max_abs_diff(&nll_c, &nll_p), 0.0, "same forward ops");
+    assert!(values(&nll_c).iter().all(|&v| v > 0.0));
+    let diff = max_abs_diff(&g_c, &g_p);
+    assert!(diff < 1e-6, "gradient differs by {diff}");
+    assert!(token_nll(
+        &logits.as_tensor().to_dtype(DType::BF16).unwrap(),
+        &gold,
+        true
+    )
+    .is_err());
+}
+
+#[test]
+fn no_grad_nests_and_restores_the_closed_form_ops() {
+    use c2n_model::layers::{gradients_enabled, no_grad, Linear};
+    assert!(gradients_enabled());
+    {
+        let _outer = no_grad();
+        {
+            let _inner = no_grad();
+            assert!(!gradients_enabled());
+        }
+        assert!(!gradients_enabled(), "the outer guard still holds");
+        // Under no_grad a Var's linear layer runs as plain ops and still computes the same.
+        let w = Var::from_tensor(&Tensor::randn(0f32, 1.0, (3, 4), &Device::Cpu).unwrap()).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (2, 4), &Device::Cpu).unwrap();
+        let y = Linear::new(w.as_tensor().clone(), None)
+            .forward(&x)
+            .unwrap();
+        let want = x.matmul(&w.as_tensor().t().unwrap()).unwrap();
+        assert_eq!(max_abs_diff(&y, &want), 0.0);
+    }
+    assert!(gradients_enabled());
+}

@@ -5,7 +5,7 @@ use candle_core::Tensor;
 use super::attention::MultiheadAttention;
 use crate::config::Activation;
 use crate::init::Params;
-use crate::layers::{apply_activation, dropout, LayerNorm, Linear};
+use crate::layers::{apply_activation_with, dropout, LayerNorm, Linear};
 use crate::Result;
 
 /// Self-attention keys and values of the positions decoded so far, `[rows, heads, t, d]`.
@@ -27,6 +27,7 @@ pub struct DecoderLayer {
     norm3: LayerNorm,
     act: Activation,
     dropout_p: f32,
+    fused_kernels: bool,
 }
 
 impl DecoderLayer {
@@ -62,6 +63,7 @@ impl DecoderLayer {
             norm3: norm("norm3")?,
             act: cfg.decoder_activation,
             dropout_p: cfg.decoder_dropout,
+            fused_kernels: cfg.fused_kernels,
         })
     }
 
@@ -147,7 +149,7 @@ impl DecoderLayer {
     }
 
     fn feed_forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let f = apply_activation(&self.linear1.forward(x)?, self.act)?;
+        let f = apply_activation_with(&self.linear1.forward(x)?, self.act, self.fused_kernels)?;
         let f = self.linear2.forward(&dropout(&f, self.dropout_p, train)?)?;
         Ok(self
             .norm3

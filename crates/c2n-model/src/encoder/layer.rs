@@ -4,7 +4,9 @@ use candle_core::Tensor;
 
 use crate::config::Activation;
 use crate::init::Params;
-use crate::layers::{apply_activation, attend_heads, dropout, AttendOptions, LayerNorm, Linear};
+use crate::layers::{
+    apply_activation_with, attend_heads, dropout, AttendOptions, LayerNorm, Linear,
+};
 use crate::Result;
 
 fn linear(p: &Params, name: &str, out: usize, inp: usize) -> Result<Linear> {
@@ -82,7 +84,11 @@ impl EncoderLayer {
         )?;
         let attn = dropout(&self.attn_out.forward(&ctx)?, self.hidden_dropout, train)?;
         let a = self.attn_norm.forward(&(attn + x)?)?;
-        let f = apply_activation(&self.intermediate.forward(&a)?, self.act)?;
+        let f = apply_activation_with(
+            &self.intermediate.forward(&a)?,
+            self.act,
+            self.fused_kernels,
+        )?;
         let f = dropout(&self.output.forward(&f)?, self.hidden_dropout, train)?;
         Ok(self.out_norm.forward(&(f + a)?)?)
     }

@@ -9,7 +9,7 @@
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor, D};
 
 use super::cast;
-use super::closed_form::{wants_grad, Precomputed};
+use super::closed_form::{records, wants_grad, Precomputed};
 use super::dropout::keep_mask;
 use super::{merge_heads, softmax_last_dim, split_heads};
 
@@ -232,7 +232,7 @@ impl CustomOp3 for AttentionOp {
 
 /// Whether any of the three inputs needs a gradient (otherwise the op is pointless).
 pub(super) fn any_tracked(q: &Tensor, k: &Tensor, v: &Tensor) -> bool {
-    wants_grad(q) || wants_grad(k) || wants_grad(v)
+    records(&[q, k, v])
 }
 
 #[cfg(test)]

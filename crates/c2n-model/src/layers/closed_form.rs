@@ -76,3 +76,9 @@ fn copy_cpu(storage: &CpuStorage, layout: &Layout) -> candle_core::Result<CpuSto
 pub(crate) fn wants_grad(arg: &Tensor) -> bool {
     arg.track_op()
 }
+
+/// Whether a closed-form op should record itself for `args`: some argument is tracked and no
+/// [`super::no_grad`] guard is alive.
+pub(crate) fn records(args: &[&Tensor]) -> bool {
+    super::gradients_enabled() && args.iter().any(|a| a.track_op())
+}

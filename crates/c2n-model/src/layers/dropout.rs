@@ -6,7 +6,7 @@
 
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor};
 
-use super::closed_form::Precomputed;
+use super::closed_form::{records, Precomputed};
 
 struct DropoutOp {
     value: Precomputed,
@@ -55,7 +55,7 @@ pub(crate) fn keep_mask(like: &Tensor, p: f32) -> candle_core::Result<Tensor> {
 
 /// `x ⊙ keep` whose backward pass is `g ⊙ keep` (no gradient for the mask).
 pub fn apply_keep_mask(x: &Tensor, keep: &Tensor) -> candle_core::Result<Tensor> {
-    if !x.track_op() {
+    if !records(&[x]) {
         return x * keep;
     }
     let value = (x.detach() * keep)?;

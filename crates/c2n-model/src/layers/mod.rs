@@ -12,18 +12,22 @@ mod attention;
 mod attention_op;
 mod closed_form;
 mod dropout;
+mod grad_mode;
 mod layer_norm;
 mod layer_norm_op;
 mod linear;
 mod linear_op;
 mod softmax;
+mod token_nll;
 
-pub use activation::apply_activation;
+pub use activation::{apply_activation, apply_activation_with};
 pub use attention::{attend, attend_heads, merge_heads, split_heads, AttendOptions};
 pub use dropout::{apply_keep_mask, dropout};
+pub use grad_mode::{gradients_enabled, no_grad, NoGradGuard};
 pub use layer_norm::LayerNorm;
 pub use linear::Linear;
 pub use softmax::softmax_last_dim;
+pub use token_nll::token_nll;
 
 use candle_core::{DType, Tensor};
 

@@ -54,6 +54,7 @@ impl NextTokenLogProbs for FullPrefixSession<'_> {
     }
 
     fn step(&mut self, origin: &[u32], tokens: &[u32]) -> Result<Vec<f32>> {
+        let _no_grad = crate::layers::no_grad();
         self.rows.check(origin, tokens)?;
         self.prefixes = origin
             .iter()

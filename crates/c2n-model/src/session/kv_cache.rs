@@ -74,6 +74,7 @@ impl<'a> KvCacheSession<'a> {
         source_mask: &Tensor,
         rows_per_example: usize,
     ) -> Result<Self> {
+        let _no_grad = crate::layers::no_grad();
         let memory = model.encode_inference(source_ids, source_mask)?;
         let (n, _) = source_ids.dims2()?;
         let per_example = model
@@ -177,6 +178,7 @@ impl KvCacheSession<'_> {
     /// Advance the rows by one token and return the next-token log-probabilities `[rows, V]`
     /// (f32, on the model's device); `None` when no row is left.
     fn log_probs(&mut self, origin: &[u32], tokens: &[u32]) -> Result<Option<Tensor>> {
+        let _no_grad = crate::layers::no_grad();
         self.rows.check(origin, tokens)?;
         let previous_rows = self.rows.len();
         let device = self.model.device().clone();

@@ -1,0 +1,72 @@
+//! Per-row negative log-likelihood `−log_softmax(logits)[gold]` as a closed-form op.
+//!
+//! The primitive formulation (log-softmax, then gather) keeps several `[N, V]` intermediates
+//! for the backward pass and gives Candle a gather to differentiate; at CodeBERT size `V` is
+//! 50 265, so these are the largest tensors of a training step. This op keeps only the logits;
+//! its backward is `g · (softmax(logits) − onehot(gold))`.
+
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor, D};
+
+use super::closed_form::{records, Precomputed};
+use super::softmax_last_dim;
+
+struct TokenNllOp {
+    value: Precomputed,
+    /// `[N, 1]` u32 gold ids.
+    gold: Tensor,
+}
+
+impl CustomOp1 for TokenNllOp {
+    fn name(&self) -> &'static str {
+        "c2n-token-nll"
+    }
+
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        self.value.cpu()
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        _: &candle_core::CudaStorage,
+        _: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        self.value.cuda()
+    }
+
+    fn bwd(
+        &self,
+        logits: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        let probs = softmax_last_dim(&logits.detach())?;
+        let scaled = probs.broadcast_mul(grad)?;
+        Ok(Some(scaled.scatter_add(&self.gold, &grad.neg()?, 1)?))
+    }
+}
+
+/// `−log_softmax(logits)[n, gold[n]]` for f32 `logits [N, V]` and u32 `gold [N, 1]`: `[N, 1]`.
+///
+/// `fused` selects the closed-form op (used when the logits need a gradient); otherwise Candle's
+/// log-softmax and gather.
+pub fn token_nll(logits: &Tensor, gold: &Tensor, fused: bool) -> candle_core::Result<Tensor> {
+    if logits.dtype() != DType::F32 {
+        return Err(candle_core::Error::Msg(format!(
+            "token_nll: logits must be f32, got {:?}",
+            logits.dtype()
+        )));
+    }
+    if !fused || !records(&[logits]) {
+        return candle_nn::ops::log_softmax(logits, D::Minus1)?
+            .gather(gold, 1)?
+            .neg();
+    }
+    let value = candle_nn::ops::log_softmax(&logits.detach(), D::Minus1)?
+        .gather(gold, 1)?
+        .neg()?;
+    logits.apply_op1(TokenNllOp {
+        value: Precomputed::new(value),
+        gold: gold.clone(),
+    })
+}
