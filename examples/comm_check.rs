@@ -210,8 +210,13 @@ fn compare(got: &Path, want: &Path, tolerance: f64) -> Result<()> {
     } else {
         "FAIL"
     };
+    let zero_gradient = diffs
+        .iter()
+        .map(|d| d.zero_gradient_max_abs)
+        .fold(0.0, f64::max);
     println!(
-        "compare {verdict}: {} tensors, max relative L2 difference {:.3e} ({}), tolerance {tolerance:.0e}",
+        "compare {verdict}: {} tensors, max relative L2 difference {:.3e} ({}), tolerance {tolerance:.0e}; \
+         entries with an exactly zero gradient (attention key biases, Adam-amplified noise) apart by at most {zero_gradient:.3e}",
         diffs.len(),
         w.relative_l2,
         w.name

@@ -29,19 +29,45 @@ pub struct MakeCheckpointArgs {
     model: String,
     #[arg(long)]
     out: PathBuf,
+    /// Multiply the (tied) word embeddings by this factor. Random weights give a nearly
+    /// uniform next-token distribution, where thousands of beam candidates lie within float
+    /// round-off of each other and any two implementations break those ties differently; a
+    /// factor of ~50 makes the distribution peaked like a trained model's, so n-best lists can
+    /// be compared for identity.
+    #[arg(long, default_value_t = 1.0)]
+    sharpen: f64,
     #[command(flatten)]
     device: crate::common::DeviceArgs,
 }
+
+/// Scales the word-embedding matrix in place.
+fn sharpen_word_embeddings(model: &Seq2Seq, factor: f64) -> Result<()> {
+    let data = model
+        .varmap()
+        .data()
+        .lock()
+        .map_err(|_| anyhow::anyhow!("VarMap lock poisoned"))?;
+    let var = data
+        .get(WORD_EMBEDDINGS)
+        .with_context(|| format!("the model has no `{WORD_EMBEDDINGS}`"))?;
+    var.set(&(var.as_tensor() * factor)?)?;
+    Ok(())
+}
+
+const WORD_EMBEDDINGS: &str = "encoder.embeddings.word_embeddings.weight";
 
 pub fn make_checkpoint(args: &MakeCheckpointArgs) -> Result<()> {
     let dev = device(&args.device.device)?;
     let start = Instant::now();
     let model = Seq2Seq::new(&model_config(&args.model)?, &VarMap::new(), &dev)?;
+    if args.sharpen != 1.0 {
+        sharpen_word_embeddings(&model, args.sharpen)?;
+    }
     save_checkpoint(&model, &args.out)
         .with_context(|| format!("writing {}", args.out.display()))?;
     emit(
         "make_checkpoint",
-        json!({"model": args.model, "out": args.out.display().to_string(),
+        json!({"model": args.model, "out": args.out.display().to_string(), "sharpen": args.sharpen,
                "seconds": start.elapsed().as_secs_f64(), "device": device_name(&dev), "ok": true}),
     );
     Ok(())

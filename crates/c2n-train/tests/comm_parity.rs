@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use c2n_train::comm::parity::{
     params_snapshot, replica_mismatches, tensor_diffs, worst, write_parity_fixture,
-    PARITY_TOLERANCE,
+    zero_gradient_bound, PARITY_TOLERANCE,
 };
 use c2n_train::comm::{Communicator, SingleComm, ThreadGroup};
 use c2n_train::trainer::Trainer;
@@ -60,6 +60,16 @@ fn two_thread_ranks_on_the_fixture_equal_one_rank() {
             w.name,
             w.relative_l2
         );
+        let config = write_parity_fixture(&dir.path().join("cfg"), &init_dir(), 3).unwrap();
+        let bound = zero_gradient_bound(config.lr, 3);
+        for d in &diffs {
+            assert!(
+                d.zero_gradient_max_abs <= bound,
+                "rank {rank}: {} zero-gradient entries moved apart by {} (bound {bound})",
+                d.name,
+                d.zero_gradient_max_abs
+            );
+        }
     }
     // Training moved the weights, and one more step is detected.
     let moved = worst(&tensor_diffs(&single, &initial).unwrap())

@@ -10,7 +10,8 @@
 //! * [`params_snapshot`]: host copies of the trained parameters (what rank 0 saves);
 //! * [`replica_mismatches`]: whether every rank still holds rank 0's weights bit for bit;
 //! * [`tensor_diffs`]: the relative L2 difference of every tensor between two runs, to be
-//!   compared with [`PARITY_TOLERANCE`].
+//!   compared with [`PARITY_TOLERANCE`]; entries whose exact gradient is zero (attention key
+//!   biases) are measured apart, against [`zero_gradient_bound`].
 //!
 //! ```
 //! use std::collections::HashMap;
@@ -165,8 +166,45 @@ pub fn replica_mismatches(comm: &dyn Communicator, params: &NamedParams) -> Resu
 pub struct TensorDiff {
     /// Parameter name.
     pub name: String,
-    /// `‖got − want‖₂ / ‖want‖₂` (the denominator floored at 1e-12).
+    /// `‖got − want‖₂ / ‖want‖₂` (the denominator floored at 1e-12) over the entries whose
+    /// exact gradient is not zero.
     pub relative_l2: f64,
+    /// Largest `|got − want|` over the entries whose exact gradient is zero (see
+    /// [`exact_gradient_is_zero`]); 0 when the tensor has none.
+    pub zero_gradient_max_abs: f64,
+}
+
+/// Whether entry `i` of parameter `name` (with `len` entries) has an exactly zero gradient:
+/// an attention key bias adds the same `q·b` to every score of a query, which softmax
+/// ignores. Its computed gradient is rounding noise, which Adam's `m / sqrt(v)` turns into
+/// steps of about lr whatever the noise's size, so two runs that sum in another order move it
+/// differently. Compare such entries with [`zero_gradient_bound`] instead of a relative bound.
+pub fn exact_gradient_is_zero(name: &str, i: usize, len: usize) -> bool {
+    let hidden = len / 3;
+    name.ends_with("attention.self.key.bias")
+        || (name.ends_with("in_proj_bias") && (hidden..2 * hidden).contains(&i))
+}
+
+/// How far Adam can move an entry by noise in `steps` updates at learning rate at most `lr`:
+/// each step is about `lr · m / sqrt(v)`, at most a small multiple of lr.
+pub fn zero_gradient_bound(lr: f64, steps: u64) -> f64 {
+    2.0 * lr * steps as f64
+}
+
+/// The relative L2 difference over the entries with a non-zero exact gradient, and the largest
+/// absolute difference over the others.
+pub fn split_diff(name: &str, got: &[f32], want: &[f32]) -> (f64, f64) {
+    let len = want.len();
+    let (mut kept_got, mut kept_want, mut zero_max) = (Vec::new(), Vec::new(), 0f64);
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        if exact_gradient_is_zero(name, i, len) {
+            zero_max = zero_max.max((f64::from(g) - f64::from(w)).abs());
+        } else {
+            kept_got.push(g);
+            kept_want.push(w);
+        }
+    }
+    (relative_l2(&kept_got, &kept_want), zero_max)
 }
 
 /// `‖got − want‖₂ / ‖want‖₂` in f64; the slices must have the same length.
@@ -208,9 +246,12 @@ pub fn tensor_diffs(
                     w.dims()
                 )));
             }
+            let (relative_l2, zero_gradient_max_abs) =
+                split_diff(name, &tensor_to_vec(g)?, &tensor_to_vec(w)?);
             Ok(TensorDiff {
                 name: name.clone(),
-                relative_l2: relative_l2(&tensor_to_vec(g)?, &tensor_to_vec(w)?),
+                relative_l2,
+                zero_gradient_max_abs,
             })
         })
         .collect()
@@ -262,9 +303,32 @@ mod tests {
             TensorDiff {
                 name: "n".into(),
                 relative_l2: f64::NAN,
+                zero_gradient_max_abs: 0.0,
             },
         ];
         assert_eq!(worst(&nan).unwrap().name, "n");
+    }
+
+    #[test]
+    fn key_bias_entries_are_measured_apart() {
+        // in_proj_bias of hidden 2: q (0..2), k (2..4), v (4..6); only k has a zero gradient.
+        let want = [1.0, 1.0, 5.0, 5.0, 1.0, 1.0];
+        let got = [1.0, 1.0, 5.5, 4.0, 1.0, 1.0];
+        let (rel, zero) = split_diff("decoder.layers.0.self_attn.in_proj_bias", &got, &want);
+        assert_eq!(rel, 0.0);
+        assert_eq!(zero, 1.0);
+        let (rel, zero) = split_diff("decoder.layers.0.linear1.bias", &got, &want);
+        assert!(rel > 0.1 && zero == 0.0);
+        assert!(exact_gradient_is_zero(
+            "encoder.layer.3.attention.self.key.bias",
+            0,
+            8
+        ));
+        assert!(!exact_gradient_is_zero(
+            "encoder.layer.3.attention.self.query.bias",
+            0,
+            8
+        ));
     }
 
     #[test]
