@@ -60,6 +60,7 @@ if [ "$MODE" = gpu ]; then
   PROFILE=(--examples 128 --prefix 48 --reps 5)
   OPS=(--model codebert --batch 32 --reps 5)
   DECODE_SUBSET=${GPU_CHECK_DECODE_SUBSET:-64} DECODE_MAX_LEN=128 DECODE_BATCH=64 DECODE_ALL=0 DECODE_ALL_BATCH=${GPU_CHECK_DECODE_ALL_BATCH:-128} DECODE_ALL_BUDGET=140 TORCH_DECODE_BUDGET=60
+  SHARP_SUBSET=32 SHARP_TORCH_BUDGET=40
   BIN=${DEVICE_BIN:-$ROOT/build/device/device}
   if [ ! -x "$BIN" ] && [ -f "$ROOT/build/device/device.xz" ]; then
     BIN=$WORK/device
@@ -84,6 +85,7 @@ else
   PROFILE=(--examples 3 --prefix 2 --reps 2)
   OPS=(--model small --batch 2 --source-len 16 --target-len 8 --reps 2)
   DECODE_SUBSET=3 DECODE_MAX_LEN=8 DECODE_BATCH=2 DECODE_ALL=6 DECODE_ALL_BATCH=3 DECODE_ALL_BUDGET=0 TORCH_DECODE_BUDGET=60
+  SHARP_SUBSET=3 SHARP_TORCH_BUDGET=60
   BIN=${DEVICE_BIN:-$ROOT/target/debug/examples/device}
   if [ ! -x "$BIN" ]; then
     echo "building the CPU device example (cargo build --example device)" | tee -a "$LOG"
@@ -196,6 +198,23 @@ run_step decode_candle_all 180 "$BIN" bench-decode --device "$DEV" --checkpoint 
   --variant "candle batched reference-mode (all)"
 run_step profile_decode 90 "$BIN" profile-decode --device "$DEV" --checkpoint "$CKPT" \
   --sources "$TEST_FEATURES" "${PROFILE[@]}"
+# Identity of the outputs on a peaked model: random weights make the next-token distribution
+# nearly uniform, where candidates tie within float round-off; word embeddings ×50 make it as
+# peaked as a trained model's (make-checkpoint --sharpen), so n-best lists can be compared.
+rm -rf "$CKPT"
+run_step make_checkpoint_sharp 60 "$BIN" make-checkpoint --device "$DEV" --model "$MODEL" --out "$CKPT" \
+  --sharpen 50
+run_step decode_torch_sharp $((SHARP_TORCH_BUDGET + 60)) $PY tools/gpu/bench_decode.py --device "$DEV" \
+  --checkpoint "$CKPT" --sources "$TEST_FEATURES" --examples "$SHARP_SUBSET" --max-length "$DECODE_MAX_LEN" \
+  --time-budget "$SHARP_TORCH_BUDGET" --out "$WORK/torch_sharp_nbest.json"
+SHARP_DONE=$($PY -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["nbest"]))' \
+  "$WORK/torch_sharp_nbest.json" 2>/dev/null || echo "$SHARP_SUBSET")
+SHARP_COMPARE=()
+[ -f "$WORK/torch_sharp_nbest.json" ] && SHARP_COMPARE=(--compare "$WORK/torch_sharp_nbest.json")
+run_step decode_candle_sharp 90 "$BIN" bench-decode --device "$DEV" --checkpoint "$CKPT" \
+  --sources "$TEST_FEATURES" --examples "$SHARP_DONE" --batch-size "$DECODE_BATCH" \
+  --max-length "$DECODE_MAX_LEN" --dynamic-padding --keep-pool --variant "candle, sharpened ×50" \
+  "${SHARP_COMPARE[@]}"
 
 rm -rf "$CKPT"  # 0.7 GB
 FAILED=$(grep -v '"status":"ok"' "$STEPS" | grep -c -v '"status":"n/a"')
