@@ -181,15 +181,7 @@ fn the_model_gives_the_same_loss_and_gradients_with_fused_and_primitive_kernels(
     let (_a, fused) = small_model_with(true);
     let (_b, primitive) = small_model_with(false);
     let run = |model: &c2n_model::Seq2Seq| {
-        let out = model
-            .forward_loss(
-                &batch(&fx, "source_ids"),
-                &batch(&fx, "source_mask"),
-                &batch(&fx, "target_ids"),
-                &batch(&fx, "target_mask"),
-                false,
-            )
-            .unwrap();
+        let out = fixture_loss(model, &fx, false);
         let loss = out.loss.to_scalar::<f32>().unwrap();
         let grads = out.loss.backward().unwrap();
         let data = model.varmap().data().lock().unwrap();

@@ -7,9 +7,9 @@
 
 use std::f64::consts::{FRAC_1_SQRT_2, PI};
 
-use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
+use candle_core::{CustomOp1, Tensor};
 
-use super::closed_form::{records, Precomputed};
+use super::closed_form::{forward_from_value, records, Precomputed};
 use crate::config::Activation;
 
 struct ActivationOp {
@@ -25,18 +25,7 @@ impl CustomOp1 for ActivationOp {
         }
     }
 
-    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        self.value.cpu()
-    }
-
-    #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        _: &candle_core::CudaStorage,
-        _: &Layout,
-    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        self.value.cuda()
-    }
+    forward_from_value!(1);
 
     fn bwd(
         &self,

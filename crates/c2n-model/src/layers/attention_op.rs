@@ -6,10 +6,10 @@
 //! gradient. Backward, with `P` the probabilities, `M` the scaled dropout mask and `D = P ⊙ M`:
 //! `dv = Dᵀ·g`, `dP = (g·vᵀ) ⊙ M`, `dS = P ⊙ (dP − Σ dP ⊙ P) / s`, `dq = dS·k`, `dk = dSᵀ·q`.
 
-use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor, D};
+use candle_core::{CustomOp3, DType, Tensor, D};
 
 use super::cast;
-use super::closed_form::{records, wants_grad, Precomputed};
+use super::closed_form::{forward_from_value, records, wants_grad, Precomputed};
 use super::dropout::keep_mask;
 use super::{merge_heads, softmax_last_dim, split_heads};
 
@@ -155,30 +155,7 @@ impl CustomOp3 for AttentionOp {
         "c2n-attention"
     }
 
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        self.value.cpu()
-    }
-
-    #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        _: &candle_core::CudaStorage,
-        _: &Layout,
-        _: &candle_core::CudaStorage,
-        _: &Layout,
-        _: &candle_core::CudaStorage,
-        _: &Layout,
-    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        self.value.cuda()
-    }
+    forward_from_value!(3);
 
     fn bwd(
         &self,

@@ -4,9 +4,9 @@
 //! computes (and keeps) a gradient for that constant mask. Here the mask lives inside the op
 //! and the backward pass is `g ⊙ mask`.
 
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor};
+use candle_core::{CustomOp1, DType, Tensor};
 
-use super::closed_form::{records, Precomputed};
+use super::closed_form::{forward_from_value, records, Precomputed};
 
 struct DropoutOp {
     value: Precomputed,
@@ -18,18 +18,7 @@ impl CustomOp1 for DropoutOp {
         "c2n-dropout"
     }
 
-    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        self.value.cpu()
-    }
-
-    #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        _: &candle_core::CudaStorage,
-        _: &Layout,
-    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        self.value.cuda()
-    }
+    forward_from_value!(1);
 
     fn bwd(
         &self,

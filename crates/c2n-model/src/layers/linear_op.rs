@@ -4,10 +4,10 @@
 //! broadcast add, reshape); this is one, whose backward is two matmuls and a row sum:
 //! `dx = g·W`, `dW = gᵀ·x`, `db = Σ_rows g` (accumulated in f32).
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor};
+use candle_core::{CustomOp2, CustomOp3, DType, Tensor};
 
 use super::cast;
-use super::closed_form::{wants_grad, Precomputed};
+use super::closed_form::{forward_from_value, wants_grad, Precomputed};
 
 /// The op of a linear layer; the weight arrives in its master dtype and is cast inside.
 pub(super) struct LinearOp {
@@ -76,26 +76,7 @@ impl CustomOp2 for LinearOp {
         "c2n-linear"
     }
 
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        self.value.cpu()
-    }
-
-    #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        _: &candle_core::CudaStorage,
-        _: &Layout,
-        _: &candle_core::CudaStorage,
-        _: &Layout,
-    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        self.value.cuda()
-    }
+    forward_from_value!(2);
 
     fn bwd(
         &self,
@@ -114,30 +95,7 @@ impl CustomOp3 for LinearOp {
         "c2n-linear-bias"
     }
 
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        self.value.cpu()
-    }
-
-    #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        _: &candle_core::CudaStorage,
-        _: &Layout,
-        _: &candle_core::CudaStorage,
-        _: &Layout,
-        _: &candle_core::CudaStorage,
-        _: &Layout,
-    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        self.value.cuda()
-    }
+    forward_from_value!(3);
 
     fn bwd(
         &self,

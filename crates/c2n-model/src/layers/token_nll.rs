@@ -5,9 +5,9 @@
 //! 50 265, so these are the largest tensors of a training step. This op keeps only the logits;
 //! its backward is `g · (softmax(logits) − onehot(gold))`.
 
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor, D};
+use candle_core::{CustomOp1, DType, Tensor, D};
 
-use super::closed_form::{records, Precomputed};
+use super::closed_form::{forward_from_value, records, Precomputed};
 use super::softmax_last_dim;
 
 struct TokenNllOp {
@@ -21,18 +21,7 @@ impl CustomOp1 for TokenNllOp {
         "c2n-token-nll"
     }
 
-    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        self.value.cpu()
-    }
-
-    #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        _: &candle_core::CudaStorage,
-        _: &Layout,
-    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        self.value.cuda()
-    }
+    forward_from_value!(1);
 
     fn bwd(
         &self,

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use c2n_model::{load_checkpoint, Seq2Seq};
+use c2n_model::{load_checkpoint, LossOutput, Seq2Seq};
 use candle_core::{Device, Tensor};
 use serde_json::Value;
 
@@ -75,4 +75,18 @@ pub fn scale_word_row(model: &Seq2Seq, row: usize, scale: f64) {
     let (v, h) = (w.len(), w[0].len());
     var.set(&Tensor::from_vec(w.concat(), (v, h), &Device::Cpu).unwrap())
         .unwrap();
+}
+
+/// The §5 loss of `model` on the fixture's examples.
+#[allow(dead_code)]
+pub fn fixture_loss(model: &Seq2Seq, fx: &Value, train: bool) -> LossOutput {
+    model
+        .forward_loss(
+            &batch(fx, "source_ids"),
+            &batch(fx, "source_mask"),
+            &batch(fx, "target_ids"),
+            &batch(fx, "target_mask"),
+            train,
+        )
+        .expect("forward_loss on the fixture")
 }
