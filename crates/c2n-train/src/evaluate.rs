@@ -100,6 +100,8 @@ pub fn dev_loss(model: &Seq2Seq, features: &[Feature], batching: &EvalBatching) 
 
 /// The f32 `loss × N_act` and `N_act` of one evaluation batch.
 fn chunk_loss(model: &Seq2Seq, chunk: &[Feature], batching: &EvalBatching) -> Result<(f32, usize)> {
+    // No backward pass follows: the closed-form ops run as plain ops (same values).
+    let _no_grad = c2n_model::layers::no_grad();
     let (s, t) = batching.lengths(chunk);
     let positions: Vec<usize> = (0..chunk.len()).collect();
     let batch = make_batch(chunk, &positions, s, t);
