@@ -2,7 +2,7 @@
 
 use candle_core::{DType, Tensor, D};
 
-use super::attention_op::{any_tracked, attend_closed_form, exact_on_q, Scaling};
+use super::attention_op::{any_tracked, attend_closed_form, Scaling};
 use super::{cast, dropout, softmax_last_dim};
 
 /// `[b, L, heads·d]` → `[b, heads, L, d]` (contiguous).
@@ -95,26 +95,13 @@ fn attend_layout(
             options.train,
         );
     }
-    let mut q = match options.query_scale {
-        Some(scale) => (q * scale)?,
-        None => q.clone(),
+    let (q, k, v) = match heads {
+        Some(h) => (split_heads(q, h)?, split_heads(k, h)?, split_heads(v, h)?),
+        None => (q.clone(), k.clone(), v.clone()),
     };
-    let (mut k, mut v) = (k.clone(), v.clone());
-    if let Some(h) = heads {
-        (q, k, v) = (
-            split_heads(&q, h)?,
-            split_heads(&k, h)?,
-            split_heads(&v, h)?,
-        );
-    }
-    let exact_on_q = exact_on_q(options.score_divisor);
-    let mut scores = match options.score_divisor {
-        Some(divisor) if exact_on_q => cast(&(q / divisor)?.matmul(&k.t()?)?, DType::F32)?,
-        _ => cast(&q.matmul(&k.t()?)?, DType::F32)?,
-    };
-    if let (Some(divisor), false) = (options.score_divisor, exact_on_q) {
-        scores = (scores / divisor)?;
-    }
+    let scaling = Scaling::new(options.query_scale, options.score_divisor);
+    let q = scaling.on_q(&q)?;
+    let scores = scaling.on_scores(cast(&q.matmul(&k.t()?)?, DType::F32)?)?;
     let scores = match mask {
         Some(m) => scores.broadcast_add(m)?,
         None => scores,

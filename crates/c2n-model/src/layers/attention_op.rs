@@ -44,7 +44,7 @@ impl Scaling {
     }
 
     /// `q · scale / divisor` (the parts that apply to `q`); also maps `dS·k` to `dq`.
-    fn on_q(&self, q: &Tensor) -> candle_core::Result<Tensor> {
+    pub(super) fn on_q(&self, q: &Tensor) -> candle_core::Result<Tensor> {
         let mut q = q.clone();
         if let Some(s) = self.query_scale {
             q = (q * s)?;
@@ -55,7 +55,7 @@ impl Scaling {
         Ok(q)
     }
 
-    fn on_scores(&self, scores: Tensor) -> candle_core::Result<Tensor> {
+    pub(super) fn on_scores(&self, scores: Tensor) -> candle_core::Result<Tensor> {
         match self.divisor_on_scores {
             Some(d) => scores / d,
             None => Ok(scores),
@@ -64,7 +64,7 @@ impl Scaling {
 }
 
 /// Dividing by a power of two is exact, so it may be applied to `q` instead of `q·kᵀ`.
-pub(super) fn exact_on_q(score_divisor: Option<f64>) -> bool {
+fn exact_on_q(score_divisor: Option<f64>) -> bool {
     score_divisor.is_some_and(|d| d > 0.0 && d.log2().fract() == 0.0)
 }
 
