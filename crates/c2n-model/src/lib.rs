@@ -11,8 +11,12 @@
 //! [`Seq2Seq`] keeps every parameter in a [`candle_nn::VarMap`] under its code2nl key
 //! (`encoder.embeddings.word_embeddings.weight`, `decoder.layers.N.self_attn.in_proj_weight`,
 //! `dense.weight`, …; see [`keys`]), so training reads and writes Vars by the names a
-//! `pytorch_model.bin` uses. All layers are built from differentiable primitives
-//! ([`layers`]): every parameter except the (unused) pooler receives a gradient.
+//! `pytorch_model.bin` uses. Every layer is differentiable ([`layers`]): every parameter
+//! except the (unused) pooler receives a gradient. In training, linear layers, the attention
+//! core, activations, dropout and the token NLL are closed-form ops (one graph node each,
+//! gradients in closed form) and softmax/LayerNorm fused ops; `ModelConfig::fused_kernels =
+//! false` selects the primitive-op formulations they are tested against, and
+//! [`layers::no_grad`] turns the closed-form ops into plain ops for inference.
 //!
 //! - [`Seq2Seq::encode`]: RoBERTa last hidden state `[n, S, H]` (§4.2: padding-aware
 //!   positions, `(word + pos) + type`, −10000 key mask, post-LN, erf GELU).
