@@ -2,7 +2,8 @@
 
 use candle_core::{DType, Tensor, D};
 
-use super::attention_op::{any_tracked, attend_closed_form, Scaling};
+use super::attention_op::{attend_closed_form, Scaling};
+use super::closed_form::records;
 use super::{cast, dropout, softmax_last_dim};
 
 /// `[b, L, heads·d]` → `[b, heads, L, d]` (contiguous).
@@ -83,7 +84,7 @@ fn attend_layout(
     mask: Option<&Tensor>,
     options: AttendOptions,
 ) -> candle_core::Result<Tensor> {
-    if options.fused_softmax && any_tracked(q, k, v) {
+    if options.fused_softmax && records(&[q, k, v]) {
         return attend_closed_form(
             q,
             k,

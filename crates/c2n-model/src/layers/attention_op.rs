@@ -9,7 +9,7 @@
 use candle_core::{CustomOp3, DType, Tensor, D};
 
 use super::cast;
-use super::closed_form::{forward_from_value, records, wants_grad, Precomputed};
+use super::closed_form::{forward_from_value, wants_grad, Precomputed};
 use super::dropout::keep_mask;
 use super::{merge_heads, softmax_last_dim, split_heads};
 
@@ -205,11 +205,6 @@ impl CustomOp3 for AttentionOp {
         };
         Ok((dq, dk, dv))
     }
-}
-
-/// Whether any of the three inputs needs a gradient (otherwise the op is pointless).
-pub(super) fn any_tracked(q: &Tensor, k: &Tensor, v: &Tensor) -> bool {
-    records(&[q, k, v])
 }
 
 #[cfg(test)]

@@ -9,6 +9,8 @@
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor, D};
 use rayon::prelude::*;
 
+use super::closed_form::wants_grad;
+
 pub(super) struct LayerNormOp {
     pub(super) eps: f32,
 }
@@ -172,12 +174,18 @@ impl CustomOp3 for LayerNormOp {
         let gw_normed_mean = (&gw * &normed)?.mean_keepdim(1)?;
         let dx = (gw.broadcast_sub(&gw_mean)? - normed.broadcast_mul(&gw_normed_mean)?)?
             .broadcast_mul(&rstd)?;
-        let dw = (&g * &normed)?.sum(0)?;
-        let db = g.sum(0)?;
-        Ok((
-            Some(dx.reshape(x.shape())?.to_dtype(x.dtype())?),
-            Some(dw.to_dtype(weight.dtype())?),
-            Some(db.to_dtype(bias.dtype())?),
-        ))
+        // Like the closed-form ops: no gradient for an argument the graph does not track.
+        let dw = match wants_grad(weight) {
+            true => Some((&g * &normed)?.sum(0)?.to_dtype(weight.dtype())?),
+            false => None,
+        };
+        let db = match wants_grad(bias) {
+            true => Some(g.sum(0)?.to_dtype(bias.dtype())?),
+            false => None,
+        };
+        let dx = wants_grad(x)
+            .then(|| dx.reshape(x.shape())?.to_dtype(x.dtype()))
+            .transpose()?;
+        Ok((dx, dw, db))
     }
 }
