@@ -7,6 +7,7 @@
 use candle_core::{CustomOp1, DType, Tensor};
 
 use super::closed_form::{forward_from_value, records, Precomputed};
+use super::dropout_seed::seeded_uniform;
 
 struct DropoutOp {
     value: Precomputed,
@@ -37,7 +38,10 @@ pub(crate) fn keep_mask(like: &Tensor, p: f32) -> candle_core::Result<Tensor> {
             "dropout probability {p} is not in [0, 1)"
         )));
     }
-    let uniform = Tensor::rand(0f32, 1f32, like.shape(), like.device())?;
+    let uniform = match seeded_uniform(like.shape(), like.device()) {
+        Some(seeded) => seeded?,
+        None => Tensor::rand(0f32, 1f32, like.shape(), like.device())?,
+    };
     let scale = 1.0 / (1.0 - f64::from(p));
     (uniform.ge(f64::from(p))?.to_dtype(DType::F32)? * scale)?.to_dtype(like.dtype())
 }
