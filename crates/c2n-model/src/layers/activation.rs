@@ -33,24 +33,28 @@ impl CustomOp1 for ActivationOp {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<Option<Tensor>> {
-        let x = arg.detach();
-        let slope = match self.act {
-            Activation::Gelu => {
-                let cdf = (x.affine(FRAC_1_SQRT_2, 0.0)?.erf()?.affine(0.5, 0.5))?;
-                let pdf = x
-                    .sqr()?
-                    .affine(-0.5, 0.0)?
-                    .exp()?
-                    .affine(1.0 / (2.0 * PI).sqrt(), 0.0)?;
-                (cdf + (&x * pdf)?)?
-            }
-            Activation::Relu => x.gt(0.0)?.to_dtype(x.dtype())?,
-        };
-        Ok(Some((grad * slope)?))
+        Ok(Some((grad * activation_slope(&arg.detach(), self.act)?)?))
     }
 }
 
-fn plain(x: &Tensor, act: Activation) -> candle_core::Result<Tensor> {
+/// The derivative of `act` at `x`, elementwise.
+pub(crate) fn activation_slope(x: &Tensor, act: Activation) -> candle_core::Result<Tensor> {
+    match act {
+        Activation::Gelu => {
+            let cdf = (x.affine(FRAC_1_SQRT_2, 0.0)?.erf()?.affine(0.5, 0.5))?;
+            let pdf = x
+                .sqr()?
+                .affine(-0.5, 0.0)?
+                .exp()?
+                .affine(1.0 / (2.0 * PI).sqrt(), 0.0)?;
+            cdf + (x * pdf)?
+        }
+        Activation::Relu => x.gt(0.0)?.to_dtype(x.dtype()),
+    }
+}
+
+/// `act(x)` with Candle's kernels.
+pub(crate) fn plain(x: &Tensor, act: Activation) -> candle_core::Result<Tensor> {
     match act {
         Activation::Gelu => x.gelu_erf(),
         Activation::Relu => x.relu(),

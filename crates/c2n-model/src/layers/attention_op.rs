@@ -27,14 +27,14 @@ struct AttentionOp {
 /// How the scores are scaled: `q` is multiplied and/or divided before the product (exact for
 /// a power-of-two divisor), or the product is divided.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Scaling {
+pub(crate) struct Scaling {
     query_scale: Option<f64>,
     divisor_on_q: Option<f64>,
     divisor_on_scores: Option<f64>,
 }
 
 impl Scaling {
-    pub(super) fn new(query_scale: Option<f64>, score_divisor: Option<f64>) -> Self {
+    pub(crate) fn new(query_scale: Option<f64>, score_divisor: Option<f64>) -> Self {
         let on_q = exact_on_q(score_divisor);
         Self {
             query_scale,
@@ -107,7 +107,7 @@ pub(super) fn attend_closed_form(
 }
 
 /// `softmax(scaled q·kᵀ + mask)` in f32, without a graph.
-pub(super) fn probabilities(
+pub(crate) fn probabilities(
     q: &Tensor,
     k: &Tensor,
     heads: Option<usize>,
@@ -133,13 +133,7 @@ pub(super) fn attend_with_keep(
     keep: Option<Tensor>,
     scaling: Scaling,
 ) -> candle_core::Result<Tensor> {
-    let dropped = match &keep {
-        Some(keep) => (&probs * keep)?,
-        None => probs.clone(),
-    };
-    let vh = to_heads(&v.detach(), heads)?;
-    let value = from_heads(cast(&dropped, v.dtype())?.matmul(&vh)?, heads)?;
-    drop(dropped);
+    let value = attention_value(v, heads, &probs, keep.as_ref())?;
     let op = AttentionOp {
         value: Precomputed::new(value),
         probs,
@@ -148,6 +142,84 @@ pub(super) fn attend_with_keep(
         heads,
     };
     q.apply_op3(k, v, op)
+}
+
+/// `dropout(P) · v` with heads merged when `heads` is given: the op's value, from detached
+/// tensors.
+pub(crate) fn attention_value(
+    v: &Tensor,
+    heads: Option<usize>,
+    probs: &Tensor,
+    keep: Option<&Tensor>,
+) -> candle_core::Result<Tensor> {
+    let dropped = match keep {
+        Some(keep) => (probs * keep)?,
+        None => probs.clone(),
+    };
+    let vh = to_heads(&v.detach(), heads)?;
+    from_heads(cast(&dropped, v.dtype())?.matmul(&vh)?, heads)
+}
+
+/// What the attention backward pass needs besides `q`, `k`, `v`.
+#[derive(Clone, Copy)]
+pub(crate) struct AttentionSaved<'a> {
+    /// Softmax output, f32 `[b, h, Lq, Lk]`.
+    pub(crate) probs: &'a Tensor,
+    /// Inverted-dropout mask, when dropout was active.
+    pub(crate) keep: Option<&'a Tensor>,
+    pub(crate) scaling: Scaling,
+    pub(crate) heads: Option<usize>,
+}
+
+/// Gradients of the attention core for upstream `grad` (layout of the output): `(dq, dk, dv)`,
+/// each only when `wants` says so (in that order).
+pub(crate) fn attention_grads(
+    q_arg: &Tensor,
+    k_arg: &Tensor,
+    v_arg: &Tensor,
+    saved: AttentionSaved<'_>,
+    grad: &Tensor,
+    wants: [bool; 3],
+) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    let heads = saved.heads;
+    let q = to_heads(&q_arg.detach(), heads)?;
+    let k = to_heads(&k_arg.detach(), heads)?;
+    let v = to_heads(&v_arg.detach(), heads)?;
+    let grad = to_heads(grad, heads)?;
+    let dv = if wants[2] {
+        let dropped = match saved.keep {
+            Some(keep) => (saved.probs * keep)?,
+            None => saved.probs.clone(),
+        };
+        let dv = cast(&dropped, v.dtype())?.t()?.matmul(&grad)?;
+        Some(from_heads(dv, heads)?)
+    } else {
+        None
+    };
+    let mut d_probs = cast(&grad.matmul(&v.t()?)?, DType::F32)?;
+    if let Some(keep) = saved.keep {
+        d_probs = (d_probs * keep)?;
+    }
+    let dot = (&d_probs * saved.probs)?.sum_keepdim(D::Minus1)?;
+    let d_scores = saved
+        .scaling
+        .on_scores((d_probs.broadcast_sub(&dot)? * saved.probs)?)?;
+    let d_scores = cast(&d_scores, q.dtype())?;
+    let dq = if wants[0] {
+        Some(from_heads(
+            saved.scaling.on_q(&d_scores.matmul(&k)?)?,
+            heads,
+        )?)
+    } else {
+        None
+    };
+    let dk = if wants[1] {
+        let scaled_q = saved.scaling.on_q(&q)?;
+        Some(from_heads(d_scores.t()?.matmul(&scaled_q)?, heads)?)
+    } else {
+        None
+    };
+    Ok((dq, dk, dv))
 }
 
 impl CustomOp3 for AttentionOp {
@@ -165,45 +237,14 @@ impl CustomOp3 for AttentionOp {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let heads = self.heads;
-        let q = to_heads(&q_arg.detach(), heads)?;
-        let k = to_heads(&k_arg.detach(), heads)?;
-        let v = to_heads(&v_arg.detach(), heads)?;
-        let grad = to_heads(grad, heads)?;
-        let dv = if wants_grad(v_arg) {
-            let dropped = match &self.keep {
-                Some(keep) => (&self.probs * keep)?,
-                None => self.probs.clone(),
-            };
-            let dv = cast(&dropped, v.dtype())?.t()?.matmul(&grad)?;
-            Some(from_heads(dv, heads)?)
-        } else {
-            None
+        let wants = [wants_grad(q_arg), wants_grad(k_arg), wants_grad(v_arg)];
+        let saved = AttentionSaved {
+            probs: &self.probs,
+            keep: self.keep.as_ref(),
+            scaling: self.scaling,
+            heads: self.heads,
         };
-        let mut d_probs = cast(&grad.matmul(&v.t()?)?, DType::F32)?;
-        if let Some(keep) = &self.keep {
-            d_probs = (d_probs * keep)?;
-        }
-        let dot = (&d_probs * &self.probs)?.sum_keepdim(D::Minus1)?;
-        let d_scores = self
-            .scaling
-            .on_scores((d_probs.broadcast_sub(&dot)? * &self.probs)?)?;
-        let d_scores = cast(&d_scores, q.dtype())?;
-        let dq = if wants_grad(q_arg) {
-            Some(from_heads(
-                self.scaling.on_q(&d_scores.matmul(&k)?)?,
-                heads,
-            )?)
-        } else {
-            None
-        };
-        let dk = if wants_grad(k_arg) {
-            let scaled_q = self.scaling.on_q(&q)?;
-            Some(from_heads(d_scores.t()?.matmul(&scaled_q)?, heads)?)
-        } else {
-            None
-        };
-        Ok((dq, dk, dv))
+        attention_grads(q_arg, k_arg, v_arg, saved, grad, wants)
     }
 }
 

@@ -45,16 +45,12 @@ impl LayerNorm {
     }
 
     fn forward_fused(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let dtype = x.dtype();
-        let x32 = cast(x, DType::F32)?.contiguous()?;
-        let y = x32.apply_op3(
-            &cast(&self.weight, DType::F32)?.contiguous()?,
-            &cast(&self.bias, DType::F32)?.contiguous()?,
-            LayerNormOp {
-                eps: self.eps as f32,
-            },
-        )?;
-        cast(&y, dtype)
+        fused_layer_norm(x, &self.weight, &self.bias, self.eps)
+    }
+
+    /// Weight, bias and epsilon (for the explicit backward pass).
+    pub(crate) fn parts(&self) -> (&Tensor, &Tensor, f64) {
+        (&self.weight, &self.bias, self.eps)
     }
 
     fn forward_primitive(&self, x: &Tensor) -> candle_core::Result<Tensor> {
@@ -69,4 +65,22 @@ impl LayerNorm {
             .broadcast_add(&cast(&self.bias, DType::F32)?)?;
         cast(&y, dtype)
     }
+}
+
+/// The fused layer-norm op in f32 (one graph node when an argument is tracked), result in the
+/// dtype of `x`.
+pub(crate) fn fused_layer_norm(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    eps: f64,
+) -> candle_core::Result<Tensor> {
+    let dtype = x.dtype();
+    let x32 = cast(x, DType::F32)?.contiguous()?;
+    let y = x32.apply_op3(
+        &cast(weight, DType::F32)?.contiguous()?,
+        &cast(bias, DType::F32)?.contiguous()?,
+        LayerNormOp { eps: eps as f32 },
+    )?;
+    cast(&y, dtype)
 }

@@ -159,33 +159,60 @@ impl CustomOp3 for LayerNormOp {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let width = x.dim(D::Minus1)?;
-        let rows = x.elem_count() / width.max(1);
-        let x32 = x.to_dtype(DType::F32)?.reshape((rows, width))?;
-        let g = grad.to_dtype(DType::F32)?.reshape((rows, width))?;
-        let w = weight.to_dtype(DType::F32)?;
-        let mean = x32.mean_keepdim(1)?;
-        let centred = x32.broadcast_sub(&mean)?;
-        let var = centred.sqr()?.mean_keepdim(1)?;
-        let rstd = (var + f64::from(self.eps))?.sqrt()?.recip()?;
-        let normed = centred.broadcast_mul(&rstd)?;
+        // Like the closed-form ops: no gradient for an argument the graph does not track.
+        let wants = NormWants {
+            input: wants_grad(x),
+            weight: wants_grad(weight),
+            bias: wants_grad(bias),
+        };
+        layer_norm_grads(x, weight, grad, self.eps, wants)
+    }
+}
+
+/// Which gradients of a layer norm to compute.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NormWants {
+    pub(crate) input: bool,
+    pub(crate) weight: bool,
+    pub(crate) bias: bool,
+}
+
+/// Gradients of `LayerNorm(x)·w + b` for upstream `grad` (statistics recomputed from `x`, in
+/// f32): `dx` in the dtype of `x`, `dw`/`db` in the dtype of the weight, each only when wanted.
+pub(crate) fn layer_norm_grads(
+    x: &Tensor,
+    weight: &Tensor,
+    grad: &Tensor,
+    eps: f32,
+    wants: NormWants,
+) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    let width = x.dim(D::Minus1)?;
+    let rows = x.elem_count() / width.max(1);
+    let x32 = x.to_dtype(DType::F32)?.reshape((rows, width))?;
+    let g = grad.to_dtype(DType::F32)?.reshape((rows, width))?;
+    let w = weight.to_dtype(DType::F32)?;
+    let mean = x32.mean_keepdim(1)?;
+    let centred = x32.broadcast_sub(&mean)?;
+    let var = centred.sqr()?.mean_keepdim(1)?;
+    let rstd = (var + f64::from(eps))?.sqrt()?.recip()?;
+    let normed = centred.broadcast_mul(&rstd)?;
+    let dw = match wants.weight {
+        true => Some((&g * &normed)?.sum(0)?.to_dtype(weight.dtype())?),
+        false => None,
+    };
+    let db = match wants.bias {
+        true => Some(g.sum(0)?.to_dtype(weight.dtype())?),
+        false => None,
+    };
+    let dx = if wants.input {
         let gw = g.broadcast_mul(&w)?;
         let gw_mean = gw.mean_keepdim(1)?;
         let gw_normed_mean = (&gw * &normed)?.mean_keepdim(1)?;
         let dx = (gw.broadcast_sub(&gw_mean)? - normed.broadcast_mul(&gw_normed_mean)?)?
             .broadcast_mul(&rstd)?;
-        // Like the closed-form ops: no gradient for an argument the graph does not track.
-        let dw = match wants_grad(weight) {
-            true => Some((&g * &normed)?.sum(0)?.to_dtype(weight.dtype())?),
-            false => None,
-        };
-        let db = match wants_grad(bias) {
-            true => Some(g.sum(0)?.to_dtype(bias.dtype())?),
-            false => None,
-        };
-        let dx = wants_grad(x)
-            .then(|| dx.reshape(x.shape())?.to_dtype(x.dtype()))
-            .transpose()?;
-        Ok((dx, dw, db))
-    }
+        Some(dx.reshape(x.shape())?.to_dtype(x.dtype())?)
+    } else {
+        None
+    };
+    Ok((dx, dw, db))
 }

@@ -20,6 +20,21 @@ pub(super) fn linear_closed_form(
     weight: &Tensor,
     bias: Option<&Tensor>,
 ) -> candle_core::Result<Tensor> {
+    let op = LinearOp {
+        value: Precomputed::new(linear_value(x, weight, bias)?),
+    };
+    match bias {
+        Some(b) => x.apply_op3(weight, b, op),
+        None => x.apply_op2(weight, op),
+    }
+}
+
+/// The value `x·Wᵀ + b` from detached tensors (no graph), in the dtype of `x`.
+pub(crate) fn linear_value(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+) -> candle_core::Result<Tensor> {
     let (rows, in_dim) = rows_and_width(x)?;
     let w = cast(&weight.detach(), x.dtype())?;
     let mut y = x.detach().reshape((rows, in_dim))?.matmul(&w.t()?)?;
@@ -28,13 +43,47 @@ pub(super) fn linear_closed_form(
     }
     let mut out_dims = x.dims()[..x.rank() - 1].to_vec();
     out_dims.push(weight.dim(0)?);
-    let op = LinearOp {
-        value: Precomputed::new(y.reshape(out_dims)?),
+    y.reshape(out_dims)
+}
+
+/// Which gradients of a linear layer to compute.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LinearWants {
+    pub(crate) input: bool,
+    pub(crate) weight: bool,
+    pub(crate) bias: bool,
+}
+
+/// Gradients of a linear layer for upstream `grad [.., out]`: `dx = g·W` (dtype of `x`),
+/// `dW = gᵀ·x` (dtype of the weight), `db = Σ_rows g` (accumulated in f32, dtype of the
+/// weight), each only when wanted.
+pub(crate) fn linear_grads(
+    x: &Tensor,
+    weight: &Tensor,
+    grad: &Tensor,
+    wants: LinearWants,
+) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    let (rows, in_dim) = rows_and_width(x)?;
+    let out_dim = weight.dim(0)?;
+    let g = grad.reshape((rows, out_dim))?;
+    let dx = if wants.input {
+        let w = cast(&weight.detach(), g.dtype())?;
+        Some(g.matmul(&w)?.reshape(x.shape())?.to_dtype(x.dtype())?)
+    } else {
+        None
     };
-    match bias {
-        Some(b) => x.apply_op3(weight, b, op),
-        None => x.apply_op2(weight, op),
-    }
+    let dw = if wants.weight {
+        let x2 = cast(&x.detach(), g.dtype())?.reshape((rows, in_dim))?;
+        Some(g.t()?.matmul(&x2)?.to_dtype(weight.dtype())?)
+    } else {
+        None
+    };
+    let db = if wants.bias {
+        Some(g.to_dtype(DType::F32)?.sum(0)?.to_dtype(weight.dtype())?)
+    } else {
+        None
+    };
+    Ok((dx, dw, db))
 }
 
 fn rows_and_width(x: &Tensor) -> candle_core::Result<(usize, usize)> {
@@ -43,32 +92,6 @@ fn rows_and_width(x: &Tensor) -> candle_core::Result<(usize, usize)> {
         .last()
         .ok_or_else(|| candle_core::Error::Msg("linear: scalar input".into()))?;
     Ok((x.elem_count() / width.max(1), width))
-}
-
-impl LinearOp {
-    /// Gradients of input and weight, each only when the graph tracks it.
-    fn input_and_weight_grads(
-        x: &Tensor,
-        weight: &Tensor,
-        grad: &Tensor,
-    ) -> candle_core::Result<(Tensor, Option<Tensor>, Option<Tensor>)> {
-        let (rows, in_dim) = rows_and_width(x)?;
-        let out_dim = weight.dim(0)?;
-        let g = grad.reshape((rows, out_dim))?;
-        let dx = if wants_grad(x) {
-            let w = cast(&weight.detach(), g.dtype())?;
-            Some(g.matmul(&w)?.reshape(x.shape())?.to_dtype(x.dtype())?)
-        } else {
-            None
-        };
-        let dw = if wants_grad(weight) {
-            let x2 = cast(&x.detach(), g.dtype())?.reshape((rows, in_dim))?;
-            Some(g.t()?.matmul(&x2)?.to_dtype(weight.dtype())?)
-        } else {
-            None
-        };
-        Ok((g, dx, dw))
-    }
 }
 
 impl CustomOp2 for LinearOp {
@@ -85,7 +108,12 @@ impl CustomOp2 for LinearOp {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let (_, dx, dw) = Self::input_and_weight_grads(x, weight, grad)?;
+        let wants = LinearWants {
+            input: wants_grad(x),
+            weight: wants_grad(weight),
+            bias: false,
+        };
+        let (dx, dw, _) = linear_grads(x, weight, grad, wants)?;
         Ok((dx, dw))
     }
 }
@@ -105,12 +133,11 @@ impl CustomOp3 for LinearOp {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (g, dx, dw) = Self::input_and_weight_grads(x, weight, grad)?;
-        let db = if wants_grad(bias) {
-            Some(g.to_dtype(DType::F32)?.sum(0)?.to_dtype(bias.dtype())?)
-        } else {
-            None
+        let wants = LinearWants {
+            input: wants_grad(x),
+            weight: wants_grad(weight),
+            bias: wants_grad(bias),
         };
-        Ok((dx, dw, db))
+        linear_grads(x, weight, grad, wants)
     }
 }

@@ -29,9 +29,7 @@ impl CustomOp1 for TokenNllOp {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<Option<Tensor>> {
-        let probs = softmax_last_dim(&logits.detach())?;
-        let scaled = probs.broadcast_mul(grad)?;
-        Ok(Some(scaled.scatter_add(&self.gold, &grad.neg()?, 1)?))
+        Ok(Some(token_nll_grad(&logits.detach(), &self.gold, grad)?))
     }
 }
 
@@ -51,11 +49,27 @@ pub fn token_nll(logits: &Tensor, gold: &Tensor, fused: bool) -> candle_core::Re
             .gather(gold, 1)?
             .neg();
     }
-    let value = candle_nn::ops::log_softmax(&logits.detach(), D::Minus1)?
-        .gather(gold, 1)?
-        .neg()?;
+    let value = token_nll_value(&logits.detach(), gold)?;
     logits.apply_op1(TokenNllOp {
         value: Precomputed::new(value),
         gold: gold.clone(),
     })
+}
+
+/// `−log_softmax(logits)[gold]` from detached logits (no graph).
+pub(crate) fn token_nll_value(logits: &Tensor, gold: &Tensor) -> candle_core::Result<Tensor> {
+    candle_nn::ops::log_softmax(logits, D::Minus1)?
+        .gather(gold, 1)?
+        .neg()
+}
+
+/// The logits' gradient `g · (softmax(logits) − onehot(gold))` for upstream `grad [N, 1]`.
+pub(crate) fn token_nll_grad(
+    logits: &Tensor,
+    gold: &Tensor,
+    grad: &Tensor,
+) -> candle_core::Result<Tensor> {
+    let probs = softmax_last_dim(logits)?;
+    let scaled = probs.broadcast_mul(grad)?;
+    scaled.scatter_add(gold, &grad.neg()?, 1)
 }
