@@ -30,9 +30,9 @@ pub struct Seq2Seq {
     varmap: VarMap,
     device: Device,
     compute_dtype: DType,
-    encoder: RobertaEncoder,
-    decoder: Vec<DecoderLayer>,
-    dense: Linear,
+    pub(crate) encoder: RobertaEncoder,
+    pub(crate) decoder: Vec<DecoderLayer>,
+    pub(crate) dense: Linear,
 }
 
 impl Seq2Seq {
@@ -119,7 +119,7 @@ impl Seq2Seq {
     /// Encoder output `[n, S, H]` (compute dtype) for u32 `source_ids [n, S]` and a 1/0
     /// `source_mask [n, S]`.
     pub fn encode(&self, source_ids: &Tensor, source_mask: &Tensor, train: bool) -> Result<Tensor> {
-        check_same_shape(source_ids, source_mask, "source_ids", "source_mask")?;
+        self.check_source(source_ids, source_mask)?;
         self.encoder
             .forward(source_ids, source_mask, self.compute_dtype, train)
     }
@@ -195,36 +195,13 @@ impl Seq2Seq {
         target_mask: &Tensor,
         train: bool,
     ) -> Result<LossOutput> {
-        check_same_shape(target_ids, target_mask, "target_ids", "target_mask")?;
-        let (n, t) = target_ids.dims2()?;
-        if t < 2 {
-            return Err(ModelError::InvalidInput(format!(
-                "target length {t}: need at least 2 positions for a loss"
-            )));
-        }
+        let positions = self.active_positions(target_ids, target_mask)?;
         let memory = self.encode(source_ids, source_mask, train)?;
         let hidden = self.decode_hidden(target_ids, &memory, source_mask, train)?;
+        let (n, t) = target_ids.dims2()?;
         let h = self.cfg.hidden_size;
-        let mask = target_mask.to_dtype(DType::F32)?.to_vec2::<f32>()?;
-        let labels = target_ids.to_dtype(DType::U32)?.to_vec2::<u32>()?;
-        let mut rows = Vec::new();
-        let mut gold = Vec::new();
-        for b in 0..n {
-            for pos in 0..t - 1 {
-                if mask[b][pos + 1] != 0.0 {
-                    rows.push((b * t + pos) as u32);
-                    gold.push(labels[b][pos + 1]);
-                }
-            }
-        }
-        let n_active = rows.len();
-        if n_active == 0 {
-            return Err(ModelError::InvalidInput(
-                "no active target position (target_mask[:, 1:] is all 0)".into(),
-            ));
-        }
-        let rows = Tensor::from_vec(rows, n_active, &self.device)?;
-        let gold = Tensor::from_vec(gold, (n_active, 1), &self.device)?;
+        let n_active = positions.count;
+        let (rows, gold) = (positions.rows, positions.gold);
         let active_hidden = hidden.reshape((n * t, h))?.index_select(&rows, 0)?;
         let logits = self.lm_logits(&active_hidden)?;
         // Σ −log p(gold): negating each term or the sum is the same float.
@@ -239,6 +216,58 @@ impl Seq2Seq {
             n_active,
         })
     }
+    /// `source_ids` and `source_mask` are both `[n, S]`.
+    pub(crate) fn check_source(&self, source_ids: &Tensor, source_mask: &Tensor) -> Result<()> {
+        check_same_shape(source_ids, source_mask, "source_ids", "source_mask")
+    }
+
+    /// The §5 active positions: `t` predicts `target_ids[:, t+1]` where `target_mask[:, t+1]
+    /// = 1`. Checks the target shapes and that at least one position is active.
+    pub(crate) fn active_positions(
+        &self,
+        target_ids: &Tensor,
+        target_mask: &Tensor,
+    ) -> Result<ActivePositions> {
+        check_same_shape(target_ids, target_mask, "target_ids", "target_mask")?;
+        let (n, t) = target_ids.dims2()?;
+        if t < 2 {
+            return Err(ModelError::InvalidInput(format!(
+                "target length {t}: need at least 2 positions for a loss"
+            )));
+        }
+        let mask = target_mask.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+        let labels = target_ids.to_dtype(DType::U32)?.to_vec2::<u32>()?;
+        let mut rows = Vec::new();
+        let mut gold = Vec::new();
+        for b in 0..n {
+            for pos in 0..t - 1 {
+                if mask[b][pos + 1] != 0.0 {
+                    rows.push((b * t + pos) as u32);
+                    gold.push(labels[b][pos + 1]);
+                }
+            }
+        }
+        let count = rows.len();
+        if count == 0 {
+            return Err(ModelError::InvalidInput(
+                "no active target position (target_mask[:, 1:] is all 0)".into(),
+            ));
+        }
+        Ok(ActivePositions {
+            rows: Tensor::from_vec(rows, count, &self.device)?,
+            gold: Tensor::from_vec(gold, (count, 1), &self.device)?,
+            count,
+        })
+    }
+}
+
+/// Rows of the flattened `[n·T]` decoder output that predict a token, and the tokens.
+pub(crate) struct ActivePositions {
+    /// `[N]` u32 row indices.
+    pub(crate) rows: Tensor,
+    /// `[N, 1]` u32 gold ids.
+    pub(crate) gold: Tensor,
+    pub(crate) count: usize,
 }
 
 impl std::fmt::Debug for Seq2Seq {

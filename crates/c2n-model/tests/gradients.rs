@@ -3,6 +3,7 @@
 
 mod model_support;
 
+use candle_core::backprop::GradStore;
 use candle_core::DType;
 use model_support::*;
 
@@ -64,7 +65,36 @@ fn gradients_match_the_pytorch_reference() {
             false,
         )
         .unwrap();
-    let grads = out.loss.backward().unwrap();
+    assert_matches_pytorch_gradients(&fx, &model, &out.loss.backward().unwrap());
+}
+
+/// The explicit backward pass (`Seq2Seq::training_pass`) against the same PyTorch gradients.
+#[test]
+fn explicit_backward_matches_the_pytorch_reference() {
+    let fx = fixture();
+    let model = small_model();
+    let pass = model
+        .training_pass(
+            &batch(&fx, "source_ids"),
+            &batch(&fx, "source_mask"),
+            &batch(&fx, "target_ids"),
+            &batch(&fx, "target_mask"),
+            false,
+        )
+        .unwrap();
+    let graph_loss = fixture_loss(&model, &fx, false)
+        .loss
+        .to_scalar::<f32>()
+        .unwrap();
+    assert_eq!(pass.output().loss.to_scalar::<f32>().unwrap(), graph_loss);
+    assert_matches_pytorch_gradients(&fx, &model, &pass.backward(1.0).unwrap());
+}
+
+fn assert_matches_pytorch_gradients(
+    fx: &serde_json::Value,
+    model: &c2n_model::Seq2Seq,
+    grads: &GradStore,
+) {
     let data = model.varmap().data().lock().unwrap();
     let stats = fx["grad_stats"].as_object().unwrap();
     assert_eq!(stats.len(), model.trainable_var_names().len());

@@ -10,14 +10,17 @@ use crate::Result;
 /// One attention block of a decoder layer (`self_attn` or `multihead_attn`).
 #[derive(Debug, Clone)]
 pub struct MultiheadAttention {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    out: Linear,
-    heads: usize,
-    scale: f64,
-    dropout_p: f32,
-    fused_kernels: bool,
+    /// The packed `[3H, H]` projection and its `[3H]` bias (the Vars; q, k, v are views).
+    pub(crate) in_proj_weight: Tensor,
+    pub(crate) in_proj_bias: Tensor,
+    pub(crate) q: Linear,
+    pub(crate) k: Linear,
+    pub(crate) v: Linear,
+    pub(crate) out: Linear,
+    pub(crate) heads: usize,
+    pub(crate) scale: f64,
+    pub(crate) dropout_p: f32,
+    pub(crate) fused_kernels: bool,
 }
 
 impl MultiheadAttention {
@@ -35,6 +38,8 @@ impl MultiheadAttention {
             )
         };
         Ok(Self {
+            in_proj_weight: w.clone(),
+            in_proj_bias: b.clone(),
             q: part(0)?,
             k: part(1)?,
             v: part(2)?,

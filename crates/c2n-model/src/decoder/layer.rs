@@ -18,16 +18,16 @@ pub struct KvCache {
 /// `decoder.layers.N`.
 #[derive(Debug, Clone)]
 pub struct DecoderLayer {
-    self_attn: MultiheadAttention,
-    cross_attn: MultiheadAttention,
-    linear1: Linear,
-    linear2: Linear,
-    norm1: LayerNorm,
-    norm2: LayerNorm,
-    norm3: LayerNorm,
-    act: Activation,
-    dropout_p: f32,
-    fused_kernels: bool,
+    pub(crate) self_attn: MultiheadAttention,
+    pub(crate) cross_attn: MultiheadAttention,
+    pub(crate) linear1: Linear,
+    pub(crate) linear2: Linear,
+    pub(crate) norm1: LayerNorm,
+    pub(crate) norm2: LayerNorm,
+    pub(crate) norm3: LayerNorm,
+    pub(crate) act: Activation,
+    pub(crate) dropout_p: f32,
+    pub(crate) fused_kernels: bool,
 }
 
 impl DecoderLayer {

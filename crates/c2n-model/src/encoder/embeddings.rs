@@ -12,14 +12,14 @@ use crate::{ModelError, Result};
 /// Word, position and token-type tables with their LayerNorm.
 #[derive(Debug, Clone)]
 pub struct Embeddings {
-    word: Tensor,
-    position: Tensor,
-    token_type: Tensor,
-    norm: LayerNorm,
-    dropout_p: f32,
-    pad_id: u32,
-    vocab_size: usize,
-    max_positions: usize,
+    pub(crate) word: Tensor,
+    pub(crate) position: Tensor,
+    pub(crate) token_type: Tensor,
+    pub(crate) norm: LayerNorm,
+    pub(crate) dropout_p: f32,
+    pub(crate) pad_id: u32,
+    pub(crate) vocab_size: usize,
+    pub(crate) max_positions: usize,
 }
 
 impl Embeddings {
@@ -99,7 +99,7 @@ impl Embeddings {
         Ok(crate::layers::cast(&e, dtype)?)
     }
 
-    fn check_range(&self, t: &Tensor, limit: usize, what: &str) -> Result<()> {
+    pub(crate) fn check_range(&self, t: &Tensor, limit: usize, what: &str) -> Result<()> {
         if t.elem_count() == 0 {
             return Ok(());
         }

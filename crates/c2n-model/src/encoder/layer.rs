@@ -20,19 +20,19 @@ fn linear(p: &Params, name: &str, out: usize, inp: usize) -> Result<Linear> {
 /// `encoder.layer.N`.
 #[derive(Debug, Clone)]
 pub struct EncoderLayer {
-    query: Linear,
-    key: Linear,
-    value: Linear,
-    attn_out: Linear,
-    attn_norm: LayerNorm,
-    intermediate: Linear,
-    output: Linear,
-    out_norm: LayerNorm,
-    heads: usize,
-    act: Activation,
-    hidden_dropout: f32,
-    attn_dropout: f32,
-    fused_kernels: bool,
+    pub(crate) query: Linear,
+    pub(crate) key: Linear,
+    pub(crate) value: Linear,
+    pub(crate) attn_out: Linear,
+    pub(crate) attn_norm: LayerNorm,
+    pub(crate) intermediate: Linear,
+    pub(crate) output: Linear,
+    pub(crate) out_norm: LayerNorm,
+    pub(crate) heads: usize,
+    pub(crate) act: Activation,
+    pub(crate) hidden_dropout: f32,
+    pub(crate) attn_dropout: f32,
+    pub(crate) fused_kernels: bool,
 }
 
 impl EncoderLayer {

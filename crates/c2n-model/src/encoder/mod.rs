@@ -18,7 +18,7 @@ use crate::Result;
 #[derive(Debug, Clone)]
 pub struct RobertaEncoder {
     embeddings: Embeddings,
-    layers: Vec<EncoderLayer>,
+    pub(crate) layers: Vec<EncoderLayer>,
     /// Kept so the Vars exist and round-trip; its output is never used (§4.5).
     #[allow(dead_code)]
     pooler: Linear,
@@ -91,7 +91,7 @@ impl RobertaEncoder {
 }
 
 /// The additive key mask `[n, 1, 1, S]`: `(1 − mask) × −10000 = mask × 10000 − 10000`.
-fn mask_term(source_mask: &Tensor) -> Result<Tensor> {
+pub(crate) fn mask_term(source_mask: &Tensor) -> Result<Tensor> {
     let (n, s) = source_mask.dims2()?;
     Ok(source_mask
         .to_dtype(DType::F32)?

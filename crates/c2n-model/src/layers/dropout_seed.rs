@@ -83,7 +83,10 @@ mod tests {
         assert_eq!(first, second, "same seed, same sequence of masks");
         assert_ne!(first.0, first.1, "consecutive masks differ");
         let dropped = first.0.iter().filter(|&&v| v == 0.0).count();
-        assert!((64..192).contains(&dropped), "{dropped} of 256 dropped at p = 0.5");
+        assert!(
+            (64..192).contains(&dropped),
+            "{dropped} of 256 dropped at p = 0.5"
+        );
         assert!(first.0.iter().all(|&v| v == 0.0 || v == 2.0));
         let other = {
             let _seed = seeded_dropout(8);

@@ -38,6 +38,11 @@ impl Linear {
         &self.weight
     }
 
+    /// The optional `[out]` bias.
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
+
     /// Apply to `x [.., in]`, giving `[.., out]` in the dtype of `x`.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         if x.rank() == 0 {

@@ -33,6 +33,19 @@ pub use token_nll::token_nll;
 
 use candle_core::{DType, Tensor};
 
+/// The closed-form ops' math as plain functions, for the explicit backward pass.
+pub(crate) mod closed_form_math {
+    pub(crate) use super::activation::{activation_slope, plain as plain_activation};
+    pub(crate) use super::attention_op::{
+        attention_grads, attention_value, probabilities, AttentionSaved, Scaling,
+    };
+    pub(crate) use super::dropout::keep_mask;
+    pub(crate) use super::layer_norm::fused_layer_norm;
+    pub(crate) use super::layer_norm_op::{layer_norm_grads, NormWants};
+    pub(crate) use super::linear_op::{linear_grads, linear_value, LinearWants};
+    pub(crate) use super::token_nll::{token_nll_grad, token_nll_value};
+}
+
 /// `t` in `dtype`, without a copy when it already is.
 pub(crate) fn cast(t: &Tensor, dtype: DType) -> candle_core::Result<Tensor> {
     if t.dtype() == dtype {

@@ -1,0 +1,228 @@
+//! The building blocks' forward values and backward passes, from detached tensors.
+//!
+//! Each forward function returns the value and what its backward needs; each backward
+//! function takes the upstream gradient, adds the parameters' gradients to a [`ParamGrads`]
+//! and returns the input's gradient. The math is the closed-form ops' (`layers`), so the two
+//! training paths compute the same gradients.
+
+use candle_core::{DType, Tensor};
+
+use super::param_grads::ParamGrads;
+use crate::config::Activation;
+use crate::layers::closed_form_math::{
+    activation_slope, attention_grads, attention_value, fused_layer_norm, keep_mask,
+    layer_norm_grads, linear_grads, linear_value, plain_activation, probabilities, AttentionSaved,
+    LinearWants, NormWants, Scaling,
+};
+use crate::layers::{cast, LayerNorm, Linear};
+
+/// `x·Wᵀ + b`.
+pub(super) fn linear(layer: &Linear, x: &Tensor) -> candle_core::Result<Tensor> {
+    linear_value(x, layer.weight(), layer.bias())
+}
+
+/// Backward of [`linear`] with input `x`: the parameters' gradients into `grads`, `dx`
+/// returned when `want_input`.
+pub(super) fn linear_back(
+    layer: &Linear,
+    x: &Tensor,
+    grad: &Tensor,
+    want_input: bool,
+    grads: &mut ParamGrads,
+) -> candle_core::Result<Option<Tensor>> {
+    let wants = LinearWants {
+        input: want_input,
+        weight: true,
+        bias: layer.bias().is_some(),
+    };
+    let (dx, dw, db) = linear_grads(x, layer.weight(), grad, wants)?;
+    add_some(grads, layer.weight(), dw)?;
+    if let Some(bias) = layer.bias() {
+        add_some(grads, bias, db)?;
+    }
+    Ok(dx)
+}
+
+/// `x·Wᵀ + b` for the rows `[start, start + len)` of a packed weight and bias.
+pub(super) fn packed_linear(
+    weight: &Tensor,
+    bias: &Tensor,
+    start: usize,
+    len: usize,
+    x: &Tensor,
+) -> candle_core::Result<Tensor> {
+    linear_value(
+        x,
+        &weight.detach().narrow(0, start, len)?,
+        Some(&bias.detach().narrow(0, start, len)?),
+    )
+}
+
+/// Backward of [`packed_linear`]: `(dx, dW rows, db rows)`.
+pub(super) fn packed_linear_back(
+    weight: &Tensor,
+    start: usize,
+    len: usize,
+    x: &Tensor,
+    grad: &Tensor,
+    want_input: bool,
+) -> candle_core::Result<(Option<Tensor>, Tensor, Tensor)> {
+    let wants = LinearWants {
+        input: want_input,
+        weight: true,
+        bias: true,
+    };
+    let part = weight.detach().narrow(0, start, len)?;
+    let (dx, dw, db) = linear_grads(x, &part, grad, wants)?;
+    let missing = || candle_core::Error::Msg("explicit backward: missing packed gradient".into());
+    Ok((dx, dw.ok_or_else(missing)?, db.ok_or_else(missing)?))
+}
+
+/// The layer norm's value (f32 statistics, result in the dtype of `x`).
+pub(super) fn norm(layer: &LayerNorm, x: &Tensor) -> candle_core::Result<Tensor> {
+    let (w, b, eps) = layer.parts();
+    fused_layer_norm(x, &w.detach(), &b.detach(), eps)
+}
+
+/// Backward of [`norm`] with input `x`: weight and bias gradients into `grads`, `dx` returned.
+pub(super) fn norm_back(
+    layer: &LayerNorm,
+    x: &Tensor,
+    grad: &Tensor,
+    grads: &mut ParamGrads,
+) -> candle_core::Result<Tensor> {
+    let (w, b, eps) = layer.parts();
+    let wants = NormWants {
+        input: true,
+        weight: true,
+        bias: true,
+    };
+    let (dx, dw, db) = layer_norm_grads(x, w, grad, eps as f32, wants)?;
+    add_some(grads, w, dw)?;
+    add_some(grads, b, db)?;
+    dx.ok_or_else(|| candle_core::Error::Msg("explicit backward: missing norm input grad".into()))
+}
+
+/// Inverted dropout: `(x ⊙ keep, Some(keep))` when active, `(x, None)` otherwise.
+pub(super) fn dropout(
+    x: &Tensor,
+    p: f32,
+    train: bool,
+) -> candle_core::Result<(Tensor, Option<Tensor>)> {
+    if train && p > 0.0 {
+        let keep = keep_mask(x, p)?;
+        Ok(((x * &keep)?, Some(keep)))
+    } else {
+        Ok((x.clone(), None))
+    }
+}
+
+/// Backward of [`dropout`].
+pub(super) fn dropout_back(grad: Tensor, keep: &Option<Tensor>) -> candle_core::Result<Tensor> {
+    match keep {
+        Some(keep) => grad * keep,
+        None => Ok(grad),
+    }
+}
+
+/// `act(x)`.
+pub(super) fn activation(x: &Tensor, act: Activation) -> candle_core::Result<Tensor> {
+    plain_activation(x, act)
+}
+
+/// Backward of [`activation`] with input `x`.
+pub(super) fn activation_back(
+    x: &Tensor,
+    act: Activation,
+    grad: &Tensor,
+) -> candle_core::Result<Tensor> {
+    grad * activation_slope(x, act)?
+}
+
+/// The attention core over unsplit `q [b, Lq, h·d]`, `k`/`v [b, Lk, h·d]`, with what its
+/// backward needs.
+pub(super) struct Attention {
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    probs: Tensor,
+    keep: Option<Tensor>,
+    scaling: Scaling,
+    heads: usize,
+}
+
+/// How an attention block scales and drops out.
+#[derive(Clone, Copy)]
+pub(super) struct AttentionSpec {
+    pub(super) heads: usize,
+    pub(super) scaling: Scaling,
+    pub(super) dropout_p: f32,
+    pub(super) train: bool,
+}
+
+impl Attention {
+    /// `dropout(softmax(scaled q·kᵀ + mask)) · v`, heads merged: `[b, Lq, h·d]`.
+    pub(super) fn forward(
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        mask: Option<&Tensor>,
+        spec: AttentionSpec,
+    ) -> candle_core::Result<(Tensor, Self)> {
+        let heads = Some(spec.heads);
+        let probs = probabilities(&q, &k, heads, mask, spec.scaling)?;
+        let keep = if spec.train && spec.dropout_p > 0.0 {
+            Some(keep_mask(&probs, spec.dropout_p)?)
+        } else {
+            None
+        };
+        let value = attention_value(&v, heads, &probs, keep.as_ref())?;
+        let saved = Self {
+            q,
+            k,
+            v,
+            probs,
+            keep,
+            scaling: spec.scaling,
+            heads: spec.heads,
+        };
+        Ok((value, saved))
+    }
+
+    /// `(dq, dk, dv)` for the upstream gradient of the value.
+    pub(super) fn backward(&self, grad: &Tensor) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+        let saved = AttentionSaved {
+            probs: &self.probs,
+            keep: self.keep.as_ref(),
+            scaling: self.scaling,
+            heads: Some(self.heads),
+        };
+        let (dq, dk, dv) =
+            attention_grads(&self.q, &self.k, &self.v, saved, grad, [true, true, true])?;
+        let missing =
+            || candle_core::Error::Msg("explicit backward: missing attention grad".into());
+        Ok((
+            dq.ok_or_else(missing)?,
+            dk.ok_or_else(missing)?,
+            dv.ok_or_else(missing)?,
+        ))
+    }
+}
+
+/// `t` in `dtype` (no copy when it already is).
+pub(super) fn in_dtype(t: &Tensor, dtype: DType) -> candle_core::Result<Tensor> {
+    cast(t, dtype)
+}
+
+fn add_some(
+    grads: &mut ParamGrads,
+    param: &Tensor,
+    grad: Option<Tensor>,
+) -> candle_core::Result<()> {
+    match grad {
+        Some(g) => grads.add(param, g),
+        None => Err(candle_core::Error::Msg(
+            "explicit backward: a parameter gradient was not computed".into(),
+        )),
+    }
+}

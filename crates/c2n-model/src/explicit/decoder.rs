@@ -1,0 +1,176 @@
+//! Decoder layers (`nn.TransformerDecoderLayer`, post-norm): forward with saved tensors,
+//! explicit backward.
+//!
+//! The packed `in_proj` of each attention block runs as one GEMM per input: `[q k v]` of the
+//! self-attention from `x`, `[k v]` of the cross-attention from the memory (and `q` from `x`),
+//! and their weight gradients come back as one GEMM each.
+
+use candle_core::{Tensor, D};
+
+use super::blocks::{
+    activation, activation_back, dropout, dropout_back, linear, linear_back, norm, norm_back,
+    packed_linear, packed_linear_back, Attention, AttentionSpec,
+};
+use super::encoder::need;
+use super::param_grads::ParamGrads;
+use crate::decoder::{DecoderLayer, MultiheadAttention};
+use crate::layers::closed_form_math::Scaling;
+use crate::Result;
+
+/// What one decoder layer's backward needs.
+pub(super) struct DecoderLayerTape {
+    x: Tensor,
+    self_attention: Attention,
+    self_context: Tensor,
+    self_keep: Option<Tensor>,
+    self_sum: Tensor,
+    x1: Tensor,
+    cross_attention: Attention,
+    cross_context: Tensor,
+    cross_keep: Option<Tensor>,
+    cross_sum: Tensor,
+    x2: Tensor,
+    pre_activation: Tensor,
+    mid_keep: Option<Tensor>,
+    mid: Tensor,
+    out_keep: Option<Tensor>,
+    out_sum: Tensor,
+}
+
+fn spec(block: &MultiheadAttention, train: bool) -> AttentionSpec {
+    AttentionSpec {
+        heads: block.heads,
+        scaling: Scaling::new(Some(block.scale), None),
+        dropout_p: block.dropout_p,
+        train,
+    }
+}
+
+/// One decoder layer (as `DecoderLayer::forward`): `x [n, T, H]`, `memory [n, S, H]`.
+pub(super) fn decoder_layer_forward(
+    layer: &DecoderLayer,
+    x: &Tensor,
+    memory: &Tensor,
+    causal: &Tensor,
+    memory_mask: &Tensor,
+    train: bool,
+) -> Result<(Tensor, DecoderLayerTape)> {
+    let h = x.dim(D::Minus1)?;
+    let sa = &layer.self_attn;
+    let qkv = packed_linear(&sa.in_proj_weight, &sa.in_proj_bias, 0, 3 * h, x)?;
+    let (self_context, self_attention) = Attention::forward(
+        qkv.narrow(D::Minus1, 0, h)?,
+        qkv.narrow(D::Minus1, h, h)?,
+        qkv.narrow(D::Minus1, 2 * h, h)?,
+        Some(causal),
+        spec(sa, train),
+    )?;
+    drop(qkv);
+    let (sa_out, self_keep) = dropout(&linear(&sa.out, &self_context)?, layer.dropout_p, train)?;
+    let self_sum = (x + sa_out)?;
+    let x1 = norm(&layer.norm1, &self_sum)?;
+
+    let ca = &layer.cross_attn;
+    let q = packed_linear(&ca.in_proj_weight, &ca.in_proj_bias, 0, h, &x1)?;
+    let kv = packed_linear(&ca.in_proj_weight, &ca.in_proj_bias, h, 2 * h, memory)?;
+    let (cross_context, cross_attention) = Attention::forward(
+        q,
+        kv.narrow(D::Minus1, 0, h)?,
+        kv.narrow(D::Minus1, h, h)?,
+        Some(memory_mask),
+        spec(ca, train),
+    )?;
+    drop(kv);
+    let (ca_out, cross_keep) = dropout(&linear(&ca.out, &cross_context)?, layer.dropout_p, train)?;
+    let cross_sum = (&x1 + ca_out)?;
+    let x2 = norm(&layer.norm2, &cross_sum)?;
+
+    let pre_activation = linear(&layer.linear1, &x2)?;
+    let (mid, mid_keep) = dropout(
+        &activation(&pre_activation, layer.act)?,
+        layer.dropout_p,
+        train,
+    )?;
+    let (out, out_keep) = dropout(&linear(&layer.linear2, &mid)?, layer.dropout_p, train)?;
+    let out_sum = (&x2 + out)?;
+    let y = norm(&layer.norm3, &out_sum)?;
+    let tape = DecoderLayerTape {
+        x: x.clone(),
+        self_attention,
+        self_context,
+        self_keep,
+        self_sum,
+        x1,
+        cross_attention,
+        cross_context,
+        cross_keep,
+        cross_sum,
+        x2,
+        pre_activation,
+        mid_keep,
+        mid,
+        out_keep,
+        out_sum,
+    };
+    Ok((y, tape))
+}
+
+/// Backward of [`decoder_layer_forward`]: the layer's parameter gradients into `grads`;
+/// returns `(dx, d_memory)`.
+pub(super) fn decoder_layer_backward(
+    layer: &DecoderLayer,
+    tape: &DecoderLayerTape,
+    memory: &Tensor,
+    grad: &Tensor,
+    grads: &mut ParamGrads,
+) -> Result<(Tensor, Tensor)> {
+    let h = tape.x.dim(D::Minus1)?;
+    // Feed-forward block.
+    let d_out_sum = norm_back(&layer.norm3, &tape.out_sum, grad, grads)?;
+    let d_out = dropout_back(d_out_sum.clone(), &tape.out_keep)?;
+    let d_mid = need(linear_back(&layer.linear2, &tape.mid, &d_out, true, grads)?)?;
+    let d_activated = dropout_back(d_mid, &tape.mid_keep)?;
+    let d_pre = activation_back(&tape.pre_activation, layer.act, &d_activated)?;
+    let d_x2 = need(linear_back(&layer.linear1, &tape.x2, &d_pre, true, grads)?)?;
+    let d_x2 = (d_x2 + d_out_sum)?;
+
+    // Cross-attention block.
+    let ca = &layer.cross_attn;
+    let d_cross_sum = norm_back(&layer.norm2, &tape.cross_sum, &d_x2, grads)?;
+    let d_ca = dropout_back(d_cross_sum.clone(), &tape.cross_keep)?;
+    let d_cross_context = need(linear_back(
+        &ca.out,
+        &tape.cross_context,
+        &d_ca,
+        true,
+        grads,
+    )?)?;
+    let (dq, dk, dv) = tape.cross_attention.backward(&d_cross_context)?;
+    let (d_x1_q, dw_q, db_q) = packed_linear_back(&ca.in_proj_weight, 0, h, &tape.x1, &dq, true)?;
+    let d_kv = Tensor::cat(&[&dk, &dv], D::Minus1)?;
+    let (d_memory, dw_kv, db_kv) =
+        packed_linear_back(&ca.in_proj_weight, h, 2 * h, memory, &d_kv, true)?;
+    grads.add(&ca.in_proj_weight, Tensor::cat(&[&dw_q, &dw_kv], 0)?)?;
+    grads.add(&ca.in_proj_bias, Tensor::cat(&[&db_q, &db_kv], 0)?)?;
+    let d_x1 = (d_cross_sum + need(d_x1_q)?)?;
+
+    // Self-attention block.
+    let sa = &layer.self_attn;
+    let d_self_sum = norm_back(&layer.norm1, &tape.self_sum, &d_x1, grads)?;
+    let d_sa = dropout_back(d_self_sum.clone(), &tape.self_keep)?;
+    let d_self_context = need(linear_back(
+        &sa.out,
+        &tape.self_context,
+        &d_sa,
+        true,
+        grads,
+    )?)?;
+    let (dq, dk, dv) = tape.self_attention.backward(&d_self_context)?;
+    let d_qkv = Tensor::cat(&[&dq, &dk, &dv], D::Minus1)?;
+    let (d_x_qkv, dw, db) =
+        packed_linear_back(&sa.in_proj_weight, 0, 3 * h, &tape.x, &d_qkv, true)?;
+    grads.add(&sa.in_proj_weight, dw)?;
+    grads.add(&sa.in_proj_bias, db)?;
+    let dx = (d_self_sum + need(d_x_qkv)?)?;
+    Ok((dx, need(d_memory)?))
+}

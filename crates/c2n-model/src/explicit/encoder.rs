@@ -1,0 +1,209 @@
+//! Embeddings and encoder layers: forward with saved tensors, explicit backward.
+
+use candle_core::{DType, Tensor};
+
+use super::blocks::{
+    activation, activation_back, dropout, dropout_back, in_dtype, linear, linear_back, norm,
+    norm_back, Attention, AttentionSpec,
+};
+use super::param_grads::ParamGrads;
+use crate::encoder::{padding_aware_positions, Embeddings, EncoderLayer};
+use crate::layers::closed_form_math::Scaling;
+use crate::Result;
+
+/// What the embeddings' backward needs.
+pub(super) struct EmbeddingsTape {
+    ids: Tensor,
+    positions: Tensor,
+    /// LayerNorm input `[n·L, H]` (f32).
+    summed: Tensor,
+    keep: Option<Tensor>,
+    dims: (usize, usize),
+}
+
+/// `dropout(LayerNorm(word[id] + pos[position] + type[0]))` in `dtype`: `[n, L, H]`.
+pub(super) fn embeddings_forward(
+    emb: &Embeddings,
+    ids: &Tensor,
+    dtype: DType,
+    train: bool,
+) -> Result<(Tensor, EmbeddingsTape)> {
+    let (n, l) = ids.dims2()?;
+    let h = emb.word.dim(1)?;
+    let ids = ids.to_dtype(DType::U32)?;
+    let positions: Vec<u32> = ids
+        .to_vec2::<u32>()?
+        .iter()
+        .flat_map(|row| padding_aware_positions(row, emb.pad_id))
+        .collect();
+    let positions = Tensor::from_vec(positions, n * l, ids.device())?;
+    let ids = ids.flatten_all()?;
+    emb.check_range(&ids, emb.vocab_size, "token id")?;
+    emb.check_range(&positions, emb.max_positions, "position id")?;
+    let word = emb.word.detach().index_select(&ids, 0)?;
+    let pos = emb.position.detach().index_select(&positions, 0)?;
+    // (word + pos) + type, in this order (§4.2).
+    let summed = (word + pos)?.broadcast_add(&emb.token_type.detach().narrow(0, 0, 1)?)?;
+    let normed = norm(&emb.norm, &summed)?.reshape((n, l, h))?;
+    let (dropped, keep) = dropout(&normed, emb.dropout_p, train)?;
+    let tape = EmbeddingsTape {
+        ids,
+        positions,
+        summed,
+        keep,
+        dims: (n, l),
+    };
+    Ok((in_dtype(&dropped, dtype)?, tape))
+}
+
+/// Backward of [`embeddings_forward`]: table, LayerNorm gradients into `grads`. Lookups of the
+/// pad id give their rows no gradient (`nn.Embedding(padding_idx)`, §4.5).
+pub(super) fn embeddings_backward(
+    emb: &Embeddings,
+    tape: &EmbeddingsTape,
+    grad: &Tensor,
+    grads: &mut ParamGrads,
+) -> Result<()> {
+    let (n, l) = tape.dims;
+    let h = emb.word.dim(1)?;
+    let g = dropout_back(in_dtype(grad, DType::F32)?, &tape.keep)?.reshape((n * l, h))?;
+    let d_summed = norm_back(&emb.norm, &tape.summed, &g, grads)?;
+    grads.add(
+        &emb.word,
+        table_grad(&emb.word, &tape.ids, &d_summed, emb.pad_id)?,
+    )?;
+    grads.add(
+        &emb.position,
+        table_grad(&emb.position, &tape.positions, &d_summed, emb.pad_id)?,
+    )?;
+    let type_rows = emb.token_type.dim(0)?;
+    let first = d_summed.sum_keepdim(0)?;
+    let d_type = if type_rows == 1 {
+        first
+    } else {
+        Tensor::cat(
+            &[&first, &first.zeros_like()?.repeat((type_rows - 1, 1))?],
+            0,
+        )?
+    };
+    grads.add(&emb.token_type, d_type)?;
+    Ok(())
+}
+
+/// The gradient of a lookup table: rows of `grad` summed at `index`, pad lookups excluded.
+fn table_grad(table: &Tensor, index: &Tensor, grad: &Tensor, pad_id: u32) -> Result<Tensor> {
+    let not_pad = index.ne(pad_id)?.to_dtype(grad.dtype())?.unsqueeze(1)?;
+    let kept = grad.broadcast_mul(&not_pad)?;
+    Ok(table.zeros_like()?.index_add(index, &kept, 0)?)
+}
+
+/// What one encoder layer's backward needs.
+pub(super) struct EncoderLayerTape {
+    x: Tensor,
+    attention: Attention,
+    context: Tensor,
+    attn_keep: Option<Tensor>,
+    attn_sum: Tensor,
+    attn_normed: Tensor,
+    pre_activation: Tensor,
+    activated: Tensor,
+    out_keep: Option<Tensor>,
+    out_sum: Tensor,
+}
+
+/// One post-LN encoder layer (as `EncoderLayer::forward`) on `x [n, S, H]`.
+pub(super) fn encoder_layer_forward(
+    layer: &EncoderLayer,
+    x: &Tensor,
+    mask_term: &Tensor,
+    train: bool,
+) -> Result<(Tensor, EncoderLayerTape)> {
+    let head_dim = (x.dim(2)? / layer.heads) as f64;
+    let spec = AttentionSpec {
+        heads: layer.heads,
+        scaling: Scaling::new(None, Some(head_dim.sqrt())),
+        dropout_p: layer.attn_dropout,
+        train,
+    };
+    let q = linear(&layer.query, x)?;
+    let k = linear(&layer.key, x)?;
+    let v = linear(&layer.value, x)?;
+    let (context, attention) = Attention::forward(q, k, v, Some(mask_term), spec)?;
+    let (attn, attn_keep) = dropout(
+        &linear(&layer.attn_out, &context)?,
+        layer.hidden_dropout,
+        train,
+    )?;
+    let attn_sum = (attn + x)?;
+    let attn_normed = norm(&layer.attn_norm, &attn_sum)?;
+    let pre_activation = linear(&layer.intermediate, &attn_normed)?;
+    let activated = activation(&pre_activation, layer.act)?;
+    let (out, out_keep) = dropout(
+        &linear(&layer.output, &activated)?,
+        layer.hidden_dropout,
+        train,
+    )?;
+    let out_sum = (out + &attn_normed)?;
+    let y = norm(&layer.out_norm, &out_sum)?;
+    let tape = EncoderLayerTape {
+        x: x.clone(),
+        attention,
+        context,
+        attn_keep,
+        attn_sum,
+        attn_normed,
+        pre_activation,
+        activated,
+        out_keep,
+        out_sum,
+    };
+    Ok((y, tape))
+}
+
+/// Backward of [`encoder_layer_forward`]: the layer's parameter gradients into `grads`, the
+/// input's gradient returned.
+pub(super) fn encoder_layer_backward(
+    layer: &EncoderLayer,
+    tape: &EncoderLayerTape,
+    grad: &Tensor,
+    grads: &mut ParamGrads,
+) -> Result<Tensor> {
+    let d_out_sum = norm_back(&layer.out_norm, &tape.out_sum, grad, grads)?;
+    let d_out = dropout_back(d_out_sum.clone(), &tape.out_keep)?;
+    let d_activated = need(linear_back(
+        &layer.output,
+        &tape.activated,
+        &d_out,
+        true,
+        grads,
+    )?)?;
+    let d_pre = activation_back(&tape.pre_activation, layer.act, &d_activated)?;
+    let d_normed = need(linear_back(
+        &layer.intermediate,
+        &tape.attn_normed,
+        &d_pre,
+        true,
+        grads,
+    )?)?;
+    let d_normed = (d_normed + d_out_sum)?;
+    let d_attn_sum = norm_back(&layer.attn_norm, &tape.attn_sum, &d_normed, grads)?;
+    let d_attn = dropout_back(d_attn_sum.clone(), &tape.attn_keep)?;
+    let d_context = need(linear_back(
+        &layer.attn_out,
+        &tape.context,
+        &d_attn,
+        true,
+        grads,
+    )?)?;
+    let (dq, dk, dv) = tape.attention.backward(&d_context)?;
+    let dx_q = need(linear_back(&layer.query, &tape.x, &dq, true, grads)?)?;
+    let dx_k = need(linear_back(&layer.key, &tape.x, &dk, true, grads)?)?;
+    let dx_v = need(linear_back(&layer.value, &tape.x, &dv, true, grads)?)?;
+    Ok((((d_attn_sum + dx_q)? + dx_k)? + dx_v)?)
+}
+
+pub(super) fn need(t: Option<Tensor>) -> Result<Tensor> {
+    t.ok_or_else(|| {
+        crate::ModelError::InvalidInput("explicit backward: an input gradient is missing".into())
+    })
+}

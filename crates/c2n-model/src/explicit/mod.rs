@@ -1,0 +1,172 @@
+//! The training step's backward pass written out: no op graph, no autograd.
+//!
+//! [`Seq2Seq::training_pass`] runs the forward pass of [`Seq2Seq::forward_loss`] on detached
+//! tensors and keeps, per block, only what its backward needs (a layer's inputs, attention
+//! probabilities, dropout masks, pre-activations, layer-norm inputs). [`TrainingPass::backward`]
+//! then walks the model in reverse with the closed-form gradients of `layers` (the same math
+//! as the graph path's closed-form ops) and returns a Candle [`GradStore`], as
+//! `loss.backward()` would.
+//!
+//! Why: Candle's backward pass allocates a zero tensor and runs an add for every edge of the
+//! graph, copies each closed-form op's output once in the forward pass, and keeps the graph's
+//! bookkeeping per node. Here there is none of that: each parameter gradient is moved into
+//! place by its first contribution, the decoder's packed `in_proj` runs as one GEMM per input
+//! (`[q k v]` from the same tensor), and a training step dispatches far fewer kernels — what
+//! a GPU pays for per op, whatever its size.
+//!
+//! The graph path stays: `forward_loss` + `backward()` is what tests compare this pass against
+//! (values and every parameter gradient, dropout included through [`crate::layers::seeded_dropout`]).
+//!
+//! ```
+//! use c2n_model::{ModelConfig, Seq2Seq};
+//! use candle_core::{Device, Tensor};
+//! use candle_nn::VarMap;
+//!
+//! let cfg = ModelConfig::small(); // hidden 16, two layers each side
+//! let model = Seq2Seq::new(&cfg, &VarMap::new(), &Device::Cpu)?;
+//! let source = Tensor::new(&[[0u32, 5, 6, 2]], &Device::Cpu)?;
+//! let target = Tensor::new(&[[0u32, 7, 2]], &Device::Cpu)?;
+//! let mask = |t: &Tensor| t.ones_like();
+//! let pass = model.training_pass(&source, &mask(&source)?, &target, &mask(&target)?, true)?;
+//! let loss = pass.output().loss.to_scalar::<f32>()?;
+//! let grads = pass.backward(1.0)?; // as `loss.backward()`
+//! assert!(loss > 0.0);
+//! assert!(grads.get(model.embeddings().word_embeddings()).is_some());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod blocks;
+mod decoder;
+mod encoder;
+mod head;
+mod param_grads;
+
+use candle_core::backprop::GradStore;
+use candle_core::Tensor;
+
+use decoder::{decoder_layer_backward, decoder_layer_forward, DecoderLayerTape};
+use encoder::{
+    embeddings_backward, embeddings_forward, encoder_layer_backward, encoder_layer_forward,
+    EmbeddingsTape, EncoderLayerTape,
+};
+use head::{head_backward, head_forward, HeadTape};
+use param_grads::ParamGrads;
+
+use crate::decoder::{causal_mask, memory_key_padding_mask};
+use crate::encoder::mask_term;
+use crate::{LossOutput, ModelError, Result, Seq2Seq};
+
+/// A forward pass that can run its own backward pass once.
+pub struct TrainingPass<'m> {
+    model: &'m Seq2Seq,
+    output: LossOutput,
+    source: EmbeddingsTape,
+    encoder: Vec<EncoderLayerTape>,
+    memory: Tensor,
+    target: EmbeddingsTape,
+    decoder: Vec<DecoderLayerTape>,
+    head: HeadTape,
+}
+
+impl Seq2Seq {
+    /// [`forward_loss`](Self::forward_loss) keeping what [`TrainingPass::backward`] needs
+    /// (same inputs, same checks, same loss).
+    pub fn training_pass(
+        &self,
+        source_ids: &Tensor,
+        source_mask: &Tensor,
+        target_ids: &Tensor,
+        target_mask: &Tensor,
+        train: bool,
+    ) -> Result<TrainingPass<'_>> {
+        let positions = self.active_positions(target_ids, target_mask)?;
+        self.check_source(source_ids, source_mask)?;
+        let target_len = target_ids.dim(1)?;
+        if target_len > crate::keys::CAUSAL_BUFFER_SIZE {
+            return Err(ModelError::InvalidInput(format!(
+                "target length {target_len} exceeds the causal buffer ({})",
+                crate::keys::CAUSAL_BUFFER_SIZE
+            )));
+        }
+        let dtype = self.compute_dtype();
+        let embeddings = self.embeddings();
+
+        let (mut x, source) = embeddings_forward(embeddings, source_ids, dtype, train)?;
+        let key_mask = mask_term(source_mask)?;
+        let mut encoder = Vec::with_capacity(self.encoder.layers.len());
+        for layer in &self.encoder.layers {
+            let (y, tape) = encoder_layer_forward(layer, &x, &key_mask, train)?;
+            encoder.push(tape);
+            x = y;
+        }
+        let memory = x;
+
+        let causal = causal_mask(target_len, self.device())?;
+        let memory_mask = memory_key_padding_mask(source_mask)?;
+        let (mut x, target) = embeddings_forward(embeddings, target_ids, dtype, train)?;
+        let mut decoder = Vec::with_capacity(self.decoder.len());
+        for layer in &self.decoder {
+            let (y, tape) =
+                decoder_layer_forward(layer, &x, &memory, &causal, &memory_mask, train)?;
+            decoder.push(tape);
+            x = y;
+        }
+        let (output, head) = head_forward(self, &x, positions)?;
+        Ok(TrainingPass {
+            model: self,
+            output,
+            source,
+            encoder,
+            memory,
+            target,
+            decoder,
+            head,
+        })
+    }
+}
+
+impl TrainingPass<'_> {
+    /// The loss of this pass (the same as [`Seq2Seq::forward_loss`]'s).
+    pub fn output(&self) -> &LossOutput {
+        &self.output
+    }
+
+    /// The gradients of `d_loss × loss` with respect to every parameter that has one (what
+    /// `(loss * d_loss).backward()` returns for the graph path), consuming the pass: each
+    /// block's saved tensors are freed as soon as its backward has run.
+    pub fn backward(self, d_loss: f64) -> Result<GradStore> {
+        let TrainingPass {
+            model,
+            output,
+            source,
+            encoder,
+            memory,
+            target,
+            decoder,
+            head,
+        } = self;
+        drop(output);
+        let mut grads = ParamGrads::default();
+        let mut g = head_backward(model, &head, d_loss, &mut grads)?;
+        drop(head);
+        let mut d_memory: Option<Tensor> = None;
+        for (layer, tape) in model.decoder.iter().zip(decoder).rev() {
+            let (dx, dm) = decoder_layer_backward(layer, &tape, &memory, &g, &mut grads)?;
+            d_memory = Some(match d_memory {
+                Some(sum) => (sum + dm)?,
+                None => dm,
+            });
+            g = dx;
+        }
+        embeddings_backward(model.embeddings(), &target, &g, &mut grads)?;
+        drop(target);
+        let mut g = d_memory.ok_or_else(|| {
+            ModelError::InvalidInput("explicit backward: the model has no decoder layer".into())
+        })?;
+        for (layer, tape) in model.encoder.layers.iter().zip(encoder).rev() {
+            g = encoder_layer_backward(layer, &tape, &g, &mut grads)?;
+        }
+        embeddings_backward(model.embeddings(), &source, &g, &mut grads)?;
+        Ok(grads.into_grad_store())
+    }
+}
