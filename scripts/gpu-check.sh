@@ -167,8 +167,13 @@ run_step train_candle_tf32_dynamic 120 "$BIN" bench-train --device "$DEV" --mode
 # The f32 padded run again with the memory pool kept: how much of the gap is the allocator.
 run_step train_candle_f32_padded_pool 120 "$BIN" bench-train --device "$DEV" --model "$MODEL" \
   --features "$TRAIN_FEATURES" --precision f32 --padding reference --keep-pool "${TRAIN[@]}"
-# The same with softmax and LayerNorm as primitive ops (fused_kernels = false): what the
-# fused ops with their own backward pass buy, in time and peak memory.
+# The same with Candle's autograd over the op graph instead of the explicit backward pass
+# (the default): what the graph's per-edge zero+add kernels and output copies cost.
+run_step train_candle_f32_padded_pool_graph 120 "$BIN" bench-train --device "$DEV" \
+  --model "$MODEL" --features "$TRAIN_FEATURES" --precision f32 --padding reference --keep-pool \
+  --graph-backward "${TRAIN[@]}"
+# The graph path with softmax and LayerNorm as primitive ops (fused_kernels = false): what
+# the fused ops with their own backward pass buy, in time and peak memory.
 run_step train_candle_f32_padded_pool_primitive 120 "$BIN" bench-train --device "$DEV" \
   --model "$MODEL" --features "$TRAIN_FEATURES" --precision f32 --padding reference --keep-pool \
   --primitive-kernels "${TRAIN[@]}"

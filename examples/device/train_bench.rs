@@ -17,8 +17,9 @@ use clap::ValueEnum;
 use code2nl::data::batch::padded_lengths;
 use code2nl::data::{make_batch, BatchConfig, Feature, Padding};
 use code2nl::model::Seq2Seq;
-use code2nl::train::config::{Precision, TrainConfig};
+use code2nl::train::config::{BackwardPath, Precision, TrainConfig};
 use code2nl::train::device::apply_precision;
+use code2nl::train::forward_pass::ForwardPass;
 use code2nl::train::model_setup::POSITION_EMBEDDINGS;
 use code2nl::train::optim::{AdamW, AdamWConfig, Gradients};
 use code2nl::train::tensors::BatchTensors;
@@ -81,8 +82,21 @@ pub struct TrainBenchArgs {
     /// A/B against the default fused ops.
     #[arg(long)]
     primitive_kernels: bool,
+    /// Compute gradients with Candle's autograd over the op graph instead of the explicit
+    /// backward pass (`TrainConfig::backward = graph`), for A/B.
+    #[arg(long)]
+    graph_backward: bool,
     #[command(flatten)]
     device: crate::common::DeviceArgs,
+}
+
+/// The explicit backward pass always runs the fused ops, so primitive kernels imply the graph.
+fn backward_path(args: &TrainBenchArgs) -> BackwardPath {
+    if args.graph_backward || args.primitive_kernels {
+        BackwardPath::Graph
+    } else {
+        BackwardPath::Explicit
+    }
 }
 
 fn padding(p: PaddingArg) -> Padding {
@@ -141,6 +155,7 @@ fn phase_breakdown(
     batch_config: &BatchConfig,
     steps: usize,
     first_batch: usize,
+    path: BackwardPath,
 ) -> Result<Phases> {
     let model = trainer.model();
     let dev = model.device().clone();
@@ -162,18 +177,12 @@ fn phase_breakdown(
         let data = synced_seconds(&dev, t)?;
         let t = Instant::now();
         let c0 = tensor_counter();
-        let out = model.forward_loss(
-            &x.source_ids,
-            &x.source_mask,
-            &x.target_ids,
-            &x.target_mask,
-            true,
-        )?;
+        let pass = ForwardPass::run(model, &x, path)?;
         let c1 = tensor_counter();
         let forward = synced_seconds(&dev, t)?;
         let t = Instant::now();
         let c2 = tensor_counter();
-        let store = out.loss.backward()?;
+        let store = pass.backward(1.0)?;
         let c3 = tensor_counter();
         let backward = synced_seconds(&dev, t)?;
         let t = Instant::now();
@@ -224,6 +233,7 @@ pub fn run(args: &TrainBenchArgs) -> Result<()> {
         padding: padding(args.padding),
         precision: precision(args.precision),
         progress: false,
+        backward: backward_path(args),
         device: device_name(&dev),
         ..TrainConfig::default()
     };
@@ -268,7 +278,14 @@ pub fn run(args: &TrainBenchArgs) -> Result<()> {
     let total: f64 = times.iter().sum();
 
     let phases = if args.phase_steps > 0 {
-        let p = phase_breakdown(&trainer, &features, &batch_config, args.phase_steps, step)?;
+        let p = phase_breakdown(
+            &trainer,
+            &features,
+            &batch_config,
+            args.phase_steps,
+            step,
+            backward_path(args),
+        )?;
         json!({
             "data_s": median(&p.data),
             "forward_s": median(&p.forward),
@@ -290,15 +307,21 @@ pub fn run(args: &TrainBenchArgs) -> Result<()> {
         "bench_train",
         json!({
             "variant": format!(
-                "candle {precision} {}{}{}",
+                "candle {precision} {}{}{}{}",
                 match args.padding {
                     PaddingArg::Reference => "padded",
                     PaddingArg::Dynamic => "dynamic padding",
                 },
                 if kept { ", pool kept" } else { "" },
-                if cfg.fused_kernels { "" } else { ", primitive kernels" }
+                if cfg.fused_kernels { "" } else { ", primitive kernels" },
+                if backward_path(args) == BackwardPath::Graph {
+                    ", graph backward"
+                } else {
+                    ""
+                }
             ),
             "fused_kernels": cfg.fused_kernels,
+            "backward": format!("{:?}", backward_path(args)).to_lowercase(),
             "device": device_name(&dev),
             "model": args.model,
             "parameters": parameters,

@@ -2,7 +2,7 @@
 
 use crate::data::Padding;
 use crate::train::comm::{Backend, CommError, GradWeighting, LaunchEnv, LaunchSpec, Launcher};
-use crate::train::config::{Precision, TrainOverrides};
+use crate::train::config::{BackwardPath, Precision, TrainOverrides};
 use clap::{Parser, ValueEnum};
 use std::path::PathBuf;
 
@@ -20,6 +20,24 @@ impl From<PaddingArg> for Padding {
         match p {
             PaddingArg::Reference => Padding::Reference,
             PaddingArg::Dynamic => Padding::Dynamic,
+        }
+    }
+}
+
+/// How gradients are computed.
+#[derive(Copy, Clone, Debug, ValueEnum)]
+pub enum BackwardArg {
+    /// The backward pass written out (no op graph).
+    Explicit,
+    /// Candle's autograd over the recorded op graph.
+    Graph,
+}
+
+impl From<BackwardArg> for BackwardPath {
+    fn from(b: BackwardArg) -> Self {
+        match b {
+            BackwardArg::Explicit => BackwardPath::Explicit,
+            BackwardArg::Graph => BackwardPath::Graph,
         }
     }
 }
@@ -208,6 +226,9 @@ pub struct TrainArgs {
     /// Activation precision: f32, tf32 or bf16.
     #[arg(long, value_enum)]
     pub precision: Option<PrecisionArg>,
+    /// Backward pass: explicit (written out, no op graph; default) or graph (Candle autograd).
+    #[arg(long, value_enum)]
+    pub backward: Option<BackwardArg>,
     /// Beam size of the dev BLEU decoding.
     #[arg(long)]
     pub beam_size: Option<usize>,
@@ -267,6 +288,7 @@ impl TrainArgs {
             no_shuffle: self.no_shuffle,
             padding: self.padding.map(Padding::from),
             precision: self.precision.map(Precision::from),
+            backward: self.backward.map(BackwardPath::from),
             beam_size: self.beam_size,
             max_grad_norm: self.max_grad_norm,
             device: self.device.clone(),

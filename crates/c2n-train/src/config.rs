@@ -34,6 +34,18 @@ pub enum Precision {
     Bf16,
 }
 
+/// How a training step computes its gradients (the same values either way, up to rounding).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackwardPath {
+    /// `Seq2Seq::training_pass`: the backward pass written out, no op graph (fewer kernels
+    /// and allocations per step).
+    #[default]
+    Explicit,
+    /// `forward_loss` + Candle's `backward()` over the recorded op graph.
+    Graph,
+}
+
 /// Step-based (variant A) or epoch-based (variant B) training.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Schedule {
@@ -87,6 +99,8 @@ pub struct TrainConfig {
     pub shuffle: bool,
     pub padding: Padding,
     pub precision: Precision,
+    /// Explicit backward pass (default) or Candle's autograd over the op graph.
+    pub backward: BackwardPath,
     /// Global-norm gradient clipping; `None` like the reference (which never clips).
     pub max_grad_norm: Option<f64>,
     pub beam_size: usize,
@@ -136,6 +150,7 @@ impl Default for TrainConfig {
             shuffle: true,
             padding: Padding::Reference,
             precision: Precision::F32,
+            backward: BackwardPath::Explicit,
             max_grad_norm: None,
             beam_size: 10,
             dev_bleu_samples: 1000,
@@ -177,6 +192,7 @@ pub struct TrainOverrides {
     pub no_shuffle: bool,
     pub padding: Option<Padding>,
     pub precision: Option<Precision>,
+    pub backward: Option<BackwardPath>,
     pub beam_size: Option<usize>,
     pub max_grad_norm: Option<f64>,
     pub device: Option<String>,
@@ -240,6 +256,9 @@ impl TrainConfig {
         );
         if let Some(p) = o.padding {
             self.padding = p;
+        }
+        if let Some(b) = o.backward {
+            self.backward = b;
         }
         if let Some(p) = o.precision {
             self.precision = p;

@@ -53,6 +53,7 @@ pub mod device;
 pub mod early_stopping;
 mod error;
 pub mod evaluate;
+pub mod forward_pass;
 pub mod loop_plan;
 pub mod metrics;
 pub mod model_setup;

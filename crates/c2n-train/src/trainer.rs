@@ -36,6 +36,7 @@ use crate::data::{load_features, DevSet};
 use crate::device::{apply_precision, select_device};
 use crate::early_stopping::EarlyStopping;
 use crate::evaluate::{broadcast_f64, decode_sharded, dev_loss_sharded, EvalBatching, Predictions};
+use crate::forward_pass::ForwardPass;
 use crate::loop_plan::{LoopDriver, LoopKind, LoopPlan, MicroStep};
 use crate::metrics::{MetricRecord, MetricsLog};
 use crate::model_setup::{build_model, model_for, model_params, POSITION_EMBEDDINGS};
@@ -464,24 +465,15 @@ impl Trainer {
         let (s, t) = padded_lengths(&self.train, positions, &self.batch_config)?;
         let batch = make_batch(&self.train, positions, s, t);
         let x = BatchTensors::new(&batch, self.model.device())?;
-        let out = self.model.forward_loss(
-            &x.source_ids,
-            &x.source_mask,
-            &x.target_ids,
-            &x.target_mask,
-            true,
-        )?;
-        let loss = f64::from(out.loss.to_scalar::<f32>()?);
-        let scaled = if self.config.grad_accum > 1 {
-            (out.loss / self.config.grad_accum as f64)?
-        } else {
-            out.loss
-        };
+        let pass = ForwardPass::run(&self.model, &x, self.config.backward)?;
+        let loss = f64::from(pass.output().loss.to_scalar::<f32>()?);
+        let target_tokens = pass.output().n_active as u64;
+        let d_loss = 1.0 / self.config.grad_accum.max(1) as f64;
         // A non-finite loss is reported by the caller; its gradient is never applied.
         let grads = if loss.is_finite() {
             self.position_masked(Gradients::from_grad_store(
                 &self.params,
-                &scaled.backward()?,
+                &pass.backward(d_loss)?,
             ))?
         } else {
             Gradients::new()
@@ -491,7 +483,7 @@ impl Trainer {
             loss,
             examples: positions.len(),
             tokens: feature_tokens(&self.train, positions),
-            target_tokens: out.n_active as u64,
+            target_tokens,
         })
     }
 
@@ -506,18 +498,12 @@ impl Trainer {
         } else {
             let batch = make_batch(&self.train, mine, s, t);
             let x = BatchTensors::new(&batch, self.model.device())?;
-            Some(self.model.forward_loss(
-                &x.source_ids,
-                &x.source_mask,
-                &x.target_ids,
-                &x.target_mask,
-                true,
-            )?)
+            Some(ForwardPass::run(&self.model, &x, self.config.backward)?)
         };
         let local = match &forward {
-            Some(out) => LocalBatch {
-                mean_loss: out.loss.to_scalar::<f32>()?,
-                tokens: out.n_active,
+            Some(pass) => LocalBatch {
+                mean_loss: pass.output().loss.to_scalar::<f32>()?,
+                tokens: pass.output().n_active,
             },
             None => LocalBatch {
                 mean_loss: 0.0,
@@ -528,13 +514,9 @@ impl Trainer {
         let factor = f64::from(stats.grad_scale) / self.config.grad_accum.max(1) as f64;
         let grads = match forward {
             // A rank without tokens contributes zeros (its 0/0 loss would give NaN gradients).
-            Some(out) if factor != 0.0 && local.mean_loss.is_finite() => {
-                let scaled = (out.loss * factor)?;
-                self.position_masked(Gradients::from_grad_store(
-                    &self.params,
-                    &scaled.backward()?,
-                ))?
-            }
+            Some(pass) if factor != 0.0 && local.mean_loss.is_finite() => self.position_masked(
+                Gradients::from_grad_store(&self.params, &pass.backward(factor)?),
+            )?,
             _ => Gradients::new(),
         };
         Ok(MicroOutcome {

@@ -8,6 +8,7 @@
 
 mod support;
 
+use c2n_train::config::BackwardPath;
 use c2n_train::data::DevSet;
 use c2n_train::model_setup::POSITION_EMBEDDINGS;
 use c2n_train::trainer::Trainer;
@@ -23,12 +24,17 @@ fn exact_gradient_is_zero(name: &str, i: usize, hidden: usize) -> bool {
 }
 
 fn run_case(case: &str) {
+    run_case_with(case, BackwardPath::Explicit);
+}
+
+fn run_case_with(case: &str, backward: BackwardPath) {
     let fx = expected();
     let spec = &fx["cases"][case];
     let dir = tempfile::tempdir().unwrap();
     let mut config = tiny_config(&fx, dir.path().to_path_buf());
     config.batch_size = spec["batch_size"].as_u64().unwrap() as usize;
     config.grad_accum = spec["grad_accum"].as_u64().unwrap();
+    config.backward = backward;
     let feats = features(&fx);
     let dev = match spec["epochs"].as_u64() {
         // Variant B with evaluation on (the evaluation resets the accumulation phase).
@@ -143,6 +149,13 @@ fn three_updates_with_ga1_match_the_reference() {
 #[test]
 fn off_by_one_accumulation_with_ga2_matches_the_reference() {
     run_case("ga2");
+}
+
+/// The same updates with Candle's autograd over the op graph (`backward = "graph"`).
+#[test]
+fn graph_backward_matches_the_reference_too() {
+    run_case_with("ga1", BackwardPath::Graph);
+    run_case_with("ga2", BackwardPath::Graph);
 }
 
 #[test]
