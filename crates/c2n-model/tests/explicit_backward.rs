@@ -50,6 +50,10 @@ fn explicit_path(model: &Seq2Seq, x: &[Tensor; 4], train: bool, d_loss: f64) -> 
     let pass = model
         .training_pass(&x[0], &x[1], &x[2], &x[3], train)
         .unwrap();
+    assert!(
+        !pass.output().loss.track_op(),
+        "the explicit forward records no graph"
+    );
     let loss = pass.output().loss.to_scalar::<f32>().unwrap();
     (loss, pass.backward(d_loss).unwrap())
 }
@@ -65,6 +69,11 @@ fn assert_same_gradients(model: &Seq2Seq, graph: &GradStore, explicit: &GradStor
             (None, None) => assert!(name.starts_with("encoder.pooler."), "{name}: no gradient"),
             (Some(g), Some(e)) => {
                 assert_eq!(g.dims(), e.dims(), "{name}");
+                // A gradient that tracks would hold an op graph (and its tensors) alive.
+                assert!(
+                    !e.track_op(),
+                    "{name}: the explicit gradient records an op graph"
+                );
                 let g = g
                     .to_dtype(DType::F32)
                     .unwrap()

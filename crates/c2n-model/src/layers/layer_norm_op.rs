@@ -188,9 +188,10 @@ pub(crate) fn layer_norm_grads(
 ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
     let width = x.dim(D::Minus1)?;
     let rows = x.elem_count() / width.max(1);
-    let x32 = x.to_dtype(DType::F32)?.reshape((rows, width))?;
+    let x32 = x.detach().to_dtype(DType::F32)?.reshape((rows, width))?;
     let g = grad.to_dtype(DType::F32)?.reshape((rows, width))?;
-    let w = weight.to_dtype(DType::F32)?;
+    // Detached: a gradient computed from a Var would record (and keep) an op graph.
+    let w = weight.detach().to_dtype(DType::F32)?;
     let mean = x32.mean_keepdim(1)?;
     let centred = x32.broadcast_sub(&mean)?;
     let var = centred.sqr()?.mean_keepdim(1)?;
