@@ -14,7 +14,7 @@ use crate::layers::closed_form_math::{
     layer_norm_grads, linear_grads, linear_value, plain_activation, probabilities, AttentionSaved,
     LinearWants, NormWants, Scaling,
 };
-use crate::layers::{cast, LayerNorm, Linear};
+use crate::layers::{cast, merge_heads, split_heads, LayerNorm, Linear};
 
 /// `x·Wᵀ + b`.
 pub(super) fn linear(layer: &Linear, x: &Tensor) -> candle_core::Result<Tensor> {
@@ -140,7 +140,7 @@ pub(super) fn activation_back(
 }
 
 /// The attention core over unsplit `q [b, Lq, h·d]`, `k`/`v [b, Lk, h·d]`, with what its
-/// backward needs.
+/// backward needs: `q`, `k`, `v` split into heads once, in the forward pass.
 pub(super) struct Attention {
     q: Tensor,
     k: Tensor,
@@ -148,7 +148,6 @@ pub(super) struct Attention {
     probs: Tensor,
     keep: Option<Tensor>,
     scaling: Scaling,
-    heads: usize,
 }
 
 /// How an attention block scales and drops out.
@@ -163,20 +162,24 @@ pub(super) struct AttentionSpec {
 impl Attention {
     /// `dropout(softmax(scaled q·kᵀ + mask)) · v`, heads merged: `[b, Lq, h·d]`.
     pub(super) fn forward(
-        q: Tensor,
-        k: Tensor,
-        v: Tensor,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
         mask: Option<&Tensor>,
         spec: AttentionSpec,
     ) -> candle_core::Result<(Tensor, Self)> {
-        let heads = Some(spec.heads);
-        let probs = probabilities(&q, &k, heads, mask, spec.scaling)?;
+        let (q, k, v) = (
+            split_heads(q, spec.heads)?,
+            split_heads(k, spec.heads)?,
+            split_heads(v, spec.heads)?,
+        );
+        let probs = probabilities(&q, &k, None, mask, spec.scaling)?;
         let keep = if spec.train && spec.dropout_p > 0.0 {
             Some(keep_mask(&probs, spec.dropout_p)?)
         } else {
             None
         };
-        let value = attention_value(&v, heads, &probs, keep.as_ref())?;
+        let value = merge_heads(&attention_value(&v, None, &probs, keep.as_ref())?)?;
         let saved = Self {
             q,
             k,
@@ -184,21 +187,23 @@ impl Attention {
             probs,
             keep,
             scaling: spec.scaling,
-            heads: spec.heads,
         };
         Ok((value, saved))
     }
 
-    /// `(dq, dk, dv)` for the upstream gradient of the value.
+    /// `(dq, dk, dv)`, each `[b, h, L, d]`, for the upstream gradient `[b, Lq, h·d]` of the
+    /// value.
     pub(super) fn backward(&self, grad: &Tensor) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
         let saved = AttentionSaved {
             probs: &self.probs,
             keep: self.keep.as_ref(),
             scaling: self.scaling,
-            heads: Some(self.heads),
+            heads: None,
         };
+        let heads = self.q.dim(1)?;
+        let grad = split_heads(grad, heads)?;
         let (dq, dk, dv) =
-            attention_grads(&self.q, &self.k, &self.v, saved, grad, [true, true, true])?;
+            attention_grads(&self.q, &self.k, &self.v, saved, &grad, [true, true, true])?;
         let missing =
             || candle_core::Error::Msg("explicit backward: missing attention grad".into());
         Ok((
@@ -207,6 +212,16 @@ impl Attention {
             dv.ok_or_else(missing)?,
         ))
     }
+}
+
+/// Per-head gradients `[b, h, L, d]` laid side by side as `[b, L, n·h·d]` (one copy), the
+/// layout of a packed projection's output.
+pub(super) fn merge_packed(parts: &[&Tensor]) -> candle_core::Result<Tensor> {
+    let (b, h, l, d) = parts[0].dims4()?;
+    Tensor::stack(parts, 2)?
+        .permute((0, 3, 2, 1, 4))?
+        .contiguous()?
+        .reshape((b, l, parts.len() * h * d))
 }
 
 /// `t` in `dtype` (no copy when it already is).

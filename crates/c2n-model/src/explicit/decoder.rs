@@ -8,13 +8,14 @@
 use candle_core::{Tensor, D};
 
 use super::blocks::{
-    activation, activation_back, dropout, dropout_back, linear, linear_back, norm, norm_back,
-    packed_linear, packed_linear_back, Attention, AttentionSpec,
+    activation, activation_back, dropout, dropout_back, linear, linear_back, merge_packed, norm,
+    norm_back, packed_linear, packed_linear_back, Attention, AttentionSpec,
 };
 use super::encoder::need;
 use super::param_grads::ParamGrads;
 use crate::decoder::{DecoderLayer, MultiheadAttention};
 use crate::layers::closed_form_math::Scaling;
+use crate::layers::merge_heads;
 use crate::Result;
 
 /// What one decoder layer's backward needs.
@@ -59,9 +60,9 @@ pub(super) fn decoder_layer_forward(
     let sa = &layer.self_attn;
     let qkv = packed_linear(&sa.in_proj_weight, &sa.in_proj_bias, 0, 3 * h, x)?;
     let (self_context, self_attention) = Attention::forward(
-        qkv.narrow(D::Minus1, 0, h)?,
-        qkv.narrow(D::Minus1, h, h)?,
-        qkv.narrow(D::Minus1, 2 * h, h)?,
+        &qkv.narrow(D::Minus1, 0, h)?,
+        &qkv.narrow(D::Minus1, h, h)?,
+        &qkv.narrow(D::Minus1, 2 * h, h)?,
         Some(causal),
         spec(sa, train),
     )?;
@@ -74,12 +75,13 @@ pub(super) fn decoder_layer_forward(
     let q = packed_linear(&ca.in_proj_weight, &ca.in_proj_bias, 0, h, &x1)?;
     let kv = packed_linear(&ca.in_proj_weight, &ca.in_proj_bias, h, 2 * h, memory)?;
     let (cross_context, cross_attention) = Attention::forward(
-        q,
-        kv.narrow(D::Minus1, 0, h)?,
-        kv.narrow(D::Minus1, h, h)?,
+        &q,
+        &kv.narrow(D::Minus1, 0, h)?,
+        &kv.narrow(D::Minus1, h, h)?,
         Some(memory_mask),
         spec(ca, train),
     )?;
+    drop(q);
     drop(kv);
     let (ca_out, cross_keep) = dropout(&linear(&ca.out, &cross_context)?, layer.dropout_p, train)?;
     let cross_sum = (&x1 + ca_out)?;
@@ -146,8 +148,9 @@ pub(super) fn decoder_layer_backward(
         grads,
     )?)?;
     let (dq, dk, dv) = tape.cross_attention.backward(&d_cross_context)?;
+    let dq = merge_heads(&dq)?;
     let (d_x1_q, dw_q, db_q) = packed_linear_back(&ca.in_proj_weight, 0, h, &tape.x1, &dq, true)?;
-    let d_kv = Tensor::cat(&[&dk, &dv], D::Minus1)?;
+    let d_kv = merge_packed(&[&dk, &dv])?;
     let (d_memory, dw_kv, db_kv) =
         packed_linear_back(&ca.in_proj_weight, h, 2 * h, memory, &d_kv, true)?;
     grads.add(&ca.in_proj_weight, Tensor::cat(&[&dw_q, &dw_kv], 0)?)?;
@@ -166,7 +169,7 @@ pub(super) fn decoder_layer_backward(
         grads,
     )?)?;
     let (dq, dk, dv) = tape.self_attention.backward(&d_self_context)?;
-    let d_qkv = Tensor::cat(&[&dq, &dk, &dv], D::Minus1)?;
+    let d_qkv = merge_packed(&[&dq, &dk, &dv])?;
     let (d_x_qkv, dw, db) =
         packed_linear_back(&sa.in_proj_weight, 0, 3 * h, &tape.x, &d_qkv, true)?;
     grads.add(&sa.in_proj_weight, dw)?;

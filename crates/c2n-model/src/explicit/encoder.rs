@@ -9,6 +9,7 @@ use super::blocks::{
 use super::param_grads::ParamGrads;
 use crate::encoder::{padding_aware_positions, Embeddings, EncoderLayer};
 use crate::layers::closed_form_math::Scaling;
+use crate::layers::merge_heads;
 use crate::Result;
 
 /// What the embeddings' backward needs.
@@ -128,7 +129,8 @@ pub(super) fn encoder_layer_forward(
     let q = linear(&layer.query, x)?;
     let k = linear(&layer.key, x)?;
     let v = linear(&layer.value, x)?;
-    let (context, attention) = Attention::forward(q, k, v, Some(mask_term), spec)?;
+    let (context, attention) = Attention::forward(&q, &k, &v, Some(mask_term), spec)?;
+    drop((q, k, v));
     let (attn, attn_keep) = dropout(
         &linear(&layer.attn_out, &context)?,
         layer.hidden_dropout,
@@ -196,6 +198,7 @@ pub(super) fn encoder_layer_backward(
         grads,
     )?)?;
     let (dq, dk, dv) = tape.attention.backward(&d_context)?;
+    let (dq, dk, dv) = (merge_heads(&dq)?, merge_heads(&dk)?, merge_heads(&dv)?);
     let dx_q = need(linear_back(&layer.query, &tape.x, &dq, true, grads)?)?;
     let dx_k = need(linear_back(&layer.key, &tape.x, &dk, true, grads)?)?;
     let dx_v = need(linear_back(&layer.value, &tape.x, &dv, true, grads)?)?;
