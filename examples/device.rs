@@ -32,6 +32,8 @@ mod data;
 mod decode_bench;
 #[path = "device/decode_profile.rs"]
 mod decode_profile;
+#[path = "device/host_memory.rs"]
+mod host_memory;
 #[path = "device/memory.rs"]
 mod memory;
 #[path = "device/ops_profile.rs"]
@@ -43,6 +45,10 @@ mod train_bench;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+
+/// Counts live heap bytes (the CPU's peak memory; see `host_memory`).
+#[global_allocator]
+static ALLOCATOR: host_memory::CountingAllocator = host_memory::CountingAllocator;
 
 #[derive(Parser, Debug)]
 #[command(about = "GPU checks of code2nl: parity with the PyTorch reference and benchmarks")]

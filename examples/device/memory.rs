@@ -5,6 +5,8 @@
 //! of `torch.cuda.max_memory_allocated`); it is reset at the start of a region. As a
 //! cross-check a thread samples the device-wide used memory (`cuMemGetInfo`, what
 //! nvidia-smi shows, CUDA context included) every millisecond. Both are `None` on the CPU.
+//! On every device the live host-heap bytes are reported too ([`crate::host_memory`]): the
+//! CPU's analogue of the pool's high-water mark.
 
 use candle_core::Device;
 use serde_json::{json, Value};
@@ -23,22 +25,34 @@ pub fn keep_pool_memory(device: &Device) -> bool {
 /// A measured region; [`PeakMemory::finish`] reports its peaks.
 pub struct PeakMemory {
     inner: Option<imp::Probe>,
+    host_before: usize,
 }
 
 impl PeakMemory {
     pub fn start(device: &Device) -> Self {
+        let host_before = crate::host_memory::reset_peak();
         Self {
             inner: imp::Probe::start(device),
+            host_before,
         }
     }
 
-    /// `{"pool_peak_bytes", "device_used_peak_bytes", "device_used_before_bytes"}` (nulls on CPU).
+    /// `{"pool_peak_bytes", "device_used_peak_bytes", "device_used_before_bytes"}` (nulls on
+    /// CPU) and `{"host_live_peak_bytes", "host_live_before_bytes"}`.
     pub fn finish(self) -> Value {
-        match self.inner {
+        let mut out = match self.inner {
             Some(probe) => probe.finish(),
             None => json!({"pool_peak_bytes": null, "device_used_peak_bytes": null,
                            "device_used_before_bytes": null}),
+        };
+        if let Some(map) = out.as_object_mut() {
+            map.insert(
+                "host_live_peak_bytes".into(),
+                crate::host_memory::peak_bytes().into(),
+            );
+            map.insert("host_live_before_bytes".into(), self.host_before.into());
         }
+        out
     }
 }
 

@@ -62,8 +62,12 @@ def peak_memory(r):
         a, res = m.get("allocated_peak_bytes"), m.get("reserved_peak_bytes")
         return "–" if a is None else f"{a / GIB:.1f} alloc / {res / GIB:.1f} reserved"
     pool, used, before = m.get("pool_peak_bytes"), m.get("device_used_peak_bytes"), m.get("device_used_before_bytes")
+    host, host_before = m.get("host_live_peak_bytes"), m.get("host_live_before_bytes")
     if pool is None and used is None:
-        return "–"
+        # CPU runs: the live host heap (a counting allocator in the bench binary).
+        if host is None or host_before is None:
+            return "–"
+        return f"{host / GIB:.2f} host heap ({(host - host_before) / GIB:.2f} above the start)"
     parts = []
     if pool is not None:
         parts.append(f"{pool / GIB:.1f} pool")
