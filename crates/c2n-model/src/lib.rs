@@ -24,7 +24,11 @@
 //!   encoder's embeddings, −10000 causal mask, −inf memory key padding, post-norm relu
 //!   layers, no final norm, `tanh(dense)`, tied head).
 //! - [`Seq2Seq::forward_loss`]: `(loss, loss × N_act, N_act)` of §5, the token mean over the
-//!   active target positions of the whole batch.
+//!   active target positions of the whole batch; `loss.backward()` differentiates Candle's op
+//!   graph.
+//! - [`Seq2Seq::training_pass`]: the same loss without an op graph, and
+//!   [`TrainingPass::backward`]: its gradients written out (fewer ops and less memory per
+//!   training step; what `c2n-train` uses by default).
 //! - Dropout only when `train` is true; [`Seq2Seq::with_compute_dtype`] runs activations in
 //!   bf16/f16 with f32 Vars (LayerNorm statistics, softmax, loss and log-probs in f32).
 //!
@@ -77,8 +81,8 @@ pub mod beam;
 pub mod config;
 pub mod decoder;
 pub mod encoder;
-mod explicit;
 mod error;
+mod explicit;
 pub mod generation;
 pub mod init;
 pub mod keys;
@@ -91,9 +95,9 @@ pub mod step;
 
 pub use config::{Activation, ModelConfig};
 pub use error::{ModelError, Result};
+pub use explicit::TrainingPass;
 pub use load::{load_checkpoint, load_pretrained_encoder};
 pub use save::save_checkpoint;
-pub use explicit::TrainingPass;
 pub use seq2seq::{LossOutput, Seq2Seq};
 pub use session::{device_row_top_k, CandidateRanking, FullPrefixSession, KvCacheSession};
 pub use step::{row_top_k_host, NextTokenLogProbs, RowTopK};

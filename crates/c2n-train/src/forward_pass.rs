@@ -11,8 +11,8 @@ use crate::Result;
 pub enum ForwardPass<'m> {
     /// The op graph recorded by `forward_loss`.
     Graph(LossOutput),
-    /// The explicit pass's saved tensors.
-    Explicit(TrainingPass<'m>),
+    /// The explicit pass's saved tensors (boxed: the pass holds one tape per layer).
+    Explicit(Box<TrainingPass<'m>>),
 }
 
 impl<'m> ForwardPass<'m> {
@@ -23,9 +23,9 @@ impl<'m> ForwardPass<'m> {
             BackwardPath::Graph => {
                 Self::Graph(model.forward_loss(args.0, args.1, args.2, args.3, true)?)
             }
-            BackwardPath::Explicit => {
-                Self::Explicit(model.training_pass(args.0, args.1, args.2, args.3, true)?)
-            }
+            BackwardPath::Explicit => Self::Explicit(Box::new(
+                model.training_pass(args.0, args.1, args.2, args.3, true)?,
+            )),
         })
     }
 
@@ -42,7 +42,7 @@ impl<'m> ForwardPass<'m> {
         Ok(match self {
             Self::Graph(out) if d_loss == 1.0 => out.loss.backward()?,
             Self::Graph(out) => (out.loss * d_loss)?.backward()?,
-            Self::Explicit(pass) => pass.backward(d_loss)?,
+            Self::Explicit(pass) => (*pass).backward(d_loss)?,
         })
     }
 }
