@@ -6,7 +6,7 @@ use candle_nn::VarMap;
 
 use crate::config::ModelConfig;
 use crate::decoder::{causal_mask, memory_key_padding_mask, DecoderLayer};
-use crate::encoder::{Embeddings, RobertaEncoder};
+use crate::encoder::{EmbeddingInputs, Embeddings, RobertaEncoder};
 use crate::init::Params;
 use crate::keys::{self, ParamSpec};
 use crate::layers::{cast, token_nll, Linear};
@@ -141,6 +141,13 @@ impl Seq2Seq {
         source_mask: &Tensor,
         train: bool,
     ) -> Result<Tensor> {
+        let inputs = self.target_inputs(target_ids)?;
+        self.decode_hidden_inputs(&inputs, memory, source_mask, train)
+    }
+
+    /// The decoder's lookup indices for `target_ids [n, T]` (length checked against the
+    /// causal buffer).
+    pub(crate) fn target_inputs(&self, target_ids: &Tensor) -> Result<EmbeddingInputs> {
         let (_, t) = target_ids.dims2()?;
         if t > keys::CAUSAL_BUFFER_SIZE {
             return Err(ModelError::InvalidInput(format!(
@@ -148,11 +155,22 @@ impl Seq2Seq {
                 keys::CAUSAL_BUFFER_SIZE
             )));
         }
-        let causal = causal_mask(t, &self.device)?;
+        self.embeddings().inputs(target_ids)
+    }
+
+    /// [`decode_hidden`](Self::decode_hidden) from prepared lookup indices.
+    pub(crate) fn decode_hidden_inputs(
+        &self,
+        inputs: &EmbeddingInputs,
+        memory: &Tensor,
+        source_mask: &Tensor,
+        train: bool,
+    ) -> Result<Tensor> {
+        let causal = causal_mask(inputs.dims.1, &self.device)?;
         let memory_mask = memory_key_padding_mask(source_mask)?;
         let mut x = self
             .embeddings()
-            .forward(target_ids, self.compute_dtype, train)?;
+            .forward_inputs(inputs, self.compute_dtype, train)?;
         for layer in &self.decoder {
             x = layer.forward(&x, memory, &causal, &memory_mask, train)?;
         }
@@ -195,9 +213,15 @@ impl Seq2Seq {
         target_mask: &Tensor,
         train: bool,
     ) -> Result<LossOutput> {
+        // Every host read of the step first, so no op waits on the host once queued.
         let positions = self.active_positions(target_ids, target_mask)?;
-        let memory = self.encode(source_ids, source_mask, train)?;
-        let hidden = self.decode_hidden(target_ids, &memory, source_mask, train)?;
+        self.check_source(source_ids, source_mask)?;
+        let source = self.embeddings().inputs(source_ids)?;
+        let target = self.target_inputs(target_ids)?;
+        let memory =
+            self.encoder
+                .forward_inputs(&source, source_mask, self.compute_dtype, train)?;
+        let hidden = self.decode_hidden_inputs(&target, &memory, source_mask, train)?;
         let (n, t) = target_ids.dims2()?;
         let h = self.cfg.hidden_size;
         let n_active = positions.count;

@@ -170,7 +170,7 @@ fn explicit_backward_stays_close_to_the_graph_in_bf16() {
 }
 
 #[test]
-fn explicit_backward_reports_bad_targets_like_forward_loss() {
+fn bad_inputs_are_errors_on_both_paths_before_any_op_runs() {
     let model = model_with(DType::F32);
     let [s, sm, t, _] = padded_batch();
     let no_active = t.zeros_like().unwrap();
@@ -188,4 +188,37 @@ fn explicit_backward_reports_bad_targets_like_forward_loss() {
         .err()
         .unwrap();
     assert!(err.to_string().contains("at least 2 positions"), "{err}");
+
+    // Ids and positions are checked on the host before any op runs, on both paths.
+    let vocab = model.config().vocab_size as u32;
+    let bad_source = Tensor::new(&[[0u32, vocab, 2], [0, 5, 2]], &Device::Cpu).unwrap();
+    let bad_mask = bad_source.ones_like().unwrap();
+    let tm = t.ones_like().unwrap();
+    let graph = model
+        .forward_loss(&bad_source, &bad_mask, &t, &tm, true)
+        .err()
+        .unwrap();
+    let explicit = model
+        .training_pass(&bad_source, &bad_mask, &t, &tm, true)
+        .err()
+        .unwrap();
+    for err in [graph, explicit] {
+        assert!(
+            err.to_string()
+                .contains(&format!("token id {vocab} out of range")),
+            "{err}"
+        );
+    }
+    let positions = model.config().max_position_embeddings;
+    let long = Tensor::ones((1, positions), DType::U32, &Device::Cpu)
+        .unwrap()
+        .affine(0.0, 5.0)
+        .unwrap();
+    let long_mask = long.ones_like().unwrap();
+    let (t1, tm1) = (t.narrow(0, 0, 1).unwrap(), tm.narrow(0, 0, 1).unwrap());
+    let err = model
+        .training_pass(&long, &long_mask, &t1, &tm1, true)
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("position id"), "{err}");
 }

@@ -53,18 +53,58 @@ impl Embeddings {
 
     /// Embed `ids [n, L]` (u32) with padding-aware positions computed from the ids.
     pub fn forward(&self, ids: &Tensor, dtype: DType, train: bool) -> Result<Tensor> {
+        self.forward_inputs(&self.inputs(ids)?, dtype, train)
+    }
+
+    /// The lookup indices of `ids [n, L]`: the ids are read to the host once, where their range
+    /// is checked and the padding-aware positions are computed. Preparing every lookup of a
+    /// step before its first op is queued keeps the device from waiting on the host mid-step.
+    pub fn inputs(&self, ids: &Tensor) -> Result<EmbeddingInputs> {
         let (n, l) = ids.dims2()?;
-        let host = ids.to_dtype(DType::U32)?.to_vec2::<u32>()?;
+        let ids = ids.to_dtype(DType::U32)?;
+        let host = ids.to_vec2::<u32>()?;
         let positions: Vec<u32> = host
             .iter()
             .flat_map(|row| padding_aware_positions(row, self.pad_id))
             .collect();
-        let positions = Tensor::from_vec(positions, (n, l), ids.device())?;
-        self.forward_with_positions(ids, &positions, dtype, train)
+        self.check_range(host.iter().flatten().copied(), self.vocab_size, "token id")?;
+        self.check_range(positions.iter().copied(), self.max_positions, "position id")?;
+        Ok(EmbeddingInputs {
+            ids: ids.flatten_all()?,
+            positions: Tensor::from_vec(positions, n * l, ids.device())?,
+            dims: (n, l),
+        })
     }
 
-    /// Embed `ids [n, L]` at explicit `positions [n, L]` (both u32). Used by the KV-cached
-    /// decoder, which keeps per-row position counters instead of whole prefixes.
+    /// The lookup indices of `n × L` ids and positions given row-major on the host (checked
+    /// there), uploaded to `device`.
+    pub fn inputs_from_host(
+        &self,
+        ids: &[u32],
+        positions: &[u32],
+        dims: (usize, usize),
+        device: &candle_core::Device,
+    ) -> Result<EmbeddingInputs> {
+        let count = dims.0 * dims.1;
+        if ids.len() != count || positions.len() != count {
+            return Err(ModelError::InvalidInput(format!(
+                "{} ids and {} positions for a [{}, {}] lookup",
+                ids.len(),
+                positions.len(),
+                dims.0,
+                dims.1
+            )));
+        }
+        self.check_range(ids.iter().copied(), self.vocab_size, "token id")?;
+        self.check_range(positions.iter().copied(), self.max_positions, "position id")?;
+        Ok(EmbeddingInputs {
+            ids: Tensor::from_slice(ids, count, device)?,
+            positions: Tensor::from_slice(positions, count, device)?,
+            dims,
+        })
+    }
+
+    /// Embed `ids [n, L]` at explicit `positions [n, L]` (both u32).
     pub fn forward_with_positions(
         &self,
         ids: &Tensor,
@@ -72,23 +112,34 @@ impl Embeddings {
         dtype: DType,
         train: bool,
     ) -> Result<Tensor> {
-        let (n, l) = ids.dims2()?;
+        let dims = ids.dims2()?;
+        let host_ids = ids.to_dtype(DType::U32)?.flatten_all()?.to_vec1::<u32>()?;
+        let host_positions = positions
+            .to_dtype(DType::U32)?
+            .flatten_all()?
+            .to_vec1::<u32>()?;
+        let inputs = self.inputs_from_host(&host_ids, &host_positions, dims, ids.device())?;
+        self.forward_inputs(&inputs, dtype, train)
+    }
+
+    /// Embed prepared lookup indices: `[n, L, H]` in `dtype`.
+    pub fn forward_inputs(
+        &self,
+        inputs: &EmbeddingInputs,
+        dtype: DType,
+        train: bool,
+    ) -> Result<Tensor> {
+        let (n, l) = inputs.dims;
         let h = self.word.dim(1)?;
-        let ids = ids.to_dtype(DType::U32)?;
-        let positions = positions.to_dtype(DType::U32)?;
-        self.check_range(&ids, self.vocab_size, "token id")?;
-        self.check_range(&positions, self.max_positions, "position id")?;
-        let ids_flat = ids.flatten_all()?;
-        let positions_flat = positions.flatten_all()?;
         // padding_idx = pad (§4.5): lookups of the pad row contribute no gradient to it.
         let word = stop_gradient_at(
-            self.word.index_select(&ids_flat, 0)?,
-            &ids_flat,
+            self.word.index_select(&inputs.ids, 0)?,
+            &inputs.ids,
             self.pad_id,
         )?;
         let pos = stop_gradient_at(
-            self.position.index_select(&positions_flat, 0)?,
-            &positions_flat,
+            self.position.index_select(&inputs.positions, 0)?,
+            &inputs.positions,
             self.pad_id,
         )?;
         let token_type = self.token_type.narrow(0, 0, 1)?;
@@ -99,18 +150,31 @@ impl Embeddings {
         Ok(crate::layers::cast(&e, dtype)?)
     }
 
-    pub(crate) fn check_range(&self, t: &Tensor, limit: usize, what: &str) -> Result<()> {
-        if t.elem_count() == 0 {
-            return Ok(());
-        }
-        let max = t.flatten_all()?.max(0)?.to_scalar::<u32>()? as usize;
-        if max >= limit {
-            return Err(ModelError::InvalidInput(format!(
+    fn check_range(
+        &self,
+        values: impl Iterator<Item = u32>,
+        limit: usize,
+        what: &str,
+    ) -> Result<()> {
+        match values.max() {
+            Some(max) if max as usize >= limit => Err(ModelError::InvalidInput(format!(
                 "{what} {max} out of range (table has {limit} rows)"
-            )));
+            ))),
+            _ => Ok(()),
         }
-        Ok(())
     }
+}
+
+/// Token and position ids of one embedding lookup, range-checked, on the model's device
+/// ([`Embeddings::inputs`], [`Embeddings::inputs_from_host`]).
+#[derive(Debug, Clone)]
+pub struct EmbeddingInputs {
+    /// `[n·L]` u32 token ids.
+    pub(crate) ids: Tensor,
+    /// `[n·L]` u32 position ids.
+    pub(crate) positions: Tensor,
+    /// `(n, L)`.
+    pub(crate) dims: (usize, usize),
 }
 
 /// `rows[i]` unchanged in value, but detached from the graph where `ids[i] == pad_id`: what

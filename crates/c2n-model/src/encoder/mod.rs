@@ -4,7 +4,7 @@ mod embeddings;
 mod layer;
 mod positions;
 
-pub use embeddings::Embeddings;
+pub use embeddings::{EmbeddingInputs, Embeddings};
 pub use layer::EncoderLayer;
 pub use positions::padding_aware_positions;
 
@@ -55,7 +55,19 @@ impl RobertaEncoder {
         dtype: DType,
         train: bool,
     ) -> Result<Tensor> {
-        self.run(source_ids, &mask_term(source_mask)?, dtype, train, false)
+        let inputs = self.embeddings.inputs(source_ids)?;
+        self.forward_inputs(&inputs, source_mask, dtype, train)
+    }
+
+    /// [`forward`](Self::forward) from prepared lookup indices.
+    pub fn forward_inputs(
+        &self,
+        inputs: &EmbeddingInputs,
+        source_mask: &Tensor,
+        dtype: DType,
+        train: bool,
+    ) -> Result<Tensor> {
+        self.run(inputs, &mask_term(source_mask)?, dtype, train, false)
     }
 
     /// [`forward`](Self::forward) in eval mode for inference: the op graph is cut after every
@@ -68,18 +80,19 @@ impl RobertaEncoder {
         source_mask: &Tensor,
         dtype: DType,
     ) -> Result<Tensor> {
-        self.run(source_ids, &mask_term(source_mask)?, dtype, false, true)
+        let inputs = self.embeddings.inputs(source_ids)?;
+        self.run(&inputs, &mask_term(source_mask)?, dtype, false, true)
     }
 
     fn run(
         &self,
-        source_ids: &Tensor,
+        inputs: &EmbeddingInputs,
         mask_term: &Tensor,
         dtype: DType,
         train: bool,
         cut_graph: bool,
     ) -> Result<Tensor> {
-        let mut h = self.embeddings.forward(source_ids, dtype, train)?;
+        let mut h = self.embeddings.forward_inputs(inputs, dtype, train)?;
         for layer in &self.layers {
             if cut_graph {
                 h = h.detach();

@@ -7,52 +7,38 @@ use super::blocks::{
     norm_back, Attention, AttentionSpec,
 };
 use super::param_grads::ParamGrads;
-use crate::encoder::{padding_aware_positions, Embeddings, EncoderLayer};
+use crate::encoder::{EmbeddingInputs, Embeddings, EncoderLayer};
 use crate::layers::closed_form_math::Scaling;
 use crate::layers::merge_heads;
 use crate::Result;
 
 /// What the embeddings' backward needs.
 pub(super) struct EmbeddingsTape {
-    ids: Tensor,
-    positions: Tensor,
+    inputs: EmbeddingInputs,
     /// LayerNorm input `[n·L, H]` (f32).
     summed: Tensor,
     keep: Option<Tensor>,
-    dims: (usize, usize),
 }
 
 /// `dropout(LayerNorm(word[id] + pos[position] + type[0]))` in `dtype`: `[n, L, H]`.
 pub(super) fn embeddings_forward(
     emb: &Embeddings,
-    ids: &Tensor,
+    inputs: EmbeddingInputs,
     dtype: DType,
     train: bool,
 ) -> Result<(Tensor, EmbeddingsTape)> {
-    let (n, l) = ids.dims2()?;
+    let (n, l) = inputs.dims;
     let h = emb.word.dim(1)?;
-    let ids = ids.to_dtype(DType::U32)?;
-    let positions: Vec<u32> = ids
-        .to_vec2::<u32>()?
-        .iter()
-        .flat_map(|row| padding_aware_positions(row, emb.pad_id))
-        .collect();
-    let positions = Tensor::from_vec(positions, n * l, ids.device())?;
-    let ids = ids.flatten_all()?;
-    emb.check_range(&ids, emb.vocab_size, "token id")?;
-    emb.check_range(&positions, emb.max_positions, "position id")?;
-    let word = emb.word.detach().index_select(&ids, 0)?;
-    let pos = emb.position.detach().index_select(&positions, 0)?;
+    let word = emb.word.detach().index_select(&inputs.ids, 0)?;
+    let pos = emb.position.detach().index_select(&inputs.positions, 0)?;
     // (word + pos) + type, in this order (§4.2).
     let summed = (word + pos)?.broadcast_add(&emb.token_type.detach().narrow(0, 0, 1)?)?;
     let normed = norm(&emb.norm, &summed)?.reshape((n, l, h))?;
     let (dropped, keep) = dropout(&normed, emb.dropout_p, train)?;
     let tape = EmbeddingsTape {
-        ids,
-        positions,
+        inputs,
         summed,
         keep,
-        dims: (n, l),
     };
     Ok((in_dtype(&dropped, dtype)?, tape))
 }
@@ -65,17 +51,17 @@ pub(super) fn embeddings_backward(
     grad: &Tensor,
     grads: &mut ParamGrads,
 ) -> Result<()> {
-    let (n, l) = tape.dims;
+    let (n, l) = tape.inputs.dims;
     let h = emb.word.dim(1)?;
     let g = dropout_back(in_dtype(grad, DType::F32)?, &tape.keep)?.reshape((n * l, h))?;
     let d_summed = norm_back(&emb.norm, &tape.summed, &g, grads)?;
     grads.add(
         &emb.word,
-        table_grad(&emb.word, &tape.ids, &d_summed, emb.pad_id)?,
+        table_grad(&emb.word, &tape.inputs.ids, &d_summed, emb.pad_id)?,
     )?;
     grads.add(
         &emb.position,
-        table_grad(&emb.position, &tape.positions, &d_summed, emb.pad_id)?,
+        table_grad(&emb.position, &tape.inputs.positions, &d_summed, emb.pad_id)?,
     )?;
     let type_rows = emb.token_type.dim(0)?;
     let first = d_summed.sum_keepdim(0)?;

@@ -79,19 +79,16 @@ impl Seq2Seq {
         target_mask: &Tensor,
         train: bool,
     ) -> Result<TrainingPass<'_>> {
+        // Every host read of the step first, so no op waits on the host once queued.
         let positions = self.active_positions(target_ids, target_mask)?;
         self.check_source(source_ids, source_mask)?;
-        let target_len = target_ids.dim(1)?;
-        if target_len > crate::keys::CAUSAL_BUFFER_SIZE {
-            return Err(ModelError::InvalidInput(format!(
-                "target length {target_len} exceeds the causal buffer ({})",
-                crate::keys::CAUSAL_BUFFER_SIZE
-            )));
-        }
-        let dtype = self.compute_dtype();
         let embeddings = self.embeddings();
+        let source_inputs = embeddings.inputs(source_ids)?;
+        let target_inputs = self.target_inputs(target_ids)?;
+        let target_len = target_inputs.dims.1;
+        let dtype = self.compute_dtype();
 
-        let (mut x, source) = embeddings_forward(embeddings, source_ids, dtype, train)?;
+        let (mut x, source) = embeddings_forward(embeddings, source_inputs, dtype, train)?;
         let key_mask = mask_term(source_mask)?;
         let mut encoder = Vec::with_capacity(self.encoder.layers.len());
         for layer in &self.encoder.layers {
@@ -103,7 +100,7 @@ impl Seq2Seq {
 
         let causal = causal_mask(target_len, self.device())?;
         let memory_mask = memory_key_padding_mask(source_mask)?;
-        let (mut x, target) = embeddings_forward(embeddings, target_ids, dtype, train)?;
+        let (mut x, target) = embeddings_forward(embeddings, target_inputs, dtype, train)?;
         let mut decoder = Vec::with_capacity(self.decoder.len());
         for layer in &self.decoder {
             let (y, tape) =

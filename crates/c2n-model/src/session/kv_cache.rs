@@ -206,14 +206,10 @@ impl KvCacheSession<'_> {
             .map(|(&t, &count)| if t == pad { pad } else { pad + count })
             .collect();
         let rows_per_entry = self.gather_cross()?;
-        let ids = Tensor::from_vec(tokens.to_vec(), (r, 1), &device)?;
-        let positions = Tensor::from_vec(positions, (r, 1), &device)?;
-        let mut x = self.model.embeddings().forward_with_positions(
-            &ids,
-            &positions,
-            self.model.compute_dtype(),
-            false,
-        )?;
+        // Checked on the host: no device reduction or round trip per step.
+        let embeddings = self.model.embeddings();
+        let inputs = embeddings.inputs_from_host(tokens, &positions, (r, 1), &device)?;
+        let mut x = embeddings.forward_inputs(&inputs, self.model.compute_dtype(), false)?;
         let mask =
             self.cross.gathered_mask.as_ref().ok_or_else(|| {
                 ModelError::InvalidInput("cross-attention mask not gathered".into())
