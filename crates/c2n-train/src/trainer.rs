@@ -466,15 +466,16 @@ impl Trainer {
         let batch = make_batch(&self.train, positions, s, t);
         let x = BatchTensors::new(&batch, self.model.device())?;
         let pass = ForwardPass::run(&self.model, &x, self.config.backward)?;
-        let loss = f64::from(pass.output().loss.to_scalar::<f32>()?);
+        let loss_tensor = pass.output().loss.clone();
         let target_tokens = pass.output().n_active as u64;
         let d_loss = 1.0 / self.config.grad_accum.max(1) as f64;
+        // The backward pass is queued before the loss is read, so the host never waits for
+        // the forward pass in the middle of the step.
+        let store = pass.backward(d_loss)?;
+        let loss = f64::from(loss_tensor.to_scalar::<f32>()?);
         // A non-finite loss is reported by the caller; its gradient is never applied.
         let grads = if loss.is_finite() {
-            self.position_masked(Gradients::from_grad_store(
-                &self.params,
-                &pass.backward(d_loss)?,
-            ))?
+            self.position_masked(Gradients::from_grad_store(&self.params, &store))?
         } else {
             Gradients::new()
         };
