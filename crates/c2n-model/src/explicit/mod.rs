@@ -79,17 +79,19 @@ impl Seq2Seq {
         target_mask: &Tensor,
         train: bool,
     ) -> Result<TrainingPass<'_>> {
-        // Every host read of the step first, so no op waits on the host once queued.
+        // Every host read and upload of the step first, so no op waits on the host (or the
+        // host on the device) once the step's work is queued.
         let positions = self.active_positions(target_ids, target_mask)?;
         self.check_source(source_ids, source_mask)?;
         let embeddings = self.embeddings();
         let source_inputs = embeddings.inputs(source_ids)?;
         let target_inputs = self.target_inputs(target_ids)?;
-        let target_len = target_inputs.dims.1;
+        let causal = causal_mask(target_inputs.dims.1, self.device())?;
+        let key_mask = mask_term(source_mask)?;
+        let memory_mask = memory_key_padding_mask(source_mask)?;
         let dtype = self.compute_dtype();
 
         let (mut x, source) = embeddings_forward(embeddings, source_inputs, dtype, train)?;
-        let key_mask = mask_term(source_mask)?;
         let mut encoder = Vec::with_capacity(self.encoder.layers.len());
         for layer in &self.encoder.layers {
             let (y, tape) = encoder_layer_forward(layer, &x, &key_mask, train)?;
@@ -98,8 +100,6 @@ impl Seq2Seq {
         }
         let memory = x;
 
-        let causal = causal_mask(target_len, self.device())?;
-        let memory_mask = memory_key_padding_mask(source_mask)?;
         let (mut x, target) = embeddings_forward(embeddings, target_inputs, dtype, train)?;
         let mut decoder = Vec::with_capacity(self.decoder.len());
         for layer in &self.decoder {
