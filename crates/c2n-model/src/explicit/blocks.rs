@@ -7,18 +7,24 @@
 
 use candle_core::{DType, Tensor};
 
+use super::casts::WeightCasts;
 use super::param_grads::ParamGrads;
 use crate::config::Activation;
 use crate::layers::closed_form_math::{
     activation_slope, attention_grads, attention_value, fused_layer_norm, keep_mask,
-    layer_norm_grads, linear_grads, linear_value, plain_activation, probabilities, AttentionSaved,
-    LinearWants, NormWants, Scaling,
+    layer_norm_grads, linear_grads_in, linear_value, plain_activation, probabilities,
+    AttentionSaved, LinearWants, NormWants, Scaling,
 };
 use crate::layers::{cast, merge_heads, split_heads, LayerNorm, Linear};
 
-/// `x·Wᵀ + b`.
-pub(super) fn linear(layer: &Linear, x: &Tensor) -> candle_core::Result<Tensor> {
-    linear_value(x, layer.weight(), layer.bias())
+/// `x·Wᵀ + b`, the weight and bias from `casts`.
+pub(super) fn linear(
+    layer: &Linear,
+    x: &Tensor,
+    casts: &mut WeightCasts,
+) -> candle_core::Result<Tensor> {
+    let bias = layer.bias().map(|b| casts.get(b)).transpose()?;
+    linear_value(x, &casts.get(layer.weight())?, bias.as_ref())
 }
 
 /// Backward of [`linear`] with input `x`: the parameters' gradients into `grads`, `dx`
@@ -28,6 +34,7 @@ pub(super) fn linear_back(
     x: &Tensor,
     grad: &Tensor,
     want_input: bool,
+    casts: &mut WeightCasts,
     grads: &mut ParamGrads,
 ) -> candle_core::Result<Option<Tensor>> {
     let wants = LinearWants {
@@ -35,8 +42,9 @@ pub(super) fn linear_back(
         weight: true,
         bias: layer.bias().is_some(),
     };
-    let (dx, dw, db) = linear_grads(x, layer.weight(), grad, wants)?;
-    add_some(grads, layer.weight(), dw)?;
+    let weight = layer.weight();
+    let (dx, dw, db) = linear_grads_in(x, &casts.get(weight)?, grad, wants, weight.dtype())?;
+    add_some(grads, weight, dw)?;
     if let Some(bias) = layer.bias() {
         add_some(grads, bias, db)?;
     }
@@ -47,35 +55,39 @@ pub(super) fn linear_back(
 pub(super) fn packed_linear(
     weight: &Tensor,
     bias: &Tensor,
-    start: usize,
-    len: usize,
+    rows: (usize, usize),
     x: &Tensor,
+    casts: &mut WeightCasts,
 ) -> candle_core::Result<Tensor> {
+    let (start, len) = rows;
     linear_value(
         x,
-        &weight.detach().narrow(0, start, len)?,
-        Some(&bias.detach().narrow(0, start, len)?),
+        &casts.get(weight)?.narrow(0, start, len)?,
+        Some(&casts.get(bias)?.narrow(0, start, len)?),
     )
 }
 
 /// Backward of [`packed_linear`]: `(dx, dW rows, db rows)`.
 pub(super) fn packed_linear_back(
     weight: &Tensor,
-    start: usize,
-    len: usize,
+    rows: (usize, usize),
     x: &Tensor,
     grad: &Tensor,
-    want_input: bool,
-) -> candle_core::Result<(Option<Tensor>, Tensor, Tensor)> {
+    casts: &mut WeightCasts,
+) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
     let wants = LinearWants {
-        input: want_input,
+        input: true,
         weight: true,
         bias: true,
     };
-    let part = weight.detach().narrow(0, start, len)?;
-    let (dx, dw, db) = linear_grads(x, &part, grad, wants)?;
+    let part = casts.get(weight)?.narrow(0, rows.0, rows.1)?;
+    let (dx, dw, db) = linear_grads_in(x, &part, grad, wants, weight.dtype())?;
     let missing = || candle_core::Error::Msg("explicit backward: missing packed gradient".into());
-    Ok((dx, dw.ok_or_else(missing)?, db.ok_or_else(missing)?))
+    Ok((
+        dx.ok_or_else(missing)?,
+        dw.ok_or_else(missing)?,
+        db.ok_or_else(missing)?,
+    ))
 }
 
 /// The layer norm's value (f32 statistics, result in the dtype of `x`).

@@ -11,6 +11,7 @@ use super::blocks::{
     activation, activation_back, dropout, dropout_back, linear, linear_back, merge_packed, norm,
     norm_back, packed_linear, packed_linear_back, Attention, AttentionSpec,
 };
+use super::casts::WeightCasts;
 use super::encoder::need;
 use super::param_grads::ParamGrads;
 use crate::decoder::{DecoderLayer, MultiheadAttention};
@@ -55,10 +56,11 @@ pub(super) fn decoder_layer_forward(
     causal: &Tensor,
     memory_mask: &Tensor,
     train: bool,
+    casts: &mut WeightCasts,
 ) -> Result<(Tensor, DecoderLayerTape)> {
     let h = x.dim(D::Minus1)?;
     let sa = &layer.self_attn;
-    let qkv = packed_linear(&sa.in_proj_weight, &sa.in_proj_bias, 0, 3 * h, x)?;
+    let qkv = packed_linear(&sa.in_proj_weight, &sa.in_proj_bias, (0, 3 * h), x, casts)?;
     let (self_context, self_attention) = Attention::forward(
         &qkv.narrow(D::Minus1, 0, h)?,
         &qkv.narrow(D::Minus1, h, h)?,
@@ -67,13 +69,23 @@ pub(super) fn decoder_layer_forward(
         spec(sa, train),
     )?;
     drop(qkv);
-    let (sa_out, self_keep) = dropout(&linear(&sa.out, &self_context)?, layer.dropout_p, train)?;
+    let (sa_out, self_keep) = dropout(
+        &linear(&sa.out, &self_context, casts)?,
+        layer.dropout_p,
+        train,
+    )?;
     let self_sum = (x + sa_out)?;
     let x1 = norm(&layer.norm1, &self_sum)?;
 
     let ca = &layer.cross_attn;
-    let q = packed_linear(&ca.in_proj_weight, &ca.in_proj_bias, 0, h, &x1)?;
-    let kv = packed_linear(&ca.in_proj_weight, &ca.in_proj_bias, h, 2 * h, memory)?;
+    let q = packed_linear(&ca.in_proj_weight, &ca.in_proj_bias, (0, h), &x1, casts)?;
+    let kv = packed_linear(
+        &ca.in_proj_weight,
+        &ca.in_proj_bias,
+        (h, 2 * h),
+        memory,
+        casts,
+    )?;
     let (cross_context, cross_attention) = Attention::forward(
         &q,
         &kv.narrow(D::Minus1, 0, h)?,
@@ -83,17 +95,25 @@ pub(super) fn decoder_layer_forward(
     )?;
     drop(q);
     drop(kv);
-    let (ca_out, cross_keep) = dropout(&linear(&ca.out, &cross_context)?, layer.dropout_p, train)?;
+    let (ca_out, cross_keep) = dropout(
+        &linear(&ca.out, &cross_context, casts)?,
+        layer.dropout_p,
+        train,
+    )?;
     let cross_sum = (&x1 + ca_out)?;
     let x2 = norm(&layer.norm2, &cross_sum)?;
 
-    let pre_activation = linear(&layer.linear1, &x2)?;
+    let pre_activation = linear(&layer.linear1, &x2, casts)?;
     let (mid, mid_keep) = dropout(
         &activation(&pre_activation, layer.act)?,
         layer.dropout_p,
         train,
     )?;
-    let (out, out_keep) = dropout(&linear(&layer.linear2, &mid)?, layer.dropout_p, train)?;
+    let (out, out_keep) = dropout(
+        &linear(&layer.linear2, &mid, casts)?,
+        layer.dropout_p,
+        train,
+    )?;
     let out_sum = (&x2 + out)?;
     let y = norm(&layer.norm3, &out_sum)?;
     let tape = DecoderLayerTape {
@@ -124,16 +144,31 @@ pub(super) fn decoder_layer_backward(
     tape: &DecoderLayerTape,
     memory: &Tensor,
     grad: &Tensor,
+    casts: &mut WeightCasts,
     grads: &mut ParamGrads,
 ) -> Result<(Tensor, Tensor)> {
     let h = tape.x.dim(D::Minus1)?;
     // Feed-forward block.
     let d_out_sum = norm_back(&layer.norm3, &tape.out_sum, grad, grads)?;
     let d_out = dropout_back(d_out_sum.clone(), &tape.out_keep)?;
-    let d_mid = need(linear_back(&layer.linear2, &tape.mid, &d_out, true, grads)?)?;
+    let d_mid = need(linear_back(
+        &layer.linear2,
+        &tape.mid,
+        &d_out,
+        true,
+        casts,
+        grads,
+    )?)?;
     let d_activated = dropout_back(d_mid, &tape.mid_keep)?;
     let d_pre = activation_back(&tape.pre_activation, layer.act, &d_activated)?;
-    let d_x2 = need(linear_back(&layer.linear1, &tape.x2, &d_pre, true, grads)?)?;
+    let d_x2 = need(linear_back(
+        &layer.linear1,
+        &tape.x2,
+        &d_pre,
+        true,
+        casts,
+        grads,
+    )?)?;
     let d_x2 = (d_x2 + d_out_sum)?;
 
     // Cross-attention block.
@@ -145,17 +180,19 @@ pub(super) fn decoder_layer_backward(
         &tape.cross_context,
         &d_ca,
         true,
+        casts,
         grads,
     )?)?;
     let (dq, dk, dv) = tape.cross_attention.backward(&d_cross_context)?;
     let dq = merge_heads(&dq)?;
-    let (d_x1_q, dw_q, db_q) = packed_linear_back(&ca.in_proj_weight, 0, h, &tape.x1, &dq, true)?;
+    let (d_x1_q, dw_q, db_q) =
+        packed_linear_back(&ca.in_proj_weight, (0, h), &tape.x1, &dq, casts)?;
     let d_kv = merge_packed(&[&dk, &dv])?;
     let (d_memory, dw_kv, db_kv) =
-        packed_linear_back(&ca.in_proj_weight, h, 2 * h, memory, &d_kv, true)?;
+        packed_linear_back(&ca.in_proj_weight, (h, 2 * h), memory, &d_kv, casts)?;
     grads.add(&ca.in_proj_weight, Tensor::cat(&[&dw_q, &dw_kv], 0)?)?;
     grads.add(&ca.in_proj_bias, Tensor::cat(&[&db_q, &db_kv], 0)?)?;
-    let d_x1 = (d_cross_sum + need(d_x1_q)?)?;
+    let d_x1 = (d_cross_sum + d_x1_q)?;
 
     // Self-attention block.
     let sa = &layer.self_attn;
@@ -166,14 +203,15 @@ pub(super) fn decoder_layer_backward(
         &tape.self_context,
         &d_sa,
         true,
+        casts,
         grads,
     )?)?;
     let (dq, dk, dv) = tape.self_attention.backward(&d_self_context)?;
     let d_qkv = merge_packed(&[&dq, &dk, &dv])?;
     let (d_x_qkv, dw, db) =
-        packed_linear_back(&sa.in_proj_weight, 0, 3 * h, &tape.x, &d_qkv, true)?;
+        packed_linear_back(&sa.in_proj_weight, (0, 3 * h), &tape.x, &d_qkv, casts)?;
     grads.add(&sa.in_proj_weight, dw)?;
     grads.add(&sa.in_proj_bias, db)?;
-    let dx = (d_self_sum + need(d_x_qkv)?)?;
-    Ok((dx, need(d_memory)?))
+    let dx = (d_self_sum + d_x_qkv)?;
+    Ok((dx, d_memory))
 }

@@ -6,6 +6,7 @@ use super::blocks::{
     activation, activation_back, dropout, dropout_back, in_dtype, linear, linear_back, norm,
     norm_back, Attention, AttentionSpec,
 };
+use super::casts::WeightCasts;
 use super::param_grads::ParamGrads;
 use crate::encoder::{EmbeddingInputs, Embeddings, EncoderLayer};
 use crate::layers::closed_form_math::Scaling;
@@ -104,6 +105,7 @@ pub(super) fn encoder_layer_forward(
     x: &Tensor,
     mask_term: &Tensor,
     train: bool,
+    casts: &mut WeightCasts,
 ) -> Result<(Tensor, EncoderLayerTape)> {
     let head_dim = (x.dim(2)? / layer.heads) as f64;
     let spec = AttentionSpec {
@@ -112,22 +114,22 @@ pub(super) fn encoder_layer_forward(
         dropout_p: layer.attn_dropout,
         train,
     };
-    let q = linear(&layer.query, x)?;
-    let k = linear(&layer.key, x)?;
-    let v = linear(&layer.value, x)?;
+    let q = linear(&layer.query, x, casts)?;
+    let k = linear(&layer.key, x, casts)?;
+    let v = linear(&layer.value, x, casts)?;
     let (context, attention) = Attention::forward(&q, &k, &v, Some(mask_term), spec)?;
     drop((q, k, v));
     let (attn, attn_keep) = dropout(
-        &linear(&layer.attn_out, &context)?,
+        &linear(&layer.attn_out, &context, casts)?,
         layer.hidden_dropout,
         train,
     )?;
     let attn_sum = (attn + x)?;
     let attn_normed = norm(&layer.attn_norm, &attn_sum)?;
-    let pre_activation = linear(&layer.intermediate, &attn_normed)?;
+    let pre_activation = linear(&layer.intermediate, &attn_normed, casts)?;
     let activated = activation(&pre_activation, layer.act)?;
     let (out, out_keep) = dropout(
-        &linear(&layer.output, &activated)?,
+        &linear(&layer.output, &activated, casts)?,
         layer.hidden_dropout,
         train,
     )?;
@@ -154,6 +156,7 @@ pub(super) fn encoder_layer_backward(
     layer: &EncoderLayer,
     tape: &EncoderLayerTape,
     grad: &Tensor,
+    casts: &mut WeightCasts,
     grads: &mut ParamGrads,
 ) -> Result<Tensor> {
     let d_out_sum = norm_back(&layer.out_norm, &tape.out_sum, grad, grads)?;
@@ -163,6 +166,7 @@ pub(super) fn encoder_layer_backward(
         &tape.activated,
         &d_out,
         true,
+        casts,
         grads,
     )?)?;
     let d_pre = activation_back(&tape.pre_activation, layer.act, &d_activated)?;
@@ -171,6 +175,7 @@ pub(super) fn encoder_layer_backward(
         &tape.attn_normed,
         &d_pre,
         true,
+        casts,
         grads,
     )?)?;
     let d_normed = (d_normed + d_out_sum)?;
@@ -181,13 +186,14 @@ pub(super) fn encoder_layer_backward(
         &tape.context,
         &d_attn,
         true,
+        casts,
         grads,
     )?)?;
     let (dq, dk, dv) = tape.attention.backward(&d_context)?;
     let (dq, dk, dv) = (merge_heads(&dq)?, merge_heads(&dk)?, merge_heads(&dv)?);
-    let dx_q = need(linear_back(&layer.query, &tape.x, &dq, true, grads)?)?;
-    let dx_k = need(linear_back(&layer.key, &tape.x, &dk, true, grads)?)?;
-    let dx_v = need(linear_back(&layer.value, &tape.x, &dv, true, grads)?)?;
+    let dx_q = need(linear_back(&layer.query, &tape.x, &dq, true, casts, grads)?)?;
+    let dx_k = need(linear_back(&layer.key, &tape.x, &dk, true, casts, grads)?)?;
+    let dx_v = need(linear_back(&layer.value, &tape.x, &dv, true, casts, grads)?)?;
     Ok((((d_attn_sum + dx_q)? + dx_k)? + dx_v)?)
 }
 

@@ -4,10 +4,11 @@
 use candle_core::{DType, Tensor};
 
 use super::blocks::{in_dtype, linear, linear_back};
+use super::casts::WeightCasts;
 use super::encoder::need;
 use super::param_grads::ParamGrads;
 use crate::layers::closed_form_math::{
-    linear_grads, linear_value, token_nll_grad, token_nll_value, LinearWants,
+    linear_grads_in, linear_value, token_nll_grad, token_nll_value, LinearWants,
 };
 use crate::seq2seq::ActivePositions;
 use crate::{LossOutput, Result, Seq2Seq};
@@ -26,14 +27,15 @@ pub(super) fn head_forward(
     model: &Seq2Seq,
     hidden: &Tensor,
     positions: ActivePositions,
+    casts: &mut WeightCasts,
 ) -> Result<(LossOutput, HeadTape)> {
     let (n, t, h) = hidden.dims3()?;
-    let activated = linear(&model.dense, hidden)?.tanh()?;
+    let activated = linear(&model.dense, hidden, casts)?.tanh()?;
     let active = activated
         .reshape((n * t, h))?
         .index_select(&positions.rows, 0)?;
     let word = model.embeddings().word_embeddings();
-    let logits = in_dtype(&linear_value(&active, word, None)?, DType::F32)?;
+    let logits = in_dtype(&linear_value(&active, &casts.get(word)?, None)?, DType::F32)?;
     let nll = token_nll_value(&logits, &positions.gold)?;
     let loss = (nll.sum_all()? / positions.count as f64)?;
     let loss_sum = (&loss * positions.count as f64)?;
@@ -58,6 +60,7 @@ pub(super) fn head_backward(
     model: &Seq2Seq,
     tape: &HeadTape,
     d_loss: f64,
+    casts: &mut WeightCasts,
     grads: &mut ParamGrads,
 ) -> Result<Tensor> {
     let (n, t, h) = tape.hidden.dims3()?;
@@ -73,7 +76,13 @@ pub(super) fn head_backward(
         weight: true,
         bias: false,
     };
-    let (d_active, d_word, _) = linear_grads(&tape.active, word, &d_logits, wants)?;
+    let (d_active, d_word, _) = linear_grads_in(
+        &tape.active,
+        &casts.get(word)?,
+        &d_logits,
+        wants,
+        word.dtype(),
+    )?;
     grads.add(word, need(d_word)?)?;
     let d_activated = tape
         .activated
@@ -88,6 +97,7 @@ pub(super) fn head_backward(
         &tape.hidden,
         &d_dense,
         true,
+        casts,
         grads,
     )?)
 }

@@ -36,6 +36,7 @@
 //! ```
 
 mod blocks;
+mod casts;
 mod decoder;
 mod encoder;
 mod head;
@@ -44,6 +45,7 @@ mod param_grads;
 use candle_core::backprop::GradStore;
 use candle_core::Tensor;
 
+use casts::WeightCasts;
 use decoder::{decoder_layer_backward, decoder_layer_forward, DecoderLayerTape};
 use encoder::{
     embeddings_backward, embeddings_forward, encoder_layer_backward, encoder_layer_forward,
@@ -66,6 +68,7 @@ pub struct TrainingPass<'m> {
     target: EmbeddingsTape,
     decoder: Vec<DecoderLayerTape>,
     head: HeadTape,
+    casts: WeightCasts,
 }
 
 impl Seq2Seq {
@@ -90,11 +93,12 @@ impl Seq2Seq {
         let key_mask = mask_term(source_mask)?;
         let memory_mask = memory_key_padding_mask(source_mask)?;
         let dtype = self.compute_dtype();
+        let mut casts = WeightCasts::new(dtype);
 
         let (mut x, source) = embeddings_forward(embeddings, source_inputs, dtype, train)?;
         let mut encoder = Vec::with_capacity(self.encoder.layers.len());
         for layer in &self.encoder.layers {
-            let (y, tape) = encoder_layer_forward(layer, &x, &key_mask, train)?;
+            let (y, tape) = encoder_layer_forward(layer, &x, &key_mask, train, &mut casts)?;
             encoder.push(tape);
             x = y;
         }
@@ -103,12 +107,19 @@ impl Seq2Seq {
         let (mut x, target) = embeddings_forward(embeddings, target_inputs, dtype, train)?;
         let mut decoder = Vec::with_capacity(self.decoder.len());
         for layer in &self.decoder {
-            let (y, tape) =
-                decoder_layer_forward(layer, &x, &memory, &causal, &memory_mask, train)?;
+            let (y, tape) = decoder_layer_forward(
+                layer,
+                &x,
+                &memory,
+                &causal,
+                &memory_mask,
+                train,
+                &mut casts,
+            )?;
             decoder.push(tape);
             x = y;
         }
-        let (output, head) = head_forward(self, &x, positions)?;
+        let (output, head) = head_forward(self, &x, positions, &mut casts)?;
         Ok(TrainingPass {
             model: self,
             output,
@@ -118,6 +129,7 @@ impl Seq2Seq {
             target,
             decoder,
             head,
+            casts,
         })
     }
 }
@@ -141,14 +153,16 @@ impl TrainingPass<'_> {
             target,
             decoder,
             head,
+            mut casts,
         } = self;
         drop(output);
         let mut grads = ParamGrads::default();
-        let mut g = head_backward(model, &head, d_loss, &mut grads)?;
+        let mut g = head_backward(model, &head, d_loss, &mut casts, &mut grads)?;
         drop(head);
         let mut d_memory: Option<Tensor> = None;
         for (layer, tape) in model.decoder.iter().zip(decoder).rev() {
-            let (dx, dm) = decoder_layer_backward(layer, &tape, &memory, &g, &mut grads)?;
+            let (dx, dm) =
+                decoder_layer_backward(layer, &tape, &memory, &g, &mut casts, &mut grads)?;
             d_memory = Some(match d_memory {
                 Some(sum) => (sum + dm)?,
                 None => dm,
@@ -161,7 +175,7 @@ impl TrainingPass<'_> {
             ModelError::InvalidInput("explicit backward: the model has no decoder layer".into())
         })?;
         for (layer, tape) in model.encoder.layers.iter().zip(encoder).rev() {
-            g = encoder_layer_backward(layer, &tape, &g, &mut grads)?;
+            g = encoder_layer_backward(layer, &tape, &g, &mut casts, &mut grads)?;
         }
         embeddings_backward(model.embeddings(), &source, &g, &mut grads)?;
         Ok(grads.into_grad_store())

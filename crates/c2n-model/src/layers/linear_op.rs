@@ -63,6 +63,18 @@ pub(crate) fn linear_grads(
     grad: &Tensor,
     wants: LinearWants,
 ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    linear_grads_in(x, weight, grad, wants, weight.dtype())
+}
+
+/// [`linear_grads`] with `dW` and `db` in `param_dtype` (the weight may be a copy already cast
+/// to the compute dtype).
+pub(crate) fn linear_grads_in(
+    x: &Tensor,
+    weight: &Tensor,
+    grad: &Tensor,
+    wants: LinearWants,
+    param_dtype: DType,
+) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
     let (rows, in_dim) = rows_and_width(x)?;
     let out_dim = weight.dim(0)?;
     let g = grad.reshape((rows, out_dim))?;
@@ -74,12 +86,12 @@ pub(crate) fn linear_grads(
     };
     let dw = if wants.weight {
         let x2 = cast(&x.detach(), g.dtype())?.reshape((rows, in_dim))?;
-        Some(g.t()?.matmul(&x2)?.to_dtype(weight.dtype())?)
+        Some(g.t()?.matmul(&x2)?.to_dtype(param_dtype)?)
     } else {
         None
     };
     let db = if wants.bias {
-        Some(g.to_dtype(DType::F32)?.sum(0)?.to_dtype(weight.dtype())?)
+        Some(g.to_dtype(DType::F32)?.sum(0)?.to_dtype(param_dtype)?)
     } else {
         None
     };

@@ -42,7 +42,7 @@ pub(crate) mod closed_form_math {
     pub(crate) use super::dropout::keep_mask;
     pub(crate) use super::layer_norm::fused_layer_norm;
     pub(crate) use super::layer_norm_op::{layer_norm_grads, NormWants};
-    pub(crate) use super::linear_op::{linear_grads, linear_value, LinearWants};
+    pub(crate) use super::linear_op::{linear_grads_in, linear_value, LinearWants};
     pub(crate) use super::token_nll::{token_nll_grad, token_nll_value};
 }
 
