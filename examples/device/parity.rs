@@ -6,7 +6,10 @@
 //!   encoder output, teacher-forced logits (slice, logsumexp, argmax), loss; then beam
 //!   search (beam 10, max length 16) for every `eos_row_scale` run of the fixture, both the
 //!   batched KV-cached search and the plain full-prefix reference search, n-best ids compared
-//!   exactly and scores within 1e-4 relative (the tolerance of `tests/beam_model.rs`).
+//!   exactly and scores within 1e-4 relative (the tolerance of `tests/beam_model.rs`); and
+//!   the gradients of the loss, from Candle's autograd and from the explicit backward pass,
+//!   against the fixture's per-parameter sums and sums of squares (the tolerances of
+//!   `tests/gradients.rs`).
 //! - `parity-train`: the tiny model of `crates/c2n-train/tests/data/train_steps`, dropout off,
 //!   variant-A loop with GA 1 (3 updates) and GA 2 (4 batches): losses, learning rates and
 //!   every parameter after every update (the tolerances of `tests/train_parity.rs`).
@@ -226,6 +229,9 @@ pub fn model(args: &ModelParityArgs) -> Result<()> {
         &[fx["loss"].as_f64().context("loss")? as f32],
     )?;
     let n_active_equal = Some(out.n_active as u64) == fx["n_active"].as_u64();
+    let graph_grads = gradient_stats_diff(&model, &fx, &out.loss.backward()?)?;
+    let pass = model.training_pass(&src, &src_mask, &tgt, &tgt_mask, false)?;
+    let explicit_grads = gradient_stats_diff(&model, &fx, &pass.backward(1.0)?)?;
 
     // Beam search on every EOS-row scale of the fixture.
     let runs = fx["nbest"]["runs"].as_array().context("nbest.runs")?;
@@ -279,7 +285,9 @@ pub fn model(args: &ModelParityArgs) -> Result<()> {
         && loss <= args.tol
         && n_active_equal
         && batched_all == cases
-        && reference_all == cases;
+        && reference_all == cases
+        && graph_grads.ok()
+        && explicit_grads.ok();
     emit(
         "parity_model",
         json!({
@@ -299,10 +307,99 @@ pub fn model(args: &ModelParityArgs) -> Result<()> {
             "beam_reference_ids_identical": reference_ids,
             "beam_reference_all_identical": reference_all,
             "beam_max_score_rel_diff": worst_score,
+            "grads_graph": graph_grads.json(),
+            "grads_explicit": explicit_grads.json(),
             "ok": ok,
         }),
     );
     Ok(())
+}
+
+/// How far a gradient store is from the fixture's per-parameter `[sum, sum of squares]`.
+struct GradientStatsDiff {
+    /// Largest `|sum − want| / (√want_sumsq · √n)`: the sum's error per unit of gradient norm.
+    sum: f64,
+    /// Largest relative error of the sum of squares.
+    sumsq: f64,
+    /// Largest sum of squares where the reference's is below 1e-20 (the key biases, whose
+    /// exact gradient is zero: both sides hold round-off only).
+    zero_sumsq: f64,
+    /// Parameters whose presence of a gradient differs from PyTorch's.
+    presence_mismatches: usize,
+    compared: usize,
+}
+
+impl GradientStatsDiff {
+    /// The tolerances of `crates/c2n-model/tests/gradients.rs`.
+    fn ok(&self) -> bool {
+        self.presence_mismatches == 0
+            && self.compared > 0
+            && self.sum <= 1e-4
+            && self.sumsq <= 1e-4
+            && self.zero_sumsq < 1e-20
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "sum_max_rel_diff": self.sum,
+            "sumsq_max_rel_diff": self.sumsq,
+            "zero_gradient_max_sumsq": self.zero_sumsq,
+            "presence_mismatches": self.presence_mismatches,
+            "compared": self.compared,
+        })
+    }
+}
+
+fn gradient_stats_diff(
+    model: &Seq2Seq,
+    fx: &Value,
+    grads: &candle_core::backprop::GradStore,
+) -> Result<GradientStatsDiff> {
+    let stats = fx["grad_stats"].as_object().context("grad_stats")?;
+    let data = model
+        .varmap()
+        .data()
+        .lock()
+        .map_err(|_| anyhow::anyhow!("VarMap lock poisoned"))?;
+    let mut diff = GradientStatsDiff {
+        sum: 0.0,
+        sumsq: 0.0,
+        zero_sumsq: 0.0,
+        presence_mismatches: 0,
+        compared: 0,
+    };
+    for name in model.trainable_var_names() {
+        let var = data.get(&name).with_context(|| format!("no Var {name}"))?;
+        let want = stats.get(&name).unwrap_or(&Value::Null);
+        let (grad, want) = match (grads.get(var.as_tensor()), want.as_array()) {
+            (Some(g), Some(w)) => (g, w),
+            (None, None) => continue,
+            _ => {
+                diff.presence_mismatches += 1;
+                continue;
+            }
+        };
+        let g = grad.to_dtype(candle_core::DType::F64)?;
+        let sum = g.sum_all()?.to_scalar::<f64>()?;
+        let sumsq = g.sqr()?.sum_all()?.to_scalar::<f64>()?;
+        let want_sum = want
+            .first()
+            .and_then(Value::as_f64)
+            .context("grad_stats sum")?;
+        let want_sumsq = want
+            .get(1)
+            .and_then(Value::as_f64)
+            .context("grad_stats sumsq")?;
+        let scale = want_sumsq.sqrt().max(1e-12) * (g.elem_count() as f64).sqrt();
+        diff.sum = diff.sum.max((sum - want_sum).abs() / scale);
+        if want_sumsq < 1e-20 {
+            diff.zero_sumsq = diff.zero_sumsq.max(sumsq);
+        } else {
+            diff.sumsq = diff.sumsq.max((sumsq - want_sumsq).abs() / want_sumsq);
+        }
+        diff.compared += 1;
+    }
+    Ok(diff)
 }
 
 fn fixture_features(fx: &Value) -> Result<Vec<Feature>> {

@@ -111,6 +111,12 @@ def build(steps, results, mode):
                            f"lse {fmt(r.get('logsumexp_max_rel_diff'))}, loss {fmt(r.get('loss_rel_diff'))}, "
                            f"argmax mismatches {r.get('argmax_mismatches')}, {beam}, "
                            f"score {fmt(r.get('beam_max_score_rel_diff'))}")
+                for path in ("graph", "explicit"):
+                    g = r.get(f"grads_{path}")
+                    if g:
+                        figures += (f"; {path} gradients: sum {fmt(g.get('sum_max_rel_diff'))}, "
+                                    f"sum² {fmt(g.get('sumsq_max_rel_diff'))}, "
+                                    f"presence mismatches {g.get('presence_mismatches')}")
             else:
                 figures = (f"{r.get('case')}: {r.get('updates')} updates, lrs equal {fmt(r.get('lrs_equal'))}, "
                            f"loss {fmt(r.get('loss_max_rel_diff'))}, params max abs {fmt(r.get('param_max_abs_diff'))}"
