@@ -179,9 +179,10 @@ pub struct EmbeddingInputs {
 
 /// `rows[i]` unchanged in value, but detached from the graph where `ids[i] == pad_id`: what
 /// PyTorch's `nn.Embedding(padding_idx)` does to the backward pass. The tied word matrix's pad
-/// row still receives the LM head's gradient. No-op when nothing tracks gradients.
+/// row still receives the LM head's gradient. No-op when nothing tracks gradients or under
+/// [`crate::layers::no_grad`] (decoding: two kernels per lookup saved).
 fn stop_gradient_at(rows: Tensor, ids: &Tensor, pad_id: u32) -> Result<Tensor> {
-    if !rows.track_op() {
+    if !rows.track_op() || !crate::layers::gradients_enabled() {
         return Ok(rows);
     }
     let is_pad = ids.eq(pad_id)?.unsqueeze(1)?.broadcast_as(rows.shape())?;
