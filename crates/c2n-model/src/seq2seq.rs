@@ -213,11 +213,11 @@ impl Seq2Seq {
         target_mask: &Tensor,
         train: bool,
     ) -> Result<LossOutput> {
-        // Every host read of the step first, so no op waits on the host once queued.
-        let positions = self.active_positions(target_ids, target_mask)?;
-        self.check_source(source_ids, source_mask)?;
-        let source = self.embeddings().inputs(source_ids)?;
-        let target = self.target_inputs(target_ids)?;
+        let LossInputs {
+            positions,
+            source,
+            target,
+        } = self.loss_inputs(source_ids, source_mask, target_ids, target_mask)?;
         let memory =
             self.encoder
                 .forward_inputs(&source, source_mask, self.compute_dtype, train)?;
@@ -240,6 +240,24 @@ impl Seq2Seq {
             n_active,
         })
     }
+    /// Every host read a loss needs (active positions, checked lookup indices), done before
+    /// the first op is queued so that no op waits on the host mid-step.
+    pub(crate) fn loss_inputs(
+        &self,
+        source_ids: &Tensor,
+        source_mask: &Tensor,
+        target_ids: &Tensor,
+        target_mask: &Tensor,
+    ) -> Result<LossInputs> {
+        let positions = self.active_positions(target_ids, target_mask)?;
+        self.check_source(source_ids, source_mask)?;
+        Ok(LossInputs {
+            positions,
+            source: self.embeddings().inputs(source_ids)?,
+            target: self.target_inputs(target_ids)?,
+        })
+    }
+
     /// `source_ids` and `source_mask` are both `[n, S]`.
     pub(crate) fn check_source(&self, source_ids: &Tensor, source_mask: &Tensor) -> Result<()> {
         check_same_shape(source_ids, source_mask, "source_ids", "source_mask")
@@ -283,6 +301,13 @@ impl Seq2Seq {
             count,
         })
     }
+}
+
+/// What [`Seq2Seq::loss_inputs`] prepares on the host.
+pub(crate) struct LossInputs {
+    pub(crate) positions: ActivePositions,
+    pub(crate) source: EmbeddingInputs,
+    pub(crate) target: EmbeddingInputs,
 }
 
 /// Rows of the flattened `[n·T]` decoder output that predict a token, and the tokens.

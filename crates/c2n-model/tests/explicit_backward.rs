@@ -74,20 +74,7 @@ fn assert_same_gradients(model: &Seq2Seq, graph: &GradStore, explicit: &GradStor
                     !e.track_op(),
                     "{name}: the explicit gradient records an op graph"
                 );
-                let g = g
-                    .to_dtype(DType::F32)
-                    .unwrap()
-                    .flatten_all()
-                    .unwrap()
-                    .to_vec1::<f32>()
-                    .unwrap();
-                let e = e
-                    .to_dtype(DType::F32)
-                    .unwrap()
-                    .flatten_all()
-                    .unwrap()
-                    .to_vec1::<f32>()
-                    .unwrap();
+                let (g, e) = (flat_f32(g), flat_f32(e));
                 let scale = g.iter().fold(0f32, |m, x| m.max(x.abs()));
                 let diff = g
                     .iter()

@@ -11,15 +11,7 @@ use model_support::*;
 fn every_parameter_but_the_pooler_gets_a_nonzero_gradient() {
     let fx = fixture();
     let model = small_model();
-    let out = model
-        .forward_loss(
-            &batch(&fx, "source_ids"),
-            &batch(&fx, "source_mask"),
-            &batch(&fx, "target_ids"),
-            &batch(&fx, "target_mask"),
-            false,
-        )
-        .unwrap();
+    let out = fixture_loss(&model, &fx, false);
     let grads = out.loss.backward().unwrap();
     let data = model.varmap().data().lock().unwrap();
     let names = model.trainable_var_names();
@@ -56,15 +48,7 @@ fn every_parameter_but_the_pooler_gets_a_nonzero_gradient() {
 fn gradients_match_the_pytorch_reference() {
     let fx = fixture();
     let model = small_model();
-    let out = model
-        .forward_loss(
-            &batch(&fx, "source_ids"),
-            &batch(&fx, "source_mask"),
-            &batch(&fx, "target_ids"),
-            &batch(&fx, "target_mask"),
-            false,
-        )
-        .unwrap();
+    let out = fixture_loss(&model, &fx, false);
     assert_matches_pytorch_gradients(&fx, &model, &out.loss.backward().unwrap());
 }
 
@@ -73,15 +57,7 @@ fn gradients_match_the_pytorch_reference() {
 fn explicit_backward_matches_the_pytorch_reference() {
     let fx = fixture();
     let model = small_model();
-    let pass = model
-        .training_pass(
-            &batch(&fx, "source_ids"),
-            &batch(&fx, "source_mask"),
-            &batch(&fx, "target_ids"),
-            &batch(&fx, "target_mask"),
-            false,
-        )
-        .unwrap();
+    let pass = fixture_pass(&model, &fx, false);
     let graph_loss = fixture_loss(&model, &fx, false)
         .loss
         .to_scalar::<f32>()

@@ -56,6 +56,7 @@ use param_grads::ParamGrads;
 
 use crate::decoder::{causal_mask, memory_key_padding_mask};
 use crate::encoder::mask_term;
+use crate::seq2seq::LossInputs;
 use crate::{LossOutput, ModelError, Result, Seq2Seq};
 
 /// A forward pass that can run its own backward pass once.
@@ -84,11 +85,12 @@ impl Seq2Seq {
     ) -> Result<TrainingPass<'_>> {
         // Every host read and upload of the step first, so no op waits on the host (or the
         // host on the device) once the step's work is queued.
-        let positions = self.active_positions(target_ids, target_mask)?;
-        self.check_source(source_ids, source_mask)?;
+        let LossInputs {
+            positions,
+            source: source_inputs,
+            target: target_inputs,
+        } = self.loss_inputs(source_ids, source_mask, target_ids, target_mask)?;
         let embeddings = self.embeddings();
-        let source_inputs = embeddings.inputs(source_ids)?;
-        let target_inputs = self.target_inputs(target_ids)?;
         let causal = causal_mask(target_inputs.dims.1, self.device())?;
         let key_mask = mask_term(source_mask)?;
         let memory_mask = memory_key_padding_mask(source_mask)?;

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use c2n_model::{load_checkpoint, LossOutput, Seq2Seq};
+use c2n_model::{load_checkpoint, LossOutput, Seq2Seq, TrainingPass};
 use candle_core::{Device, Tensor};
 use serde_json::Value;
 
@@ -75,6 +75,27 @@ pub fn scale_word_row(model: &Seq2Seq, row: usize, scale: f64) {
     let (v, h) = (w.len(), w[0].len());
     var.set(&Tensor::from_vec(w.concat(), (v, h), &Device::Cpu).unwrap())
         .unwrap();
+}
+
+/// The explicit training pass of `model` on the fixture's examples.
+pub fn fixture_pass<'m>(model: &'m Seq2Seq, fx: &Value, train: bool) -> TrainingPass<'m> {
+    model
+        .training_pass(
+            &batch(fx, "source_ids"),
+            &batch(fx, "source_mask"),
+            &batch(fx, "target_ids"),
+            &batch(fx, "target_mask"),
+            train,
+        )
+        .expect("training_pass on the fixture")
+}
+
+/// All values of `t` as f32, flattened.
+pub fn flat_f32(t: &Tensor) -> Vec<f32> {
+    t.to_dtype(candle_core::DType::F32)
+        .and_then(|t| t.flatten_all())
+        .and_then(|t| t.to_vec1::<f32>())
+        .expect("readable tensor")
 }
 
 /// The §5 loss of `model` on the fixture's examples.
