@@ -67,11 +67,9 @@ pub fn device_row_top_k(logp: &Tensor, row_scores: Option<&[f32]>, k: usize) -> 
         let all = candidates.flatten_all()?.to_vec1::<f32>()?;
         row_top_k_host(&all, vocab, None, k)
     };
-    // A NaN anywhere makes its row's sum NaN.
-    let sums = candidates.sum_keepdim(1)?.flatten_all()?.to_vec1::<f32>()?;
-    if sums.iter().any(|s| s.is_nan()) {
-        return host_fallback(&candidates);
-    }
+    // A NaN anywhere makes its row's sum NaN. Read only after the ranking is queued: a read
+    // waits for the device, and the host should queue the ranking while the step still runs.
+    let sums = candidates.sum_keepdim(1)?;
 
     let width = chunk_width(vocab, k);
     let n_chunks = vocab / width;
@@ -81,7 +79,7 @@ pub fn device_row_top_k(logp: &Tensor, row_scores: Option<&[f32]>, k: usize) -> 
         .unsqueeze(0)?
         .broadcast_as((rows, n_chunks))?;
     let best_chunks = n_chunks.min(k);
-    let (_, chosen) = pick_top(&chunk_max, &chunk_ids, best_chunks)?;
+    let (_, chosen) = pick_top(&chunk_max, &chunk_ids, best_chunks, n_chunks as u32 - 1)?;
     let gather_index = chosen
         .unsqueeze(2)?
         .broadcast_as((rows, best_chunks, width))?
@@ -95,9 +93,14 @@ pub fn device_row_top_k(logp: &Tensor, row_scores: Option<&[f32]>, k: usize) -> 
         .unsqueeze(2)?
         .broadcast_add(&offsets)?
         .reshape((rows, best_chunks * width))?;
-    let (values, tokens) = pick_top(&gathered, &token_ids, k)?;
+    let (values, tokens) = pick_top(&gathered, &token_ids, k, vocab as u32 - 1)?;
+    let has_nan = sums
+        .flatten_all()?
+        .to_vec1::<f32>()?
+        .iter()
+        .any(|s| s.is_nan());
     let values = values.flatten_all()?.to_vec1::<f32>()?;
-    if values.iter().any(|v| !v.is_finite()) {
+    if has_nan || values.iter().any(|v| !v.is_finite()) {
         return host_fallback(&candidates);
     }
     let tokens = tokens.flatten_all()?.to_vec1::<u32>()?;
@@ -106,9 +109,14 @@ pub fn device_row_top_k(logp: &Tensor, row_scores: Option<&[f32]>, k: usize) -> 
 
 /// The `k` best entries of every row of `values [rows, n]`, one at a time under the tie rule
 /// (`ids [rows, n]` ranks equal values, lower first): `([rows, k] values, [rows, k] ids)`.
-fn pick_top(values: &Tensor, ids: &Tensor, k: usize) -> Result<(Tensor, Tensor)> {
+///
+/// `max_id` is the largest id: it stands for "no entry reaches the maximum", which happens
+/// only in a row whose maximum is NaN. Such a row is ranked again on the host, but its ids
+/// must still be valid indices for the gather that follows (an out-of-range gather index
+/// would read out of bounds on a GPU).
+fn pick_top(values: &Tensor, ids: &Tensor, k: usize, max_id: u32) -> Result<(Tensor, Tensor)> {
     let shape = values.shape().clone();
-    let no_id = Tensor::new(&[u32::MAX], values.device())?
+    let no_id = Tensor::new(&[max_id], values.device())?
         .reshape((1, 1))?
         .broadcast_as(&shape)?;
     let excluded = Tensor::new(&[f32::NEG_INFINITY], values.device())?
@@ -197,5 +205,21 @@ mod tests {
         assert_eq!(got.tokens, want.tokens);
         assert_eq!(got.tokens[..4], [3, 0, 1, 2]);
         assert_eq!(got.tokens[4..], [0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn an_all_nan_row_falls_back_without_an_out_of_range_gather() {
+        let device = Device::Cpu;
+        // 2 rows of 60 (chunks of 15, 4 chunks): row 0 all NaN, row 1 ordinary.
+        let mut logp = lcg_values(2 * 60, 3, 0.5);
+        for value in &mut logp[..60] {
+            *value = f32::NAN;
+        }
+        let tensor = Tensor::from_slice(&logp, (2, 60), &device).unwrap();
+        let got = device_row_top_k(&tensor, Some(&[0.0, -1.0]), 4).unwrap();
+        let want = row_top_k_host(&logp, 60, Some(&[0.0, -1.0]), 4).unwrap();
+        assert_eq!(got.tokens, want.tokens);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&got.values), bits(&want.values));
     }
 }
