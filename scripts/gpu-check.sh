@@ -162,6 +162,10 @@ run_step train_candle_f32_padded 120 "$BIN" bench-train --device "$DEV" --model 
   --features "$TRAIN_FEATURES" --precision f32 --padding reference "${TRAIN[@]}"
 run_step train_candle_bf16_dynamic 120 "$BIN" bench-train --device "$DEV" --model "$MODEL" \
   --features "$TRAIN_FEATURES" --precision bf16 --padding dynamic --keep-pool "${TRAIN[@]}"
+# bf16 with Candle's autograd over the op graph: the explicit pass's A/B in the best setting.
+run_step train_candle_bf16_dynamic_graph 120 "$BIN" bench-train --device "$DEV" --model "$MODEL" \
+  --features "$TRAIN_FEATURES" --precision bf16 --padding dynamic --keep-pool --graph-backward \
+  "${TRAIN[@]}"
 run_step train_candle_tf32_dynamic 120 "$BIN" bench-train --device "$DEV" --model "$MODEL" \
   --features "$TRAIN_FEATURES" --precision tf32 --padding dynamic --keep-pool "${TRAIN[@]}"
 # The f32 padded run again with the memory pool kept: how much of the gap is the allocator.
