@@ -15,7 +15,7 @@
 #                                       # (cargo build --example device), small model, tiny sizes
 # Options: --budget SECONDS. Environment: OUT (default build/gpu-check), DEVICE_BIN, DEVICE_DATA,
 # GPU_CHECK_ONLY (regex of step names to run), GPU_CHECK_DECODE_SUBSET (GPU: examples both
-# decoders decode for the n-best comparison, default 64), GPU_CHECK_DECODE_ALL_BATCH (default 128),
+# decoders decode for the n-best comparison, default 64), GPU_CHECK_DECODE_ALL_BATCH (default 256, run 4: 23.2 GB),
 # GPU_CHECK_BUDGET_S, GPU_CHECK_TIMEOUT_SCALE (dry run). Built by scripts/cuda-build.sh; see docs/gpu.md.
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -59,7 +59,7 @@ if [ "$MODE" = gpu ]; then
   TRAIN_SMALL=(--batch-size 8 --warmup 3 --steps 10 --phase-steps 5)
   PROFILE=(--examples 128 --prefix 48 --reps 5)
   OPS=(--model codebert --batch 32 --reps 5)
-  DECODE_SUBSET=${GPU_CHECK_DECODE_SUBSET:-64} DECODE_MAX_LEN=128 DECODE_BATCH=64 DECODE_ALL=0 DECODE_ALL_BATCH=${GPU_CHECK_DECODE_ALL_BATCH:-128} DECODE_ALL_BUDGET=140 TORCH_DECODE_BUDGET=60
+  DECODE_SUBSET=${GPU_CHECK_DECODE_SUBSET:-64} DECODE_MAX_LEN=128 DECODE_BATCH=64 DECODE_ALL=0 DECODE_ALL_BATCH=${GPU_CHECK_DECODE_ALL_BATCH:-256} DECODE_ALL_BUDGET=140 TORCH_DECODE_BUDGET=60
   SHARP_SUBSET=32 SHARP_TORCH_BUDGET=40
   BIN=${DEVICE_BIN:-$ROOT/build/device/device}
   if [ ! -x "$BIN" ] && [ -f "$ROOT/build/device/device.xz" ]; then
