@@ -29,7 +29,8 @@
 
 use crate::checkpoint_policy::{BEST_BLEU, BEST_PPL, LAST};
 use crate::comm::{
-    self, exchange_batch_stats, BucketPlan, Communicator, LocalBatch, ReduceOp, SingleComm,
+    self, exchange_batch_stats, rank_grad_scale, BucketPlan, Communicator, LocalBatch, ReduceOp,
+    SingleComm,
 };
 use crate::config::{Schedule, TrainConfig};
 use crate::data::{load_features, DevSet};
@@ -488,36 +489,55 @@ impl Trainer {
         })
     }
 
-    /// This rank's slice of the micro-batch: forward, one stats all-reduce, backward of the
-    /// loss weighted by this rank's share (and `1 / GA`).
+    /// This rank's slice of the micro-batch: forward, backward of the loss weighted by this
+    /// rank's share (and `1 / GA`), then one stats all-reduce.
+    ///
+    /// Every rank's share follows from token counts that each rank computes on the host, so the
+    /// backward pass is queued right behind the forward pass; the loss is read (a wait for the
+    /// device) only afterwards, and the all-reduced counts are checked against the prediction.
     fn rank_gradients(&self, positions: &[usize], comm: &dyn Communicator) -> Result<MicroOutcome> {
         // Padding lengths of the global batch, so every rank pads as one rank would.
         let (s, t) = padded_lengths(&self.train, positions, &self.batch_config)?;
-        let mine = rank_slice(positions, comm.rank(), comm.world_size())?;
-        let forward = if mine.is_empty() {
-            None // more ranks than examples in this micro-batch
-        } else {
+        let (rank, world) = (comm.rank(), comm.world_size());
+        let counts = rank_target_tokens(&self.train, positions, t, world)?;
+        let scale = rank_grad_scale(
+            self.config.grad_weighting,
+            counts[rank],
+            counts.iter().sum(),
+            counts.iter().filter(|&&c| c > 0).count(),
+        );
+        let factor = f64::from(scale) / self.config.grad_accum.max(1) as f64;
+        let mine = rank_slice(positions, rank, world)?;
+        let mut local = LocalBatch {
+            mean_loss: 0.0,
+            tokens: 0,
+        };
+        let mut store = None;
+        if !mine.is_empty() {
+            // (more ranks than examples leave a rank without any)
             let batch = make_batch(&self.train, mine, s, t);
             let x = BatchTensors::new(&batch, self.model.device())?;
-            Some(ForwardPass::run(&self.model, &x, self.config.backward)?)
-        };
-        let local = match &forward {
-            Some(pass) => LocalBatch {
-                mean_loss: pass.output().loss.to_scalar::<f32>()?,
-                tokens: pass.output().n_active,
-            },
-            None => LocalBatch {
-                mean_loss: 0.0,
-                tokens: 0,
-            },
-        };
-        let stats = exchange_batch_stats(comm, self.config.grad_weighting, local)?;
-        let factor = f64::from(stats.grad_scale) / self.config.grad_accum.max(1) as f64;
-        let grads = match forward {
+            let pass = ForwardPass::run(&self.model, &x, self.config.backward)?;
+            let loss = pass.output().loss.clone();
+            local.tokens = pass.output().n_active;
             // A rank without tokens contributes zeros (its 0/0 loss would give NaN gradients).
-            Some(pass) if factor != 0.0 && local.mean_loss.is_finite() => self.position_masked(
-                Gradients::from_grad_store(&self.params, &pass.backward(factor)?),
-            )?,
+            if factor != 0.0 {
+                store = Some(pass.backward(factor)?);
+            }
+            local.mean_loss = loss.to_scalar::<f32>()?;
+        }
+        let stats = exchange_batch_stats(comm, self.config.grad_weighting, local)?;
+        if local.tokens != counts[rank] || stats.grad_scale != scale {
+            return Err(TrainError::InvalidInput(format!(
+                "rank {rank}: {} target tokens and gradient scale {} on the device, {} and {scale} \
+                 predicted from the features",
+                local.tokens, stats.grad_scale, counts[rank]
+            )));
+        }
+        let grads = match store {
+            Some(store) if local.mean_loss.is_finite() => {
+                self.position_masked(Gradients::from_grad_store(&self.params, &store))?
+            }
             _ => Gradients::new(),
         };
         Ok(MicroOutcome {
@@ -838,4 +858,24 @@ impl Trainer {
             saved.join(", ")
         ))
     }
+}
+
+/// Each rank's active target positions (`target_mask[:, 1:]` ones, as the loss counts them) in
+/// a micro-batch padded to target length `t`, computed on the host from the features.
+fn rank_target_tokens(
+    features: &[Feature],
+    positions: &[usize],
+    t: usize,
+    world: usize,
+) -> Result<Vec<usize>> {
+    (0..world)
+        .map(|r| {
+            let slice = rank_slice(positions, r, world)?;
+            Ok(slice
+                .iter()
+                .filter_map(|&p| features.get(p))
+                .map(|f| f.target_ids.len().min(t).saturating_sub(1))
+                .sum())
+        })
+        .collect()
 }

@@ -12,7 +12,7 @@ use c2n_train::comm::parity::{
     params_snapshot, replica_mismatches, tensor_diffs, worst, write_parity_fixture,
     zero_gradient_bound, PARITY_TOLERANCE,
 };
-use c2n_train::comm::{Communicator, SingleComm, ThreadGroup};
+use c2n_train::comm::{Communicator, GradWeighting, SingleComm, ThreadGroup};
 use c2n_train::trainer::Trainer;
 use c2n_train::TrainError;
 use candle_core::Tensor;
@@ -84,4 +84,64 @@ fn two_thread_ranks_on_the_fixture_equal_one_rank() {
         extra > 100.0 * PARITY_TOLERANCE,
         "an extra step changed only {extra}"
     );
+}
+
+/// `train` with a chosen gradient weighting.
+fn train_weighted(
+    dir: &Path,
+    weighting: GradWeighting,
+    comm: &dyn Communicator,
+) -> Result<(Params, usize), TrainError> {
+    let rank_dir = dir.join(format!("rank{}", comm.rank()));
+    let mut config = write_parity_fixture(&rank_dir, &init_dir(), 2)?;
+    config.grad_weighting = weighting;
+    let mut trainer = Trainer::from_config_on(config, false, comm)?;
+    trainer.run_with(comm)?;
+    let mismatches = replica_mismatches(comm, trainer.params())?;
+    Ok((params_snapshot(trainer.params())?, mismatches))
+}
+
+/// Five ranks for a batch of four: one rank has no example. Each rank predicts every rank's
+/// token count (and so its gradient scale) from the features before reading its loss; the
+/// trainer checks the prediction against the all-reduced counts. Token-mean ranks still equal
+/// one rank; the mean of rank means trains too, in step.
+#[test]
+fn a_rank_without_examples_keeps_both_weightings_in_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let (single, _) = train_weighted(
+        &dir.path().join("one"),
+        GradWeighting::TokenMean,
+        &SingleComm,
+    )
+    .unwrap();
+    for weighting in [GradWeighting::TokenMean, GradWeighting::MeanOfRankMeans] {
+        let ranks = ThreadGroup::new(5)
+            .unwrap()
+            .run_fallible(|comm| {
+                train_weighted(&dir.path().join(format!("{weighting:?}")), weighting, comm)
+            })
+            .unwrap();
+        for (rank, (params, mismatches)) in ranks.iter().enumerate() {
+            assert_eq!(
+                *mismatches, 0,
+                "{weighting:?}: rank {rank} drifted from rank 0"
+            );
+            let diffs = tensor_diffs(params, &single).unwrap();
+            let w = worst(&diffs).unwrap();
+            match weighting {
+                GradWeighting::TokenMean => assert!(
+                    w.relative_l2 <= PARITY_TOLERANCE,
+                    "rank {rank}: {} relative L2 {}",
+                    w.name,
+                    w.relative_l2
+                ),
+                // Per-rank means averaged: another gradient than the token mean.
+                GradWeighting::MeanOfRankMeans => assert!(
+                    w.relative_l2 > PARITY_TOLERANCE,
+                    "rank {rank}: mean of rank means equals the token mean ({})",
+                    w.relative_l2
+                ),
+            }
+        }
+    }
 }

@@ -97,7 +97,9 @@ pub use tensors::{
     vec_to_tensor,
 };
 pub use threads::{ThreadComm, ThreadGroup, DEFAULT_TIMEOUT};
-pub use weighting::{exchange_batch_stats, GlobalBatch, GradWeighting, LocalBatch};
+pub use weighting::{
+    exchange_batch_stats, rank_grad_scale, GlobalBatch, GradWeighting, LocalBatch,
+};
 
 #[cfg(feature = "mpi")]
 pub use self::mpi::MpiComm;

@@ -45,6 +45,25 @@ pub struct GlobalBatch {
     pub grad_scale: f32,
 }
 
+/// The weight of a rank's gradient from token counts alone: `local / tokens` (token mean) or
+/// `1 / ranks_with_tokens` for a rank with tokens (mean of rank means); 0 for an empty shard
+/// or an empty batch. Counts known on every rank give every rank its scale without waiting
+/// for any loss.
+pub fn rank_grad_scale(
+    weighting: GradWeighting,
+    local_tokens: usize,
+    tokens: usize,
+    ranks_with_tokens: usize,
+) -> f32 {
+    match weighting {
+        GradWeighting::TokenMean if tokens > 0 => local_tokens as f32 / tokens as f32,
+        GradWeighting::MeanOfRankMeans if ranks_with_tokens > 0 && local_tokens > 0 => {
+            1.0 / ranks_with_tokens as f32
+        }
+        _ => 0.0,
+    }
+}
+
 /// One small all-reduce of `[loss·N_r, N_r, has_tokens, loss]` that gives every rank the global batch
 /// statistics and its own gradient scale.
 ///
@@ -65,21 +84,14 @@ pub fn exchange_batch_stats(
     comm.all_reduce(&mut buf, ReduceOp::Sum)?;
     let [loss_sum, tokens, ranks_with_tokens, sum_of_means] = buf;
     let (tokens, ranks_with_tokens) = (tokens as usize, ranks_with_tokens as usize);
-    let (mean_loss, grad_scale) = match weighting {
-        GradWeighting::TokenMean if tokens > 0 => (
-            loss_sum / tokens as f32,
-            local.tokens as f32 / tokens as f32,
-        ),
-        GradWeighting::MeanOfRankMeans if ranks_with_tokens > 0 => (
-            sum_of_means / ranks_with_tokens as f32,
-            if has_tokens {
-                1.0 / ranks_with_tokens as f32
-            } else {
-                0.0
-            },
-        ),
-        _ => (0.0, 0.0), // an empty global batch contributes nothing
+    let mean_loss = match weighting {
+        GradWeighting::TokenMean if tokens > 0 => loss_sum / tokens as f32,
+        GradWeighting::MeanOfRankMeans if ranks_with_tokens > 0 => {
+            sum_of_means / ranks_with_tokens as f32
+        }
+        _ => 0.0, // an empty global batch contributes nothing
     };
+    let grad_scale = rank_grad_scale(weighting, local.tokens, tokens, ranks_with_tokens);
     Ok(GlobalBatch {
         mean_loss,
         tokens,
