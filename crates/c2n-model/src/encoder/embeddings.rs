@@ -6,7 +6,7 @@ use candle_core::{DType, Tensor};
 
 use super::positions::padding_aware_positions;
 use crate::init::Params;
-use crate::layers::{dropout, LayerNorm};
+use crate::layers::{dropout, param, LayerNorm};
 use crate::{ModelError, Result};
 
 /// Word, position and token-type tables with their LayerNorm.
@@ -133,16 +133,16 @@ impl Embeddings {
         let h = self.word.dim(1)?;
         // padding_idx = pad (§4.5): lookups of the pad row contribute no gradient to it.
         let word = stop_gradient_at(
-            self.word.index_select(&inputs.ids, 0)?,
+            param(&self.word).index_select(&inputs.ids, 0)?,
             &inputs.ids,
             self.pad_id,
         )?;
         let pos = stop_gradient_at(
-            self.position.index_select(&inputs.positions, 0)?,
+            param(&self.position).index_select(&inputs.positions, 0)?,
             &inputs.positions,
             self.pad_id,
         )?;
-        let token_type = self.token_type.narrow(0, 0, 1)?;
+        let token_type = param(&self.token_type).narrow(0, 0, 1)?;
         // (word + pos) + type, in this order (§4.2).
         let e = (word + pos)?.broadcast_add(&token_type)?;
         let e = self.norm.forward(&e)?.reshape((n, l, h))?;

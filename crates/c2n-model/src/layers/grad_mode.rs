@@ -35,3 +35,16 @@ impl Drop for NoGradGuard {
 pub fn gradients_enabled() -> bool {
     NO_GRAD_DEPTH.with(|d| d.get() == 0)
 }
+
+/// A parameter as an op should read it: the Var itself, or a detached view under [`no_grad`].
+///
+/// Every op on a Var records its inputs, so without this a forward pass under `no_grad` would
+/// still keep all its activations alive through the op graph until its output is dropped (the
+/// whole forward pass, for a dev loss).
+pub fn param(t: &candle_core::Tensor) -> candle_core::Tensor {
+    if gradients_enabled() {
+        t.clone()
+    } else {
+        t.detach()
+    }
+}

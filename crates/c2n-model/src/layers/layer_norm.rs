@@ -2,8 +2,8 @@
 
 use candle_core::{DType, Tensor, D};
 
-use super::cast;
 use super::layer_norm_op::LayerNormOp;
+use super::{cast, param};
 
 /// A LayerNorm whose weight and bias receive gradients (unlike `candle_nn::LayerNorm`).
 ///
@@ -45,7 +45,7 @@ impl LayerNorm {
     }
 
     fn forward_fused(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        fused_layer_norm(x, &self.weight, &self.bias, self.eps)
+        fused_layer_norm(x, &param(&self.weight), &param(&self.bias), self.eps)
     }
 
     /// Weight, bias and epsilon (for the explicit backward pass).
@@ -61,8 +61,8 @@ impl LayerNorm {
         let var = centered.sqr()?.mean_keepdim(D::Minus1)?;
         let normed = centered.broadcast_div(&(var + self.eps)?.sqrt()?)?;
         let y = normed
-            .broadcast_mul(&cast(&self.weight, DType::F32)?)?
-            .broadcast_add(&cast(&self.bias, DType::F32)?)?;
+            .broadcast_mul(&cast(&param(&self.weight), DType::F32)?)?
+            .broadcast_add(&cast(&param(&self.bias), DType::F32)?)?;
         cast(&y, dtype)
     }
 }

@@ -5,6 +5,7 @@ use candle_core::Tensor;
 use super::cast;
 use super::closed_form::records;
 use super::linear_op::linear_closed_form;
+use super::param;
 
 /// A linear layer over the last dimension of an input of any rank.
 ///
@@ -56,11 +57,11 @@ impl Linear {
             .split_last()
             .ok_or_else(|| candle_core::Error::Msg("linear: scalar input".into()))?;
         let rows: usize = lead.iter().product();
-        let w = cast(&self.weight, x.dtype())?;
+        let w = cast(&param(&self.weight), x.dtype())?;
         let x2 = x.reshape((rows, in_dim))?;
         let mut y = x2.matmul(&w.t()?)?;
         if let Some(b) = &self.bias {
-            y = y.broadcast_add(&cast(b, x.dtype())?)?;
+            y = y.broadcast_add(&cast(&param(b), x.dtype())?)?;
         }
         let mut out_dims = lead.to_vec();
         out_dims.push(w.dim(0)?);

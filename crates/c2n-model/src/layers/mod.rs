@@ -25,7 +25,7 @@ pub use activation::{apply_activation, apply_activation_with};
 pub use attention::{attend, attend_heads, merge_heads, split_heads, AttendOptions};
 pub use dropout::{apply_keep_mask, dropout};
 pub use dropout_seed::{seeded_dropout, SeededDropoutGuard};
-pub use grad_mode::{gradients_enabled, no_grad, NoGradGuard};
+pub use grad_mode::{gradients_enabled, no_grad, param, NoGradGuard};
 pub use layer_norm::LayerNorm;
 pub use linear::Linear;
 pub use softmax::softmax_last_dim;
