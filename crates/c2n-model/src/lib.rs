@@ -98,6 +98,6 @@ pub use error::{ModelError, Result};
 pub use explicit::TrainingPass;
 pub use load::{load_checkpoint, load_pretrained_encoder};
 pub use save::save_checkpoint;
-pub use seq2seq::{LossOutput, Seq2Seq};
+pub use seq2seq::{HostBatch, LossInputs, LossOutput, Seq2Seq};
 pub use session::{device_row_top_k, CandidateRanking, FullPrefixSession, KvCacheSession};
 pub use step::{row_top_k_host, NextTokenLogProbs, RowTopK};

@@ -213,16 +213,29 @@ impl Seq2Seq {
         target_mask: &Tensor,
         train: bool,
     ) -> Result<LossOutput> {
+        let inputs = self.loss_inputs(source_ids, source_mask, target_ids, target_mask)?;
+        self.forward_loss_with(inputs, source_mask, train)
+    }
+
+    /// [`forward_loss`](Self::forward_loss) from prepared [`LossInputs`] and the `[n, S]`
+    /// source mask.
+    pub fn forward_loss_with(
+        &self,
+        inputs: LossInputs,
+        source_mask: &Tensor,
+        train: bool,
+    ) -> Result<LossOutput> {
         let LossInputs {
             positions,
             source,
             target,
-        } = self.loss_inputs(source_ids, source_mask, target_ids, target_mask)?;
+        } = inputs;
+        check_mask_dims(source_mask, source.dims)?;
         let memory =
             self.encoder
                 .forward_inputs(&source, source_mask, self.compute_dtype, train)?;
         let hidden = self.decode_hidden_inputs(&target, &memory, source_mask, train)?;
-        let (n, t) = target_ids.dims2()?;
+        let (n, t) = target.dims;
         let h = self.cfg.hidden_size;
         let n_active = positions.count;
         let (rows, gold) = (positions.rows, positions.gold);
@@ -258,6 +271,26 @@ impl Seq2Seq {
         })
     }
 
+    /// [`LossInputs`] from host copies of the batch: no device read, so a trainer that built the
+    /// batch on the host can queue a whole step (and the next) without waiting for the device.
+    pub fn loss_inputs_from_host(&self, batch: HostBatch<'_>) -> Result<LossInputs> {
+        let (n, s, t) = (batch.rows, batch.source_len, batch.target_len);
+        let positions =
+            self.active_positions_from_host(batch.target_ids, batch.target_mask, (n, t))?;
+        if t > keys::CAUSAL_BUFFER_SIZE {
+            return Err(ModelError::InvalidInput(format!(
+                "target length {t} exceeds the causal buffer ({})",
+                keys::CAUSAL_BUFFER_SIZE
+            )));
+        }
+        let embeddings = self.embeddings();
+        Ok(LossInputs {
+            positions,
+            source: embeddings.inputs_from_host_ids(batch.source_ids, (n, s), &self.device)?,
+            target: embeddings.inputs_from_host_ids(batch.target_ids, (n, t), &self.device)?,
+        })
+    }
+
     /// `source_ids` and `source_mask` are both `[n, S]`.
     pub(crate) fn check_source(&self, source_ids: &Tensor, source_mask: &Tensor) -> Result<()> {
         check_same_shape(source_ids, source_mask, "source_ids", "source_mask")
@@ -277,15 +310,46 @@ impl Seq2Seq {
                 "target length {t}: need at least 2 positions for a loss"
             )));
         }
-        let mask = target_mask.to_dtype(DType::F32)?.to_vec2::<f32>()?;
-        let labels = target_ids.to_dtype(DType::U32)?.to_vec2::<u32>()?;
+        let mask: Vec<u32> = target_mask
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?
+            .iter()
+            .map(|&m| u32::from(m != 0.0))
+            .collect();
+        let labels = target_ids
+            .to_dtype(DType::U32)?
+            .flatten_all()?
+            .to_vec1::<u32>()?;
+        self.active_positions_from_host(&labels, &mask, (n, t))
+    }
+
+    /// [`active_positions`](Self::active_positions) from row-major host copies `[n, T]`.
+    fn active_positions_from_host(
+        &self,
+        target_ids: &[u32],
+        target_mask: &[u32],
+        (n, t): (usize, usize),
+    ) -> Result<ActivePositions> {
+        if target_ids.len() != n * t || target_mask.len() != n * t {
+            return Err(ModelError::InvalidInput(format!(
+                "{} target ids and {} mask values for a [{n}, {t}] batch",
+                target_ids.len(),
+                target_mask.len()
+            )));
+        }
+        if t < 2 {
+            return Err(ModelError::InvalidInput(format!(
+                "target length {t}: need at least 2 positions for a loss"
+            )));
+        }
         let mut rows = Vec::new();
         let mut gold = Vec::new();
         for b in 0..n {
             for pos in 0..t - 1 {
-                if mask[b][pos + 1] != 0.0 {
+                if target_mask[b * t + pos + 1] != 0 {
                     rows.push((b * t + pos) as u32);
-                    gold.push(labels[b][pos + 1]);
+                    gold.push(target_ids[b * t + pos + 1]);
                 }
             }
         }
@@ -303,8 +367,28 @@ impl Seq2Seq {
     }
 }
 
-/// What [`Seq2Seq::loss_inputs`] prepares on the host.
-pub(crate) struct LossInputs {
+/// Host copies of a batch (row-major), from which a step is prepared without reading any
+/// tensor back from the device ([`Seq2Seq::loss_inputs_from_host`]).
+#[derive(Debug, Clone, Copy)]
+pub struct HostBatch<'a> {
+    /// `[n, S]` source ids.
+    pub source_ids: &'a [u32],
+    /// `[n, T]` target ids.
+    pub target_ids: &'a [u32],
+    /// `[n, T]` 1 for a real target token, 0 for padding.
+    pub target_mask: &'a [u32],
+    /// `n`.
+    pub rows: usize,
+    /// `S`.
+    pub source_len: usize,
+    /// `T`.
+    pub target_len: usize,
+}
+
+/// Everything a loss needs from the host — the active target positions and the checked
+/// lookup indices of both embeddings — prepared before the step's first op is queued
+/// ([`Seq2Seq::loss_inputs_from_host`], or from tensors inside [`Seq2Seq::forward_loss`]).
+pub struct LossInputs {
     pub(crate) positions: ActivePositions,
     pub(crate) source: EmbeddingInputs,
     pub(crate) target: EmbeddingInputs,
@@ -354,6 +438,19 @@ fn copy_decoder_layer_zero(cfg: &ModelConfig, varmap: &VarMap) -> Result<()> {
                 var.set(&src)?;
             }
         }
+    }
+    Ok(())
+}
+
+/// The source mask matches the prepared source lookups.
+pub(crate) fn check_mask_dims(source_mask: &Tensor, dims: (usize, usize)) -> Result<()> {
+    if source_mask.dims() != [dims.0, dims.1] {
+        return Err(ModelError::InvalidInput(format!(
+            "source_mask {:?} does not match the [{}, {}] source ids",
+            source_mask.dims(),
+            dims.0,
+            dims.1
+        )));
     }
     Ok(())
 }

@@ -6,7 +6,7 @@
 mod model_support;
 
 use c2n_model::layers::seeded_dropout;
-use c2n_model::{ModelConfig, Seq2Seq};
+use c2n_model::{HostBatch, ModelConfig, Seq2Seq};
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
@@ -208,4 +208,51 @@ fn bad_inputs_are_errors_on_both_paths_before_any_op_runs() {
         .err()
         .unwrap();
     assert!(err.to_string().contains("position id"), "{err}");
+}
+
+/// A step prepared from host copies of the batch (no device read) computes what the tensor
+/// entry points compute, on both paths; inconsistent host data is an error.
+#[test]
+fn host_prepared_steps_equal_the_tensor_entry_points() {
+    let model = model_with(DType::F32);
+    let x = padded_batch();
+    let host = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<u32>().unwrap();
+    let (source_ids, target_ids, target_mask) = (host(&x[0]), host(&x[2]), host(&x[3]));
+    let (n, s) = x[0].dims2().unwrap();
+    let t = x[2].dim(1).unwrap();
+    let batch = HostBatch {
+        source_ids: &source_ids,
+        target_ids: &target_ids,
+        target_mask: &target_mask,
+        rows: n,
+        source_len: s,
+        target_len: t,
+    };
+    let (graph_loss, _) = graph_path(&model, &x, false, 1.0);
+    let inputs = model.loss_inputs_from_host(batch).unwrap();
+    let out = model.forward_loss_with(inputs, &x[1], false).unwrap();
+    assert_eq!(out.loss.to_scalar::<f32>().unwrap(), graph_loss);
+
+    let (explicit_loss, explicit) = explicit_path(&model, &x, false, 1.0);
+    let inputs = model.loss_inputs_from_host(batch).unwrap();
+    let pass = model.training_pass_with(inputs, &x[1], false).unwrap();
+    assert_eq!(
+        pass.output().loss.to_scalar::<f32>().unwrap(),
+        explicit_loss
+    );
+    assert_same_gradients(&model, &explicit, &pass.backward(1.0).unwrap(), 0.0);
+
+    let short = HostBatch {
+        target_mask: &target_mask[1..],
+        ..batch
+    };
+    let err = model.loss_inputs_from_host(short).err().unwrap();
+    assert!(err.to_string().contains("mask values"), "{err}");
+    let inputs = model.loss_inputs_from_host(batch).unwrap();
+    let wrong_mask = x[1].narrow(1, 0, s - 1).unwrap();
+    let err = model
+        .training_pass_with(inputs, &wrong_mask, false)
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("does not match"), "{err}");
 }

@@ -1,10 +1,11 @@
 //! One micro-batch's forward pass, ready for the backward pass the configuration chooses.
 
-use c2n_model::{LossOutput, Seq2Seq, TrainingPass};
+use c2n_data::Batch;
+use c2n_model::{HostBatch, LossOutput, Seq2Seq, TrainingPass};
 use candle_core::backprop::GradStore;
+use candle_core::Tensor;
 
 use crate::config::BackwardPath;
-use crate::tensors::BatchTensors;
 use crate::Result;
 
 /// The loss of a micro-batch and what its backward pass needs.
@@ -16,16 +17,33 @@ pub enum ForwardPass<'m> {
 }
 
 impl<'m> ForwardPass<'m> {
-    /// The training-mode forward pass of `x` along `path`.
-    pub fn run(model: &'m Seq2Seq, x: &BatchTensors, path: BackwardPath) -> Result<Self> {
-        let args = (&x.source_ids, &x.source_mask, &x.target_ids, &x.target_mask);
+    /// The training-mode forward pass of `batch` along `path`. Everything the model needs from
+    /// the host is taken from the batch itself, so nothing is read back from the device and
+    /// the step can be queued while the device still runs the previous one.
+    pub fn run(model: &'m Seq2Seq, batch: &Batch, path: BackwardPath) -> Result<Self> {
+        let host = HostBatch {
+            source_ids: &batch.source_ids,
+            target_ids: &batch.target_ids,
+            target_mask: &batch.target_mask,
+            rows: batch.batch_size,
+            source_len: batch.source_len,
+            target_len: batch.target_len,
+        };
+        let inputs = model.loss_inputs_from_host(host)?;
+        let source_mask = Tensor::from_slice(
+            &batch.source_mask,
+            (batch.batch_size, batch.source_len),
+            model.device(),
+        )?;
         Ok(match path {
             BackwardPath::Graph => {
-                Self::Graph(model.forward_loss(args.0, args.1, args.2, args.3, true)?)
+                Self::Graph(model.forward_loss_with(inputs, &source_mask, true)?)
             }
-            BackwardPath::Explicit => Self::Explicit(Box::new(
-                model.training_pass(args.0, args.1, args.2, args.3, true)?,
-            )),
+            BackwardPath::Explicit => Self::Explicit(Box::new(model.training_pass_with(
+                inputs,
+                &source_mask,
+                true,
+            )?)),
         })
     }
 

@@ -44,7 +44,7 @@ use crate::model_setup::{build_model, model_for, model_params, POSITION_EMBEDDIN
 use crate::optim::{AdamW, AdamWConfig, Gradients, NamedParams};
 use crate::schedule::LinearSchedule;
 use crate::state::TrainState;
-use crate::tensors::{feature_tokens, BatchTensors};
+use crate::tensors::feature_tokens;
 use crate::{Result, TrainError};
 use c2n_data::batch::padded_lengths;
 use c2n_data::partition::rank_slice;
@@ -465,8 +465,7 @@ impl Trainer {
     fn single_rank_gradients(&self, positions: &[usize]) -> Result<MicroOutcome> {
         let (s, t) = padded_lengths(&self.train, positions, &self.batch_config)?;
         let batch = make_batch(&self.train, positions, s, t);
-        let x = BatchTensors::new(&batch, self.model.device())?;
-        let pass = ForwardPass::run(&self.model, &x, self.config.backward)?;
+        let pass = ForwardPass::run(&self.model, &batch, self.config.backward)?;
         let loss_tensor = pass.output().loss.clone();
         let target_tokens = pass.output().n_active as u64;
         let d_loss = 1.0 / self.config.grad_accum.max(1) as f64;
@@ -516,8 +515,7 @@ impl Trainer {
         if !mine.is_empty() {
             // (more ranks than examples leave a rank without any)
             let batch = make_batch(&self.train, mine, s, t);
-            let x = BatchTensors::new(&batch, self.model.device())?;
-            let pass = ForwardPass::run(&self.model, &x, self.config.backward)?;
+            let pass = ForwardPass::run(&self.model, &batch, self.config.backward)?;
             let loss = pass.output().loss.clone();
             local.tokens = pass.output().n_active;
             // A rank without tokens contributes zeros (its 0/0 loss would give NaN gradients).

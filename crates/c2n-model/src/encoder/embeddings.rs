@@ -76,6 +76,29 @@ impl Embeddings {
         })
     }
 
+    /// The lookup indices of `n × L` ids given row-major on the host, with their
+    /// padding-aware positions (everything computed and checked there).
+    pub fn inputs_from_host_ids(
+        &self,
+        ids: &[u32],
+        dims: (usize, usize),
+        device: &candle_core::Device,
+    ) -> Result<EmbeddingInputs> {
+        if ids.len() != dims.0 * dims.1 || (dims.1 == 0 && !ids.is_empty()) {
+            return Err(ModelError::InvalidInput(format!(
+                "{} ids for a [{}, {}] lookup",
+                ids.len(),
+                dims.0,
+                dims.1
+            )));
+        }
+        let positions: Vec<u32> = ids
+            .chunks(dims.1.max(1))
+            .flat_map(|row| padding_aware_positions(row, self.pad_id))
+            .collect();
+        self.inputs_from_host(ids, &positions, dims, device)
+    }
+
     /// The lookup indices of `n × L` ids and positions given row-major on the host (checked
     /// there), uploaded to `device`.
     pub fn inputs_from_host(

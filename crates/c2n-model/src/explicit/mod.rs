@@ -56,7 +56,7 @@ use param_grads::ParamGrads;
 
 use crate::decoder::{causal_mask, memory_key_padding_mask};
 use crate::encoder::mask_term;
-use crate::seq2seq::LossInputs;
+use crate::seq2seq::{check_mask_dims, LossInputs};
 use crate::{LossOutput, ModelError, Result, Seq2Seq};
 
 /// A forward pass that can run its own backward pass once.
@@ -83,13 +83,25 @@ impl Seq2Seq {
         target_mask: &Tensor,
         train: bool,
     ) -> Result<TrainingPass<'_>> {
-        // Every host read and upload of the step first, so no op waits on the host (or the
-        // host on the device) once the step's work is queued.
+        let inputs = self.loss_inputs(source_ids, source_mask, target_ids, target_mask)?;
+        self.training_pass_with(inputs, source_mask, train)
+    }
+
+    /// [`training_pass`](Self::training_pass) from prepared [`LossInputs`] (e.g.
+    /// [`Seq2Seq::loss_inputs_from_host`]) and the `[n, S]` source mask.
+    pub fn training_pass_with(
+        &self,
+        inputs: LossInputs,
+        source_mask: &Tensor,
+        train: bool,
+    ) -> Result<TrainingPass<'_>> {
         let LossInputs {
             positions,
             source: source_inputs,
             target: target_inputs,
-        } = self.loss_inputs(source_ids, source_mask, target_ids, target_mask)?;
+        } = inputs;
+        check_mask_dims(source_mask, source_inputs.dims)?;
+        // The masks before any work is queued, so the host never waits mid-step.
         let embeddings = self.embeddings();
         let causal = causal_mask(target_inputs.dims.1, self.device())?;
         let key_mask = mask_term(source_mask)?;
