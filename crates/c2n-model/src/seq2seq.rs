@@ -148,13 +148,7 @@ impl Seq2Seq {
     /// The decoder's lookup indices for `target_ids [n, T]` (length checked against the
     /// causal buffer).
     pub(crate) fn target_inputs(&self, target_ids: &Tensor) -> Result<EmbeddingInputs> {
-        let (_, t) = target_ids.dims2()?;
-        if t > keys::CAUSAL_BUFFER_SIZE {
-            return Err(ModelError::InvalidInput(format!(
-                "target length {t} exceeds the causal buffer ({})",
-                keys::CAUSAL_BUFFER_SIZE
-            )));
-        }
+        check_target_len(target_ids.dim(1)?)?;
         self.embeddings().inputs(target_ids)
     }
 
@@ -253,6 +247,7 @@ impl Seq2Seq {
             n_active,
         })
     }
+
     /// Every host read a loss needs (active positions, checked lookup indices), done before
     /// the first op is queued so that no op waits on the host mid-step.
     pub(crate) fn loss_inputs(
@@ -277,12 +272,7 @@ impl Seq2Seq {
         let (n, s, t) = (batch.rows, batch.source_len, batch.target_len);
         let positions =
             self.active_positions_from_host(batch.target_ids, batch.target_mask, (n, t))?;
-        if t > keys::CAUSAL_BUFFER_SIZE {
-            return Err(ModelError::InvalidInput(format!(
-                "target length {t} exceeds the causal buffer ({})",
-                keys::CAUSAL_BUFFER_SIZE
-            )));
-        }
+        check_target_len(t)?;
         let embeddings = self.embeddings();
         Ok(LossInputs {
             positions,
@@ -438,6 +428,17 @@ fn copy_decoder_layer_zero(cfg: &ModelConfig, varmap: &VarMap) -> Result<()> {
                 var.set(&src)?;
             }
         }
+    }
+    Ok(())
+}
+
+/// A target fits the causal mask buffer of the checkpoints.
+fn check_target_len(t: usize) -> Result<()> {
+    if t > keys::CAUSAL_BUFFER_SIZE {
+        return Err(ModelError::InvalidInput(format!(
+            "target length {t} exceeds the causal buffer ({})",
+            keys::CAUSAL_BUFFER_SIZE
+        )));
     }
     Ok(())
 }
