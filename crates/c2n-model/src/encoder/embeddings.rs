@@ -60,20 +60,9 @@ impl Embeddings {
     /// is checked and the padding-aware positions are computed. Preparing every lookup of a
     /// step before its first op is queued keeps the device from waiting on the host mid-step.
     pub fn inputs(&self, ids: &Tensor) -> Result<EmbeddingInputs> {
-        let (n, l) = ids.dims2()?;
-        let ids = ids.to_dtype(DType::U32)?;
-        let host = ids.to_vec2::<u32>()?;
-        let positions: Vec<u32> = host
-            .iter()
-            .flat_map(|row| padding_aware_positions(row, self.pad_id))
-            .collect();
-        self.check_range(host.iter().flatten().copied(), self.vocab_size, "token id")?;
-        self.check_range(positions.iter().copied(), self.max_positions, "position id")?;
-        Ok(EmbeddingInputs {
-            ids: ids.flatten_all()?,
-            positions: Tensor::from_vec(positions, n * l, ids.device())?,
-            dims: (n, l),
-        })
+        let dims = ids.dims2()?;
+        let host = ids.to_dtype(DType::U32)?.flatten_all()?.to_vec1::<u32>()?;
+        self.inputs_from_host_ids(&host, dims, ids.device())
     }
 
     /// The lookup indices of `n × L` ids given row-major on the host, with their
@@ -84,7 +73,7 @@ impl Embeddings {
         dims: (usize, usize),
         device: &candle_core::Device,
     ) -> Result<EmbeddingInputs> {
-        if ids.len() != dims.0 * dims.1 || (dims.1 == 0 && !ids.is_empty()) {
+        if ids.len() != dims.0 * dims.1 {
             return Err(ModelError::InvalidInput(format!(
                 "{} ids for a [{}, {}] lookup",
                 ids.len(),
