@@ -34,6 +34,8 @@ mod decode_bench;
 mod decode_profile;
 #[path = "device/host_memory.rs"]
 mod host_memory;
+#[path = "device/kernel_check.rs"]
+mod kernel_check;
 #[path = "device/memory.rs"]
 mod memory;
 #[path = "device/ops_profile.rs"]
@@ -80,6 +82,8 @@ enum Command {
     ProfileOps(ops_profile::OpsProfileArgs),
     /// Gradient exchange cost at world size 1: bucketed sync of model-shaped gradients.
     BenchComm(comm_bench::CommBenchArgs),
+    /// Our CUDA kernels against the tensor ops they replace: differences and time.
+    CheckKernels(kernel_check::KernelCheckArgs),
 }
 
 fn main() -> Result<()> {
@@ -94,5 +98,6 @@ fn main() -> Result<()> {
         Command::ProfileDecode(args) => decode_profile::run(&args),
         Command::ProfileOps(args) => ops_profile::run(&args),
         Command::BenchComm(args) => comm_bench::run(&args),
+        Command::CheckKernels(args) => kernel_check::run(&args),
     }
 }

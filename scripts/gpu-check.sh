@@ -59,6 +59,7 @@ if [ "$MODE" = gpu ]; then
   TRAIN_SMALL=(--batch-size 8 --warmup 3 --steps 10 --phase-steps 5)
   PROFILE=(--examples 128 --prefix 48 --reps 5)
   OPS=(--model codebert --batch 32 --reps 5)
+  KERNELS=(--rows 8192 --width 768 --reps 10)
   DECODE_SUBSET=${GPU_CHECK_DECODE_SUBSET:-64} DECODE_MAX_LEN=128 DECODE_BATCH=64 DECODE_ALL=0 DECODE_ALL_BATCH=${GPU_CHECK_DECODE_ALL_BATCH:-256} DECODE_ALL_BUDGET=140 TORCH_DECODE_BUDGET=60
   SHARP_SUBSET=32 SHARP_TORCH_BUDGET=40
   BIN=${DEVICE_BIN:-$ROOT/build/device/device}
@@ -84,6 +85,7 @@ else
   TRAIN_SMALL=(--batch-size 2 --warmup 1 --steps 2 --phase-steps 1)
   PROFILE=(--examples 3 --prefix 2 --reps 2)
   OPS=(--model small --batch 2 --source-len 16 --target-len 8 --reps 2)
+  KERNELS=(--rows 64 --width 32 --reps 2)
   DECODE_SUBSET=3 DECODE_MAX_LEN=8 DECODE_BATCH=2 DECODE_ALL=6 DECODE_ALL_BATCH=3 DECODE_ALL_BUDGET=0 TORCH_DECODE_BUDGET=60
   SHARP_SUBSET=3 SHARP_TORCH_BUDGET=60
   BIN=${DEVICE_BIN:-$ROOT/target/debug/examples/device}
@@ -147,6 +149,8 @@ run_step parity_train 60 "$BIN" parity-train --device "$DEV" --reference "commit
 run_step parity_train_vs_torch_device 60 "$BIN" parity-train --device "$DEV" \
   --fixture-dir "$TORCH_FIX/train_steps" --init crates/c2n-train/tests/data/train_steps/init \
   --reference "torch-$DEV, this run"
+# Our CUDA kernels (opt-in, C2N_CUDA_LN_BACKWARD=1) against the tensor ops they replace.
+run_step check_kernels 60 "$BIN" check-kernels --device "$DEV" "${KERNELS[@]}"
 # 3. Benchmarks, same card, same run.
 run_step peak_matmul 60 $PY tools/gpu/peak_matmul.py --device "$DEV" "${PEAK[@]}"
 # Gradient exchange at world size 1 (issue 6): host round trip vs NCCL, full-model gradient shapes.
@@ -181,6 +185,11 @@ run_step train_candle_f32_padded_pool_graph 120 "$BIN" bench-train --device "$DE
 run_step train_candle_f32_padded_pool_primitive 120 "$BIN" bench-train --device "$DEV" \
   --model "$MODEL" --features "$TRAIN_FEATURES" --precision f32 --padding reference --keep-pool \
   --primitive-kernels "${TRAIN[@]}"
+# The default again with the layer-norm backward as two CUDA kernels instead of ~18 tensor ops
+# (44 layer norms per step): the kernels' effect on the step.
+run_step train_candle_f32_padded_pool_lnkernel 120 env C2N_CUDA_LN_BACKWARD=1 "$BIN" bench-train \
+  --device "$DEV" --model "$MODEL" --features "$TRAIN_FEATURES" --precision f32 --padding reference \
+  --keep-pool "${TRAIN[@]}"
 # A quarter of the batch: if the step time hardly shrinks, the step is bound by per-op
 # overhead (launches, allocation), not by the GPU's arithmetic.
 run_step train_candle_bf16_dynamic_b8 120 "$BIN" bench-train --device "$DEV" --model "$MODEL" \

@@ -128,6 +128,16 @@ def build(steps, results, mode):
         md += ["## Parity (max relative differences)", ""]
         md += table(["step", "impl", "device", "against", "figures", "ok"], rows) + [""]
 
+    kernels = by("check_kernels")
+    if kernels:
+        rows = [[r.get("kernel"), r.get("device"), f"{r.get('rows')}×{r.get('width')}",
+                 fmt(r.get("dx_rel_diff")), fmt(r.get("dw_rel_diff")), fmt(r.get("db_rel_diff")),
+                 fmt(r.get("kernel_ms"), ".3f"), fmt(r.get("ops_ms"), ".3f"), fmt(r.get("ok"))]
+                for r in kernels]
+        md += ["## Our CUDA kernels vs the tensor ops they replace", ""]
+        md += table(["kernel", "device", "shape", "dx", "dw", "db", "kernel ms", "tensor ops ms", "ok"], rows)
+        md += [""]
+
     comm = by("bench_comm")
     if comm:
         rows = [[r.get("backend"), r.get("device"), r.get("model"), fmt(r.get("gradient_mb"), ".1f"),

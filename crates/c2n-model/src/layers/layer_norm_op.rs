@@ -186,12 +186,44 @@ pub(crate) fn layer_norm_grads(
     eps: f32,
     wants: NormWants,
 ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    layer_norm_grads_with(x, weight, grad, eps, wants, true)
+}
+
+/// [`layer_norm_grads`]; `allow_kernels`: the CUDA kernels may be used when switched on.
+fn layer_norm_grads_with(
+    x: &Tensor,
+    weight: &Tensor,
+    grad: &Tensor,
+    eps: f32,
+    wants: NormWants,
+    allow_kernels: bool,
+) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    #[cfg(not(feature = "cuda"))]
+    let _ = allow_kernels;
     let width = x.dim(D::Minus1)?;
     let rows = x.elem_count() / width.max(1);
     let x32 = x.detach().to_dtype(DType::F32)?.reshape((rows, width))?;
     let g = grad.to_dtype(DType::F32)?.reshape((rows, width))?;
     // Detached: a gradient computed from a Var would record (and keep) an op graph.
     let w = weight.detach().to_dtype(DType::F32)?;
+    #[cfg(feature = "cuda")]
+    if allow_kernels && x32.device().is_cuda() && super::layer_norm_cuda::enabled() {
+        let (dx, dw, db) = super::layer_norm_cuda::layer_norm_grads(&x32, &w, &g, eps)?;
+        return Ok((
+            wants
+                .input
+                .then(|| dx.reshape(x.shape())?.to_dtype(x.dtype()))
+                .transpose()?,
+            wants
+                .weight
+                .then(|| dw.to_dtype(weight.dtype()))
+                .transpose()?,
+            wants
+                .bias
+                .then(|| db.to_dtype(weight.dtype()))
+                .transpose()?,
+        ));
+    }
     let mean = x32.mean_keepdim(1)?;
     let centred = x32.broadcast_sub(&mean)?;
     let var = centred.sqr()?.mean_keepdim(1)?;
@@ -216,4 +248,39 @@ pub(crate) fn layer_norm_grads(
         None
     };
     Ok((dx, dw, db))
+}
+
+/// `(dx, dw, db)` of a layer norm from f32 `x [rows, width]`, `weight [width]` and upstream
+/// `grad [rows, width]` with tensor ops: the reference `device check-kernels` compares the CUDA
+/// kernels (`layer_norm_grads_cuda`, with the `cuda` feature) against.
+pub fn layer_norm_grads_ops(
+    x: &Tensor,
+    weight: &Tensor,
+    grad: &Tensor,
+    eps: f32,
+) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+    let wants = NormWants {
+        input: true,
+        weight: true,
+        bias: true,
+    };
+    let (dx, dw, db) =
+        layer_norm_grads_with(&x.detach(), &weight.detach(), grad, eps, wants, false)?;
+    let missing = || candle_core::Error::Msg("layer norm: a gradient is missing".into());
+    Ok((
+        dx.ok_or_else(missing)?,
+        dw.ok_or_else(missing)?,
+        db.ok_or_else(missing)?,
+    ))
+}
+
+/// The same with the CUDA kernels, whatever `C2N_CUDA_LN_BACKWARD` says.
+#[cfg(feature = "cuda")]
+pub fn layer_norm_grads_cuda(
+    x: &Tensor,
+    weight: &Tensor,
+    grad: &Tensor,
+    eps: f32,
+) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+    super::layer_norm_cuda::layer_norm_grads(&x.detach(), &weight.detach(), grad, eps)
 }

@@ -15,6 +15,8 @@ mod dropout;
 mod dropout_seed;
 mod grad_mode;
 mod layer_norm;
+#[cfg(feature = "cuda")]
+mod layer_norm_cuda;
 mod layer_norm_op;
 mod linear;
 mod linear_op;
@@ -27,6 +29,9 @@ pub use dropout::{apply_keep_mask, dropout};
 pub use dropout_seed::{seeded_dropout, SeededDropoutGuard};
 pub use grad_mode::{gradients_enabled, no_grad, param, NoGradGuard};
 pub use layer_norm::LayerNorm;
+#[cfg(feature = "cuda")]
+pub use layer_norm_op::layer_norm_grads_cuda;
+pub use layer_norm_op::layer_norm_grads_ops;
 pub use linear::Linear;
 pub use softmax::softmax_last_dim;
 pub use token_nll::token_nll;

@@ -1,0 +1,93 @@
+// The layer-norm backward pass in two kernels (f32), instead of the ~18 tensor ops of the
+// closed-form gradient in `src/layers/layer_norm_op.rs`:
+//
+// 1. c2n_layer_norm_bwd_rows, one block per row: the row's mean and rstd (two passes, as the
+//    tensor-op version), then dx = (g·w − mean(g·w) − n·mean(g·w·n))·rstd with
+//    n = (x − mean)·rstd; writes mean and rstd of every row to `stats` ([rows] each).
+// 2. c2n_layer_norm_bwd_params, blocks of 32 columns × 32 row lanes: dw = Σ_rows g·n and
+//    db = Σ_rows g, written to `dwdb` (dw then db, [width] each).
+//
+// Built to PTX by crates/c2n-model/build.rs when the `cuda` feature is on.
+
+// The sum of `v` over the block (blockDim.x a multiple of 32, at most 1024), on every thread.
+__device__ float block_sum(float v, float* shared) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffff, v, o);
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    if (lane == 0) shared[warp] = v;
+    __syncthreads();
+    v = (threadIdx.x < (blockDim.x >> 5)) ? shared[threadIdx.x] : 0.0f;
+    if (warp == 0) {
+        for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffff, v, o);
+        if (lane == 0) shared[0] = v;
+    }
+    __syncthreads();
+    const float total = shared[0];
+    __syncthreads();  // `shared` is reused by the next call
+    return total;
+}
+
+extern "C" __global__ void c2n_layer_norm_bwd_rows(
+    const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ g,
+    float* __restrict__ dx, float* __restrict__ stats, const int width, const float eps) {
+    __shared__ float shared[32];
+    const long row = blockIdx.x;
+    const long rows = gridDim.x;
+    const float* xr = x + row * width;
+    const float* gr = g + row * width;
+    float s = 0.0f;
+    for (int j = threadIdx.x; j < width; j += blockDim.x) s += xr[j];
+    const float mean = block_sum(s, shared) / width;
+    float v = 0.0f;
+    for (int j = threadIdx.x; j < width; j += blockDim.x) {
+        const float c = xr[j] - mean;
+        v += c * c;
+    }
+    const float var = block_sum(v, shared) / width;
+    const float rstd = 1.0f / sqrtf(var + eps);
+    float a = 0.0f, b = 0.0f;
+    for (int j = threadIdx.x; j < width; j += blockDim.x) {
+        const float gw = gr[j] * w[j];
+        a += gw;
+        b += gw * ((xr[j] - mean) * rstd);
+    }
+    const float a_mean = block_sum(a, shared) / width;
+    const float b_mean = block_sum(b, shared) / width;
+    float* dxr = dx + row * width;
+    for (int j = threadIdx.x; j < width; j += blockDim.x) {
+        const float n = (xr[j] - mean) * rstd;
+        dxr[j] = (gr[j] * w[j] - a_mean - n * b_mean) * rstd;
+    }
+    if (threadIdx.x == 0) {
+        stats[row] = mean;
+        stats[rows + row] = rstd;
+    }
+}
+
+extern "C" __global__ void c2n_layer_norm_bwd_params(
+    const float* __restrict__ x, const float* __restrict__ g, const float* __restrict__ stats,
+    float* __restrict__ dwdb, const int rows, const int width) {
+    __shared__ float sw[32][33];
+    __shared__ float sb[32][33];
+    const int j = blockIdx.x * 32 + threadIdx.x;
+    float aw = 0.0f, ab = 0.0f;
+    if (j < width) {
+        for (int r = threadIdx.y; r < rows; r += blockDim.y) {
+            const long at = (long)r * width + j;
+            const float gv = g[at];
+            aw += gv * ((x[at] - stats[r]) * stats[rows + r]);
+            ab += gv;
+        }
+    }
+    sw[threadIdx.y][threadIdx.x] = aw;
+    sb[threadIdx.y][threadIdx.x] = ab;
+    __syncthreads();
+    if (threadIdx.y == 0 && j < width) {
+        float tw = 0.0f, tb = 0.0f;
+        for (int k = 0; k < blockDim.y; ++k) {
+            tw += sw[k][threadIdx.x];
+            tb += sb[k][threadIdx.x];
+        }
+        dwdb[j] = tw;
+        dwdb[width + j] = tb;
+    }
+}
