@@ -13,7 +13,7 @@ use crate::config::Activation;
 use crate::layers::closed_form_math::{
     activation_slope, attention_grads, attention_value, fused_layer_norm, keep_mask,
     layer_norm_grads, linear_grads_in, linear_value, plain_activation, probabilities,
-    AttentionSaved, LinearWants, NormWants, Scaling,
+    AttentionSaved, GradWants, Scaling,
 };
 use crate::layers::{cast, merge_heads, split_heads, LayerNorm, Linear};
 
@@ -37,7 +37,7 @@ pub(super) fn linear_back(
     casts: &mut WeightCasts,
     grads: &mut ParamGrads,
 ) -> candle_core::Result<Option<Tensor>> {
-    let wants = LinearWants {
+    let wants = GradWants {
         input: want_input,
         weight: true,
         bias: layer.bias().is_some(),
@@ -75,7 +75,7 @@ pub(super) fn packed_linear_back(
     grad: &Tensor,
     casts: &mut WeightCasts,
 ) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
-    let wants = LinearWants {
+    let wants = GradWants {
         input: true,
         weight: true,
         bias: true,
@@ -104,7 +104,7 @@ pub(super) fn norm_back(
     grads: &mut ParamGrads,
 ) -> candle_core::Result<Tensor> {
     let (w, b, eps) = layer.parts();
-    let wants = NormWants {
+    let wants = GradWants {
         input: true,
         weight: true,
         bias: true,

@@ -8,7 +8,7 @@ use super::casts::WeightCasts;
 use super::encoder::need;
 use super::param_grads::ParamGrads;
 use crate::layers::closed_form_math::{
-    linear_grads_in, linear_value, token_nll_grad, token_nll_value, LinearWants,
+    linear_grads_in, linear_value, token_nll_grad, token_nll_value, GradWants,
 };
 use crate::seq2seq::ActivePositions;
 use crate::{LossOutput, Result, Seq2Seq};
@@ -71,7 +71,7 @@ pub(super) fn head_backward(
     let d_logits = token_nll_grad(&tape.logits, &tape.positions.gold, &d_nll)?;
     let d_logits = in_dtype(&d_logits, tape.active.dtype())?;
     let word = model.embeddings().word_embeddings();
-    let wants = LinearWants {
+    let wants = GradWants {
         input: true,
         weight: true,
         bias: false,

@@ -72,6 +72,14 @@ fn copy_cpu(storage: &CpuStorage, layout: &Layout) -> candle_core::Result<CpuSto
     storage.try_clone(layout)
 }
 
+/// Which argument gradients a closed-form backward computes (input, weight, bias).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct GradWants {
+    pub(crate) input: bool,
+    pub(crate) weight: bool,
+    pub(crate) bias: bool,
+}
+
 /// The gradient of `arg` is wanted only when the graph tracks it (a Var or derived from one).
 pub(crate) fn wants_grad(arg: &Tensor) -> bool {
     arg.track_op()

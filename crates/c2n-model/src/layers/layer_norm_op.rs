@@ -9,7 +9,7 @@
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor, D};
 use rayon::prelude::*;
 
-use super::closed_form::wants_grad;
+use super::closed_form::{wants_grad, GradWants};
 
 pub(super) struct LayerNormOp {
     pub(super) eps: f32,
@@ -160,21 +160,13 @@ impl CustomOp3 for LayerNormOp {
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         // Like the closed-form ops: no gradient for an argument the graph does not track.
-        let wants = NormWants {
+        let wants = GradWants {
             input: wants_grad(x),
             weight: wants_grad(weight),
             bias: wants_grad(bias),
         };
         layer_norm_grads(x, weight, grad, self.eps, wants)
     }
-}
-
-/// Which gradients of a layer norm to compute.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct NormWants {
-    pub(crate) input: bool,
-    pub(crate) weight: bool,
-    pub(crate) bias: bool,
 }
 
 /// Gradients of `LayerNorm(x)·w + b` for upstream `grad` (statistics recomputed from `x`, in
@@ -184,7 +176,7 @@ pub(crate) fn layer_norm_grads(
     weight: &Tensor,
     grad: &Tensor,
     eps: f32,
-    wants: NormWants,
+    wants: GradWants,
 ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
     layer_norm_grads_with(x, weight, grad, eps, wants, true)
 }
@@ -195,7 +187,7 @@ fn layer_norm_grads_with(
     weight: &Tensor,
     grad: &Tensor,
     eps: f32,
-    wants: NormWants,
+    wants: GradWants,
     allow_kernels: bool,
 ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
     #[cfg(not(feature = "cuda"))]
@@ -259,7 +251,7 @@ pub fn layer_norm_grads_ops(
     grad: &Tensor,
     eps: f32,
 ) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
-    let wants = NormWants {
+    let wants = GradWants {
         input: true,
         weight: true,
         bias: true,

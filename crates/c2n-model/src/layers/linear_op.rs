@@ -7,7 +7,7 @@
 use candle_core::{CustomOp2, CustomOp3, DType, Tensor};
 
 use super::cast;
-use super::closed_form::{forward_from_value, wants_grad, Precomputed};
+use super::closed_form::{forward_from_value, wants_grad, GradWants, Precomputed};
 
 /// The op of a linear layer; the weight arrives in its master dtype and is cast inside.
 pub(super) struct LinearOp {
@@ -46,14 +46,6 @@ pub(crate) fn linear_value(
     y.reshape(out_dims)
 }
 
-/// Which gradients of a linear layer to compute.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct LinearWants {
-    pub(crate) input: bool,
-    pub(crate) weight: bool,
-    pub(crate) bias: bool,
-}
-
 /// Gradients of a linear layer for upstream `grad [.., out]`: `dx = g·W` (dtype of `x`),
 /// `dW = gᵀ·x` (dtype of the weight), `db = Σ_rows g` (accumulated in f32, dtype of the
 /// weight), each only when wanted.
@@ -61,7 +53,7 @@ pub(crate) fn linear_grads(
     x: &Tensor,
     weight: &Tensor,
     grad: &Tensor,
-    wants: LinearWants,
+    wants: GradWants,
 ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
     linear_grads_in(x, weight, grad, wants, weight.dtype())
 }
@@ -72,7 +64,7 @@ pub(crate) fn linear_grads_in(
     x: &Tensor,
     weight: &Tensor,
     grad: &Tensor,
-    wants: LinearWants,
+    wants: GradWants,
     param_dtype: DType,
 ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
     let (rows, in_dim) = rows_and_width(x)?;
@@ -120,7 +112,7 @@ impl CustomOp2 for LinearOp {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let wants = LinearWants {
+        let wants = GradWants {
             input: wants_grad(x),
             weight: wants_grad(weight),
             bias: false,
@@ -145,7 +137,7 @@ impl CustomOp3 for LinearOp {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let wants = LinearWants {
+        let wants = GradWants {
             input: wants_grad(x),
             weight: wants_grad(weight),
             bias: wants_grad(bias),

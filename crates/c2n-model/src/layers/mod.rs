@@ -44,10 +44,11 @@ pub(crate) mod closed_form_math {
     pub(crate) use super::attention_op::{
         attention_grads, attention_value, probabilities, AttentionSaved, Scaling,
     };
+    pub(crate) use super::closed_form::GradWants;
     pub(crate) use super::dropout::keep_mask;
     pub(crate) use super::layer_norm::fused_layer_norm;
-    pub(crate) use super::layer_norm_op::{layer_norm_grads, NormWants};
-    pub(crate) use super::linear_op::{linear_grads_in, linear_value, LinearWants};
+    pub(crate) use super::layer_norm_op::layer_norm_grads;
+    pub(crate) use super::linear_op::{linear_grads_in, linear_value};
     pub(crate) use super::token_nll::{token_nll_grad, token_nll_value};
 }
 

@@ -80,11 +80,7 @@ impl<'a> KvCacheSession<'a> {
         let per_example = model
             .decoder_layers()
             .iter()
-            .map(|l| {
-                let (k, v) = l.cross_attention().keys_values(&memory)?;
-                // Detached: the op graph would keep every encoder activation alive.
-                Ok((k.detach(), v.detach()))
-            })
+            .map(|l| l.cross_attention().keys_values(&memory))
             .collect::<Result<Vec<_>>>()?;
         let rows = Rows::new(n, rows_per_example, model.config().vocab_size)?;
         let n_rows = rows.len();
@@ -221,14 +217,9 @@ impl KvCacheSession<'_> {
             .zip(self.caches.iter_mut())
             .zip(&self.cross.gathered)
         {
-            // Inference: cut the op graph so a layer's activations die with the layer.
-            x = layer.step(&x.detach(), cache, kv, mask, rows_per_entry)?;
-            // Weights are Vars, so every activation records its op graph; a cache built by
-            // `cat` would keep all earlier steps' activations alive. Inference needs no graph.
-            if let Some(c) = cache.as_mut() {
-                c.keys = c.keys.detach();
-                c.values = c.values.detach();
-            }
+            // Under no_grad the layers read detached weights: no op graph links a step's
+            // activations or the `cat`-built cache to earlier steps.
+            x = layer.step(&x, cache, kv, mask, rows_per_entry)?;
         }
         let hidden = self.model.head_hidden(&x.squeeze(1)?)?;
         let logits = self.model.lm_logits(&hidden)?;
