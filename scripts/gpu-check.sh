@@ -149,7 +149,7 @@ run_step parity_train 60 "$BIN" parity-train --device "$DEV" --reference "commit
 run_step parity_train_vs_torch_device 60 "$BIN" parity-train --device "$DEV" \
   --fixture-dir "$TORCH_FIX/train_steps" --init crates/c2n-train/tests/data/train_steps/init \
   --reference "torch-$DEV, this run"
-# Our CUDA kernels (opt-in, C2N_CUDA_LN_BACKWARD=1) against the tensor ops they replace.
+# Our CUDA kernels against the tensor ops they replace.
 run_step check_kernels 60 "$BIN" check-kernels --device "$DEV" "${KERNELS[@]}"
 # 3. Benchmarks, same card, same run.
 run_step peak_matmul 60 $PY tools/gpu/peak_matmul.py --device "$DEV" "${PEAK[@]}"
@@ -185,9 +185,9 @@ run_step train_candle_f32_padded_pool_graph 120 "$BIN" bench-train --device "$DE
 run_step train_candle_f32_padded_pool_primitive 120 "$BIN" bench-train --device "$DEV" \
   --model "$MODEL" --features "$TRAIN_FEATURES" --precision f32 --padding reference --keep-pool \
   --primitive-kernels "${TRAIN[@]}"
-# The default again with the layer-norm backward as two CUDA kernels instead of ~18 tensor ops
-# (44 layer norms per step): the kernels' effect on the step.
-run_step train_candle_f32_padded_pool_lnkernel 120 env C2N_CUDA_LN_BACKWARD=1 "$BIN" bench-train \
+# The default again with the layer-norm backward as ~18 tensor ops instead of our two CUDA
+# kernels (44 layer norms per step): the kernels' effect on the step.
+run_step train_candle_f32_padded_pool_lnops 120 env C2N_CUDA_LN_BACKWARD=0 "$BIN" bench-train \
   --device "$DEV" --model "$MODEL" --features "$TRAIN_FEATURES" --precision f32 --padding reference \
   --keep-pool "${TRAIN[@]}"
 # A quarter of the batch: if the step time hardly shrinks, the step is bound by per-op

@@ -305,7 +305,7 @@ pub fn run(args: &TrainBenchArgs) -> Result<()> {
         "bench_train",
         json!({
             "variant": format!(
-                "candle {precision} {}{}{}{}",
+                "candle {precision} {}{}{}{}{}",
                 match args.padding {
                     PaddingArg::Reference => "padded",
                     PaddingArg::Dynamic => "dynamic padding",
@@ -314,6 +314,11 @@ pub fn run(args: &TrainBenchArgs) -> Result<()> {
                 if cfg.fused_kernels { "" } else { ", primitive kernels" },
                 if backward_path(args) == BackwardPath::Graph {
                     ", graph backward"
+                } else {
+                    ""
+                },
+                if dev.is_cuda() && !c2n_model::layers::cuda_layer_norm_kernels_enabled() {
+                    ", layer-norm backward as tensor ops"
                 } else {
                     ""
                 }

@@ -82,6 +82,15 @@ def model_parity(dev, out_dir, tol):
         "loss_sum": float(loss_sum),
         "n_active": int(n_active),
     })
+    # Gradients of the eval-mode loss, as make_model_fixtures.py stores them, for
+    # `device parity-model`'s gradient comparison.
+    model.zero_grad()
+    model(src, src_mask, tgt, tgt_mask)[0].backward()
+    fixture["grad_stats"] = {
+        name: None if p.grad is None else [float(p.grad.double().sum()), float((p.grad.double() ** 2).sum())]
+        for name, p in model.named_parameters()
+    }
+    model.zero_grad()
 
     beam_size, max_length = committed["nbest"]["beam_size"], committed["nbest"]["max_length"]
     word = model.encoder.embeddings.word_embeddings.weight
@@ -119,6 +128,12 @@ def model_parity(dev, out_dir, tol):
         "logits_slice_max_rel_diff": max_rel_diff(fixture["logits_slice"], committed["logits_slice"]),
         "logsumexp_max_rel_diff": max_rel_diff(fixture["logits_logsumexp"], committed["logits_logsumexp"]),
         "loss_rel_diff": max_rel_diff([fixture["loss"]], [committed["loss"]]),
+        "grad_sumsq_max_rel_diff": max(
+            (abs(g[1] - w[1]) / max(abs(w[1]), 1e-20)
+             for name, g in fixture["grad_stats"].items()
+             if g is not None and (w := committed["grad_stats"].get(name)) is not None and abs(w[1]) > 1e-20),
+            default=0.0,
+        ),
     }
     argmax_mismatches = sum(a != b for a, b in zip(fixture["logits_argmax"], committed["logits_argmax"]))
     ok = (all(v <= tol for v in diffs.values()) and argmax_mismatches == 0

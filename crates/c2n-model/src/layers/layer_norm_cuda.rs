@@ -1,10 +1,11 @@
-//! The layer-norm backward pass as two CUDA kernels (`kernels/layer_norm_backward.cu`), an
-//! opt-in experiment: set `C2N_CUDA_LN_BACKWARD=1`.
+//! The layer-norm backward pass as two CUDA kernels (`kernels/layer_norm_backward.cu`), used on
+//! CUDA devices unless `C2N_CUDA_LN_BACKWARD=0`.
 //!
 //! The closed-form gradient in `layer_norm_op.rs` is about 18 tensor ops per layer norm (44 layer
-//! norms in a CodeBERT step); these kernels do the same arithmetic in two launches. The
-//! switch stays off by default until a GPU run has checked them (`device check-kernels`
-//! compares both on random data; gpu-check runs it and a training A/B).
+//! norms in a CodeBERT step); these kernels do the same arithmetic in two launches. On an H100
+//! (docs/gpu-runs/2026-11-26-run5.md) they agree with the tensor ops within 4e-7 of the largest
+//! entry at `[8192, 768]`, take 0.22 ms instead of 1.09 ms, and cut the f32 CodeBERT training
+//! step from 319 to 289 ms. `C2N_CUDA_LN_BACKWARD=0` keeps the tensor ops (for A/B runs).
 
 use std::sync::OnceLock;
 
@@ -16,10 +17,10 @@ use candle_core::{CpuStorage, CudaStorage, CustomOp3, DType, Layout, Shape, Tens
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/layer_norm_backward.ptx"));
 const MODULE: &str = "c2n_layer_norm_backward";
 
-/// Whether `C2N_CUDA_LN_BACKWARD=1` asks for the kernels (read once).
+/// Whether the kernels are used: yes unless `C2N_CUDA_LN_BACKWARD=0` (read once).
 pub(crate) fn enabled() -> bool {
     static ENABLED: OnceLock<bool> = OnceLock::new();
-    *ENABLED.get_or_init(|| std::env::var("C2N_CUDA_LN_BACKWARD").is_ok_and(|v| v == "1"))
+    *ENABLED.get_or_init(|| std::env::var("C2N_CUDA_LN_BACKWARD").map_or(true, |v| v != "0"))
 }
 
 /// `(dx, dw, db)` from f32 `x [rows, width]`, `w [width]`, `g [rows, width]` on a CUDA device,

@@ -266,6 +266,15 @@ pub fn layer_norm_grads_ops(
     ))
 }
 
+/// Whether a layer-norm backward on a CUDA device runs our kernels (the default) rather than
+/// the tensor ops (`C2N_CUDA_LN_BACKWARD=0`); false without the `cuda` feature.
+pub fn cuda_layer_norm_kernels_enabled() -> bool {
+    #[cfg(feature = "cuda")]
+    return super::layer_norm_cuda::enabled();
+    #[cfg(not(feature = "cuda"))]
+    false
+}
+
 /// The same with the CUDA kernels, whatever `C2N_CUDA_LN_BACKWARD` says.
 #[cfg(feature = "cuda")]
 pub fn layer_norm_grads_cuda(
