@@ -85,7 +85,7 @@ else
   TRAIN_SMALL=(--batch-size 2 --warmup 1 --steps 2 --phase-steps 1)
   PROFILE=(--examples 3 --prefix 2 --reps 2)
   OPS=(--model small --batch 2 --source-len 16 --target-len 8 --reps 2)
-  KERNELS=(--rows 64 --width 32 --reps 2)
+  KERNELS=(--rows 64 --width 32 --reps 2 --decode-rows 40 --vocab 300 --cache-len 5)
   DECODE_SUBSET=3 DECODE_MAX_LEN=8 DECODE_BATCH=2 DECODE_ALL=6 DECODE_ALL_BATCH=3 DECODE_ALL_BUDGET=0 TORCH_DECODE_BUDGET=60
   SHARP_SUBSET=3 SHARP_TORCH_BUDGET=60
   BIN=${DEVICE_BIN:-$ROOT/target/debug/examples/device}
@@ -214,6 +214,11 @@ run_step decode_candle_all 180 "$BIN" bench-decode --device "$DEV" --checkpoint 
   --sources "$TEST_FEATURES" --examples "$DECODE_ALL" --batch-size "$DECODE_ALL_BATCH" \
   --max-length "$DECODE_MAX_LEN" --dynamic-padding --keep-pool --time-budget "$DECODE_ALL_BUDGET" \
   --variant "candle batched reference-mode (all)"
+# The same with our decoding kernels off (tensor-op ranking, index_select + cat for the cache).
+run_step decode_candle_all_ops 180 env C2N_CUDA_DECODE_KERNELS=0 "$BIN" bench-decode --device "$DEV" \
+  --checkpoint "$CKPT" --sources "$TEST_FEATURES" --examples "$DECODE_ALL" --batch-size "$DECODE_ALL_BATCH" \
+  --max-length "$DECODE_MAX_LEN" --dynamic-padding --keep-pool --time-budget "$DECODE_ALL_BUDGET" \
+  --variant "candle batched reference-mode (all), decoding kernels off"
 run_step profile_decode 90 "$BIN" profile-decode --device "$DEV" --checkpoint "$CKPT" \
   --sources "$TEST_FEATURES" "${PROFILE[@]}"
 # Identity of the outputs on a peaked model: random weights make the next-token distribution

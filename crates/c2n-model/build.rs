@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-const KERNELS: &[&str] = &["layer_norm_backward"];
+const KERNELS: &[&str] = &["layer_norm_backward", "row_top_k", "kv_cache_append"];
 
 fn main() {
     println!("cargo:rerun-if-env-changed=CUDA_COMPUTE_CAP");

@@ -346,6 +346,7 @@ pub fn run(args: &DecodeBenchArgs) -> Result<()> {
             "beam_size": args.beam_size,
             "max_length": args.max_length,
             "dynamic_padding": args.dynamic_padding,
+            "decode_kernels": code2nl::model::cuda_decode_kernels_enabled(),
             "keep_pool": kept,
             "seconds": times.total,
             "examples_per_s": outputs.len() as f64 / times.total,

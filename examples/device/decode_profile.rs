@@ -7,10 +7,13 @@
 //! - `step_ranked`: one whole session step with the candidates ranked on the device (what
 //!   beam search does on a GPU);
 //! - `step_full_copy`: one whole step returning all `rows × V` log-probabilities to the host;
-//! - `lm_head_log_softmax`: `tanh(dense)`, the tied LM head and log-softmax on `[rows, H]`;
-//! - `rank_on_device`: [`device_row_top_k`] on `[rows, V]` log-probabilities;
+//! - `lm_head`: `tanh(dense)` and the tied LM head on `[rows, H]` (logits);
+//! - `rank_from_logits`: [`logits_row_top_k`] on the `[rows, V]` logits, what a step runs (on
+//!   CUDA one kernel: log-softmax, row scores and ranking);
+//! - `log_softmax_rank_ops`: the same with tensor ops (Candle's log-softmax, then
+//!   [`device_row_top_k`]), the path before the kernel;
 //! - `copy_to_host`: copying `[rows, V]` f32 to the host;
-//! - `decoder_layers` (derived): `step_ranked − lm_head_log_softmax − rank_on_device`.
+//! - `decoder_layers` (derived): `step_ranked − lm_head − rank_from_logits`.
 
 use crate::common::{device, device_name, emit, median, read_features, synced_seconds};
 use crate::memory::keep_pool_memory;
@@ -18,7 +21,8 @@ use anyhow::{Context, Result};
 use candle_core::{DType, Tensor, D};
 use code2nl::data::make_batch;
 use code2nl::model::{
-    device_row_top_k, load_checkpoint, CandidateRanking, KvCacheSession, NextTokenLogProbs,
+    device_row_top_k, load_checkpoint, logits_row_top_k, CandidateRanking, KvCacheSession,
+    NextTokenLogProbs,
 };
 use code2nl::train::tensors::BatchTensors;
 use serde_json::json;
@@ -93,20 +97,24 @@ pub fn run(args: &DecodeProfileArgs) -> Result<()> {
     })?;
     let hidden_size = model.config().hidden_size;
     let hidden = Tensor::randn(0f32, 1.0, (rows, hidden_size), &dev)?;
-    let mut logp = None;
+    let mut logits = None;
     let lm_head = time(&mut || {
         let h = model.head_hidden(&hidden)?;
-        let logits = model.lm_logits(&h)?.to_dtype(DType::F32)?;
-        logp = Some(candle_nn::ops::log_softmax(&logits, D::Minus1)?);
+        logits = Some(model.lm_logits(&h)?.to_dtype(DType::F32)?);
         Ok(())
     })?;
-    let logp = logp.context("no log-probabilities")?;
+    let logits = logits.context("no logits")?;
     let rank = time(&mut || {
+        logits_row_top_k(&logits, Some(&scores), args.beam_size)?;
+        Ok(())
+    })?;
+    let rank_ops = time(&mut || {
+        let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
         device_row_top_k(&logp, Some(&scores), args.beam_size)?;
         Ok(())
     })?;
     let copy = time(&mut || {
-        logp.flatten_all()?.to_vec1::<f32>()?;
+        logits.flatten_all()?.to_vec1::<f32>()?;
         Ok(())
     })?;
     emit(
@@ -118,11 +126,13 @@ pub fn run(args: &DecodeProfileArgs) -> Result<()> {
             "beam_size": args.beam_size,
             "cache_length": args.prefix,
             "source_length": longest.min(args.max_source_len),
+            "decode_kernels": code2nl::model::cuda_decode_kernels_enabled(),
             "ms": {
                 "step_ranked": step_ranked,
                 "step_full_copy": step_full_copy,
-                "lm_head_log_softmax": lm_head,
-                "rank_on_device": rank,
+                "lm_head": lm_head,
+                "rank_from_logits": rank,
+                "log_softmax_rank_ops": rank_ops,
                 "copy_to_host": copy,
                 "decoder_layers": step_ranked - lm_head - rank,
             },

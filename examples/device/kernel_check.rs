@@ -1,6 +1,14 @@
 //! `check-kernels`: our CUDA kernels against the tensor-op formulation they replace, on random
-//! data of CodeBERT shapes, and their time. On a build or device without CUDA it reports that
-//! nothing ran.
+//! data of CodeBERT shapes, and their time. On a build or device without CUDA the kernels'
+//! public entry points fall back to the tensor ops, so the comparisons still run (and must
+//! agree exactly) but say nothing about the kernels.
+//!
+//! - `layer_norm_backward`: dx, dw, db at `[rows, width]`;
+//! - `row_top_k` (decoding): the 10 best candidates of `log_softmax(logits) + row score` for
+//!   `beam rows × V` logits with many exact ties, one NaN row and one row of −∞ scores,
+//!   against Candle's log-softmax ranked on the host;
+//! - `kv_cache_append` (decoding): a beam reorder and one appended position of a
+//!   `[rows, heads, len, d]` cache in f32 and bf16, against `index_select` + `cat`.
 
 use crate::common::{device, device_name, emit, median, synced_seconds};
 use anyhow::Result;
@@ -16,6 +24,15 @@ pub struct KernelCheckArgs {
     /// Width (hidden size).
     #[arg(long, default_value_t = 768)]
     width: usize,
+    /// Decoding rows (examples × beam) for the decoding kernels.
+    #[arg(long, default_value_t = 2560)]
+    decode_rows: usize,
+    /// Vocabulary size of the ranked logits.
+    #[arg(long, default_value_t = 50265)]
+    vocab: usize,
+    /// Cached positions of the self-attention cache.
+    #[arg(long, default_value_t = 64)]
+    cache_len: usize,
     /// Timed repetitions (median reported).
     #[arg(long, default_value_t = 10)]
     reps: usize,
@@ -78,14 +95,155 @@ pub fn run(args: &KernelCheckArgs) -> Result<()> {
     let mut out = json!({
         "kernel": "layer_norm_backward",
         "device": device_name(&dev),
-        "rows": args.rows,
-        "width": args.width,
+        "shape": format!("{}×{}", args.rows, args.width),
         "ok": ok,
     });
     if let (Some(map), serde_json::Value::Object(extra)) = (out.as_object_mut(), fields) {
         map.extend(extra);
     }
     emit("check_kernels", out);
+    check_row_top_k(args, &dev)?;
+    check_kv_cache_append(args, &dev)?;
+    Ok(())
+}
+
+/// Median seconds of `f` over `reps` runs after one warm-up, the device synchronised.
+fn timed(dev: &Device, reps: usize, f: &dyn Fn() -> Result<()>) -> Result<f64> {
+    f()?;
+    let mut times = Vec::new();
+    for _ in 0..reps.max(1) {
+        let t = Instant::now();
+        f()?;
+        times.push(synced_seconds(dev, t)?);
+    }
+    Ok(median(&times))
+}
+
+fn check_row_top_k(args: &KernelCheckArgs, dev: &Device) -> Result<()> {
+    use code2nl::model::{device_row_top_k, logits_row_top_k, row_top_k_host};
+    let (rows, vocab, k) = (args.decode_rows.max(3), args.vocab.max(16), 10);
+    // Small integers: many exact ties, ranked by the lower token id.
+    let mut logits = Tensor::randn(0f32, 3.0, (rows, vocab), dev)?.round()?;
+    let mut poisoned = logits.narrow(0, 1, 1)?.flatten_all()?.to_vec1::<f32>()?;
+    poisoned[vocab / 2] = f32::NAN;
+    let poisoned = Tensor::from_vec(poisoned, (1, vocab), dev)?;
+    logits = Tensor::cat(
+        &[
+            &logits.narrow(0, 0, 1)?,
+            &poisoned,
+            &logits.narrow(0, 2, rows - 2)?,
+        ],
+        0,
+    )?;
+    let mut scores: Vec<f32> = (0..rows).map(|r| -((r % 7) as f32) * 0.75).collect();
+    scores[2] = f32::NEG_INFINITY;
+    let got = logits_row_top_k(&logits, Some(&scores), k)?;
+    let logp = candle_nn::ops::log_softmax(&logits, candle_core::D::Minus1)?;
+    let want = row_top_k_host(
+        &logp.flatten_all()?.to_vec1::<f32>()?,
+        vocab,
+        Some(&scores),
+        k,
+    )?;
+    let token_mismatches = got
+        .tokens
+        .iter()
+        .zip(&want.tokens)
+        .filter(|(a, b)| a != b)
+        .count();
+    let value_rel_diff = got
+        .values
+        .iter()
+        .zip(&want.values)
+        .filter(|(a, b)| a.is_finite() && b.is_finite())
+        .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
+        .fold(0f32, f32::max);
+    let clean = logits.narrow(0, 3, rows - 3)?;
+    let clean_scores = &scores[3..];
+    let kernel_s = timed(dev, args.reps, &|| {
+        logits_row_top_k(&clean, Some(clean_scores), k)?;
+        Ok(())
+    })?;
+    let ops_s = timed(dev, args.reps, &|| {
+        let logp = candle_nn::ops::log_softmax(&clean, candle_core::D::Minus1)?;
+        device_row_top_k(&logp, Some(clean_scores), k)?;
+        Ok(())
+    })?;
+    emit(
+        "check_kernels",
+        json!({
+            "kernel": "row_top_k",
+            "device": device_name(dev),
+            "shape": format!("{rows}×{vocab}, k {k}"),
+            "kernels_enabled": code2nl::model::cuda_decode_kernels_enabled(),
+            "token_mismatches": token_mismatches,
+            "value_rel_diff": value_rel_diff,
+            "kernel_ms": 1e3 * kernel_s,
+            "ops_ms": 1e3 * ops_s,
+            "ok": token_mismatches == 0 && value_rel_diff <= 1e-6 && got.values.len() == want.values.len(),
+        }),
+    );
+    Ok(())
+}
+
+fn check_kv_cache_append(args: &KernelCheckArgs, dev: &Device) -> Result<()> {
+    use candle_core::DType;
+    use code2nl::model::decoder::KvCache;
+    let (rows, heads, len, d) = (args.decode_rows.max(2), 12, args.cache_len.max(1), 64);
+    // A beam reorder: rows repeat and skip, as after a step where some beams die.
+    let origin: Vec<u32> = (0..rows as u32)
+        .map(|r| (r * 7 + r / 3) % rows as u32)
+        .collect();
+    let origin = Tensor::new(origin.as_slice(), dev)?;
+    for dtype in [DType::F32, DType::BF16] {
+        let keys = Tensor::randn(0f32, 1.0, (rows, heads, len, d), dev)?.to_dtype(dtype)?;
+        let values = Tensor::randn(0f32, 1.0, (rows, heads, len, d), dev)?.to_dtype(dtype)?;
+        let fresh_k = Tensor::randn(0f32, 1.0, (rows, heads, 1, d), dev)?.to_dtype(dtype)?;
+        let fresh_v = Tensor::randn(0f32, 1.0, (rows, heads, 1, d), dev)?.to_dtype(dtype)?;
+        let grow = || -> Result<KvCache> {
+            let mut cache = KvCache::new(keys.clone(), values.clone());
+            cache.reorder(&origin)?;
+            Ok(cache.append(&fresh_k, &fresh_v)?)
+        };
+        let ops = || -> Result<(Tensor, Tensor)> {
+            Ok((
+                Tensor::cat(&[&keys.index_select(&origin, 0)?, &fresh_k], 2)?,
+                Tensor::cat(&[&values.index_select(&origin, 0)?, &fresh_v], 2)?,
+            ))
+        };
+        let got = grow()?;
+        let want = ops()?;
+        let differing = |a: &Tensor, b: &Tensor| -> Result<usize> {
+            let ne = a
+                .ne(b)?
+                .to_dtype(DType::U32)?
+                .sum_all()?
+                .to_scalar::<u32>()?;
+            Ok(ne as usize)
+        };
+        let mismatches = differing(&got.keys, &want.0)? + differing(&got.values, &want.1)?;
+        let kernel_s = timed(dev, args.reps, &|| {
+            grow()?;
+            Ok(())
+        })?;
+        let ops_s = timed(dev, args.reps, &|| {
+            ops()?;
+            Ok(())
+        })?;
+        emit(
+            "check_kernels",
+            json!({
+                "kernel": "kv_cache_append",
+                "device": device_name(dev),
+                "shape": format!("{rows}×{heads}×{len}×{d} {dtype:?}"),
+                "kernels_enabled": code2nl::model::cuda_decode_kernels_enabled(),
+                "element_mismatches": mismatches,
+                "kernel_ms": 1e3 * kernel_s,
+                "ops_ms": 1e3 * ops_s,
+                "ok": mismatches == 0 && got.keys.dims() == want.0.dims(),
+            }),
+        );
+    }
     Ok(())
 }
 

@@ -79,6 +79,7 @@
 
 pub mod beam;
 pub mod config;
+mod cuda_kernels;
 pub mod decoder;
 pub mod encoder;
 mod error;
@@ -94,10 +95,13 @@ pub mod session;
 pub mod step;
 
 pub use config::{Activation, ModelConfig};
+pub use cuda_kernels::cuda_decode_kernels_enabled;
 pub use error::{ModelError, Result};
 pub use explicit::TrainingPass;
 pub use load::{load_checkpoint, load_pretrained_encoder};
 pub use save::save_checkpoint;
 pub use seq2seq::{HostBatch, LossInputs, LossOutput, Seq2Seq};
-pub use session::{device_row_top_k, CandidateRanking, FullPrefixSession, KvCacheSession};
+pub use session::{
+    device_row_top_k, logits_row_top_k, CandidateRanking, FullPrefixSession, KvCacheSession,
+};
 pub use step::{row_top_k_host, NextTokenLogProbs, RowTopK};

@@ -3,17 +3,11 @@
 use candle_core::Tensor;
 
 use super::attention::MultiheadAttention;
+use super::kv_cache::KvCache;
 use crate::config::Activation;
 use crate::init::Params;
 use crate::layers::{apply_activation_with, dropout, LayerNorm, Linear};
 use crate::Result;
-
-/// Self-attention keys and values of the positions decoded so far, `[rows, heads, t, d]`.
-#[derive(Debug, Clone)]
-pub struct KvCache {
-    pub keys: Tensor,
-    pub values: Tensor,
-}
 
 /// `decoder.layers.N`.
 #[derive(Debug, Clone)]
@@ -110,11 +104,8 @@ impl DecoderLayer {
         let q = self.self_attn.queries(x)?;
         let (k, v) = self.self_attn.keys_values(x)?;
         let updated = match cache.take() {
-            Some(c) => KvCache {
-                keys: Tensor::cat(&[&c.keys, &k], 2)?,
-                values: Tensor::cat(&[&c.values, &v], 2)?,
-            },
-            None => KvCache { keys: k, values: v },
+            Some(c) => c.append(&k, &v)?,
+            None => KvCache::new(k, v),
         };
         // Every cached position precedes the new one: the causal mask is all zeros here.
         let sa = self

@@ -5,13 +5,14 @@
 //!   with the example's K queries together, reading its keys/values once (not K copies).
 //!   They are re-gathered only when the set of examples changes.
 //! - Self-attention keys/values of past positions are cached per layer and reordered (or
-//!   dropped) with `index_select(origin)` at each step; only the newest position is computed.
+//!   dropped) by `origin` at each step, together with appending the newest position (the only
+//!   one computed): [`KvCache`](crate::decoder::KvCache).
 //! - Position ids come from a per-row count of non-pad tokens, so a generated `<pad>` gets
 //!   position `pad_id` and does not advance later positions, exactly as the full-prefix path.
 
 use candle_core::{Tensor, D};
 
-use super::row_top_k::{device_row_top_k, CandidateRanking};
+use super::row_top_k::{logits_row_top_k, CandidateRanking};
 use super::rows::{is_identity, Rows};
 use crate::decoder::{memory_key_padding_mask, KvCache};
 use crate::step::NextTokenLogProbs;
@@ -163,8 +164,8 @@ impl NextTokenLogProbs for KvCacheSession<'_> {
         row_scores: Option<&[f32]>,
         k: usize,
     ) -> Result<RowTopK> {
-        match self.log_probs(origin, tokens)? {
-            Some(log_probs) => device_row_top_k(&log_probs, row_scores, k),
+        match self.logits(origin, tokens)? {
+            Some(logits) => logits_row_top_k(&logits, row_scores, k),
             None => Ok(RowTopK::empty(k)),
         }
     }
@@ -172,8 +173,18 @@ impl NextTokenLogProbs for KvCacheSession<'_> {
 
 impl KvCacheSession<'_> {
     /// Advance the rows by one token and return the next-token log-probabilities `[rows, V]`
-    /// (f32, on the model's device); `None` when no row is left.
+    /// (on the model's device); `None` when no row is left.
     fn log_probs(&mut self, origin: &[u32], tokens: &[u32]) -> Result<Option<Tensor>> {
+        let logits = self.logits(origin, tokens)?;
+        let _no_grad = crate::layers::no_grad();
+        Ok(logits
+            .map(|l| candle_nn::ops::log_softmax(&l, D::Minus1))
+            .transpose()?)
+    }
+
+    /// Advance the rows by one token and return the next-token logits `[rows, V]`; `None`
+    /// when no row is left.
+    fn logits(&mut self, origin: &[u32], tokens: &[u32]) -> Result<Option<Tensor>> {
         let _no_grad = crate::layers::no_grad();
         self.rows.check(origin, tokens)?;
         let previous_rows = self.rows.len();
@@ -181,8 +192,8 @@ impl KvCacheSession<'_> {
         if !is_identity(origin, previous_rows) {
             let index = Tensor::new(origin, &device)?;
             for cache in self.caches.iter_mut().flatten() {
-                cache.keys = cache.keys.index_select(&index, 0)?;
-                cache.values = cache.values.index_select(&index, 0)?;
+                // Applied with this step's append (one copy of the cache on CUDA).
+                cache.reorder(&index)?;
             }
         }
         self.rows.reorder(origin);
@@ -222,8 +233,7 @@ impl KvCacheSession<'_> {
             x = layer.step(&x, cache, kv, mask, rows_per_entry)?;
         }
         let hidden = self.model.head_hidden(&x.squeeze(1)?)?;
-        let logits = self.model.lm_logits(&hidden)?;
-        Ok(Some(candle_nn::ops::log_softmax(&logits, D::Minus1)?))
+        Ok(Some(self.model.lm_logits(&hidden)?))
     }
 }
 

@@ -12,8 +12,10 @@
 mod full_prefix;
 mod kv_cache;
 mod row_top_k;
+#[cfg(feature = "cuda")]
+mod row_top_k_cuda;
 mod rows;
 
 pub use full_prefix::FullPrefixSession;
 pub use kv_cache::KvCacheSession;
-pub use row_top_k::{device_row_top_k, CandidateRanking};
+pub use row_top_k::{device_row_top_k, logits_row_top_k, CandidateRanking};

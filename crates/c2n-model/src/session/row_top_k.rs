@@ -48,6 +48,33 @@ impl CandidateRanking {
     }
 }
 
+/// The best `k` candidates of every row of `log_softmax(logits) + row_scores` (`logits
+/// [rows, V]`), ranked on `logits`' device; `k` is capped at V.
+///
+/// On a CUDA device with f32 logits this is one kernel (`kernels/row_top_k.cu`: log-softmax,
+/// addition and ranking in one launch; `C2N_CUDA_DECODE_KERNELS=0` turns it off); otherwise,
+/// or when a row holds a NaN or a non-finite pick, Candle's log-softmax then
+/// [`device_row_top_k`].
+pub fn logits_row_top_k(logits: &Tensor, row_scores: Option<&[f32]>, k: usize) -> Result<RowTopK> {
+    let (rows, vocab) = logits.dims2()?;
+    let k = k.min(vocab);
+    if rows == 0 || k == 0 {
+        return Ok(RowTopK::empty(k));
+    }
+    #[cfg(feature = "cuda")]
+    if logits.device().is_cuda()
+        && logits.dtype() == DType::F32
+        && k <= super::row_top_k_cuda::MAX_K
+        && crate::cuda_decode_kernels_enabled()
+    {
+        if let Some(top) = super::row_top_k_cuda::row_top_k(logits, true, row_scores, k)? {
+            return Ok(top);
+        }
+    }
+    let logp = candle_nn::ops::log_softmax(logits, candle_core::D::Minus1)?;
+    device_row_top_k(&logp, row_scores, k)
+}
+
 /// The best `k` candidates of every row of `logp [rows, V]` (f32), plus `row_scores` when
 /// given, ranked on `logp`'s device; `k` is capped at V.
 pub fn device_row_top_k(logp: &Tensor, row_scores: Option<&[f32]>, k: usize) -> Result<RowTopK> {
