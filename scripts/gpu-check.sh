@@ -190,6 +190,14 @@ run_step train_candle_f32_padded_pool_primitive 120 "$BIN" bench-train --device 
 run_step train_candle_f32_padded_pool_lnops 120 env C2N_CUDA_LN_BACKWARD=0 "$BIN" bench-train \
   --device "$DEV" --model "$MODEL" --features "$TRAIN_FEATURES" --precision f32 --padding reference \
   --keep-pool "${TRAIN[@]}"
+# The default again with dropout and the attention probabilities as tensor ops instead of our
+# kernels (counter-based dropout, no stored masks): the training kernels' effect, f32 and bf16.
+run_step train_candle_f32_padded_pool_trainops 120 env C2N_CUDA_TRAIN_KERNELS=0 "$BIN" bench-train \
+  --device "$DEV" --model "$MODEL" --features "$TRAIN_FEATURES" --precision f32 --padding reference \
+  --keep-pool "${TRAIN[@]}"
+run_step train_candle_bf16_dynamic_trainops 120 env C2N_CUDA_TRAIN_KERNELS=0 "$BIN" bench-train \
+  --device "$DEV" --model "$MODEL" --features "$TRAIN_FEATURES" --precision bf16 --padding dynamic \
+  --keep-pool "${TRAIN[@]}"
 # A quarter of the batch: if the step time hardly shrinks, the step is bound by per-op
 # overhead (launches, allocation), not by the GPU's arithmetic.
 run_step train_candle_bf16_dynamic_b8 120 "$BIN" bench-train --device "$DEV" --model "$MODEL" \

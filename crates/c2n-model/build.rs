@@ -4,12 +4,23 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-const KERNELS: &[&str] = &["layer_norm_backward", "row_top_k", "kv_cache_append"];
+const KERNELS: &[&str] = &[
+    "layer_norm_backward",
+    "row_top_k",
+    "kv_cache_append",
+    "dropout",
+    "attention_probs",
+];
+/// Headers the kernels include.
+const HEADERS: &[&str] = &["dropout_rng.cuh"];
 
 fn main() {
     println!("cargo:rerun-if-env-changed=CUDA_COMPUTE_CAP");
     for kernel in KERNELS {
         println!("cargo:rerun-if-changed=kernels/{kernel}.cu");
+    }
+    for header in HEADERS {
+        println!("cargo:rerun-if-changed=kernels/{header}");
     }
     if std::env::var_os("CARGO_FEATURE_CUDA").is_none() {
         return;

@@ -8,7 +8,14 @@
 //!   `beam rows × V` logits with many exact ties, one NaN row and one row of −∞ scores,
 //!   against Candle's log-softmax ranked on the host;
 //! - `kv_cache_append` (decoding): a beam reorder and one appended position of a
-//!   `[rows, heads, len, d]` cache in f32 and bf16, against `index_select` + `cat`.
+//!   `[rows, heads, len, d]` cache in f32 and bf16, against `index_select` + `cat`;
+//! - `dropout` (training): the counter-based kernel against `x ⊙ mask` with the mask built on
+//!   the host from the same seed (`layers::dropout_mask_from_seed`), f32 and bf16;
+//! - `attention_probs` / `attention_probs_backward` (training): softmax of masked scores and
+//!   the softmax-and-dropout gradient at `[b, 12, 256, 256]` with a key-padding and a causal
+//!   mask, against the tensor ops with the same host mask.
+//!
+//! The training kernels have no CPU fallback: on the CPU those lines say that nothing ran.
 
 use crate::common::{device, device_name, emit, median, synced_seconds};
 use anyhow::Result;
@@ -104,6 +111,7 @@ pub fn run(args: &KernelCheckArgs) -> Result<()> {
     emit("check_kernels", out);
     check_row_top_k(args, &dev)?;
     check_kv_cache_append(args, &dev)?;
+    training::check(args, &dev)?;
     Ok(())
 }
 
@@ -272,4 +280,189 @@ fn cuda_kernels(
     _: &Device,
 ) -> Result<Option<(Tensor, Tensor, Tensor)>> {
     Ok(None)
+}
+
+#[cfg(not(feature = "cuda"))]
+mod training {
+    use super::*;
+
+    pub fn check(_: &KernelCheckArgs, dev: &Device) -> Result<()> {
+        for kernel in ["dropout", "attention_probs", "attention_probs_backward"] {
+            emit(
+                "check_kernels",
+                json!({"kernel": kernel, "device": device_name(dev),
+                       "note": "built without CUDA: kernel not run", "ok": true}),
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(feature = "cuda")]
+mod training {
+    use super::*;
+    use candle_core::DType;
+    use code2nl::model::layers::{
+        cuda_attention_probabilities, cuda_attention_probabilities_backward, cuda_dropout,
+        dropout_mask_from_seed, softmax_last_dim,
+    };
+
+    const SEED: u64 = 0x5EED_C2A1;
+    const P: f32 = 0.1;
+
+    fn not_run(kernel: &str, dev: &Device) {
+        emit(
+            "check_kernels",
+            json!({"kernel": kernel, "device": device_name(dev),
+                   "note": "no CUDA device: kernel not run", "ok": true}),
+        );
+    }
+
+    pub fn check(args: &KernelCheckArgs, dev: &Device) -> Result<()> {
+        if !dev.is_cuda() {
+            for kernel in ["dropout", "attention_probs", "attention_probs_backward"] {
+                not_run(kernel, dev);
+            }
+            return Ok(());
+        }
+        check_dropout(args, dev)?;
+        check_attention(args, dev)?;
+        Ok(())
+    }
+
+    fn check_dropout(args: &KernelCheckArgs, dev: &Device) -> Result<()> {
+        let shape = (args.rows, args.width);
+        let mask = dropout_mask_from_seed(shape, SEED, P, dev)?;
+        for dtype in [DType::F32, DType::BF16] {
+            let x = Tensor::randn(0f32, 1.0, shape, dev)?.to_dtype(dtype)?;
+            let got = cuda_dropout(&x, SEED, P, dtype)?;
+            let want = (x.to_dtype(DType::F32)? * &mask)?.to_dtype(dtype)?;
+            let mismatches = got
+                .ne(&want)?
+                .to_dtype(DType::U32)?
+                .sum_all()?
+                .to_scalar::<u32>()?;
+            let kept = got
+                .ne(0.0)?
+                .to_dtype(DType::F32)?
+                .mean_all()?
+                .to_scalar::<f32>()?;
+            let kernel_s = timed(dev, args.reps, &|| {
+                cuda_dropout(&x, SEED, P, dtype)?;
+                Ok(())
+            })?;
+            // What the tensor-op dropout runs: uniforms, compare, cast, scale, product.
+            let ops_s = timed(dev, args.reps, &|| {
+                let u = Tensor::rand(0f32, 1f32, shape, dev)?;
+                let keep = (u.ge(f64::from(P))?.to_dtype(DType::F32)? * (1.0 / 0.9))?;
+                (&x * keep.to_dtype(dtype)?)?;
+                Ok(())
+            })?;
+            emit(
+                "check_kernels",
+                json!({
+                    "kernel": "dropout",
+                    "device": device_name(dev),
+                    "shape": format!("{}×{} {dtype:?}, p {P}", args.rows, args.width),
+                    "element_mismatches": mismatches,
+                    "kept_fraction": kept,
+                    "kernel_ms": 1e3 * kernel_s,
+                    "ops_ms": 1e3 * ops_s,
+                    "ok": mismatches == 0 && (kept - (1.0 - P)).abs() < 0.01,
+                }),
+            );
+        }
+        Ok(())
+    }
+
+    /// Largest |a − b| over the largest |b|, both read as f32.
+    fn rel(a: &Tensor, b: &Tensor) -> Result<f32> {
+        rel_diff(&a.to_dtype(DType::F32)?, &b.to_dtype(DType::F32)?)
+    }
+
+    fn check_attention(args: &KernelCheckArgs, dev: &Device) -> Result<()> {
+        let (b, h, l) = ((args.rows / 256).clamp(1, 8), 12, 256.min(args.rows));
+        let shape = (b, h, l, l);
+        // Key padding (the last quarter of every other example) and causal masks.
+        let key_mask: Vec<f32> = (0..b * l)
+            .map(|i| {
+                if (i / l) % 2 == 1 && i % l >= 3 * l / 4 {
+                    f32::NEG_INFINITY
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let key_mask = Tensor::from_vec(key_mask, (b, 1, 1, l), dev)?;
+        let causal: Vec<f32> = (0..l * l)
+            .map(|i| if i % l > i / l { -10000.0 } else { 0.0 })
+            .collect();
+        let causal = Tensor::from_vec(causal, (1, 1, l, l), dev)?;
+        let keep = dropout_mask_from_seed(shape, SEED, P, dev)?;
+        for dtype in [DType::F32, DType::BF16] {
+            let scores = (Tensor::randn(0f32, 3.0, shape, dev)?).to_dtype(dtype)?;
+            let d_dropped = Tensor::randn(0f32, 1.0, shape, dev)?.to_dtype(dtype)?;
+            for (mask_name, mask) in [("key padding", &key_mask), ("causal", &causal)] {
+                let ops_probs = || -> Result<Tensor> {
+                    Ok(softmax_last_dim(
+                        &scores.to_dtype(DType::F32)?.broadcast_add(mask)?,
+                    )?)
+                };
+                let want = ops_probs()?;
+                let got = cuda_attention_probabilities(&scores, Some(mask))?
+                    .ok_or_else(|| anyhow::anyhow!("kernel refused a {mask_name} mask"))?;
+                let probs_rel = rel(&got, &want)?;
+                let kernel_s = timed(dev, args.reps, &|| {
+                    cuda_attention_probabilities(&scores, Some(mask))?;
+                    Ok(())
+                })?;
+                let ops_s = timed(dev, args.reps, &|| {
+                    ops_probs()?;
+                    Ok(())
+                })?;
+                emit(
+                    "check_kernels",
+                    json!({
+                        "kernel": "attention_probs",
+                        "device": device_name(dev),
+                        "shape": format!("{b}×{h}×{l}×{l} {dtype:?}, {mask_name} mask"),
+                        "probs_rel_diff": probs_rel,
+                        "kernel_ms": 1e3 * kernel_s,
+                        "ops_ms": 1e3 * ops_s,
+                        "ok": probs_rel <= 1e-5,
+                    }),
+                );
+                let ops_back = || -> Result<Tensor> {
+                    let d_probs = (d_dropped.to_dtype(DType::F32)? * &keep)?;
+                    let dot = (&d_probs * &want)?.sum_keepdim(candle_core::D::Minus1)?;
+                    Ok((d_probs.broadcast_sub(&dot)? * &want)?.to_dtype(dtype)?)
+                };
+                let want_ds = ops_back()?;
+                let got_ds = cuda_attention_probabilities_backward(&d_dropped, &want, SEED, P)?;
+                let ds_rel = rel(&got_ds, &want_ds)?;
+                let kernel_s = timed(dev, args.reps, &|| {
+                    cuda_attention_probabilities_backward(&d_dropped, &want, SEED, P)?;
+                    Ok(())
+                })?;
+                let ops_s = timed(dev, args.reps, &|| {
+                    ops_back()?;
+                    Ok(())
+                })?;
+                let tolerance = if dtype == DType::F32 { 1e-5 } else { 1e-2 };
+                emit(
+                    "check_kernels",
+                    json!({
+                        "kernel": "attention_probs_backward",
+                        "device": device_name(dev),
+                        "shape": format!("{b}×{h}×{l}×{l} {dtype:?}, {mask_name} mask, p {P}"),
+                        "d_scores_rel_diff": ds_rel,
+                        "kernel_ms": 1e3 * kernel_s,
+                        "ops_ms": 1e3 * ops_s,
+                        "ok": ds_rel <= tolerance,
+                    }),
+                );
+            }
+        }
+        Ok(())
+    }
 }

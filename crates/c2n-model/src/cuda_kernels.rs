@@ -5,6 +5,8 @@
 //!   ([`crate::layers::cuda_layer_norm_kernels_enabled`]).
 //! - `C2N_CUDA_DECODE_KERNELS=0`: decoding ranks beam candidates with tensor ops and grows the
 //!   self-attention cache with `index_select` + `cat` ([`cuda_decode_kernels_enabled`]).
+//! - `C2N_CUDA_TRAIN_KERNELS=0`: the explicit training pass makes dropout masks and attention
+//!   probabilities with tensor ops ([`cuda_training_kernels_enabled`]).
 //!
 //! Each is on by default where it applies (a CUDA device, f32 or the dtypes the kernel takes);
 //! without the `cuda` feature every switch reads false.
@@ -17,6 +19,19 @@ pub fn cuda_decode_kernels_enabled() -> bool {
     {
         static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
         *ENABLED.get_or_init(|| std::env::var("C2N_CUDA_DECODE_KERNELS").map_or(true, |v| v != "0"))
+    }
+    #[cfg(not(feature = "cuda"))]
+    false
+}
+
+/// Whether the explicit training pass on a CUDA device uses the counter-based dropout kernel
+/// (no stored masks) and the attention-probability kernels: yes unless
+/// `C2N_CUDA_TRAIN_KERNELS=0`; false without the `cuda` feature.
+pub fn cuda_training_kernels_enabled() -> bool {
+    #[cfg(feature = "cuda")]
+    {
+        static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *ENABLED.get_or_init(|| std::env::var("C2N_CUDA_TRAIN_KERNELS").map_or(true, |v| v != "0"))
     }
     #[cfg(not(feature = "cuda"))]
     false

@@ -115,25 +115,41 @@ pub(super) fn norm_back(
     dx.ok_or_else(|| candle_core::Error::Msg("explicit backward: missing norm input grad".into()))
 }
 
-/// Inverted dropout: `(x ⊙ keep, Some(keep))` when active, `(x, None)` otherwise.
-pub(super) fn dropout(
-    x: &Tensor,
-    p: f32,
-    train: bool,
-) -> candle_core::Result<(Tensor, Option<Tensor>)> {
-    if train && p > 0.0 {
-        let keep = keep_mask(x, p)?;
-        Ok(((x * &keep)?, Some(keep)))
-    } else {
-        Ok((x.clone(), None))
-    }
+/// What a dropout site keeps for its backward pass.
+pub(super) enum Keep {
+    /// Dropout was off: the gradient passes unchanged.
+    All,
+    /// The mask (0 or `1/(1−p)`) the forward pass multiplied by.
+    Mask(Tensor),
+    /// The seed of the counter-based CUDA kernel: the backward pass regenerates the mask.
+    #[cfg(feature = "cuda")]
+    Seeded { seed: u64, p: f32 },
 }
 
-/// Backward of [`dropout`].
-pub(super) fn dropout_back(grad: Tensor, keep: &Option<Tensor>) -> candle_core::Result<Tensor> {
+/// Inverted dropout: `(x ⊙ keep, what the backward needs)`; `(x, Keep::All)` when off.
+pub(super) fn dropout(x: &Tensor, p: f32, train: bool) -> candle_core::Result<(Tensor, Keep)> {
+    if !(train && p > 0.0) {
+        return Ok((x.clone(), Keep::All));
+    }
+    #[cfg(feature = "cuda")]
+    if crate::layers::dropout_cuda::usable(x) {
+        let seed = crate::layers::next_dropout_seed();
+        let dropped = crate::layers::dropout_cuda::dropout(x, seed, p, x.dtype())?;
+        return Ok((dropped, Keep::Seeded { seed, p }));
+    }
+    let keep = keep_mask(x, p)?;
+    Ok(((x * &keep)?, Keep::Mask(keep)))
+}
+
+/// Backward of [`dropout`]: `grad` (same shape as the input) times the same mask.
+pub(super) fn dropout_back(grad: Tensor, keep: &Keep) -> candle_core::Result<Tensor> {
     match keep {
-        Some(keep) => grad * keep,
-        None => Ok(grad),
+        Keep::All => Ok(grad),
+        Keep::Mask(keep) => grad * keep,
+        #[cfg(feature = "cuda")]
+        Keep::Seeded { seed, p } => {
+            crate::layers::dropout_cuda::dropout(&grad, *seed, *p, grad.dtype())
+        }
     }
 }
 
@@ -157,8 +173,9 @@ pub(super) struct Attention {
     q: Tensor,
     k: Tensor,
     v: Tensor,
+    /// Softmax output, f32 `[b, h, Lq, Lk]`.
     probs: Tensor,
-    keep: Option<Tensor>,
+    keep: Keep,
     scaling: Scaling,
 }
 
@@ -185,6 +202,10 @@ impl Attention {
             split_heads(k, spec.heads)?,
             split_heads(v, spec.heads)?,
         );
+        #[cfg(feature = "cuda")]
+        if let Some(done) = Self::forward_kernels(&q, &k, &v, mask, spec)? {
+            return Ok(done);
+        }
         let probs = probabilities(&q, &k, None, mask, spec.scaling)?;
         let keep = if spec.train && spec.dropout_p > 0.0 {
             Some(keep_mask(&probs, spec.dropout_p)?)
@@ -197,23 +218,69 @@ impl Attention {
             k,
             v,
             probs,
-            keep,
+            keep: keep.map_or(Keep::All, Keep::Mask),
             scaling: spec.scaling,
         };
         Ok((value, saved))
     }
 
+    /// [`forward`](Self::forward) with the CUDA kernels: the probabilities in one pass, the
+    /// dropout (counter-based, no stored mask) and the cast to `v`'s dtype in another. `None`
+    /// where they do not apply (CPU, switched off, a seeded-dropout scope, a divisor applied
+    /// to the scores, a mask of another shape).
+    #[cfg(feature = "cuda")]
+    fn forward_kernels(
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        mask: Option<&Tensor>,
+        spec: AttentionSpec,
+    ) -> candle_core::Result<Option<(Tensor, Self)>> {
+        use crate::layers::{attention_probs_cuda, dropout_cuda};
+        if !dropout_cuda::usable(q) || v.dtype() != q.dtype() || spec.scaling.scales_scores() {
+            return Ok(None);
+        }
+        let scores = spec.scaling.on_q(q)?.matmul(&k.t()?)?;
+        let Some(probs) = attention_probs_cuda::probabilities(&scores, mask)? else {
+            return Ok(None);
+        };
+        drop(scores);
+        let p = if spec.train { spec.dropout_p } else { 0.0 };
+        let seed = if p > 0.0 {
+            crate::layers::next_dropout_seed()
+        } else {
+            0
+        };
+        let dropped = dropout_cuda::dropout(&probs, seed, p, v.dtype())?;
+        let value = merge_heads(&dropped.matmul(v)?)?;
+        let saved = Self {
+            q: q.clone(),
+            k: k.clone(),
+            v: v.clone(),
+            probs,
+            keep: Keep::Seeded { seed, p },
+            scaling: spec.scaling,
+        };
+        Ok(Some((value, saved)))
+    }
+
     /// `(dq, dk, dv)`, each `[b, h, L, d]`, for the upstream gradient `[b, Lq, h·d]` of the
     /// value.
     pub(super) fn backward(&self, grad: &Tensor) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+        let heads = self.q.dim(1)?;
+        let grad = split_heads(grad, heads)?;
+        let keep = match &self.keep {
+            Keep::All => None,
+            Keep::Mask(mask) => Some(mask),
+            #[cfg(feature = "cuda")]
+            Keep::Seeded { seed, p } => return self.backward_kernels(&grad, *seed, *p),
+        };
         let saved = AttentionSaved {
             probs: &self.probs,
-            keep: self.keep.as_ref(),
+            keep,
             scaling: self.scaling,
             heads: None,
         };
-        let heads = self.q.dim(1)?;
-        let grad = split_heads(grad, heads)?;
         let (dq, dk, dv) =
             attention_grads(&self.q, &self.k, &self.v, saved, &grad, [true, true, true])?;
         let missing =
@@ -223,6 +290,29 @@ impl Attention {
             dk.ok_or_else(missing)?,
             dv.ok_or_else(missing)?,
         ))
+    }
+
+    /// [`backward`](Self::backward) for a forward pass that ran the kernels: the dropped
+    /// probabilities regenerated from the seed, the softmax-and-dropout gradient in one pass.
+    #[cfg(feature = "cuda")]
+    fn backward_kernels(
+        &self,
+        grad: &Tensor,
+        seed: u64,
+        p: f32,
+    ) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+        use crate::layers::{attention_probs_cuda, dropout_cuda};
+        let grad = cast(grad, self.v.dtype())?;
+        let dropped = dropout_cuda::dropout(&self.probs, seed, p, self.v.dtype())?;
+        let dv = dropped.t()?.matmul(&grad)?;
+        drop(dropped);
+        let d_dropped = grad.matmul(&self.v.t()?)?;
+        let d_scores =
+            attention_probs_cuda::probabilities_backward(&d_dropped, &self.probs, seed, p)?;
+        let d_scores = cast(&d_scores, self.q.dtype())?;
+        let dq = self.scaling.on_q(&d_scores.matmul(&self.k)?)?;
+        let dk = d_scores.t()?.matmul(&self.scaling.on_q(&self.q)?)?;
+        Ok((dq, dk, dv))
     }
 }
 

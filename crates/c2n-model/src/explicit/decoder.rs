@@ -9,7 +9,7 @@ use candle_core::{Tensor, D};
 
 use super::blocks::{
     activation, activation_back, dropout, dropout_back, linear, linear_back, merge_packed, norm,
-    norm_back, packed_linear, packed_linear_back, Attention, AttentionSpec,
+    norm_back, packed_linear, packed_linear_back, Attention, AttentionSpec, Keep,
 };
 use super::casts::WeightCasts;
 use super::encoder::need;
@@ -24,18 +24,18 @@ pub(super) struct DecoderLayerTape {
     x: Tensor,
     self_attention: Attention,
     self_context: Tensor,
-    self_keep: Option<Tensor>,
+    self_keep: Keep,
     self_sum: Tensor,
     x1: Tensor,
     cross_attention: Attention,
     cross_context: Tensor,
-    cross_keep: Option<Tensor>,
+    cross_keep: Keep,
     cross_sum: Tensor,
     x2: Tensor,
     pre_activation: Tensor,
-    mid_keep: Option<Tensor>,
+    mid_keep: Keep,
     mid: Tensor,
-    out_keep: Option<Tensor>,
+    out_keep: Keep,
     out_sum: Tensor,
 }
 

@@ -4,7 +4,7 @@ use candle_core::{DType, Tensor};
 
 use super::blocks::{
     activation, activation_back, dropout, dropout_back, in_dtype, linear, linear_back, norm,
-    norm_back, Attention, AttentionSpec,
+    norm_back, Attention, AttentionSpec, Keep,
 };
 use super::casts::WeightCasts;
 use super::param_grads::ParamGrads;
@@ -18,7 +18,7 @@ pub(super) struct EmbeddingsTape {
     inputs: EmbeddingInputs,
     /// LayerNorm input `[n·L, H]` (f32).
     summed: Tensor,
-    keep: Option<Tensor>,
+    keep: Keep,
 }
 
 /// `dropout(LayerNorm(word[id] + pos[position] + type[0]))` in `dtype`: `[n, L, H]`.
@@ -90,12 +90,12 @@ pub(super) struct EncoderLayerTape {
     x: Tensor,
     attention: Attention,
     context: Tensor,
-    attn_keep: Option<Tensor>,
+    attn_keep: Keep,
     attn_sum: Tensor,
     attn_normed: Tensor,
     pre_activation: Tensor,
     activated: Tensor,
-    out_keep: Option<Tensor>,
+    out_keep: Keep,
     out_sum: Tensor,
 }
 

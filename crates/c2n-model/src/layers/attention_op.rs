@@ -44,7 +44,7 @@ impl Scaling {
     }
 
     /// `q · scale / divisor` (the parts that apply to `q`); also maps `dS·k` to `dq`.
-    pub(super) fn on_q(&self, q: &Tensor) -> candle_core::Result<Tensor> {
+    pub(crate) fn on_q(&self, q: &Tensor) -> candle_core::Result<Tensor> {
         let mut q = q.clone();
         if let Some(s) = self.query_scale {
             q = (q * s)?;
@@ -53,6 +53,12 @@ impl Scaling {
             q = (q / d)?;
         }
         Ok(q)
+    }
+
+    /// Whether a divisor applies to `q·kᵀ` itself (not a power of two).
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    pub(crate) fn scales_scores(&self) -> bool {
+        self.divisor_on_scores.is_some()
     }
 
     pub(super) fn on_scores(&self, scores: Tensor) -> candle_core::Result<Tensor> {

@@ -40,6 +40,13 @@ impl Drop for SeededDropoutGuard {
     }
 }
 
+/// Whether a [`seeded_dropout`] guard lives on this thread (then masks come from its RNG, and
+/// the counter-based CUDA dropout kernels stand aside).
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+pub(crate) fn seeded_dropout_active() -> bool {
+    MASK_RNG.with(|r| r.borrow().is_some())
+}
+
 /// Uniform `[0, 1)` f32 draws of `shape` from the seeded RNG, or `None` when no guard lives.
 pub(crate) fn seeded_uniform(
     shape: &Shape,

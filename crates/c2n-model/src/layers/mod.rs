@@ -10,8 +10,13 @@
 mod activation;
 mod attention;
 mod attention_op;
+#[cfg(feature = "cuda")]
+pub(crate) mod attention_probs_cuda;
 mod closed_form;
 mod dropout;
+#[cfg(feature = "cuda")]
+pub(crate) mod dropout_cuda;
+mod dropout_rng;
 mod dropout_seed;
 mod grad_mode;
 mod layer_norm;
@@ -26,6 +31,17 @@ mod token_nll;
 pub use activation::{apply_activation, apply_activation_with};
 pub use attention::{attend, attend_heads, merge_heads, split_heads, AttendOptions};
 pub use dropout::{apply_keep_mask, dropout};
+#[cfg(feature = "cuda")]
+pub(crate) use dropout_rng::next_dropout_seed;
+pub use dropout_rng::{dropout_mask_from_seed, dropout_uniform};
+// The training kernels themselves, for `device check-kernels` and benchmarks.
+#[cfg(feature = "cuda")]
+pub use attention_probs_cuda::{
+    probabilities as cuda_attention_probabilities,
+    probabilities_backward as cuda_attention_probabilities_backward,
+};
+#[cfg(feature = "cuda")]
+pub use dropout_cuda::dropout as cuda_dropout;
 pub use dropout_seed::{seeded_dropout, SeededDropoutGuard};
 pub use grad_mode::{gradients_enabled, no_grad, param, NoGradGuard};
 pub use layer_norm::LayerNorm;
