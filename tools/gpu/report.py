@@ -131,10 +131,11 @@ def build(steps, results, mode):
     kernels = by("check_kernels")
     if kernels:
         def differences(r):
-            keys = [k for k in r if k.endswith(("_rel_diff", "_mismatches"))]
-            return ", ".join(f"{k.replace('_rel_diff', '').replace('_', ' ')} {fmt(r[k])}" for k in keys)
+            keys = [k for k in r if k.endswith(("_rel_diff", "_mismatches", "_fraction"))]
+            return ", ".join(f"{k.replace('_rel_diff', '').replace('_', ' ')} {fmt(r[k])}"
+                             for k in keys) or r.get("note", "")
 
-        rows = [[r.get("kernel"), r.get("device"), r.get("shape", f"{r.get('rows')}×{r.get('width')}"),
+        rows = [[r.get("kernel"), r.get("device"), r.get("shape", "–"),
                  differences(r), fmt(r.get("kernel_ms"), ".3f"), fmt(r.get("ops_ms"), ".3f"),
                  fmt(r.get("ok"))]
                 for r in kernels]
