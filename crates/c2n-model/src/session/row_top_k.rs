@@ -249,4 +249,27 @@ mod tests {
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&got.values), bits(&want.values));
     }
+
+    #[test]
+    fn from_logits_ranks_the_log_softmax_and_caps_k() {
+        let device = Device::Cpu;
+        let (rows, vocab) = (3, 50);
+        let logits = lcg_values(rows * vocab, 11, 0.5);
+        let tensor = Tensor::from_slice(&logits, (rows, vocab), &device).unwrap();
+        let logp = candle_nn::ops::log_softmax(&tensor, candle_core::D::Minus1)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let scores = [0.0f32, -0.5, -2.0];
+        for k in [1, 4, 10, 50, 80] {
+            let got = logits_row_top_k(&tensor, Some(&scores), k).unwrap();
+            let want = row_top_k_host(&logp, vocab, Some(&scores), k).unwrap();
+            assert_eq!(got, want, "k {k}");
+            assert_eq!(got.k, k.min(vocab));
+        }
+        let none = Tensor::zeros((0, vocab), DType::F32, &device).unwrap();
+        assert_eq!(logits_row_top_k(&none, None, 4).unwrap().rows(), 0);
+    }
 }

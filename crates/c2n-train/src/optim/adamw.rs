@@ -187,11 +187,15 @@ impl AdamW {
 
     /// The update of one chunk: the per-tensor arithmetic of the reference, on flat tensors.
     fn step_chunk(&mut self, members: &[usize], grads: &Gradients, lr: f64) -> Result<()> {
-        let c = &self.config;
         let first = members[0];
         let chunk = self.moments.chunk_of(first).ok_or_else(|| {
             TrainError::InvalidInput(format!("no optimizer state for `{}`", self.names[first]))
         })?;
+        #[cfg(feature = "cuda")]
+        if self.step_chunk_kernel(members, grads, lr, chunk)? {
+            return Ok(());
+        }
+        let c = &self.config;
         let dtype = self.vars[first].dtype();
         let mut grad_pieces = Vec::with_capacity(members.len());
         for &i in members {
@@ -248,6 +252,58 @@ impl AdamW {
             offset += n;
         }
         Ok(())
+    }
+
+    /// [`step_chunk`](Self::step_chunk) with the CUDA kernel, one launch per member, in
+    /// place: no flat copies of gradients and parameters. `false` (nothing done) where the
+    /// kernel does not apply.
+    #[cfg(feature = "cuda")]
+    fn step_chunk_kernel(
+        &mut self,
+        members: &[usize],
+        grads: &Gradients,
+        lr: f64,
+        chunk: usize,
+    ) -> Result<bool> {
+        let first = members[0];
+        let member_grads = members
+            .iter()
+            .map(|&i| {
+                grads.get(&self.names[i]).ok_or_else(|| {
+                    TrainError::InvalidInput(format!("no gradient for `{}`", self.names[i]))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let (var, dtype) = (&self.vars[first], self.vars[first].dtype());
+        if !super::adamw_cuda::usable(dtype, var.device(), &member_grads) {
+            return Ok(false);
+        }
+        let c = &self.config;
+        let step = self.steps[first] + 1;
+        let mut step_size = lr;
+        if c.correct_bias {
+            let bc1 = 1.0 - c.beta1.powf(step as f64);
+            let bc2 = 1.0 - c.beta2.powf(step as f64);
+            step_size = step_size * bc2.sqrt() / bc1;
+        }
+        let decays = self.groups[first] == ParamGroup::Decay && c.weight_decay > 0.0;
+        let scalars = super::adamw_cuda::AdamWScalars {
+            beta1: c.beta1,
+            beta2: c.beta2,
+            eps: c.eps,
+            step_size,
+            lr_decay: decays.then_some(lr * c.weight_decay),
+        };
+        let (m, v) = self.moments.chunk_moments(chunk);
+        let (m, v) = (m.clone(), v.clone());
+        let mut offset = 0;
+        for (&i, grad) in members.iter().zip(member_grads) {
+            // Detached: the kernel reads the values only.
+            super::adamw_cuda::step_param(&self.vars[i], &grad.detach(), &m, &v, offset, scalars)?;
+            self.steps[i] = step;
+            offset += self.vars[i].elem_count();
+        }
+        Ok(true)
     }
 
     /// Writes `optimizer.safetensors` (moments) and `optimizer.json` (config, step counters)

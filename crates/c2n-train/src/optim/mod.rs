@@ -1,6 +1,8 @@
 //! Optimization: named parameters, gradient bookkeeping and the reference AdamW.
 
 mod adamw;
+#[cfg(feature = "cuda")]
+mod adamw_cuda;
 mod gradients;
 mod packed;
 mod params;

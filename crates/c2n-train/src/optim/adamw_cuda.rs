@@ -1,0 +1,153 @@
+//! [`AdamW`](super::AdamW)'s update as one CUDA kernel per parameter (`kernels/adamw.cu`):
+//! the parameter and both moments updated in place in one pass, with the tensor-op update's
+//! arithmetic rounded op by op, so the results are bit-identical. Used for f32 parameters,
+//! gradients and moments on a CUDA device unless `C2N_CUDA_TRAIN_KERNELS=0`.
+
+use candle_core::backend::BackendStorage;
+use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::WrapErr;
+use candle_core::{CpuStorage, CudaStorage, DType, InplaceOp3, Layout, Storage, Tensor, Var};
+
+const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/adamw.ptx"));
+const MODULE: &str = "c2n_adamw";
+
+/// The update's scalars, as the tensor ops round them (f64 on the host, f32 on the device).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct AdamWScalars {
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub step_size: f64,
+    /// `lr · weight_decay` when the parameter decays.
+    pub lr_decay: Option<f64>,
+}
+
+/// Whether the kernel updates a chunk of `dtype` on `device` whose gradients are `grads`.
+pub(super) fn usable(dtype: DType, device: &candle_core::Device, grads: &[&Tensor]) -> bool {
+    device.is_cuda()
+        && dtype == DType::F32
+        && c2n_model::cuda_training_kernels_enabled()
+        && grads.iter().all(|g| g.dtype() == DType::F32)
+}
+
+/// Updates `var` from `grad` and its moments, the `var.elem_count()` elements of the flat
+/// chunk moments `exp_avg`/`exp_avg_sq` from `offset`, all in place.
+///
+/// The moments are written through their device pointers while Candle holds them as
+/// sources of the in-place op: the optimizer owns the chunk tensors and nothing reads them
+/// during its step.
+pub(super) fn step_param(
+    var: &Var,
+    grad: &Tensor,
+    exp_avg: &Tensor,
+    exp_avg_sq: &Tensor,
+    offset: usize,
+    scalars: AdamWScalars,
+) -> candle_core::Result<()> {
+    let grad = grad.flatten_all()?.contiguous()?;
+    var.as_tensor().inplace_op3(
+        &grad,
+        exp_avg,
+        &AdamWKernel {
+            exp_avg_sq: exp_avg_sq.clone(),
+            offset,
+            scalars,
+        },
+    )
+}
+
+struct AdamWKernel {
+    exp_avg_sq: Tensor,
+    offset: usize,
+    scalars: AdamWScalars,
+}
+
+fn contiguous(layout: &Layout, what: &str) -> candle_core::Result<(usize, usize)> {
+    layout
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg(format!("AdamW kernel: {what} not contiguous")))
+}
+
+impl InplaceOp3 for AdamWKernel {
+    fn name(&self) -> &'static str {
+        "c2n-adamw"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &mut CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> candle_core::Result<()> {
+        Err(candle_core::Error::Msg(
+            "the AdamW kernel runs on CUDA only".into(),
+        ))
+    }
+
+    fn cuda_fwd(
+        &self,
+        param: &mut CudaStorage,
+        param_layout: &Layout,
+        grad: &CudaStorage,
+        grad_layout: &Layout,
+        exp_avg: &CudaStorage,
+        exp_avg_layout: &Layout,
+    ) -> candle_core::Result<()> {
+        let (ps, pe) = contiguous(param_layout, "parameter")?;
+        let (gs, ge) = contiguous(grad_layout, "gradient")?;
+        let (ms, me) = contiguous(exp_avg_layout, "first moment")?;
+        let (sq_storage, sq_layout) = self.exp_avg_sq.storage_and_layout();
+        let Storage::Cuda(exp_avg_sq) = &*sq_storage else {
+            return Err(candle_core::Error::Msg(
+                "AdamW kernel: second moment not on CUDA".into(),
+            ));
+        };
+        let (vs, ve) = contiguous(sq_layout, "second moment")?;
+        let n = pe - ps;
+        if ge - gs != n || self.offset + n > (me - ms).min(ve - vs) {
+            return Err(candle_core::Error::Msg(
+                "AdamW kernel: parameter, gradient and moments disagree in size".into(),
+            ));
+        }
+        let device = param.device().clone();
+        let grad = grad.as_cuda_slice::<f32>()?.slice(gs..ge);
+        let (m0, v0) = (ms + self.offset, vs + self.offset);
+        let exp_avg = exp_avg.as_cuda_slice::<f32>()?.slice(m0..m0 + n);
+        let exp_avg_sq = exp_avg_sq.as_cuda_slice::<f32>()?.slice(v0..v0 + n);
+        let mut param = param.as_cuda_slice_mut::<f32>()?.slice_mut(ps..pe);
+        let s = self.scalars;
+        let (beta1, one_minus_beta1) = (s.beta1 as f32, (1.0 - s.beta1) as f32);
+        let (beta2, one_minus_beta2) = (s.beta2 as f32, (1.0 - s.beta2) as f32);
+        let (eps, neg_step_size) = (s.eps as f32, (-s.step_size) as f32);
+        let decay = i32::from(s.lr_decay.is_some());
+        let neg_lr_decay = (-s.lr_decay.unwrap_or(0.0)) as f32;
+        let n_u64 = n as u64;
+        let func = device.get_or_load_custom_func("c2n_adamw_f32", MODULE, PTX)?;
+        let mut builder = func.builder();
+        builder.arg(&mut param);
+        builder.arg(&grad);
+        builder.arg(&exp_avg);
+        builder.arg(&exp_avg_sq);
+        builder.arg(&n_u64);
+        builder.arg(&beta1);
+        builder.arg(&one_minus_beta1);
+        builder.arg(&beta2);
+        builder.arg(&one_minus_beta2);
+        builder.arg(&eps);
+        builder.arg(&neg_step_size);
+        builder.arg(&decay);
+        builder.arg(&neg_lr_decay);
+        let config = LaunchConfig {
+            grid_dim: (n.div_ceil(256).clamp(1, 132 * 16) as u32, 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        if n > 0 {
+            unsafe { builder.launch(config) }.w()?;
+        }
+        Ok(())
+    }
+}
