@@ -198,6 +198,15 @@ run_step train_candle_f32_padded_pool_trainops 120 env C2N_CUDA_TRAIN_KERNELS=0 
 run_step train_candle_bf16_dynamic_trainops 120 env C2N_CUDA_TRAIN_KERNELS=0 "$BIN" bench-train \
   --device "$DEV" --model "$MODEL" --features "$TRAIN_FEATURES" --precision bf16 --padding dynamic \
   --keep-pool "${TRAIN[@]}"
+# The default again with the kernels no GPU has run yet (GELU backward, bias-gradient column
+# sums; C2N_CUDA_UNVERIFIED_KERNELS=1): if check_kernels passes and these are faster, make
+# them the default.
+run_step train_candle_f32_padded_pool_unverified 120 env C2N_CUDA_UNVERIFIED_KERNELS=1 "$BIN" \
+  bench-train --device "$DEV" --model "$MODEL" --features "$TRAIN_FEATURES" --precision f32 \
+  --padding reference --keep-pool "${TRAIN[@]}"
+run_step train_candle_bf16_dynamic_unverified 120 env C2N_CUDA_UNVERIFIED_KERNELS=1 "$BIN" \
+  bench-train --device "$DEV" --model "$MODEL" --features "$TRAIN_FEATURES" --precision bf16 \
+  --padding dynamic --keep-pool "${TRAIN[@]}"
 # A quarter of the batch: if the step time hardly shrinks, the step is bound by per-op
 # overhead (launches, allocation), not by the GPU's arithmetic.
 run_step train_candle_bf16_dynamic_b8 120 "$BIN" bench-train --device "$DEV" --model "$MODEL" \

@@ -10,6 +10,8 @@ const KERNELS: &[&str] = &[
     "kv_cache_append",
     "dropout",
     "attention_probs",
+    "gelu_backward",
+    "column_sum",
 ];
 /// Headers the kernels include.
 const HEADERS: &[&str] = &["dropout_rng.cuh"];

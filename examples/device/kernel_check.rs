@@ -15,6 +15,9 @@
 //!   the softmax-and-dropout gradient at `[b, 12, 256, 256]` with a key-padding and a causal
 //!   mask, against the tensor ops with the same host mask.
 //!
+//! - `gelu_backward`, `column_sum` (training; not yet default, `C2N_CUDA_UNVERIFIED_KERNELS=1`
+//!   switches them on in training): against the tensor ops at `[rows, 4·width]`.
+//!
 //! The training kernels have no CPU fallback: on the CPU those lines say that nothing ran.
 
 use crate::common::{device, device_name, emit, median, synced_seconds};
@@ -287,7 +290,13 @@ mod training {
     use super::*;
 
     pub fn check(_: &KernelCheckArgs, dev: &Device) -> Result<()> {
-        for kernel in ["dropout", "attention_probs", "attention_probs_backward"] {
+        for kernel in [
+            "dropout",
+            "attention_probs",
+            "attention_probs_backward",
+            "gelu_backward",
+            "column_sum",
+        ] {
             emit(
                 "check_kernels",
                 json!({"kernel": kernel, "device": device_name(dev),
@@ -303,8 +312,8 @@ mod training {
     use super::*;
     use candle_core::DType;
     use code2nl::model::layers::{
-        cuda_attention_probabilities, cuda_attention_probabilities_backward, cuda_dropout,
-        dropout_mask_from_seed, softmax_last_dim,
+        cuda_attention_probabilities, cuda_attention_probabilities_backward, cuda_column_sum,
+        cuda_dropout, cuda_gelu_backward, dropout_mask_from_seed, softmax_last_dim,
     };
 
     const SEED: u64 = 0x5EED_C2A1;
@@ -320,13 +329,20 @@ mod training {
 
     pub fn check(args: &KernelCheckArgs, dev: &Device) -> Result<()> {
         if !dev.is_cuda() {
-            for kernel in ["dropout", "attention_probs", "attention_probs_backward"] {
+            for kernel in [
+                "dropout",
+                "attention_probs",
+                "attention_probs_backward",
+                "gelu_backward",
+                "column_sum",
+            ] {
                 not_run(kernel, dev);
             }
             return Ok(());
         }
         check_dropout(args, dev)?;
         check_attention(args, dev)?;
+        check_unverified(args, dev)?;
         Ok(())
     }
 
@@ -462,6 +478,79 @@ mod training {
                     }),
                 );
             }
+        }
+        Ok(())
+    }
+
+    /// The kernels behind `C2N_CUDA_UNVERIFIED_KERNELS=1`: GELU backward and column sums at
+    /// the encoder's feed-forward shape `[rows, 4·width]`.
+    fn check_unverified(args: &KernelCheckArgs, dev: &Device) -> Result<()> {
+        let shape = (args.rows, 4 * args.width);
+        for dtype in [DType::F32, DType::BF16] {
+            let x = Tensor::randn(0f32, 2.0, shape, dev)?.to_dtype(dtype)?;
+            let g = Tensor::randn(0f32, 1.0, shape, dev)?.to_dtype(dtype)?;
+            // The tensor ops of `activation_slope`, in f32 (the kernel computes in f32).
+            let ops_gelu = || -> Result<Tensor> {
+                let x = x.to_dtype(DType::F32)?;
+                let cdf = x
+                    .affine(std::f64::consts::FRAC_1_SQRT_2, 0.0)?
+                    .erf()?
+                    .affine(0.5, 0.5)?;
+                let pdf = x
+                    .sqr()?
+                    .affine(-0.5, 0.0)?
+                    .exp()?
+                    .affine(1.0 / (2.0 * std::f64::consts::PI).sqrt(), 0.0)?;
+                Ok((g.to_dtype(DType::F32)? * (cdf + (&x * pdf)?)?)?)
+            };
+            let want = ops_gelu()?;
+            let got = cuda_gelu_backward(&x, &g)?;
+            let gelu_rel = rel(&got, &want)?;
+            let kernel_s = timed(dev, args.reps, &|| {
+                cuda_gelu_backward(&x, &g)?;
+                Ok(())
+            })?;
+            let ops_s = timed(dev, args.reps, &|| {
+                ops_gelu()?;
+                Ok(())
+            })?;
+            let tolerance = if dtype == DType::F32 { 1e-5 } else { 1e-2 };
+            emit(
+                "check_kernels",
+                json!({
+                    "kernel": "gelu_backward",
+                    "device": device_name(dev),
+                    "shape": format!("{}×{} {dtype:?}", shape.0, shape.1),
+                    "dx_rel_diff": gelu_rel,
+                    "kernel_ms": 1e3 * kernel_s,
+                    "ops_ms": 1e3 * ops_s,
+                    "ok": gelu_rel <= tolerance,
+                }),
+            );
+            let ops_sum = || -> Result<Tensor> { Ok(g.to_dtype(DType::F32)?.sum(0)?) };
+            let want = ops_sum()?;
+            let got = cuda_column_sum(&g)?;
+            let sum_rel = rel(&got, &want)?;
+            let kernel_s = timed(dev, args.reps, &|| {
+                cuda_column_sum(&g)?;
+                Ok(())
+            })?;
+            let ops_s = timed(dev, args.reps, &|| {
+                ops_sum()?;
+                Ok(())
+            })?;
+            emit(
+                "check_kernels",
+                json!({
+                    "kernel": "column_sum",
+                    "device": device_name(dev),
+                    "shape": format!("{}×{} {dtype:?}", shape.0, shape.1),
+                    "sum_rel_diff": sum_rel,
+                    "kernel_ms": 1e3 * kernel_s,
+                    "ops_ms": 1e3 * ops_s,
+                    "ok": sum_rel <= 1e-5,
+                }),
+            );
         }
         Ok(())
     }

@@ -8,7 +8,11 @@
 //! - `C2N_CUDA_TRAIN_KERNELS=0`: the explicit training pass makes dropout masks and attention
 //!   probabilities with tensor ops ([`cuda_training_kernels_enabled`]).
 //!
-//! Each is on by default where it applies (a CUDA device, f32 or the dtypes the kernel takes);
+//! - `C2N_CUDA_UNVERIFIED_KERNELS=1`: kernels that no GPU has run yet, off until a device run's
+//!   `check-kernels` and A/B have checked them ([`cuda_unverified_kernels_enabled`]): the GELU
+//!   backward pass and the bias-gradient column sums.
+//!
+//! Each of the others is on by default where it applies (a CUDA device, f32 or the dtypes the kernel takes);
 //! without the `cuda` feature every switch reads false.
 
 /// Whether decoding on a CUDA device uses the row top-k kernel (log-softmax, row scores and
@@ -32,6 +36,19 @@ pub fn cuda_training_kernels_enabled() -> bool {
     {
         static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
         *ENABLED.get_or_init(|| std::env::var("C2N_CUDA_TRAIN_KERNELS").map_or(true, |v| v != "0"))
+    }
+    #[cfg(not(feature = "cuda"))]
+    false
+}
+
+/// Whether kernels not yet checked on a GPU are used: only with
+/// `C2N_CUDA_UNVERIFIED_KERNELS=1`; false without the `cuda` feature.
+pub fn cuda_unverified_kernels_enabled() -> bool {
+    #[cfg(feature = "cuda")]
+    {
+        static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *ENABLED
+            .get_or_init(|| std::env::var("C2N_CUDA_UNVERIFIED_KERNELS").is_ok_and(|v| v == "1"))
     }
     #[cfg(not(feature = "cuda"))]
     false

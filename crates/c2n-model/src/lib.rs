@@ -95,7 +95,9 @@ pub mod session;
 pub mod step;
 
 pub use config::{Activation, ModelConfig};
-pub use cuda_kernels::{cuda_decode_kernels_enabled, cuda_training_kernels_enabled};
+pub use cuda_kernels::{
+    cuda_decode_kernels_enabled, cuda_training_kernels_enabled, cuda_unverified_kernels_enabled,
+};
 pub use error::{ModelError, Result};
 pub use explicit::TrainingPass;
 pub use load::{load_checkpoint, load_pretrained_encoder};

@@ -11,7 +11,7 @@ use super::casts::WeightCasts;
 use super::param_grads::ParamGrads;
 use crate::config::Activation;
 use crate::layers::closed_form_math::{
-    activation_slope, attention_grads, attention_value, fused_layer_norm, keep_mask,
+    activation_grad, attention_grads, attention_value, fused_layer_norm, keep_mask,
     layer_norm_grads, linear_grads_in, linear_value, plain_activation, probabilities,
     AttentionSaved, GradWants, Scaling,
 };
@@ -164,7 +164,7 @@ pub(super) fn activation_back(
     act: Activation,
     grad: &Tensor,
 ) -> candle_core::Result<Tensor> {
-    grad * activation_slope(x, act)?
+    activation_grad(x, act, grad)
 }
 
 /// The attention core over unsplit `q [b, Lq, h·d]`, `k`/`v [b, Lk, h·d]`, with what its

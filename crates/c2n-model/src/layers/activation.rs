@@ -33,8 +33,22 @@ impl CustomOp1 for ActivationOp {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some((grad * activation_slope(&arg.detach(), self.act)?)?))
+        Ok(Some(activation_grad(&arg.detach(), self.act, grad)?))
     }
+}
+
+/// `grad · act′(x)`: the activation's backward pass (one CUDA kernel for GELU where it
+/// applies, see `gelu_cuda`).
+pub(crate) fn activation_grad(
+    x: &Tensor,
+    act: Activation,
+    grad: &Tensor,
+) -> candle_core::Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if act == Activation::Gelu && super::gelu_cuda::usable(x, grad) {
+        return super::gelu_cuda::gelu_backward(x, grad);
+    }
+    grad * activation_slope(x, act)?
 }
 
 /// The derivative of `act` at `x`, elementwise.

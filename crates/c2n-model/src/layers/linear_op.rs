@@ -83,11 +83,20 @@ pub(crate) fn linear_grads_in(
         None
     };
     let db = if wants.bias {
-        Some(g.to_dtype(DType::F32)?.sum(0)?.to_dtype(param_dtype)?)
+        Some(bias_grad(&g)?.to_dtype(param_dtype)?)
     } else {
         None
     };
     Ok((dx, dw, db))
+}
+
+/// `Σ_rows g` of `g [rows, out]`, accumulated in f32.
+fn bias_grad(g: &Tensor) -> candle_core::Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if super::column_sum_cuda::usable(g) {
+        return super::column_sum_cuda::column_sum(g);
+    }
+    g.to_dtype(DType::F32)?.sum(0)
 }
 
 fn rows_and_width(x: &Tensor) -> candle_core::Result<(usize, usize)> {

@@ -13,11 +13,15 @@ mod attention_op;
 #[cfg(feature = "cuda")]
 pub(crate) mod attention_probs_cuda;
 mod closed_form;
+#[cfg(feature = "cuda")]
+pub(crate) mod column_sum_cuda;
 mod dropout;
 #[cfg(feature = "cuda")]
 pub(crate) mod dropout_cuda;
 mod dropout_rng;
 mod dropout_seed;
+#[cfg(feature = "cuda")]
+pub(crate) mod gelu_cuda;
 mod grad_mode;
 mod layer_norm;
 #[cfg(feature = "cuda")]
@@ -41,8 +45,12 @@ pub use attention_probs_cuda::{
     probabilities_backward as cuda_attention_probabilities_backward,
 };
 #[cfg(feature = "cuda")]
+pub use column_sum_cuda::column_sum as cuda_column_sum;
+#[cfg(feature = "cuda")]
 pub use dropout_cuda::dropout as cuda_dropout;
 pub use dropout_seed::{seeded_dropout, SeededDropoutGuard};
+#[cfg(feature = "cuda")]
+pub use gelu_cuda::gelu_backward as cuda_gelu_backward;
 pub use grad_mode::{gradients_enabled, no_grad, param, NoGradGuard};
 pub use layer_norm::LayerNorm;
 #[cfg(feature = "cuda")]
@@ -56,7 +64,7 @@ use candle_core::{DType, Tensor};
 
 /// The closed-form ops' math as plain functions, for the explicit backward pass.
 pub(crate) mod closed_form_math {
-    pub(crate) use super::activation::{activation_slope, plain as plain_activation};
+    pub(crate) use super::activation::{activation_grad, plain as plain_activation};
     pub(crate) use super::attention_op::{
         attention_grads, attention_value, probabilities, AttentionSaved, Scaling,
     };

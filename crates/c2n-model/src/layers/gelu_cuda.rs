@@ -1,0 +1,102 @@
+//! The exact GELU's backward pass as one CUDA kernel (`kernels/gelu_backward.cu`) instead of
+//! ten tensor ops. Not yet run on a GPU: opt-in with `C2N_CUDA_UNVERIFIED_KERNELS=1` until
+//! `device check-kernels` and a training A/B have checked it.
+
+use candle_core::backend::BackendStorage;
+use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::WrapErr;
+use candle_core::{CpuStorage, CudaStorage, CustomOp2, DType, Layout, Shape, Tensor};
+
+const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/gelu_backward.ptx"));
+const MODULE: &str = "c2n_gelu_backward";
+
+/// Whether the kernel serves the GELU backward of `x` and `grad`.
+pub(crate) fn usable(x: &Tensor, grad: &Tensor) -> bool {
+    x.device().is_cuda()
+        && matches!(x.dtype(), DType::F32 | DType::BF16)
+        && grad.dtype() == x.dtype()
+        && grad.shape() == x.shape()
+        && crate::cuda_unverified_kernels_enabled()
+}
+
+/// `grad · GELU′(x)`, computed in f32, in `x`'s dtype.
+pub fn gelu_backward(x: &Tensor, grad: &Tensor) -> candle_core::Result<Tensor> {
+    x.contiguous()?
+        .apply_op2_no_bwd(&grad.contiguous()?, &GeluBackward)
+}
+
+struct GeluBackward;
+
+impl CustomOp2 for GeluBackward {
+    fn name(&self) -> &'static str {
+        "c2n-gelu-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        Err(candle_core::Error::Msg(
+            "the GELU backward kernel runs on CUDA only".into(),
+        ))
+    }
+
+    fn cuda_fwd(
+        &self,
+        x: &CudaStorage,
+        x_layout: &Layout,
+        g: &CudaStorage,
+        g_layout: &Layout,
+    ) -> candle_core::Result<(CudaStorage, Shape)> {
+        let contiguous = |layout: &Layout| {
+            layout.contiguous_offsets().ok_or_else(|| {
+                candle_core::Error::Msg("GELU backward kernel: inputs must be contiguous".into())
+            })
+        };
+        let (xs, xe) = contiguous(x_layout)?;
+        let (gs, ge) = contiguous(g_layout)?;
+        let n = xe - xs;
+        if ge - gs != n || x.dtype() != g.dtype() {
+            return Err(candle_core::Error::Msg(
+                "GELU backward kernel: input and gradient must match".into(),
+            ));
+        }
+        let device = x.device().clone();
+        let n_u64 = n as u64;
+        let config = LaunchConfig {
+            grid_dim: (n.div_ceil(256).clamp(1, 132 * 16) as u32, 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        macro_rules! launch {
+            ($t:ty, $kernel:literal) => {{
+                let x = x.as_cuda_slice::<$t>()?.slice(xs..xe);
+                let g = g.as_cuda_slice::<$t>()?.slice(gs..ge);
+                let mut dx = unsafe { device.alloc::<$t>(n.max(1))? };
+                let func = device.get_or_load_custom_func($kernel, MODULE, PTX)?;
+                let mut builder = func.builder();
+                builder.arg(&x);
+                builder.arg(&g);
+                builder.arg(&mut dx);
+                builder.arg(&n_u64);
+                if n > 0 {
+                    unsafe { builder.launch(config) }.w()?;
+                }
+                CudaStorage::wrap_cuda_slice(dx, device)
+            }};
+        }
+        let storage = match x.dtype() {
+            DType::F32 => launch!(f32, "c2n_gelu_backward_f32"),
+            DType::BF16 => launch!(half::bf16, "c2n_gelu_backward_bf16"),
+            other => {
+                return Err(candle_core::Error::Msg(format!(
+                    "GELU backward kernel: no {other:?}"
+                )))
+            }
+        };
+        Ok((storage, x_layout.shape().clone()))
+    }
+}
