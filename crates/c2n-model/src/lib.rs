@@ -80,6 +80,8 @@
 pub mod beam;
 pub mod config;
 mod cuda_kernels;
+#[cfg(feature = "cuda")]
+mod cuda_op;
 pub mod decoder;
 pub mod encoder;
 mod error;

@@ -46,9 +46,7 @@ struct ReorderAppend;
 /// A contiguous view of `storage` as `T`, from `layout`.
 macro_rules! view {
     ($storage:expr, $layout:expr, $t:ty) => {{
-        let (start, end) = $layout.contiguous_offsets().ok_or_else(|| {
-            candle_core::Error::Msg("cache append: inputs must be contiguous".into())
-        })?;
+        let (start, end) = crate::cuda_op::contiguous($layout, "cache append", "input")?;
         $storage.as_cuda_slice::<$t>()?.slice(start..end)
     }};
 }
@@ -67,9 +65,7 @@ impl CustomOp3 for ReorderAppend {
         _: &CpuStorage,
         _: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        Err(candle_core::Error::Msg(
-            "the cache append kernel runs on CUDA only".into(),
-        ))
+        crate::cuda_op::cuda_only(self.name())
     }
 
     fn cuda_fwd(

@@ -61,12 +61,6 @@ pub fn probabilities_backward(
         .apply_op2_no_bwd(&probs.contiguous()?, &ProbsBackward { lk, seed, p })
 }
 
-fn contiguous(layout: &Layout) -> candle_core::Result<(usize, usize)> {
-    layout.contiguous_offsets().ok_or_else(|| {
-        candle_core::Error::Msg("attention probability kernels: inputs must be contiguous".into())
-    })
-}
-
 fn launch_config(rows: usize) -> LaunchConfig {
     LaunchConfig {
         grid_dim: (rows.div_ceil(ROWS_PER_BLOCK).max(1) as u32, 1, 1),
@@ -96,9 +90,7 @@ impl CustomOp2 for ProbsForward {
         _: &CpuStorage,
         _: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        Err(candle_core::Error::Msg(
-            "the attention probability kernels run on CUDA only".into(),
-        ))
+        crate::cuda_op::cuda_only(self.name())
     }
 
     fn cuda_fwd(
@@ -108,8 +100,8 @@ impl CustomOp2 for ProbsForward {
         mask: &CudaStorage,
         mask_layout: &Layout,
     ) -> candle_core::Result<(CudaStorage, Shape)> {
-        let (ss, se) = contiguous(scores_layout)?;
-        let (ms, me) = contiguous(mask_layout)?;
+        let (ss, se) = crate::cuda_op::contiguous(scores_layout, self.name(), "scores")?;
+        let (ms, me) = crate::cuda_op::contiguous(mask_layout, self.name(), "mask")?;
         let n = se - ss;
         let rows = n / self.lk.max(1);
         let device = scores.device().clone();
@@ -177,9 +169,7 @@ impl CustomOp2 for ProbsBackward {
         _: &CpuStorage,
         _: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        Err(candle_core::Error::Msg(
-            "the attention probability kernels run on CUDA only".into(),
-        ))
+        crate::cuda_op::cuda_only(self.name())
     }
 
     fn cuda_fwd(
@@ -189,8 +179,8 @@ impl CustomOp2 for ProbsBackward {
         probs: &CudaStorage,
         probs_layout: &Layout,
     ) -> candle_core::Result<(CudaStorage, Shape)> {
-        let (ds, de) = contiguous(d_layout)?;
-        let (ps, pe) = contiguous(probs_layout)?;
+        let (ds, de) = crate::cuda_op::contiguous(d_layout, self.name(), "gradient")?;
+        let (ps, pe) = crate::cuda_op::contiguous(probs_layout, self.name(), "probabilities")?;
         if de - ds != pe - ps || probs.dtype() != DType::F32 {
             return Err(candle_core::Error::Msg(
                 "attention probability backward: gradient and f32 probabilities must match".into(),

@@ -33,9 +33,7 @@ impl CustomOp1 for ColumnSum {
     }
 
     fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        Err(candle_core::Error::Msg(
-            "the column-sum kernel runs on CUDA only".into(),
-        ))
+        crate::cuda_op::cuda_only(self.name())
     }
 
     fn cuda_fwd(
@@ -44,9 +42,7 @@ impl CustomOp1 for ColumnSum {
         layout: &Layout,
     ) -> candle_core::Result<(CudaStorage, Shape)> {
         let (rows, cols) = layout.shape().dims2()?;
-        let (start, end) = layout.contiguous_offsets().ok_or_else(|| {
-            candle_core::Error::Msg("column-sum kernel: input must be contiguous".into())
-        })?;
+        let (start, end) = crate::cuda_op::contiguous(layout, self.name(), "input")?;
         let device = m.device().clone();
         let mut out = unsafe { device.alloc::<f32>(cols.max(1))? };
         let (rows_i, cols_i) = (rows as i64, cols as i32);

@@ -4,7 +4,7 @@
 //! until the backward pass).
 
 use candle_core::backend::BackendStorage;
-use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::cudarc::driver::PushKernelArg;
 use candle_core::cuda_backend::WrapErr;
 use candle_core::{CpuStorage, CudaStorage, CustomOp1, DType, Layout, Shape, Tensor};
 
@@ -42,9 +42,7 @@ impl CustomOp1 for SeededDropout {
     }
 
     fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        Err(candle_core::Error::Msg(
-            "the dropout kernel runs on CUDA only".into(),
-        ))
+        crate::cuda_op::cuda_only(self.name())
     }
 
     fn cuda_fwd(
@@ -52,16 +50,10 @@ impl CustomOp1 for SeededDropout {
         x: &CudaStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CudaStorage, Shape)> {
-        let (start, end) = layout.contiguous_offsets().ok_or_else(|| {
-            candle_core::Error::Msg("dropout kernel: input must be contiguous".into())
-        })?;
+        let (start, end) = crate::cuda_op::contiguous(layout, self.name(), "input")?;
         let n = end - start;
         let device = x.device().clone();
-        let config = LaunchConfig {
-            grid_dim: (n.div_ceil(256).clamp(1, 132 * 16) as u32, 1, 1),
-            block_dim: (256, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let config = crate::cuda_op::grid_stride(n);
         let (n_u64, scale) = (n as u64, keep_scale(self.p));
         macro_rules! launch {
             ($in:ty, $out:ty, $kernel:literal) => {{

@@ -3,7 +3,7 @@
 //! `device check-kernels` and a training A/B have checked it.
 
 use candle_core::backend::BackendStorage;
-use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::cudarc::driver::PushKernelArg;
 use candle_core::cuda_backend::WrapErr;
 use candle_core::{CpuStorage, CudaStorage, CustomOp2, DType, Layout, Shape, Tensor};
 
@@ -39,9 +39,7 @@ impl CustomOp2 for GeluBackward {
         _: &CpuStorage,
         _: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        Err(candle_core::Error::Msg(
-            "the GELU backward kernel runs on CUDA only".into(),
-        ))
+        crate::cuda_op::cuda_only(self.name())
     }
 
     fn cuda_fwd(
@@ -51,13 +49,8 @@ impl CustomOp2 for GeluBackward {
         g: &CudaStorage,
         g_layout: &Layout,
     ) -> candle_core::Result<(CudaStorage, Shape)> {
-        let contiguous = |layout: &Layout| {
-            layout.contiguous_offsets().ok_or_else(|| {
-                candle_core::Error::Msg("GELU backward kernel: inputs must be contiguous".into())
-            })
-        };
-        let (xs, xe) = contiguous(x_layout)?;
-        let (gs, ge) = contiguous(g_layout)?;
+        let (xs, xe) = crate::cuda_op::contiguous(x_layout, self.name(), "input")?;
+        let (gs, ge) = crate::cuda_op::contiguous(g_layout, self.name(), "gradient")?;
         let n = xe - xs;
         if ge - gs != n || x.dtype() != g.dtype() {
             return Err(candle_core::Error::Msg(
@@ -66,11 +59,7 @@ impl CustomOp2 for GeluBackward {
         }
         let device = x.device().clone();
         let n_u64 = n as u64;
-        let config = LaunchConfig {
-            grid_dim: (n.div_ceil(256).clamp(1, 132 * 16) as u32, 1, 1),
-            block_dim: (256, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let config = crate::cuda_op::grid_stride(n);
         macro_rules! launch {
             ($t:ty, $kernel:literal) => {{
                 let x = x.as_cuda_slice::<$t>()?.slice(xs..xe);

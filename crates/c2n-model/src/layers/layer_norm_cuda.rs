@@ -64,9 +64,7 @@ impl CustomOp3 for LayerNormBackward {
         _: &CpuStorage,
         _: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        Err(candle_core::Error::Msg(
-            "the layer-norm backward kernels run on CUDA only".into(),
-        ))
+        crate::cuda_op::cuda_only(self.name())
     }
 
     fn cuda_fwd(
@@ -78,20 +76,15 @@ impl CustomOp3 for LayerNormBackward {
         g: &CudaStorage,
         g_layout: &Layout,
     ) -> candle_core::Result<(CudaStorage, Shape)> {
-        let offsets = |layout: &Layout, what: &str| {
-            layout.contiguous_offsets().ok_or_else(|| {
-                candle_core::Error::Msg(format!("layer-norm backward: {what} must be contiguous"))
-            })
-        };
         if [x.dtype(), w.dtype(), g.dtype()] != [DType::F32; 3] {
             return Err(candle_core::Error::Msg(
                 "layer-norm backward kernels take f32".into(),
             ));
         }
         let (rows, width) = x_layout.shape().dims2()?;
-        let (xs, xe) = offsets(x_layout, "x")?;
-        let (ws, we) = offsets(w_layout, "weight")?;
-        let (gs, ge) = offsets(g_layout, "gradient")?;
+        let (xs, xe) = crate::cuda_op::contiguous(x_layout, self.name(), "x")?;
+        let (ws, we) = crate::cuda_op::contiguous(w_layout, self.name(), "weight")?;
+        let (gs, ge) = crate::cuda_op::contiguous(g_layout, self.name(), "gradient")?;
         let device = x.device().clone();
         let x = x.as_cuda_slice::<f32>()?.slice(xs..xe);
         let w = w.as_cuda_slice::<f32>()?.slice(ws..we);

@@ -73,9 +73,7 @@ impl CustomOp2 for RowTopKOp {
         _: &CpuStorage,
         _: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        Err(candle_core::Error::Msg(
-            "the row top-k kernel runs on CUDA only".into(),
-        ))
+        crate::cuda_op::cuda_only(self.name())
     }
 
     fn cuda_fwd(
@@ -95,13 +93,8 @@ impl CustomOp2 for RowTopKOp {
                 MAX_K.min(self.vocab)
             )));
         }
-        let contiguous = |layout: &Layout| {
-            layout.contiguous_offsets().ok_or_else(|| {
-                candle_core::Error::Msg("row top-k kernel: inputs must be contiguous".into())
-            })
-        };
-        let (xs, xe) = contiguous(x_layout)?;
-        let (ss, se) = contiguous(scores_layout)?;
+        let (xs, xe) = crate::cuda_op::contiguous(x_layout, self.name(), "logits")?;
+        let (ss, se) = crate::cuda_op::contiguous(scores_layout, self.name(), "row scores")?;
         let rows = x_layout.shape().elem_count() / self.vocab.max(1);
         let device = x.device().clone();
         let x = x.as_cuda_slice::<f32>()?.slice(xs..xe);
