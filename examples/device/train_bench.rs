@@ -317,7 +317,7 @@ pub fn run(args: &TrainBenchArgs) -> Result<()> {
                 } else {
                     ""
                 },
-                if dev.is_cuda() && !c2n_model::layers::cuda_layer_norm_kernels_enabled() {
+                if dev.is_cuda() && !c2n_model::cuda_layer_norm_kernels_enabled() {
                     ", layer-norm backward as tensor ops"
                 } else {
                     ""

@@ -98,7 +98,8 @@ pub mod step;
 
 pub use config::{Activation, ModelConfig};
 pub use cuda_kernels::{
-    cuda_decode_kernels_enabled, cuda_training_kernels_enabled, cuda_unverified_kernels_enabled,
+    cuda_decode_kernels_enabled, cuda_layer_norm_kernels_enabled, cuda_training_kernels_enabled,
+    cuda_unverified_kernels_enabled,
 };
 pub use error::{ModelError, Result};
 pub use explicit::TrainingPass;

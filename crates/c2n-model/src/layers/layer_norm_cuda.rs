@@ -7,8 +7,6 @@
 //! entry at `[8192, 768]`, take 0.22 ms instead of 1.09 ms, and cut the f32 CodeBERT training
 //! step from 319 to 289 ms. `C2N_CUDA_LN_BACKWARD=0` keeps the tensor ops (for A/B runs).
 
-use std::sync::OnceLock;
-
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::WrapErr;
@@ -16,12 +14,6 @@ use candle_core::{CpuStorage, CudaStorage, CustomOp3, DType, Layout, Shape, Tens
 
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/layer_norm_backward.ptx"));
 const MODULE: &str = "c2n_layer_norm_backward";
-
-/// Whether the kernels are used: yes unless `C2N_CUDA_LN_BACKWARD=0` (read once).
-pub(crate) fn enabled() -> bool {
-    static ENABLED: OnceLock<bool> = OnceLock::new();
-    *ENABLED.get_or_init(|| std::env::var("C2N_CUDA_LN_BACKWARD").map_or(true, |v| v != "0"))
-}
 
 /// `(dx, dw, db)` from f32 `x [rows, width]`, `w [width]`, `g [rows, width]` on a CUDA device,
 /// all computed by the kernels.

@@ -199,7 +199,7 @@ fn layer_norm_grads_with(
     // Detached: a gradient computed from a Var would record (and keep) an op graph.
     let w = weight.detach().to_dtype(DType::F32)?;
     #[cfg(feature = "cuda")]
-    if allow_kernels && x32.device().is_cuda() && super::layer_norm_cuda::enabled() {
+    if allow_kernels && x32.device().is_cuda() && crate::cuda_layer_norm_kernels_enabled() {
         let (dx, dw, db) = super::layer_norm_cuda::layer_norm_grads(&x32, &w, &g, eps)?;
         return Ok((
             wants
@@ -264,15 +264,6 @@ pub fn layer_norm_grads_ops(
         dw.ok_or_else(missing)?,
         db.ok_or_else(missing)?,
     ))
-}
-
-/// Whether a layer-norm backward on a CUDA device runs our kernels (the default) rather than
-/// the tensor ops (`C2N_CUDA_LN_BACKWARD=0`); false without the `cuda` feature.
-pub fn cuda_layer_norm_kernels_enabled() -> bool {
-    #[cfg(feature = "cuda")]
-    return super::layer_norm_cuda::enabled();
-    #[cfg(not(feature = "cuda"))]
-    false
 }
 
 /// The same with the CUDA kernels, whatever `C2N_CUDA_LN_BACKWARD` says.

@@ -55,7 +55,7 @@ pub use grad_mode::{gradients_enabled, no_grad, param, NoGradGuard};
 pub use layer_norm::LayerNorm;
 #[cfg(feature = "cuda")]
 pub use layer_norm_op::layer_norm_grads_cuda;
-pub use layer_norm_op::{cuda_layer_norm_kernels_enabled, layer_norm_grads_ops};
+pub use layer_norm_op::layer_norm_grads_ops;
 pub use linear::Linear;
 pub use softmax::softmax_last_dim;
 pub use token_nll::token_nll;
