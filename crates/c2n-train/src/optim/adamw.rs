@@ -21,6 +21,11 @@
 //! The chunks follow the set of parameters that step and their step counts: when a
 //! parameter misses a gradient or a resumed state mixes step counts, they are repacked once;
 //! steps over the same parameters reuse them. Checkpoints stay per parameter.
+//!
+//! On a CUDA device with f32 parameters and gradients, each parameter is instead updated by one
+//! kernel (`kernels/adamw.cu`, see `adamw_cuda.rs`) in place, with its moments in the chunk:
+//! no flat copies, the same op-by-op rounding, bit-identical results
+//! (`C2N_CUDA_TRAIN_KERNELS=0` keeps the tensor ops).
 
 use super::packed::{plan, ChunkBound, ChunkKey, PackedMoments};
 use super::{Gradients, NamedParams};
