@@ -10,6 +10,20 @@ pub(crate) fn cuda_only<T>(op: &str) -> candle_core::Result<T> {
     Err(candle_core::Error::Msg(format!("{op} runs on CUDA only")))
 }
 
+/// `cpu_fwd` of a CUDA-only custom op with 1, 2 or 3 inputs: the [`cuda_only`] error.
+macro_rules! cpu_refused {
+    ($($arg:ident),+) => {
+        fn cpu_fwd(
+            &self,
+            $($arg: &candle_core::CpuStorage, _: &candle_core::Layout,)+
+        ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+            $(let _ = $arg;)+
+            $crate::cuda_op::cuda_only(self.name())
+        }
+    };
+}
+pub(crate) use cpu_refused;
+
 /// The element range of a contiguous `layout`, or an error naming `op` and `what`.
 pub(crate) fn contiguous(
     layout: &Layout,

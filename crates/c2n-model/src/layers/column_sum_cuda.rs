@@ -7,7 +7,7 @@
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::WrapErr;
-use candle_core::{CpuStorage, CudaStorage, CustomOp1, DType, Layout, Shape, Tensor};
+use candle_core::{CudaStorage, CustomOp1, DType, Layout, Shape, Tensor};
 
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/column_sum.ptx"));
 const MODULE: &str = "c2n_column_sum";
@@ -32,9 +32,7 @@ impl CustomOp1 for ColumnSum {
         "c2n-column-sum"
     }
 
-    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        crate::cuda_op::cuda_only(self.name())
-    }
+    crate::cuda_op::cpu_refused!(a);
 
     fn cuda_fwd(
         &self,

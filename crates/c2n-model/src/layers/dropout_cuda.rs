@@ -6,7 +6,7 @@
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::PushKernelArg;
 use candle_core::cuda_backend::WrapErr;
-use candle_core::{CpuStorage, CudaStorage, CustomOp1, DType, Layout, Shape, Tensor};
+use candle_core::{CudaStorage, CustomOp1, DType, Layout, Shape, Tensor};
 
 use super::dropout_rng::keep_scale;
 use super::dropout_seed::seeded_dropout_active;
@@ -41,9 +41,7 @@ impl CustomOp1 for SeededDropout {
         "c2n-seeded-dropout"
     }
 
-    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        crate::cuda_op::cuda_only(self.name())
-    }
+    crate::cuda_op::cpu_refused!(a);
 
     fn cuda_fwd(
         &self,

@@ -5,7 +5,7 @@
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::PushKernelArg;
 use candle_core::cuda_backend::WrapErr;
-use candle_core::{CpuStorage, CudaStorage, CustomOp2, DType, Layout, Shape, Tensor};
+use candle_core::{CudaStorage, CustomOp2, DType, Layout, Shape, Tensor};
 
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/gelu_backward.ptx"));
 const MODULE: &str = "c2n_gelu_backward";
@@ -32,15 +32,7 @@ impl CustomOp2 for GeluBackward {
         "c2n-gelu-backward"
     }
 
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        crate::cuda_op::cuda_only(self.name())
-    }
+    crate::cuda_op::cpu_refused!(a, b);
 
     fn cuda_fwd(
         &self,

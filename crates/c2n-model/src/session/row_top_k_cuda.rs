@@ -5,7 +5,7 @@
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::WrapErr;
-use candle_core::{CpuStorage, CudaStorage, CustomOp2, DType, Layout, Shape, Tensor};
+use candle_core::{CudaStorage, CustomOp2, DType, Layout, Shape, Tensor};
 
 use crate::step::RowTopK;
 use crate::Result;
@@ -66,15 +66,7 @@ impl CustomOp2 for RowTopKOp {
         "c2n-row-top-k"
     }
 
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        crate::cuda_op::cuda_only(self.name())
-    }
+    crate::cuda_op::cpu_refused!(a, b);
 
     fn cuda_fwd(
         &self,
