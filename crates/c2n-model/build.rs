@@ -14,7 +14,7 @@ const KERNELS: &[&str] = &[
     "column_sum",
 ];
 /// Headers the kernels include.
-const HEADERS: &[&str] = &["dropout_rng.cuh"];
+const HEADERS: &[&str] = &["dropout_rng.cuh", "block_reduce.cuh"];
 
 fn main() {
     println!("cargo:rerun-if-env-changed=CUDA_COMPUTE_CAP");

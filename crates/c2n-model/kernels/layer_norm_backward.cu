@@ -9,22 +9,7 @@
 //
 // Built to PTX by crates/c2n-model/build.rs when the `cuda` feature is on.
 
-// The sum of `v` over the block (blockDim.x a multiple of 32, at most 1024), on every thread.
-__device__ float block_sum(float v, float* shared) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffff, v, o);
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    if (lane == 0) shared[warp] = v;
-    __syncthreads();
-    v = (threadIdx.x < (blockDim.x >> 5)) ? shared[threadIdx.x] : 0.0f;
-    if (warp == 0) {
-        for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffff, v, o);
-        if (lane == 0) shared[0] = v;
-    }
-    __syncthreads();
-    const float total = shared[0];
-    __syncthreads();  // `shared` is reused by the next call
-    return total;
-}
+#include "block_reduce.cuh"
 
 extern "C" __global__ void c2n_layer_norm_bwd_rows(
     const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ g,

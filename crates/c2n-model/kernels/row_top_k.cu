@@ -21,38 +21,7 @@ __device__ __forceinline__ bool better(float av, unsigned ai, float bv, unsigned
     return av > bv || (av == bv && ai < bi);
 }
 
-// Block-wide reductions (blockDim.x a multiple of 32, at most 1024); result on every thread.
-__device__ float block_max(float v, float* shared) {
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffff, v, o));
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    if (lane == 0) shared[warp] = v;
-    __syncthreads();
-    v = (threadIdx.x < (blockDim.x >> 5)) ? shared[threadIdx.x] : -INFINITY;
-    if (warp == 0) {
-        for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffff, v, o));
-        if (lane == 0) shared[0] = v;
-    }
-    __syncthreads();
-    const float total = shared[0];
-    __syncthreads();
-    return total;
-}
-
-__device__ float block_sum(float v, float* shared) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffff, v, o);
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    if (lane == 0) shared[warp] = v;
-    __syncthreads();
-    v = (threadIdx.x < (blockDim.x >> 5)) ? shared[threadIdx.x] : 0.0f;
-    if (warp == 0) {
-        for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffff, v, o);
-        if (lane == 0) shared[0] = v;
-    }
-    __syncthreads();
-    const float total = shared[0];
-    __syncthreads();
-    return total;
-}
+#include "block_reduce.cuh"
 
 // The block's best (value, id) under `better`; result on every thread.
 __device__ void block_best(float& v, unsigned& id, float* shared_v, unsigned* shared_i) {
