@@ -35,12 +35,7 @@ pub(crate) fn contiguous(
         .ok_or_else(|| candle_core::Error::Msg(format!("{op}: {what} must be contiguous")))
 }
 
-/// 256-thread blocks for a grid-stride loop over `n` elements, at most 16 blocks per SM of an
-/// H100 (more only add scheduling).
+/// The launch of an elementwise grid-stride kernel ([`crate::kernel_launch::grid_stride`]).
 pub(crate) fn grid_stride(n: usize) -> LaunchConfig {
-    LaunchConfig {
-        grid_dim: (n.div_ceil(256).clamp(1, 132 * 16) as u32, 1, 1),
-        block_dim: (256, 1, 1),
-        shared_mem_bytes: 0,
-    }
+    crate::kernel_launch::grid_stride(n).into()
 }

@@ -88,6 +88,7 @@ mod error;
 mod explicit;
 pub mod generation;
 pub mod init;
+pub mod kernel_launch;
 pub mod keys;
 pub mod layers;
 pub mod load;

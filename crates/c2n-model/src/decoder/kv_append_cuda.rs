@@ -73,11 +73,7 @@ impl CustomOp3 for ReorderAppend {
         let n = out_shape.elem_count();
         let device = cache.device().clone();
         let origin = view!(origin, origin_layout, u32);
-        let config = LaunchConfig {
-            grid_dim: ((rows * heads).max(1) as u32, 1, 1),
-            block_dim: (256, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let config: LaunchConfig = crate::kernel_launch::kv_reorder_append(rows, heads).into();
         let (heads_i, len_i, width_i) = (heads as i32, len as i32, width as i32);
         macro_rules! launch {
             ($t:ty, $kernel:literal) => {{

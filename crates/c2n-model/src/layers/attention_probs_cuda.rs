@@ -13,9 +13,6 @@ use super::dropout_rng::keep_scale;
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/attention_probs.ptx"));
 const MODULE: &str = "c2n_attention_probs";
 
-/// Rows per block: one warp per row.
-const ROWS_PER_BLOCK: usize = 8;
-
 /// `softmax(f32(scores) + mask)` over the last dim of `scores [b, h, Lq, Lk]` (f32 or bf16),
 /// f32. `None` when the mask is not `[mb, 1, mq, Lk]` with `mb ∈ {1, b}`, `mq ∈ {1, Lq}`.
 pub fn probabilities(
@@ -62,11 +59,7 @@ pub fn probabilities_backward(
 }
 
 fn launch_config(rows: usize) -> LaunchConfig {
-    LaunchConfig {
-        grid_dim: (rows.div_ceil(ROWS_PER_BLOCK).max(1) as u32, 1, 1),
-        block_dim: (32 * ROWS_PER_BLOCK as u32, 1, 1),
-        shared_mem_bytes: 0,
-    }
+    crate::kernel_launch::attention_probs(rows).into()
 }
 
 struct ProbsForward {

@@ -44,11 +44,7 @@ impl CustomOp1 for ColumnSum {
         let device = m.device().clone();
         let mut out = unsafe { device.alloc::<f32>(cols.max(1))? };
         let (rows_i, cols_i) = (rows as i64, cols as i32);
-        let config = LaunchConfig {
-            grid_dim: (cols.div_ceil(32).max(1) as u32, 1, 1),
-            block_dim: (32, 32, 1),
-            shared_mem_bytes: 0,
-        };
+        let config: LaunchConfig = crate::kernel_launch::column_blocks(cols).into();
         macro_rules! launch {
             ($t:ty, $kernel:literal) => {{
                 let m = m.as_cuda_slice::<$t>()?.slice(start..end);

@@ -86,11 +86,8 @@ impl CustomOp3 for LayerNormBackward {
         builder.arg(&mut stats);
         builder.arg(&width_i);
         builder.arg(&self.eps);
-        let config = LaunchConfig {
-            grid_dim: (rows as u32, 1, 1),
-            block_dim: (if width < 1024 { 128 } else { 1024 }, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let config: LaunchConfig =
+            crate::kernel_launch::layer_norm_backward_rows(rows, width).into();
         unsafe { builder.launch(config) }.w()?;
 
         let param_fn = device.get_or_load_custom_func("c2n_layer_norm_bwd_params", MODULE, PTX)?;
@@ -102,11 +99,7 @@ impl CustomOp3 for LayerNormBackward {
         builder.arg(&mut dwdb);
         builder.arg(&rows_i);
         builder.arg(&width_i);
-        let config = LaunchConfig {
-            grid_dim: (width.div_ceil(32) as u32, 1, 1),
-            block_dim: (32, 32, 1),
-            shared_mem_bytes: 0,
-        };
+        let config: LaunchConfig = crate::kernel_launch::column_blocks(width).into();
         unsafe { builder.launch(config) }.w()?;
         drop(stats);
 

@@ -108,11 +108,7 @@ impl CustomOp2 for RowTopKOp {
         builder.arg(&k);
         builder.arg(&log_softmax);
         builder.arg(&mut out);
-        let config = LaunchConfig {
-            grid_dim: (rows as u32, 1, 1),
-            block_dim: (512, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let config: LaunchConfig = crate::kernel_launch::row_top_k(rows).into();
         if rows > 0 {
             unsafe { builder.launch(config) }.w()?;
         }

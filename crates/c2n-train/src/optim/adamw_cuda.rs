@@ -140,11 +140,7 @@ impl InplaceOp3 for AdamWKernel {
         builder.arg(&neg_step_size);
         builder.arg(&decay);
         builder.arg(&neg_lr_decay);
-        let config = LaunchConfig {
-            grid_dim: (n.div_ceil(256).clamp(1, 132 * 16) as u32, 1, 1),
-            block_dim: (256, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let config: LaunchConfig = c2n_model::kernel_launch::grid_stride(n).into();
         if n > 0 {
             unsafe { builder.launch(config) }.w()?;
         }

@@ -1,0 +1,568 @@
+//! Every CUDA kernel of c2n-model, run from its own source on the CPU through the emulator
+//! (`tools/cuda-emulator`, one fiber per CUDA thread) with the crate's launch shapes, against
+//! the host formulation it replaces. This checks what a GPU run would: index arithmetic,
+//! bounds at ragged sizes, reductions, barriers, warp shuffles, tie rules, bf16 rounding. It
+//! cannot check speed, coalescing or the last ulps of CUDA's `expf`/`erff`.
+//!
+//! Skipped (with a printed reason) where no C++ compiler is found.
+
+mod emulator_support;
+
+use c2n_model::kernel_launch;
+use c2n_model::layers::{dropout_mask_from_seed, dropout_uniform, layer_norm_grads_ops};
+use c2n_model::row_top_k_host;
+use candle_core::{Device, Tensor};
+use emulator_support::Emulator;
+use half::bf16;
+use std::sync::OnceLock;
+
+const KERNELS: &[&str] = &[
+    "crates/c2n-model/kernels/gelu_backward.cu",
+    "crates/c2n-model/kernels/column_sum.cu",
+    "crates/c2n-model/kernels/layer_norm_backward.cu",
+    "crates/c2n-model/kernels/row_top_k.cu",
+    "crates/c2n-model/kernels/kv_cache_append.cu",
+    "crates/c2n-model/kernels/dropout.cu",
+    "crates/c2n-model/kernels/attention_probs.cu",
+    "tools/cuda-emulator/self_test.cu",
+];
+
+fn emulator() -> Option<&'static Emulator> {
+    static EMULATOR: OnceLock<Option<Emulator>> = OnceLock::new();
+    EMULATOR.get_or_init(|| Emulator::build(KERNELS)).as_ref()
+}
+
+/// Deterministic pseudo-random values in `[-scale, scale)`.
+fn values(n: usize, salt: u64, scale: f32) -> Vec<f32> {
+    (0..n as u64)
+        .map(|i| (dropout_uniform(salt, i) * 2.0 - 1.0) * scale)
+        .collect()
+}
+
+fn to_bf16(v: &[f32]) -> Vec<u16> {
+    v.iter().map(|&x| bf16::from_f32(x).to_bits()).collect()
+}
+
+fn from_bf16(v: &[u16]) -> Vec<f32> {
+    v.iter().map(|&b| bf16::from_bits(b).to_f32()).collect()
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+/// The emulator itself: a block-wide sum through warp shuffles and `__syncthreads`, and a
+/// kernel whose threads wait at different barriers, which must be reported, not hang.
+#[test]
+fn emulator_runs_shuffles_and_reports_deadlocks() {
+    let Some(emu) = emulator() else { return };
+    type Sum = unsafe extern "C" fn(*const f32, *mut f32, i32);
+    let sum: Sum = unsafe { emu.kernel("c2n_emu_self_test_block_sum") };
+    let n = 1000;
+    let x: Vec<f32> = (0..3 * n).map(|i| (i % 7) as f32).collect();
+    let mut out = vec![0f32; 3];
+    let (xp, op) = (x.as_ptr(), out.as_mut_ptr());
+    let shape = kernel_launch::LaunchShape {
+        grid: [3, 1, 1],
+        block: [256, 1, 1],
+    };
+    emu.launch(shape, || unsafe { sum(xp, op, n as i32) });
+    for (b, got) in out.iter().enumerate() {
+        let want: f32 = x[b * n..(b + 1) * n].iter().sum();
+        assert_eq!(*got, want, "block {b}");
+    }
+
+    type Deadlock = unsafe extern "C" fn(*mut f32);
+    let deadlock: Deadlock = unsafe { emu.kernel("c2n_emu_self_test_deadlock") };
+    let mut sink = 0f32;
+    let sink_ptr = &mut sink as *mut f32;
+    let shape = kernel_launch::LaunchShape {
+        grid: [1, 1, 1],
+        block: [32, 1, 1],
+    };
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        emu.launch(shape, || unsafe { deadlock(sink_ptr) })
+    }));
+    let message = result.expect_err("a deadlock must be reported");
+    let text = message
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default();
+    assert!(text.contains("deadlocked"), "{text}");
+}
+
+fn gelu_backward_reference(x: &[f32], g: &[f32]) -> Vec<f32> {
+    // The tensor ops the kernel replaces (`activation_slope`), on the CPU.
+    let xt = Tensor::new(x, &Device::Cpu).unwrap();
+    let gt = Tensor::new(g, &Device::Cpu).unwrap();
+    let cdf = xt
+        .affine(std::f64::consts::FRAC_1_SQRT_2, 0.0)
+        .unwrap()
+        .erf()
+        .unwrap()
+        .affine(0.5, 0.5)
+        .unwrap();
+    let pdf = xt
+        .sqr()
+        .unwrap()
+        .affine(-0.5, 0.0)
+        .unwrap()
+        .exp()
+        .unwrap()
+        .affine(1.0 / (2.0 * std::f64::consts::PI).sqrt(), 0.0)
+        .unwrap();
+    let slope = (cdf + (&xt * pdf).unwrap()).unwrap();
+    (gt * slope).unwrap().to_vec1().unwrap()
+}
+
+#[test]
+fn gelu_backward_matches_the_tensor_ops_in_f32_and_bf16() {
+    let Some(emu) = emulator() else { return };
+    // More than one grid-stride pass would need > 132·16·256 elements; 70 001 covers a
+    // ragged last block.
+    let n = 70_001;
+    let x = values(n, 1, 6.0);
+    let g = values(n, 2, 1.0);
+    let want = gelu_backward_reference(&x, &g);
+
+    type F32 = unsafe extern "C" fn(*const f32, *const f32, *mut f32, u64);
+    let kernel: F32 = unsafe { emu.kernel("c2n_gelu_backward_f32") };
+    let mut dx = vec![f32::NAN; n];
+    let (xp, gp, dp) = (x.as_ptr(), g.as_ptr(), dx.as_mut_ptr());
+    emu.launch(kernel_launch::grid_stride(n), || unsafe {
+        kernel(xp, gp, dp, n as u64)
+    });
+    let diff = max_abs_diff(&dx, &want);
+    assert!(diff < 2e-6, "f32 GELU backward differs by {diff}");
+
+    type Bf16 = unsafe extern "C" fn(*const u16, *const u16, *mut u16, u64);
+    let kernel: Bf16 = unsafe { emu.kernel("c2n_gelu_backward_bf16") };
+    let (xb, gb) = (to_bf16(&x), to_bf16(&g));
+    let want = gelu_backward_reference(&from_bf16(&xb), &from_bf16(&gb));
+    let mut dxb = vec![0u16; n];
+    let (xp, gp, dp) = (xb.as_ptr(), gb.as_ptr(), dxb.as_mut_ptr());
+    emu.launch(kernel_launch::grid_stride(n), || unsafe {
+        kernel(xp, gp, dp, n as u64)
+    });
+    // Rounded once from f32: within half a bf16 ulp of the f32 result (plus f32 noise).
+    for (i, (&got, &w)) in from_bf16(&dxb).iter().zip(&want).enumerate() {
+        assert!(
+            (got - w).abs() <= w.abs() * 2f32.powi(-8) + 1e-6,
+            "bf16 element {i}: {got} vs {w}"
+        );
+    }
+}
+
+#[test]
+fn column_sum_adds_every_row_at_ragged_shapes() {
+    let Some(emu) = emulator() else { return };
+    type F32 = unsafe extern "C" fn(*const f32, *mut f32, i64, i32);
+    type Bf16 = unsafe extern "C" fn(*const u16, *mut f32, i64, i32);
+    let f32_kernel: F32 = unsafe { emu.kernel("c2n_column_sum_f32") };
+    let bf16_kernel: Bf16 = unsafe { emu.kernel("c2n_column_sum_bf16") };
+    for (rows, cols) in [(77usize, 70usize), (5, 33), (1, 1), (64, 96)] {
+        let m = values(rows * cols, 3, 2.0);
+        let mb = to_bf16(&m);
+        for bf in [false, true] {
+            let read = if bf { from_bf16(&mb) } else { m.clone() };
+            let want: Vec<f32> = (0..cols)
+                .map(|c| {
+                    (0..rows)
+                        .map(|r| f64::from(read[r * cols + c]))
+                        .sum::<f64>() as f32
+                })
+                .collect();
+            let mut out = vec![f32::NAN; cols];
+            let op = out.as_mut_ptr();
+            let shape = kernel_launch::column_blocks(cols);
+            if bf {
+                let mp = mb.as_ptr();
+                emu.launch(shape, || unsafe {
+                    bf16_kernel(mp, op, rows as i64, cols as i32)
+                });
+            } else {
+                let mp = m.as_ptr();
+                emu.launch(shape, || unsafe {
+                    f32_kernel(mp, op, rows as i64, cols as i32)
+                });
+            }
+            let diff = max_abs_diff(&out, &want);
+            assert!(
+                diff < 1e-5,
+                "{rows}×{cols} bf16={bf}: column sums differ by {diff}"
+            );
+        }
+    }
+}
+
+#[test]
+fn layer_norm_backward_matches_the_tensor_ops() {
+    let Some(emu) = emulator() else { return };
+    type Rows =
+        unsafe extern "C" fn(*const f32, *const f32, *const f32, *mut f32, *mut f32, i32, f32);
+    type Params = unsafe extern "C" fn(*const f32, *const f32, *const f32, *mut f32, i32, i32);
+    let rows_kernel: Rows = unsafe { emu.kernel("c2n_layer_norm_bwd_rows") };
+    let params_kernel: Params = unsafe { emu.kernel("c2n_layer_norm_bwd_params") };
+    let eps = 1e-5f32;
+    // Widths below and above 1024 take the two block sizes.
+    for (rows, width) in [(37usize, 100usize), (3, 1030)] {
+        let x: Vec<f32> = values(rows * width, 4, 3.0)
+            .iter()
+            .map(|v| v + 0.5)
+            .collect();
+        let w: Vec<f32> = values(width, 5, 0.2).iter().map(|v| v + 1.0).collect();
+        let g = values(rows * width, 6, 1.0);
+        let dev = Device::Cpu;
+        let (dx_want, dw_want, db_want) = layer_norm_grads_ops(
+            &Tensor::from_slice(&x, (rows, width), &dev).unwrap(),
+            &Tensor::from_slice(&w, width, &dev).unwrap(),
+            &Tensor::from_slice(&g, (rows, width), &dev).unwrap(),
+            eps,
+        )
+        .unwrap();
+
+        let mut dx = vec![f32::NAN; rows * width];
+        let mut stats = vec![f32::NAN; 2 * rows];
+        let mut dwdb = vec![f32::NAN; 2 * width];
+        let (xp, wp, gp) = (x.as_ptr(), w.as_ptr(), g.as_ptr());
+        let (dxp, sp, pp) = (dx.as_mut_ptr(), stats.as_mut_ptr(), dwdb.as_mut_ptr());
+        emu.launch(
+            kernel_launch::layer_norm_backward_rows(rows, width),
+            || unsafe { rows_kernel(xp, wp, gp, dxp, sp, width as i32, eps) },
+        );
+        emu.launch(kernel_launch::column_blocks(width), || unsafe {
+            params_kernel(xp, gp, sp, pp, rows as i32, width as i32)
+        });
+        let dx_want: Vec<f32> = dx_want.flatten_all().unwrap().to_vec1().unwrap();
+        let dw_want: Vec<f32> = dw_want.to_vec1().unwrap();
+        let db_want: Vec<f32> = db_want.to_vec1().unwrap();
+        for (name, got, want) in [
+            ("dx", &dx[..], &dx_want[..]),
+            ("dw", &dwdb[..width], &dw_want[..]),
+            ("db", &dwdb[width..], &db_want[..]),
+        ] {
+            let diff = max_abs_diff(got, want);
+            assert!(diff < 5e-5, "{rows}×{width} {name} differs by {diff}");
+        }
+    }
+}
+
+/// Runs `c2n_row_top_k` and returns the ranking and the per-row NaN flags.
+fn kernel_row_top_k(
+    emu: &Emulator,
+    x: &[f32],
+    scores: Option<&[f32]>,
+    vocab: usize,
+    k: usize,
+    log_softmax: bool,
+) -> (Vec<f32>, Vec<u32>, Vec<bool>) {
+    type TopK = unsafe extern "C" fn(*const f32, *const f32, i32, i32, i32, i32, *mut f32);
+    let kernel: TopK = unsafe { emu.kernel("c2n_row_top_k") };
+    let rows = x.len() / vocab;
+    let width = 2 * k + 1;
+    let mut out = vec![f32::NAN; rows * width];
+    let zeros = vec![0f32; rows];
+    let (xp, sp, op) = (
+        x.as_ptr(),
+        scores.unwrap_or(&zeros).as_ptr(),
+        out.as_mut_ptr(),
+    );
+    let has_scores = i32::from(scores.is_some());
+    emu.launch(kernel_launch::row_top_k(rows), || unsafe {
+        kernel(
+            xp,
+            sp,
+            has_scores,
+            vocab as i32,
+            k as i32,
+            i32::from(log_softmax),
+            op,
+        )
+    });
+    let mut values = Vec::new();
+    let mut tokens = Vec::new();
+    let mut nan = Vec::new();
+    for row in out.chunks_exact(width) {
+        values.extend_from_slice(&row[..k]);
+        tokens.extend(row[k..2 * k].iter().map(|v| v.to_bits()));
+        nan.push(row[2 * k] != 0.0);
+    }
+    (values, tokens, nan)
+}
+
+#[test]
+fn row_top_k_ranks_like_the_host_under_ties() {
+    let Some(emu) = emulator() else { return };
+    let (rows, vocab, k) = (6usize, 3001usize, 10usize);
+    // Values on a coarse grid: many exact ties, so the lower-token-id rule decides.
+    let mut x: Vec<f32> = values(rows * vocab, 7, 8.0)
+        .iter()
+        .map(|v| (v * 4.0).round() / 4.0)
+        .collect();
+    let scores: Vec<f32> = values(rows, 8, 3.0);
+    // Row 4: all −∞ but two tokens; row 5: one NaN.
+    x[4 * vocab..5 * vocab].fill(f32::NEG_INFINITY);
+    x[4 * vocab + 17] = 1.0;
+    x[4 * vocab + 2999] = 1.0;
+    x[5 * vocab + 1234] = f32::NAN;
+
+    // Without log-softmax: value = x + score exactly as the host adds, so bit-identical.
+    let (values_got, tokens_got, nan) = kernel_row_top_k(emu, &x, Some(&scores), vocab, k, false);
+    assert_eq!(nan, [false, false, false, false, false, true]);
+    let want = row_top_k_host(&x[..5 * vocab], vocab, Some(&scores[..5]), k).unwrap();
+    assert_eq!(tokens_got[..5 * k], want.tokens[..]);
+    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&values_got[..5 * k]), bits(&want.values));
+    assert_eq!(&tokens_got[4 * k..4 * k + 2], &[17, 2999]);
+
+    // With log-softmax (no scores): against Candle's log-softmax ranked on the host.
+    let clean = &x[..4 * vocab];
+    let (values_got, tokens_got, nan) = kernel_row_top_k(emu, clean, None, vocab, k, true);
+    assert!(nan.iter().all(|f| !f));
+    let logp = candle_nn::ops::log_softmax(
+        &Tensor::from_slice(clean, (4, vocab), &Device::Cpu).unwrap(),
+        1,
+    )
+    .unwrap()
+    .flatten_all()
+    .unwrap()
+    .to_vec1::<f32>()
+    .unwrap();
+    let want = row_top_k_host(&logp, vocab, None, k).unwrap();
+    assert_eq!(tokens_got, want.tokens);
+    let diff = max_abs_diff(&values_got, &want.values);
+    assert!(diff < 1e-5, "log-probabilities differ by {diff}");
+}
+
+#[test]
+fn kv_reorder_append_copies_the_chosen_rows_and_the_new_position() {
+    let Some(emu) = emulator() else { return };
+    type U32 = unsafe extern "C" fn(*const u32, *const u32, *const u32, *mut u32, i32, i32, i32);
+    type U16 = unsafe extern "C" fn(*const u16, *const u16, *const u32, *mut u16, i32, i32, i32);
+    let k32: U32 = unsafe { emu.kernel("c2n_kv_reorder_append_u32") };
+    let k16: U16 = unsafe { emu.kernel("c2n_kv_reorder_append_u16") };
+    let (old_rows, rows, heads, len, width) = (4usize, 5usize, 3usize, 7usize, 40usize);
+    let origin: Vec<u32> = vec![2, 2, 0, 3, 1];
+    let cache: Vec<u32> = (0..(old_rows * heads * len * width) as u32).collect();
+    let fresh: Vec<u32> = (0..(rows * heads * width) as u32)
+        .map(|v| v + 1_000_000)
+        .collect();
+    let mut want = Vec::new();
+    for (r, &o) in origin.iter().enumerate() {
+        for h in 0..heads {
+            let src = (o as usize * heads + h) * len * width;
+            want.extend_from_slice(&cache[src..src + len * width]);
+            let col = (r * heads + h) * width;
+            want.extend_from_slice(&fresh[col..col + width]);
+        }
+    }
+    let shape = kernel_launch::kv_reorder_append(rows, heads);
+    let mut out = vec![0u32; want.len()];
+    let (cp, fp, op, outp) = (
+        cache.as_ptr(),
+        fresh.as_ptr(),
+        origin.as_ptr(),
+        out.as_mut_ptr(),
+    );
+    emu.launch(shape, || unsafe {
+        k32(cp, fp, op, outp, heads as i32, len as i32, width as i32)
+    });
+    assert_eq!(out, want);
+
+    let cache16: Vec<u16> = cache.iter().map(|&v| v as u16).collect();
+    let fresh16: Vec<u16> = fresh.iter().map(|&v| (v % 65_521) as u16).collect();
+    let want16: Vec<u16> = {
+        let mut w = Vec::new();
+        for (r, &o) in origin.iter().enumerate() {
+            for h in 0..heads {
+                let src = (o as usize * heads + h) * len * width;
+                w.extend_from_slice(&cache16[src..src + len * width]);
+                let col = (r * heads + h) * width;
+                w.extend_from_slice(&fresh16[col..col + width]);
+            }
+        }
+        w
+    };
+    let mut out16 = vec![0u16; want16.len()];
+    let (cp, fp, outp) = (cache16.as_ptr(), fresh16.as_ptr(), out16.as_mut_ptr());
+    emu.launch(shape, || unsafe {
+        k16(cp, fp, op, outp, heads as i32, len as i32, width as i32)
+    });
+    assert_eq!(out16, want16);
+}
+
+#[test]
+fn dropout_uses_the_host_twin_mask_bit_for_bit() {
+    let Some(emu) = emulator() else { return };
+    let (n, seed, p) = (10_007usize, 0x5EED_C2A1u64, 0.1f32);
+    let scale = (1.0 / (1.0 - f64::from(p))) as f32;
+    let mask: Vec<f32> = dropout_mask_from_seed(n, seed, p, &Device::Cpu)
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let x = values(n, 9, 2.0);
+    let want: Vec<f32> = x.iter().zip(&mask).map(|(a, m)| a * m).collect();
+
+    type F32 = unsafe extern "C" fn(*const f32, *mut f32, u64, u64, f32, f32);
+    let kernel: F32 = unsafe { emu.kernel("c2n_dropout_f32_f32") };
+    let mut y = vec![f32::NAN; n];
+    let (xp, yp) = (x.as_ptr(), y.as_mut_ptr());
+    emu.launch(kernel_launch::grid_stride(n), || unsafe {
+        kernel(xp, yp, n as u64, seed, p, scale)
+    });
+    assert_eq!(y, want);
+    let kept = y.iter().filter(|v| **v != 0.0).count() as f32 / n as f32;
+    assert!((kept - 0.9).abs() < 0.02, "kept {kept}");
+
+    // f32 in, bf16 out: one rounding of the f32 product.
+    type F32Bf16 = unsafe extern "C" fn(*const f32, *mut u16, u64, u64, f32, f32);
+    let kernel: F32Bf16 = unsafe { emu.kernel("c2n_dropout_f32_bf16") };
+    let mut yb = vec![0u16; n];
+    let yp = yb.as_mut_ptr();
+    emu.launch(kernel_launch::grid_stride(n), || unsafe {
+        kernel(xp, yp, n as u64, seed, p, scale)
+    });
+    assert_eq!(yb, to_bf16(&want));
+
+    // bf16 in and out.
+    type Bf16 = unsafe extern "C" fn(*const u16, *mut u16, u64, u64, f32, f32);
+    let kernel: Bf16 = unsafe { emu.kernel("c2n_dropout_bf16_bf16") };
+    let xb = to_bf16(&x);
+    let want: Vec<f32> = from_bf16(&xb)
+        .iter()
+        .zip(&mask)
+        .map(|(a, m)| a * m)
+        .collect();
+    let (xp, yp) = (xb.as_ptr(), yb.as_mut_ptr());
+    emu.launch(kernel_launch::grid_stride(n), || unsafe {
+        kernel(xp, yp, n as u64, seed, p, scale)
+    });
+    assert_eq!(yb, to_bf16(&want));
+}
+
+/// Softmax of `scores + mask` per row, in f64.
+fn softmax_reference(
+    scores: &[f32],
+    mask_row: impl Fn(usize) -> Option<Vec<f32>>,
+    lk: usize,
+) -> Vec<f32> {
+    let mut out = Vec::with_capacity(scores.len());
+    for (r, row) in scores.chunks_exact(lk).enumerate() {
+        let mask = mask_row(r);
+        let z: Vec<f64> = row
+            .iter()
+            .enumerate()
+            .map(|(j, &s)| f64::from(s) + mask.as_ref().map_or(0.0, |m| f64::from(m[j])))
+            .collect();
+        let max = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let sum: f64 = z.iter().map(|v| (v - max).exp()).sum();
+        out.extend(z.iter().map(|v| ((v - max).exp() / sum) as f32));
+    }
+    out
+}
+
+#[test]
+fn attention_probabilities_and_their_gradient_match_the_formulas() {
+    let Some(emu) = emulator() else { return };
+    type Fwd =
+        unsafe extern "C" fn(*const f32, *const f32, i32, *mut f32, i64, i32, i32, i32, i32, i32);
+    type Bwd = unsafe extern "C" fn(*const f32, *const f32, *mut f32, i64, i32, u64, f32, f32);
+    let fwd: Fwd = unsafe { emu.kernel("c2n_attention_probs_fwd_f32") };
+    let bwd: Bwd = unsafe { emu.kernel("c2n_attention_probs_bwd_f32") };
+    // 2·3·5 = 30 rows: not a multiple of the 8 rows of a block; Lk = 45 > one warp.
+    let (b, heads, lq, lk) = (2usize, 3usize, 5usize, 45usize);
+    let rows = b * heads * lq;
+    let scores = values(rows * lk, 10, 4.0);
+    // Key padding `[b, 1, 1, Lk]`, causal `[1, 1, Lq, Lk]`, and none.
+    let padding: Vec<f32> = (0..b * lk)
+        .map(|i| {
+            if i % lk >= lk - 3 * (i / lk + 1) {
+                -1e9
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let causal: Vec<f32> = (0..lq * lk)
+        .map(|i| {
+            if i % lk > i / lk + 30 {
+                f32::NEG_INFINITY
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let cases: [(&str, Option<&[f32]>, usize, usize); 3] = [
+        ("padding", Some(&padding), b, 1),
+        ("causal", Some(&causal), 1, lq),
+        ("none", None, 1, 1),
+    ];
+    let empty = [0f32];
+    for (name, mask, mask_b, mask_q) in cases {
+        let mask_row = |r: usize| {
+            mask.map(|m| {
+                let (i, bi) = (r % lq, r / (lq * heads));
+                let at = ((if mask_b == 1 { 0 } else { bi }) * mask_q
+                    + if mask_q == 1 { 0 } else { i })
+                    * lk;
+                m[at..at + lk].to_vec()
+            })
+        };
+        let want = softmax_reference(&scores, mask_row, lk);
+        let mut probs = vec![f32::NAN; rows * lk];
+        let (sp, mp, pp) = (
+            scores.as_ptr(),
+            mask.unwrap_or(&empty).as_ptr(),
+            probs.as_mut_ptr(),
+        );
+        let has_mask = i32::from(mask.is_some());
+        emu.launch(kernel_launch::attention_probs(rows), || unsafe {
+            fwd(
+                sp,
+                mp,
+                has_mask,
+                pp,
+                rows as i64,
+                lk as i32,
+                heads as i32,
+                lq as i32,
+                mask_b as i32,
+                mask_q as i32,
+            )
+        });
+        let diff = max_abs_diff(&probs, &want);
+        assert!(diff < 1e-6, "{name}: probabilities differ by {diff}");
+    }
+
+    // Backward with dropout p = 0.1 from the host twin's mask.
+    let (seed, p) = (77u64, 0.1f32);
+    let scale = (1.0 / (1.0 - f64::from(p))) as f32;
+    let probs = softmax_reference(&scores, |_| None, lk);
+    let d_dropped = values(rows * lk, 11, 1.0);
+    let mut want = Vec::with_capacity(rows * lk);
+    for r in 0..rows {
+        let keep = |j: usize| {
+            if dropout_uniform(seed, (r * lk + j) as u64) >= p {
+                f64::from(scale)
+            } else {
+                0.0
+            }
+        };
+        let dp: Vec<f64> = (0..lk)
+            .map(|j| f64::from(d_dropped[r * lk + j]) * keep(j))
+            .collect();
+        let dot: f64 = (0..lk).map(|j| dp[j] * f64::from(probs[r * lk + j])).sum();
+        want.extend((0..lk).map(|j| ((dp[j] - dot) * f64::from(probs[r * lk + j])) as f32));
+    }
+    let mut d_scores = vec![f32::NAN; rows * lk];
+    let (gp, pp, dp) = (d_dropped.as_ptr(), probs.as_ptr(), d_scores.as_mut_ptr());
+    emu.launch(kernel_launch::attention_probs(rows), || unsafe {
+        bwd(gp, pp, dp, rows as i64, lk as i32, seed, p, scale)
+    });
+    let diff = max_abs_diff(&d_scores, &want);
+    assert!(diff < 1e-6, "score gradients differ by {diff}");
+}

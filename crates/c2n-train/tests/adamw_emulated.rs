@@ -1,0 +1,137 @@
+//! The AdamW CUDA kernel (`kernels/adamw.cu`), run from its source on the CPU through the
+//! emulator (`tools/cuda-emulator`), against [`AdamW`]'s tensor-op update on the CPU: three
+//! steps, both weight-decay groups, bit for bit (the kernel rounds op by op for exactly this).
+//!
+//! Skipped (with a printed reason) where no C++ compiler is found.
+
+#[path = "../../c2n-model/tests/emulator_support/mod.rs"]
+mod emulator_support;
+
+use c2n_model::kernel_launch;
+use c2n_train::optim::{AdamW, AdamWConfig, Gradients, NamedParams};
+use candle_core::{Device, Tensor, Var};
+use emulator_support::Emulator;
+
+type AdamWKernel = unsafe extern "C" fn(
+    *mut f32,
+    *const f32,
+    *mut f32,
+    *mut f32,
+    u64,
+    f32,
+    f32,
+    f32,
+    f32,
+    f32,
+    f32,
+    i32,
+    f32,
+);
+
+fn values(n: usize, salt: u64, scale: f32) -> Vec<f32> {
+    (0..n as u64)
+        .map(|i| (c2n_model::layers::dropout_uniform(salt, i) * 2.0 - 1.0) * scale)
+        .collect()
+}
+
+#[test]
+fn adamw_kernel_matches_the_tensor_ops_bit_for_bit() {
+    let Some(emu) = Emulator::build(&["crates/c2n-train/kernels/adamw.cu"]) else {
+        return;
+    };
+    let kernel: AdamWKernel = unsafe { emu.kernel("c2n_adamw_f32") };
+    let config = AdamWConfig {
+        weight_decay: 0.01,
+        ..AdamWConfig::default()
+    };
+    let lr = 5e-5;
+    // A 70 001-element weight (decays, ragged last block) and a bias (does not decay).
+    let specs = [
+        ("dense.weight", 70_001usize, true),
+        ("dense.bias", 37, false),
+    ];
+    let dev = Device::Cpu;
+    let vars: Vec<Var> = specs
+        .iter()
+        .enumerate()
+        .map(|(i, &(_, n, _))| {
+            Var::from_tensor(&Tensor::new(values(n, 20 + i as u64, 0.5), &dev).unwrap()).unwrap()
+        })
+        .collect();
+    let params = NamedParams::new(
+        specs
+            .iter()
+            .zip(&vars)
+            .map(|(s, v)| (s.0.to_string(), v.clone())),
+    )
+    .unwrap();
+    let mut optimizer = AdamW::new(&params, config.clone());
+
+    let mut emulated: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> = vars
+        .iter()
+        .map(|v| {
+            let p: Vec<f32> = v.as_tensor().to_vec1().unwrap();
+            let n = p.len();
+            (p, vec![0f32; n], vec![0f32; n])
+        })
+        .collect();
+
+    for step in 1..=3u64 {
+        let mut grads = Gradients::new();
+        let step_grads: Vec<Vec<f32>> = specs
+            .iter()
+            .enumerate()
+            .map(|(i, &(_, n, _))| values(n, 100 * step + i as u64, 1e-2))
+            .collect();
+        for ((name, _, _), g) in specs.iter().zip(&step_grads) {
+            grads.insert(*name, Tensor::new(g.as_slice(), &dev).unwrap());
+        }
+        optimizer.step(&grads, lr).unwrap();
+
+        // The kernel's scalars, derived as the optimizer's CUDA path derives them.
+        let bc1 = 1.0 - config.beta1.powf(step as f64);
+        let bc2 = 1.0 - config.beta2.powf(step as f64);
+        let step_size = lr * bc2.sqrt() / bc1;
+        for ((&(_, n, decays), g), (p, m, v)) in specs.iter().zip(&step_grads).zip(&mut emulated) {
+            let (pp, gp, mp, vp) = (p.as_mut_ptr(), g.as_ptr(), m.as_mut_ptr(), v.as_mut_ptr());
+            let neg_lr_decay = if decays {
+                (-(lr * config.weight_decay)) as f32
+            } else {
+                0.0
+            };
+            emu.launch(kernel_launch::grid_stride(n), || unsafe {
+                kernel(
+                    pp,
+                    gp,
+                    mp,
+                    vp,
+                    n as u64,
+                    config.beta1 as f32,
+                    (1.0 - config.beta1) as f32,
+                    config.beta2 as f32,
+                    (1.0 - config.beta2) as f32,
+                    config.eps as f32,
+                    (-step_size) as f32,
+                    i32::from(decays),
+                    neg_lr_decay,
+                )
+            });
+        }
+        for ((name, _, _), (var, (p, m, v))) in specs.iter().zip(vars.iter().zip(&emulated)) {
+            let want: Vec<f32> = var.as_tensor().to_vec1().unwrap();
+            let (want_m, want_v) = optimizer.moments(name).unwrap();
+            let bits = |x: &[f32]| x.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(p), bits(&want), "{name} parameter after step {step}");
+            assert_eq!(
+                bits(m),
+                bits(&want_m.to_vec1::<f32>().unwrap()),
+                "{name} first moment"
+            );
+            assert_eq!(
+                bits(v),
+                bits(&want_v.to_vec1::<f32>().unwrap()),
+                "{name} second moment"
+            );
+        }
+    }
+}
