@@ -16,6 +16,7 @@
 # Options: --budget SECONDS. Environment: OUT (default build/gpu-check), DEVICE_BIN, DEVICE_DATA,
 # GPU_CHECK_ONLY (regex of step names to run), GPU_CHECK_DECODE_SUBSET (GPU: examples both
 # decoders decode for the n-best comparison, default 64), GPU_CHECK_DECODE_ALL_BATCH (default 256, run 4: 23.2 GB),
+# GPU_CHECK_DECODE_ALL_BATCH2 (the larger batch of the *_b2 steps, default 512),
 # GPU_CHECK_BUDGET_S, GPU_CHECK_TIMEOUT_SCALE (dry run). Built by scripts/cuda-build.sh; see docs/gpu.md.
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -60,7 +61,7 @@ if [ "$MODE" = gpu ]; then
   PROFILE=(--examples 128 --prefix 48 --reps 5)
   OPS=(--model codebert --batch 32 --reps 5)
   KERNELS=(--rows 8192 --width 768 --reps 10)
-  DECODE_SUBSET=${GPU_CHECK_DECODE_SUBSET:-64} DECODE_MAX_LEN=128 DECODE_BATCH=64 DECODE_ALL=0 DECODE_ALL_BATCH=${GPU_CHECK_DECODE_ALL_BATCH:-256} DECODE_ALL_BUDGET=140 TORCH_DECODE_BUDGET=60
+  DECODE_SUBSET=${GPU_CHECK_DECODE_SUBSET:-64} DECODE_MAX_LEN=128 DECODE_BATCH=64 DECODE_ALL=0 DECODE_ALL_BATCH=${GPU_CHECK_DECODE_ALL_BATCH:-256} DECODE_ALL_BATCH2=${GPU_CHECK_DECODE_ALL_BATCH2:-512} DECODE_ALL_BUDGET=140 TORCH_DECODE_BUDGET=60
   SHARP_SUBSET=32 SHARP_TORCH_BUDGET=40
   BIN=${DEVICE_BIN:-$ROOT/build/device/device}
   if [ ! -x "$BIN" ] && [ -f "$ROOT/build/device/device.xz" ]; then
@@ -86,7 +87,7 @@ else
   PROFILE=(--examples 3 --prefix 2 --reps 2)
   OPS=(--model small --batch 2 --source-len 16 --target-len 8 --reps 2)
   KERNELS=(--rows 64 --width 32 --reps 2 --decode-rows 40 --vocab 300 --cache-len 5)
-  DECODE_SUBSET=3 DECODE_MAX_LEN=8 DECODE_BATCH=2 DECODE_ALL=6 DECODE_ALL_BATCH=3 DECODE_ALL_BUDGET=0 TORCH_DECODE_BUDGET=60
+  DECODE_SUBSET=3 DECODE_MAX_LEN=8 DECODE_BATCH=2 DECODE_ALL=6 DECODE_ALL_BATCH=3 DECODE_ALL_BATCH2=6 DECODE_ALL_BUDGET=0 TORCH_DECODE_BUDGET=60
   SHARP_SUBSET=3 SHARP_TORCH_BUDGET=60
   BIN=${DEVICE_BIN:-$ROOT/target/debug/examples/device}
   if [ ! -x "$BIN" ]; then
@@ -236,8 +237,31 @@ run_step decode_candle_all_ops 180 env C2N_CUDA_DECODE_KERNELS=0 "$BIN" bench-de
   --checkpoint "$CKPT" --sources "$TEST_FEATURES" --examples "$DECODE_ALL" --batch-size "$DECODE_ALL_BATCH" \
   --max-length "$DECODE_MAX_LEN" --dynamic-padding --keep-pool --time-budget "$DECODE_ALL_BUDGET" \
   --variant "candle batched reference-mode (all), decoding kernels off"
+# The slotted self-attention cache (kernels/slot_attention.cu: the cache stays put, a slot
+# table follows the beam; opt-in with C2N_CUDA_UNVERIFIED_KERNELS=1 until a GPU has run it):
+# n-best against the reference on the subset, then the whole test set.
+run_step decode_candle_subset_unverified 120 env C2N_CUDA_UNVERIFIED_KERNELS=1 "$BIN" bench-decode \
+  --device "$DEV" --checkpoint "$CKPT" --sources "$TEST_FEATURES" --examples "$DONE" \
+  --batch-size "$DECODE_BATCH" --max-length "$DECODE_MAX_LEN" --dynamic-padding --keep-pool \
+  --variant "candle batched reference-mode, slotted cache" "${COMPARE[@]}"
+run_step decode_candle_all_unverified 180 env C2N_CUDA_UNVERIFIED_KERNELS=1 "$BIN" bench-decode \
+  --device "$DEV" --checkpoint "$CKPT" --sources "$TEST_FEATURES" --examples "$DECODE_ALL" \
+  --batch-size "$DECODE_ALL_BATCH" --max-length "$DECODE_MAX_LEN" --dynamic-padding --keep-pool \
+  --time-budget "$DECODE_ALL_BUDGET" --variant "candle batched reference-mode (all), slotted cache"
+# More rows per step (run 6: 11.9 µs per row at 1 280 rows, 10.6 at 2 560).
+run_step decode_candle_all_b2 180 "$BIN" bench-decode --device "$DEV" --checkpoint "$CKPT" \
+  --sources "$TEST_FEATURES" --examples "$DECODE_ALL" --batch-size "$DECODE_ALL_BATCH2" \
+  --max-length "$DECODE_MAX_LEN" --dynamic-padding --keep-pool --time-budget "$DECODE_ALL_BUDGET" \
+  --variant "candle batched reference-mode (all), batch $DECODE_ALL_BATCH2"
+run_step decode_candle_all_b2_unverified 180 env C2N_CUDA_UNVERIFIED_KERNELS=1 "$BIN" bench-decode \
+  --device "$DEV" --checkpoint "$CKPT" --sources "$TEST_FEATURES" --examples "$DECODE_ALL" \
+  --batch-size "$DECODE_ALL_BATCH2" --max-length "$DECODE_MAX_LEN" --dynamic-padding --keep-pool \
+  --time-budget "$DECODE_ALL_BUDGET" \
+  --variant "candle batched reference-mode (all), batch $DECODE_ALL_BATCH2, slotted cache"
 run_step profile_decode 90 "$BIN" profile-decode --device "$DEV" --checkpoint "$CKPT" \
   --sources "$TEST_FEATURES" "${PROFILE[@]}"
+run_step profile_decode_unverified 90 env C2N_CUDA_UNVERIFIED_KERNELS=1 "$BIN" profile-decode \
+  --device "$DEV" --checkpoint "$CKPT" --sources "$TEST_FEATURES" "${PROFILE[@]}"
 # Identity of the outputs on a peaked model: random weights make the next-token distribution
 # nearly uniform, where candidates tie within float round-off; word embeddings ×50 make it as
 # peaked as a trained model's (make-checkpoint --sharpen), so n-best lists can be compared.
@@ -255,6 +279,10 @@ run_step decode_candle_sharp 90 "$BIN" bench-decode --device "$DEV" --checkpoint
   --sources "$TEST_FEATURES" --examples "$SHARP_DONE" --batch-size "$DECODE_BATCH" \
   --max-length "$DECODE_MAX_LEN" --dynamic-padding --keep-pool --variant "candle, sharpened ×50" \
   "${SHARP_COMPARE[@]}"
+run_step decode_candle_sharp_unverified 90 env C2N_CUDA_UNVERIFIED_KERNELS=1 "$BIN" bench-decode \
+  --device "$DEV" --checkpoint "$CKPT" --sources "$TEST_FEATURES" --examples "$SHARP_DONE" \
+  --batch-size "$DECODE_BATCH" --max-length "$DECODE_MAX_LEN" --dynamic-padding --keep-pool \
+  --variant "candle, sharpened ×50, slotted cache" "${SHARP_COMPARE[@]}"
 
 rm -rf "$CKPT"  # 0.7 GB
 FAILED=$(grep -v '"status":"ok"' "$STEPS" | grep -c -v '"status":"n/a"')

@@ -12,6 +12,7 @@ const KERNELS: &[&str] = &[
     "attention_probs",
     "gelu_backward",
     "column_sum",
+    "slot_attention",
 ];
 /// Headers the kernels include.
 const HEADERS: &[&str] = &["dropout_rng.cuh", "block_reduce.cuh"];

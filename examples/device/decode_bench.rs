@@ -347,6 +347,10 @@ pub fn run(args: &DecodeBenchArgs) -> Result<()> {
             "max_length": args.max_length,
             "dynamic_padding": args.dynamic_padding,
             "decode_kernels": code2nl::model::cuda_decode_kernels_enabled(),
+            "cache_layout": format!(
+                "{:?}",
+                code2nl::model::CacheLayout::Auto.resolve(model.compute_dtype(), &dev)
+            ),
             "keep_pool": kept,
             "seconds": times.total,
             "examples_per_s": outputs.len() as f64 / times.total,

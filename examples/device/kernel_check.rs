@@ -9,6 +9,9 @@
 //!   against Candle's log-softmax ranked on the host;
 //! - `kv_cache_append` (decoding): a beam reorder and one appended position of a
 //!   `[rows, heads, len, d]` cache in f32 and bf16, against `index_select` + `cat`;
+//! - `slot_attention` (decoding; not yet default, `C2N_CUDA_UNVERIFIED_KERNELS=1` makes
+//!   decoding sessions use it): the slotted cache's append-and-attend step against the dense
+//!   cache's reorder, append and attention, f32, per step over 16 reordering steps;
 //! - `dropout` (training): the counter-based kernel against `x ⊙ mask` with the mask built on
 //!   the host from the same seed (`layers::dropout_mask_from_seed`), f32 and bf16;
 //! - `attention_probs` / `attention_probs_backward` (training): softmax of masked scores and
@@ -114,6 +117,7 @@ pub fn run(args: &KernelCheckArgs) -> Result<()> {
     emit("check_kernels", out);
     check_row_top_k(args, &dev)?;
     check_kv_cache_append(args, &dev)?;
+    check_slot_attention(args, &dev)?;
     training::check(args, &dev)?;
     Ok(())
 }
@@ -255,6 +259,90 @@ fn check_kv_cache_append(args: &KernelCheckArgs, dev: &Device) -> Result<()> {
             }),
         );
     }
+    Ok(())
+}
+
+/// The slotted cache's step (`slot_attention.cu` on CUDA; the tensor-op gather elsewhere)
+/// against the dense cache's reorder, append and attention on the same keys and values:
+/// `cache_len` steps fill both without reorders, then `STEPS` timed steps reorder the rows
+/// (repeating and skipping, as when beams die) before each append.
+fn check_slot_attention(args: &KernelCheckArgs, dev: &Device) -> Result<()> {
+    use candle_core::DType;
+    use code2nl::model::decoder::{KvCache, SlotAttention, SlotCache};
+    use code2nl::model::layers::{attend, merge_heads, AttendOptions};
+    const STEPS: usize = 16;
+    let (rows, heads, len, d) = (args.decode_rows.max(2), 12, args.cache_len.max(1), 64);
+    let origin: Vec<u32> = (0..rows as u32)
+        .map(|r| (r * 7 + r / 3) % rows as u32)
+        .collect();
+    let origin = Tensor::new(origin.as_slice(), dev)?;
+    let random = || Tensor::randn(0f32, 1.0, (rows, heads, 1, d), dev);
+    let positions: Vec<(Tensor, Tensor, Tensor)> = (0..len + STEPS)
+        .map(|_| Ok((random()?, random()?, random()?)))
+        .collect::<candle_core::Result<_>>()?;
+
+    // Both caches hold positions 0..len in row order.
+    let mut slotted = SlotCache::new(rows, heads, d, DType::F32, dev)?;
+    for (q, k, v) in &positions[..len] {
+        slotted.append(q, k, v)?;
+    }
+    let stack = |i: usize| -> Result<Tensor> {
+        let parts: Vec<&Tensor> = positions[..len]
+            .iter()
+            .map(|p| match i {
+                1 => &p.1,
+                _ => &p.2,
+            })
+            .collect();
+        Ok(Tensor::cat(&parts, 2)?)
+    };
+    let mut dense = Some(KvCache::new(stack(1)?, stack(2)?));
+
+    let mut worst = 0f32;
+    let (mut slotted_s, mut dense_s) = (0f64, 0f64);
+    let mut kernel_ran = false;
+    for (q, k, v) in &positions[len..] {
+        let t = Instant::now();
+        slotted.reorder(&origin)?;
+        let got = match slotted.append(q, k, v)? {
+            SlotAttention::Context(ctx) => {
+                kernel_ran = true;
+                ctx
+            }
+            SlotAttention::Gathered { keys, values } => {
+                merge_heads(&attend(q, &keys, &values, None, AttendOptions::default())?)?
+            }
+        };
+        slotted_s += synced_seconds(dev, t)?;
+
+        let t = Instant::now();
+        let mut cache = dense.take().expect("dense cache");
+        cache.reorder(&origin)?;
+        let cache = cache.append(k, v)?;
+        let want = merge_heads(&attend(
+            q,
+            &cache.keys,
+            &cache.values,
+            None,
+            AttendOptions::default(),
+        )?)?;
+        dense_s += synced_seconds(dev, t)?;
+        dense = Some(cache);
+        worst = worst.max(rel_diff(&got, &want)?);
+    }
+    emit(
+        "check_kernels",
+        json!({
+            "kernel": "slot_attention",
+            "device": device_name(dev),
+            "shape": format!("{rows}×{heads}×{len}..{}×{d} F32", len + STEPS),
+            "kernels_enabled": kernel_ran,
+            "context_rel_diff": worst,
+            "kernel_ms": 1e3 * slotted_s / STEPS as f64,
+            "ops_ms": 1e3 * dense_s / STEPS as f64,
+            "ok": worst <= 1e-5,
+        }),
+    );
     Ok(())
 }
 

@@ -54,6 +54,14 @@ pub fn attention_probs(rows: usize) -> LaunchShape {
     )
 }
 
+/// Threads of a `c2n_slot_attention_step_f32` block: the largest head width it takes.
+pub const SLOT_ATTENTION_THREADS: u32 = 128;
+
+/// `c2n_slot_attention_step_f32`: one block per (row, head).
+pub fn slot_attention(rows: usize, heads: usize) -> LaunchShape {
+    LaunchShape::new([rows * heads, 1, 1], [SLOT_ATTENTION_THREADS, 1, 1])
+}
+
 #[cfg(feature = "cuda")]
 impl From<LaunchShape> for candle_core::cuda_backend::cudarc::driver::LaunchConfig {
     fn from(shape: LaunchShape) -> Self {

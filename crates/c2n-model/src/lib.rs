@@ -102,6 +102,7 @@ pub use cuda_kernels::{
     cuda_decode_kernels_enabled, cuda_layer_norm_kernels_enabled, cuda_training_kernels_enabled,
     cuda_unverified_kernels_enabled,
 };
+pub use decoder::CacheLayout;
 pub use error::{ModelError, Result};
 pub use explicit::TrainingPass;
 pub use load::{load_checkpoint, load_pretrained_encoder};

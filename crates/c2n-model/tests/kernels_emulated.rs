@@ -24,6 +24,7 @@ const KERNELS: &[&str] = &[
     "crates/c2n-model/kernels/kv_cache_append.cu",
     "crates/c2n-model/kernels/dropout.cu",
     "crates/c2n-model/kernels/attention_probs.cu",
+    "crates/c2n-model/kernels/slot_attention.cu",
     "tools/cuda-emulator/self_test.cu",
 ];
 
@@ -565,4 +566,152 @@ fn attention_probabilities_and_their_gradient_match_the_formulas() {
     });
     let diff = max_abs_diff(&d_scores, &want);
     assert!(diff < 1e-6, "score gradients differ by {diff}");
+}
+
+#[test]
+fn slot_attention_step_appends_follows_the_beam_and_attends() {
+    let Some(emu) = emulator() else { return };
+    type Step = unsafe extern "C" fn(
+        *const f32,
+        *const f32,
+        *const f32,
+        *mut f32,
+        *mut f32,
+        *const u32,
+        *const u32,
+        i32,
+        *mut u32,
+        *mut f32,
+        i32,
+        i32,
+        i32,
+        i32,
+    );
+    let kernel: Step = unsafe { emu.kernel("c2n_slot_attention_step_f32") };
+    // 5 old rows, 4 new ones (one dropped, one duplicated), 3 heads of width 20 (a ragged
+    // warp), 6 cached positions in a capacity of 9.
+    let (phys, old_rows, rows, heads, d, len, cap) =
+        (6usize, 5usize, 4usize, 3usize, 20usize, 6usize, 9usize);
+    let width = heads * d;
+    let mut k_cache = values(phys * cap * width, 12, 1.0);
+    let mut v_cache = values(phys * cap * width, 13, 1.0);
+    let slots_old: Vec<u32> = (0..old_rows * len)
+        .map(|i| ((i * 7 + i / len) % phys) as u32)
+        .collect();
+    let origin: Vec<u32> = vec![3, 0, 3, 4];
+    let q = values(rows * width, 14, 1.5);
+    let k_new = values(rows * width, 15, 1.0);
+    let v_new = values(rows * width, 16, 1.0);
+
+    // Reference: the same steps on the host, in f64.
+    let mut k_want = k_cache.clone();
+    let mut v_want = v_cache.clone();
+    for r in 0..rows {
+        let at = (r * cap + len) * width;
+        k_want[at..at + width].copy_from_slice(&k_new[r * width..(r + 1) * width]);
+        v_want[at..at + width].copy_from_slice(&v_new[r * width..(r + 1) * width]);
+    }
+    let mut slots_want = Vec::new();
+    let mut ctx_want = vec![0f32; rows * width];
+    for r in 0..rows {
+        let src: Vec<usize> = (0..=len)
+            .map(|p| {
+                if p < len {
+                    slots_old[origin[r] as usize * len + p] as usize
+                } else {
+                    r
+                }
+            })
+            .collect();
+        slots_want.extend(src.iter().map(|&s| s as u32));
+        for h in 0..heads {
+            let scores: Vec<f64> = src
+                .iter()
+                .enumerate()
+                .map(|(p, &s)| {
+                    (0..d)
+                        .map(|i| {
+                            f64::from(q[r * width + h * d + i])
+                                * f64::from(k_want[(s * cap + p) * width + h * d + i])
+                        })
+                        .sum()
+                })
+                .collect();
+            let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let sum: f64 = scores.iter().map(|s| (s - max).exp()).sum();
+            for i in 0..d {
+                ctx_want[r * width + h * d + i] = src
+                    .iter()
+                    .enumerate()
+                    .map(|(p, &s)| {
+                        (scores[p] - max).exp() / sum
+                            * f64::from(v_want[(s * cap + p) * width + h * d + i])
+                    })
+                    .sum::<f64>() as f32;
+            }
+        }
+    }
+
+    let mut slots_new = vec![u32::MAX; rows * (len + 1)];
+    let mut ctx = vec![f32::NAN; rows * width];
+    let (qp, kp, vp) = (q.as_ptr(), k_new.as_ptr(), v_new.as_ptr());
+    let (kc, vc) = (k_cache.as_mut_ptr(), v_cache.as_mut_ptr());
+    let (sp, op, snp, cp) = (
+        slots_old.as_ptr(),
+        origin.as_ptr(),
+        slots_new.as_mut_ptr(),
+        ctx.as_mut_ptr(),
+    );
+    emu.launch(kernel_launch::slot_attention(rows, heads), || unsafe {
+        kernel(
+            qp,
+            kp,
+            vp,
+            kc,
+            vc,
+            sp,
+            op,
+            1,
+            snp,
+            cp,
+            heads as i32,
+            d as i32,
+            len as i32,
+            cap as i32,
+        )
+    });
+    assert_eq!(slots_new, slots_want);
+    assert_eq!(
+        k_cache, k_want,
+        "keys: only position {len} of rows 0..{rows} may change"
+    );
+    assert_eq!(v_cache, v_want);
+    let diff = max_abs_diff(&ctx, &ctx_want);
+    assert!(diff < 2e-6, "attention context differs by {diff}");
+
+    // The first step: nothing cached, no origin; every row attends to its own position only.
+    let mut slots_first = vec![u32::MAX; rows];
+    let mut ctx_first = vec![f32::NAN; rows * width];
+    let (snp, cp) = (slots_first.as_mut_ptr(), ctx_first.as_mut_ptr());
+    let dummy = [0u32];
+    emu.launch(kernel_launch::slot_attention(rows, heads), || unsafe {
+        kernel(
+            qp,
+            kp,
+            vp,
+            kc,
+            vc,
+            dummy.as_ptr(),
+            dummy.as_ptr(),
+            0,
+            snp,
+            cp,
+            heads as i32,
+            d as i32,
+            0,
+            cap as i32,
+        )
+    });
+    assert_eq!(slots_first, [0, 1, 2, 3]);
+    assert_eq!(ctx_first, v_new, "one position: the context is its value");
 }

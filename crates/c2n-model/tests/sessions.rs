@@ -3,7 +3,7 @@
 
 mod model_support;
 
-use c2n_model::{FullPrefixSession, KvCacheSession, NextTokenLogProbs};
+use c2n_model::{CacheLayout, FullPrefixSession, KvCacheSession, NextTokenLogProbs};
 use model_support::*;
 
 const EOS: u32 = 2;
@@ -70,6 +70,53 @@ fn cached_equals_full_prefix_with_pads_reordering_and_dropping() {
     assert!(saw_pad);
     assert!(full.prefixes().iter().any(|p| p[1..].contains(&PAD)));
     assert_eq!(cached.steps(), 9);
+}
+
+/// The slotted cache (keys and values stay put, a slot table follows the beam) against the
+/// dense one (reordered every step): on the CPU both attend over the same values in the same
+/// order, so the log-probabilities must be bit-identical. 40 steps outgrow the slotted
+/// cache's first capacity (32 positions); rows are dropped, duplicated, shuffled, and once
+/// outnumber the rows it was built for.
+#[test]
+fn slotted_cache_equals_dense_cache_bit_for_bit() {
+    let fx = fixture();
+    let model = small_model();
+    let src = batch(&fx, "source_ids").narrow(0, 0, 3).unwrap();
+    let mask = batch(&fx, "source_mask").narrow(0, 0, 3).unwrap();
+    let per_example = 3;
+    let new = |layout| {
+        KvCacheSession::new(&model, &src, &mask, per_example)
+            .unwrap()
+            .with_cache_layout(layout)
+    };
+    let mut dense = new(CacheLayout::Dense);
+    let mut slotted = new(CacheLayout::Slotted);
+    assert_eq!(slotted.cache_layout(), CacheLayout::Slotted);
+    assert_eq!(new(CacheLayout::Auto).cache_layout(), CacheLayout::Dense);
+    let mut rng = Rng(0x5107_7ed5);
+    let mut rows = 9usize;
+    let mut origin: Vec<u32> = (0..rows as u32).collect();
+    let mut tokens = vec![0u32; rows];
+    for step in 1..=40 {
+        let a = dense.step(&origin, &tokens).unwrap();
+        let b = slotted.step(&origin, &tokens).unwrap();
+        assert_eq!(a.len(), rows * 50265);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert!(
+            bits(&a) == bits(&b),
+            "step {step}: slotted and dense differ"
+        );
+        let new_rows = match step {
+            5 => rows + 2,
+            s if s % 4 == 0 => rows - 1,
+            _ => rows,
+        };
+        origin = (0..new_rows).map(|_| rng.below(rows) as u32).collect();
+        tokens = (0..new_rows).map(|_| 3 + rng.below(50000) as u32).collect();
+        rows = new_rows;
+    }
+    assert_eq!(slotted.steps(), 40);
+    assert_eq!(dense.steps(), 40);
 }
 
 #[test]

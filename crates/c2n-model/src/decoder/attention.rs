@@ -90,6 +90,11 @@ impl MultiheadAttention {
         Ok(self.out.forward(&merge_heads(&ctx)?)?)
     }
 
+    /// The output projection of an attention context `[b, L, heads·d]` (heads merged).
+    pub fn project(&self, ctx: &Tensor) -> Result<Tensor> {
+        Ok(self.out.forward(ctx)?)
+    }
+
     /// Full attention of `x` over `kv_source` (heads split and merged inside the attention
     /// op, so that in training the block is one graph node).
     pub fn forward(

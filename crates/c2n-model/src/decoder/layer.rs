@@ -4,6 +4,7 @@ use candle_core::Tensor;
 
 use super::attention::MultiheadAttention;
 use super::kv_cache::KvCache;
+use super::{SelfAttentionCache, SlotAttention};
 use crate::config::Activation;
 use crate::init::Params;
 use crate::layers::{apply_activation_with, dropout, LayerNorm, Linear};
@@ -96,22 +97,33 @@ impl DecoderLayer {
     pub fn step(
         &self,
         x: &Tensor,
-        cache: &mut Option<KvCache>,
+        cache: &mut SelfAttentionCache,
         cross_kv: &(Tensor, Tensor),
         memory_mask: &Tensor,
         rows_per_example: usize,
     ) -> Result<Tensor> {
         let q = self.self_attn.queries(x)?;
         let (k, v) = self.self_attn.keys_values(x)?;
-        let updated = match cache.take() {
-            Some(c) => c.append(&k, &v)?,
-            None => KvCache::new(k, v),
-        };
         // Every cached position precedes the new one: the causal mask is all zeros here.
-        let sa = self
-            .self_attn
-            .attend(&q, &updated.keys, &updated.values, None, false)?;
-        *cache = Some(updated);
+        let sa = match cache {
+            SelfAttentionCache::Dense(dense) => {
+                let updated = match dense.take() {
+                    Some(c) => c.append(&k, &v)?,
+                    None => KvCache::new(k, v),
+                };
+                let sa = self
+                    .self_attn
+                    .attend(&q, &updated.keys, &updated.values, None, false)?;
+                *dense = Some(updated);
+                sa
+            }
+            SelfAttentionCache::Slotted(slotted) => match slotted.append(&q, &k, &v)? {
+                SlotAttention::Gathered { keys, values } => {
+                    self.self_attn.attend(&q, &keys, &values, None, false)?
+                }
+                SlotAttention::Context(ctx) => self.self_attn.project(&ctx)?,
+            },
+        };
         let x = self.norm1.forward(&(x + sa)?)?;
         let q = self.cross_attn.queries(&x)?;
         let ca = if rows_per_example > 1 {

@@ -6,8 +6,14 @@ mod kv_append_cuda;
 mod kv_cache;
 mod layer;
 mod masks;
+mod self_attention_cache;
+#[cfg(feature = "cuda")]
+mod slot_attention_cuda;
+mod slot_cache;
 
 pub use attention::MultiheadAttention;
 pub use kv_cache::KvCache;
 pub use layer::DecoderLayer;
 pub use masks::{causal_mask, memory_key_padding_mask};
+pub use self_attention_cache::{CacheLayout, SelfAttentionCache};
+pub use slot_cache::{SlotAttention, SlotCache};

@@ -6,7 +6,9 @@
 //!   They are re-gathered only when the set of examples changes.
 //! - Self-attention keys/values of past positions are cached per layer and reordered (or
 //!   dropped) by `origin` at each step, together with appending the newest position (the only
-//!   one computed): [`KvCache`](crate::decoder::KvCache).
+//!   one computed): [`KvCache`](crate::decoder::KvCache); or, in the slotted layout
+//!   ([`CacheLayout`]), kept in place with only a table of slots following the beam
+//!   ([`SlotCache`](crate::decoder::SlotCache)).
 //! - Position ids come from a per-row count of non-pad tokens, so a generated `<pad>` gets
 //!   position `pad_id` and does not advance later positions, exactly as the full-prefix path.
 
@@ -14,7 +16,7 @@ use candle_core::{Tensor, D};
 
 use super::row_top_k::{logits_row_top_k, CandidateRanking};
 use super::rows::{is_identity, Rows};
-use crate::decoder::{memory_key_padding_mask, KvCache};
+use crate::decoder::{memory_key_padding_mask, CacheLayout, SelfAttentionCache};
 use crate::step::NextTokenLogProbs;
 use crate::{ModelError, Result, RowTopK, Seq2Seq};
 
@@ -60,7 +62,9 @@ pub struct KvCacheSession<'a> {
     model: &'a Seq2Seq,
     rows: Rows,
     cross: CrossAttention,
-    caches: Vec<Option<KvCache>>,
+    /// Per decoder layer; created at the first step, in `cache_layout`.
+    caches: Vec<SelfAttentionCache>,
+    cache_layout: CacheLayout,
     /// Non-pad tokens in each row's prefix (drives the position ids).
     non_pad: Vec<u32>,
     ranking: CandidateRanking,
@@ -96,7 +100,8 @@ impl<'a> KvCacheSession<'a> {
                 gathered: Vec::new(),
                 gathered_mask: None,
             },
-            caches: vec![None; model.decoder_layers().len()],
+            caches: Vec::new(),
+            cache_layout: CacheLayout::default(),
             non_pad: vec![0; n_rows],
             ranking: CandidateRanking::default(),
         })
@@ -109,13 +114,23 @@ impl<'a> KvCacheSession<'a> {
         self
     }
 
+    /// How the self-attention keys and values are kept (default [`CacheLayout::Auto`]). Takes
+    /// effect at the first step; the decoded tokens are the same either way (bit for bit on
+    /// the CPU).
+    pub fn with_cache_layout(mut self, layout: CacheLayout) -> Self {
+        self.cache_layout = layout;
+        self
+    }
+
+    /// The cache layout in use (resolved for the model's device and dtype).
+    pub fn cache_layout(&self) -> CacheLayout {
+        self.cache_layout
+            .resolve(self.model.compute_dtype(), self.model.device())
+    }
+
     /// Number of positions decoded so far.
     pub fn steps(&self) -> usize {
-        self.caches
-            .first()
-            .and_then(|c| c.as_ref())
-            .and_then(|c| c.keys.dim(2).ok())
-            .unwrap_or(0)
+        self.caches.first().map_or(0, SelfAttentionCache::len)
     }
 
     /// Gathers the cross-attention inputs for the current rows; returns the rows per entry.
@@ -191,7 +206,7 @@ impl KvCacheSession<'_> {
         let device = self.model.device().clone();
         if !is_identity(origin, previous_rows) {
             let index = Tensor::new(origin, &device)?;
-            for cache in self.caches.iter_mut().flatten() {
+            for cache in self.caches.iter_mut() {
                 // Applied with this step's append (one copy of the cache on CUDA).
                 cache.reorder(&index)?;
             }
@@ -212,6 +227,22 @@ impl KvCacheSession<'_> {
             .zip(&self.non_pad)
             .map(|(&t, &count)| if t == pad { pad } else { pad + count })
             .collect();
+        if self.caches.is_empty() {
+            let config = self.model.config();
+            let heads = config.decoder_heads();
+            self.caches = (0..self.model.decoder_layers().len())
+                .map(|_| {
+                    SelfAttentionCache::new(
+                        self.cache_layout,
+                        r,
+                        heads,
+                        config.hidden_size / heads,
+                        self.model.compute_dtype(),
+                        &device,
+                    )
+                })
+                .collect::<Result<_>>()?;
+        }
         let rows_per_entry = self.gather_cross()?;
         // Checked on the host: no device reduction or round trip per step.
         let embeddings = self.model.embeddings();
