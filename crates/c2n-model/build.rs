@@ -13,6 +13,7 @@ const KERNELS: &[&str] = &[
     "gelu_backward",
     "column_sum",
     "slot_attention",
+    "cross_attention",
 ];
 /// Headers the kernels include.
 const HEADERS: &[&str] = &["dropout_rng.cuh", "block_reduce.cuh"];

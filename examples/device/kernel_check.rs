@@ -12,6 +12,8 @@
 //! - `slot_attention` (decoding; not yet default, `C2N_CUDA_UNVERIFIED_KERNELS=1` makes
 //!   decoding sessions use it): the slotted cache's append-and-attend step against the dense
 //!   cache's reorder, append and attention, f32, per step over 16 reordering steps;
+//! - `cross_attention` (decoding; `C2N_CUDA_UNVERIFIED_KERNELS=1` as well): the grouped
+//!   cross-attention kernel against the decoder layer's tensor ops, 10 beams per example;
 //! - `dropout` (training): the counter-based kernel against `x ⊙ mask` with the mask built on
 //!   the host from the same seed (`layers::dropout_mask_from_seed`), f32 and bf16;
 //! - `attention_probs` / `attention_probs_backward` (training): softmax of masked scores and
@@ -118,6 +120,7 @@ pub fn run(args: &KernelCheckArgs) -> Result<()> {
     check_row_top_k(args, &dev)?;
     check_kv_cache_append(args, &dev)?;
     check_slot_attention(args, &dev)?;
+    check_cross_attention(args, &dev)?;
     training::check(args, &dev)?;
     Ok(())
 }
@@ -344,6 +347,92 @@ fn check_slot_attention(args: &KernelCheckArgs, dev: &Device) -> Result<()> {
         }),
     );
     Ok(())
+}
+
+/// The grouped cross-attention kernel (`cross_attention.cu`; decoding uses it only with
+/// `C2N_CUDA_UNVERIFIED_KERNELS=1` for now, this check always) against the tensor ops the decoder layer runs
+/// otherwise: `decode_rows / 10` examples of 10 beams over 256 memory positions, the last
+/// quarter of each example's positions padded.
+fn check_cross_attention(args: &KernelCheckArgs, dev: &Device) -> Result<()> {
+    use code2nl::model::layers::{attend, merge_heads, AttendOptions};
+    let (group, heads, s, d) = (10, 12, 256, 64);
+    let entries = (args.decode_rows / group).max(1);
+    let rows = entries * group;
+    let q = Tensor::randn(0f32, 0.2, (rows, heads, 1, d), dev)?;
+    let keys = Tensor::randn(0f32, 1.0, (entries, heads, s, d), dev)?;
+    let values = Tensor::randn(0f32, 1.0, (entries, heads, s, d), dev)?;
+    let mask: Vec<f32> = (0..entries * s)
+        .map(|i| {
+            if i % s >= s * 3 / 4 {
+                f32::NEG_INFINITY
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let mask = Tensor::from_vec(mask, (entries, 1, 1, s), dev)?;
+    // What `DecoderLayer::step` runs without the kernel.
+    let ops = || -> Result<Tensor> {
+        let grouped = q
+            .reshape((entries, group, heads, d))?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let ctx = merge_heads(&attend(
+            &grouped,
+            &keys,
+            &values,
+            Some(&mask),
+            AttendOptions::default(),
+        )?)?;
+        Ok(ctx.reshape((rows, 1, heads * d))?)
+    };
+    let want = ops()?;
+    let ops_s = timed(dev, args.reps, &|| {
+        ops()?;
+        Ok(())
+    })?;
+    let mut row = json!({
+        "kernel": "cross_attention",
+        "device": device_name(dev),
+        "shape": format!("{entries}×{group} rows, {heads}×{s}×{d} memory, F32"),
+        "ops_ms": 1e3 * ops_s,
+    });
+    let kernel = cross_kernel(&q, &keys, &values, &mask)?;
+    let extra = match kernel {
+        Some(got) => {
+            let diff = rel_diff(&got, &want)?;
+            let kernel_s = timed(dev, args.reps, &|| {
+                cross_kernel(&q, &keys, &values, &mask)?;
+                Ok(())
+            })?;
+            json!({"context_rel_diff": diff, "kernel_ms": 1e3 * kernel_s, "ok": diff <= 1e-5})
+        }
+        None => {
+            json!({"note": "no CUDA device or build: kernel not run", "ok": true})
+        }
+    };
+    if let (Some(map), serde_json::Value::Object(extra)) = (row.as_object_mut(), extra) {
+        map.extend(extra);
+    }
+    emit("check_kernels", row);
+    Ok(())
+}
+
+#[cfg(feature = "cuda")]
+fn cross_kernel(
+    q: &Tensor,
+    keys: &Tensor,
+    values: &Tensor,
+    mask: &Tensor,
+) -> Result<Option<Tensor>> {
+    Ok(code2nl::model::decoder::cuda_grouped_cross_attention(
+        q, keys, values, mask,
+    )?)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cross_kernel(_: &Tensor, _: &Tensor, _: &Tensor, _: &Tensor) -> Result<Option<Tensor>> {
+    Ok(None)
 }
 
 #[cfg(feature = "cuda")]

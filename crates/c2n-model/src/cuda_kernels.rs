@@ -10,7 +10,8 @@
 //!
 //! - `C2N_CUDA_UNVERIFIED_KERNELS=1`: kernels that no GPU has run yet, off until a device run's
 //!   `check-kernels` and A/B have checked them ([`cuda_unverified_kernels_enabled`]): the GELU
-//!   backward pass, the bias-gradient column sums, and the slotted decoding cache
+//!   backward pass, the bias-gradient column sums, the decoding step's grouped
+//!   cross-attention, and the slotted decoding cache
 //!   ([`CacheLayout::Auto`](crate::CacheLayout::Auto) picks it). The CPU emulation tests
 //!   (`tests/kernels_emulated.rs`) run them on every build; a GPU has not.
 //!

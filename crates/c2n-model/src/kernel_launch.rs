@@ -62,6 +62,14 @@ pub fn slot_attention(rows: usize, heads: usize) -> LaunchShape {
     LaunchShape::new([rows * heads, 1, 1], [SLOT_ATTENTION_THREADS, 1, 1])
 }
 
+/// Threads of a `c2n_grouped_cross_attention_f32` block: the largest head width it takes.
+pub const CROSS_ATTENTION_THREADS: u32 = 128;
+
+/// `c2n_grouped_cross_attention_f32`: one block per (entry, head).
+pub fn grouped_cross_attention(entries: usize, heads: usize) -> LaunchShape {
+    LaunchShape::new([entries * heads, 1, 1], [CROSS_ATTENTION_THREADS, 1, 1])
+}
+
 #[cfg(feature = "cuda")]
 impl From<LaunchShape> for candle_core::cuda_backend::cudarc::driver::LaunchConfig {
     fn from(shape: LaunchShape) -> Self {

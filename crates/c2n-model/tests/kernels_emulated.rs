@@ -25,6 +25,7 @@ const KERNELS: &[&str] = &[
     "crates/c2n-model/kernels/dropout.cu",
     "crates/c2n-model/kernels/attention_probs.cu",
     "crates/c2n-model/kernels/slot_attention.cu",
+    "crates/c2n-model/kernels/cross_attention.cu",
     "tools/cuda-emulator/self_test.cu",
 ];
 
@@ -714,4 +715,96 @@ fn slot_attention_step_appends_follows_the_beam_and_attends() {
     });
     assert_eq!(slots_first, [0, 1, 2, 3]);
     assert_eq!(ctx_first, v_new, "one position: the context is its value");
+}
+
+#[test]
+fn grouped_cross_attention_reads_each_memory_once_for_its_group() {
+    let Some(emu) = emulator() else { return };
+    type Cross = unsafe extern "C" fn(
+        *const f32,
+        *const f32,
+        *const f32,
+        *const f32,
+        *mut f32,
+        i32,
+        i32,
+        i32,
+        i32,
+    );
+    let kernel: Cross = unsafe { emu.kernel("c2n_grouped_cross_attention_f32") };
+    // 3 entries of G = 5 rows, 2 heads of width 40 (more than a warp), 37 memory positions;
+    // entry 1 has 6 padded positions (−inf), entry 2 none. And G = 1 (one row per entry).
+    for (entries, group) in [(3usize, 5usize), (4, 1)] {
+        let (heads, d, s) = (2usize, 40usize, 37usize);
+        let width = heads * d;
+        let rows = entries * group;
+        let q = values(rows * width, 17, 0.5);
+        let keys = values(entries * heads * s * d, 18, 1.0);
+        let vals = values(entries * heads * s * d, 19, 1.0);
+        let mask: Vec<f32> = (0..entries * s)
+            .map(|i| {
+                if i / s == 1 && i % s >= s - 6 {
+                    f32::NEG_INFINITY
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let mut want = vec![0f32; rows * width];
+        for e in 0..entries {
+            for g in 0..group {
+                let r = e * group + g;
+                for h in 0..heads {
+                    let base = (e * heads + h) * s * d;
+                    let scores: Vec<f64> = (0..s)
+                        .map(|j| {
+                            (0..d)
+                                .map(|i| {
+                                    f64::from(q[r * width + h * d + i])
+                                        * f64::from(keys[base + j * d + i])
+                                })
+                                .sum::<f64>()
+                                + f64::from(mask[e * s + j])
+                        })
+                        .collect();
+                    let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    let sum: f64 = scores.iter().map(|x| (x - max).exp()).sum();
+                    for i in 0..d {
+                        want[r * width + h * d + i] = (0..s)
+                            .map(|j| {
+                                (scores[j] - max).exp() / sum * f64::from(vals[base + j * d + i])
+                            })
+                            .sum::<f64>()
+                            as f32;
+                    }
+                }
+            }
+        }
+        let mut ctx = vec![f32::NAN; rows * width];
+        let (qp, kp, vp, mp, cp) = (
+            q.as_ptr(),
+            keys.as_ptr(),
+            vals.as_ptr(),
+            mask.as_ptr(),
+            ctx.as_mut_ptr(),
+        );
+        emu.launch(
+            kernel_launch::grouped_cross_attention(entries, heads),
+            || unsafe {
+                kernel(
+                    qp,
+                    kp,
+                    vp,
+                    mp,
+                    cp,
+                    heads as i32,
+                    d as i32,
+                    s as i32,
+                    group as i32,
+                )
+            },
+        );
+        let diff = max_abs_diff(&ctx, &want);
+        assert!(diff < 2e-6, "G = {group}: context differs by {diff}");
+    }
 }

@@ -126,7 +126,24 @@ impl DecoderLayer {
         };
         let x = self.norm1.forward(&(x + sa)?)?;
         let q = self.cross_attn.queries(&x)?;
-        let ca = if rows_per_example > 1 {
+        // Not yet run on a GPU: only with C2N_CUDA_UNVERIFIED_KERNELS=1.
+        #[cfg(feature = "cuda")]
+        let fused =
+            if crate::cuda_decode_kernels_enabled() && crate::cuda_unverified_kernels_enabled() {
+                super::cross_attention_cuda::grouped_cross_attention(
+                    &q,
+                    &cross_kv.0,
+                    &cross_kv.1,
+                    memory_mask,
+                )?
+            } else {
+                None
+            };
+        #[cfg(not(feature = "cuda"))]
+        let fused: Option<Tensor> = None;
+        let ca = if let Some(ctx) = fused {
+            self.cross_attn.project(&ctx)?
+        } else if rows_per_example > 1 {
             // The G rows of one example share its memory: attend as G queries of one batch
             // entry, so each example's keys/values are read once, not once per row.
             let (rows, heads, _, head_dim) = q.dims4()?;

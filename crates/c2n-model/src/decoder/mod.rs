@@ -2,6 +2,8 @@
 
 mod attention;
 #[cfg(feature = "cuda")]
+mod cross_attention_cuda;
+#[cfg(feature = "cuda")]
 mod kv_append_cuda;
 mod kv_cache;
 mod layer;
@@ -12,6 +14,9 @@ mod slot_attention_cuda;
 mod slot_cache;
 
 pub use attention::MultiheadAttention;
+/// The grouped cross-attention kernel itself, for `device check-kernels`.
+#[cfg(feature = "cuda")]
+pub use cross_attention_cuda::grouped_cross_attention as cuda_grouped_cross_attention;
 pub use kv_cache::KvCache;
 pub use layer::DecoderLayer;
 pub use masks::{causal_mask, memory_key_padding_mask};
