@@ -102,10 +102,19 @@ impl DecoderLayer {
         memory_mask: &Tensor,
         rows_per_example: usize,
     ) -> Result<Tensor> {
+        let sa = self.self_attention_step(x, cache)?;
+        let x = self.norm1.forward(&(x + sa)?)?;
+        let ca = self.cross_attention_step(&x, cross_kv, memory_mask, rows_per_example)?;
+        let x = self.norm2.forward(&(x + ca)?)?;
+        self.feed_forward(&x, false)
+    }
+
+    /// The self-attention block of a step over the cached positions and the new one.
+    fn self_attention_step(&self, x: &Tensor, cache: &mut SelfAttentionCache) -> Result<Tensor> {
         let q = self.self_attn.queries(x)?;
         let (k, v) = self.self_attn.keys_values(x)?;
         // Every cached position precedes the new one: the causal mask is all zeros here.
-        let sa = match cache {
+        match cache {
             SelfAttentionCache::Dense(dense) => {
                 let updated = match dense.take() {
                     Some(c) => c.append(&k, &v)?,
@@ -115,35 +124,38 @@ impl DecoderLayer {
                     .self_attn
                     .attend(&q, &updated.keys, &updated.values, None, false)?;
                 *dense = Some(updated);
-                sa
+                Ok(sa)
             }
             SelfAttentionCache::Slotted(slotted) => match slotted.append(&q, &k, &v)? {
                 SlotAttention::Gathered { keys, values } => {
-                    self.self_attn.attend(&q, &keys, &values, None, false)?
+                    self.self_attn.attend(&q, &keys, &values, None, false)
                 }
-                SlotAttention::Context(ctx) => self.self_attn.project(&ctx)?,
+                SlotAttention::Context(ctx) => self.self_attn.project(&ctx),
             },
-        };
-        let x = self.norm1.forward(&(x + sa)?)?;
-        let q = self.cross_attn.queries(&x)?;
-        // Not yet run on a GPU: only with C2N_CUDA_UNVERIFIED_KERNELS=1.
+        }
+    }
+
+    /// The cross-attention block of a step (see [`step`](Self::step) for the grouping).
+    fn cross_attention_step(
+        &self,
+        x: &Tensor,
+        cross_kv: &(Tensor, Tensor),
+        memory_mask: &Tensor,
+        rows_per_example: usize,
+    ) -> Result<Tensor> {
+        let q = self.cross_attn.queries(x)?;
+        // One kernel for the whole block; not yet run on a GPU, so only with
+        // C2N_CUDA_UNVERIFIED_KERNELS=1.
         #[cfg(feature = "cuda")]
-        let fused =
-            if crate::cuda_decode_kernels_enabled() && crate::cuda_unverified_kernels_enabled() {
-                super::cross_attention_cuda::grouped_cross_attention(
-                    &q,
-                    &cross_kv.0,
-                    &cross_kv.1,
-                    memory_mask,
-                )?
-            } else {
-                None
-            };
-        #[cfg(not(feature = "cuda"))]
-        let fused: Option<Tensor> = None;
-        let ca = if let Some(ctx) = fused {
-            self.cross_attn.project(&ctx)?
-        } else if rows_per_example > 1 {
+        if crate::cuda_decode_kernels_enabled() && crate::cuda_unverified_kernels_enabled() {
+            let (keys, values) = cross_kv;
+            if let Some(ctx) =
+                super::cross_attention_cuda::grouped_cross_attention(&q, keys, values, memory_mask)?
+            {
+                return self.cross_attn.project(&ctx);
+            }
+        }
+        if rows_per_example > 1 {
             // The G rows of one example share its memory: attend as G queries of one batch
             // entry, so each example's keys/values are read once, not once per row.
             let (rows, heads, _, head_dim) = q.dims4()?;
@@ -159,13 +171,11 @@ impl DecoderLayer {
                 Some(memory_mask),
                 false,
             )?;
-            ca.reshape((rows, 1, ca.dim(2)?))?
+            Ok(ca.reshape((rows, 1, ca.dim(2)?))?)
         } else {
             self.cross_attn
-                .attend(&q, &cross_kv.0, &cross_kv.1, Some(memory_mask), false)?
-        };
-        let x = self.norm2.forward(&(x + ca)?)?;
-        self.feed_forward(&x, false)
+                .attend(&q, &cross_kv.0, &cross_kv.1, Some(memory_mask), false)
+        }
     }
 
     fn feed_forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
