@@ -87,6 +87,19 @@ echo "compute capability: $CUDA_COMPUTE_CAP; target dir: $CARGO_TARGET_DIR"
 
 cargo build --release --features cuda,nccl --example device
 BIN=$CARGO_TARGET_DIR/release/examples/device
+
+# Our kernels' PTX through ptxas for this GPU: an error here would otherwise surface only when
+# the driver JIT-compiles the kernel on the device. Prints registers, shared memory and spills.
+if command -v ptxas >/dev/null; then
+  for ptx in $(ls -t "$CARGO_TARGET_DIR"/release/build/c2n-{model,train}-*/out/*.ptx 2>/dev/null \
+               | awk -F/ '!seen[$NF]++'); do
+    usage=$(ptxas -arch="sm_$CUDA_COMPUTE_CAP" -v "$ptx" -o /dev/null 2>&1) \
+      || { echo "ptxas rejects $ptx:" >&2; echo "$usage" >&2; exit 1; }
+    echo "ptxas $(basename "$ptx"): $(echo "$usage" | grep -o 'Used [0-9]* registers.*' | sort -u | paste -sd';')"
+  done
+else
+  echo "warning: no ptxas: the kernels' PTX is not checked for sm_$CUDA_COMPUTE_CAP" >&2
+fi
 mkdir -p "$OUT_DIR"
 strip -o "$OUT_DIR/device" "$BIN"
 echo "stripped binary: $(du -h "$OUT_DIR/device" | cut -f1)"
