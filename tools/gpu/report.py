@@ -82,6 +82,69 @@ def phases_ms(p, keys):
     return " / ".join(fmt(None if p.get(k) is None else 1000 * p[k], ".1f") for k in keys)
 
 
+def step_result(results, check, step):
+    return next((r for r in results if r["check"] == check and r.get("step") == step), None)
+
+
+def targets(results):
+    """The issue's three speed targets and the A/Bs of the opt-in (unverified) kernels, first
+    thing in the report, so a session can decide what to make default."""
+    md = []
+    train = lambda step: step_result(results, "bench_train", step)  # noqa: E731
+    decode = lambda step: step_result(results, "bench_decode", step)  # noqa: E731
+    torch_train, torch_decode = train("train_torch_f32_padded"), decode("decode_torch_reference")
+    rows = []
+    if torch_train:
+        base = torch_train["samples_per_s"]
+        f32 = [train(s) for s in ("train_candle_f32_padded_pool", "train_candle_f32_padded_pool_unverified")]
+        f32 = [r for r in f32 if r]
+        best = [r for r in results if r["check"] == "bench_train" and r.get("impl") != "torch"
+                and r.get("batch_size") == torch_train.get("batch_size")]
+        if f32:
+            top = max(f32, key=lambda r: r["samples_per_s"])
+            rows.append(["training f32 padded", "≥ 1.0×", f"{top['samples_per_s'] / base:.2f}×", top["step"]])
+        if best:
+            top = max(best, key=lambda r: r["samples_per_s"])
+            rows.append(["training, best setting", "≥ 5×", f"{top['samples_per_s'] / base:.2f}×", top["step"]])
+    if torch_decode:
+        ours = [r for r in results if r["check"] == "bench_decode" and r.get("impl") != "torch"
+                and r.get("step", "").startswith("decode_candle_all")]
+        if ours:
+            top = max(ours, key=lambda r: r["examples_per_s"])
+            rows.append(["decoding, all test examples", "≥ 50×",
+                         f"{top['examples_per_s'] / torch_decode['examples_per_s']:.1f}×", top["step"]])
+    if rows:
+        md += ["## Targets", ""] + table(["target", "wanted", "best measured", "step"], rows) + [""]
+
+    rows = []
+    for base_step, check in [("train_candle_f32_padded_pool", "bench_train"),
+                             ("train_candle_bf16_dynamic", "bench_train"),
+                             ("decode_candle_all", "bench_decode"),
+                             ("decode_candle_all_b2", "bench_decode")]:
+        a, b = step_result(results, check, base_step), step_result(results, check, base_step + "_unverified")
+        if a and b:
+            key = "samples_per_s" if check == "bench_train" else "examples_per_s"
+            rows.append([base_step, f"{b[key] / a[key]:.3f}×", "–"])
+    for base_step in ("decode_candle_subset", "decode_candle_sharp"):
+        a, b = decode(base_step), decode(base_step + "_unverified")
+        if a and b:
+            ident = lambda r: (lambda c: f"{c['nbest_identical']}/{c['compared']}" if c else "–")(r.get("comparison"))  # noqa: E731
+            rows.append([base_step, f"{b['examples_per_s'] / a['examples_per_s']:.3f}×",
+                         f"{ident(a)} → {ident(b)}"])
+    kernels = [r for r in results if r["check"] == "check_kernels"
+               and r.get("kernel") in ("gelu_backward", "column_sum", "slot_attention", "cross_attention")]
+    if rows or kernels:
+        md += ["## Opt-in kernels (`C2N_CUDA_UNVERIFIED_KERNELS=1`): make default when checked and faster", ""]
+        if kernels:
+            md += ["- check_kernels: " + ", ".join(f"{r['kernel']} {'not run' if 'note' in r else fmt(r.get('ok'))}"
+                                          for r in kernels)]
+        md += [""]
+        if rows:
+            md += table(["A/B against the defaults", "speed with the opt-in kernels", "n-best identical to torch"],
+                        rows) + [""]
+    return md
+
+
 def build(steps, results, mode):
     by = lambda check: [r for r in results if r["check"] == check]  # noqa: E731
     md = [f"# code2nl GPU check ({mode})", ""]
@@ -98,6 +161,7 @@ def build(steps, results, mode):
         p = peak[0]
         md.append(f"- measured {p['dtype']} matmul peak ({p['n']}³): {p['tflops']:.1f} TFLOP/s (median)")
     md.append("")
+    md += targets(results)
 
     parity = [r for r in results if r["check"].startswith("parity_")]
     if parity:
