@@ -1,8 +1,9 @@
 //! What every custom CUDA op of ours needs around its launch: the CPU refusal, contiguous
 //! input ranges and the grid-stride launch shape of elementwise kernels.
 
-use candle_core::cuda_backend::cudarc::driver::LaunchConfig;
-use candle_core::Layout;
+use candle_core::cuda_backend::cudarc::driver::{CudaView, LaunchConfig};
+use candle_core::cuda_backend::CudaDType;
+use candle_core::{CudaStorage, Layout, Storage};
 
 /// The error of a CUDA-only op asked to run on the CPU (callers check the device first, so
 /// this is a misuse, not a fallback).
@@ -38,4 +39,29 @@ pub(crate) fn contiguous(
 /// The launch of an elementwise grid-stride kernel ([`crate::kernel_launch::grid_stride`]).
 pub(crate) fn grid_stride(n: usize) -> LaunchConfig {
     crate::kernel_launch::grid_stride(n).into()
+}
+
+/// The contiguous range of `storage` that `layout` covers, as `T` (an op's input `what`).
+pub(crate) fn contiguous_view<'a, T: CudaDType>(
+    storage: &'a CudaStorage,
+    layout: &Layout,
+    op: &str,
+    what: &str,
+) -> candle_core::Result<CudaView<'a, T>> {
+    let (start, end) = contiguous(layout, op, what)?;
+    Ok(storage.as_cuda_slice::<T>()?.slice(start..end))
+}
+
+/// [`contiguous_view`] of a tensor's storage that an op holds beside its inputs (read or
+/// written through its pointer while the op runs).
+pub(crate) fn held_view<'a, T: CudaDType>(
+    storage: &'a Storage,
+    layout: &Layout,
+    op: &str,
+    what: &str,
+) -> candle_core::Result<CudaView<'a, T>> {
+    match storage {
+        Storage::Cuda(storage) => contiguous_view(storage, layout, op, what),
+        _ => cuda_only(op),
+    }
 }

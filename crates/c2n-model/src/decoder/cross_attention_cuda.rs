@@ -4,12 +4,14 @@
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::WrapErr;
-use candle_core::{CudaStorage, CustomOp3, DType, Layout, Shape, Storage, Tensor};
+use candle_core::{CudaStorage, CustomOp3, DType, Layout, Shape, Tensor};
 
+use crate::cuda_op::{contiguous_view, held_view};
 use crate::Result;
 
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/cross_attention.ptx"));
 const MODULE: &str = "c2n_cross_attention";
+const OP: &str = "cross attention";
 /// The kernel's `C2N_CROSS_MAX_*` limits.
 const MAX_GROUP: usize = 16;
 const MAX_QUERY: usize = 1024;
@@ -71,16 +73,6 @@ struct GroupedCrossAttention {
     group: usize,
 }
 
-/// A contiguous f32 view of an op input.
-fn input<'a>(
-    storage: &'a CudaStorage,
-    layout: &Layout,
-    what: &str,
-) -> candle_core::Result<candle_core::cuda_backend::cudarc::driver::CudaView<'a, f32>> {
-    let (start, end) = crate::cuda_op::contiguous(layout, "cross attention", what)?;
-    Ok(storage.as_cuda_slice::<f32>()?.slice(start..end))
-}
-
 impl CustomOp3 for GroupedCrossAttention {
     fn name(&self) -> &'static str {
         "c2n-grouped-cross-attention"
@@ -100,14 +92,11 @@ impl CustomOp3 for GroupedCrossAttention {
         let (rows, width) = q_layout.shape().dims2()?;
         let entries = rows / self.group;
         let device = q.device().clone();
-        let q = input(q, q_layout, "queries")?;
-        let keys = input(keys, keys_layout, "keys")?;
-        let values = input(values, values_layout, "values")?;
+        let q = contiguous_view::<f32>(q, q_layout, OP, "queries")?;
+        let keys = contiguous_view::<f32>(keys, keys_layout, OP, "keys")?;
+        let values = contiguous_view::<f32>(values, values_layout, OP, "values")?;
         let (mask_storage, mask_layout) = self.mask.storage_and_layout();
-        let Storage::Cuda(mask_storage) = &*mask_storage else {
-            return crate::cuda_op::cuda_only("cross attention");
-        };
-        let mask = input(mask_storage, mask_layout, "mask")?;
+        let mask = held_view::<f32>(&mask_storage, mask_layout, OP, "mask")?;
         let ctx = unsafe { device.alloc::<f32>(rows * width)? };
         let func =
             device.get_or_load_custom_func("c2n_grouped_cross_attention_f32", MODULE, PTX)?;

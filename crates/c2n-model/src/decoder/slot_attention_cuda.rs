@@ -4,12 +4,14 @@
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::WrapErr;
-use candle_core::{CudaStorage, CustomOp3, DType, Layout, Shape, Storage, Tensor};
+use candle_core::{CudaStorage, CustomOp3, DType, Layout, Shape, Tensor};
 
+use crate::cuda_op::{contiguous_view, held_view};
 use crate::Result;
 
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/slot_attention.ptx"));
 const MODULE: &str = "c2n_slot_attention";
+const OP: &str = "slot attention";
 /// `C2N_SLOT_MAX_POSITIONS` of the kernel.
 const MAX_POSITIONS: usize = 1024;
 
@@ -68,29 +70,6 @@ struct SlotAttentionStep {
     len: usize,
 }
 
-/// A contiguous view of a CUDA `storage` as `T`.
-fn view<'a, T: candle_core::cuda_backend::CudaDType>(
-    storage: &'a Storage,
-    layout: &Layout,
-    what: &str,
-) -> candle_core::Result<candle_core::cuda_backend::cudarc::driver::CudaView<'a, T>> {
-    let Storage::Cuda(storage) = storage else {
-        return crate::cuda_op::cuda_only("slot attention");
-    };
-    let (start, end) = crate::cuda_op::contiguous(layout, "slot attention", what)?;
-    Ok(storage.as_cuda_slice::<T>()?.slice(start..end))
-}
-
-/// A contiguous f32 view of an op input.
-fn input<'a>(
-    storage: &'a CudaStorage,
-    layout: &Layout,
-    what: &str,
-) -> candle_core::Result<candle_core::cuda_backend::cudarc::driver::CudaView<'a, f32>> {
-    let (start, end) = crate::cuda_op::contiguous(layout, "slot attention", what)?;
-    Ok(storage.as_cuda_slice::<f32>()?.slice(start..end))
-}
-
 impl CustomOp3 for SlotAttentionStep {
     fn name(&self) -> &'static str {
         "c2n-slot-attention-step"
@@ -117,6 +96,7 @@ impl CustomOp3 for SlotAttentionStep {
             )));
         }
         let device = q.device().clone();
+        let input = |s, l, what| contiguous_view::<f32>(s, l, OP, what);
         let (q, k, v) = (
             input(q, q_layout, "q")?,
             input(k, k_layout, "k")?,
@@ -125,20 +105,20 @@ impl CustomOp3 for SlotAttentionStep {
         let (keys_storage, keys_layout) = self.keys.storage_and_layout();
         let (values_storage, values_layout) = self.values.storage_and_layout();
         let (new_storage, new_layout) = self.slots_new.storage_and_layout();
-        let keys = view::<f32>(&keys_storage, keys_layout, "keys")?;
-        let values = view::<f32>(&values_storage, values_layout, "values")?;
-        let slots_new = view::<u32>(&new_storage, new_layout, "new slots")?;
+        let keys = held_view::<f32>(&keys_storage, keys_layout, OP, "keys")?;
+        let values = held_view::<f32>(&values_storage, values_layout, OP, "values")?;
+        let slots_new = held_view::<u32>(&new_storage, new_layout, OP, "new slots")?;
         // Absent when nothing is cached yet or no reorder is pending; the kernel then does not
         // read them, and gets the new table's pointer as a placeholder.
         let slots_guard = self.slots.as_ref().map(|t| t.storage_and_layout());
         let origin_guard = self.origin.as_ref().map(|t| t.storage_and_layout());
         let slots_old = match &slots_guard {
-            Some((s, l)) => view::<u32>(s, l, "slots")?,
-            None => view::<u32>(&new_storage, new_layout, "new slots")?,
+            Some((s, l)) => held_view::<u32>(s, l, OP, "slots")?,
+            None => held_view::<u32>(&new_storage, new_layout, OP, "new slots")?,
         };
         let origin = match &origin_guard {
-            Some((s, l)) => view::<u32>(s, l, "origin")?,
-            None => view::<u32>(&new_storage, new_layout, "new slots")?,
+            Some((s, l)) => held_view::<u32>(s, l, OP, "origin")?,
+            None => held_view::<u32>(&new_storage, new_layout, OP, "new slots")?,
         };
         let has_origin = i32::from(self.origin.is_some());
         let ctx = unsafe { device.alloc::<f32>(rows * width)? };
