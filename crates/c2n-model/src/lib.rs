@@ -73,7 +73,8 @@
 //!
 //! Beam search drives a [`NextTokenLogProbs`] session ([`step`]). [`KvCacheSession`] encodes
 //! once, computes cross-attention keys/values once per example and caches self-attention
-//! keys/values, reordering them by `origin` each step; [`FullPrefixSession`] recomputes the
+//! keys/values, reordering them by `origin` each step (or, in the slotted [`CacheLayout`],
+//! keeping them in place and reordering a table of slots); [`FullPrefixSession`] recomputes the
 //! whole prefix every step exactly as §6.1 and serves as oracle and baseline. Both apply the
 //! padding-aware position rule to generated `<pad>` tokens (§6.8).
 
