@@ -46,6 +46,8 @@ std::vector<Warp> warps;
 int or_accumulated = 0;
 int or_result = 0;
 bool progressed = false;
+// A full-mask shuffle in a warp with fewer than 32 live lanes: undefined on a GPU.
+bool partial_warp_shuffle = false;
 
 void (*body)(void*) = nullptr;
 void* body_context = nullptr;
@@ -104,6 +106,8 @@ uint64_t warp_exchange(uint64_t bits, unsigned src) {
     Warp& w = warps[fibers[current].linear / 32];
     w.slots[fibers[current].linear & 31u] = bits;
     wait_at(w.barrier, false);  // every lane has published
+    // Lanes that returned before the shuffle (or never existed) left the warp short.
+    if (w.barrier.live != 32) partial_warp_shuffle = true;
     const uint64_t out = w.slots[src];
     wait_at(w.barrier, false);  // every lane has read before the slots are reused
     return out;
@@ -147,7 +151,8 @@ static bool run_block(unsigned threads) {
     return true;
 }
 
-// 0: done; 1: a block deadlocked (threads waiting at different barriers); 2: bad launch shape.
+// 0: done; 1: a block deadlocked (threads waiting at different barriers); 2: bad launch shape;
+// 3: a warp shuffle ran with fewer than 32 live lanes (exited threads or a partial warp).
 extern "C" int c2n_emu_launch(const unsigned grid[3], const unsigned block[3],
                               void (*kernel_body)(void*), void* context) {
     const unsigned long long threads = (unsigned long long)block[0] * block[1] * block[2];
@@ -158,6 +163,7 @@ extern "C" int c2n_emu_launch(const unsigned grid[3], const unsigned block[3],
     }
     body = kernel_body;
     body_context = context;
+    partial_warp_shuffle = false;
     grid_dim = dim3{grid[0], grid[1], grid[2]};
     block_dim = dim3{block[0], block[1], block[2]};
     for (unsigned z = 0; z < grid[2]; ++z)
@@ -166,5 +172,5 @@ extern "C" int c2n_emu_launch(const unsigned grid[3], const unsigned block[3],
                 block_idx = dim3{x, y, z};
                 if (!run_block((unsigned)threads)) return 1;
             }
-    return 0;
+    return partial_warp_shuffle ? 3 : 0;
 }

@@ -22,3 +22,10 @@ extern "C" __global__ void c2n_emu_self_test_deadlock(float* sink) {
         __syncthreads();
     }
 }
+
+// Lanes 16..31 return before a full-mask shuffle: undefined on a GPU; the emulator must say so.
+extern "C" __global__ void c2n_emu_self_test_partial_shuffle(float* sink) {
+    if (threadIdx.x >= 16) return;
+    const float v = __shfl_xor_sync(0xffffffff, 1.0f, 1);
+    if (v == 2.0f) *sink = v;
+}

@@ -57,8 +57,9 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
-/// The emulator itself: a block-wide sum through warp shuffles and `__syncthreads`, and a
-/// kernel whose threads wait at different barriers, which must be reported, not hang.
+/// The emulator itself: a block-wide sum through warp shuffles and `__syncthreads`; a kernel
+/// whose threads wait at different barriers, which must be reported, not hang; and a shuffle
+/// after half the warp has returned, which must be reported as undefined.
 #[test]
 fn emulator_runs_shuffles_and_reports_deadlocks() {
     let Some(emu) = emulator() else { return };
@@ -95,6 +96,17 @@ fn emulator_runs_shuffles_and_reports_deadlocks() {
         .cloned()
         .unwrap_or_default();
     assert!(text.contains("deadlocked"), "{text}");
+
+    let partial: Deadlock = unsafe { emu.kernel("c2n_emu_self_test_partial_shuffle") };
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        emu.launch(shape, || unsafe { partial(sink_ptr) })
+    }));
+    let message = result.expect_err("a shuffle in a partial warp must be reported");
+    let text = message
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default();
+    assert!(text.contains("fewer than 32 live lanes"), "{text}");
 }
 
 fn gelu_backward_reference(x: &[f32], g: &[f32]) -> Vec<f32> {

@@ -133,6 +133,10 @@ impl Emulator {
             1 => {
                 panic!("emulated kernel deadlocked: threads wait at different barriers ({shape:?})")
             }
+            3 => panic!(
+                "emulated kernel shuffled in a warp with fewer than 32 live lanes, undefined on a \
+                 GPU ({shape:?})"
+            ),
             _ => panic!("launch shape not launchable: {shape:?}"),
         }
     }
