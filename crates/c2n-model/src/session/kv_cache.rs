@@ -115,8 +115,9 @@ impl<'a> KvCacheSession<'a> {
     }
 
     /// How the self-attention keys and values are kept (default [`CacheLayout::Auto`]). Takes
-    /// effect at the first step; the decoded tokens are the same either way (bit for bit on
-    /// the CPU).
+    /// effect at the first step. On the CPU both layouts give bit-identical log-probabilities;
+    /// on CUDA the slotted kernel sums in its own order, so candidates within float round-off
+    /// of each other may rank differently.
     pub fn with_cache_layout(mut self, layout: CacheLayout) -> Self {
         self.cache_layout = layout;
         self
