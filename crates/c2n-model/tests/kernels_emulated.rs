@@ -87,25 +87,11 @@ fn emulator_runs_shuffles_and_reports_deadlocks() {
         grid: [1, 1, 1],
         block: [32, 1, 1],
     };
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        emu.launch(shape, || unsafe { deadlock(sink_ptr) })
-    }));
-    let message = result.expect_err("a deadlock must be reported");
-    let text = message
-        .downcast_ref::<String>()
-        .cloned()
-        .unwrap_or_default();
+    let text = emu.launch_error(shape, || unsafe { deadlock(sink_ptr) });
     assert!(text.contains("deadlocked"), "{text}");
 
     let partial: Deadlock = unsafe { emu.kernel("c2n_emu_self_test_partial_shuffle") };
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        emu.launch(shape, || unsafe { partial(sink_ptr) })
-    }));
-    let message = result.expect_err("a shuffle in a partial warp must be reported");
-    let text = message
-        .downcast_ref::<String>()
-        .cloned()
-        .unwrap_or_default();
+    let text = emu.launch_error(shape, || unsafe { partial(sink_ptr) });
     assert!(text.contains("fewer than 32 live lanes"), "{text}");
 }
 
@@ -352,6 +338,27 @@ fn row_top_k_ranks_like_the_host_under_ties() {
     assert!(diff < 1e-5, "log-probabilities differ by {diff}");
 }
 
+/// `cat([cache[origin], fresh], positions)` for `[rows, heads, len, width]` words.
+fn reorder_append_reference<T: Copy>(
+    cache: &[T],
+    fresh: &[T],
+    origin: &[u32],
+    heads: usize,
+    len: usize,
+    width: usize,
+) -> Vec<T> {
+    let mut out = Vec::new();
+    for (r, &o) in origin.iter().enumerate() {
+        for h in 0..heads {
+            let src = (o as usize * heads + h) * len * width;
+            out.extend_from_slice(&cache[src..src + len * width]);
+            let col = (r * heads + h) * width;
+            out.extend_from_slice(&fresh[col..col + width]);
+        }
+    }
+    out
+}
+
 #[test]
 fn kv_reorder_append_copies_the_chosen_rows_and_the_new_position() {
     let Some(emu) = emulator() else { return };
@@ -365,15 +372,7 @@ fn kv_reorder_append_copies_the_chosen_rows_and_the_new_position() {
     let fresh: Vec<u32> = (0..(rows * heads * width) as u32)
         .map(|v| v + 1_000_000)
         .collect();
-    let mut want = Vec::new();
-    for (r, &o) in origin.iter().enumerate() {
-        for h in 0..heads {
-            let src = (o as usize * heads + h) * len * width;
-            want.extend_from_slice(&cache[src..src + len * width]);
-            let col = (r * heads + h) * width;
-            want.extend_from_slice(&fresh[col..col + width]);
-        }
-    }
+    let want = reorder_append_reference(&cache, &fresh, &origin, heads, len, width);
     let shape = kernel_launch::kv_reorder_append(rows, heads);
     let mut out = vec![0u32; want.len()];
     let (cp, fp, op, outp) = (
@@ -389,18 +388,7 @@ fn kv_reorder_append_copies_the_chosen_rows_and_the_new_position() {
 
     let cache16: Vec<u16> = cache.iter().map(|&v| v as u16).collect();
     let fresh16: Vec<u16> = fresh.iter().map(|&v| (v % 65_521) as u16).collect();
-    let want16: Vec<u16> = {
-        let mut w = Vec::new();
-        for (r, &o) in origin.iter().enumerate() {
-            for h in 0..heads {
-                let src = (o as usize * heads + h) * len * width;
-                w.extend_from_slice(&cache16[src..src + len * width]);
-                let col = (r * heads + h) * width;
-                w.extend_from_slice(&fresh16[col..col + width]);
-            }
-        }
-        w
-    };
+    let want16 = reorder_append_reference(&cache16, &fresh16, &origin, heads, len, width);
     let mut out16 = vec![0u16; want16.len()];
     let (cp, fp, outp) = (cache16.as_ptr(), fresh16.as_ptr(), out16.as_mut_ptr());
     emu.launch(shape, || unsafe {

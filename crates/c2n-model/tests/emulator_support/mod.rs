@@ -110,6 +110,17 @@ impl Emulator {
             .unwrap_or_else(|e| panic!("kernel {name}: {e}"))
     }
 
+    /// The panic message of a launch that must fail (a deadlock, a partial-warp shuffle).
+    pub fn launch_error(&self, shape: LaunchShape, body: impl Fn()) -> String {
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.launch(shape, body)));
+        let message = result.expect_err("the emulated launch should have failed");
+        message
+            .downcast_ref::<String>()
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// Runs `body` once per CUDA thread of every block of `shape` (`body` calls the kernel);
     /// panics when a block deadlocks or the shape is not launchable.
     pub fn launch(&self, shape: LaunchShape, body: impl Fn()) {
