@@ -1,7 +1,7 @@
 //! Batched beam search equals decoding each example alone (reference-semantics §6.8,
 //! §12 item 13), with examples that finish at different steps frozen once done.
 
-mod beam_support;
+use crate::beam_support;
 
 use beam_support::{TableModel, TableSession};
 use c2n_model::beam::{beam_search, reference_search, BeamOutput};

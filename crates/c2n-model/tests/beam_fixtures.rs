@@ -6,7 +6,7 @@
 //! triples, the n-best ids and scores, the padded rows, the step count and stop reason.
 //! Together the scenarios force every path of reference-semantics §12 item 11.
 
-mod beam_support;
+use crate::beam_support;
 
 use std::path::{Path, PathBuf};
 

@@ -1,7 +1,7 @@
 //! The non-reference generation options, each checked on the toy table model against an
 //! independent computation (a direct argmax walk, or a property the reference run violates).
 
-mod beam_support;
+use crate::beam_support;
 
 use beam_support::{TableModel, TableSession};
 use c2n_model::beam::{beam_search, BeamOutput};

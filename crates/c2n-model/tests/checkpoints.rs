@@ -1,6 +1,6 @@
 //! Checkpoint loading and saving: round trip, tolerated keys, and errors that name the key.
 
-mod model_support;
+use crate::model_support;
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -3,7 +3,7 @@
 //! training mode with dropout (both paths draw the same masks under `seeded_dropout`), with a
 //! loss scale, with padded sources and targets, and in bf16.
 
-mod model_support;
+use crate::model_support;
 
 use c2n_model::layers::seeded_dropout;
 use c2n_model::{HostBatch, ModelConfig, Seq2Seq};

@@ -1,7 +1,7 @@
 //! The fused softmax and LayerNorm ops compute the same function and the same gradients as
 //! their primitive-op formulations, alone and inside the whole model.
 
-mod model_support;
+use crate::model_support;
 
 use c2n_model::layers::{attend, softmax_last_dim, AttendOptions, LayerNorm};
 use c2n_model::load_checkpoint;

@@ -1,7 +1,7 @@
 //! Every trainable parameter except the pooler receives a gradient (the model is built from
 //! differentiable primitives); dropout acts only in training mode; bf16 compute stays close.
 
-mod model_support;
+use crate::model_support;
 
 use candle_core::backprop::GradStore;
 use candle_core::DType;

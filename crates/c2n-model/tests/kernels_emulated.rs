@@ -6,7 +6,7 @@
 //!
 //! Skipped (with a printed reason) where no C++ compiler is found.
 
-mod emulator_support;
+use crate::emulator_support;
 
 use c2n_model::kernel_launch;
 use c2n_model::layers::{dropout_mask_from_seed, dropout_uniform, layer_norm_grads_ops};

@@ -1,7 +1,7 @@
 //! Parity of the Candle model with the spec-written PyTorch reference
 //! (`tools/reference/make_model_fixtures.py`): encoder output, teacher-forced logits, loss.
 
-mod model_support;
+use crate::model_support;
 
 use c2n_model::load::load_state_dict;
 use c2n_model::Seq2Seq;

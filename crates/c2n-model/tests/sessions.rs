@@ -1,7 +1,7 @@
 //! Decoding sessions: the KV-cached path equals the full-prefix path, and both reproduce the
 //! PyTorch reference's beam scores (sum of per-step log-probs) on the fixture's hypotheses.
 
-mod model_support;
+use crate::model_support;
 
 use c2n_model::{CacheLayout, FullPrefixSession, KvCacheSession, NextTokenLogProbs};
 use model_support::*;

@@ -4,8 +4,7 @@
 //!
 //! Skipped (with a printed reason) where no C++ compiler is found.
 
-#[path = "../../c2n-model/tests/emulator_support/mod.rs"]
-mod emulator_support;
+use crate::emulator_support;
 
 use c2n_model::kernel_launch;
 use c2n_train::optim::{AdamW, AdamWConfig, Gradients, NamedParams};

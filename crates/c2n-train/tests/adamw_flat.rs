@@ -3,7 +3,7 @@
 //! gradients, a parameter joining late, mixed dtypes, both weight-decay groups and a
 //! save/load round trip, in either direction between the two implementations.
 
-mod adamw_reference;
+use crate::adamw_reference;
 
 use adamw_reference::Oracle;
 use c2n_train::optim::{AdamW, AdamWConfig, Gradients, NamedParams, ParamGroup};

@@ -5,7 +5,7 @@
 //! The reference here is this crate's own single-rank path, which `tests/train_parity.rs`
 //! checks against the PyTorch fixture of `tools/reference/train_reference.py`.
 
-mod support;
+use crate::support;
 
 use c2n_data::Feature;
 use c2n_model::generation::GenerationConfig;

@@ -1,7 +1,7 @@
 //! bf16 activations with f32 master weights: the loop runs, parameters and Adam state stay
 //! f32, and the losses stay close to the f32 run.
 
-mod support;
+use crate::support;
 
 use c2n_train::trainer::Trainer;
 use candle_core::DType;

@@ -1,7 +1,7 @@
 //! Full resume: a run stopped part-way and resumed from `checkpoint-last` ends with exactly
 //! the parameters, optimizer state and counters of the uninterrupted run (dropout off).
 
-mod support;
+use crate::support;
 
 use c2n_data::Feature;
 use c2n_train::data::DevSet;

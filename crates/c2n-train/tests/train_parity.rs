@@ -6,7 +6,7 @@
 //!
 //! Regenerate: `python3 tools/reference/train_reference.py train-steps`.
 
-mod support;
+use crate::support;
 
 use c2n_train::config::BackwardPath;
 use c2n_train::data::DevSet;
