@@ -2,6 +2,7 @@
 //! `$C2N_SHARED`): 1, 2 and 3 thread ranks write byte-identical `test.output`, `test.gold` and
 //! `nbest.jsonl` and report the same BLEU. Skips with a message when the data is absent.
 
+use crate::support::shared_data;
 use c2n_data::{Padding, RobertaTokenizer};
 use c2n_model::generation::GenerationConfig;
 use c2n_model::{ModelConfig, Seq2Seq};
@@ -9,28 +10,12 @@ use c2n_train::comm::ThreadGroup;
 use c2n_train::evaluate::{evaluate_file_sharded, EvaluateRequest};
 use candle_core::Device;
 use candle_nn::VarMap;
-use std::path::{Path, PathBuf};
-
-fn shared() -> Option<PathBuf> {
-    let dir = std::env::var_os("C2N_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-    if dir.join("data/codesearchnet/ruby/test.jsonl").exists()
-        && dir.join("data/roberta-base/vocab.json").exists()
-    {
-        Some(dir)
-    } else {
-        eprintln!(
-            "SKIP: no ruby data / tokenizer under {} (set C2N_SHARED)",
-            dir.display()
-        );
-        None
-    }
-}
 
 #[test]
 fn sharded_evaluate_file_writes_the_single_rank_files() {
-    let Some(shared) = shared() else { return };
+    let Some(shared) = shared_data(&["test.jsonl"]) else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("test.jsonl");
     let text = std::fs::read_to_string(shared.join("data/codesearchnet/ruby/test.jsonl")).unwrap();

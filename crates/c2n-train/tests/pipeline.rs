@@ -1,35 +1,11 @@
 //! The pipeline end to end on a few real ruby records with a tiny model: stages, report,
 //! resumability (a rerun skips every stage), resuming training, refusing a changed config.
 
+use crate::support::{head_lines, shared_data};
 use c2n_eval::{evaluate, Metric};
 use c2n_train::pipeline::{run_pipeline, PipelineConfig, PipelineReport, Preset, SmallModel};
 use serde_json::json;
-use std::path::{Path, PathBuf};
-
-/// `../shared` (or `$C2N_SHARED`) when the ruby data and the tokenizer are there.
-fn shared_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("C2N_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-    if dir.join("data/roberta-base/vocab.json").is_file()
-        && dir.join("data/codesearchnet/ruby/valid.jsonl").is_file()
-    {
-        Some(dir)
-    } else {
-        eprintln!(
-            "SKIP: shared data not found at {} (set C2N_SHARED)",
-            dir.display()
-        );
-        None
-    }
-}
-
-fn head(src: &Path, dst: &Path, n: usize) {
-    let text = std::fs::read_to_string(src).unwrap();
-    let lines: Vec<&str> = text.lines().take(n).collect();
-    std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
-    std::fs::write(dst, lines.join("\n") + "\n").unwrap();
-}
+use std::path::Path;
 
 fn tiny_config(shared: &Path, data_dir: &Path, out: &Path) -> PipelineConfig {
     let mut train = serde_json::Map::new();
@@ -76,16 +52,18 @@ fn run(cfg: &PipelineConfig) -> (PipelineReport, Vec<String>) {
 
 #[test]
 fn pipeline_runs_reports_and_resumes() {
-    let Some(shared) = shared_dir() else { return };
+    let Some(shared) = shared_data(&["valid.jsonl", "test.jsonl"]) else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let ruby = shared.join("data/codesearchnet/ruby");
-    head(
+    head_lines(
         &ruby.join("valid.jsonl"),
-        &data.join("ruby/valid.jsonl"),
         40,
+        &data.join("ruby/valid.jsonl"),
     );
-    head(&ruby.join("test.jsonl"), &data.join("ruby/test.jsonl"), 10);
+    head_lines(&ruby.join("test.jsonl"), 10, &data.join("ruby/test.jsonl"));
     let out = tmp.path().join("run");
     let cfg = tiny_config(&shared, &data, &out);
 

@@ -1,40 +1,20 @@
 //! Runs on the real ruby files and the RoBERTa BPE in `../shared` (or `$C2N_SHARED`); each
 //! test skips with a message when they are absent.
 
+use crate::support::{head_lines, shared_data};
 use c2n_data::{Padding, RobertaTokenizer};
 use c2n_train::config::TrainConfig;
 use c2n_train::data::DevSet;
 use c2n_train::evaluate::Predictions;
 use c2n_train::metrics::{MetricRecord, MetricsLog};
 use c2n_train::trainer::Trainer;
-use std::path::{Path, PathBuf};
-
-fn shared() -> Option<PathBuf> {
-    let dir = std::env::var_os("C2N_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-    if dir.join("data/codesearchnet/ruby/valid.jsonl").exists()
-        && dir.join("data/roberta-base/vocab.json").exists()
-    {
-        Some(dir)
-    } else {
-        eprintln!(
-            "SKIP: no ruby data / tokenizer under {} (set C2N_SHARED)",
-            dir.display()
-        );
-        None
-    }
-}
-
-fn head_lines(src: &Path, n: usize, dst: &Path) {
-    let text = std::fs::read_to_string(src).unwrap();
-    let head: String = text.split_inclusive('\n').take(n).collect();
-    std::fs::write(dst, head).unwrap();
-}
+use std::path::Path;
 
 #[test]
 fn dev_subset_and_dev_gold_match_the_reference_on_ruby_valid() {
-    let Some(shared) = shared() else { return };
+    let Some(shared) = shared_data(&["valid.jsonl", "test.jsonl"]) else {
+        return;
+    };
     let tok = RobertaTokenizer::load(shared.join("data/roberta-base").to_str().unwrap()).unwrap();
     let dev = DevSet::load(
         &shared.join("data/codesearchnet/ruby/valid.jsonl"),
@@ -75,7 +55,9 @@ fn dev_subset_and_dev_gold_match_the_reference_on_ruby_valid() {
 
 #[test]
 fn short_run_on_ruby_writes_checkpoints_dev_outputs_and_metrics() {
-    let Some(shared) = shared() else { return };
+    let Some(shared) = shared_data(&["valid.jsonl", "test.jsonl"]) else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let train = dir.path().join("train.jsonl");
     let dev = dir.path().join("dev.jsonl");

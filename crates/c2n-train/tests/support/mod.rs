@@ -1,5 +1,5 @@
 //! Shared helpers of the training integration tests: the tiny reference fixture of
-//! `tools/reference/train_reference.py train-steps`.
+//! `tools/reference/train_reference.py train-steps`, and the real data in `../shared`.
 
 #![allow(dead_code)]
 
@@ -9,7 +9,7 @@ use c2n_train::config::TrainConfig;
 use c2n_train::model_setup::with_dropout;
 use candle_core::Device;
 use serde_json::Value;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub fn fixture_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/train_steps")
@@ -67,4 +67,33 @@ pub fn tiny_config(fx: &Value, output_dir: PathBuf) -> TrainConfig {
 
 pub fn values(t: &candle_core::Tensor) -> Vec<f32> {
     t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+}
+
+/// `../shared` (or `$C2N_SHARED`) when the RoBERTa BPE and the named ruby files
+/// (`data/codesearchnet/ruby/<name>`) are there; `None`, with the reason printed, otherwise.
+pub fn shared_data(ruby_files: &[&str]) -> Option<PathBuf> {
+    let dir = std::env::var_os("C2N_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
+    let ruby = dir.join("data/codesearchnet/ruby");
+    if dir.join("data/roberta-base/vocab.json").is_file()
+        && ruby_files.iter().all(|name| ruby.join(name).is_file())
+    {
+        Some(dir)
+    } else {
+        eprintln!(
+            "SKIP: no ruby data ({}) / tokenizer under {} (set C2N_SHARED)",
+            ruby_files.join(", "),
+            dir.display()
+        );
+        None
+    }
+}
+
+/// Writes the first `n` lines of `src` to `dst`, creating `dst`'s folder.
+pub fn head_lines(src: &Path, n: usize, dst: &Path) {
+    let text = std::fs::read_to_string(src).unwrap();
+    let head: String = text.split_inclusive('\n').take(n).collect();
+    std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+    std::fs::write(dst, head).unwrap();
 }
