@@ -23,7 +23,7 @@ use code2nl::train::TrainError;
 fn main() -> Result<()> {
     let args = EvaluateArgs::parse();
     let spec = args.launch_spec()?;
-    let tokenizer = RobertaTokenizer::load(&args.tokenizer)?;
+    let tokenizer = RobertaTokenizer::load(&args.model.tokenizer)?;
     let request = EvaluateRequest {
         data: args.data.clone(),
         limit: args.limit,
@@ -68,6 +68,6 @@ fn evaluate_rank(
         Some(device) => device,
         None => select_device(&args.device)?,
     };
-    let model = code2nl::model::load_checkpoint(&args.checkpoint, &device)?;
+    let model = code2nl::model::load_checkpoint(&args.model.checkpoint, &device)?;
     evaluate_file_sharded(comm, &model, tokenizer, request, |_| {})
 }

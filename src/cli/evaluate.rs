@@ -1,5 +1,6 @@
 //! Flags of `examples/evaluate.rs`.
 
+use super::checkpoint::CheckpointArgs;
 use super::train::{BackendArg, PaddingArg};
 use crate::train::comm::{CommError, LaunchSpec};
 use clap::Parser;
@@ -12,12 +13,8 @@ use std::path::PathBuf;
     about = "Beam-search a jsonl file and score it with the reference smoothed BLEU-4"
 )]
 pub struct EvaluateArgs {
-    /// Checkpoint directory (config.json + model.safetensors or pytorch_model.bin).
-    #[arg(long)]
-    pub checkpoint: PathBuf,
-    /// Tokenizer directory (vocab.json + merges.txt / tokenizer.json) or hub id.
-    #[arg(long, default_value = "microsoft/codebert-base")]
-    pub tokenizer: String,
+    #[command(flatten)]
+    pub model: CheckpointArgs,
     /// The jsonl(.gz) file to decode and score.
     #[arg(long)]
     pub data: PathBuf,

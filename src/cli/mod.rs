@@ -4,6 +4,7 @@
 //! nothing else lives here.
 
 pub mod bleu;
+pub mod checkpoint;
 pub mod evaluate;
 pub mod pipeline;
 pub mod predict;

@@ -1,5 +1,6 @@
 //! Flags of `examples/predict.rs`.
 
+use super::checkpoint::CheckpointArgs;
 use clap::Parser;
 use std::path::PathBuf;
 
@@ -10,12 +11,8 @@ use std::path::PathBuf;
     about = "Generate a docstring for code read from stdin or --file"
 )]
 pub struct PredictArgs {
-    /// Checkpoint directory (config.json + model.safetensors or pytorch_model.bin).
-    #[arg(long)]
-    pub checkpoint: PathBuf,
-    /// Tokenizer directory (vocab.json + merges.txt / tokenizer.json) or hub id.
-    #[arg(long, default_value = "microsoft/codebert-base")]
-    pub tokenizer: String,
+    #[command(flatten)]
+    pub model: CheckpointArgs,
     /// Code file (default: stdin).
     #[arg(long)]
     pub file: Option<PathBuf>,
