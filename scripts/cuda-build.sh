@@ -93,9 +93,11 @@ BIN=$CARGO_TARGET_DIR/release/examples/device
 if command -v ptxas >/dev/null; then
   for ptx in $(ls -t "$CARGO_TARGET_DIR"/release/build/c2n-{model,train}-*/out/*.ptx 2>/dev/null \
                | awk -F/ '!seen[$NF]++'); do
-    usage=$(ptxas -arch="sm_$CUDA_COMPUTE_CAP" -v "$ptx" -o /dev/null 2>&1) \
+    # The architecture the PTX was written for (cudaforge makes 90 into sm_90a, Hopper's own).
+    arch=$(awk '$1 == ".target" { sub(/,.*/, "", $2); print $2; exit }' "$ptx")
+    usage=$(ptxas -arch="${arch:-sm_$CUDA_COMPUTE_CAP}" -v "$ptx" -o /dev/null 2>&1) \
       || { echo "ptxas rejects $ptx:" >&2; echo "$usage" >&2; exit 1; }
-    echo "ptxas $(basename "$ptx"): $(echo "$usage" | grep -o 'Used [0-9]* registers.*' | sort -u | paste -sd';')"
+    echo "ptxas $(basename "$ptx") ($arch): $(echo "$usage" | grep -o 'Used [0-9]* registers.*' | sort -u | paste -sd';')"
   done
 else
   echo "warning: no ptxas: the kernels' PTX is not checked for sm_$CUDA_COMPUTE_CAP" >&2
