@@ -14,6 +14,7 @@
 //! | [`checkpoint_policy`] | `checkpoint-last` always, `checkpoint-best-ppl` strict unrounded, `checkpoint-best-bleu` strict on Python-rounded BLEU |
 //! | [`evaluate`] | dev loss (f64 sums of `loss × N_act`), batched KV-cached beam search, `dev.output`/`dev.gold`, smoothed BLEU-4 |
 //! | [`trainer`] | the loop itself, with progress, JSONL [`metrics`], checkpoints and full resume ([`state`]) |
+//! | [`dropout_seeds`] | (not in the reference) one dropout seed per micro-batch and rank from the run's `seed`: same configuration, same masks, on CPU and CUDA, across a resume |
 //! | [`config`] | the serde [`config::TrainConfig`] (TOML/JSON, CLI overrides, reference defaults) |
 //! | [`comm`] | communicators for data-parallel training |
 //! | [`pipeline`] | prepare → train → evaluate dev/test → report for one language, resumable stages, presets, published numbers, curves PNG |
@@ -50,6 +51,7 @@ pub mod comm;
 pub mod config;
 pub mod data;
 pub mod device;
+pub mod dropout_seeds;
 pub mod early_stopping;
 mod error;
 pub mod evaluate;

@@ -91,6 +91,9 @@ pub struct LoopCounters {
 /// What to do with one micro-batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MicroStep {
+    /// Micro-batches done before this one in the whole run: the step's position, which seeds
+    /// its dropout masks (so a resumed run draws the masks the uninterrupted run drew).
+    pub micro_batch: u64,
     /// Which data permutation the batch comes from: the epoch in B, 0 in A (cycled).
     pub data_epoch: u64,
     /// Index of the batch inside that pass.
@@ -194,6 +197,7 @@ impl LoopDriver {
         c.nb_tr_steps = nb_tr_steps;
         match self.plan.kind {
             LoopKind::Steps { eval_steps, .. } => {
+                let micro_batch = c.batches_done;
                 let batch_index = c.batches_done % per_pass;
                 if update {
                     c.global_step += 1;
@@ -207,6 +211,7 @@ impl LoopDriver {
                 }
                 c.batches_done += 1;
                 Some(MicroStep {
+                    micro_batch,
                     data_epoch: 0,
                     batch_index,
                     updates_before,
@@ -217,6 +222,7 @@ impl LoopDriver {
             }
             LoopKind::Epochs { evaluate, .. } => {
                 let (epoch, batch_index) = (c.epoch, c.batch_in_epoch);
+                let micro_batch = c.batches_done;
                 if update {
                     c.global_step += 1;
                 }
@@ -231,6 +237,7 @@ impl LoopDriver {
                     c.batch_in_epoch = 0;
                 }
                 Some(MicroStep {
+                    micro_batch,
                     data_epoch: epoch,
                     batch_index,
                     updates_before,
@@ -291,6 +298,11 @@ mod tests {
             .map(|s| s.batch_index)
             .collect();
         assert_eq!(order, vec![0, 1, 2, 0, 1, 2, 0]);
+        let positions: Vec<u64> = LoopDriver::new(steps_plan(7, None, 3, 1))
+            .unwrap()
+            .map(|s| s.micro_batch)
+            .collect();
+        assert_eq!(positions, (0..7).collect::<Vec<_>>(), "one position per step");
         assert!(LoopDriver::new(steps_plan(7, None, 3, 1))
             .unwrap()
             .all(|s| s.data_epoch == 0));
@@ -341,6 +353,10 @@ mod tests {
         );
         assert_eq!(
             steps.iter().map(|s| s.updates_before).collect::<Vec<_>>(),
+            vec![0, 1, 2, 3, 4, 5]
+        );
+        assert_eq!(
+            steps.iter().map(|s| s.micro_batch).collect::<Vec<_>>(),
             vec![0, 1, 2, 3, 4, 5]
         );
     }

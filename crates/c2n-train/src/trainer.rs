@@ -35,6 +35,7 @@ use crate::comm::{
 use crate::config::{Schedule, TrainConfig};
 use crate::data::{load_features, DevSet};
 use crate::device::{apply_precision, select_device};
+use crate::dropout_seeds::micro_batch_dropout_seed;
 use crate::early_stopping::EarlyStopping;
 use crate::evaluate::{broadcast_f64, decode_sharded, dev_loss_sharded, EvalBatching, Predictions};
 use crate::forward_pass::ForwardPass;
@@ -50,6 +51,7 @@ use c2n_data::batch::padded_lengths;
 use c2n_data::partition::rank_slice;
 use c2n_data::{make_batch, plan_epoch, BatchConfig, Feature, RobertaTokenizer, Stage};
 use c2n_model::generation::GenerationConfig;
+use c2n_model::layers::dropout_seed_stream;
 use c2n_model::Seq2Seq;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
@@ -425,10 +427,17 @@ impl Trainer {
     ) -> Result<(f64, u64, usize)> {
         self.sync_replicas(comm)?;
         let positions = self.batch_positions(step.data_epoch, step.batch_index)?;
-        let outcome = if comm.world_size() == 1 {
-            self.single_rank_gradients(&positions)?
-        } else {
-            self.rank_gradients(&positions, comm)?
+        let outcome = {
+            let _masks = dropout_seed_stream(micro_batch_dropout_seed(
+                self.config.seed,
+                step.micro_batch,
+                comm.rank(),
+            ));
+            if comm.world_size() == 1 {
+                self.single_rank_gradients(&positions)?
+            } else {
+                self.rank_gradients(&positions, comm)?
+            }
         };
         if !outcome.loss.is_finite() {
             return Err(TrainError::InvalidInput(format!(

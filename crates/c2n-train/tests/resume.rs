@@ -1,11 +1,14 @@
 //! Full resume: a run stopped part-way and resumed from `checkpoint-last` ends with exactly
-//! the parameters, optimizer state and counters of the uninterrupted run (dropout off).
+//! the parameters, optimizer state and counters of the uninterrupted run, with dropout off and
+//! on (each micro-batch's masks follow from the run's seed).
 
 use crate::support;
 
 use c2n_data::Feature;
 use c2n_train::data::DevSet;
+use c2n_train::model_setup::with_dropout;
 use c2n_train::trainer::Trainer;
+use candle_core::Device;
 use std::path::Path;
 use support::*;
 
@@ -46,12 +49,80 @@ fn trainer(
     configure: impl Fn(&mut c2n_train::config::TrainConfig),
     with_dev: bool,
 ) -> Trainer {
+    trainer_with_dropout(out, configure, with_dev, 0.0)
+}
+
+fn trainer_with_dropout(
+    out: &Path,
+    configure: impl Fn(&mut c2n_train::config::TrainConfig),
+    with_dev: bool,
+    dropout: f32,
+) -> Trainer {
     let fx = expected();
     let mut config = tiny_config(&fx, out.to_path_buf());
     configure(&mut config);
     let feats = features(&fx);
     let dev = with_dev.then(|| dev_set(&feats[..3]));
-    Trainer::new(config, tiny_model(), feats, dev, None).unwrap()
+    let model = with_dropout(tiny_model(), Some(dropout), &Device::Cpu).unwrap();
+    Trainer::new(config, model, feats, dev, None).unwrap()
+}
+
+fn parameter_values(t: &Trainer) -> Vec<Vec<f32>> {
+    t.params()
+        .iter()
+        .map(|(_, v)| values(v.as_tensor()))
+        .collect()
+}
+
+#[test]
+fn with_dropout_on_a_resumed_run_equals_the_uninterrupted_one_and_the_seed_decides_the_masks() {
+    let configure = |c: &mut c2n_train::config::TrainConfig| {
+        c.train_steps = Some(6);
+        c.eval_steps = Some(3);
+        c.batch_size = 2;
+        c.shuffle = false; // the seed then reaches the dropout masks only
+    };
+    let run = |dir: &Path, seed: u64, dropout: f32| {
+        let seeded = |c: &mut c2n_train::config::TrainConfig| {
+            configure(c);
+            c.seed = seed;
+        };
+        let mut t = trainer_with_dropout(dir, seeded, true, dropout);
+        assert_eq!(t.run().unwrap().updates, 6);
+        t
+    };
+    let dirs: Vec<_> = (0..5).map(|_| tempfile::tempdir().unwrap()).collect();
+    let full = run(dirs[0].path(), 42, 0.3);
+    let again = run(dirs[1].path(), 42, 0.3);
+    assert_same_run(&full, &again);
+    let other_seed = run(dirs[2].path(), 43, 0.3);
+    assert_ne!(
+        parameter_values(&full),
+        parameter_values(&other_seed),
+        "another seed, other masks"
+    );
+    let no_dropout = run(dirs[3].path(), 42, 0.0);
+    assert_ne!(
+        parameter_values(&full),
+        parameter_values(&no_dropout),
+        "dropout was on"
+    );
+
+    let split = dirs[4].path();
+    let mut first = trainer_with_dropout(
+        split,
+        |c| {
+            configure(c);
+            c.stop_after = Some(4);
+        },
+        true,
+        0.3,
+    );
+    assert_eq!(first.run().unwrap().updates, 4);
+    let mut second = trainer_with_dropout(split, configure, true, 0.3);
+    second.resume(&split.join("checkpoint-last")).unwrap();
+    assert_eq!(second.run().unwrap().updates, 6);
+    assert_same_run(&full, &second);
 }
 
 #[test]

@@ -7,7 +7,8 @@
 use candle_core::{CustomOp1, DType, Tensor};
 
 use super::closed_form::{forward_from_value, records, Precomputed};
-use super::dropout_seed::seeded_uniform;
+use super::dropout_rng::{dropout_mask_from_seed, next_dropout_seed};
+use super::dropout_seed::{seed_stream_active, seeded_uniform};
 
 struct DropoutOp {
     value: Precomputed,
@@ -40,6 +41,12 @@ pub(crate) fn keep_mask(like: &Tensor, p: f32) -> candle_core::Result<Tensor> {
     }
     let uniform = match seeded_uniform(like.shape(), like.device()) {
         Some(seeded) => seeded?,
+        None if seed_stream_active() => {
+            // The mask the CUDA kernels compute for this site's seed.
+            let seed = next_dropout_seed();
+            return dropout_mask_from_seed(like.shape(), seed, p, like.device())?
+                .to_dtype(like.dtype());
+        }
         None => Tensor::rand(0f32, 1f32, like.shape(), like.device())?,
     };
     let scale = 1.0 / (1.0 - f64::from(p));

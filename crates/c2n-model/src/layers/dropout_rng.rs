@@ -53,9 +53,13 @@ pub(crate) fn keep_scale(p: f32) -> f32 {
     (1.0 / (1.0 - f64::from(p))) as f32
 }
 
-/// A fresh seed for one dropout site: a per-process random start, then a SplitMix64 stream.
-#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+/// A fresh seed for one dropout site: the next of this thread's
+/// [`dropout_seed_stream`](super::dropout_seed_stream) when one is open, else of a process-wide
+/// SplitMix64 stream with a random start.
 pub(crate) fn next_dropout_seed() -> u64 {
+    if let Some(state) = super::dropout_seed::take_stream_state(GAMMA) {
+        return mix(state.wrapping_add(GAMMA));
+    }
     static COUNTER: OnceLock<AtomicU64> = OnceLock::new();
     let counter = COUNTER.get_or_init(|| AtomicU64::new(rand::random::<u64>()));
     mix(counter.fetch_add(GAMMA, Ordering::Relaxed))

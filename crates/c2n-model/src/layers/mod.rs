@@ -48,7 +48,9 @@ pub use attention_probs_cuda::{
 pub use column_sum_cuda::column_sum as cuda_column_sum;
 #[cfg(feature = "cuda")]
 pub use dropout_cuda::dropout as cuda_dropout;
-pub use dropout_seed::{seeded_dropout, SeededDropoutGuard};
+pub use dropout_seed::{
+    dropout_seed_stream, seeded_dropout, DropoutSeedStreamGuard, SeededDropoutGuard,
+};
 #[cfg(feature = "cuda")]
 pub use gelu_cuda::gelu_backward as cuda_gelu_backward;
 pub use grad_mode::{gradients_enabled, no_grad, param, NoGradGuard};
