@@ -11,7 +11,7 @@ use crate::memory::{keep_pool_memory, PeakMemory};
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use candle_nn::VarMap;
-use code2nl::data::{make_batch, Feature};
+use code2nl::data::{inference_batches, make_batch, Feature, Padding};
 use code2nl::model::beam::{beam_search, BeamOutput};
 use code2nl::model::generation::GenerationConfig;
 use code2nl::model::{
@@ -98,8 +98,13 @@ pub struct DecodeBenchArgs {
     #[arg(long, default_value_t = 128)]
     max_length: usize,
     /// Pad sources to the longest of each batch (results are identical; pads are masked keys).
+    /// The batches then go longest source first, as `evaluate` runs them.
     #[arg(long)]
     dynamic_padding: bool,
+    /// With --dynamic-padding, cut the batches in file order instead of longest source first
+    /// (the A/B of length-sorted batches).
+    #[arg(long)]
+    file_order: bool,
     #[arg(long, default_value_t = 256)]
     max_source_len: usize,
     /// The PyTorch reference's n-best (`{"nbest": [[ids, ...], ...]}`) to compare with.
@@ -173,6 +178,9 @@ struct DecodeTimes {
     steps: usize,
 }
 
+/// Decodes `features` batch by batch (longest source first with dynamic padding, unless
+/// `--file-order`); each result lands at its example's position. A time budget leaves the
+/// examples of the batches not run as `None`.
 fn decode_batches(
     model: &Seq2Seq,
     features: &[Feature],
@@ -180,23 +188,26 @@ fn decode_batches(
     config: &GenerationConfig,
     budget: Option<f64>,
     times: &mut DecodeTimes,
-) -> Result<Vec<BeamOutput>> {
+) -> Result<Vec<Option<BeamOutput>>> {
     let dev = model.device().clone();
-    let mut outputs = Vec::with_capacity(features.len());
+    let mut outputs: Vec<Option<BeamOutput>> = vec![None; features.len()];
     let begin = Instant::now();
-    for chunk in features.chunks(args.batch_size.max(1)) {
+    for positions in inference_batches(features, args.batch_size, batch_order(args)) {
         if budget.is_some_and(|b| begin.elapsed().as_secs_f64() > b) {
             break;
         }
         let start = Instant::now();
-        let longest = chunk.iter().map(|f| f.source_ids.len()).max().unwrap_or(2);
+        let longest = positions
+            .iter()
+            .map(|&p| features[p].source_ids.len())
+            .max()
+            .unwrap_or(2);
         let s = if args.dynamic_padding {
             longest.min(args.max_source_len)
         } else {
             args.max_source_len
         };
-        let positions: Vec<usize> = (0..chunk.len()).collect();
-        let x = BatchTensors::new(&make_batch(chunk, &positions, s, 2), &dev)?;
+        let x = BatchTensors::new(&make_batch(features, &positions, s, 2), &dev)?;
         let session = KvCacheSession::new(model, &x.source_ids, &x.source_mask, args.beam_size)?
             .with_candidate_ranking(match args.ranking {
                 RankingArg::Auto => CandidateRanking::Auto,
@@ -210,7 +221,10 @@ fn decode_batches(
             steps: 0,
         };
         let search = Instant::now();
-        outputs.extend(beam_search(&mut timed, chunk.len(), config)?);
+        let results = beam_search(&mut timed, positions.len(), config)?;
+        for (&p, result) in positions.iter().zip(results) {
+            outputs[p] = Some(result);
+        }
         let search = synced_seconds(&dev, search)?;
         times.encode += encode;
         times.session_step += timed.step_seconds;
@@ -219,6 +233,15 @@ fn decode_batches(
         times.total += start.elapsed().as_secs_f64();
     }
     Ok(outputs)
+}
+
+/// How [`inference_batches`] orders the examples: `Dynamic` sorts them longest first.
+fn batch_order(args: &DecodeBenchArgs) -> Padding {
+    if args.dynamic_padding && !args.file_order {
+        Padding::Dynamic
+    } else {
+        Padding::Reference
+    }
 }
 
 fn nbest_ids(outputs: &[BeamOutput]) -> Vec<Vec<Vec<u32>>> {
@@ -321,8 +344,12 @@ pub fn run(args: &DecodeBenchArgs) -> Result<()> {
     let probe = PeakMemory::start(&dev);
     let mut times = DecodeTimes::default();
     let budget = (args.time_budget > 0.0).then_some(args.time_budget);
-    let outputs = decode_batches(&model, &features, args, &config, budget, &mut times)?;
+    let decoded = decode_batches(&model, &features, args, &config, budget, &mut times)?;
     let memory = probe.finish();
+    let examples = decoded.iter().flatten().count();
+    // The n-best files and the comparison cover the examples decoded from the first on (all
+    // of them unless the time budget ran out).
+    let outputs: Vec<BeamOutput> = decoded.iter().map_while(Clone::clone).collect();
     let ids = nbest_ids(&outputs);
     if let Some(path) = &args.nbest_out {
         std::fs::write(path, serde_json::to_string(&json!({"nbest": ids}))?)
@@ -332,20 +359,21 @@ pub fn run(args: &DecodeBenchArgs) -> Result<()> {
         Some(path) => compare(&outputs, path)?,
         None => Value::Null,
     };
-    let decode_steps: Vec<f64> = outputs.iter().map(|o| o.steps as f64).collect();
+    let decode_steps: Vec<f64> = decoded.iter().flatten().map(|o| o.steps as f64).collect();
     emit(
         "bench_decode",
         json!({
             "variant": args.variant,
             "device": device_name(&dev),
             "hidden_size": model.config().hidden_size,
-            "examples": outputs.len(),
+            "examples": examples,
             "requested_examples": features.len(),
-            "stopped_by_time_budget": outputs.len() < features.len(),
+            "stopped_by_time_budget": examples < features.len(),
             "batch_size": args.batch_size,
             "beam_size": args.beam_size,
             "max_length": args.max_length,
             "dynamic_padding": args.dynamic_padding,
+            "batch_order": if batch_order(args) == Padding::Dynamic { "longest_first" } else { "file" },
             "decode_kernels": code2nl::model::cuda_decode_kernels_enabled(),
             "cache_layout": format!(
                 "{:?}",
@@ -353,7 +381,7 @@ pub fn run(args: &DecodeBenchArgs) -> Result<()> {
             ),
             "keep_pool": kept,
             "seconds": times.total,
-            "examples_per_s": outputs.len() as f64 / times.total,
+            "examples_per_s": examples as f64 / times.total,
             "phases": {
                 "encode_s": times.encode,
                 "session_step_s": times.session_step,

@@ -193,6 +193,27 @@ fn cut(
     }
 }
 
+/// Batches of at most `batch_size` positions for inference (decoding), covering every position
+/// of `set` once. With [`Padding::Dynamic`] the positions go longest source first (equal
+/// lengths keep file order), so each batch pads to a length close to its examples' own: on
+/// the ruby test set at batch 256 that halves the padded source tokens against file order.
+/// With [`Padding::Reference`] every batch pads to the maximum anyway, and file order is kept.
+/// Whoever decodes in this order writes each result back at its position.
+pub fn inference_batches<S: FeatureSet + ?Sized>(
+    set: &S,
+    batch_size: usize,
+    padding: Padding,
+) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..set.len()).collect();
+    if padding == Padding::Dynamic {
+        order.sort_by_key(|&p| std::cmp::Reverse(set.get(p).source_ids.len()));
+    }
+    order
+        .chunks(batch_size.max(1))
+        .map(<[usize]>::to_vec)
+        .collect()
+}
+
 /// The padded lengths of a global batch under `cfg`.
 pub fn padded_lengths<S: FeatureSet + ?Sized>(
     set: &S,

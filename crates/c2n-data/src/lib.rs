@@ -75,7 +75,9 @@ pub mod stats;
 pub mod tokenizer;
 pub mod whitespace;
 
-pub use batch::{make_batch, plan_epoch, rank_batches, Batch, BatchConfig, Padding};
+pub use batch::{
+    inference_batches, make_batch, plan_epoch, rank_batches, Batch, BatchConfig, Padding,
+};
 pub use cache::{prepare, CacheStatus, Manifest, PrepareRequest, Prepared};
 pub use clean::{CleanConfig, CleanReport, Cleaner, CommentStyle, DropReason};
 pub use error::{DataError, Result};

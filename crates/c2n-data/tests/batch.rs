@@ -3,7 +3,9 @@
 
 use c2n_data::batch::{padded_lengths, plan_epoch};
 use c2n_data::partition::rank_slice;
-use c2n_data::{make_batch, rank_batches, BatchConfig, Feature, FeatureSet, Padding};
+use c2n_data::{
+    inference_batches, make_batch, rank_batches, BatchConfig, Feature, FeatureSet, Padding,
+};
 
 fn features(n: usize) -> Vec<Feature> {
     (0..n)
@@ -173,4 +175,40 @@ fn dynamic_bucketing_and_token_budget() {
         assert!(b.len() == 1 || b.len() * s <= 60, "{} x {s}", b.len());
     }
     assert!(rank_slice(&[1, 2, 3], 0, 0).is_err());
+}
+
+#[test]
+fn inference_batches_go_longest_first_with_dynamic_padding_and_cover_every_position_once() {
+    let set = features(45);
+    let len = |p: usize| set[p].source_ids.len();
+    let batches = inference_batches(&set, 8, Padding::Dynamic);
+    assert_eq!(
+        batches.iter().map(Vec::len).collect::<Vec<_>>(),
+        [8, 8, 8, 8, 8, 5]
+    );
+    let order: Vec<usize> = batches.concat();
+    let mut covered = order.clone();
+    covered.sort_unstable();
+    assert_eq!(covered, (0..45).collect::<Vec<_>>(), "every position once");
+    for pair in order.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        assert!(
+            len(a) > len(b) || (len(a) == len(b) && a < b),
+            "longest first, file order among equals: {a} ({}) before {b} ({})",
+            len(a),
+            len(b)
+        );
+    }
+    // Less padding than file order: Σ rows × longest row, per batch.
+    let padded = |batches: &[Vec<usize>]| -> usize {
+        batches
+            .iter()
+            .map(|b| b.len() * b.iter().map(|&p| len(p)).max().unwrap())
+            .sum()
+    };
+    let file_order = inference_batches(&set, 8, Padding::Reference);
+    assert_eq!(file_order.concat(), (0..45).collect::<Vec<_>>());
+    assert!(padded(&batches) < padded(&file_order));
+    assert_eq!(inference_batches(&set, 0, Padding::Dynamic).len(), 45);
+    assert!(inference_batches(&features(0), 8, Padding::Dynamic).is_empty());
 }

@@ -23,8 +23,8 @@ use crate::tensors::BatchTensors;
 use crate::{Result, TrainError};
 use c2n_data::partition::rank_range;
 use c2n_data::{
-    featurize, make_batch, Example, Feature, FeatureConfig, Padding, RobertaTokenizer, Stage,
-    Strictness,
+    featurize, inference_batches, make_batch, Example, Feature, FeatureConfig, Padding,
+    RobertaTokenizer, Stage, Strictness,
 };
 use c2n_eval::{smoothed_bleu, Gold, SmoothedBleu};
 use c2n_model::beam::{beam_search, BeamOutput, Hypothesis};
@@ -74,10 +74,10 @@ impl EvalBatching {
     }
 
     /// Source/target padding lengths of one batch.
-    fn lengths(&self, chunk: &[Feature]) -> (usize, usize) {
+    fn lengths<'a>(&self, chunk: impl IntoIterator<Item = &'a Feature>) -> (usize, usize) {
         match self.padding {
             Padding::Reference => (self.max_source_len, self.max_target_len),
-            Padding::Dynamic => chunk.iter().fold((1, 2), |(s, t), f| {
+            Padding::Dynamic => chunk.into_iter().fold((1, 2), |(s, t), f| {
                 (s.max(f.source_ids.len()), t.max(f.target_ids.len()))
             }),
         }
@@ -148,7 +148,9 @@ pub fn dev_loss_sharded(
 }
 
 /// Beam search over `features` (only the source side is used), one batch per session; with
-/// reference settings each result equals decoding the example alone.
+/// reference settings each result equals decoding the example alone. With dynamic padding the
+/// batches go longest source first ([`inference_batches`]), so each pads little; the results
+/// come back in the order of `features` either way. `on_batch` gets each batch's size.
 pub fn decode(
     model: &Seq2Seq,
     features: &[Feature],
@@ -156,11 +158,11 @@ pub fn decode(
     generation: &GenerationConfig,
     mut on_batch: impl FnMut(usize),
 ) -> Result<Vec<BeamOutput>> {
-    let mut outputs = Vec::with_capacity(features.len());
-    for chunk in batching.chunks(features) {
-        let (s, _) = batching.lengths(chunk);
-        let positions: Vec<usize> = (0..chunk.len()).collect();
-        let batch = make_batch(chunk, &positions, s, 2);
+    let mut outputs: Vec<Option<BeamOutput>> = vec![None; features.len()];
+    for positions in inference_batches(features, batching.batch_size, batching.padding) {
+        let chunk: Vec<&Feature> = positions.iter().map(|&p| &features[p]).collect();
+        let (s, _) = batching.lengths(chunk.iter().copied());
+        let batch = make_batch(features, &positions, s, 2);
         let x = BatchTensors::new(&batch, model.device())?;
         let mut session = KvCacheSession::new(
             model,
@@ -168,10 +170,21 @@ pub fn decode(
             &x.source_mask,
             generation.effective_beam_size(),
         )?;
-        outputs.extend(beam_search(&mut session, chunk.len(), generation)?);
-        on_batch(chunk.len());
+        let results = beam_search(&mut session, positions.len(), generation)?;
+        for (&p, result) in positions.iter().zip(results) {
+            outputs[p] = Some(result);
+        }
+        on_batch(positions.len());
     }
-    Ok(outputs)
+    outputs
+        .into_iter()
+        .enumerate()
+        .map(|(p, o)| {
+            o.ok_or_else(|| {
+                TrainError::InvalidInput(format!("beam search returned no result for example {p}"))
+            })
+        })
+        .collect()
 }
 
 /// What evaluation keeps of one example's beam search: enough to write `*.output` and

@@ -302,7 +302,11 @@ mod tests {
             .unwrap()
             .map(|s| s.micro_batch)
             .collect();
-        assert_eq!(positions, (0..7).collect::<Vec<_>>(), "one position per step");
+        assert_eq!(
+            positions,
+            (0..7).collect::<Vec<_>>(),
+            "one position per step"
+        );
         assert!(LoopDriver::new(steps_plan(7, None, 3, 1))
             .unwrap()
             .all(|s| s.data_epoch == 0));

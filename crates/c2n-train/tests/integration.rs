@@ -16,6 +16,7 @@ mod comm_sgd;
 mod comm_threads;
 mod data_parallel;
 mod data_parallel_ruby;
+mod decode_order;
 mod pipeline;
 mod pipeline_sweep;
 mod precision;
