@@ -232,6 +232,12 @@ run_step decode_candle_all 180 "$BIN" bench-decode --device "$DEV" --checkpoint 
   --sources "$TEST_FEATURES" --examples "$DECODE_ALL" --batch-size "$DECODE_ALL_BATCH" \
   --max-length "$DECODE_MAX_LEN" --dynamic-padding --keep-pool --time-budget "$DECODE_ALL_BUDGET" \
   --variant "candle batched reference-mode (all)"
+# Batches in file order, as before length-sorted batches (run 6's configuration): the A/B of
+# decoding longest source first (half the padded source tokens at batch 256 on ruby test).
+run_step decode_candle_all_file_order 180 "$BIN" bench-decode --device "$DEV" --checkpoint "$CKPT" \
+  --sources "$TEST_FEATURES" --examples "$DECODE_ALL" --batch-size "$DECODE_ALL_BATCH" \
+  --max-length "$DECODE_MAX_LEN" --dynamic-padding --file-order --keep-pool \
+  --time-budget "$DECODE_ALL_BUDGET" --variant "candle batched reference-mode (all), file order"
 # The same with our decoding kernels off (tensor-op ranking, index_select + cat for the cache).
 run_step decode_candle_all_ops 180 env C2N_CUDA_DECODE_KERNELS=0 "$BIN" bench-decode --device "$DEV" \
   --checkpoint "$CKPT" --sources "$TEST_FEATURES" --examples "$DECODE_ALL" --batch-size "$DECODE_ALL_BATCH" \

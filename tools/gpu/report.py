@@ -131,6 +131,13 @@ def targets(results):
             ident = lambda r: (lambda c: f"{c['nbest_identical']}/{c['compared']}" if c else "–")(r.get("comparison"))  # noqa: E731
             rows.append([base_step, f"{b['examples_per_s'] / a['examples_per_s']:.3f}×",
                          f"{ident(a)} → {ident(b)}"])
+    sorted_batches, file_order = decode("decode_candle_all"), decode("decode_candle_all_file_order")
+    if sorted_batches and file_order:
+        md += ["- Decoding batches longest source first (the default now) against file order (run 6): "
+               f"{sorted_batches['examples_per_s'] / file_order['examples_per_s']:.3f}× "
+               f"({fmt(sorted_batches['seconds'], '.1f')} s against {fmt(file_order['seconds'], '.1f')} s; "
+               f"encode {fmt(sorted_batches['phases']['encode_s'], '.2f')} against "
+               f"{fmt(file_order['phases']['encode_s'], '.2f')} s)", ""]
     kernels = [r for r in results if r["check"] == "check_kernels"
                and r.get("kernel") in ("gelu_backward", "column_sum", "slot_attention", "cross_attention")]
     if rows or kernels:
