@@ -10,8 +10,9 @@
 //! * `train_config.json`: the resolved training configuration.
 //!
 //! Data order needs no saved permutation: batches of epoch `e` are a pure function of
-//! `(seed, e)`. Dropout masks come from Candle's unseedable CPU generator, so bit-exact
-//! resume holds with dropout off (or on devices whose generator is seeded per run).
+//! `(seed, e)` and the bucket window. Dropout masks are a pure function of `seed`, the
+//! micro-batch and the rank ([`crate::dropout_seeds`]), so a resumed run is bit-exact with
+//! dropout on too.
 
 use crate::checkpoint_policy::CheckpointPolicy;
 use crate::early_stopping::EarlyStopping;
@@ -70,6 +71,10 @@ pub struct TrainState {
     pub running_loss: RunningLoss,
     /// Seed of the data order (batches of epoch `e` depend on `(seed, e)` only).
     pub data_seed: u64,
+    /// The length-bucketing window of the data order (absent in states written before it
+    /// existed: none).
+    #[serde(default)]
+    pub bucket_window: Option<usize>,
     pub examples_seen: u64,
     pub target_tokens_seen: u64,
     /// Whether `pending_grads.safetensors` belongs to this state.
@@ -93,6 +98,7 @@ impl TrainState {
             early_stopping,
             running_loss: RunningLoss::default(),
             data_seed,
+            bucket_window: None,
             examples_seen: 0,
             target_tokens_seen: 0,
             has_pending_grads: false,

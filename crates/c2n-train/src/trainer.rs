@@ -235,6 +235,7 @@ impl Trainer {
         tokenizer: Option<RobertaTokenizer>,
     ) -> Result<Self> {
         let schedule_kind = config.schedule()?;
+        config.check_bucketing()?;
         let micro = config.micro_batch_size();
         if micro == 0 || config.grad_accum == 0 {
             return Err(TrainError::Config(
@@ -291,14 +292,17 @@ impl Trainer {
             shuffle: config.shuffle,
             seed: config.seed,
             drop_last: false,
-            bucket_window: None,
+            bucket_window: config.bucket_window,
             token_budget: None,
         };
         let early =
             EarlyStopping::new(config.early_stopping_patience, config.early_stopping_metric);
         Ok(Self {
             driver: LoopDriver::new(plan)?,
-            state: TrainState::new(plan, schedule, early, config.seed),
+            state: TrainState {
+                bucket_window: config.bucket_window,
+                ..TrainState::new(plan, schedule, early, config.seed)
+            },
             config,
             model,
             params,
@@ -347,6 +351,16 @@ impl Trainer {
                 message: format!(
                     "the saved run shuffled with seed {}, this run with {}: the data order would differ",
                     state.data_seed, self.batch_config.seed
+                ),
+            });
+        }
+        if state.bucket_window != self.batch_config.bucket_window {
+            return Err(TrainError::Resume {
+                path: dir.to_path_buf(),
+                message: format!(
+                    "the saved run bucketed batches by length with window {:?}, this run with {:?}: \
+                     the data order would differ",
+                    state.bucket_window, self.batch_config.bucket_window
                 ),
             });
         }

@@ -4,7 +4,7 @@
 
 use crate::support;
 
-use c2n_data::Feature;
+use c2n_data::{Feature, Padding};
 use c2n_train::data::DevSet;
 use c2n_train::model_setup::with_dropout;
 use c2n_train::trainer::Trainer;
@@ -240,4 +240,51 @@ fn resume_refuses_a_different_loop() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("cannot resume"), "{err}");
+}
+
+#[test]
+fn length_bucketed_runs_resume_exactly_and_refuse_another_window() {
+    let bucketed = |window: Option<usize>| {
+        move |c: &mut c2n_train::config::TrainConfig| {
+            c.train_steps = Some(6);
+            c.eval_steps = Some(3);
+            c.batch_size = 2;
+            c.shuffle = true;
+            c.padding = Padding::Dynamic;
+            c.bucket_window = window;
+        }
+    };
+    let full_dir = tempfile::tempdir().unwrap();
+    let mut full = trainer(full_dir.path(), bucketed(Some(2)), true);
+    assert_eq!(full.run().unwrap().updates, 6);
+    let plain_dir = tempfile::tempdir().unwrap();
+    let mut plain = trainer(plain_dir.path(), bucketed(None), true);
+    plain.run().unwrap();
+    assert_ne!(
+        parameter_values(&full),
+        parameter_values(&plain),
+        "bucketing reaches the batches"
+    );
+
+    let split_dir = tempfile::tempdir().unwrap();
+    let split = split_dir.path();
+    let mut first = trainer(
+        split,
+        |c| {
+            bucketed(Some(2))(c);
+            c.stop_after = Some(4);
+        },
+        true,
+    );
+    assert_eq!(first.run().unwrap().updates, 4);
+    let mut other_window = trainer(split, bucketed(Some(3)), true);
+    let err = other_window
+        .resume(&split.join("checkpoint-last"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("window"), "{err}");
+    let mut second = trainer(split, bucketed(Some(2)), true);
+    second.resume(&split.join("checkpoint-last")).unwrap();
+    assert_eq!(second.run().unwrap().updates, 6);
+    assert_same_run(&full, &second);
 }
