@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
 use clap::ValueEnum;
-use code2nl::data::batch::padded_lengths;
+use code2nl::data::batch::{padded_lengths, plan_epoch};
 use code2nl::data::{make_batch, BatchConfig, Feature, Padding};
 use code2nl::model::Seq2Seq;
 use code2nl::train::config::{BackwardPath, Precision, TrainConfig};
@@ -85,6 +85,12 @@ pub struct TrainBenchArgs {
     /// backward pass (`TrainConfig::backward = graph`), for A/B.
     #[arg(long)]
     graph_backward: bool,
+    /// Length bucketing (`TrainConfig::bucket_window`, with --padding dynamic): windows of N
+    /// batches sorted by length, batches shuffled. Reads every feature, and reports samples/s
+    /// over all timed steps rather than from the median step, since bucketed batches differ in
+    /// cost.
+    #[arg(long, value_name = "N")]
+    bucket_window: Option<usize>,
     #[command(flatten)]
     device: crate::common::DeviceArgs,
 }
@@ -113,12 +119,10 @@ fn precision(p: PrecisionArg) -> Precision {
     }
 }
 
-/// Positions of batch `k` in file order (cycling over whole batches, as the trainer does
-/// with `shuffle = false`).
-fn batch_positions(features: &[Feature], batch: usize, k: usize) -> Vec<usize> {
-    let batches = features.len().div_ceil(batch);
-    let start = (k % batches) * batch;
-    (start..(start + batch).min(features.len())).collect()
+/// Positions of micro-batch `k` of the trainer's plan (variant A cycles epoch 0's batches:
+/// file order, or the shuffled length buckets).
+fn batch_positions(plan: &[Vec<usize>], k: usize) -> &[usize] {
+    &plan[k % plan.len()]
 }
 
 struct Phases {
@@ -151,6 +155,7 @@ fn tensor_counter() -> usize {
 fn phase_breakdown(
     trainer: &Trainer,
     features: &[Feature],
+    plan: &[Vec<usize>],
     batch_config: &BatchConfig,
     steps: usize,
     first_batch: usize,
@@ -168,10 +173,10 @@ fn phase_breakdown(
         tensors: [0; 3],
     };
     for k in 0..=steps {
-        let positions = batch_positions(features, batch_config.batch_size, first_batch + k);
+        let positions = batch_positions(plan, first_batch + k);
         let t = Instant::now();
-        let (s, tl) = padded_lengths(features, &positions, batch_config)?;
-        let batch = make_batch(features, &positions, s, tl);
+        let (s, tl) = padded_lengths(features, positions, batch_config)?;
+        let batch = make_batch(features, positions, s, tl);
         let data = synced_seconds(&dev, t)?;
         let t = Instant::now();
         let c0 = tensor_counter();
@@ -211,7 +216,8 @@ pub fn run(args: &TrainBenchArgs) -> Result<()> {
     let mut cfg = model_config(&args.model)?;
     cfg.fused_kernels = !args.primitive_kernels;
     let needed = args.batch_size * (args.warmup + args.steps + args.phase_steps + 1);
-    let features = read_features(&args.features, Some(needed))?;
+    let bucketed = args.bucket_window.is_some();
+    let features = read_features(&args.features, (!bucketed).then_some(needed))?;
     let build = Instant::now();
     let mut model = Seq2Seq::new(&cfg, &VarMap::new(), &dev)?.with_compute_dtype(dtype);
     if let Some(p) = args.dropout {
@@ -227,8 +233,9 @@ pub fn run(args: &TrainBenchArgs) -> Result<()> {
         train_steps: Some(1_000_000),
         eval_steps: None,
         eval_bleu: false,
-        shuffle: false,
+        shuffle: bucketed,
         padding: padding(args.padding),
+        bucket_window: args.bucket_window,
         precision: precision(args.precision),
         progress: false,
         backward: backward_path(args),
@@ -240,9 +247,13 @@ pub fn run(args: &TrainBenchArgs) -> Result<()> {
         padding: config.padding,
         max_source_len: args.max_source_len,
         max_target_len: args.max_target_len,
-        shuffle: false,
+        shuffle: config.shuffle,
+        seed: config.seed,
+        bucket_window: config.bucket_window,
         ..BatchConfig::default()
     };
+    // The batches the trainer runs (it plans them the same way from the same settings).
+    let plan = plan_epoch(&features, &batch_config, 0)?;
     let mut trainer = Trainer::new(config, model, features.clone(), None, None)?;
     let parameters = trainer.params().numel();
 
@@ -259,9 +270,11 @@ pub fn run(args: &TrainBenchArgs) -> Result<()> {
     let probe = PeakMemory::start(&dev);
     let (mut times, mut padded_source, mut padded_target, mut real_tokens, mut losses) =
         (Vec::new(), Vec::new(), Vec::new(), 0u64, Vec::new());
+    let mut examples = 0usize;
     for _ in 0..args.steps {
-        let positions = batch_positions(&features, args.batch_size, step);
-        let (s, t) = padded_lengths(&features, &positions, &batch_config)?;
+        let positions = batch_positions(&plan, step);
+        let (s, t) = padded_lengths(&features, positions, &batch_config)?;
+        examples += positions.len();
         let start = Instant::now();
         let report = trainer.advance()?.context("the loop ended early")?;
         times.push(synced_seconds(&dev, start)?);
@@ -279,6 +292,7 @@ pub fn run(args: &TrainBenchArgs) -> Result<()> {
         let p = phase_breakdown(
             &trainer,
             &features,
+            &plan,
             &batch_config,
             args.phase_steps,
             step,
@@ -305,10 +319,14 @@ pub fn run(args: &TrainBenchArgs) -> Result<()> {
         "bench_train",
         json!({
             "variant": format!(
-                "candle {precision} {}{}{}{}{}{}{}",
+                "candle {precision} {}{}{}{}{}{}{}{}",
                 match args.padding {
                     PaddingArg::Reference => "padded",
                     PaddingArg::Dynamic => "dynamic padding",
+                },
+                match args.bucket_window {
+                    Some(w) => format!(", length buckets of {w} batches"),
+                    None => String::new(),
                 },
                 if kept { ", pool kept" } else { "" },
                 if cfg.fused_kernels { "" } else { ", primitive kernels" },
@@ -347,7 +365,13 @@ pub fn run(args: &TrainBenchArgs) -> Result<()> {
             "steps": args.steps,
             "step_seconds": times,
             "median_step_s": median_step,
-            "samples_per_s": args.batch_size as f64 / median_step,
+            "samples_per_s": if bucketed {
+                examples as f64 / total
+            } else {
+                args.batch_size as f64 / median_step
+            },
+            "samples_per_s_basis": if bucketed { "all timed steps" } else { "median step" },
+            "bucket_window": args.bucket_window,
             "real_tokens_per_s": real_tokens as f64 / total,
             "mean_padded_source_len": mean(&padded_source),
             "mean_padded_target_len": mean(&padded_target),
