@@ -41,8 +41,11 @@ pub(crate) fn keep_mask(like: &Tensor, p: f32) -> candle_core::Result<Tensor> {
     }
     let uniform = match seeded_uniform(like.shape(), like.device()) {
         Some(seeded) => seeded?,
-        None if seed_stream_active() => {
-            // The mask the CUDA kernels compute for this site's seed.
+        // The mask the CUDA kernels compute for this site's seed. On the CPU only: on a GPU
+        // the kernels compute it where they apply, and a host-made mask for a tensor they
+        // leave alone (kernels switched off) would cost far more than the step; those masks
+        // come from Candle's device generator, unseeded, as before.
+        None if seed_stream_active() && like.device().is_cpu() => {
             let seed = next_dropout_seed();
             return dropout_mask_from_seed(like.shape(), seed, p, like.device())?
                 .to_dtype(like.dtype());

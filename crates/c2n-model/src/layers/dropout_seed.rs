@@ -10,6 +10,8 @@
 //!   the device, the CPU computes the same mask on the host. The same seed and the same sequence
 //!   of sites give the same masks on either device. The trainer opens one per micro-batch, so a
 //!   run is a function of its configuration, and a resumed run equals the uninterrupted one.
+//!   (On CUDA with the training kernels switched off, masks stay with Candle's device
+//!   generator, unseeded: a host-made mask would cost more than the step.)
 //! * [`seeded_dropout`]: every mask is drawn, on the host, from one `StdRng` seeded once, in
 //!   the order the masks are made; the CUDA kernels stand aside. Tests use it to compare two
 //!   formulations of a training step with the very same masks.
