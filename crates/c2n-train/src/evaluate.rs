@@ -160,8 +160,7 @@ pub fn decode(
 ) -> Result<Vec<BeamOutput>> {
     let mut outputs: Vec<Option<BeamOutput>> = vec![None; features.len()];
     for positions in inference_batches(features, batching.batch_size, batching.padding) {
-        let chunk: Vec<&Feature> = positions.iter().map(|&p| &features[p]).collect();
-        let (s, _) = batching.lengths(chunk.iter().copied());
+        let (s, _) = batching.lengths(positions.iter().map(|&p| &features[p]));
         let batch = make_batch(features, &positions, s, 2);
         let x = BatchTensors::new(&batch, model.device())?;
         let mut session = KvCacheSession::new(
