@@ -14,7 +14,7 @@
 //! | features | [`features`] | truncation after BPE to `max − 2`, `<s>`…`</s>`, test-stage target `None`; stored unpadded |
 //! | pipeline | [`pipeline`] | rayon over chunks of lines, output identical to a sequential run, bounded memory |
 //! | cache | [`cache`], [`shard`] | memory-mapped `u16` shards + manifest with a sha256 fingerprint; corruption is rebuilt |
-//! | batches | [`batch`], [`partition`] | seeded per-epoch shuffles identical on every rank, reference or dynamic padding, length buckets, token budgets; each rank takes its slice of the global batch |
+//! | batches | [`batch`], [`partition`] | seeded per-epoch shuffles identical on every rank, reference or dynamic padding, length buckets, token budgets; each rank takes its slice of the global batch; longest-first inference batches for decoding |
 //! | stats | [`stats`] | per-language/split table (drops, BPE length percentiles, truncation) as Markdown |
 //!
 //! No candle here: batches are flat `u32` vectors plus shapes.
