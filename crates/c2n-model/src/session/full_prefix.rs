@@ -3,8 +3,9 @@
 //!
 //! [`KvCacheSession`]: super::KvCacheSession
 
-use candle_core::{Tensor, D};
+use candle_core::Tensor;
 
+use super::host_log_probs::log_probs_to_host;
 use super::rows::Rows;
 use crate::step::NextTokenLogProbs;
 use crate::{ModelError, Result, Seq2Seq};
@@ -85,7 +86,6 @@ impl NextTokenLogProbs for FullPrefixSession<'_> {
         let hidden = self.model.decode_hidden(&ids, &memory, &mask, false)?;
         let last = hidden.narrow(1, len - 1, 1)?.squeeze(1)?;
         let logits = self.model.lm_logits(&last)?;
-        let log_probs = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-        Ok(log_probs.flatten_all()?.to_vec1::<f32>()?)
+        log_probs_to_host(&logits)
     }
 }

@@ -12,8 +12,9 @@
 //! - Position ids come from a per-row count of non-pad tokens, so a generated `<pad>` gets
 //!   position `pad_id` and does not advance later positions, exactly as the full-prefix path.
 
-use candle_core::{Tensor, D};
+use candle_core::Tensor;
 
+use super::host_log_probs::log_probs_to_host;
 use super::row_top_k::{logits_row_top_k, CandidateRanking};
 use super::rows::{is_identity, Rows};
 use crate::decoder::{memory_key_padding_mask, CacheLayout, SelfAttentionCache};
@@ -163,8 +164,11 @@ impl NextTokenLogProbs for KvCacheSession<'_> {
     }
 
     fn step(&mut self, origin: &[u32], tokens: &[u32]) -> Result<Vec<f32>> {
-        match self.log_probs(origin, tokens)? {
-            Some(log_probs) => Ok(log_probs.flatten_all()?.to_vec1::<f32>()?),
+        match self.logits(origin, tokens)? {
+            Some(logits) => {
+                let _no_grad = crate::layers::no_grad();
+                log_probs_to_host(&logits)
+            }
             None => Ok(Vec::new()),
         }
     }
@@ -188,16 +192,6 @@ impl NextTokenLogProbs for KvCacheSession<'_> {
 }
 
 impl KvCacheSession<'_> {
-    /// Advance the rows by one token and return the next-token log-probabilities `[rows, V]`
-    /// (on the model's device); `None` when no row is left.
-    fn log_probs(&mut self, origin: &[u32], tokens: &[u32]) -> Result<Option<Tensor>> {
-        let logits = self.logits(origin, tokens)?;
-        let _no_grad = crate::layers::no_grad();
-        Ok(logits
-            .map(|l| candle_nn::ops::log_softmax(&l, D::Minus1))
-            .transpose()?)
-    }
-
     /// Advance the rows by one token and return the next-token logits `[rows, V]`; `None`
     /// when no row is left.
     fn logits(&mut self, origin: &[u32], tokens: &[u32]) -> Result<Option<Tensor>> {

@@ -10,6 +10,7 @@
 //! - [`FullPrefixSession`]: the reference path of §6.1 (whole prefix recomputed every step).
 
 mod full_prefix;
+mod host_log_probs;
 mod kv_cache;
 mod row_top_k;
 #[cfg(feature = "cuda")]
