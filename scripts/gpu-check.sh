@@ -198,23 +198,15 @@ run_step train_candle_f32_padded_pool_primitive 120 "$BIN" bench-train --device 
 run_step train_candle_f32_padded_pool_lnops 120 env C2N_CUDA_LN_BACKWARD=0 "$BIN" bench-train \
   --device "$DEV" --model "$MODEL" --features "$TRAIN_FEATURES" --precision f32 --padding reference \
   --keep-pool "${TRAIN[@]}"
-# The default again with dropout and the attention probabilities as tensor ops instead of our
-# kernels (counter-based dropout, no stored masks): the training kernels' effect, f32 and bf16.
+# The default again with dropout, the attention probabilities, the GELU backward and the bias
+# column sums as tensor ops instead of our kernels (counter-based dropout, no stored masks):
+# the training kernels' effect, f32 and bf16.
 run_step train_candle_f32_padded_pool_trainops 120 env C2N_CUDA_TRAIN_KERNELS=0 "$BIN" bench-train \
   --device "$DEV" --model "$MODEL" --features "$TRAIN_FEATURES" --precision f32 --padding reference \
   --keep-pool "${TRAIN[@]}"
 run_step train_candle_bf16_dynamic_trainops 120 env C2N_CUDA_TRAIN_KERNELS=0 "$BIN" bench-train \
   --device "$DEV" --model "$MODEL" --features "$TRAIN_FEATURES" --precision bf16 --padding dynamic \
   --keep-pool "${TRAIN[@]}"
-# The default again with the kernels no GPU has run yet (GELU backward, bias-gradient column
-# sums; C2N_CUDA_UNVERIFIED_KERNELS=1): if check_kernels passes and these are faster, make
-# them the default.
-run_step train_candle_f32_padded_pool_unverified 120 env C2N_CUDA_UNVERIFIED_KERNELS=1 "$BIN" \
-  bench-train --device "$DEV" --model "$MODEL" --features "$TRAIN_FEATURES" --precision f32 \
-  --padding reference --keep-pool "${TRAIN[@]}"
-run_step train_candle_bf16_dynamic_unverified 120 env C2N_CUDA_UNVERIFIED_KERNELS=1 "$BIN" \
-  bench-train --device "$DEV" --model "$MODEL" --features "$TRAIN_FEATURES" --precision bf16 \
-  --padding dynamic --keep-pool "${TRAIN[@]}"
 # A quarter of the batch: if the step time hardly shrinks, the step is bound by per-op
 # overhead (launches, allocation), not by the GPU's arithmetic.
 run_step train_candle_bf16_dynamic_b8 120 "$BIN" bench-train --device "$DEV" --model "$MODEL" \
@@ -250,30 +242,31 @@ run_step decode_candle_all_ops 180 env C2N_CUDA_DECODE_KERNELS=0 "$BIN" bench-de
   --checkpoint "$CKPT" --sources "$TEST_FEATURES" --examples "$DECODE_ALL" --batch-size "$DECODE_ALL_BATCH" \
   --max-length "$DECODE_MAX_LEN" --dynamic-padding --keep-pool --time-budget "$DECODE_ALL_BUDGET" \
   --variant "candle batched reference-mode (all), decoding kernels off"
-# The slotted self-attention cache (kernels/slot_attention.cu: the cache stays put, a slot
-# table follows the beam; opt-in with C2N_CUDA_UNVERIFIED_KERNELS=1 until a GPU has run it):
-# n-best against the reference on the subset, then the whole test set.
-run_step decode_candle_subset_unverified 120 env C2N_CUDA_UNVERIFIED_KERNELS=1 "$BIN" bench-decode \
+# The dense self-attention cache (reordered and appended at every step) instead of the slotted
+# one (kernels/slot_attention.cu: the cache stays put, a slot table follows the beam; the
+# default since run 7): n-best against the reference on the subset, then the whole test set.
+run_step decode_candle_subset_dense 120 env C2N_CUDA_SLOTTED_CACHE=0 "$BIN" bench-decode \
   --device "$DEV" --checkpoint "$CKPT" --sources "$TEST_FEATURES" --examples "$DONE" \
   --batch-size "$DECODE_BATCH" --max-length "$DECODE_MAX_LEN" --dynamic-padding --keep-pool \
-  --variant "candle batched reference-mode, slotted cache" "${COMPARE[@]}"
-run_step decode_candle_all_unverified 180 env C2N_CUDA_UNVERIFIED_KERNELS=1 "$BIN" bench-decode \
+  --variant "candle batched reference-mode, dense cache" "${COMPARE[@]}"
+run_step decode_candle_all_dense 180 env C2N_CUDA_SLOTTED_CACHE=0 "$BIN" bench-decode \
   --device "$DEV" --checkpoint "$CKPT" --sources "$TEST_FEATURES" --examples "$DECODE_ALL" \
   --batch-size "$DECODE_ALL_BATCH" --max-length "$DECODE_MAX_LEN" --dynamic-padding --keep-pool \
-  --time-budget "$DECODE_ALL_BUDGET" --variant "candle batched reference-mode (all), slotted cache"
-# More rows per step (run 6: 11.9 µs per row at 1 280 rows, 10.6 at 2 560).
+  --time-budget "$DECODE_ALL_BUDGET" --variant "candle batched reference-mode (all), dense cache"
+# The grouped cross-attention kernel (opt-in; 3× slower than the tensor ops alone in run 7).
+run_step decode_candle_all_cross_kernel 180 env C2N_CUDA_CROSS_ATTENTION_KERNEL=1 "$BIN" bench-decode \
+  --device "$DEV" --checkpoint "$CKPT" --sources "$TEST_FEATURES" --examples "$DECODE_ALL" \
+  --batch-size "$DECODE_ALL_BATCH" --max-length "$DECODE_MAX_LEN" --dynamic-padding --keep-pool \
+  --time-budget "$DECODE_ALL_BUDGET" \
+  --variant "candle batched reference-mode (all), cross-attention kernel"
+# More rows per step (run 7: no faster than batch 256 with the slotted cache).
 run_step decode_candle_all_b2 180 "$BIN" bench-decode --device "$DEV" --checkpoint "$CKPT" \
   --sources "$TEST_FEATURES" --examples "$DECODE_ALL" --batch-size "$DECODE_ALL_BATCH2" \
   --max-length "$DECODE_MAX_LEN" --dynamic-padding --keep-pool --time-budget "$DECODE_ALL_BUDGET" \
   --variant "candle batched reference-mode (all), batch $DECODE_ALL_BATCH2"
-run_step decode_candle_all_b2_unverified 180 env C2N_CUDA_UNVERIFIED_KERNELS=1 "$BIN" bench-decode \
-  --device "$DEV" --checkpoint "$CKPT" --sources "$TEST_FEATURES" --examples "$DECODE_ALL" \
-  --batch-size "$DECODE_ALL_BATCH2" --max-length "$DECODE_MAX_LEN" --dynamic-padding --keep-pool \
-  --time-budget "$DECODE_ALL_BUDGET" \
-  --variant "candle batched reference-mode (all), batch $DECODE_ALL_BATCH2, slotted cache"
 run_step profile_decode 90 "$BIN" profile-decode --device "$DEV" --checkpoint "$CKPT" \
   --sources "$TEST_FEATURES" "${PROFILE[@]}"
-run_step profile_decode_unverified 90 env C2N_CUDA_UNVERIFIED_KERNELS=1 "$BIN" profile-decode \
+run_step profile_decode_dense 90 env C2N_CUDA_SLOTTED_CACHE=0 "$BIN" profile-decode \
   --device "$DEV" --checkpoint "$CKPT" --sources "$TEST_FEATURES" "${PROFILE[@]}"
 # Identity of the outputs on a peaked model: random weights make the next-token distribution
 # nearly uniform, where candidates tie within float round-off; word embeddings ×50 make it as
@@ -292,10 +285,10 @@ run_step decode_candle_sharp 90 "$BIN" bench-decode --device "$DEV" --checkpoint
   --sources "$TEST_FEATURES" --examples "$SHARP_DONE" --batch-size "$DECODE_BATCH" \
   --max-length "$DECODE_MAX_LEN" --dynamic-padding --keep-pool --variant "candle, sharpened ×50" \
   "${SHARP_COMPARE[@]}"
-run_step decode_candle_sharp_unverified 90 env C2N_CUDA_UNVERIFIED_KERNELS=1 "$BIN" bench-decode \
+run_step decode_candle_sharp_dense 90 env C2N_CUDA_SLOTTED_CACHE=0 "$BIN" bench-decode \
   --device "$DEV" --checkpoint "$CKPT" --sources "$TEST_FEATURES" --examples "$SHARP_DONE" \
   --batch-size "$DECODE_BATCH" --max-length "$DECODE_MAX_LEN" --dynamic-padding --keep-pool \
-  --variant "candle, sharpened ×50, slotted cache" "${SHARP_COMPARE[@]}"
+  --variant "candle, sharpened ×50, dense cache" "${SHARP_COMPARE[@]}"
 
 rm -rf "$CKPT"  # 0.7 GB
 FAILED=$(grep -v '"status":"ok"' "$STEPS" | grep -c -v '"status":"n/a"')

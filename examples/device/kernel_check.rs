@@ -9,10 +9,10 @@
 //!   against Candle's log-softmax ranked on the host;
 //! - `kv_cache_append` (decoding): a beam reorder and one appended position of a
 //!   `[rows, heads, len, d]` cache in f32 and bf16, against `index_select` + `cat`;
-//! - `slot_attention` (decoding; not yet default, `C2N_CUDA_UNVERIFIED_KERNELS=1` makes
-//!   decoding sessions use it): the slotted cache's append-and-attend step against the dense
+//! - `slot_attention` (decoding; the default cache of f32 decoding since run 7,
+//!   `C2N_CUDA_SLOTTED_CACHE=0` turns it off): the slotted cache's append-and-attend step against the dense
 //!   cache's reorder, append and attention, f32, per step over 16 reordering steps;
-//! - `cross_attention` (decoding; `C2N_CUDA_UNVERIFIED_KERNELS=1` as well): the grouped
+//! - `cross_attention` (decoding; opt-in with `C2N_CUDA_CROSS_ATTENTION_KERNEL=1`): the grouped
 //!   cross-attention kernel against the decoder layer's tensor ops, 10 beams per example;
 //! - `dropout` (training): the counter-based kernel against `x ⊙ mask` with the mask built on
 //!   the host from the same seed (`layers::dropout_mask_from_seed`), f32 and bf16;
@@ -20,8 +20,8 @@
 //!   the softmax-and-dropout gradient at `[b, 12, 256, 256]` with a key-padding and a causal
 //!   mask, against the tensor ops with the same host mask.
 //!
-//! - `gelu_backward`, `column_sum` (training; not yet default, `C2N_CUDA_UNVERIFIED_KERNELS=1`
-//!   switches them on in training): against the tensor ops at `[rows, 4·width]`.
+//! - `gelu_backward`, `column_sum` (training; on with the other training kernels since run 7):
+//!   against the tensor ops at `[rows, 4·width]`.
 //!
 //! The training kernels have no CPU fallback: on the CPU those lines say that nothing ran.
 
@@ -350,7 +350,7 @@ fn check_slot_attention(args: &KernelCheckArgs, dev: &Device) -> Result<()> {
 }
 
 /// The grouped cross-attention kernel (`cross_attention.cu`; decoding uses it only with
-/// `C2N_CUDA_UNVERIFIED_KERNELS=1` for now, this check always) against the tensor ops the decoder layer runs
+/// `C2N_CUDA_CROSS_ATTENTION_KERNEL=1`, this check always) against the tensor ops the decoder layer runs
 /// otherwise: `decode_rows / 10` examples of 10 beams over 256 memory positions, the last
 /// quarter of each example's positions padded.
 fn check_cross_attention(args: &KernelCheckArgs, dev: &Device) -> Result<()> {
@@ -519,7 +519,7 @@ mod training {
         }
         check_dropout(args, dev)?;
         check_attention(args, dev)?;
-        check_unverified(args, dev)?;
+        check_gelu_and_column_sum(args, dev)?;
         Ok(())
     }
 
@@ -659,9 +659,8 @@ mod training {
         Ok(())
     }
 
-    /// The kernels behind `C2N_CUDA_UNVERIFIED_KERNELS=1`: GELU backward and column sums at
-    /// the encoder's feed-forward shape `[rows, 4·width]`.
-    fn check_unverified(args: &KernelCheckArgs, dev: &Device) -> Result<()> {
+    /// GELU backward and column sums at the encoder's feed-forward shape `[rows, 4·width]`.
+    fn check_gelu_and_column_sum(args: &KernelCheckArgs, dev: &Device) -> Result<()> {
         let shape = (args.rows, 4 * args.width);
         for dtype in [DType::F32, DType::BF16] {
             let x = Tensor::randn(0f32, 2.0, shape, dev)?.to_dtype(dtype)?;

@@ -319,7 +319,7 @@ pub fn run(args: &TrainBenchArgs) -> Result<()> {
         "bench_train",
         json!({
             "variant": format!(
-                "candle {precision} {}{}{}{}{}{}{}{}",
+                "candle {precision} {}{}{}{}{}{}{}",
                 match args.padding {
                     PaddingArg::Reference => "padded",
                     PaddingArg::Dynamic => "dynamic padding",
@@ -341,12 +341,7 @@ pub fn run(args: &TrainBenchArgs) -> Result<()> {
                     ""
                 },
                 if dev.is_cuda() && !c2n_model::cuda_training_kernels_enabled() {
-                    ", dropout and attention probabilities as tensor ops"
-                } else {
-                    ""
-                },
-                if dev.is_cuda() && c2n_model::cuda_unverified_kernels_enabled() {
-                    ", unverified kernels on"
+                    ", training kernels off"
                 } else {
                     ""
                 }

@@ -87,8 +87,8 @@ def step_result(results, check, step):
 
 
 def targets(results):
-    """The issue's three speed targets and the A/Bs of the opt-in (unverified) kernels, first
-    thing in the report, so a session can decide what to make default."""
+    """The issue's three speed targets and the A/Bs of the kernel switches, first thing in the
+    report, so a session can decide what stays default."""
     md = []
     train = lambda step: step_result(results, "bench_train", step)  # noqa: E731
     decode = lambda step: step_result(results, "bench_decode", step)  # noqa: E731
@@ -96,7 +96,7 @@ def targets(results):
     rows = []
     if torch_train:
         base = torch_train["samples_per_s"]
-        f32 = [train(s) for s in ("train_candle_f32_padded_pool", "train_candle_f32_padded_pool_unverified")]
+        f32 = [train(s) for s in ("train_candle_f32_padded", "train_candle_f32_padded_pool")]
         f32 = [r for r in f32 if r]
         best = [r for r in results if r["check"] == "bench_train" and r.get("impl") != "torch"
                 and r.get("batch_size") == torch_train.get("batch_size")]
@@ -117,20 +117,19 @@ def targets(results):
         md += ["## Targets", ""] + table(["target", "wanted", "best measured", "step"], rows) + [""]
 
     rows = []
-    for base_step, check in [("train_candle_f32_padded_pool", "bench_train"),
-                             ("train_candle_bf16_dynamic", "bench_train"),
-                             ("decode_candle_all", "bench_decode"),
-                             ("decode_candle_all_b2", "bench_decode")]:
-        a, b = step_result(results, check, base_step), step_result(results, check, base_step + "_unverified")
+    ident = lambda r: (lambda c: f"{c['nbest_identical']}/{c['compared']}" if c else "–")(r.get("comparison"))  # noqa: E731
+    for default_step, other_step, check in [
+            ("train_candle_f32_padded_pool", "train_candle_f32_padded_pool_trainops", "bench_train"),
+            ("train_candle_bf16_dynamic", "train_candle_bf16_dynamic_trainops", "bench_train"),
+            ("decode_candle_all", "decode_candle_all_dense", "bench_decode"),
+            ("decode_candle_subset", "decode_candle_subset_dense", "bench_decode"),
+            ("decode_candle_sharp", "decode_candle_sharp_dense", "bench_decode"),
+            ("decode_candle_all", "decode_candle_all_cross_kernel", "bench_decode")]:
+        a, b = step_result(results, check, default_step), step_result(results, check, other_step)
         if a and b:
             key = "samples_per_s" if check == "bench_train" else "examples_per_s"
-            rows.append([base_step, f"{b[key] / a[key]:.3f}×", "–"])
-    for base_step in ("decode_candle_subset", "decode_candle_sharp"):
-        a, b = decode(base_step), decode(base_step + "_unverified")
-        if a and b:
-            ident = lambda r: (lambda c: f"{c['nbest_identical']}/{c['compared']}" if c else "–")(r.get("comparison"))  # noqa: E731
-            rows.append([base_step, f"{b['examples_per_s'] / a['examples_per_s']:.3f}×",
-                         f"{ident(a)} → {ident(b)}"])
+            nbest = f"{ident(a)} / {ident(b)}" if check == "bench_decode" else "–"
+            rows.append([default_step, other_step, f"{a[key] / b[key]:.3f}×", nbest])
     sorted_batches, file_order = decode("decode_candle_all"), decode("decode_candle_all_file_order")
     if sorted_batches and file_order:
         md += ["- Decoding batches longest source first (the default now) against file order (run 6): "
@@ -141,13 +140,14 @@ def targets(results):
     kernels = [r for r in results if r["check"] == "check_kernels"
                and r.get("kernel") in ("gelu_backward", "column_sum", "slot_attention", "cross_attention")]
     if rows or kernels:
-        md += ["## Opt-in kernels (`C2N_CUDA_UNVERIFIED_KERNELS=1`): make default when checked and faster", ""]
+        md += ["## Kernel switches: the defaults against the alternative (keep a default only while it is faster)",
+               ""]
         if kernels:
             md += ["- check_kernels: " + ", ".join(f"{r['kernel']} {'not run' if 'note' in r else fmt(r.get('ok'))}"
                                           for r in kernels)]
         md += [""]
         if rows:
-            md += table(["A/B against the defaults", "speed with the opt-in kernels", "n-best identical to torch"],
+            md += table(["default", "alternative", "default's speed-up", "n-best identical to torch (default / alternative)"],
                         rows) + [""]
     return md
 

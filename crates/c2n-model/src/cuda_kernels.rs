@@ -5,18 +5,18 @@
 //!   ([`cuda_layer_norm_kernels_enabled`]).
 //! - `C2N_CUDA_DECODE_KERNELS=0`: decoding ranks beam candidates with tensor ops and grows the
 //!   self-attention cache with `index_select` + `cat` ([`cuda_decode_kernels_enabled`]).
-//! - `C2N_CUDA_TRAIN_KERNELS=0`: the explicit training pass makes dropout masks and attention
-//!   probabilities with tensor ops ([`cuda_training_kernels_enabled`]).
+//! - `C2N_CUDA_TRAIN_KERNELS=0`: the explicit training pass makes dropout masks, attention
+//!   probabilities, the exact GELU's backward pass and the bias-gradient column sums with
+//!   tensor ops ([`cuda_training_kernels_enabled`]; the last two joined in run 7, H200).
+//! - `C2N_CUDA_SLOTTED_CACHE=0`: [`CacheLayout::Auto`](crate::CacheLayout::Auto) keeps the dense
+//!   decoding cache instead of the slotted one ([`cuda_slotted_cache_enabled`]).
+//! - `C2N_CUDA_CROSS_ATTENTION_KERNEL=1`: the decoding step's grouped cross-attention as one
+//!   kernel ([`cuda_cross_attention_kernel_enabled`]). Off by default: correct on the GPU, but
+//!   3× slower than the tensor ops it replaces (run 7, H200: 1.47 against 0.49 ms).
 //!
-//! - `C2N_CUDA_UNVERIFIED_KERNELS=1`: kernels that no GPU has run yet, off until a device run's
-//!   `check-kernels` and A/B have checked them ([`cuda_unverified_kernels_enabled`]): the GELU
-//!   backward pass, the bias-gradient column sums, the decoding step's grouped
-//!   cross-attention, and the slotted decoding cache
-//!   ([`CacheLayout::Auto`](crate::CacheLayout::Auto) picks it). The CPU emulation tests
-//!   (`tests/kernels_emulated.rs`) run them on every build; a GPU has not.
-//!
-//! Each of the others is on by default where it applies (a CUDA device, f32 or the dtypes the kernel takes);
-//! without the `cuda` feature every switch reads false.
+//! Every kernel except the cross-attention one is on by default where it applies (a CUDA
+//! device, f32 or the dtypes the kernel takes); without the `cuda` feature every switch reads
+//! false.
 
 /// Whether a layer-norm backward on a CUDA device runs our two kernels rather than the tensor
 /// ops: yes unless `C2N_CUDA_LN_BACKWARD=0`; false without the `cuda` feature.
@@ -44,7 +44,8 @@ pub fn cuda_decode_kernels_enabled() -> bool {
 }
 
 /// Whether the explicit training pass on a CUDA device uses the counter-based dropout kernel
-/// (no stored masks) and the attention-probability kernels: yes unless
+/// (no stored masks), the attention-probability kernels, the GELU backward kernel and the
+/// column-sum kernel for bias gradients: yes unless
 /// `C2N_CUDA_TRAIN_KERNELS=0`; false without the `cuda` feature.
 pub fn cuda_training_kernels_enabled() -> bool {
     #[cfg(feature = "cuda")]
@@ -56,14 +57,29 @@ pub fn cuda_training_kernels_enabled() -> bool {
     false
 }
 
-/// Whether kernels not yet checked on a GPU are used: only with
-/// `C2N_CUDA_UNVERIFIED_KERNELS=1`; false without the `cuda` feature.
-pub fn cuda_unverified_kernels_enabled() -> bool {
+/// Whether [`CacheLayout::Auto`](crate::CacheLayout::Auto) picks the slotted decoding cache
+/// where its kernel runs: yes unless `C2N_CUDA_SLOTTED_CACHE=0`; false without the `cuda`
+/// feature.
+pub fn cuda_slotted_cache_enabled() -> bool {
     #[cfg(feature = "cuda")]
     {
         static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *ENABLED
-            .get_or_init(|| std::env::var("C2N_CUDA_UNVERIFIED_KERNELS").is_ok_and(|v| v == "1"))
+        *ENABLED.get_or_init(|| std::env::var("C2N_CUDA_SLOTTED_CACHE").map_or(true, |v| v != "0"))
+    }
+    #[cfg(not(feature = "cuda"))]
+    false
+}
+
+/// Whether the decoding step's cross-attention runs as one grouped kernel: only with
+/// `C2N_CUDA_CROSS_ATTENTION_KERNEL=1` (slower than the tensor ops on an H200); false without
+/// the `cuda` feature.
+pub fn cuda_cross_attention_kernel_enabled() -> bool {
+    #[cfg(feature = "cuda")]
+    {
+        static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *ENABLED.get_or_init(|| {
+            std::env::var("C2N_CUDA_CROSS_ATTENTION_KERNEL").is_ok_and(|v| v == "1")
+        })
     }
     #[cfg(not(feature = "cuda"))]
     false

@@ -1,8 +1,8 @@
 //! Bias gradients (`Σ_rows g` of a `[rows, out]` gradient, f32) as one CUDA kernel
 //! (`kernels/column_sum.cu`) that reads rows as contiguous segments, instead of Candle's
-//! `sum(0)`, which reads each column with a stride. Not yet run on a GPU: opt-in with
-//! `C2N_CUDA_UNVERIFIED_KERNELS=1` until `device check-kernels` and a training A/B have
-//! checked it.
+//! `sum(0)`, which reads each column with a stride. On with the other training kernels
+//! (`C2N_CUDA_TRAIN_KERNELS=0` turns it off); run 7 (H200) checked it and measured 0.04
+//! against 0.19 ms at 8192×3072 f32.
 
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
@@ -17,7 +17,7 @@ pub(crate) fn usable(m: &Tensor) -> bool {
     m.device().is_cuda()
         && m.rank() == 2
         && matches!(m.dtype(), DType::F32 | DType::BF16)
-        && crate::cuda_unverified_kernels_enabled()
+        && crate::cuda_training_kernels_enabled()
 }
 
 /// `Σ_rows m` of `m [rows, cols]` (f32 or bf16), accumulated and returned in f32 `[cols]`.

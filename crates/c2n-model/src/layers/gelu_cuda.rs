@@ -1,6 +1,6 @@
 //! The exact GELU's backward pass as one CUDA kernel (`kernels/gelu_backward.cu`) instead of
-//! ten tensor ops. Not yet run on a GPU: opt-in with `C2N_CUDA_UNVERIFIED_KERNELS=1` until
-//! `device check-kernels` and a training A/B have checked it.
+//! ten tensor ops. On with the other training kernels (`C2N_CUDA_TRAIN_KERNELS=0` turns it
+//! off); run 7 (H200) checked it and measured 0.10 against 1.12 ms at 8192×3072 f32.
 
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::PushKernelArg;
@@ -16,7 +16,7 @@ pub(crate) fn usable(x: &Tensor, grad: &Tensor) -> bool {
         && matches!(x.dtype(), DType::F32 | DType::BF16)
         && grad.dtype() == x.dtype()
         && grad.shape() == x.shape()
-        && crate::cuda_unverified_kernels_enabled()
+        && crate::cuda_training_kernels_enabled()
 }
 
 /// `grad · GELU′(x)`, computed in f32, in `x`'s dtype.
