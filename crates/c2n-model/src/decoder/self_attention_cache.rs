@@ -11,8 +11,8 @@ use crate::Result;
 pub enum CacheLayout {
     /// [`Slotted`](Self::Slotted) where its kernel runs (a CUDA device, f32 activations,
     /// `C2N_CUDA_DECODE_KERNELS` not 0) unless `C2N_CUDA_SLOTTED_CACHE=0`;
-    /// [`Dense`](Self::Dense) otherwise. Run 7 (H200): the whole ruby test set in 15.7 s
-    /// against 17.4 s with the dense cache.
+    /// [`Dense`](Self::Dense) otherwise. Run 9 (H200): the whole ruby test set in 14.0 s
+    /// against 17.6 s with the dense cache.
     #[default]
     Auto,
     /// `[rows, heads, t, d]`, reordered by the beam at every step ([`KvCache`]).
