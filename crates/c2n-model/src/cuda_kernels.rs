@@ -18,29 +18,36 @@
 //! device, f32 or the dtypes the kernel takes); without the `cuda` feature every switch reads
 //! false.
 
+/// One switch's value, read from the environment once: a switch that is on by default is off
+/// only with `VAR=0`, one that is off by default is on only with `VAR=1`; false without the
+/// `cuda` feature.
+macro_rules! switch {
+    ($var:literal, $on_by_default:expr) => {{
+        #[cfg(feature = "cuda")]
+        {
+            static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+            *ENABLED.get_or_init(|| match std::env::var($var) {
+                Ok(v) if $on_by_default => v != "0",
+                Ok(v) => v == "1",
+                Err(_) => $on_by_default,
+            })
+        }
+        #[cfg(not(feature = "cuda"))]
+        false
+    }};
+}
+
 /// Whether a layer-norm backward on a CUDA device runs our two kernels rather than the tensor
 /// ops: yes unless `C2N_CUDA_LN_BACKWARD=0`; false without the `cuda` feature.
 pub fn cuda_layer_norm_kernels_enabled() -> bool {
-    #[cfg(feature = "cuda")]
-    {
-        static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *ENABLED.get_or_init(|| std::env::var("C2N_CUDA_LN_BACKWARD").map_or(true, |v| v != "0"))
-    }
-    #[cfg(not(feature = "cuda"))]
-    false
+    switch!("C2N_CUDA_LN_BACKWARD", true)
 }
 
 /// Whether decoding on a CUDA device uses the row top-k kernel (log-softmax, row scores and
 /// ranking in one launch) and the cache reorder-and-append kernel: yes unless
 /// `C2N_CUDA_DECODE_KERNELS=0`; false without the `cuda` feature.
 pub fn cuda_decode_kernels_enabled() -> bool {
-    #[cfg(feature = "cuda")]
-    {
-        static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *ENABLED.get_or_init(|| std::env::var("C2N_CUDA_DECODE_KERNELS").map_or(true, |v| v != "0"))
-    }
-    #[cfg(not(feature = "cuda"))]
-    false
+    switch!("C2N_CUDA_DECODE_KERNELS", true)
 }
 
 /// Whether the explicit training pass on a CUDA device uses the counter-based dropout kernel
@@ -48,39 +55,19 @@ pub fn cuda_decode_kernels_enabled() -> bool {
 /// column-sum kernel for bias gradients: yes unless
 /// `C2N_CUDA_TRAIN_KERNELS=0`; false without the `cuda` feature.
 pub fn cuda_training_kernels_enabled() -> bool {
-    #[cfg(feature = "cuda")]
-    {
-        static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *ENABLED.get_or_init(|| std::env::var("C2N_CUDA_TRAIN_KERNELS").map_or(true, |v| v != "0"))
-    }
-    #[cfg(not(feature = "cuda"))]
-    false
+    switch!("C2N_CUDA_TRAIN_KERNELS", true)
 }
 
 /// Whether [`CacheLayout::Auto`](crate::CacheLayout::Auto) picks the slotted decoding cache
 /// where its kernel runs: yes unless `C2N_CUDA_SLOTTED_CACHE=0`; false without the `cuda`
 /// feature.
 pub fn cuda_slotted_cache_enabled() -> bool {
-    #[cfg(feature = "cuda")]
-    {
-        static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *ENABLED.get_or_init(|| std::env::var("C2N_CUDA_SLOTTED_CACHE").map_or(true, |v| v != "0"))
-    }
-    #[cfg(not(feature = "cuda"))]
-    false
+    switch!("C2N_CUDA_SLOTTED_CACHE", true)
 }
 
 /// Whether the decoding step's cross-attention runs as one grouped kernel: only with
 /// `C2N_CUDA_CROSS_ATTENTION_KERNEL=1` (slower than the tensor ops on an H200); false without
 /// the `cuda` feature.
 pub fn cuda_cross_attention_kernel_enabled() -> bool {
-    #[cfg(feature = "cuda")]
-    {
-        static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *ENABLED.get_or_init(|| {
-            std::env::var("C2N_CUDA_CROSS_ATTENTION_KERNEL").is_ok_and(|v| v == "1")
-        })
-    }
-    #[cfg(not(feature = "cuda"))]
-    false
+    switch!("C2N_CUDA_CROSS_ATTENTION_KERNEL", false)
 }
