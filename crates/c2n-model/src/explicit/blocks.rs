@@ -90,6 +90,51 @@ pub(super) fn packed_linear_back(
     ))
 }
 
+/// `x·[W₁; W₂; …]ᵀ + [b₁; b₂; …]`: several linear layers on the same input as one GEMM and one
+/// bias add, their outputs side by side (`[.., Σ out]`). The encoder's query, key and value
+/// run this way, like the decoder's packed `in_proj`.
+pub(super) fn grouped_linear(
+    layers: &[&Linear],
+    x: &Tensor,
+    casts: &mut WeightCasts,
+) -> candle_core::Result<Tensor> {
+    let (weight, bias) = casts.grouped(layers)?;
+    linear_value(x, &weight, bias.as_ref())
+}
+
+/// Backward of [`grouped_linear`] with input `x` and the gradient of its packed output: each
+/// layer's weight and bias gradients (row blocks of one GEMM and one column sum) into
+/// `grads`, `dx` returned.
+pub(super) fn grouped_linear_back(
+    layers: &[&Linear],
+    x: &Tensor,
+    grad: &Tensor,
+    casts: &mut WeightCasts,
+    grads: &mut ParamGrads,
+) -> candle_core::Result<Tensor> {
+    let has_bias = layers.iter().all(|l| l.bias().is_some());
+    let wants = GradWants {
+        input: true,
+        weight: true,
+        bias: has_bias,
+    };
+    let (weight, _) = casts.grouped(layers)?;
+    let master = layers[0].weight().dtype();
+    let (dx, dw, db) = linear_grads_in(x, &weight, grad, wants, master)?;
+    let missing = || candle_core::Error::Msg("explicit backward: missing grouped gradient".into());
+    let (dw, db) = (dw.ok_or_else(missing)?, db);
+    let mut start = 0;
+    for layer in layers {
+        let rows = layer.weight().dim(0)?;
+        grads.add(layer.weight(), dw.narrow(0, start, rows)?)?;
+        if let (Some(bias), Some(db)) = (layer.bias(), db.as_ref()) {
+            grads.add(bias, db.narrow(0, start, rows)?)?;
+        }
+        start += rows;
+    }
+    dx.ok_or_else(missing)
+}
+
 /// The layer norm's value (f32 statistics, result in the dtype of `x`).
 pub(super) fn norm(layer: &LayerNorm, x: &Tensor) -> candle_core::Result<Tensor> {
     let (w, b, eps) = layer.parts();
@@ -189,19 +234,38 @@ pub(super) struct AttentionSpec {
 }
 
 impl Attention {
-    /// `dropout(softmax(scaled q·kᵀ + mask)) · v`, heads merged: `[b, Lq, h·d]`.
-    pub(super) fn forward(
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
+    /// `dropout(softmax(scaled q·kᵀ + mask)) · v`, heads merged (`[b, Lq, h·d]`), from a packed
+    /// projection `[b, L, 3·h·d]` (`[q k v]`, as [`grouped_linear`] and the decoder's
+    /// `in_proj` make it), split into heads by one copy.
+    pub(super) fn forward_packed(
+        qkv: &Tensor,
         mask: Option<&Tensor>,
         spec: AttentionSpec,
     ) -> candle_core::Result<(Tensor, Self)> {
-        let (q, k, v) = (
-            split_heads(q, spec.heads)?,
-            split_heads(k, spec.heads)?,
-            split_heads(v, spec.heads)?,
-        );
+        let [q, k, v] = split_packed_heads::<3>(qkv, spec.heads)?;
+        Self::forward_heads(q, k, v, mask, spec)
+    }
+
+    /// [`forward_packed`](Self::forward_packed) for the cross-attention: `q [b, Lq, h·d]` and the packed
+    /// `[k v]` projection of the memory `[b, Lk, 2·h·d]`.
+    pub(super) fn forward_packed_kv(
+        q: &Tensor,
+        kv: &Tensor,
+        mask: Option<&Tensor>,
+        spec: AttentionSpec,
+    ) -> candle_core::Result<(Tensor, Self)> {
+        let [k, v] = split_packed_heads::<2>(kv, spec.heads)?;
+        Self::forward_heads(split_heads(q, spec.heads)?, k, v, mask, spec)
+    }
+
+    /// The attention core on `q`, `k`, `v` split into heads (`[b, h, L, d]`).
+    fn forward_heads(
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        mask: Option<&Tensor>,
+        spec: AttentionSpec,
+    ) -> candle_core::Result<(Tensor, Self)> {
         #[cfg(feature = "cuda")]
         if let Some(done) = Self::forward_kernels(&q, &k, &v, mask, spec)? {
             return Ok(done);
@@ -224,7 +288,7 @@ impl Attention {
         Ok((value, saved))
     }
 
-    /// [`forward`](Self::forward) with the CUDA kernels: the probabilities in one pass, the
+    /// [`forward_heads`](Self::forward_heads) with the CUDA kernels: the probabilities in one pass, the
     /// dropout (counter-based, no stored mask) and the cast to `v`'s dtype in another. `None`
     /// where they do not apply (CPU, switched off, a seeded-dropout scope, a divisor applied
     /// to the scores, a mask of another shape).
@@ -316,6 +380,33 @@ impl Attention {
     }
 }
 
+/// `N` projections packed side by side in `x [b, L, N·h·d]`, each split into heads
+/// `[b, h, L, d]`: one copy into `[N, b, h, L, d]`, then contiguous views (instead of one copy
+/// per projection).
+pub(super) fn split_packed_heads<const N: usize>(
+    x: &Tensor,
+    heads: usize,
+) -> candle_core::Result<[Tensor; N]> {
+    let (b, l, width) = x.dims3()?;
+    let d = width / (N * heads);
+    if N * heads * d != width {
+        return Err(candle_core::Error::Msg(format!(
+            "packed projection of width {width} is not {N} × {heads} heads"
+        )));
+    }
+    let split = x
+        .reshape((b, l, N, heads, d))?
+        .permute((2, 0, 3, 1, 4))?
+        .contiguous()?;
+    let mut parts = Vec::with_capacity(N);
+    for i in 0..N {
+        parts.push(split.get(i)?);
+    }
+    parts
+        .try_into()
+        .map_err(|_| candle_core::Error::Msg("packed projection: wrong part count".into()))
+}
+
 /// Per-head gradients `[b, h, L, d]` laid side by side as `[b, L, n·h·d]` (one copy), the
 /// layout of a packed projection's output.
 pub(super) fn merge_packed(parts: &[&Tensor]) -> candle_core::Result<Tensor> {
@@ -341,5 +432,42 @@ fn add_some(
         None => Err(candle_core::Error::Msg(
             "explicit backward: a parameter gradient was not computed".into(),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn packed_heads_equal_the_heads_of_each_part() {
+        let (b, l, heads, d) = (2, 5, 3, 4);
+        let x = Tensor::arange(0f32, (b * l * 3 * heads * d) as f32, &Device::Cpu)
+            .unwrap()
+            .reshape((b, l, 3 * heads * d))
+            .unwrap();
+        let parts = split_packed_heads::<3>(&x, heads).unwrap();
+        for (i, part) in parts.iter().enumerate() {
+            let want = split_heads(&x.narrow(2, i * heads * d, heads * d).unwrap(), heads).unwrap();
+            assert!(part.is_contiguous());
+            assert_eq!(part.dims(), want.dims());
+            let (got, want) = (part.flatten_all().unwrap(), want.flatten_all().unwrap());
+            assert_eq!(
+                got.to_vec1::<f32>().unwrap(),
+                want.to_vec1::<f32>().unwrap(),
+                "part {i}"
+            );
+        }
+        let merged = merge_packed(&[&parts[0], &parts[1], &parts[2]]).unwrap();
+        assert_eq!(
+            merged.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            x.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            "merge_packed undoes the split"
+        );
+        assert!(
+            split_packed_heads::<2>(&x, 5).is_err(),
+            "width 36 is not 2 × 5 heads × d"
+        );
     }
 }

@@ -9,10 +9,14 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Tensor, TensorId};
 
+use crate::layers::{cast, Linear};
+
 /// Detached weights in the compute dtype, by parameter.
 pub(crate) struct WeightCasts {
     dtype: DType,
     by_param: HashMap<TensorId, Tensor>,
+    /// Packed weights and biases of layer groups, by the group's first weight.
+    grouped: HashMap<TensorId, (Tensor, Option<Tensor>)>,
 }
 
 impl WeightCasts {
@@ -20,7 +24,43 @@ impl WeightCasts {
         Self {
             dtype,
             by_param: HashMap::new(),
+            grouped: HashMap::new(),
         }
+    }
+
+    /// The weights `[Σ out, in]` and biases `[Σ out]` of `layers` (same input width; all with
+    /// a bias or none), stacked in order, detached and in the compute dtype: made once per pass
+    /// (concatenated in the master dtype, then cast once), then reused by both directions.
+    pub(crate) fn grouped(
+        &mut self,
+        layers: &[&Linear],
+    ) -> candle_core::Result<(Tensor, Option<Tensor>)> {
+        let first = layers
+            .first()
+            .ok_or_else(|| candle_core::Error::Msg("an empty layer group".into()))?;
+        if let Some(done) = self.grouped.get(&first.weight().id()) {
+            return Ok(done.clone());
+        }
+        let with_bias = layers.iter().filter(|l| l.bias().is_some()).count();
+        if with_bias != 0 && with_bias != layers.len() {
+            return Err(candle_core::Error::Msg(
+                "a layer group mixes layers with and without a bias".into(),
+            ));
+        }
+        let weights: Vec<Tensor> = layers.iter().map(|l| l.weight().detach()).collect();
+        let weight = cast(&Tensor::cat(&weights, 0)?, self.dtype)?;
+        let bias = if with_bias == 0 {
+            None
+        } else {
+            let biases: Vec<Tensor> = layers
+                .iter()
+                .filter_map(|l| l.bias().map(Tensor::detach))
+                .collect();
+            Some(cast(&Tensor::cat(&biases, 0)?, self.dtype)?)
+        };
+        let done = (weight, bias);
+        self.grouped.insert(first.weight().id(), done.clone());
+        Ok(done)
     }
 
     /// `param` detached and in the compute dtype (cast once, then reused).
@@ -69,5 +109,40 @@ mod tests {
             "nothing cached in f32"
         );
         assert!(!c.track_op());
+    }
+
+    #[test]
+    fn groups_stack_weights_and_biases_once_per_pass() {
+        let dev = Device::Cpu;
+        let layer = |v: f32| {
+            Linear::new(
+                Tensor::full(v, (2, 3), &dev).unwrap(),
+                Some(Tensor::full(v, 2, &dev).unwrap()),
+            )
+        };
+        let (a, b) = (layer(1.0), layer(2.0));
+        let mut casts = WeightCasts::new(DType::BF16);
+        let (w, bias) = casts.grouped(&[&a, &b]).unwrap();
+        assert_eq!((w.dims(), w.dtype()), (&[4, 3][..], DType::BF16));
+        let rows: Vec<f32> = w
+            .to_dtype(DType::F32)
+            .unwrap()
+            .sum(1)
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert_eq!(rows, [3.0, 3.0, 6.0, 6.0], "a's rows, then b's");
+        let bias = bias.expect("both layers have a bias");
+        assert_eq!(
+            bias.to_dtype(DType::F32).unwrap().to_vec1::<f32>().unwrap(),
+            [1.0, 1.0, 2.0, 2.0]
+        );
+        let (again, _) = casts.grouped(&[&a, &b]).unwrap();
+        assert_eq!(again.id(), w.id(), "made once, then reused");
+
+        let no_bias = Linear::new(Tensor::ones((2, 3), DType::F32, &dev).unwrap(), None);
+        let err = casts.grouped(&[&no_bias, &a]).unwrap_err();
+        assert!(err.to_string().contains("with and without a bias"), "{err}");
+        assert!(casts.grouped(&[]).is_err());
     }
 }

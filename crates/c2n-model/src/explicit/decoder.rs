@@ -61,13 +61,8 @@ pub(super) fn decoder_layer_forward(
     let h = x.dim(D::Minus1)?;
     let sa = &layer.self_attn;
     let qkv = packed_linear(&sa.in_proj_weight, &sa.in_proj_bias, (0, 3 * h), x, casts)?;
-    let (self_context, self_attention) = Attention::forward(
-        &qkv.narrow(D::Minus1, 0, h)?,
-        &qkv.narrow(D::Minus1, h, h)?,
-        &qkv.narrow(D::Minus1, 2 * h, h)?,
-        Some(causal),
-        spec(sa, train),
-    )?;
+    let (self_context, self_attention) =
+        Attention::forward_packed(&qkv, Some(causal), spec(sa, train))?;
     drop(qkv);
     let (sa_out, self_keep) = dropout(
         &linear(&sa.out, &self_context, casts)?,
@@ -86,13 +81,8 @@ pub(super) fn decoder_layer_forward(
         memory,
         casts,
     )?;
-    let (cross_context, cross_attention) = Attention::forward(
-        &q,
-        &kv.narrow(D::Minus1, 0, h)?,
-        &kv.narrow(D::Minus1, h, h)?,
-        Some(memory_mask),
-        spec(ca, train),
-    )?;
+    let (cross_context, cross_attention) =
+        Attention::forward_packed_kv(&q, &kv, Some(memory_mask), spec(ca, train))?;
     drop(q);
     drop(kv);
     let (ca_out, cross_keep) = dropout(

@@ -3,14 +3,14 @@
 use candle_core::{DType, Tensor};
 
 use super::blocks::{
-    activation, activation_back, dropout, dropout_back, in_dtype, linear, linear_back, norm,
-    norm_back, Attention, AttentionSpec, Keep,
+    activation, activation_back, dropout, dropout_back, grouped_linear, grouped_linear_back,
+    in_dtype, linear, linear_back, merge_packed, norm, norm_back, Attention, AttentionSpec, Keep,
 };
 use super::casts::WeightCasts;
 use super::param_grads::ParamGrads;
 use crate::encoder::{EmbeddingInputs, Embeddings, EncoderLayer};
 use crate::layers::closed_form_math::Scaling;
-use crate::layers::merge_heads;
+use crate::layers::Linear;
 use crate::Result;
 
 /// What the embeddings' backward needs.
@@ -114,11 +114,9 @@ pub(super) fn encoder_layer_forward(
         dropout_p: layer.attn_dropout,
         train,
     };
-    let q = linear(&layer.query, x, casts)?;
-    let k = linear(&layer.key, x, casts)?;
-    let v = linear(&layer.value, x, casts)?;
-    let (context, attention) = Attention::forward(&q, &k, &v, Some(mask_term), spec)?;
-    drop((q, k, v));
+    let qkv = grouped_linear(&qkv_layers(layer), x, casts)?;
+    let (context, attention) = Attention::forward_packed(&qkv, Some(mask_term), spec)?;
+    drop(qkv);
     let (attn, attn_keep) = dropout(
         &linear(&layer.attn_out, &context, casts)?,
         layer.hidden_dropout,
@@ -190,11 +188,15 @@ pub(super) fn encoder_layer_backward(
         grads,
     )?)?;
     let (dq, dk, dv) = tape.attention.backward(&d_context)?;
-    let (dq, dk, dv) = (merge_heads(&dq)?, merge_heads(&dk)?, merge_heads(&dv)?);
-    let dx_q = need(linear_back(&layer.query, &tape.x, &dq, true, casts, grads)?)?;
-    let dx_k = need(linear_back(&layer.key, &tape.x, &dk, true, casts, grads)?)?;
-    let dx_v = need(linear_back(&layer.value, &tape.x, &dv, true, casts, grads)?)?;
-    Ok((((d_attn_sum + dx_q)? + dx_k)? + dx_v)?)
+    let d_qkv = merge_packed(&[&dq, &dk, &dv])?;
+    drop((dq, dk, dv));
+    let dx_qkv = grouped_linear_back(&qkv_layers(layer), &tape.x, &d_qkv, casts, grads)?;
+    Ok((d_attn_sum + dx_qkv)?)
+}
+
+/// The query, key and value projections, run as one packed projection.
+fn qkv_layers(layer: &EncoderLayer) -> [&Linear; 3] {
+    [&layer.query, &layer.key, &layer.value]
 }
 
 pub(super) fn need(t: Option<Tensor>) -> Result<Tensor> {

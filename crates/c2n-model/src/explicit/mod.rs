@@ -11,8 +11,10 @@
 //! graph, copies each closed-form op's output once in the forward pass, and keeps the graph's
 //! bookkeeping per node. Here there is none of that: each parameter gradient is moved into
 //! place by its first contribution, the decoder's packed `in_proj` runs as one GEMM per input
-//! (`[q k v]` from the same tensor), and a training step dispatches far fewer kernels — what
-//! a GPU pays for per op, whatever its size.
+//! (`[q k v]` from the same tensor), the encoder's query, key and value projections run as one
+//! packed GEMM too (their weights stacked once per pass), packed projections split into heads
+//! with one copy, and a training step dispatches far fewer kernels — what a GPU pays for per
+//! op, whatever its size.
 //!
 //! The graph path stays: `forward_loss` + `backward()` is what tests compare this pass against
 //! (values and every parameter gradient, dropout included through [`crate::layers::seeded_dropout`]).
