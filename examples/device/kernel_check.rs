@@ -473,6 +473,7 @@ mod training {
             "attention_probs_backward",
             "gelu_backward",
             "column_sum",
+            "pack",
         ] {
             emit(
                 "check_kernels",
@@ -490,7 +491,7 @@ mod training {
     use candle_core::DType;
     use code2nl::model::layers::{
         cuda_attention_probabilities, cuda_attention_probabilities_backward, cuda_column_sum,
-        cuda_dropout, cuda_gelu_backward, dropout_mask_from_seed, softmax_last_dim,
+        cuda_dropout, cuda_gelu_backward, cuda_pack, dropout_mask_from_seed, softmax_last_dim,
     };
 
     const SEED: u64 = 0x5EED_C2A1;
@@ -512,6 +513,7 @@ mod training {
                 "attention_probs_backward",
                 "gelu_backward",
                 "column_sum",
+                "pack",
             ] {
                 not_run(kernel, dev);
             }
@@ -520,6 +522,7 @@ mod training {
         check_dropout(args, dev)?;
         check_attention(args, dev)?;
         check_gelu_and_column_sum(args, dev)?;
+        check_pack(args, dev)?;
         Ok(())
     }
 
@@ -725,6 +728,66 @@ mod training {
                     "kernel_ms": 1e3 * kernel_s,
                     "ops_ms": 1e3 * ops_s,
                     "ok": sum_rel <= 1e-5,
+                }),
+            );
+        }
+        Ok(())
+    }
+
+    /// The pack kernel against per-part casts and `cat` on the parameter shapes of 12 encoder
+    /// layers at `width`: every conversion exact to the bit, and the time of each way.
+    fn check_pack(args: &KernelCheckArgs, dev: &Device) -> Result<()> {
+        let h = args.width;
+        let mut shapes: Vec<Vec<usize>> = Vec::new();
+        for _ in 0..12 {
+            for (out, inp) in [(h, h), (h, h), (h, h), (h, h), (4 * h, h), (h, 4 * h)] {
+                shapes.push(vec![out, inp]);
+                shapes.push(vec![out]);
+            }
+        }
+        let elems: usize = shapes.iter().map(|s| s.iter().product::<usize>()).sum();
+        for (from, to) in [
+            (DType::F32, DType::BF16),
+            (DType::F32, DType::F32),
+            (DType::BF16, DType::F32),
+        ] {
+            let parts = shapes
+                .iter()
+                .map(|s| Ok(Tensor::randn(0f32, 1.0, s.as_slice(), dev)?.to_dtype(from)?))
+                .collect::<Result<Vec<_>>>()?;
+            let refs: Vec<&Tensor> = parts.iter().collect();
+            let ops = || -> Result<Tensor> {
+                let flat = parts
+                    .iter()
+                    .map(|p| Ok(p.flatten_all()?.to_dtype(to)?))
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(Tensor::cat(&flat, 0)?)
+            };
+            let want = ops()?.to_dtype(DType::F32)?;
+            let got = cuda_pack(&refs, to)?.to_dtype(DType::F32)?;
+            let differing = got
+                .ne(&want)?
+                .to_dtype(DType::F32)?
+                .sum_all()?
+                .to_scalar::<f32>()?;
+            let kernel_s = timed(dev, args.reps, &|| {
+                cuda_pack(&refs, to)?;
+                Ok(())
+            })?;
+            let ops_s = timed(dev, args.reps, &|| {
+                ops()?;
+                Ok(())
+            })?;
+            emit(
+                "check_kernels",
+                json!({
+                    "kernel": "pack",
+                    "device": device_name(dev),
+                    "shape": format!("{} tensors, {elems} elements, {from:?} → {to:?}", parts.len()),
+                    "differing_elements": differing,
+                    "kernel_ms": 1e3 * kernel_s,
+                    "ops_ms": 1e3 * ops_s,
+                    "ok": differing == 0.0,
                 }),
             );
         }

@@ -319,7 +319,7 @@ pub fn run(args: &TrainBenchArgs) -> Result<()> {
         "bench_train",
         json!({
             "variant": format!(
-                "candle {precision} {}{}{}{}{}{}{}",
+                "candle {precision} {}{}{}{}{}{}{}{}",
                 match args.padding {
                     PaddingArg::Reference => "padded",
                     PaddingArg::Dynamic => "dynamic padding",
@@ -342,6 +342,11 @@ pub fn run(args: &TrainBenchArgs) -> Result<()> {
                 },
                 if dev.is_cuda() && !c2n_model::cuda_training_kernels_enabled() {
                     ", training kernels off"
+                } else {
+                    ""
+                },
+                if dev.is_cuda() && c2n_model::cuda_pack_kernels_enabled() {
+                    ", pack kernels"
                 } else {
                     ""
                 }

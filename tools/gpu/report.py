@@ -130,6 +130,20 @@ def targets(results):
             key = "samples_per_s" if check == "bench_train" else "examples_per_s"
             nbest = f"{ident(a)} / {ident(b)}" if check == "bench_decode" else "–"
             rows.append([default_step, other_step, f"{a[key] / b[key]:.3f}×", nbest])
+    opt_in = []
+    for default_step, other_step in [
+            ("train_candle_f32_padded_pool", "train_candle_f32_padded_pool_pack"),
+            ("train_candle_bf16_dynamic", "train_candle_bf16_dynamic_pack"),
+            ("train_candle_bf16_bucketed", "train_candle_bf16_bucketed_pack")]:
+        a, b = train(default_step), train(other_step)
+        if a and b:
+            same = "yes" if a.get("losses") == b.get("losses") else "no"
+            opt_in.append([other_step, default_step, f"{b['samples_per_s'] / a['samples_per_s']:.3f}×",
+                           f"{fmt(1e3 * a['median_step_s'], '.1f')} → {fmt(1e3 * b['median_step_s'], '.1f')}", same])
+    if opt_in:
+        md += ["## Opt-in switches: the alternative against the default (make it the default if faster and the same)",
+               ""] + table(["opt-in", "default", "opt-in's speed-up", "median step ms", "losses identical"],
+                           opt_in) + [""]
     sorted_batches, file_order = decode("decode_candle_all"), decode("decode_candle_all_file_order")
     if sorted_batches and file_order:
         md += ["- Decoding batches longest source first (the default now) against file order (run 6): "
@@ -138,7 +152,7 @@ def targets(results):
                f"encode {fmt(sorted_batches['phases']['encode_s'], '.2f')} against "
                f"{fmt(file_order['phases']['encode_s'], '.2f')} s)", ""]
     kernels = [r for r in results if r["check"] == "check_kernels"
-               and r.get("kernel") in ("gelu_backward", "column_sum", "slot_attention", "cross_attention")]
+               and r.get("kernel") in ("gelu_backward", "column_sum", "slot_attention", "cross_attention", "pack")]
     if rows or kernels:
         md += ["## Kernel switches: the defaults against the alternative (keep a default only while it is faster)",
                ""]

@@ -70,6 +70,36 @@ pub fn grouped_cross_attention(entries: usize, heads: usize) -> LaunchShape {
     LaunchShape::new([entries * heads, 1, 1], [CROSS_ATTENTION_THREADS, 1, 1])
 }
 
+/// Elements one block of `c2n_pack_*` copies at most (one chunk of [`pack_chunks`]).
+pub const PACK_CHUNK_ELEMS: usize = 1 << 16;
+
+/// The chunk table of `c2n_pack_*` for sources `(address, elements)` packed back to back
+/// from element 0: three u64 per chunk (source address in bytes, destination offset in
+/// elements, length), each chunk at most `chunk` elements and within one source, whose
+/// address advances by `elem_size` bytes per element. Empty sources add no chunk.
+pub fn pack_chunks(sources: &[(u64, usize)], elem_size: usize, chunk: usize) -> Vec<u64> {
+    let chunk = chunk.max(1);
+    let mut table = Vec::new();
+    let mut offset = 0usize;
+    for &(address, len) in sources {
+        for start in (0..len).step_by(chunk) {
+            let n = chunk.min(len - start);
+            table.extend([
+                address + (start * elem_size) as u64,
+                (offset + start) as u64,
+                n as u64,
+            ]);
+        }
+        offset += len;
+    }
+    table
+}
+
+/// `c2n_pack_*`: one 256-thread block per chunk of a [`pack_chunks`] table.
+pub fn pack(chunks: usize) -> LaunchShape {
+    LaunchShape::new([chunks, 1, 1], [256, 1, 1])
+}
+
 #[cfg(feature = "cuda")]
 impl From<LaunchShape> for candle_core::cuda_backend::cudarc::driver::LaunchConfig {
     fn from(shape: LaunchShape) -> Self {
@@ -98,5 +128,21 @@ mod tests {
         assert_eq!(kv_reorder_append(0, 12).grid, [1, 1, 1]);
         assert_eq!(layer_norm_backward_rows(5, 768).block, [128, 1, 1]);
         assert_eq!(layer_norm_backward_rows(5, 1024).block, [1024, 1, 1]);
+        assert_eq!(pack(3).grid, [3, 1, 1]);
+    }
+
+    #[test]
+    fn pack_chunks_cover_each_source_in_bounded_pieces() {
+        // 5 f32 at 1000, none at 2000, 3 at 3000: chunks of at most 2.
+        let table = pack_chunks(&[(1000, 5), (2000, 0), (3000, 3)], 4, 2);
+        let rows: Vec<&[u64]> = table.chunks(3).collect();
+        let want: [[u64; 3]; 5] = [
+            [1000, 0, 2],
+            [1008, 2, 2],
+            [1016, 4, 1],
+            [3000, 5, 2],
+            [3008, 7, 1],
+        ];
+        assert_eq!(rows, want.iter().map(|r| &r[..]).collect::<Vec<_>>());
     }
 }

@@ -26,6 +26,7 @@ const KERNELS: &[&str] = &[
     "crates/c2n-model/kernels/attention_probs.cu",
     "crates/c2n-model/kernels/slot_attention.cu",
     "crates/c2n-model/kernels/cross_attention.cu",
+    "crates/c2n-model/kernels/pack.cu",
     "tools/cuda-emulator/self_test.cu",
 ];
 
@@ -807,4 +808,68 @@ fn grouped_cross_attention_reads_each_memory_once_for_its_group() {
         let diff = max_abs_diff(&ctx, &want);
         assert!(diff < 2e-6, "G = {group}: context differs by {diff}");
     }
+}
+
+/// The pack kernel copies every source, chunked, to its place in one buffer: f32 → bf16
+/// rounded as Candle's `to_dtype` rounds (round to nearest even, ties and signed zeros and
+/// infinities included), bf16 → f32 and f32 → f32 exactly, empty sources skipped.
+#[test]
+fn pack_copies_and_converts_every_source_in_order() {
+    let Some(emu) = emulator() else { return };
+    let lens = [70_001usize, 0, 3, kernel_launch::PACK_CHUNK_ELEMS, 5];
+    let mut sources: Vec<Vec<f32>> = lens
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| values(n, 40 + i as u64, 300.0))
+        .collect();
+    // Ties between two bf16 values, signed zero, infinities, a subnormal.
+    sources[2] = vec![1.0 + 1.0 / 256.0, -0.0, f32::INFINITY];
+    sources[4] = vec![1.0 + 3.0 / 256.0, f32::NEG_INFINITY, 1e-40, 0.0, -1.5];
+    let want: Vec<f32> = sources.concat();
+    let total = want.len();
+    let table = |elem_size: usize, addresses: Vec<u64>| {
+        let with_lens: Vec<(u64, usize)> = addresses.into_iter().zip(lens).collect();
+        kernel_launch::pack_chunks(&with_lens, elem_size, kernel_launch::PACK_CHUNK_ELEMS)
+    };
+    let f32_addresses = sources.iter().map(|s| s.as_ptr() as u64).collect();
+    let f32_table = table(4, f32_addresses);
+    let chunks = f32_table.len() / 3;
+    assert_eq!(chunks, 2 + 1 + 1 + 1, "70 001 elements take two chunks");
+
+    type F32Bf16 = unsafe extern "C" fn(*const u64, *mut u16);
+    let kernel: F32Bf16 = unsafe { emu.kernel("c2n_pack_f32_bf16") };
+    let mut packed = vec![0u16; total];
+    let (tp, op) = (f32_table.as_ptr(), packed.as_mut_ptr());
+    emu.launch(kernel_launch::pack(chunks), || unsafe { kernel(tp, op) });
+    let candle: Vec<u16> = Tensor::new(want.as_slice(), &Device::Cpu)
+        .unwrap()
+        .to_dtype(candle_core::DType::BF16)
+        .unwrap()
+        .to_vec1::<bf16>()
+        .unwrap()
+        .iter()
+        .map(|b| b.to_bits())
+        .collect();
+    assert_eq!(packed, candle, "f32 → bf16 as to_dtype");
+
+    type F32F32 = unsafe extern "C" fn(*const u64, *mut f32);
+    let kernel: F32F32 = unsafe { emu.kernel("c2n_pack_f32_f32") };
+    let mut copied = vec![f32::NAN; total];
+    let op = copied.as_mut_ptr();
+    emu.launch(kernel_launch::pack(chunks), || unsafe { kernel(tp, op) });
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&copied), bits(&want), "f32 copied exactly");
+
+    let bf16_sources: Vec<Vec<u16>> = sources.iter().map(|s| to_bf16(s)).collect();
+    let bf16_table = table(2, bf16_sources.iter().map(|s| s.as_ptr() as u64).collect());
+    type Bf16F32 = unsafe extern "C" fn(*const u64, *mut f32);
+    let kernel: Bf16F32 = unsafe { emu.kernel("c2n_pack_bf16_f32") };
+    let mut widened = vec![f32::NAN; total];
+    let (tp, op) = (bf16_table.as_ptr(), widened.as_mut_ptr());
+    emu.launch(kernel_launch::pack(chunks), || unsafe { kernel(tp, op) });
+    assert_eq!(
+        bits(&widened),
+        bits(&from_bf16(&bf16_sources.concat())),
+        "bf16 widened exactly"
+    );
 }

@@ -12,7 +12,7 @@ use super::param_grads::ParamGrads;
 use crate::config::Activation;
 use crate::layers::closed_form_math::{
     activation_grad, attention_grads, attention_value, fused_layer_norm, keep_mask,
-    layer_norm_grads, linear_grads_in, linear_value, plain_activation, probabilities,
+    layer_norm_grads, linear_grads_typed, linear_value, plain_activation, probabilities,
     AttentionSaved, GradWants, Scaling,
 };
 use crate::layers::{cast, merge_heads, split_heads, LayerNorm, Linear};
@@ -43,12 +43,19 @@ pub(super) fn linear_back(
         bias: layer.bias().is_some(),
     };
     let weight = layer.weight();
-    let (dx, dw, db) = linear_grads_in(x, &casts.get(weight)?, grad, wants, weight.dtype())?;
-    add_some(grads, weight, dw)?;
+    let cast = casts.get(weight)?;
+    let dtypes = [cast.dtype(), weight.dtype()];
+    let (dx, dw, db) = linear_grads_typed(x, &cast, grad, wants, dtypes)?;
+    let dw = dw.ok_or_else(|| missing_grad("linear weight"))?;
+    grads.add_only(weight, dw)?;
     if let Some(bias) = layer.bias() {
         add_some(grads, bias, db)?;
     }
     Ok(dx)
+}
+
+fn missing_grad(what: &str) -> candle_core::Error {
+    candle_core::Error::Msg(format!("explicit backward: missing {what} gradient"))
 }
 
 /// `x·Wᵀ + b` for the rows `[start, start + len)` of a packed weight and bias.
@@ -67,7 +74,8 @@ pub(super) fn packed_linear(
     )
 }
 
-/// Backward of [`packed_linear`]: `(dx, dW rows, db rows)`.
+/// Backward of [`packed_linear`]: `(dx, dW rows, db rows)`, `dW` in the compute dtype (for
+/// [`ParamGrads::add_only`]), `db` in the parameter's.
 pub(super) fn packed_linear_back(
     weight: &Tensor,
     rows: (usize, usize),
@@ -81,7 +89,8 @@ pub(super) fn packed_linear_back(
         bias: true,
     };
     let part = casts.get(weight)?.narrow(0, rows.0, rows.1)?;
-    let (dx, dw, db) = linear_grads_in(x, &part, grad, wants, weight.dtype())?;
+    let dtypes = [part.dtype(), weight.dtype()];
+    let (dx, dw, db) = linear_grads_typed(x, &part, grad, wants, dtypes)?;
     let missing = || candle_core::Error::Msg("explicit backward: missing packed gradient".into());
     Ok((
         dx.ok_or_else(missing)?,
@@ -119,20 +128,19 @@ pub(super) fn grouped_linear_back(
         bias: has_bias,
     };
     let (weight, _) = casts.grouped(layers)?;
-    let master = layers[0].weight().dtype();
-    let (dx, dw, db) = linear_grads_in(x, &weight, grad, wants, master)?;
-    let missing = || candle_core::Error::Msg("explicit backward: missing grouped gradient".into());
-    let (dw, db) = (dw.ok_or_else(missing)?, db);
+    let dtypes = [weight.dtype(), layers[0].weight().dtype()];
+    let (dx, dw, db) = linear_grads_typed(x, &weight, grad, wants, dtypes)?;
+    let dw = dw.ok_or_else(|| missing_grad("grouped weight"))?;
     let mut start = 0;
     for layer in layers {
         let rows = layer.weight().dim(0)?;
-        grads.add(layer.weight(), dw.narrow(0, start, rows)?)?;
+        grads.add_only(layer.weight(), dw.narrow(0, start, rows)?)?;
         if let (Some(bias), Some(db)) = (layer.bias(), db.as_ref()) {
             grads.add(bias, db.narrow(0, start, rows)?)?;
         }
         start += rows;
     }
-    dx.ok_or_else(missing)
+    dx.ok_or_else(|| missing_grad("grouped input"))
 }
 
 /// The layer norm's value (f32 statistics, result in the dtype of `x`).

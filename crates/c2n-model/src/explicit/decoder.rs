@@ -180,7 +180,7 @@ pub(super) fn decoder_layer_backward(
     let d_kv = merge_packed(&[&dk, &dv])?;
     let (d_memory, dw_kv, db_kv) =
         packed_linear_back(&ca.in_proj_weight, (h, 2 * h), memory, &d_kv, casts)?;
-    grads.add(&ca.in_proj_weight, Tensor::cat(&[&dw_q, &dw_kv], 0)?)?;
+    grads.add_only(&ca.in_proj_weight, Tensor::cat(&[&dw_q, &dw_kv], 0)?)?;
     grads.add(&ca.in_proj_bias, Tensor::cat(&[&db_q, &db_kv], 0)?)?;
     let d_x1 = (d_cross_sum + d_x1_q)?;
 
@@ -200,7 +200,7 @@ pub(super) fn decoder_layer_backward(
     let d_qkv = merge_packed(&[&dq, &dk, &dv])?;
     let (d_x_qkv, dw, db) =
         packed_linear_back(&sa.in_proj_weight, (0, 3 * h), &tape.x, &d_qkv, casts)?;
-    grads.add(&sa.in_proj_weight, dw)?;
+    grads.add_only(&sa.in_proj_weight, dw)?;
     grads.add(&sa.in_proj_bias, db)?;
     let dx = (d_self_sum + d_x_qkv)?;
     Ok((dx, d_memory))

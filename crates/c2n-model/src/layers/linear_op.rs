@@ -67,6 +67,20 @@ pub(crate) fn linear_grads_in(
     wants: GradWants,
     param_dtype: DType,
 ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    linear_grads_typed(x, weight, grad, wants, [param_dtype, param_dtype])
+}
+
+/// [`linear_grads_in`] with `dW` in `dtypes[0]` and `db` in `dtypes[1]` (the explicit pass
+/// keeps bf16 weight gradients in bf16 and casts them all together later; bias gradients
+/// are accumulated in f32 and stay there).
+pub(crate) fn linear_grads_typed(
+    x: &Tensor,
+    weight: &Tensor,
+    grad: &Tensor,
+    wants: GradWants,
+    dtypes: [DType; 2],
+) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    let [weight_dtype, bias_dtype] = dtypes;
     let (rows, in_dim) = rows_and_width(x)?;
     let out_dim = weight.dim(0)?;
     let g = grad.reshape((rows, out_dim))?;
@@ -78,12 +92,12 @@ pub(crate) fn linear_grads_in(
     };
     let dw = if wants.weight {
         let x2 = cast(&x.detach(), g.dtype())?.reshape((rows, in_dim))?;
-        Some(g.t()?.matmul(&x2)?.to_dtype(param_dtype)?)
+        Some(g.t()?.matmul(&x2)?.to_dtype(weight_dtype)?)
     } else {
         None
     };
     let db = if wants.bias {
-        Some(bias_grad(&g)?.to_dtype(param_dtype)?)
+        Some(bias_grad(&g)?.to_dtype(bias_dtype)?)
     } else {
         None
     };

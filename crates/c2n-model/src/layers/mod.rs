@@ -29,6 +29,9 @@ mod layer_norm_cuda;
 mod layer_norm_op;
 mod linear;
 mod linear_op;
+mod pack;
+#[cfg(feature = "cuda")]
+pub(crate) mod pack_cuda;
 mod softmax;
 mod token_nll;
 
@@ -59,6 +62,9 @@ pub use layer_norm::LayerNorm;
 pub use layer_norm_op::layer_norm_grads_cuda;
 pub use layer_norm_op::layer_norm_grads_ops;
 pub use linear::Linear;
+pub(crate) use pack::{pack, unpack, Packing};
+#[cfg(feature = "cuda")]
+pub use pack_cuda::pack as cuda_pack;
 pub use softmax::softmax_last_dim;
 pub use token_nll::token_nll;
 
@@ -74,7 +80,7 @@ pub(crate) mod closed_form_math {
     pub(crate) use super::dropout::keep_mask;
     pub(crate) use super::layer_norm::fused_layer_norm;
     pub(crate) use super::layer_norm_op::layer_norm_grads;
-    pub(crate) use super::linear_op::{linear_grads_in, linear_value};
+    pub(crate) use super::linear_op::{linear_grads_in, linear_grads_typed, linear_value};
     pub(crate) use super::token_nll::{token_nll_grad, token_nll_value};
 }
 
