@@ -64,38 +64,51 @@ fn rel_diff(a: &Tensor, b: &Tensor) -> Result<f32> {
 
 pub fn run(args: &KernelCheckArgs) -> Result<()> {
     let dev = device(&args.device.device)?;
-    let x = Tensor::randn(0f32, 1.0, (args.rows, args.width), &dev)?;
-    let w = Tensor::randn(1f32, 0.1, args.width, &dev)?;
-    let g = Tensor::randn(0f32, 1.0, (args.rows, args.width), &dev)?;
+    // The layer-norm backward in f32 and in bf16 (x and g read as bf16, dx written in bf16),
+    // against the tensor ops on the same (widened) values.
+    for dtype in [candle_core::DType::F32, candle_core::DType::BF16] {
+        check_layer_norm_backward(args, &dev, dtype)?;
+    }
+    check_row_top_k(args, &dev)?;
+    check_kv_cache_append(args, &dev)?;
+    check_slot_attention(args, &dev)?;
+    check_cross_attention(args, &dev)?;
+    training::check(args, &dev)?;
+    Ok(())
+}
+
+/// The layer-norm backward kernels in `dtype` against the tensor ops.
+fn check_layer_norm_backward(
+    args: &KernelCheckArgs,
+    dev: &Device,
+    dtype: candle_core::DType,
+) -> Result<()> {
+    use candle_core::DType;
+    let x = Tensor::randn(0f32, 1.0, (args.rows, args.width), dev)?.to_dtype(dtype)?;
+    let w = Tensor::randn(1f32, 0.1, args.width, dev)?;
+    let g = Tensor::randn(0f32, 1.0, (args.rows, args.width), dev)?.to_dtype(dtype)?;
     let eps = 1e-5;
-    let ops = code2nl::model::layers::layer_norm_grads_ops(&x, &w, &g, eps)?;
-    let time = |f: &dyn Fn() -> Result<()>| -> Result<f64> {
-        f()?;
-        let mut times = Vec::new();
-        for _ in 0..args.reps.max(1) {
-            let t = Instant::now();
-            f()?;
-            times.push(synced_seconds(&dev, t)?);
-        }
-        Ok(median(&times))
-    };
-    let ops_s = time(&|| {
+    let widened = |t: &Tensor| t.to_dtype(DType::F32);
+    let ops = code2nl::model::layers::layer_norm_grads_ops(&widened(&x)?, &w, &widened(&g)?, eps)?;
+    let ops_s = timed(dev, args.reps, &|| {
         code2nl::model::layers::layer_norm_grads_ops(&x, &w, &g, eps)?;
         Ok(())
     })?;
-    let kernels = cuda_kernels(&x, &w, &g, eps, &dev)?;
+    let kernels = cuda_kernels(&x, &w, &g, eps, dev)?;
+    // bf16 dx is rounded to 8 bits of mantissa once; dw and db stay f32.
+    let dx_tolerance = if dtype == DType::F32 { 1e-4 } else { 1e-2 };
     let (fields, ok) = match kernels {
         Some((dx, dw, db)) => {
             let (rdx, rdw, rdb) = (
-                rel_diff(&dx, &ops.0)?,
+                rel_diff(&widened(&dx)?, &ops.0)?,
                 rel_diff(&dw, &ops.1)?,
                 rel_diff(&db, &ops.2)?,
             );
-            let kernel_s = time(&|| {
-                cuda_kernels(&x, &w, &g, eps, &dev)?;
+            let kernel_s = timed(dev, args.reps, &|| {
+                cuda_kernels(&x, &w, &g, eps, dev)?;
                 Ok(())
             })?;
-            let ok = rdx <= 1e-4 && rdw <= 1e-4 && rdb <= 1e-4;
+            let ok = rdx <= dx_tolerance && rdw <= 1e-4 && rdb <= 1e-4 && dx.dtype() == dtype;
             (
                 json!({"dx_rel_diff": rdx, "dw_rel_diff": rdw, "db_rel_diff": rdb,
                        "kernel_ms": 1e3 * kernel_s, "ops_ms": 1e3 * ops_s}),
@@ -109,19 +122,14 @@ pub fn run(args: &KernelCheckArgs) -> Result<()> {
     };
     let mut out = json!({
         "kernel": "layer_norm_backward",
-        "device": device_name(&dev),
-        "shape": format!("{}×{}", args.rows, args.width),
+        "device": device_name(dev),
+        "shape": format!("{}×{} {dtype:?}", args.rows, args.width),
         "ok": ok,
     });
     if let (Some(map), serde_json::Value::Object(extra)) = (out.as_object_mut(), fields) {
         map.extend(extra);
     }
     emit("check_kernels", out);
-    check_row_top_k(args, &dev)?;
-    check_kv_cache_append(args, &dev)?;
-    check_slot_attention(args, &dev)?;
-    check_cross_attention(args, &dev)?;
-    training::check(args, &dev)?;
     Ok(())
 }
 

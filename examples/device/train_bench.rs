@@ -345,8 +345,8 @@ pub fn run(args: &TrainBenchArgs) -> Result<()> {
                 } else {
                     ""
                 },
-                if dev.is_cuda() && c2n_model::cuda_pack_kernels_enabled() {
-                    ", pack kernels"
+                if dev.is_cuda() && c2n_model::cuda_fewer_launches_enabled() {
+                    ", fewer-launch kernels"
                 } else {
                     ""
                 }

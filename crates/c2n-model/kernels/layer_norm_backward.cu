@@ -1,46 +1,57 @@
-// The layer-norm backward pass in two kernels (f32), instead of the ~18 tensor ops of the
-// closed-form gradient in `src/layers/layer_norm_op.rs`:
+// The layer-norm backward pass in two kernels, instead of the ~18 tensor ops of the
+// closed-form gradient in `src/layers/layer_norm_op.rs`. `x`, `g` and `dx` are f32 or bf16
+// (converted to f32 on load, `dx` rounded once on store), the weight and everything computed
+// are f32:
 //
-// 1. c2n_layer_norm_bwd_rows, one block per row: the row's mean and rstd (two passes, as the
+// 1. c2n_layer_norm_bwd_rows*, one block per row: the row's mean and rstd (two passes, as the
 //    tensor-op version), then dx = (g·w − mean(g·w) − n·mean(g·w·n))·rstd with
 //    n = (x − mean)·rstd; writes mean and rstd of every row to `stats` ([rows] each).
-// 2. c2n_layer_norm_bwd_params, blocks of 32 columns × 32 row lanes: dw = Σ_rows g·n and
+// 2. c2n_layer_norm_bwd_params*, blocks of 32 columns × 32 row lanes: dw = Σ_rows g·n and
 //    db = Σ_rows g, written to `dwdb` (dw then db, [width] each).
 //
 // Built to PTX by crates/c2n-model/build.rs when the `cuda` feature is on.
 
+#include <cuda_bf16.h>
 #include "block_reduce.cuh"
 
-extern "C" __global__ void c2n_layer_norm_bwd_rows(
-    const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ g,
-    float* __restrict__ dx, float* __restrict__ stats, const int width, const float eps) {
+__device__ __forceinline__ float ln_load(const float* p, long i) { return p[i]; }
+__device__ __forceinline__ float ln_load(const __nv_bfloat16* p, long i) {
+    return __bfloat162float(p[i]);
+}
+__device__ __forceinline__ void ln_store(float* p, long i, float v) { p[i] = v; }
+__device__ __forceinline__ void ln_store(__nv_bfloat16* p, long i, float v) {
+    p[i] = __float2bfloat16(v);
+}
+
+template <typename T>
+__device__ void layer_norm_bwd_rows(const T* __restrict__ x, const float* __restrict__ w,
+                                    const T* __restrict__ g, T* __restrict__ dx,
+                                    float* __restrict__ stats, const int width, const float eps) {
     __shared__ float shared[32];
     const long row = blockIdx.x;
     const long rows = gridDim.x;
-    const float* xr = x + row * width;
-    const float* gr = g + row * width;
+    const long base = row * width;
     float s = 0.0f;
-    for (int j = threadIdx.x; j < width; j += blockDim.x) s += xr[j];
+    for (int j = threadIdx.x; j < width; j += blockDim.x) s += ln_load(x, base + j);
     const float mean = block_sum(s, shared) / width;
     float v = 0.0f;
     for (int j = threadIdx.x; j < width; j += blockDim.x) {
-        const float c = xr[j] - mean;
+        const float c = ln_load(x, base + j) - mean;
         v += c * c;
     }
     const float var = block_sum(v, shared) / width;
     const float rstd = 1.0f / sqrtf(var + eps);
     float a = 0.0f, b = 0.0f;
     for (int j = threadIdx.x; j < width; j += blockDim.x) {
-        const float gw = gr[j] * w[j];
+        const float gw = ln_load(g, base + j) * w[j];
         a += gw;
-        b += gw * ((xr[j] - mean) * rstd);
+        b += gw * ((ln_load(x, base + j) - mean) * rstd);
     }
     const float a_mean = block_sum(a, shared) / width;
     const float b_mean = block_sum(b, shared) / width;
-    float* dxr = dx + row * width;
     for (int j = threadIdx.x; j < width; j += blockDim.x) {
-        const float n = (xr[j] - mean) * rstd;
-        dxr[j] = (gr[j] * w[j] - a_mean - n * b_mean) * rstd;
+        const float n = (ln_load(x, base + j) - mean) * rstd;
+        ln_store(dx, base + j, (ln_load(g, base + j) * w[j] - a_mean - n * b_mean) * rstd);
     }
     if (threadIdx.x == 0) {
         stats[row] = mean;
@@ -48,9 +59,10 @@ extern "C" __global__ void c2n_layer_norm_bwd_rows(
     }
 }
 
-extern "C" __global__ void c2n_layer_norm_bwd_params(
-    const float* __restrict__ x, const float* __restrict__ g, const float* __restrict__ stats,
-    float* __restrict__ dwdb, const int rows, const int width) {
+template <typename T>
+__device__ void layer_norm_bwd_params(const T* __restrict__ x, const T* __restrict__ g,
+                                      const float* __restrict__ stats, float* __restrict__ dwdb,
+                                      const int rows, const int width) {
     __shared__ float sw[32][33];
     __shared__ float sb[32][33];
     const int j = blockIdx.x * 32 + threadIdx.x;
@@ -58,8 +70,8 @@ extern "C" __global__ void c2n_layer_norm_bwd_params(
     if (j < width) {
         for (int r = threadIdx.y; r < rows; r += blockDim.y) {
             const long at = (long)r * width + j;
-            const float gv = g[at];
-            aw += gv * ((x[at] - stats[r]) * stats[rows + r]);
+            const float gv = ln_load(g, at);
+            aw += gv * ((ln_load(x, at) - stats[r]) * stats[rows + r]);
             ab += gv;
         }
     }
@@ -76,3 +88,18 @@ extern "C" __global__ void c2n_layer_norm_bwd_params(
         dwdb[width + j] = tb;
     }
 }
+
+#define C2N_LN_BWD(SUFFIX, T)                                                                \
+    extern "C" __global__ void c2n_layer_norm_bwd_rows##SUFFIX(                              \
+        const T* x, const float* w, const T* g, T* dx, float* stats, const int width,        \
+        const float eps) {                                                                   \
+        layer_norm_bwd_rows<T>(x, w, g, dx, stats, width, eps);                              \
+    }                                                                                        \
+    extern "C" __global__ void c2n_layer_norm_bwd_params##SUFFIX(                            \
+        const T* x, const T* g, const float* stats, float* dwdb, const int rows,             \
+        const int width) {                                                                   \
+        layer_norm_bwd_params<T>(x, g, stats, dwdb, rows, width);                            \
+    }
+
+C2N_LN_BWD(, float)
+C2N_LN_BWD(_bf16, __nv_bfloat16)

@@ -13,10 +13,10 @@
 //! - `C2N_CUDA_CROSS_ATTENTION_KERNEL=1`: the decoding step's grouped cross-attention as one
 //!   kernel ([`cuda_cross_attention_kernel_enabled`]). Off by default: correct on the GPU, but
 //!   3× slower than the tensor ops it replaces (run 7, H200: 1.47 against 0.49 ms).
-//! - `C2N_CUDA_PACK_KERNELS=1`: the explicit training pass casts its weights to the compute
+//! - `C2N_CUDA_FEWER_LAUNCHES=1`: the explicit training pass casts its weights to the compute
 //!   dtype, stacks the encoder's query, key and value weights and casts the bf16 weight
 //!   gradients back to f32 with one pack kernel each instead of one op per tensor
-//!   ([`cuda_pack_kernels_enabled`]). Off by default until a GPU run has checked and timed
+//!   ([`cuda_fewer_launches_enabled`]). Off by default until a GPU run has checked and timed
 //!   it (written in the ninth session, without a device).
 //!
 //! Every kernel except the cross-attention and pack ones is on by default where it applies (a CUDA
@@ -78,8 +78,8 @@ pub fn cuda_cross_attention_kernel_enabled() -> bool {
 }
 
 /// Whether the explicit training pass packs its weight casts, stacked weight groups and
-/// weight-gradient casts into one kernel launch each: only with `C2N_CUDA_PACK_KERNELS=1`
+/// weight-gradient casts into one kernel launch each: only with `C2N_CUDA_FEWER_LAUNCHES=1`
 /// (not yet run on a GPU); false without the `cuda` feature.
-pub fn cuda_pack_kernels_enabled() -> bool {
-    switch!("C2N_CUDA_PACK_KERNELS", false)
+pub fn cuda_fewer_launches_enabled() -> bool {
+    switch!("C2N_CUDA_FEWER_LAUNCHES", false)
 }

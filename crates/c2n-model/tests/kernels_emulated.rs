@@ -252,6 +252,62 @@ fn layer_norm_backward_matches_the_tensor_ops() {
     }
 }
 
+/// The bf16 instantiation reads bf16 `x` and `g` and rounds `dx` once: bit for bit the f32
+/// kernels on the widened inputs, `dx` rounded to nearest even.
+#[test]
+fn layer_norm_backward_in_bf16_is_the_f32_kernel_on_widened_inputs() {
+    let Some(emu) = emulator() else { return };
+    type Rows =
+        unsafe extern "C" fn(*const f32, *const f32, *const f32, *mut f32, *mut f32, i32, f32);
+    type Params = unsafe extern "C" fn(*const f32, *const f32, *const f32, *mut f32, i32, i32);
+    type RowsBf16 =
+        unsafe extern "C" fn(*const u16, *const f32, *const u16, *mut u16, *mut f32, i32, f32);
+    type ParamsBf16 = unsafe extern "C" fn(*const u16, *const u16, *const f32, *mut f32, i32, i32);
+    let rows_f32: Rows = unsafe { emu.kernel("c2n_layer_norm_bwd_rows") };
+    let params_f32: Params = unsafe { emu.kernel("c2n_layer_norm_bwd_params") };
+    let rows_bf16: RowsBf16 = unsafe { emu.kernel("c2n_layer_norm_bwd_rows_bf16") };
+    let params_bf16: ParamsBf16 = unsafe { emu.kernel("c2n_layer_norm_bwd_params_bf16") };
+    let (rows, width, eps) = (19usize, 200usize, 1e-5f32);
+    let xb = to_bf16(&values(rows * width, 7, 3.0));
+    let gb = to_bf16(&values(rows * width, 8, 1.0));
+    let w: Vec<f32> = values(width, 9, 0.2).iter().map(|v| v + 1.0).collect();
+    let (x, g) = (from_bf16(&xb), from_bf16(&gb));
+
+    let (mut dx, mut stats, mut dwdb) = (
+        vec![f32::NAN; rows * width],
+        vec![f32::NAN; 2 * rows],
+        vec![f32::NAN; 2 * width],
+    );
+    let (xp, wp, gp) = (x.as_ptr(), w.as_ptr(), g.as_ptr());
+    let (dxp, sp, pp) = (dx.as_mut_ptr(), stats.as_mut_ptr(), dwdb.as_mut_ptr());
+    emu.launch(
+        kernel_launch::layer_norm_backward_rows(rows, width),
+        || unsafe { rows_f32(xp, wp, gp, dxp, sp, width as i32, eps) },
+    );
+    emu.launch(kernel_launch::column_blocks(width), || unsafe {
+        params_f32(xp, gp, sp, pp, rows as i32, width as i32)
+    });
+
+    let (mut dx_b, mut stats_b, mut dwdb_b) = (
+        vec![0u16; rows * width],
+        vec![f32::NAN; 2 * rows],
+        vec![f32::NAN; 2 * width],
+    );
+    let (xp, gp) = (xb.as_ptr(), gb.as_ptr());
+    let (dxp, sp, pp) = (dx_b.as_mut_ptr(), stats_b.as_mut_ptr(), dwdb_b.as_mut_ptr());
+    emu.launch(
+        kernel_launch::layer_norm_backward_rows(rows, width),
+        || unsafe { rows_bf16(xp, wp, gp, dxp, sp, width as i32, eps) },
+    );
+    emu.launch(kernel_launch::column_blocks(width), || unsafe {
+        params_bf16(xp, gp, sp, pp, rows as i32, width as i32)
+    });
+    assert_eq!(dx_b, to_bf16(&dx), "dx rounded once");
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&stats_b), bits(&stats), "row statistics");
+    assert_eq!(bits(&dwdb_b), bits(&dwdb), "dw and db");
+}
+
 /// Runs `c2n_row_top_k` and returns the ranking and the per-row NaN flags.
 fn kernel_row_top_k(
     emu: &Emulator,

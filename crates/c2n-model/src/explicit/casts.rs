@@ -5,7 +5,7 @@
 //! directions read that copy: one cast kernel per weight and step instead of two. In f32 it
 //! holds nothing (a detached view is the weight), except stacked layer groups.
 //!
-//! With [`WeightCasts::prepack`] (the CUDA pack kernel, `C2N_CUDA_PACK_KERNELS=1`) the pass
+//! With [`WeightCasts::prepack`] (the CUDA pack kernel, `C2N_CUDA_FEWER_LAUNCHES=1`) the pass
 //! instead casts every weight it will use into one buffer with one launch, in an order that
 //! puts each group's weights side by side, so [`WeightCasts::get`] and
 //! [`WeightCasts::grouped`] hand out views of it: no cast or copy per weight at all.

@@ -6,6 +6,11 @@
 //! (docs/gpu-runs/2026-11-26-run5.md) they agree with the tensor ops within 4e-7 of the largest
 //! entry at `[8192, 768]`, take 0.22 ms instead of 1.09 ms, and cut the f32 CodeBERT training
 //! step from 319 to 289 ms. `C2N_CUDA_LN_BACKWARD=0` keeps the tensor ops (for A/B runs).
+//!
+//! Since the ninth session they take bf16 `x` and `g` as they are and write `dx` in bf16 (no
+//! casts around them), and `dw`, `db` and the row statistics go to a small buffer of their
+//! own, so `dw` and `db` are views of it instead of copies out of the `dx` buffer: two
+//! kernels and three allocations per layer norm, where there were seven kernels in bf16.
 
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
@@ -15,8 +20,14 @@ use candle_core::{CudaStorage, CustomOp3, DType, Layout, Shape, Tensor};
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/layer_norm_backward.ptx"));
 const MODULE: &str = "c2n_layer_norm_backward";
 
-/// `(dx, dw, db)` from f32 `x [rows, width]`, `w [width]`, `g [rows, width]` on a CUDA device,
-/// all computed by the kernels.
+/// Whether the kernels take `x` and `g` of this dtype as they are.
+pub(crate) fn takes(dtype: DType) -> bool {
+    matches!(dtype, DType::F32 | DType::BF16)
+}
+
+/// `(dx, dw, db)` from `x [rows, width]` and `g [rows, width]` (both f32 or both bf16) and an
+/// f32 `w [width]` on a CUDA device, all computed by the kernels: `dx` in the dtype of `x`,
+/// `dw` and `db` in f32.
 pub(crate) fn layer_norm_grads(
     x: &Tensor,
     w: &Tensor,
@@ -24,22 +35,32 @@ pub(crate) fn layer_norm_grads(
     eps: f32,
 ) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
     let (rows, width) = x.dims2()?;
-    let packed = x.contiguous()?.apply_op3(
+    // dw, db, then the rows' means and rstds: every element is written by the kernels (which
+    // do not run without rows: then dw and db are zeros).
+    let side_len = 2 * width + 2 * rows;
+    let side = if rows == 0 {
+        Tensor::zeros(side_len, DType::F32, x.device())?
+    } else {
+        unsafe { Tensor::empty(side_len, DType::F32, x.device())? }
+    };
+    let dx = x.contiguous()?.apply_op3_no_bwd(
         &w.contiguous()?,
         &g.contiguous()?,
-        LayerNormBackward { eps },
+        &LayerNormBackward {
+            eps,
+            side: side.clone(),
+        },
     )?;
-    let n = rows * width;
-    let dx = packed.narrow(0, 0, n)?.reshape((rows, width))?;
-    // Copies, so that the packed buffer dies with dx.
-    let dw = packed.narrow(0, n, width)?.copy()?;
-    let db = packed.narrow(0, n + width, width)?.copy()?;
+    let dw = side.narrow(0, 0, width)?;
+    let db = side.narrow(0, width, width)?;
     Ok((dx, dw, db))
 }
 
-/// Output: `dx` (`rows × width`), then `dw` and `db` (`width` each), flat.
+/// Output: `dx` (`rows × width`, the dtype of `x`); `dw`, `db` and the statistics are written
+/// to `side`, which the op holds beside its inputs.
 struct LayerNormBackward {
     eps: f32,
+    side: Tensor,
 }
 
 impl CustomOp3 for LayerNormBackward {
@@ -58,52 +79,73 @@ impl CustomOp3 for LayerNormBackward {
         g: &CudaStorage,
         g_layout: &Layout,
     ) -> candle_core::Result<(CudaStorage, Shape)> {
-        if [x.dtype(), w.dtype(), g.dtype()] != [DType::F32; 3] {
+        let dtype = x.dtype();
+        if !takes(dtype) || g.dtype() != dtype || w.dtype() != DType::F32 {
+            return Err(candle_core::Error::Msg(format!(
+                "layer-norm backward kernels take f32 or bf16 x and g of one dtype and an f32 \
+                 weight, not {dtype:?}, {:?} and {:?}",
+                g.dtype(),
+                w.dtype()
+            )));
+        }
+        let name = self.name();
+        let (rows, width) = x_layout.shape().dims2()?;
+        let (xs, xe) = crate::cuda_op::contiguous(x_layout, name, "x")?;
+        let (gs, ge) = crate::cuda_op::contiguous(g_layout, name, "gradient")?;
+        let w = crate::cuda_op::contiguous_view::<f32>(w, w_layout, name, "weight")?;
+        let (side_storage, side_layout) = self.side.storage_and_layout();
+        let side = crate::cuda_op::held_view::<f32>(&side_storage, side_layout, name, "side")?;
+        if side.len() != 2 * width + 2 * rows {
             return Err(candle_core::Error::Msg(
-                "layer-norm backward kernels take f32".into(),
+                "layer-norm backward: side buffer of the wrong size".into(),
             ));
         }
-        let (rows, width) = x_layout.shape().dims2()?;
-        let (xs, xe) = crate::cuda_op::contiguous(x_layout, self.name(), "x")?;
-        let (ws, we) = crate::cuda_op::contiguous(w_layout, self.name(), "weight")?;
-        let (gs, ge) = crate::cuda_op::contiguous(g_layout, self.name(), "gradient")?;
+        let dwdb = side.slice(0..2 * width);
+        let stats = side.slice(2 * width..2 * width + 2 * rows);
         let device = x.device().clone();
-        let x = x.as_cuda_slice::<f32>()?.slice(xs..xe);
-        let w = w.as_cuda_slice::<f32>()?.slice(ws..we);
-        let g = g.as_cuda_slice::<f32>()?.slice(gs..ge);
         let n = rows * width;
-        let mut out = unsafe { device.alloc::<f32>(n + 2 * width)? };
-        let mut stats = unsafe { device.alloc::<f32>(2 * rows.max(1))? };
         let (width_i, rows_i) = (width as i32, rows as i32);
-
-        let row_fn = device.get_or_load_custom_func("c2n_layer_norm_bwd_rows", MODULE, PTX)?;
-        let mut dx = out.slice_mut(0..n);
-        let mut builder = row_fn.builder();
-        builder.arg(&x);
-        builder.arg(&w);
-        builder.arg(&g);
-        builder.arg(&mut dx);
-        builder.arg(&mut stats);
-        builder.arg(&width_i);
-        builder.arg(&self.eps);
-        let config: LaunchConfig =
+        let rows_config: LaunchConfig =
             crate::kernel_launch::layer_norm_backward_rows(rows, width).into();
-        unsafe { builder.launch(config) }.w()?;
+        let params_config: LaunchConfig = crate::kernel_launch::column_blocks(width).into();
+        macro_rules! launch {
+            ($t:ty, $rows_fn:literal, $params_fn:literal) => {{
+                let x = x.as_cuda_slice::<$t>()?.slice(xs..xe);
+                let g = g.as_cuda_slice::<$t>()?.slice(gs..ge);
+                let mut dx = unsafe { device.alloc::<$t>(n.max(1))? };
+                if n > 0 {
+                    let row_fn = device.get_or_load_custom_func($rows_fn, MODULE, PTX)?;
+                    let mut builder = row_fn.builder();
+                    builder.arg(&x);
+                    builder.arg(&w);
+                    builder.arg(&g);
+                    builder.arg(&mut dx);
+                    builder.arg(&stats);
+                    builder.arg(&width_i);
+                    builder.arg(&self.eps);
+                    unsafe { builder.launch(rows_config) }.w()?;
 
-        let param_fn = device.get_or_load_custom_func("c2n_layer_norm_bwd_params", MODULE, PTX)?;
-        let mut dwdb = out.slice_mut(n..n + 2 * width);
-        let mut builder = param_fn.builder();
-        builder.arg(&x);
-        builder.arg(&g);
-        builder.arg(&stats);
-        builder.arg(&mut dwdb);
-        builder.arg(&rows_i);
-        builder.arg(&width_i);
-        let config: LaunchConfig = crate::kernel_launch::column_blocks(width).into();
-        unsafe { builder.launch(config) }.w()?;
-        drop(stats);
-
-        let storage = CudaStorage::wrap_cuda_slice(out, device);
-        Ok((storage, Shape::from(n + 2 * width)))
+                    let param_fn = device.get_or_load_custom_func($params_fn, MODULE, PTX)?;
+                    let mut builder = param_fn.builder();
+                    builder.arg(&x);
+                    builder.arg(&g);
+                    builder.arg(&stats);
+                    builder.arg(&dwdb);
+                    builder.arg(&rows_i);
+                    builder.arg(&width_i);
+                    unsafe { builder.launch(params_config) }.w()?;
+                }
+                CudaStorage::wrap_cuda_slice(dx, device.clone())
+            }};
+        }
+        let dx = match dtype {
+            DType::BF16 => launch!(
+                half::bf16,
+                "c2n_layer_norm_bwd_rows_bf16",
+                "c2n_layer_norm_bwd_params_bf16"
+            ),
+            _ => launch!(f32, "c2n_layer_norm_bwd_rows", "c2n_layer_norm_bwd_params"),
+        };
+        Ok((dx, Shape::from((rows, width))))
     }
 }

@@ -194,13 +194,19 @@ fn layer_norm_grads_with(
     let _ = allow_kernels;
     let width = x.dim(D::Minus1)?;
     let rows = x.elem_count() / width.max(1);
-    let x32 = x.detach().to_dtype(DType::F32)?.reshape((rows, width))?;
-    let g = grad.to_dtype(DType::F32)?.reshape((rows, width))?;
     // Detached: a gradient computed from a Var would record (and keep) an op graph.
     let w = weight.detach().to_dtype(DType::F32)?;
     #[cfg(feature = "cuda")]
-    if allow_kernels && x32.device().is_cuda() && crate::cuda_layer_norm_kernels_enabled() {
-        let (dx, dw, db) = super::layer_norm_cuda::layer_norm_grads(&x32, &w, &g, eps)?;
+    if allow_kernels && x.device().is_cuda() && crate::cuda_layer_norm_kernels_enabled() {
+        // The kernels read f32 or bf16 `x` and `g` as they are (one dtype for both).
+        let dtype = if super::layer_norm_cuda::takes(x.dtype()) && grad.dtype() == x.dtype() {
+            x.dtype()
+        } else {
+            DType::F32
+        };
+        let xk = x.detach().to_dtype(dtype)?.reshape((rows, width))?;
+        let gk = grad.to_dtype(dtype)?.reshape((rows, width))?;
+        let (dx, dw, db) = super::layer_norm_cuda::layer_norm_grads(&xk, &w, &gk, eps)?;
         return Ok((
             wants
                 .input
@@ -216,6 +222,8 @@ fn layer_norm_grads_with(
                 .transpose()?,
         ));
     }
+    let x32 = x.detach().to_dtype(DType::F32)?.reshape((rows, width))?;
+    let g = grad.to_dtype(DType::F32)?.reshape((rows, width))?;
     let mean = x32.mean_keepdim(1)?;
     let centred = x32.broadcast_sub(&mean)?;
     let var = centred.sqr()?.mean_keepdim(1)?;
@@ -266,7 +274,8 @@ pub fn layer_norm_grads_ops(
     ))
 }
 
-/// The same with the CUDA kernels, whatever `C2N_CUDA_LN_BACKWARD` says.
+/// The same with the CUDA kernels, whatever `C2N_CUDA_LN_BACKWARD` says (`x` and `grad` both f32
+/// or both bf16, `dx` in their dtype).
 #[cfg(feature = "cuda")]
 pub fn layer_norm_grads_cuda(
     x: &Tensor,

@@ -1,6 +1,6 @@
 //! [`pack`](super::pack::pack) on CUDA: every part copied (and converted) into one new flat
 //! buffer by one launch of `kernels/pack.cu`, from a chunk table of source addresses uploaded
-//! with it. Opt-in with `C2N_CUDA_PACK_KERNELS=1` until a GPU run has checked it.
+//! with it. Opt-in with `C2N_CUDA_FEWER_LAUNCHES=1` until a GPU run has checked it.
 
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{DevicePtr, LaunchConfig, PushKernelArg};
@@ -35,7 +35,7 @@ pub(crate) fn usable(parts: &[&Tensor], dtype: DType) -> bool {
                 && p.device().same_device(first.device())
                 && p.is_contiguous()
         })
-        && crate::cuda_pack_kernels_enabled()
+        && crate::cuda_fewer_launches_enabled()
 }
 
 /// `parts` flattened, converted to `dtype` (f32 → bf16, f32 → f32 or bf16 → f32) and laid
