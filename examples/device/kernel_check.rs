@@ -482,6 +482,7 @@ mod training {
             "gelu_backward",
             "column_sum",
             "pack",
+            "dropout_add_layer_norm",
         ] {
             emit(
                 "check_kernels",
@@ -499,7 +500,8 @@ mod training {
     use candle_core::DType;
     use code2nl::model::layers::{
         cuda_attention_probabilities, cuda_attention_probabilities_backward, cuda_column_sum,
-        cuda_dropout, cuda_gelu_backward, cuda_pack, dropout_mask_from_seed, softmax_last_dim,
+        cuda_dropout, cuda_dropout_add_layer_norm, cuda_gelu_backward, cuda_pack,
+        dropout_mask_from_seed, softmax_last_dim, LayerNorm,
     };
 
     const SEED: u64 = 0x5EED_C2A1;
@@ -522,6 +524,7 @@ mod training {
                 "gelu_backward",
                 "column_sum",
                 "pack",
+                "dropout_add_layer_norm",
             ] {
                 not_run(kernel, dev);
             }
@@ -531,6 +534,7 @@ mod training {
         check_attention(args, dev)?;
         check_gelu_and_column_sum(args, dev)?;
         check_pack(args, dev)?;
+        check_dropout_add_layer_norm(args, dev)?;
         Ok(())
     }
 
@@ -796,6 +800,67 @@ mod training {
                     "kernel_ms": 1e3 * kernel_s,
                     "ops_ms": 1e3 * ops_s,
                     "ok": differing == 0.0,
+                }),
+            );
+        }
+        Ok(())
+    }
+
+    /// `LayerNorm(dropout(a) + b)` in one kernel against the dropout kernel, Candle's add and
+    /// the fused layer norm (with its casts in bf16), at `[rows, width]`.
+    fn check_dropout_add_layer_norm(args: &KernelCheckArgs, dev: &Device) -> Result<()> {
+        let shape = (args.rows, args.width);
+        let w = Tensor::randn(1f32, 0.1, args.width, dev)?;
+        let b = Tensor::randn(0f32, 0.1, args.width, dev)?;
+        let norm = LayerNorm::new(w.clone(), b.clone(), 1e-5);
+        for dtype in [DType::F32, DType::BF16] {
+            let x = Tensor::randn(0f32, 1.0, shape, dev)?.to_dtype(dtype)?;
+            let residual = Tensor::randn(0f32, 1.0, shape, dev)?.to_dtype(dtype)?;
+            let ops = || -> Result<(Tensor, Tensor)> {
+                let sum = (cuda_dropout(&x, SEED, P, dtype)? + &residual)?;
+                let y = norm.forward(&sum)?;
+                Ok((sum, y))
+            };
+            let fused = || -> Result<(Tensor, Tensor)> {
+                Ok(cuda_dropout_add_layer_norm(
+                    &x, &residual, &w, &b, 1e-5, SEED, P,
+                )?)
+            };
+            let (want_sum, want_y) = ops()?;
+            let (sum, y) = fused()?;
+            let f32s = |t: &Tensor| t.to_dtype(DType::F32);
+            let sum_mismatches = f32s(&sum)?
+                .ne(&f32s(&want_sum)?)?
+                .to_dtype(DType::F32)?
+                .sum_all()?
+                .to_scalar::<f32>()?;
+            let y_rel = rel(&f32s(&y)?, &f32s(&want_y)?)?;
+            let kernel_s = timed(dev, args.reps, &|| {
+                fused()?;
+                Ok(())
+            })?;
+            let ops_s = timed(dev, args.reps, &|| {
+                ops()?;
+                Ok(())
+            })?;
+            // bf16: a sum may differ in its last bit where Candle's bf16 add rounds once from
+            // the exact sum and the kernel twice (f32, then bf16); the output is bf16.
+            let (sum_allowed, y_tolerance) = if dtype == DType::F32 {
+                (0.0, 1e-5)
+            } else {
+                (1e-4 * (shape.0 * shape.1) as f32, 1e-2)
+            };
+            emit(
+                "check_kernels",
+                json!({
+                    "kernel": "dropout_add_layer_norm",
+                    "device": device_name(dev),
+                    "shape": format!("{}×{} {dtype:?}", shape.0, shape.1),
+                    "sum_mismatches": sum_mismatches,
+                    "y_rel_diff": y_rel,
+                    "kernel_ms": 1e3 * kernel_s,
+                    "ops_ms": 1e3 * ops_s,
+                    "ok": sum_mismatches <= sum_allowed && y_rel <= y_tolerance,
                 }),
             );
         }

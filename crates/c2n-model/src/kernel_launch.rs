@@ -70,6 +70,11 @@ pub fn grouped_cross_attention(entries: usize, heads: usize) -> LaunchShape {
     LaunchShape::new([entries * heads, 1, 1], [CROSS_ATTENTION_THREADS, 1, 1])
 }
 
+/// `c2n_dropout_add_layer_norm_*`: one block per row, as the layer-norm backward rows.
+pub fn add_layer_norm_rows(rows: usize, width: usize) -> LaunchShape {
+    layer_norm_backward_rows(rows, width)
+}
+
 /// Elements one block of `c2n_pack_*` copies at most (one chunk of [`pack_chunks`]).
 pub const PACK_CHUNK_ELEMS: usize = 1 << 16;
 

@@ -27,6 +27,7 @@ const KERNELS: &[&str] = &[
     "crates/c2n-model/kernels/slot_attention.cu",
     "crates/c2n-model/kernels/cross_attention.cu",
     "crates/c2n-model/kernels/pack.cu",
+    "crates/c2n-model/kernels/add_layer_norm.cu",
     "tools/cuda-emulator/self_test.cu",
 ];
 
@@ -928,4 +929,135 @@ fn pack_copies_and_converts_every_source_in_order() {
         bits(&from_bf16(&bf16_sources.concat())),
         "bf16 widened exactly"
     );
+}
+
+/// `LayerNorm(dropout(a) + b)` in one kernel: the sum bit for bit what the dropout kernel's
+/// product plus `b` gives (rounded to the dtype at each step, as the separate kernels round),
+/// the output within f32 rounding of two-pass statistics in f64; without dropout (p = 0) the
+/// sum is plain `a + b`.
+#[test]
+fn dropout_add_layer_norm_matches_the_separate_steps() {
+    let Some(emu) = emulator() else { return };
+    type F32 = unsafe extern "C" fn(
+        *const f32,
+        *const f32,
+        *const f32,
+        *const f32,
+        *mut f32,
+        i32,
+        f32,
+        u64,
+        f32,
+        f32,
+    );
+    type Bf16 = unsafe extern "C" fn(
+        *const u16,
+        *const u16,
+        *const f32,
+        *const f32,
+        *mut u16,
+        i32,
+        f32,
+        u64,
+        f32,
+        f32,
+    );
+    let f32_kernel: F32 = unsafe { emu.kernel("c2n_dropout_add_layer_norm_f32") };
+    let bf16_kernel: Bf16 = unsafe { emu.kernel("c2n_dropout_add_layer_norm_bf16") };
+    let (rows, width, eps, seed) = (7usize, 300usize, 1e-5f32, 0xADD1u64);
+    let n = rows * width;
+    let w: Vec<f32> = values(width, 21, 0.3).iter().map(|v| v + 1.0).collect();
+    let bias = values(width, 22, 0.1);
+    // Two-pass layer norm of each row of `sum`, in f64.
+    let normed = |sum: &[f32]| -> Vec<f32> {
+        sum.chunks(width)
+            .flat_map(|row| {
+                let mean = row.iter().map(|&v| v as f64).sum::<f64>() / width as f64;
+                let var =
+                    row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / width as f64;
+                let rstd = 1.0 / (var + eps as f64).sqrt();
+                row.iter()
+                    .zip(&w)
+                    .zip(&bias)
+                    .map(move |((&v, &wj), &bj)| {
+                        ((v as f64 - mean) * rstd * wj as f64 + bj as f64) as f32
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    for p in [0.1f32, 0.0] {
+        let mask = if p > 0.0 {
+            dropout_mask_from_seed((rows, width), seed, p, &Device::Cpu)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        } else {
+            vec![1.0; n]
+        };
+        let scale = if p > 0.0 {
+            mask.iter().copied().fold(0.0, f32::max)
+        } else {
+            1.0
+        };
+        let (a, b) = (values(n, 23, 2.0), values(n, 24, 2.0));
+
+        let mut out = vec![f32::NAN; 2 * n];
+        let (ap, bp, wp, biasp, op) = (
+            a.as_ptr(),
+            b.as_ptr(),
+            w.as_ptr(),
+            bias.as_ptr(),
+            out.as_mut_ptr(),
+        );
+        emu.launch(kernel_launch::add_layer_norm_rows(rows, width), || unsafe {
+            f32_kernel(ap, bp, wp, biasp, op, width as i32, eps, seed, p, scale)
+        });
+        let sum: Vec<f32> = a
+            .iter()
+            .zip(&b)
+            .zip(&mask)
+            .map(|((x, y), m)| x * m + y)
+            .collect();
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&out[..n]), bits(&sum), "f32 sum, p {p}");
+        let diff = max_abs_diff(&out[n..], &normed(&sum));
+        assert!(diff < 1e-5, "f32 layer norm differs by {diff}, p {p}");
+
+        let (ab, bb) = (to_bf16(&a), to_bf16(&b));
+        let mut outb = vec![0u16; 2 * n];
+        let (ap, bp, op) = (ab.as_ptr(), bb.as_ptr(), outb.as_mut_ptr());
+        emu.launch(kernel_launch::add_layer_norm_rows(rows, width), || unsafe {
+            bf16_kernel(ap, bp, wp, biasp, op, width as i32, eps, seed, p, scale)
+        });
+        // As the dropout kernel (product rounded to bf16) and Candle's bf16 add (rounded).
+        let dropped = to_bf16(
+            &from_bf16(&ab)
+                .iter()
+                .zip(&mask)
+                .map(|(x, m)| x * m)
+                .collect::<Vec<_>>(),
+        );
+        let sum_b = to_bf16(
+            &from_bf16(&dropped)
+                .iter()
+                .zip(from_bf16(&bb))
+                .map(|(x, y)| x + y)
+                .collect::<Vec<_>>(),
+        );
+        assert_eq!(outb[..n], sum_b[..], "bf16 sum, p {p}");
+        let want = normed(&from_bf16(&sum_b));
+        let got = from_bf16(&outb[n..]);
+        let worst = got
+            .iter()
+            .zip(&want)
+            .map(|(g, w)| (g - w).abs() / w.abs().max(1.0))
+            .fold(0.0, f32::max);
+        assert!(
+            worst <= 1.0 / 128.0,
+            "bf16 layer norm off by {worst} (relative), p {p}"
+        );
+    }
 }

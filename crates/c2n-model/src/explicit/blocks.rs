@@ -206,6 +206,49 @@ pub(super) fn dropout_back(grad: Tensor, keep: &Keep) -> candle_core::Result<Ten
     }
 }
 
+/// A residual block's tail: `(sum, LayerNorm(sum), keep)` with `sum = dropout(a) + residual`.
+/// One CUDA kernel where it applies (`C2N_CUDA_FEWER_LAUNCHES=1`; the same mask as
+/// [`dropout`], from a seed), else dropout, add and [`norm`].
+pub(super) fn dropout_add_norm(
+    a: &Tensor,
+    residual: &Tensor,
+    p: f32,
+    train: bool,
+    layer: &LayerNorm,
+) -> candle_core::Result<(Tensor, Tensor, Keep)> {
+    #[cfg(feature = "cuda")]
+    {
+        let (w, b, eps) = layer.parts();
+        if crate::layers::add_norm_cuda::usable(a, residual, w, b) {
+            let p = if train { p } else { 0.0 };
+            let seed = if p > 0.0 {
+                crate::layers::next_dropout_seed()
+            } else {
+                0
+            };
+            let (sum, y) = crate::layers::add_norm_cuda::dropout_add_layer_norm(
+                a,
+                residual,
+                &w.detach(),
+                &b.detach(),
+                eps,
+                seed,
+                p,
+            )?;
+            let keep = if p > 0.0 {
+                Keep::Seeded { seed, p }
+            } else {
+                Keep::All
+            };
+            return Ok((sum, y, keep));
+        }
+    }
+    let (dropped, keep) = dropout(a, p, train)?;
+    let sum = (dropped + residual)?;
+    let y = norm(layer, &sum)?;
+    Ok((sum, y, keep))
+}
+
 /// `act(x)`.
 pub(super) fn activation(x: &Tensor, act: Activation) -> candle_core::Result<Tensor> {
     plain_activation(x, act)

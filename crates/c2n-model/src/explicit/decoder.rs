@@ -8,8 +8,8 @@
 use candle_core::{Tensor, D};
 
 use super::blocks::{
-    activation, activation_back, dropout, dropout_back, linear, linear_back, merge_packed, norm,
-    norm_back, packed_linear, packed_linear_back, Attention, AttentionSpec, Keep,
+    activation, activation_back, dropout, dropout_add_norm, dropout_back, linear, linear_back,
+    merge_packed, norm_back, packed_linear, packed_linear_back, Attention, AttentionSpec, Keep,
 };
 use super::casts::WeightCasts;
 use super::encoder::need;
@@ -64,13 +64,13 @@ pub(super) fn decoder_layer_forward(
     let (self_context, self_attention) =
         Attention::forward_packed(&qkv, Some(causal), spec(sa, train))?;
     drop(qkv);
-    let (sa_out, self_keep) = dropout(
+    let (self_sum, x1, self_keep) = dropout_add_norm(
         &linear(&sa.out, &self_context, casts)?,
+        x,
         layer.dropout_p,
         train,
+        &layer.norm1,
     )?;
-    let self_sum = (x + sa_out)?;
-    let x1 = norm(&layer.norm1, &self_sum)?;
 
     let ca = &layer.cross_attn;
     let q = packed_linear(&ca.in_proj_weight, &ca.in_proj_bias, (0, h), &x1, casts)?;
@@ -85,13 +85,13 @@ pub(super) fn decoder_layer_forward(
         Attention::forward_packed_kv(&q, &kv, Some(memory_mask), spec(ca, train))?;
     drop(q);
     drop(kv);
-    let (ca_out, cross_keep) = dropout(
+    let (cross_sum, x2, cross_keep) = dropout_add_norm(
         &linear(&ca.out, &cross_context, casts)?,
+        &x1,
         layer.dropout_p,
         train,
+        &layer.norm2,
     )?;
-    let cross_sum = (&x1 + ca_out)?;
-    let x2 = norm(&layer.norm2, &cross_sum)?;
 
     let pre_activation = linear(&layer.linear1, &x2, casts)?;
     let (mid, mid_keep) = dropout(
@@ -99,13 +99,13 @@ pub(super) fn decoder_layer_forward(
         layer.dropout_p,
         train,
     )?;
-    let (out, out_keep) = dropout(
+    let (out_sum, y, out_keep) = dropout_add_norm(
         &linear(&layer.linear2, &mid, casts)?,
+        &x2,
         layer.dropout_p,
         train,
+        &layer.norm3,
     )?;
-    let out_sum = (&x2 + out)?;
-    let y = norm(&layer.norm3, &out_sum)?;
     let tape = DecoderLayerTape {
         x: x.clone(),
         self_attention,

@@ -3,8 +3,9 @@
 use candle_core::{DType, Tensor};
 
 use super::blocks::{
-    activation, activation_back, dropout, dropout_back, grouped_linear, grouped_linear_back,
-    in_dtype, linear, linear_back, merge_packed, norm, norm_back, Attention, AttentionSpec, Keep,
+    activation, activation_back, dropout, dropout_add_norm, dropout_back, grouped_linear,
+    grouped_linear_back, in_dtype, linear, linear_back, merge_packed, norm, norm_back, Attention,
+    AttentionSpec, Keep,
 };
 use super::casts::WeightCasts;
 use super::param_grads::ParamGrads;
@@ -117,22 +118,22 @@ pub(super) fn encoder_layer_forward(
     let qkv = grouped_linear(&qkv_layers(layer), x, casts)?;
     let (context, attention) = Attention::forward_packed(&qkv, Some(mask_term), spec)?;
     drop(qkv);
-    let (attn, attn_keep) = dropout(
+    let (attn_sum, attn_normed, attn_keep) = dropout_add_norm(
         &linear(&layer.attn_out, &context, casts)?,
+        x,
         layer.hidden_dropout,
         train,
+        &layer.attn_norm,
     )?;
-    let attn_sum = (attn + x)?;
-    let attn_normed = norm(&layer.attn_norm, &attn_sum)?;
     let pre_activation = linear(&layer.intermediate, &attn_normed, casts)?;
     let activated = activation(&pre_activation, layer.act)?;
-    let (out, out_keep) = dropout(
+    let (out_sum, y, out_keep) = dropout_add_norm(
         &linear(&layer.output, &activated, casts)?,
+        &attn_normed,
         layer.hidden_dropout,
         train,
+        &layer.out_norm,
     )?;
-    let out_sum = (out + &attn_normed)?;
-    let y = norm(&layer.out_norm, &out_sum)?;
     let tape = EncoderLayerTape {
         x: x.clone(),
         attention,

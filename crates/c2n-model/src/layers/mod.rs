@@ -8,6 +8,8 @@
 //! attention softmax always run in f32.
 
 mod activation;
+#[cfg(feature = "cuda")]
+pub(crate) mod add_norm_cuda;
 mod attention;
 mod attention_op;
 #[cfg(feature = "cuda")]
@@ -42,6 +44,8 @@ pub use dropout::{apply_keep_mask, dropout};
 pub(crate) use dropout_rng::next_dropout_seed;
 pub use dropout_rng::{dropout_mask_from_seed, dropout_uniform};
 // The training kernels themselves, for `device check-kernels` and benchmarks.
+#[cfg(feature = "cuda")]
+pub use add_norm_cuda::dropout_add_layer_norm as cuda_dropout_add_layer_norm;
 #[cfg(feature = "cuda")]
 pub use attention_probs_cuda::{
     probabilities as cuda_attention_probabilities,
