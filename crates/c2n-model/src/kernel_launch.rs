@@ -75,33 +75,51 @@ pub fn add_layer_norm_rows(rows: usize, width: usize) -> LaunchShape {
     layer_norm_backward_rows(rows, width)
 }
 
-/// Elements one block of `c2n_pack_*` copies at most (one chunk of [`pack_chunks`]).
+/// Elements one block of a multi-tensor kernel (`c2n_pack_*`, `c2n_adamw_multi_f32`) handles
+/// at most: one row of a [`chunk_table`].
 pub const PACK_CHUNK_ELEMS: usize = 1 << 16;
 
-/// The chunk table of `c2n_pack_*` for sources `(address, elements)` packed back to back
-/// from element 0: three u64 per chunk (source address in bytes, destination offset in
-/// elements, length), each chunk at most `chunk` elements and within one source, whose
-/// address advances by `elem_size` bytes per element. Empty sources add no chunk.
-pub fn pack_chunks(sources: &[(u64, usize)], elem_size: usize, chunk: usize) -> Vec<u64> {
+/// The chunk table of a multi-tensor kernel: each source `(columns, len)` cut into pieces of at
+/// most `chunk` elements, one row per piece: every column advanced to the piece's start
+/// (`strides[c]` per element: the element size in bytes for an address, 1 for an element
+/// offset), then the piece's length. Sources without elements add no row. `c2n_pack_*` reads
+/// rows of (source address, destination offset, length), `c2n_adamw_multi_f32` rows of
+/// (parameter address, gradient address, moment offset, length).
+pub fn chunk_table<const C: usize>(
+    sources: &[([u64; C], usize)],
+    strides: [u64; C],
+    chunk: usize,
+) -> Vec<u64> {
     let chunk = chunk.max(1);
     let mut table = Vec::new();
-    let mut offset = 0usize;
-    for &(address, len) in sources {
+    for &(columns, len) in sources {
         for start in (0..len).step_by(chunk) {
-            let n = chunk.min(len - start);
-            table.extend([
-                address + (start * elem_size) as u64,
-                (offset + start) as u64,
-                n as u64,
-            ]);
+            for (column, stride) in columns.iter().zip(strides) {
+                table.push(column + start as u64 * stride);
+            }
+            table.push(chunk.min(len - start) as u64);
         }
-        offset += len;
     }
     table
 }
 
-/// `c2n_pack_*`: one 256-thread block per chunk of a [`pack_chunks`] table.
-pub fn pack(chunks: usize) -> LaunchShape {
+/// The [`chunk_table`] of `c2n_pack_*` for sources `(address, elements)` packed back to back
+/// from element 0, addresses advancing by `elem_size` bytes per element.
+pub fn pack_chunks(sources: &[(u64, usize)], elem_size: usize, chunk: usize) -> Vec<u64> {
+    let mut offset = 0u64;
+    let rows: Vec<([u64; 2], usize)> = sources
+        .iter()
+        .map(|&(address, len)| {
+            let row = ([address, offset], len);
+            offset += len as u64;
+            row
+        })
+        .collect();
+    chunk_table(&rows, [elem_size as u64, 1], chunk)
+}
+
+/// A multi-tensor kernel: one 256-thread block per row of a [`chunk_table`].
+pub fn multi_tensor(chunks: usize) -> LaunchShape {
     LaunchShape::new([chunks, 1, 1], [256, 1, 1])
 }
 
@@ -133,7 +151,7 @@ mod tests {
         assert_eq!(kv_reorder_append(0, 12).grid, [1, 1, 1]);
         assert_eq!(layer_norm_backward_rows(5, 768).block, [128, 1, 1]);
         assert_eq!(layer_norm_backward_rows(5, 1024).block, [1024, 1, 1]);
-        assert_eq!(pack(3).grid, [3, 1, 1]);
+        assert_eq!(multi_tensor(3).grid, [3, 1, 1]);
     }
 
     #[test]
@@ -149,5 +167,8 @@ mod tests {
             [3008, 7, 1],
         ];
         assert_eq!(rows, want.iter().map(|r| &r[..]).collect::<Vec<_>>());
+        // Two address columns (4-byte elements) and an element offset, chunks of 3.
+        let table = chunk_table(&[([100, 200, 7], 4)], [4, 4, 1], 3);
+        assert_eq!(table, [100, 200, 7, 3, 112, 212, 10, 1]);
     }
 }

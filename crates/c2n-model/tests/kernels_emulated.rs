@@ -897,7 +897,9 @@ fn pack_copies_and_converts_every_source_in_order() {
     let kernel: F32Bf16 = unsafe { emu.kernel("c2n_pack_f32_bf16") };
     let mut packed = vec![0u16; total];
     let (tp, op) = (f32_table.as_ptr(), packed.as_mut_ptr());
-    emu.launch(kernel_launch::pack(chunks), || unsafe { kernel(tp, op) });
+    emu.launch(kernel_launch::multi_tensor(chunks), || unsafe {
+        kernel(tp, op)
+    });
     let candle: Vec<u16> = Tensor::new(want.as_slice(), &Device::Cpu)
         .unwrap()
         .to_dtype(candle_core::DType::BF16)
@@ -913,7 +915,9 @@ fn pack_copies_and_converts_every_source_in_order() {
     let kernel: F32F32 = unsafe { emu.kernel("c2n_pack_f32_f32") };
     let mut copied = vec![f32::NAN; total];
     let op = copied.as_mut_ptr();
-    emu.launch(kernel_launch::pack(chunks), || unsafe { kernel(tp, op) });
+    emu.launch(kernel_launch::multi_tensor(chunks), || unsafe {
+        kernel(tp, op)
+    });
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     assert_eq!(bits(&copied), bits(&want), "f32 copied exactly");
 
@@ -923,7 +927,9 @@ fn pack_copies_and_converts_every_source_in_order() {
     let kernel: Bf16F32 = unsafe { emu.kernel("c2n_pack_bf16_f32") };
     let mut widened = vec![f32::NAN; total];
     let (tp, op) = (bf16_table.as_ptr(), widened.as_mut_ptr());
-    emu.launch(kernel_launch::pack(chunks), || unsafe { kernel(tp, op) });
+    emu.launch(kernel_launch::multi_tensor(chunks), || unsafe {
+        kernel(tp, op)
+    });
     assert_eq!(
         bits(&widened),
         bits(&from_bf16(&bf16_sources.concat())),

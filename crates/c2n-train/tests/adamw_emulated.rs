@@ -134,3 +134,90 @@ fn adamw_kernel_matches_the_tensor_ops_bit_for_bit() {
         }
     }
 }
+
+type AdamWMultiKernel =
+    unsafe extern "C" fn(*const u64, *mut f32, *mut f32, f32, f32, f32, f32, f32, f32, i32, f32);
+
+/// The one-launch update of a moment chunk (`c2n_adamw_multi_f32`, its chunk table) gives
+/// every parameter and moment bit for bit what one `c2n_adamw_f32` launch per parameter gives.
+#[test]
+fn adamw_multi_tensor_kernel_equals_one_launch_per_parameter() {
+    let Some(emu) = Emulator::build(&["crates/c2n-train/kernels/adamw.cu"]) else {
+        return;
+    };
+    let single: AdamWKernel = unsafe { emu.kernel("c2n_adamw_f32") };
+    let multi: AdamWMultiKernel = unsafe { emu.kernel("c2n_adamw_multi_f32") };
+    // Ragged sizes, one over a chunk of the table, an empty one.
+    let lens = [70_001usize, 37, 0, kernel_launch::PACK_CHUNK_ELEMS + 1, 5];
+    let total: usize = lens.iter().sum();
+    let scalars = (
+        0.9f32, 0.1f32, 0.999f32, 0.001f32, 1e-8f32, -3e-5f32, 1i32, -5e-7f32,
+    );
+    let (b1, omb1, b2, omb2, eps, step, decay, lr_decay) = scalars;
+    let grads: Vec<Vec<f32>> = lens
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| values(n, 300 + i as u64, 1e-2))
+        .collect();
+    let start: Vec<Vec<f32>> = lens
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| values(n, 400 + i as u64, 0.5))
+        .collect();
+    let moments = |salt: u64, scale: f32| -> Vec<f32> {
+        values(total, salt, scale).iter().map(|v| v.abs()).collect()
+    };
+    let (m0, v0) = (moments(500, 1e-3), moments(501, 1e-5));
+
+    // One launch per parameter, each on its slice of the moments.
+    let mut params_a = start.clone();
+    let (mut m_a, mut v_a) = (m0.clone(), v0.clone());
+    let mut offset = 0;
+    for (p, g) in params_a.iter_mut().zip(&grads) {
+        let n = p.len();
+        let (pp, gp) = (p.as_mut_ptr(), g.as_ptr());
+        let (mp, vp) = unsafe { (m_a.as_mut_ptr().add(offset), v_a.as_mut_ptr().add(offset)) };
+        emu.launch(kernel_launch::grid_stride(n), || unsafe {
+            single(
+                pp, gp, mp, vp, n as u64, b1, omb1, b2, omb2, eps, step, decay, lr_decay,
+            )
+        });
+        offset += n;
+    }
+
+    // One launch for all of them.
+    let mut params_b = start.clone();
+    let (mut m_b, mut v_b) = (m0, v0);
+    let mut moment_offset = 0u64;
+    let rows: Vec<([u64; 3], usize)> = params_b
+        .iter_mut()
+        .zip(&grads)
+        .map(|(p, g)| {
+            let row = (
+                [p.as_mut_ptr() as u64, g.as_ptr() as u64, moment_offset],
+                p.len(),
+            );
+            moment_offset += p.len() as u64;
+            row
+        })
+        .collect();
+    let table = kernel_launch::chunk_table(&rows, [4, 4, 1], kernel_launch::PACK_CHUNK_ELEMS);
+    let n_rows = table.len() / 4;
+    assert_eq!(n_rows, 2 + 1 + 2 + 1, "chunks of the table");
+    let (tp, mp, vp) = (table.as_ptr(), m_b.as_mut_ptr(), v_b.as_mut_ptr());
+    emu.launch(kernel_launch::multi_tensor(n_rows), || unsafe {
+        multi(tp, mp, vp, b1, omb1, b2, omb2, eps, step, decay, lr_decay)
+    });
+
+    let bits = |x: &[f32]| x.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+    for (k, (a, b)) in params_a.iter().zip(&params_b).enumerate() {
+        assert_eq!(bits(a), bits(b), "parameter {k}");
+    }
+    assert_eq!(bits(&m_a), bits(&m_b), "first moments");
+    assert_eq!(bits(&v_a), bits(&v_b), "second moments");
+    assert_ne!(
+        bits(&params_a[0]),
+        bits(&start[0]),
+        "the update changed something"
+    );
+}

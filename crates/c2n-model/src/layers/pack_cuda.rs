@@ -117,7 +117,7 @@ impl CustomOp1 for Pack {
         let table = pack_chunks(&sources, elem_size, PACK_CHUNK_ELEMS);
         let n_chunks = table.len() / 3;
         let func = device.get_or_load_custom_func(name, MODULE, PTX)?;
-        let config: LaunchConfig = crate::kernel_launch::pack(n_chunks).into();
+        let config: LaunchConfig = crate::kernel_launch::multi_tensor(n_chunks).into();
         macro_rules! launch {
             ($out:ty) => {{
                 let mut out = unsafe { device.alloc::<$out>(total.max(1))? };

@@ -2,9 +2,15 @@
 //! the parameter and both moments updated in place in one pass, with the tensor-op update's
 //! arithmetic rounded op by op, so the results are bit-identical. Used for f32 parameters,
 //! gradients and moments on a CUDA device unless `C2N_CUDA_TRAIN_KERNELS=0`.
+//!
+//! With `C2N_CUDA_FEWER_LAUNCHES=1` ([`step_many`]) one launch updates every parameter of a
+//! moment chunk (about 200 launches per step become one per chunk, 2 to 6), from a table of
+//! their addresses; the arithmetic per element is the same function.
 
 use candle_core::backend::BackendStorage;
-use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::cudarc::driver::{
+    CudaStream, DevicePtr, LaunchConfig, PushKernelArg,
+};
 use candle_core::cuda_backend::WrapErr;
 use candle_core::{CpuStorage, CudaStorage, DType, InplaceOp3, Layout, Storage, Tensor, Var};
 
@@ -146,4 +152,113 @@ impl InplaceOp3 for AdamWKernel {
         }
         Ok(())
     }
+}
+
+/// The device address and length of the contiguous f32 range `layout` covers in `storage`.
+fn f32_range(
+    storage: &Storage,
+    layout: &Layout,
+    stream: &CudaStream,
+    what: &str,
+) -> candle_core::Result<(u64, usize)> {
+    let (start, end) = contiguous(layout, what)?;
+    let Storage::Cuda(storage) = storage else {
+        return Err(candle_core::Error::Msg(format!(
+            "AdamW kernel: {what} not on CUDA"
+        )));
+    };
+    let base = storage.as_cuda_slice::<f32>()?.device_ptr(stream).0;
+    Ok((base + 4 * start as u64, end - start))
+}
+
+/// Updates every `vars[k]` from `grads[k]` and its moments, which lie back to back from
+/// element 0 of the chunk moments `exp_avg`/`exp_avg_sq`, all in place, in one launch.
+///
+/// Parameters and moments are written through their device pointers while Candle holds them
+/// as the op's sources (see [`step_param`]); nothing else touches them during the step.
+pub(super) fn step_many(
+    vars: &[&Var],
+    grads: &[&Tensor],
+    exp_avg: &Tensor,
+    exp_avg_sq: &Tensor,
+    scalars: AdamWScalars,
+) -> candle_core::Result<()> {
+    if vars.len() != grads.len() {
+        return Err(candle_core::Error::Msg(
+            "AdamW kernel: one gradient per parameter".into(),
+        ));
+    }
+    let device = exp_avg.device().as_cuda_device()?.clone();
+    let stream = device.cuda_stream();
+    let grads = grads
+        .iter()
+        .map(|g| g.flatten_all()?.contiguous())
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    let params: Vec<_> = vars
+        .iter()
+        .map(|v| v.as_tensor().storage_and_layout())
+        .collect();
+    let held: Vec<_> = grads.iter().map(|g| g.storage_and_layout()).collect();
+    let mut rows = Vec::with_capacity(vars.len());
+    let mut offset = 0usize;
+    for ((param, param_layout), (grad, grad_layout)) in params.iter().zip(&held) {
+        let (p, n) = f32_range(param, param_layout, &stream, "parameter")?;
+        let (g, gn) = f32_range(grad, grad_layout, &stream, "gradient")?;
+        if gn != n {
+            return Err(candle_core::Error::Msg(
+                "AdamW kernel: parameter and gradient disagree in size".into(),
+            ));
+        }
+        rows.push(([p, g, offset as u64], n));
+        offset += n;
+    }
+    let (m_storage, m_layout) = exp_avg.storage_and_layout();
+    let (v_storage, v_layout) = exp_avg_sq.storage_and_layout();
+    let (Storage::Cuda(m_storage), Storage::Cuda(v_storage)) = (&*m_storage, &*v_storage) else {
+        return Err(candle_core::Error::Msg(
+            "AdamW kernel: moments not on CUDA".into(),
+        ));
+    };
+    let (ms, me) = contiguous(m_layout, "first moment")?;
+    let (vs, ve) = contiguous(v_layout, "second moment")?;
+    if offset > (me - ms).min(ve - vs) {
+        return Err(candle_core::Error::Msg(
+            "AdamW kernel: the parameters do not fit their moment chunk".into(),
+        ));
+    }
+    let exp_avg = m_storage.as_cuda_slice::<f32>()?.slice(ms..me);
+    let exp_avg_sq = v_storage.as_cuda_slice::<f32>()?.slice(vs..ve);
+    let table = c2n_model::kernel_launch::chunk_table(
+        &rows,
+        [4, 4, 1],
+        c2n_model::kernel_launch::PACK_CHUNK_ELEMS,
+    );
+    let n_rows = table.len() / 4;
+    if n_rows == 0 {
+        return Ok(());
+    }
+    let table = device.clone_htod(&table)?;
+    let s = scalars;
+    let (beta1, one_minus_beta1) = (s.beta1 as f32, (1.0 - s.beta1) as f32);
+    let (beta2, one_minus_beta2) = (s.beta2 as f32, (1.0 - s.beta2) as f32);
+    let (eps, neg_step_size) = (s.eps as f32, (-s.step_size) as f32);
+    let decay = i32::from(s.lr_decay.is_some());
+    let neg_lr_decay = (-s.lr_decay.unwrap_or(0.0)) as f32;
+    let func = device.get_or_load_custom_func("c2n_adamw_multi_f32", MODULE, PTX)?;
+    let mut builder = func.builder();
+    builder.arg(&table);
+    builder.arg(&exp_avg);
+    builder.arg(&exp_avg_sq);
+    builder.arg(&beta1);
+    builder.arg(&one_minus_beta1);
+    builder.arg(&beta2);
+    builder.arg(&one_minus_beta2);
+    builder.arg(&eps);
+    builder.arg(&neg_step_size);
+    builder.arg(&decay);
+    builder.arg(&neg_lr_decay);
+    let config: LaunchConfig = c2n_model::kernel_launch::multi_tensor(n_rows).into();
+    unsafe { builder.launch(config) }.w()?;
+    drop((params, held));
+    Ok(())
 }
