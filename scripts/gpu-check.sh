@@ -174,18 +174,22 @@ run_step train_candle_bf16_dynamic 120 "$BIN" bench-train --device "$DEV" --mode
 # instead of ≈ 250 at batch 32 on these features), samples/s over 30 steps.
 run_step train_candle_bf16_bucketed 120 "$BIN" bench-train --device "$DEV" --model "$MODEL" \
   --features "$TRAIN_FEATURES" --precision bf16 --padding dynamic --keep-pool "${TRAIN_BUCKETED[@]}"
-# Opt-in, written in the ninth session without a device: the weight casts, the encoder's
-# stacked query/key/value weights and the bf16 weight-gradient casts as one pack kernel each
-# (C2N_CUDA_FEWER_LAUNCHES=1). Parity first (f32 updates against PyTorch), then the A/Bs.
-run_step parity_train_pack 60 env C2N_CUDA_FEWER_LAUNCHES=1 "$BIN" parity-train --device "$DEV" \
+# Opt-in, written in the ninth session without a device (C2N_CUDA_FEWER_LAUNCHES=1): the
+# weight casts, the encoder's stacked query/key/value weights and the bf16 weight-gradient
+# casts as one pack kernel each, dropout + residual add + layer norm as one kernel, and one
+# AdamW launch per moment chunk. Parity first (the explicit pass's gradients and three
+# trainer updates against PyTorch, f32), then the A/Bs against the defaults above.
+run_step parity_model_fewer 90 env C2N_CUDA_FEWER_LAUNCHES=1 "$BIN" parity-model --device "$DEV" \
   --reference "committed torch-cpu fixture"
-run_step train_candle_f32_padded_pool_pack 120 env C2N_CUDA_FEWER_LAUNCHES=1 "$BIN" bench-train \
+run_step parity_train_fewer 60 env C2N_CUDA_FEWER_LAUNCHES=1 "$BIN" parity-train --device "$DEV" \
+  --reference "committed torch-cpu fixture"
+run_step train_candle_f32_padded_pool_fewer 120 env C2N_CUDA_FEWER_LAUNCHES=1 "$BIN" bench-train \
   --device "$DEV" --model "$MODEL" --features "$TRAIN_FEATURES" --precision f32 --padding reference \
   --keep-pool "${TRAIN[@]}"
-run_step train_candle_bf16_dynamic_pack 120 env C2N_CUDA_FEWER_LAUNCHES=1 "$BIN" bench-train \
+run_step train_candle_bf16_dynamic_fewer 120 env C2N_CUDA_FEWER_LAUNCHES=1 "$BIN" bench-train \
   --device "$DEV" --model "$MODEL" --features "$TRAIN_FEATURES" --precision bf16 --padding dynamic \
   --keep-pool "${TRAIN[@]}"
-run_step train_candle_bf16_bucketed_pack 120 env C2N_CUDA_FEWER_LAUNCHES=1 "$BIN" bench-train \
+run_step train_candle_bf16_bucketed_fewer 120 env C2N_CUDA_FEWER_LAUNCHES=1 "$BIN" bench-train \
   --device "$DEV" --model "$MODEL" --features "$TRAIN_FEATURES" --precision bf16 --padding dynamic \
   --keep-pool "${TRAIN_BUCKETED[@]}"
 # bf16 with Candle's autograd over the op graph: the explicit pass's A/B in the best setting.

@@ -132,6 +132,9 @@ struct Phases {
     optimizer: Vec<f64>,
     /// Tensors created by forward, backward and optimizer in the last step.
     tensors: [usize; 3],
+    /// Seconds until forward, backward and optimizer had queued their last op (before the
+    /// device is synchronised): close to the synchronised time when the host is the bound.
+    host: Vec<[f64; 3]>,
 }
 
 /// Candle's tensor counter: every op (and every view) makes a tensor with the next id, so the
@@ -171,6 +174,7 @@ fn phase_breakdown(
         backward: Vec::new(),
         optimizer: Vec::new(),
         tensors: [0; 3],
+        host: Vec::new(),
     };
     for k in 0..=steps {
         let positions = batch_positions(plan, first_batch + k);
@@ -182,11 +186,13 @@ fn phase_breakdown(
         let c0 = tensor_counter();
         let pass = ForwardPass::run(model, &batch, path)?;
         let c1 = tensor_counter();
+        let forward_host = t.elapsed().as_secs_f64();
         let forward = synced_seconds(&dev, t)?;
         let t = Instant::now();
         let c2 = tensor_counter();
         let store = pass.backward(1.0)?;
         let c3 = tensor_counter();
+        let backward_host = t.elapsed().as_secs_f64();
         let backward = synced_seconds(&dev, t)?;
         let t = Instant::now();
         let c4 = tensor_counter();
@@ -196,6 +202,7 @@ fn phase_breakdown(
         drop(grads);
         drop(store);
         let c5 = tensor_counter();
+        let opt_host = t.elapsed().as_secs_f64();
         let opt = synced_seconds(&dev, t)?;
         // Each counter call makes one tensor of its own.
         p.tensors = [c1 - c0 - 1, c3 - c2 - 1, c5 - c4 - 1];
@@ -204,6 +211,7 @@ fn phase_breakdown(
             p.forward.push(forward);
             p.backward.push(backward);
             p.optimizer.push(opt);
+            p.host.push([forward_host, backward_host, opt_host]);
         }
     }
     Ok(p)
@@ -303,6 +311,11 @@ pub fn run(args: &TrainBenchArgs) -> Result<()> {
             "forward_s": median(&p.forward),
             "backward_s": median(&p.backward),
             "optimizer_s": median(&p.optimizer),
+            "host_enqueue_s": {
+                "forward": median(&p.host.iter().map(|h| h[0]).collect::<Vec<_>>()),
+                "backward": median(&p.host.iter().map(|h| h[1]).collect::<Vec<_>>()),
+                "optimizer": median(&p.host.iter().map(|h| h[2]).collect::<Vec<_>>()),
+            },
             "tensors_created": {
                 "forward": p.tensors[0],
                 "backward": p.tensors[1],
