@@ -483,6 +483,7 @@ mod training {
             "column_sum",
             "pack",
             "dropout_add_layer_norm",
+            "layer_norm_backward_fused",
         ] {
             emit(
                 "check_kernels",
@@ -501,7 +502,8 @@ mod training {
     use code2nl::model::layers::{
         cuda_attention_probabilities, cuda_attention_probabilities_backward, cuda_column_sum,
         cuda_dropout, cuda_dropout_add_layer_norm, cuda_gelu_backward, cuda_pack,
-        dropout_mask_from_seed, softmax_last_dim, LayerNorm,
+        dropout_mask_from_seed, layer_norm_grads_cuda, layer_norm_grads_fused_cuda,
+        softmax_last_dim, LayerNorm,
     };
 
     const SEED: u64 = 0x5EED_C2A1;
@@ -525,6 +527,7 @@ mod training {
                 "column_sum",
                 "pack",
                 "dropout_add_layer_norm",
+                "layer_norm_backward_fused",
             ] {
                 not_run(kernel, dev);
             }
@@ -535,6 +538,7 @@ mod training {
         check_gelu_and_column_sum(args, dev)?;
         check_pack(args, dev)?;
         check_dropout_add_layer_norm(args, dev)?;
+        check_layer_norm_backward_fused(args, dev)?;
         Ok(())
     }
 
@@ -861,6 +865,65 @@ mod training {
                     "kernel_ms": 1e3 * kernel_s,
                     "ops_ms": 1e3 * ops_s,
                     "ok": sum_mismatches <= sum_allowed && y_rel <= y_tolerance,
+                }),
+            );
+        }
+        Ok(())
+    }
+
+    /// The fused layer-norm backward (two upstream gradients added on load, `dx` also through
+    /// the dropout mask) against the add, the plain kernels and the dropout kernel.
+    fn check_layer_norm_backward_fused(args: &KernelCheckArgs, dev: &Device) -> Result<()> {
+        let shape = (args.rows, args.width);
+        let w = Tensor::randn(1f32, 0.1, args.width, dev)?;
+        for dtype in [DType::F32, DType::BF16] {
+            let x = Tensor::randn(0f32, 1.0, shape, dev)?.to_dtype(dtype)?;
+            let g = Tensor::randn(0f32, 1.0, shape, dev)?.to_dtype(dtype)?;
+            let g2 = Tensor::randn(0f32, 1.0, shape, dev)?.to_dtype(dtype)?;
+            let separate = || -> Result<(Tensor, Tensor, Tensor, Tensor)> {
+                let (dx, dw, db) = layer_norm_grads_cuda(&x, &w, &(&g + &g2)?, 1e-5)?;
+                let dropped = cuda_dropout(&dx, SEED, P, dtype)?;
+                Ok((dx, dropped, dw, db))
+            };
+            let fused = || -> Result<(Tensor, Tensor, Tensor, Tensor)> {
+                let (dx, dropped, dw, db) =
+                    layer_norm_grads_fused_cuda(&x, &w, &g, Some(&g2), Some((SEED, P)), 1e-5)?;
+                let dropped = anyhow::Context::context(dropped, "no dropped output")?;
+                Ok((dx, dropped, dw, db))
+            };
+            let want = separate()?;
+            let got = fused()?;
+            let f32s = |t: &Tensor| t.to_dtype(DType::F32);
+            let diffs = [
+                rel(&f32s(&got.0)?, &f32s(&want.0)?)?,
+                rel(&f32s(&got.1)?, &f32s(&want.1)?)?,
+                rel(&got.2, &want.2)?,
+                rel(&got.3, &want.3)?,
+            ];
+            let kernel_s = timed(dev, args.reps, &|| {
+                fused()?;
+                Ok(())
+            })?;
+            let ops_s = timed(dev, args.reps, &|| {
+                separate()?;
+                Ok(())
+            })?;
+            // bf16: the sum g + g2 may round differently in its last bit (one rounding from
+            // the exact sum in Candle's add, two in the kernel).
+            let tolerance = if dtype == DType::F32 { 1e-5 } else { 1e-2 };
+            emit(
+                "check_kernels",
+                json!({
+                    "kernel": "layer_norm_backward_fused",
+                    "device": device_name(dev),
+                    "shape": format!("{}×{} {dtype:?}", shape.0, shape.1),
+                    "dx_rel_diff": diffs[0],
+                    "dropped_rel_diff": diffs[1],
+                    "dw_rel_diff": diffs[2],
+                    "db_rel_diff": diffs[3],
+                    "kernel_ms": 1e3 * kernel_s,
+                    "ops_ms": 1e3 * ops_s,
+                    "ok": diffs.iter().all(|d| *d <= tolerance),
                 }),
             );
         }

@@ -309,6 +309,144 @@ fn layer_norm_backward_in_bf16_is_the_f32_kernel_on_widened_inputs() {
     assert_eq!(bits(&dwdb_b), bits(&dwdb), "dw and db");
 }
 
+/// The fused layer-norm backward (`_fused_*`): the upstream gradient `g + g2` added on load and
+/// `dx` also written through the dropout mask give bit for bit what the plain kernels give on
+/// the separately added gradient, followed by the dropout kernel's product; without `g2` and
+/// without the second output it is the plain kernel.
+#[test]
+fn fused_layer_norm_backward_adds_on_load_and_drops_out_on_store() {
+    let Some(emu) = emulator() else { return };
+    type Rows =
+        unsafe extern "C" fn(*const f32, *const f32, *const f32, *mut f32, *mut f32, i32, f32);
+    type Params = unsafe extern "C" fn(*const f32, *const f32, *const f32, *mut f32, i32, i32);
+    type FusedRows = unsafe extern "C" fn(
+        *const f32,
+        *const f32,
+        *const f32,
+        *const f32,
+        *mut f32,
+        *mut f32,
+        *mut f32,
+        i32,
+        f32,
+        u64,
+        f32,
+        f32,
+    );
+    type FusedParams =
+        unsafe extern "C" fn(*const f32, *const f32, *const f32, *const f32, *mut f32, i32, i32);
+    let rows_plain: Rows = unsafe { emu.kernel("c2n_layer_norm_bwd_rows") };
+    let params_plain: Params = unsafe { emu.kernel("c2n_layer_norm_bwd_params") };
+    let rows_fused: FusedRows = unsafe { emu.kernel("c2n_layer_norm_bwd_rows_fused_f32") };
+    let params_fused: FusedParams = unsafe { emu.kernel("c2n_layer_norm_bwd_params_fused_f32") };
+    let (rows, width, eps, seed, p) = (9usize, 130usize, 1e-5f32, 0xF00Du64, 0.1f32);
+    let n = rows * width;
+    let x = values(n, 31, 2.0);
+    let w: Vec<f32> = values(width, 32, 0.2).iter().map(|v| v + 1.0).collect();
+    let (g, g2) = (values(n, 33, 1.0), values(n, 34, 1.0));
+    let mask = dropout_mask_from_seed((rows, width), seed, p, &Device::Cpu)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let scale = mask.iter().copied().fold(0.0, f32::max);
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    let shape_rows = kernel_launch::layer_norm_backward_rows(rows, width);
+    let shape_params = kernel_launch::column_blocks(width);
+
+    for with_g2 in [true, false] {
+        // The plain kernels on the added gradient, then the dropout product.
+        let summed: Vec<f32> = if with_g2 {
+            g.iter().zip(&g2).map(|(a, b)| a + b).collect()
+        } else {
+            g.clone()
+        };
+        let (mut dx, mut stats, mut dwdb) = (
+            vec![f32::NAN; n],
+            vec![f32::NAN; 2 * rows],
+            vec![f32::NAN; 2 * width],
+        );
+        let (xp, wp, gp) = (x.as_ptr(), w.as_ptr(), summed.as_ptr());
+        let (dxp, sp, pp) = (dx.as_mut_ptr(), stats.as_mut_ptr(), dwdb.as_mut_ptr());
+        emu.launch(shape_rows, || unsafe {
+            rows_plain(xp, wp, gp, dxp, sp, width as i32, eps)
+        });
+        emu.launch(shape_params, || unsafe {
+            params_plain(xp, gp, sp, pp, rows as i32, width as i32)
+        });
+        let dropped: Vec<f32> = dx.iter().zip(&mask).map(|(d, m)| d * m).collect();
+
+        let (mut fdx, mut fdropped, mut fstats, mut fdwdb) = (
+            vec![f32::NAN; n],
+            vec![f32::NAN; n],
+            vec![f32::NAN; 2 * rows],
+            vec![f32::NAN; 2 * width],
+        );
+        let (gp, g2p) = (
+            g.as_ptr(),
+            if with_g2 {
+                g2.as_ptr()
+            } else {
+                std::ptr::null()
+            },
+        );
+        let (dxp, dropp) = (fdx.as_mut_ptr(), fdropped.as_mut_ptr());
+        let (sp, pp) = (fstats.as_mut_ptr(), fdwdb.as_mut_ptr());
+        emu.launch(shape_rows, || unsafe {
+            rows_fused(
+                xp,
+                wp,
+                gp,
+                g2p,
+                dxp,
+                dropp,
+                sp,
+                width as i32,
+                eps,
+                seed,
+                p,
+                scale,
+            )
+        });
+        emu.launch(shape_params, || unsafe {
+            params_fused(xp, gp, g2p, sp, pp, rows as i32, width as i32)
+        });
+        assert_eq!(bits(&fdx), bits(&dx), "dx, g2 {with_g2}");
+        assert_eq!(bits(&fdropped), bits(&dropped), "dropped dx, g2 {with_g2}");
+        assert_eq!(bits(&fstats), bits(&stats), "statistics, g2 {with_g2}");
+        assert_eq!(bits(&fdwdb), bits(&dwdb), "dw and db, g2 {with_g2}");
+    }
+
+    // No second output: only dx is written.
+    let mut fdx = vec![f32::NAN; n];
+    let (mut fstats, mut fdwdb) = (vec![f32::NAN; 2 * rows], vec![f32::NAN; 2 * width]);
+    let (xp, wp, gp) = (x.as_ptr(), w.as_ptr(), g.as_ptr());
+    let (dxp, sp) = (fdx.as_mut_ptr(), fstats.as_mut_ptr());
+    emu.launch(shape_rows, || unsafe {
+        rows_fused(
+            xp,
+            wp,
+            gp,
+            std::ptr::null(),
+            dxp,
+            std::ptr::null_mut(),
+            sp,
+            width as i32,
+            eps,
+            seed,
+            0.0,
+            1.0,
+        )
+    });
+    let pp = fdwdb.as_mut_ptr();
+    emu.launch(shape_params, || unsafe {
+        params_fused(xp, gp, std::ptr::null(), sp, pp, rows as i32, width as i32)
+    });
+    assert!(fdx.iter().all(|v| v.is_finite()));
+    assert!(fdwdb.iter().all(|v| v.is_finite()));
+}
+
 /// Runs `c2n_row_top_k` and returns the ranking and the per-row NaN flags.
 fn kernel_row_top_k(
     emu: &Emulator,

@@ -8,8 +8,9 @@
 use candle_core::{Tensor, D};
 
 use super::blocks::{
-    activation, activation_back, dropout, dropout_add_norm, dropout_back, linear, linear_back,
-    merge_packed, norm_back, packed_linear, packed_linear_back, Attention, AttentionSpec, Keep,
+    activation, activation_back, add_norm_back, dropout, dropout_add_norm, dropout_back, linear,
+    linear_back, merge_packed, packed_linear, packed_linear_back, Attention, AttentionSpec, Keep,
+    Upstream,
 };
 use super::casts::WeightCasts;
 use super::encoder::need;
@@ -128,19 +129,19 @@ pub(super) fn decoder_layer_forward(
 }
 
 /// Backward of [`decoder_layer_forward`]: the layer's parameter gradients into `grads`;
-/// returns `(dx, d_memory)`.
+/// returns `(dx, d_memory)` (`dx` a sum not yet added).
 pub(super) fn decoder_layer_backward(
     layer: &DecoderLayer,
     tape: &DecoderLayerTape,
     memory: &Tensor,
-    grad: &Tensor,
+    grad: Upstream,
     casts: &mut WeightCasts,
     grads: &mut ParamGrads,
-) -> Result<(Tensor, Tensor)> {
+) -> Result<(Upstream, Tensor)> {
     let h = tape.x.dim(D::Minus1)?;
     // Feed-forward block.
-    let d_out_sum = norm_back(&layer.norm3, &tape.out_sum, grad, grads)?;
-    let d_out = dropout_back(d_out_sum.clone(), &tape.out_keep)?;
+    let (d_out_sum, d_out) =
+        add_norm_back(&layer.norm3, &tape.out_sum, grad, &tape.out_keep, grads)?;
     let d_mid = need(linear_back(
         &layer.linear2,
         &tape.mid,
@@ -159,12 +160,16 @@ pub(super) fn decoder_layer_backward(
         casts,
         grads,
     )?)?;
-    let d_x2 = (d_x2 + d_out_sum)?;
 
     // Cross-attention block.
     let ca = &layer.cross_attn;
-    let d_cross_sum = norm_back(&layer.norm2, &tape.cross_sum, &d_x2, grads)?;
-    let d_ca = dropout_back(d_cross_sum.clone(), &tape.cross_keep)?;
+    let (d_cross_sum, d_ca) = add_norm_back(
+        &layer.norm2,
+        &tape.cross_sum,
+        Upstream::sum(d_x2, d_out_sum),
+        &tape.cross_keep,
+        grads,
+    )?;
     let d_cross_context = need(linear_back(
         &ca.out,
         &tape.cross_context,
@@ -182,12 +187,16 @@ pub(super) fn decoder_layer_backward(
         packed_linear_back(&ca.in_proj_weight, (h, 2 * h), memory, &d_kv, casts)?;
     grads.add_only(&ca.in_proj_weight, Tensor::cat(&[&dw_q, &dw_kv], 0)?)?;
     grads.add(&ca.in_proj_bias, Tensor::cat(&[&db_q, &db_kv], 0)?)?;
-    let d_x1 = (d_cross_sum + d_x1_q)?;
 
     // Self-attention block.
     let sa = &layer.self_attn;
-    let d_self_sum = norm_back(&layer.norm1, &tape.self_sum, &d_x1, grads)?;
-    let d_sa = dropout_back(d_self_sum.clone(), &tape.self_keep)?;
+    let (d_self_sum, d_sa) = add_norm_back(
+        &layer.norm1,
+        &tape.self_sum,
+        Upstream::sum(d_cross_sum, d_x1_q),
+        &tape.self_keep,
+        grads,
+    )?;
     let d_self_context = need(linear_back(
         &sa.out,
         &tape.self_context,
@@ -202,6 +211,5 @@ pub(super) fn decoder_layer_backward(
         packed_linear_back(&sa.in_proj_weight, (0, 3 * h), &tape.x, &d_qkv, casts)?;
     grads.add_only(&sa.in_proj_weight, dw)?;
     grads.add(&sa.in_proj_bias, db)?;
-    let dx = (d_self_sum + d_x_qkv)?;
-    Ok((dx, d_memory))
+    Ok((Upstream::sum(d_self_sum, d_x_qkv), d_memory))
 }

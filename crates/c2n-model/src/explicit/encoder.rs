@@ -3,9 +3,9 @@
 use candle_core::{DType, Tensor};
 
 use super::blocks::{
-    activation, activation_back, dropout, dropout_add_norm, dropout_back, grouped_linear,
-    grouped_linear_back, in_dtype, linear, linear_back, merge_packed, norm, norm_back, Attention,
-    AttentionSpec, Keep,
+    activation, activation_back, add_norm_back, dropout, dropout_add_norm, dropout_back,
+    grouped_linear, grouped_linear_back, in_dtype, linear, linear_back, merge_packed, norm,
+    norm_back, Attention, AttentionSpec, Keep, Upstream,
 };
 use super::casts::WeightCasts;
 use super::param_grads::ParamGrads;
@@ -150,16 +150,16 @@ pub(super) fn encoder_layer_forward(
 }
 
 /// Backward of [`encoder_layer_forward`]: the layer's parameter gradients into `grads`, the
-/// input's gradient returned.
+/// input's gradient returned (a sum not yet added).
 pub(super) fn encoder_layer_backward(
     layer: &EncoderLayer,
     tape: &EncoderLayerTape,
-    grad: &Tensor,
+    grad: Upstream,
     casts: &mut WeightCasts,
     grads: &mut ParamGrads,
-) -> Result<Tensor> {
-    let d_out_sum = norm_back(&layer.out_norm, &tape.out_sum, grad, grads)?;
-    let d_out = dropout_back(d_out_sum.clone(), &tape.out_keep)?;
+) -> Result<Upstream> {
+    let (d_out_sum, d_out) =
+        add_norm_back(&layer.out_norm, &tape.out_sum, grad, &tape.out_keep, grads)?;
     let d_activated = need(linear_back(
         &layer.output,
         &tape.activated,
@@ -177,9 +177,13 @@ pub(super) fn encoder_layer_backward(
         casts,
         grads,
     )?)?;
-    let d_normed = (d_normed + d_out_sum)?;
-    let d_attn_sum = norm_back(&layer.attn_norm, &tape.attn_sum, &d_normed, grads)?;
-    let d_attn = dropout_back(d_attn_sum.clone(), &tape.attn_keep)?;
+    let (d_attn_sum, d_attn) = add_norm_back(
+        &layer.attn_norm,
+        &tape.attn_sum,
+        Upstream::sum(d_normed, d_out_sum),
+        &tape.attn_keep,
+        grads,
+    )?;
     let d_context = need(linear_back(
         &layer.attn_out,
         &tape.context,
@@ -192,7 +196,7 @@ pub(super) fn encoder_layer_backward(
     let d_qkv = merge_packed(&[&dq, &dk, &dv])?;
     drop((dq, dk, dv));
     let dx_qkv = grouped_linear_back(&qkv_layers(layer), &tape.x, &d_qkv, casts, grads)?;
-    Ok((d_attn_sum + dx_qkv)?)
+    Ok(Upstream::sum(d_attn_sum, dx_qkv))
 }
 
 /// The query, key and value projections, run as one packed projection.

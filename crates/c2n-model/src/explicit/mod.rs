@@ -48,6 +48,7 @@ mod param_grads;
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor};
 
+use blocks::Upstream;
 use casts::WeightCasts;
 use decoder::{decoder_layer_backward, decoder_layer_forward, DecoderLayerTape};
 use encoder::{
@@ -200,27 +201,28 @@ impl TrainingPass<'_> {
         } = self;
         drop(output);
         let mut grads = ParamGrads::new(grad_packing);
-        let mut g = head_backward(model, &head, d_loss, &mut casts, &mut grads)?;
+        let head_grad = head_backward(model, &head, d_loss, &mut casts, &mut grads)?;
+        let mut g = Upstream::one(head_grad);
         drop(head);
         let mut d_memory: Option<Tensor> = None;
         for (layer, tape) in model.decoder.iter().zip(decoder).rev() {
             let (dx, dm) =
-                decoder_layer_backward(layer, &tape, &memory, &g, &mut casts, &mut grads)?;
+                decoder_layer_backward(layer, &tape, &memory, g, &mut casts, &mut grads)?;
             d_memory = Some(match d_memory {
                 Some(sum) => (sum + dm)?,
                 None => dm,
             });
             g = dx;
         }
-        embeddings_backward(model.embeddings(), &target, &g, &mut grads)?;
+        embeddings_backward(model.embeddings(), &target, &g.into_tensor()?, &mut grads)?;
         drop(target);
-        let mut g = d_memory.ok_or_else(|| {
+        let mut g = Upstream::one(d_memory.ok_or_else(|| {
             ModelError::InvalidInput("explicit backward: the model has no decoder layer".into())
-        })?;
+        })?);
         for (layer, tape) in model.encoder.layers.iter().zip(encoder).rev() {
-            g = encoder_layer_backward(layer, &tape, &g, &mut casts, &mut grads)?;
+            g = encoder_layer_backward(layer, &tape, g, &mut casts, &mut grads)?;
         }
-        embeddings_backward(model.embeddings(), &source, &g, &mut grads)?;
+        embeddings_backward(model.embeddings(), &source, &g.into_tensor()?, &mut grads)?;
         Ok(grads.into_grad_store()?)
     }
 }

@@ -149,3 +149,197 @@ impl CustomOp3 for LayerNormBackward {
         Ok((dx, Shape::from((rows, width))))
     }
 }
+
+/// What [`layer_norm_grads_fused`] returns: `dx`, `dx` through the dropout mask when one was
+/// asked for, `dw` and `db`.
+pub(crate) type FusedGrads = (Tensor, Option<Tensor>, Tensor, Tensor);
+
+/// [`layer_norm_grads`] for the upstream gradient `g + g2` (added on load, as a separate add
+/// would round it), also returning `dx` times the dropout mask of `dropout = (seed, p)`: the
+/// `_fused` kernels, one launch each for the rows and the parameters.
+pub(crate) fn layer_norm_grads_fused(
+    x: &Tensor,
+    w: &Tensor,
+    g: &Tensor,
+    g2: Option<&Tensor>,
+    dropout: Option<(u64, f32)>,
+    eps: f32,
+) -> candle_core::Result<FusedGrads> {
+    let (rows, width) = x.dims2()?;
+    let side_len = 2 * width + 2 * rows;
+    let side = if rows == 0 {
+        Tensor::zeros(side_len, DType::F32, x.device())?
+    } else {
+        unsafe { Tensor::empty(side_len, DType::F32, x.device())? }
+    };
+    let g2 = g2
+        .map(|t| t.reshape((rows, width))?.contiguous())
+        .transpose()?;
+    let out = x.contiguous()?.apply_op3_no_bwd(
+        &w.contiguous()?,
+        &g.contiguous()?,
+        &LayerNormBackwardFused {
+            eps,
+            side: side.clone(),
+            g2,
+            dropout,
+        },
+    )?;
+    let (dx, dropped) = match dropout {
+        Some(_) => (out.get(0)?, Some(out.get(1)?)),
+        None => (out, None),
+    };
+    Ok((
+        dx,
+        dropped,
+        side.narrow(0, 0, width)?,
+        side.narrow(0, width, width)?,
+    ))
+}
+
+/// Output: `dx`, or `[dx, dx_dropped]` stacked when `dropout` is set; `dw`, `db` and the
+/// statistics go to `side`.
+struct LayerNormBackwardFused {
+    eps: f32,
+    side: Tensor,
+    g2: Option<Tensor>,
+    dropout: Option<(u64, f32)>,
+}
+
+impl CustomOp3 for LayerNormBackwardFused {
+    fn name(&self) -> &'static str {
+        "c2n-layer-norm-backward-fused"
+    }
+
+    crate::cuda_op::cpu_refused!(a, b, c);
+
+    fn cuda_fwd(
+        &self,
+        x: &CudaStorage,
+        x_layout: &Layout,
+        w: &CudaStorage,
+        w_layout: &Layout,
+        g: &CudaStorage,
+        g_layout: &Layout,
+    ) -> candle_core::Result<(CudaStorage, Shape)> {
+        use candle_core::cuda_backend::cudarc::driver::DevicePtr;
+        let dtype = x.dtype();
+        let name = self.name();
+        if !takes(dtype) || g.dtype() != dtype || w.dtype() != DType::F32 {
+            return Err(candle_core::Error::Msg(format!(
+                "{name}: f32 or bf16 x and g of one dtype and an f32 weight"
+            )));
+        }
+        let (rows, width) = x_layout.shape().dims2()?;
+        let (xs, xe) = crate::cuda_op::contiguous(x_layout, name, "x")?;
+        let (gs, ge) = crate::cuda_op::contiguous(g_layout, name, "gradient")?;
+        let w = crate::cuda_op::contiguous_view::<f32>(w, w_layout, name, "weight")?;
+        let (side_storage, side_layout) = self.side.storage_and_layout();
+        let side = crate::cuda_op::held_view::<f32>(&side_storage, side_layout, name, "side")?;
+        if side.len() != 2 * width + 2 * rows {
+            return Err(candle_core::Error::Msg(format!(
+                "{name}: side buffer of the wrong size"
+            )));
+        }
+        let g2_held = self.g2.as_ref().map(|t| t.storage_and_layout());
+        let device = x.device().clone();
+        let stream = device.cuda_stream();
+        let n = rows * width;
+        // The second gradient as a raw address (0: none), checked like the others.
+        let g2_address = |size: u64| -> candle_core::Result<u64> {
+            let Some((storage, layout)) = &g2_held else {
+                return Ok(0);
+            };
+            let candle_core::Storage::Cuda(storage) = &**storage else {
+                return crate::cuda_op::cuda_only(name);
+            };
+            let (start, end) = crate::cuda_op::contiguous(layout, name, "second gradient")?;
+            if storage.dtype() != dtype || end - start != n {
+                return Err(candle_core::Error::Msg(format!(
+                    "{name}: the second gradient differs in dtype or size"
+                )));
+            }
+            let base = match dtype {
+                DType::BF16 => storage.as_cuda_slice::<half::bf16>()?.device_ptr(&stream).0,
+                _ => storage.as_cuda_slice::<f32>()?.device_ptr(&stream).0,
+            };
+            Ok(base + size * start as u64)
+        };
+        let (seed, p) = self.dropout.unwrap_or((0, 0.0));
+        let scale = super::dropout_rng::keep_scale(p);
+        let outputs = if self.dropout.is_some() { 2 } else { 1 };
+        let dwdb = side.slice(0..2 * width);
+        let stats = side.slice(2 * width..2 * width + 2 * rows);
+        let (width_i, rows_i) = (width as i32, rows as i32);
+        let rows_config: LaunchConfig =
+            crate::kernel_launch::layer_norm_backward_rows(rows, width).into();
+        let params_config: LaunchConfig = crate::kernel_launch::column_blocks(width).into();
+        macro_rules! launch {
+            ($t:ty, $size:expr, $rows_fn:literal, $params_fn:literal) => {{
+                let x = x.as_cuda_slice::<$t>()?.slice(xs..xe);
+                let g = g.as_cuda_slice::<$t>()?.slice(gs..ge);
+                let g2 = g2_address($size)?;
+                let out = unsafe { device.alloc::<$t>((outputs * n).max(1))? };
+                if n > 0 {
+                    let base = out.device_ptr(&stream).0;
+                    let (dx, dropped) = (
+                        base,
+                        if outputs == 2 {
+                            base + $size * n as u64
+                        } else {
+                            0
+                        },
+                    );
+                    let row_fn = device.get_or_load_custom_func($rows_fn, MODULE, PTX)?;
+                    let mut builder = row_fn.builder();
+                    builder.arg(&x);
+                    builder.arg(&w);
+                    builder.arg(&g);
+                    builder.arg(&g2);
+                    builder.arg(&dx);
+                    builder.arg(&dropped);
+                    builder.arg(&stats);
+                    builder.arg(&width_i);
+                    builder.arg(&self.eps);
+                    builder.arg(&seed);
+                    builder.arg(&p);
+                    builder.arg(&scale);
+                    unsafe { builder.launch(rows_config) }.w()?;
+
+                    let param_fn = device.get_or_load_custom_func($params_fn, MODULE, PTX)?;
+                    let mut builder = param_fn.builder();
+                    builder.arg(&x);
+                    builder.arg(&g);
+                    builder.arg(&g2);
+                    builder.arg(&stats);
+                    builder.arg(&dwdb);
+                    builder.arg(&rows_i);
+                    builder.arg(&width_i);
+                    unsafe { builder.launch(params_config) }.w()?;
+                }
+                CudaStorage::wrap_cuda_slice(out, device.clone())
+            }};
+        }
+        let out = match dtype {
+            DType::BF16 => launch!(
+                half::bf16,
+                2u64,
+                "c2n_layer_norm_bwd_rows_fused_bf16",
+                "c2n_layer_norm_bwd_params_fused_bf16"
+            ),
+            _ => launch!(
+                f32,
+                4u64,
+                "c2n_layer_norm_bwd_rows_fused_f32",
+                "c2n_layer_norm_bwd_params_fused_f32"
+            ),
+        };
+        drop(g2_held);
+        let shape = if outputs == 2 {
+            Shape::from((2, rows, width))
+        } else {
+            Shape::from((rows, width))
+        };
+        Ok((out, shape))
+    }
+}

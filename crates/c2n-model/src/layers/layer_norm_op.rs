@@ -285,3 +285,25 @@ pub fn layer_norm_grads_cuda(
 ) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
     super::layer_norm_cuda::layer_norm_grads(&x.detach(), &weight.detach(), grad, eps)
 }
+
+/// [`layer_norm_grads_cuda`] for the upstream gradient `grad + grad2`, also returning `dx`
+/// times the dropout mask of `dropout = (seed, p)`: `(dx, dropped dx, dw, db)` from the fused
+/// kernels (`device check-kernels` compares them with the plain ones).
+#[cfg(feature = "cuda")]
+pub fn layer_norm_grads_fused_cuda(
+    x: &Tensor,
+    weight: &Tensor,
+    grad: &Tensor,
+    grad2: Option<&Tensor>,
+    dropout: Option<(u64, f32)>,
+    eps: f32,
+) -> candle_core::Result<(Tensor, Option<Tensor>, Tensor, Tensor)> {
+    super::layer_norm_cuda::layer_norm_grads_fused(
+        &x.detach(),
+        &weight.detach(),
+        grad,
+        grad2,
+        dropout,
+        eps,
+    )
+}

@@ -27,7 +27,7 @@ pub(crate) mod gelu_cuda;
 mod grad_mode;
 mod layer_norm;
 #[cfg(feature = "cuda")]
-mod layer_norm_cuda;
+pub(crate) mod layer_norm_cuda;
 mod layer_norm_op;
 mod linear;
 mod linear_op;
@@ -62,9 +62,9 @@ pub use dropout_seed::{
 pub use gelu_cuda::gelu_backward as cuda_gelu_backward;
 pub use grad_mode::{gradients_enabled, no_grad, param, NoGradGuard};
 pub use layer_norm::LayerNorm;
-#[cfg(feature = "cuda")]
-pub use layer_norm_op::layer_norm_grads_cuda;
 pub use layer_norm_op::layer_norm_grads_ops;
+#[cfg(feature = "cuda")]
+pub use layer_norm_op::{layer_norm_grads_cuda, layer_norm_grads_fused_cuda};
 pub use linear::Linear;
 pub(crate) use pack::{pack, unpack, Packing};
 #[cfg(feature = "cuda")]
