@@ -2,8 +2,12 @@
 // of `src/layers/attention_op.rs` (cast, mask add and softmax; mask product, reduction and
 // products in the backward pass). Per row r = (b·heads + h)·Lq + i of the `[rows, Lk]` scores:
 //
-// forward:  P = softmax(f32(s) + mask[b, i])          (f32, kept for the backward pass)
-// backward: dP = f32(dD) · keep(seed, r·Lk + j), dS = (dP − Σ_j dP·P) · P   (dD's dtype)
+// forward:  P = softmax(f32(s)·c + mask[b, i])        (f32, kept for the backward pass)
+// backward: dP = f32(dD) · keep(seed, r·Lk + j), dS = (dP − Σ_j dP·P) · P · c   (dD's dtype)
+//
+// c is 1, or with C2N_CUDA_FEWER_LAUNCHES=1 the power-of-two query scale moved here from `q`
+// (exact either way, so the values do not change: that saves scaling `q` in the forward pass
+// and `q` and `dS·k` in the backward pass).
 //
 // where D = P · keep is the dropped probability (made by dropout.cu's kernel with the same
 // seed, so no mask is stored) and dD = g·vᵀ. The additive mask is f32 `[mb, 1, mq, Lk]` with
@@ -34,7 +38,7 @@ template <typename T>
 __device__ void probs_forward(const T* __restrict__ scores, const float* __restrict__ mask,
                               const int has_mask, float* __restrict__ probs, const long rows,
                               const int lk, const int heads, const int lq, const int mask_b,
-                              const int mask_q) {
+                              const int mask_q, const float c) {
     const long row = blockIdx.x * (long)(blockDim.x >> 5) + (threadIdx.x >> 5);
     if (row >= rows) return;
     const int lane = threadIdx.x & 31;
@@ -46,20 +50,29 @@ __device__ void probs_forward(const T* __restrict__ scores, const float* __restr
         m = mask + ((mask_b == 1 ? 0 : b) * mask_q + (mask_q == 1 ? 0 : i)) * (long)lk;
     }
     float mx = -INFINITY;
-    for (int j = lane; j < lk; j += 32) mx = fmaxf(mx, m ? to_f32(s[j]) + m[j] : to_f32(s[j]));
+    for (int j = lane; j < lk; j += 32) {
+        const float v = __fmul_rn(to_f32(s[j]), c);
+        mx = fmaxf(mx, m ? v + m[j] : v);
+    }
     mx = warp_max(mx);
     float sum = 0.0f;
-    for (int j = lane; j < lk; j += 32) sum += expf((m ? to_f32(s[j]) + m[j] : to_f32(s[j])) - mx);
+    for (int j = lane; j < lk; j += 32) {
+        const float v = __fmul_rn(to_f32(s[j]), c);
+        sum += expf((m ? v + m[j] : v) - mx);
+    }
     sum = warp_sum(sum);
     float* pr = probs + row * lk;
-    for (int j = lane; j < lk; j += 32)
-        pr[j] = expf((m ? to_f32(s[j]) + m[j] : to_f32(s[j])) - mx) / sum;
+    for (int j = lane; j < lk; j += 32) {
+        const float v = __fmul_rn(to_f32(s[j]), c);
+        pr[j] = expf((m ? v + m[j] : v) - mx) / sum;
+    }
 }
 
 template <typename T>
 __device__ void probs_backward(const T* __restrict__ d_dropped, const float* __restrict__ probs,
                                T* __restrict__ d_scores, const long rows, const int lk,
-                               const unsigned long long seed, const float p, const float scale) {
+                               const unsigned long long seed, const float p, const float scale,
+                               const float c) {
     const long row = blockIdx.x * (long)(blockDim.x >> 5) + (threadIdx.x >> 5);
     if (row >= rows) return;
     const int lane = threadIdx.x & 31;
@@ -73,7 +86,7 @@ __device__ void probs_backward(const T* __restrict__ d_dropped, const float* __r
     T* ds = d_scores + row * lk;
     for (int j = lane; j < lk; j += 32) {
         const float dp = to_f32(g[j]) * c2n_keep_value(seed, base + j, p, scale);
-        store(ds + j, (dp - dot) * pr[j]);
+        store(ds + j, __fmul_rn((dp - dot) * pr[j], c));
     }
 }
 
@@ -81,13 +94,13 @@ __device__ void probs_backward(const T* __restrict__ d_dropped, const float* __r
     extern "C" __global__ void c2n_attention_probs_fwd_##NAME(                                \
         const T* scores, const float* mask, const int has_mask, float* probs,                 \
         const long rows, const int lk, const int heads, const int lq, const int mask_b,       \
-        const int mask_q) {                                                                   \
-        probs_forward(scores, mask, has_mask, probs, rows, lk, heads, lq, mask_b, mask_q);    \
+        const int mask_q, const float c) {                                                    \
+        probs_forward(scores, mask, has_mask, probs, rows, lk, heads, lq, mask_b, mask_q, c); \
     }                                                                                         \
     extern "C" __global__ void c2n_attention_probs_bwd_##NAME(                                \
         const T* d_dropped, const float* probs, T* d_scores, const long rows, const int lk,   \
-        const unsigned long long seed, const float p, const float scale) {                    \
-        probs_backward(d_dropped, probs, d_scores, rows, lk, seed, p, scale);                 \
+        const unsigned long long seed, const float p, const float scale, const float c) {     \
+        probs_backward(d_dropped, probs, d_scores, rows, lk, seed, p, scale, c);              \
     }
 
 C2N_ATTENTION_PROBS(f32, float)

@@ -666,9 +666,20 @@ fn softmax_reference(
 #[test]
 fn attention_probabilities_and_their_gradient_match_the_formulas() {
     let Some(emu) = emulator() else { return };
-    type Fwd =
-        unsafe extern "C" fn(*const f32, *const f32, i32, *mut f32, i64, i32, i32, i32, i32, i32);
-    type Bwd = unsafe extern "C" fn(*const f32, *const f32, *mut f32, i64, i32, u64, f32, f32);
+    type Fwd = unsafe extern "C" fn(
+        *const f32,
+        *const f32,
+        i32,
+        *mut f32,
+        i64,
+        i32,
+        i32,
+        i32,
+        i32,
+        i32,
+        f32,
+    );
+    type Bwd = unsafe extern "C" fn(*const f32, *const f32, *mut f32, i64, i32, u64, f32, f32, f32);
     let fwd: Fwd = unsafe { emu.kernel("c2n_attention_probs_fwd_f32") };
     let bwd: Bwd = unsafe { emu.kernel("c2n_attention_probs_bwd_f32") };
     // 2·3·5 = 30 rows: not a multiple of the 8 rows of a block; Lk = 45 > one warp.
@@ -730,10 +741,38 @@ fn attention_probabilities_and_their_gradient_match_the_formulas() {
                 lq as i32,
                 mask_b as i32,
                 mask_q as i32,
+                1.0,
             )
         });
         let diff = max_abs_diff(&probs, &want);
         assert!(diff < 1e-6, "{name}: probabilities differ by {diff}");
+
+        // A power-of-two scale applied here equals scaling the scores first, bit for bit.
+        let scaled_scores: Vec<f32> = scores.iter().map(|s| s * 8.0).collect();
+        let (mut pre, mut folded) = (vec![f32::NAN; rows * lk], vec![f32::NAN; rows * lk]);
+        for (input, c, out) in [
+            (&scaled_scores, 1.0f32, &mut pre),
+            (&scores, 8.0f32, &mut folded),
+        ] {
+            let (sp, op) = (input.as_ptr(), out.as_mut_ptr());
+            emu.launch(kernel_launch::attention_probs(rows), || unsafe {
+                fwd(
+                    sp,
+                    mp,
+                    has_mask,
+                    op,
+                    rows as i64,
+                    lk as i32,
+                    heads as i32,
+                    lq as i32,
+                    mask_b as i32,
+                    mask_q as i32,
+                    c,
+                )
+            });
+        }
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&folded), bits(&pre), "{name}: folded scale");
     }
 
     // Backward with dropout p = 0.1 from the host twin's mask.
@@ -759,10 +798,19 @@ fn attention_probabilities_and_their_gradient_match_the_formulas() {
     let mut d_scores = vec![f32::NAN; rows * lk];
     let (gp, pp, dp) = (d_dropped.as_ptr(), probs.as_ptr(), d_scores.as_mut_ptr());
     emu.launch(kernel_launch::attention_probs(rows), || unsafe {
-        bwd(gp, pp, dp, rows as i64, lk as i32, seed, p, scale)
+        bwd(gp, pp, dp, rows as i64, lk as i32, seed, p, scale, 1.0)
     });
     let diff = max_abs_diff(&d_scores, &want);
     assert!(diff < 1e-6, "score gradients differ by {diff}");
+    // With the folded scale: the same gradient times 0.125, exactly.
+    let mut folded = vec![f32::NAN; rows * lk];
+    let fp = folded.as_mut_ptr();
+    emu.launch(kernel_launch::attention_probs(rows), || unsafe {
+        bwd(gp, pp, fp, rows as i64, lk as i32, seed, p, scale, 0.125)
+    });
+    let eighth: Vec<u32> = d_scores.iter().map(|d| (d * 0.125).to_bits()).collect();
+    let folded: Vec<u32> = folded.iter().map(|d| d.to_bits()).collect();
+    assert_eq!(folded, eighth, "folded scale in the gradient");
 }
 
 #[test]

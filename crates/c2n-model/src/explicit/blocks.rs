@@ -355,6 +355,10 @@ pub(super) struct Attention {
     probs: Tensor,
     keep: Keep,
     scaling: Scaling,
+    /// The power-of-two scale the probability kernels applied to the scores instead of `q`
+    /// being scaled (`C2N_CUDA_FEWER_LAUNCHES=1`); the backward pass then scales `dS` likewise.
+    #[cfg(feature = "cuda")]
+    folded_scale: Option<f32>,
 }
 
 /// How an attention block scales and drops out.
@@ -417,6 +421,8 @@ impl Attention {
             probs,
             keep: keep.map_or(Keep::All, Keep::Mask),
             scaling: spec.scaling,
+            #[cfg(feature = "cuda")]
+            folded_scale: None,
         };
         Ok((value, saved))
     }
@@ -437,8 +443,15 @@ impl Attention {
         if !dropout_cuda::usable(q) || v.dtype() != q.dtype() || spec.scaling.scales_scores() {
             return Ok(None);
         }
-        let scores = spec.scaling.on_q(q)?.matmul(&k.t()?)?;
-        let Some(probs) = attention_probs_cuda::probabilities(&scores, mask)? else {
+        let folded_scale = crate::cuda_fewer_launches_enabled()
+            .then(|| spec.scaling.power_of_two_factor())
+            .flatten();
+        let scores = match folded_scale {
+            Some(_) => q.matmul(&k.t()?)?,
+            None => spec.scaling.on_q(q)?.matmul(&k.t()?)?,
+        };
+        let c = folded_scale.unwrap_or(1.0);
+        let Some(probs) = attention_probs_cuda::probabilities_scaled(&scores, mask, c)? else {
             return Ok(None);
         };
         drop(scores);
@@ -457,6 +470,7 @@ impl Attention {
             probs,
             keep: Keep::Seeded { seed, p },
             scaling: spec.scaling,
+            folded_scale,
         };
         Ok(Some((value, saved)))
     }
@@ -504,9 +518,21 @@ impl Attention {
         let dv = dropped.t()?.matmul(&grad)?;
         drop(dropped);
         let d_dropped = grad.matmul(&self.v.t()?)?;
-        let d_scores =
-            attention_probs_cuda::probabilities_backward(&d_dropped, &self.probs, seed, p)?;
+        let c = self.folded_scale.unwrap_or(1.0);
+        let d_scores = attention_probs_cuda::probabilities_backward_scaled(
+            &d_dropped,
+            &self.probs,
+            seed,
+            p,
+            c,
+        )?;
         let d_scores = cast(&d_scores, self.q.dtype())?;
+        if self.folded_scale.is_some() {
+            // dS already carries the scale: dq = (c·dS)·k, dk = (c·dS)ᵀ·q.
+            let dq = d_scores.matmul(&self.k)?;
+            let dk = d_scores.t()?.matmul(&self.q)?;
+            return Ok((dq, dk, dv));
+        }
         let dq = self.scaling.on_q(&d_scores.matmul(&self.k)?)?;
         let dk = d_scores.t()?.matmul(&self.scaling.on_q(&self.q)?)?;
         Ok((dq, dk, dv))

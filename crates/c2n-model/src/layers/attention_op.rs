@@ -55,6 +55,18 @@ impl Scaling {
         Ok(q)
     }
 
+    /// The whole scaling as one power-of-two factor on the scores, where it is one (then
+    /// scaling `q·kᵀ` by it equals scaling `q`, exactly): `None` otherwise.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    pub(crate) fn power_of_two_factor(&self) -> Option<f32> {
+        if self.divisor_on_scores.is_some() {
+            return None;
+        }
+        let factor = self.query_scale.unwrap_or(1.0) / self.divisor_on_q.unwrap_or(1.0);
+        (factor > 0.0 && factor.log2().fract() == 0.0 && f64::from(factor as f32) == factor)
+            .then_some(factor as f32)
+    }
+
     /// Whether a divisor applies to `q·kᵀ` itself (not a power of two).
     #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
     pub(crate) fn scales_scores(&self) -> bool {
@@ -270,6 +282,25 @@ mod tests {
             .unwrap()
             .to_scalar::<f32>()
             .unwrap()
+    }
+
+    #[test]
+    fn only_power_of_two_scalings_fold_into_the_scores() {
+        let factor = |q: Option<f64>, d: Option<f64>| Scaling::new(q, d).power_of_two_factor();
+        assert_eq!(factor(None, Some(8.0)), Some(0.125), "the encoder's √64");
+        assert_eq!(
+            factor(Some(0.125), None),
+            Some(0.125),
+            "the decoder's 64^-½"
+        );
+        assert_eq!(factor(None, None), Some(1.0));
+        assert_eq!(factor(Some(0.1), None), None);
+        assert_eq!(
+            factor(None, Some(3.0)),
+            None,
+            "a divisor applied to the scores"
+        );
+        assert_eq!(factor(Some(1.0 / 3.0_f64.sqrt()), None), None);
     }
 
     /// The closed-form op against the same function from primitive ops (same dropout mask).

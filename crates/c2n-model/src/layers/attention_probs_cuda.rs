@@ -19,6 +19,16 @@ pub fn probabilities(
     scores: &Tensor,
     mask: Option<&Tensor>,
 ) -> candle_core::Result<Option<Tensor>> {
+    probabilities_scaled(scores, mask, 1.0)
+}
+
+/// [`probabilities`] of `scores · c` (`c` a power of two, so scaling the scores here equals
+/// scaling `q` before the product).
+pub fn probabilities_scaled(
+    scores: &Tensor,
+    mask: Option<&Tensor>,
+    c: f32,
+) -> candle_core::Result<Option<Tensor>> {
     let (b, heads, lq, lk) = scores.dims4()?;
     let (mask, mask_b, mask_q, has_mask) = match mask {
         Some(m) => {
@@ -34,6 +44,7 @@ pub fn probabilities(
         None => (Tensor::zeros(1, DType::F32, scores.device())?, 1, 1, 0),
     };
     let op = ProbsForward {
+        c,
         has_mask,
         heads,
         lq,
@@ -52,10 +63,22 @@ pub fn probabilities_backward(
     seed: u64,
     p: f32,
 ) -> candle_core::Result<Tensor> {
+    probabilities_backward_scaled(d_dropped, probs, seed, p, 1.0)
+}
+
+/// [`probabilities_backward`] times `c` (the gradient with respect to the unscaled scores of
+/// [`probabilities_scaled`]).
+pub fn probabilities_backward_scaled(
+    d_dropped: &Tensor,
+    probs: &Tensor,
+    seed: u64,
+    p: f32,
+    c: f32,
+) -> candle_core::Result<Tensor> {
     let lk = d_dropped.dim(candle_core::D::Minus1)?;
     d_dropped
         .contiguous()?
-        .apply_op2_no_bwd(&probs.contiguous()?, &ProbsBackward { lk, seed, p })
+        .apply_op2_no_bwd(&probs.contiguous()?, &ProbsBackward { lk, seed, p, c })
 }
 
 fn launch_config(rows: usize) -> LaunchConfig {
@@ -63,6 +86,7 @@ fn launch_config(rows: usize) -> LaunchConfig {
 }
 
 struct ProbsForward {
+    c: f32,
     has_mask: i32,
     heads: usize,
     lq: usize,
@@ -115,6 +139,7 @@ impl CustomOp2 for ProbsForward {
                 builder.arg(&lq);
                 builder.arg(&mb);
                 builder.arg(&mq);
+                builder.arg(&self.c);
                 if rows > 0 {
                     unsafe { builder.launch(launch_config(rows)) }.w()?;
                 }
@@ -140,6 +165,7 @@ struct ProbsBackward {
     lk: usize,
     seed: u64,
     p: f32,
+    c: f32,
 }
 
 impl CustomOp2 for ProbsBackward {
@@ -182,6 +208,7 @@ impl CustomOp2 for ProbsBackward {
                 builder.arg(&self.seed);
                 builder.arg(&self.p);
                 builder.arg(&scale);
+                builder.arg(&self.c);
                 if rows > 0 {
                     unsafe { builder.launch(launch_config(rows)) }.w()?;
                 }
