@@ -484,6 +484,7 @@ mod training {
             "pack",
             "dropout_add_layer_norm",
             "layer_norm_backward_fused",
+            "bias_activation_dropout",
         ] {
             emit(
                 "check_kernels",
@@ -500,10 +501,10 @@ mod training {
     use super::*;
     use candle_core::DType;
     use code2nl::model::layers::{
-        cuda_attention_probabilities, cuda_attention_probabilities_backward, cuda_column_sum,
-        cuda_dropout, cuda_dropout_add_layer_norm, cuda_gelu_backward, cuda_pack,
-        dropout_mask_from_seed, layer_norm_grads_cuda, layer_norm_grads_fused_cuda,
-        softmax_last_dim, LayerNorm,
+        cuda_attention_probabilities, cuda_attention_probabilities_backward,
+        cuda_bias_activation_dropout, cuda_column_sum, cuda_dropout, cuda_dropout_add_layer_norm,
+        cuda_dropout_relu_backward, cuda_gelu_backward, cuda_pack, dropout_mask_from_seed,
+        layer_norm_grads_cuda, layer_norm_grads_fused_cuda, softmax_last_dim, LayerNorm,
     };
 
     const SEED: u64 = 0x5EED_C2A1;
@@ -528,6 +529,7 @@ mod training {
                 "pack",
                 "dropout_add_layer_norm",
                 "layer_norm_backward_fused",
+                "bias_activation_dropout",
             ] {
                 not_run(kernel, dev);
             }
@@ -539,6 +541,7 @@ mod training {
         check_pack(args, dev)?;
         check_dropout_add_layer_norm(args, dev)?;
         check_layer_norm_backward_fused(args, dev)?;
+        check_bias_activation(args, dev)?;
         Ok(())
     }
 
@@ -926,6 +929,80 @@ mod training {
                     "ok": diffs.iter().all(|d| *d <= tolerance),
                 }),
             );
+        }
+        Ok(())
+    }
+
+    /// Bias + ReLU + dropout (and its backward) and bias + GELU in one kernel against the
+    /// bias add, Candle's activation and the dropout kernel, at the feed-forward shape
+    /// `[rows, 4·width]`.
+    fn check_bias_activation(args: &KernelCheckArgs, dev: &Device) -> Result<()> {
+        use code2nl::model::Activation;
+        let shape = (args.rows, 4 * args.width);
+        for dtype in [DType::F32, DType::BF16] {
+            let y = Tensor::randn(0f32, 1.0, shape, dev)?.to_dtype(dtype)?;
+            let bias = Tensor::randn(0f32, 0.1, shape.1, dev)?.to_dtype(dtype)?;
+            let g = Tensor::randn(0f32, 1.0, shape, dev)?.to_dtype(dtype)?;
+            for (act, p) in [(Activation::Relu, P), (Activation::Gelu, 0.0)] {
+                let ops = || -> Result<(Tensor, Tensor)> {
+                    let pre = y.broadcast_add(&bias)?;
+                    let a = match act {
+                        Activation::Relu => pre.relu()?,
+                        Activation::Gelu => pre.gelu_erf()?,
+                    };
+                    let out = if p > 0.0 {
+                        cuda_dropout(&a, SEED, p, dtype)?
+                    } else {
+                        a
+                    };
+                    Ok((pre, out))
+                };
+                let fused = || -> Result<(Tensor, Tensor)> {
+                    Ok(cuda_bias_activation_dropout(&y, &bias, act, SEED, p)?)
+                };
+                let (want_pre, want) = ops()?;
+                let (pre, got) = fused()?;
+                let f32s = |t: &Tensor| t.to_dtype(DType::F32);
+                let pre_rel = rel(&f32s(&pre)?, &f32s(&want_pre)?)?;
+                let out_rel = rel(&f32s(&got)?, &f32s(&want)?)?;
+                let mut fields = json!({
+                    "kernel": "bias_activation_dropout",
+                    "device": device_name(dev),
+                    "shape": format!("{}×{} {dtype:?} {act:?}, p {p}", shape.0, shape.1),
+                    "pre_rel_diff": pre_rel,
+                    "out_rel_diff": out_rel,
+                    "kernel_ms": 1e3 * timed(dev, args.reps, &|| { fused()?; Ok(()) })?,
+                    "ops_ms": 1e3 * timed(dev, args.reps, &|| { ops()?; Ok(()) })?,
+                });
+                let tolerance = if dtype == DType::F32 { 1e-5 } else { 1e-2 };
+                let mut ok = pre_rel <= tolerance && out_rel <= tolerance;
+                if act == Activation::Relu {
+                    let ops_back = || -> Result<Tensor> {
+                        let d = cuda_dropout(&g, SEED, p, dtype)?;
+                        Ok((d * want_pre.gt(0.0)?.to_dtype(dtype)?)?)
+                    };
+                    let back_rel = rel(
+                        &f32s(&cuda_dropout_relu_backward(&g, &want_pre, SEED, p)?)?,
+                        &f32s(&ops_back()?)?,
+                    )?;
+                    ok &= back_rel <= tolerance;
+                    fields["backward_rel_diff"] = json!(back_rel);
+                    fields["backward_kernel_ms"] = json!(
+                        1e3 * timed(dev, args.reps, &|| {
+                            cuda_dropout_relu_backward(&g, &want_pre, SEED, p)?;
+                            Ok(())
+                        })?
+                    );
+                    fields["backward_ops_ms"] = json!(
+                        1e3 * timed(dev, args.reps, &|| {
+                            ops_back()?;
+                            Ok(())
+                        })?
+                    );
+                }
+                fields["ok"] = json!(ok);
+                emit("check_kernels", fields);
+            }
         }
         Ok(())
     }

@@ -71,6 +71,10 @@ inline float __fmul_rn(float a, float b) { return a * b; }
 inline float __fdiv_rn(float a, float b) { return a / b; }
 inline float __fsqrt_rn(float a) { return sqrtf(a); }
 
+// The standard normal CDF (CUDA's is its own implementation; this is the same function, not
+// the same last ulps).
+inline float normcdff(float x) { return 0.5f * erfcf(-x * 0.70710678118654752f); }
+
 // bf16 as the CUDA headers define it: the top 16 bits of an f32, rounded to nearest even.
 struct __nv_bfloat16 {
     uint16_t bits;

@@ -28,6 +28,7 @@ const KERNELS: &[&str] = &[
     "crates/c2n-model/kernels/cross_attention.cu",
     "crates/c2n-model/kernels/pack.cu",
     "crates/c2n-model/kernels/add_layer_norm.cu",
+    "crates/c2n-model/kernels/bias_activation.cu",
     "tools/cuda-emulator/self_test.cu",
 ];
 
@@ -1252,4 +1253,97 @@ fn dropout_add_layer_norm_matches_the_separate_steps() {
             "bf16 layer norm off by {worst} (relative), p {p}"
         );
     }
+}
+
+/// Bias, activation and dropout in one pass: `pre` and the ReLU output bit for bit the separate
+/// steps (bias add, ReLU, dropout product, each rounded to the dtype), GELU within f32
+/// rounding of x·Φ(x); and the ReLU-dropout backward bit for bit `(g·keep)·[pre > 0]`.
+#[test]
+fn bias_activation_dropout_and_its_relu_backward_match_the_separate_steps() {
+    let Some(emu) = emulator() else { return };
+    type Fwd = unsafe extern "C" fn(*const f32, *const f32, *mut f32, u64, i32, i32, u64, f32, f32);
+    type FwdBf16 =
+        unsafe extern "C" fn(*const u16, *const u16, *mut u16, u64, i32, i32, u64, f32, f32);
+    type Bwd = unsafe extern "C" fn(*const f32, *const f32, *mut f32, u64, u64, f32, f32);
+    let fwd: Fwd = unsafe { emu.kernel("c2n_bias_activation_dropout_f32") };
+    let fwd_bf16: FwdBf16 = unsafe { emu.kernel("c2n_bias_activation_dropout_bf16") };
+    let bwd: Bwd = unsafe { emu.kernel("c2n_dropout_relu_backward_f32") };
+    let (rows, width, seed, p) = (33usize, 97usize, 0xB1A5u64, 0.1f32);
+    let n = rows * width;
+    let y = values(n, 41, 3.0);
+    let bias = values(width, 42, 1.0);
+    let mask = dropout_mask_from_seed((rows, width), seed, p, &Device::Cpu)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let scale = mask.iter().copied().fold(0.0, f32::max);
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    let pre_want: Vec<f32> = (0..n).map(|i| y[i] + bias[i % width]).collect();
+
+    // ReLU with dropout, f32.
+    let mut out = vec![f32::NAN; 2 * n];
+    let (yp, bp, op) = (y.as_ptr(), bias.as_ptr(), out.as_mut_ptr());
+    emu.launch(kernel_launch::grid_stride(n), || unsafe {
+        fwd(yp, bp, op, n as u64, width as i32, 0, seed, p, scale)
+    });
+    let relu_want: Vec<f32> = pre_want
+        .iter()
+        .zip(&mask)
+        .map(|(v, m)| v.max(0.0) * m)
+        .collect();
+    assert_eq!(bits(&out[..n]), bits(&pre_want), "pre-activation");
+    assert_eq!(bits(&out[n..]), bits(&relu_want), "ReLU then dropout");
+
+    // GELU without dropout, f32.
+    emu.launch(kernel_launch::grid_stride(n), || unsafe {
+        fwd(yp, bp, op, n as u64, width as i32, 1, 0, 0.0, 1.0)
+    });
+    // x·Φ(x) with Candle's erf on the CPU.
+    let pre_t = Tensor::new(pre_want.as_slice(), &Device::Cpu).unwrap();
+    let cdf = pre_t
+        .affine(std::f64::consts::FRAC_1_SQRT_2, 0.0)
+        .unwrap()
+        .erf()
+        .unwrap()
+        .affine(0.5, 0.5)
+        .unwrap();
+    let gelu_want: Vec<f32> = (&pre_t * cdf).unwrap().to_vec1().unwrap();
+    let diff = max_abs_diff(&out[n..], &gelu_want);
+    assert!(diff < 1e-5, "GELU differs by {diff}");
+
+    // ReLU with dropout, bf16: each step rounded to bf16.
+    let (yb, bb) = (to_bf16(&y), to_bf16(&bias));
+    let mut outb = vec![0u16; 2 * n];
+    let (yp, bp, op) = (yb.as_ptr(), bb.as_ptr(), outb.as_mut_ptr());
+    emu.launch(kernel_launch::grid_stride(n), || unsafe {
+        fwd_bf16(yp, bp, op, n as u64, width as i32, 0, seed, p, scale)
+    });
+    let (yf, bf) = (from_bf16(&yb), from_bf16(&bb));
+    let pre_b = to_bf16(&(0..n).map(|i| yf[i] + bf[i % width]).collect::<Vec<_>>());
+    let relu_b = to_bf16(
+        &from_bf16(&pre_b)
+            .iter()
+            .zip(&mask)
+            .map(|(v, m)| v.max(0.0) * m)
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(outb[..n], pre_b[..], "bf16 pre-activation");
+    assert_eq!(outb[n..], relu_b[..], "bf16 ReLU then dropout");
+
+    // Backward: (g·keep)·[pre > 0].
+    let g = values(n, 43, 1.0);
+    let mut d_pre = vec![f32::NAN; n];
+    let (gp, pp, dp) = (g.as_ptr(), pre_want.as_ptr(), d_pre.as_mut_ptr());
+    emu.launch(kernel_launch::grid_stride(n), || unsafe {
+        bwd(gp, pp, dp, n as u64, seed, p, scale)
+    });
+    let want: Vec<f32> = g
+        .iter()
+        .zip(&mask)
+        .zip(&pre_want)
+        .map(|((g, m), v)| (g * m) * if *v > 0.0 { 1.0 } else { 0.0 })
+        .collect();
+    assert_eq!(bits(&d_pre), bits(&want), "ReLU-dropout backward");
 }

@@ -8,7 +8,7 @@
 use candle_core::{Tensor, D};
 
 use super::blocks::{
-    activation, activation_back, add_norm_back, dropout, dropout_add_norm, dropout_back, linear,
+    activation_dropout_back, add_norm_back, dropout_add_norm, linear, linear_activation_dropout,
     linear_back, merge_packed, packed_linear, packed_linear_back, Attention, AttentionSpec, Keep,
     Upstream,
 };
@@ -94,11 +94,13 @@ pub(super) fn decoder_layer_forward(
         &layer.norm2,
     )?;
 
-    let pre_activation = linear(&layer.linear1, &x2, casts)?;
-    let (mid, mid_keep) = dropout(
-        &activation(&pre_activation, layer.act)?,
+    let (pre_activation, mid, mid_keep) = linear_activation_dropout(
+        &layer.linear1,
+        &x2,
+        layer.act,
         layer.dropout_p,
         train,
+        casts,
     )?;
     let (out_sum, y, out_keep) = dropout_add_norm(
         &linear(&layer.linear2, &mid, casts)?,
@@ -150,8 +152,7 @@ pub(super) fn decoder_layer_backward(
         casts,
         grads,
     )?)?;
-    let d_activated = dropout_back(d_mid, &tape.mid_keep)?;
-    let d_pre = activation_back(&tape.pre_activation, layer.act, &d_activated)?;
+    let d_pre = activation_dropout_back(&tape.pre_activation, layer.act, d_mid, &tape.mid_keep)?;
     let d_x2 = need(linear_back(
         &layer.linear1,
         &tape.x2,

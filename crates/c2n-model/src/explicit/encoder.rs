@@ -3,9 +3,9 @@
 use candle_core::{DType, Tensor};
 
 use super::blocks::{
-    activation, activation_back, add_norm_back, dropout, dropout_add_norm, dropout_back,
-    grouped_linear, grouped_linear_back, in_dtype, linear, linear_back, merge_packed, norm,
-    norm_back, Attention, AttentionSpec, Keep, Upstream,
+    activation_back, add_norm_back, dropout, dropout_add_norm, dropout_back, grouped_linear,
+    grouped_linear_back, in_dtype, linear, linear_activation_dropout, linear_back, merge_packed,
+    norm, norm_back, Attention, AttentionSpec, Keep, Upstream,
 };
 use super::casts::WeightCasts;
 use super::param_grads::ParamGrads;
@@ -125,8 +125,14 @@ pub(super) fn encoder_layer_forward(
         train,
         &layer.attn_norm,
     )?;
-    let pre_activation = linear(&layer.intermediate, &attn_normed, casts)?;
-    let activated = activation(&pre_activation, layer.act)?;
+    let (pre_activation, activated, _) = linear_activation_dropout(
+        &layer.intermediate,
+        &attn_normed,
+        layer.act,
+        0.0,
+        false,
+        casts,
+    )?;
     let (out_sum, y, out_keep) = dropout_add_norm(
         &linear(&layer.output, &activated, casts)?,
         &attn_normed,

@@ -14,6 +14,8 @@ mod attention;
 mod attention_op;
 #[cfg(feature = "cuda")]
 pub(crate) mod attention_probs_cuda;
+#[cfg(feature = "cuda")]
+pub(crate) mod bias_activation_cuda;
 mod closed_form;
 #[cfg(feature = "cuda")]
 pub(crate) mod column_sum_cuda;
@@ -50,6 +52,11 @@ pub use add_norm_cuda::dropout_add_layer_norm as cuda_dropout_add_layer_norm;
 pub use attention_probs_cuda::{
     probabilities as cuda_attention_probabilities,
     probabilities_backward as cuda_attention_probabilities_backward,
+};
+#[cfg(feature = "cuda")]
+pub use bias_activation_cuda::{
+    bias_activation_dropout as cuda_bias_activation_dropout,
+    dropout_relu_backward as cuda_dropout_relu_backward,
 };
 #[cfg(feature = "cuda")]
 pub use column_sum_cuda::column_sum as cuda_column_sum;
