@@ -485,6 +485,7 @@ mod training {
             "dropout_add_layer_norm",
             "layer_norm_backward_fused",
             "bias_activation_dropout",
+            "heads",
         ] {
             emit(
                 "check_kernels",
@@ -503,8 +504,9 @@ mod training {
     use code2nl::model::layers::{
         cuda_attention_probabilities, cuda_attention_probabilities_backward,
         cuda_bias_activation_dropout, cuda_column_sum, cuda_dropout, cuda_dropout_add_layer_norm,
-        cuda_dropout_relu_backward, cuda_gelu_backward, cuda_pack, dropout_mask_from_seed,
-        layer_norm_grads_cuda, layer_norm_grads_fused_cuda, softmax_last_dim, LayerNorm,
+        cuda_dropout_relu_backward, cuda_gelu_backward, cuda_merge_heads, cuda_pack,
+        cuda_split_heads, dropout_mask_from_seed, layer_norm_grads_cuda,
+        layer_norm_grads_fused_cuda, softmax_last_dim, LayerNorm,
     };
 
     const SEED: u64 = 0x5EED_C2A1;
@@ -530,6 +532,7 @@ mod training {
                 "dropout_add_layer_norm",
                 "layer_norm_backward_fused",
                 "bias_activation_dropout",
+                "heads",
             ] {
                 not_run(kernel, dev);
             }
@@ -542,6 +545,7 @@ mod training {
         check_dropout_add_layer_norm(args, dev)?;
         check_layer_norm_backward_fused(args, dev)?;
         check_bias_activation(args, dev)?;
+        check_heads(args, dev)?;
         Ok(())
     }
 
@@ -1003,6 +1007,64 @@ mod training {
                 fields["ok"] = json!(ok);
                 emit("check_kernels", fields);
             }
+        }
+        Ok(())
+    }
+
+    /// The packed q/k/v projection split into 12 heads with its bias, and the three per-head
+    /// gradients merged back, against Candle's bias add, reshape/permute copies and stack, at
+    /// `[rows / 256, 256, 3·width]`.
+    fn check_heads(args: &KernelCheckArgs, dev: &Device) -> Result<()> {
+        let (b, l, heads) = ((args.rows / 256).max(1), 256.min(args.rows), 12);
+        let width = 3 * args.width;
+        let d = args.width / heads;
+        for dtype in [DType::F32, DType::BF16] {
+            let x = Tensor::randn(0f32, 1.0, (b, l, width), dev)?.to_dtype(dtype)?;
+            let bias = Tensor::randn(0f32, 0.1, width, dev)?.to_dtype(dtype)?;
+            let ops_split = || -> Result<Tensor> {
+                Ok(x.broadcast_add(&bias)?
+                    .reshape((b, l, 3, heads, d))?
+                    .permute((2, 0, 3, 1, 4))?
+                    .contiguous()?)
+            };
+            let split =
+                || -> Result<Vec<Tensor>> { Ok(cuda_split_heads(&x, Some(&bias), 3, heads)?) };
+            let want = ops_split()?;
+            let got = Tensor::stack(&split()?, 0)?;
+            let f32s = |t: &Tensor| t.to_dtype(DType::F32);
+            let split_rel = rel(&f32s(&got)?, &f32s(&want)?)?;
+            let parts: Vec<Tensor> = (0..3)
+                .map(|i| want.get(i))
+                .collect::<candle_core::Result<_>>()?;
+            let refs: Vec<&Tensor> = parts.iter().collect();
+            let ops_merge = || -> Result<Tensor> {
+                Ok(Tensor::stack(&refs, 2)?
+                    .permute((0, 3, 2, 1, 4))?
+                    .contiguous()?
+                    .reshape((b, l, width))?)
+            };
+            let merged = cuda_merge_heads(&refs)?;
+            let merge_mismatches = merged
+                .ne(&ops_merge()?)?
+                .to_dtype(DType::F32)?
+                .sum_all()?
+                .to_scalar::<f32>()?;
+            let tolerance = if dtype == DType::F32 { 1e-6 } else { 1e-2 };
+            emit(
+                "check_kernels",
+                json!({
+                    "kernel": "heads",
+                    "device": device_name(dev),
+                    "shape": format!("{b}×{l}×{width} {dtype:?}, {heads} heads"),
+                    "split_rel_diff": split_rel,
+                    "merge_mismatches": merge_mismatches,
+                    "split_kernel_ms": 1e3 * timed(dev, args.reps, &|| { split()?; Ok(()) })?,
+                    "split_ops_ms": 1e3 * timed(dev, args.reps, &|| { ops_split()?; Ok(()) })?,
+                    "merge_kernel_ms": 1e3 * timed(dev, args.reps, &|| { cuda_merge_heads(&refs)?; Ok(()) })?,
+                    "merge_ops_ms": 1e3 * timed(dev, args.reps, &|| { ops_merge()?; Ok(()) })?,
+                    "ok": split_rel <= tolerance && merge_mismatches == 0.0,
+                }),
+            );
         }
         Ok(())
     }

@@ -168,7 +168,7 @@ def targets(results):
     kernels = [r for r in results if r["check"] == "check_kernels"
                and r.get("kernel") in ("gelu_backward", "column_sum", "slot_attention", "cross_attention", "pack",
                                   "dropout_add_layer_norm", "layer_norm_backward",
-                                  "layer_norm_backward_fused", "bias_activation_dropout")]
+                                  "layer_norm_backward_fused", "bias_activation_dropout", "heads")]
     if rows or kernels:
         md += ["## Kernel switches: the defaults against the alternative (keep a default only while it is faster)",
                ""]

@@ -29,6 +29,7 @@ const KERNELS: &[&str] = &[
     "crates/c2n-model/kernels/pack.cu",
     "crates/c2n-model/kernels/add_layer_norm.cu",
     "crates/c2n-model/kernels/bias_activation.cu",
+    "crates/c2n-model/kernels/heads.cu",
     "tools/cuda-emulator/self_test.cu",
 ];
 
@@ -1346,4 +1347,118 @@ fn bias_activation_dropout_and_its_relu_backward_match_the_separate_steps() {
         .map(|((g, m), v)| (g * m) * if *v > 0.0 { 1.0 } else { 0.0 })
         .collect();
     assert_eq!(bits(&d_pre), bits(&want), "ReLU-dropout backward");
+}
+
+/// Heads split out of a packed projection (with and without the bias, added as a separate add
+/// rounds it) and merged back, against the index arithmetic on the host.
+#[test]
+fn heads_split_and_merge_move_every_element_to_its_place() {
+    let Some(emu) = emulator() else { return };
+    type Split =
+        unsafe extern "C" fn(*const f32, *const f32, *mut f32, u64, i32, i32, i32, i32, i32);
+    type Merge =
+        unsafe extern "C" fn(*const f32, *const f32, *const f32, *mut f32, u64, i32, i32, i32, i32);
+    type SplitBf16 =
+        unsafe extern "C" fn(*const u16, *const u16, *mut u16, u64, i32, i32, i32, i32, i32);
+    let split: Split = unsafe { emu.kernel("c2n_split_heads_f32") };
+    let merge: Merge = unsafe { emu.kernel("c2n_merge_heads_f32") };
+    let split_bf16: SplitBf16 = unsafe { emu.kernel("c2n_split_heads_bf16") };
+    let (b, l, heads, d) = (2usize, 5usize, 3usize, 4usize);
+    for parts in 1..=3usize {
+        let width = parts * heads * d;
+        let n = b * l * width;
+        let x = values(n, 50 + parts as u64, 2.0);
+        let bias = values(width, 60, 1.0);
+        // out[part][bi][hi][li][di] = x[bi][li][part·h·d + hi·d + di] (+ bias).
+        let at = |part: usize, bi: usize, hi: usize, li: usize, di: usize| {
+            (bi * l + li) * width + part * heads * d + hi * d + di
+        };
+        let mut want = Vec::with_capacity(n);
+        let mut want_biased = Vec::with_capacity(n);
+        for part in 0..parts {
+            for bi in 0..b {
+                for hi in 0..heads {
+                    for li in 0..l {
+                        for di in 0..d {
+                            let src = at(part, bi, hi, li, di);
+                            want.push(x[src]);
+                            want_biased.push(x[src] + bias[src % width]);
+                        }
+                    }
+                }
+            }
+        }
+        let ints = [b, parts, heads, l, d].map(|v| v as i32);
+        for (with_bias, expected) in [(false, &want), (true, &want_biased)] {
+            let mut out = vec![f32::NAN; n];
+            let bp = if with_bias {
+                bias.as_ptr()
+            } else {
+                std::ptr::null()
+            };
+            let (xp, op) = (x.as_ptr(), out.as_mut_ptr());
+            emu.launch(kernel_launch::grid_stride(n), || unsafe {
+                split(
+                    xp, bp, op, n as u64, ints[0], ints[1], ints[2], ints[3], ints[4],
+                )
+            });
+            assert_eq!(&out, expected, "split, {parts} parts, bias {with_bias}");
+        }
+        // bf16 with the bias: the f32 sum rounded once.
+        let (xb, bb) = (to_bf16(&x), to_bf16(&bias));
+        let mut outb = vec![0u16; n];
+        let (xp, bp, op) = (xb.as_ptr(), bb.as_ptr(), outb.as_mut_ptr());
+        emu.launch(kernel_launch::grid_stride(n), || unsafe {
+            split_bf16(
+                xp, bp, op, n as u64, ints[0], ints[1], ints[2], ints[3], ints[4],
+            )
+        });
+        let (xf, bf) = (from_bf16(&xb), from_bf16(&bb));
+        let mut want_b = Vec::with_capacity(n);
+        for part in 0..parts {
+            for bi in 0..b {
+                for hi in 0..heads {
+                    for li in 0..l {
+                        for di in 0..d {
+                            let src = at(part, bi, hi, li, di);
+                            want_b.push(xf[src] + bf[src % width]);
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(
+            outb,
+            to_bf16(&want_b),
+            "bf16 split with bias, {parts} parts"
+        );
+
+        // Merging the split parts gives x back.
+        let chunk = b * heads * l * d;
+        let pointers: Vec<*const f32> = (0..3)
+            .map(|k| {
+                if k < parts {
+                    want[k * chunk..].as_ptr()
+                } else {
+                    std::ptr::null()
+                }
+            })
+            .collect();
+        let mut merged = vec![f32::NAN; n];
+        let mp = merged.as_mut_ptr();
+        emu.launch(kernel_launch::grid_stride(n), || unsafe {
+            merge(
+                pointers[0],
+                pointers[1],
+                pointers[2],
+                mp,
+                n as u64,
+                parts as i32,
+                heads as i32,
+                l as i32,
+                d as i32,
+            )
+        });
+        assert_eq!(merged, x, "merge undoes the split, {parts} parts");
+    }
 }

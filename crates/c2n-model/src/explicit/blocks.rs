@@ -15,7 +15,7 @@ use crate::layers::closed_form_math::{
     layer_norm_grads, linear_grads_typed, linear_value, plain_activation, probabilities,
     AttentionSaved, GradWants, Scaling,
 };
-use crate::layers::{cast, merge_heads, split_heads, LayerNorm, Linear};
+use crate::layers::{cast, merge_heads, LayerNorm, Linear};
 
 /// `x·Wᵀ + b`, the weight and bias from `casts`.
 pub(super) fn linear(
@@ -58,23 +58,22 @@ fn missing_grad(what: &str) -> candle_core::Error {
     candle_core::Error::Msg(format!("explicit backward: missing {what} gradient"))
 }
 
-/// `x·Wᵀ + b` for the rows `[start, start + len)` of a packed weight and bias.
-pub(super) fn packed_linear(
+/// The rows `[start, start + len)` of a packed weight and its bias, in the compute dtype
+/// (views of the cast copies).
+pub(super) fn packed_rows(
     weight: &Tensor,
     bias: &Tensor,
     rows: (usize, usize),
-    x: &Tensor,
     casts: &mut WeightCasts,
-) -> candle_core::Result<Tensor> {
+) -> candle_core::Result<(Tensor, Tensor)> {
     let (start, len) = rows;
-    linear_value(
-        x,
-        &casts.get(weight)?.narrow(0, start, len)?,
-        Some(&casts.get(bias)?.narrow(0, start, len)?),
-    )
+    Ok((
+        casts.get(weight)?.narrow(0, start, len)?,
+        casts.get(bias)?.narrow(0, start, len)?,
+    ))
 }
 
-/// Backward of [`packed_linear`]: `(dx, dW rows, db rows)`, `dW` in the compute dtype (for
+/// Backward of a projection by [`packed_rows`]: `(dx, dW rows, db rows)`, `dW` in the compute dtype (for
 /// [`ParamGrads::add_only`]), `db` in the parameter's.
 pub(super) fn packed_linear_back(
     weight: &Tensor,
@@ -99,19 +98,8 @@ pub(super) fn packed_linear_back(
     ))
 }
 
-/// `x·[W₁; W₂; …]ᵀ + [b₁; b₂; …]`: several linear layers on the same input as one GEMM and one
-/// bias add, their outputs side by side (`[.., Σ out]`). The encoder's query, key and value
-/// run this way, like the decoder's packed `in_proj`.
-pub(super) fn grouped_linear(
-    layers: &[&Linear],
-    x: &Tensor,
-    casts: &mut WeightCasts,
-) -> candle_core::Result<Tensor> {
-    let (weight, bias) = casts.grouped(layers)?;
-    linear_value(x, &weight, bias.as_ref())
-}
-
-/// Backward of [`grouped_linear`] with input `x` and the gradient of its packed output: each
+/// Backward of a projection by the stacked weights of `layers` ([`WeightCasts::grouped`]) with
+/// input `x` and the gradient of its packed output: each
 /// layer's weight and bias gradients (row blocks of one GEMM and one column sum) into
 /// `grads`, `dx` returned.
 pub(super) fn grouped_linear_back(
@@ -429,39 +417,15 @@ pub(super) struct Attention {
 /// How an attention block scales and drops out.
 #[derive(Clone, Copy)]
 pub(super) struct AttentionSpec {
-    pub(super) heads: usize,
     pub(super) scaling: Scaling,
     pub(super) dropout_p: f32,
     pub(super) train: bool,
 }
 
 impl Attention {
-    /// `dropout(softmax(scaled q·kᵀ + mask)) · v`, heads merged (`[b, Lq, h·d]`), from a packed
-    /// projection `[b, L, 3·h·d]` (`[q k v]`, as [`grouped_linear`] and the decoder's
-    /// `in_proj` make it), split into heads by one copy.
-    pub(super) fn forward_packed(
-        qkv: &Tensor,
-        mask: Option<&Tensor>,
-        spec: AttentionSpec,
-    ) -> candle_core::Result<(Tensor, Self)> {
-        let [q, k, v] = split_packed_heads::<3>(qkv, spec.heads)?;
-        Self::forward_heads(q, k, v, mask, spec)
-    }
-
-    /// [`forward_packed`](Self::forward_packed) for the cross-attention: `q [b, Lq, h·d]` and the packed
-    /// `[k v]` projection of the memory `[b, Lk, 2·h·d]`.
-    pub(super) fn forward_packed_kv(
-        q: &Tensor,
-        kv: &Tensor,
-        mask: Option<&Tensor>,
-        spec: AttentionSpec,
-    ) -> candle_core::Result<(Tensor, Self)> {
-        let [k, v] = split_packed_heads::<2>(kv, spec.heads)?;
-        Self::forward_heads(split_heads(q, spec.heads)?, k, v, mask, spec)
-    }
-
-    /// The attention core on `q`, `k`, `v` split into heads (`[b, h, L, d]`).
-    fn forward_heads(
+    /// `dropout(softmax(scaled q·kᵀ + mask)) · v`, heads merged (`[b, Lq, h·d]`), from `q`,
+    /// `k`, `v` split into heads (`[b, h, L, d]`, e.g. by [`projection_heads`]).
+    pub(super) fn forward_heads(
         q: Tensor,
         k: Tensor,
         v: Tensor,
@@ -478,7 +442,7 @@ impl Attention {
         } else {
             None
         };
-        let value = merge_heads(&attention_value(&v, None, &probs, keep.as_ref())?)?;
+        let value = merge_parts(&[&attention_value(&v, None, &probs, keep.as_ref())?])?;
         let saved = Self {
             q,
             k,
@@ -527,7 +491,7 @@ impl Attention {
             0
         };
         let dropped = dropout_cuda::dropout(&probs, seed, p, v.dtype())?;
-        let value = merge_heads(&dropped.matmul(v)?)?;
+        let value = merge_parts(&[&dropped.matmul(v)?])?;
         let saved = Self {
             q: q.clone(),
             k: k.clone(),
@@ -544,7 +508,7 @@ impl Attention {
     /// value.
     pub(super) fn backward(&self, grad: &Tensor) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
         let heads = self.q.dim(1)?;
-        let grad = split_heads(grad, heads)?;
+        let [grad] = split_parts::<1>(grad, None, heads)?;
         let keep = match &self.keep {
             Keep::All => None,
             Keep::Mask(mask) => Some(mask),
@@ -604,11 +568,13 @@ impl Attention {
     }
 }
 
-/// `N` projections packed side by side in `x [b, L, N·h·d]`, each split into heads
-/// `[b, h, L, d]`: one copy into `[N, b, h, L, d]`, then contiguous views (instead of one copy
-/// per projection).
-pub(super) fn split_packed_heads<const N: usize>(
+/// `N` projections packed side by side in `x [b, L, N·h·d]` (plus `bias [N·h·d]`, if any),
+/// each split into heads `[b, h, L, d]`: one copy into `[N, b, h, L, d]`, then contiguous
+/// views (instead of one copy per projection). With `C2N_CUDA_FEWER_LAUNCHES=1` on CUDA one
+/// kernel also adds the bias.
+pub(super) fn split_parts<const N: usize>(
     x: &Tensor,
+    bias: Option<&Tensor>,
     heads: usize,
 ) -> candle_core::Result<[Tensor; N]> {
     let (b, l, width) = x.dims3()?;
@@ -618,6 +584,17 @@ pub(super) fn split_packed_heads<const N: usize>(
             "packed projection of width {width} is not {N} × {heads} heads"
         )));
     }
+    #[cfg(feature = "cuda")]
+    if crate::layers::heads_cuda::usable(x) && bias.is_none_or(|b| b.dtype() == x.dtype()) {
+        let parts = crate::layers::heads_cuda::split_heads(x, bias, N, heads)?;
+        return parts
+            .try_into()
+            .map_err(|_| candle_core::Error::Msg("packed projection: wrong part count".into()));
+    }
+    let x = match bias {
+        Some(bias) => x.broadcast_add(bias)?,
+        None => x.clone(),
+    };
     let split = x
         .reshape((b, l, N, heads, d))?
         .permute((2, 0, 3, 1, 4))?
@@ -631,9 +608,32 @@ pub(super) fn split_packed_heads<const N: usize>(
         .map_err(|_| candle_core::Error::Msg("packed projection: wrong part count".into()))
 }
 
+/// `x·Wᵀ + b` of a packed weight `[N·h·d, in]` (in the compute dtype) split into `N` parts of
+/// heads `[b, h, L, d]`: the GEMM, then the bias added while splitting.
+pub(super) fn projection_heads<const N: usize>(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    heads: usize,
+) -> candle_core::Result<[Tensor; N]> {
+    #[cfg(feature = "cuda")]
+    if crate::layers::heads_cuda::usable(x) && bias.is_none_or(|b| b.dtype() == x.dtype()) {
+        return split_parts::<N>(&linear_value(x, weight, None)?, bias, heads);
+    }
+    split_parts::<N>(&linear_value(x, weight, bias)?, None, heads)
+}
+
 /// Per-head gradients `[b, h, L, d]` laid side by side as `[b, L, n·h·d]` (one copy), the
-/// layout of a packed projection's output.
-pub(super) fn merge_packed(parts: &[&Tensor]) -> candle_core::Result<Tensor> {
+/// layout of a packed projection's output; one part is plain head merging. One kernel with
+/// `C2N_CUDA_FEWER_LAUNCHES=1` on CUDA.
+pub(super) fn merge_parts(parts: &[&Tensor]) -> candle_core::Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if parts.len() <= 3 && crate::layers::heads_cuda::usable(parts[0]) {
+        return crate::layers::heads_cuda::merge_heads(parts);
+    }
+    if let [one] = parts {
+        return merge_heads(one);
+    }
     let (b, h, l, d) = parts[0].dims4()?;
     Tensor::stack(parts, 2)?
         .permute((0, 3, 2, 1, 4))?
@@ -662,6 +662,7 @@ fn add_some(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layers::split_heads;
     use candle_core::Device;
 
     #[test]
@@ -671,7 +672,7 @@ mod tests {
             .unwrap()
             .reshape((b, l, 3 * heads * d))
             .unwrap();
-        let parts = split_packed_heads::<3>(&x, heads).unwrap();
+        let parts = split_parts::<3>(&x, None, heads).unwrap();
         for (i, part) in parts.iter().enumerate() {
             let want = split_heads(&x.narrow(2, i * heads * d, heads * d).unwrap(), heads).unwrap();
             assert!(part.is_contiguous());
@@ -683,14 +684,14 @@ mod tests {
                 "part {i}"
             );
         }
-        let merged = merge_packed(&[&parts[0], &parts[1], &parts[2]]).unwrap();
+        let merged = merge_parts(&[&parts[0], &parts[1], &parts[2]]).unwrap();
         assert_eq!(
             merged.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
             x.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
-            "merge_packed undoes the split"
+            "merge_parts undoes the split"
         );
         assert!(
-            split_packed_heads::<2>(&x, 5).is_err(),
+            split_parts::<2>(&x, None, 5).is_err(),
             "width 36 is not 2 × 5 heads × d"
         );
     }

@@ -9,15 +9,14 @@ use candle_core::{Tensor, D};
 
 use super::blocks::{
     activation_dropout_back, add_norm_back, dropout_add_norm, linear, linear_activation_dropout,
-    linear_back, merge_packed, packed_linear, packed_linear_back, Attention, AttentionSpec, Keep,
-    Upstream,
+    linear_back, merge_parts, packed_linear_back, packed_rows, projection_heads, Attention,
+    AttentionSpec, Keep, Upstream,
 };
 use super::casts::WeightCasts;
 use super::encoder::need;
 use super::param_grads::ParamGrads;
 use crate::decoder::{DecoderLayer, MultiheadAttention};
 use crate::layers::closed_form_math::Scaling;
-use crate::layers::merge_heads;
 use crate::Result;
 
 /// What one decoder layer's backward needs.
@@ -42,7 +41,6 @@ pub(super) struct DecoderLayerTape {
 
 fn spec(block: &MultiheadAttention, train: bool) -> AttentionSpec {
     AttentionSpec {
-        heads: block.heads,
         scaling: Scaling::new(Some(block.scale), None),
         dropout_p: block.dropout_p,
         train,
@@ -61,10 +59,10 @@ pub(super) fn decoder_layer_forward(
 ) -> Result<(Tensor, DecoderLayerTape)> {
     let h = x.dim(D::Minus1)?;
     let sa = &layer.self_attn;
-    let qkv = packed_linear(&sa.in_proj_weight, &sa.in_proj_bias, (0, 3 * h), x, casts)?;
+    let (w, b) = packed_rows(&sa.in_proj_weight, &sa.in_proj_bias, (0, 3 * h), casts)?;
+    let [q, k, v] = projection_heads::<3>(x, &w, Some(&b), sa.heads)?;
     let (self_context, self_attention) =
-        Attention::forward_packed(&qkv, Some(causal), spec(sa, train))?;
-    drop(qkv);
+        Attention::forward_heads(q, k, v, Some(causal), spec(sa, train))?;
     let (self_sum, x1, self_keep) = dropout_add_norm(
         &linear(&sa.out, &self_context, casts)?,
         x,
@@ -74,18 +72,12 @@ pub(super) fn decoder_layer_forward(
     )?;
 
     let ca = &layer.cross_attn;
-    let q = packed_linear(&ca.in_proj_weight, &ca.in_proj_bias, (0, h), &x1, casts)?;
-    let kv = packed_linear(
-        &ca.in_proj_weight,
-        &ca.in_proj_bias,
-        (h, 2 * h),
-        memory,
-        casts,
-    )?;
+    let (wq, bq) = packed_rows(&ca.in_proj_weight, &ca.in_proj_bias, (0, h), casts)?;
+    let (wkv, bkv) = packed_rows(&ca.in_proj_weight, &ca.in_proj_bias, (h, 2 * h), casts)?;
+    let [q] = projection_heads::<1>(&x1, &wq, Some(&bq), ca.heads)?;
+    let [k, v] = projection_heads::<2>(memory, &wkv, Some(&bkv), ca.heads)?;
     let (cross_context, cross_attention) =
-        Attention::forward_packed_kv(&q, &kv, Some(memory_mask), spec(ca, train))?;
-    drop(q);
-    drop(kv);
+        Attention::forward_heads(q, k, v, Some(memory_mask), spec(ca, train))?;
     let (cross_sum, x2, cross_keep) = dropout_add_norm(
         &linear(&ca.out, &cross_context, casts)?,
         &x1,
@@ -180,10 +172,10 @@ pub(super) fn decoder_layer_backward(
         grads,
     )?)?;
     let (dq, dk, dv) = tape.cross_attention.backward(&d_cross_context)?;
-    let dq = merge_heads(&dq)?;
+    let dq = merge_parts(&[&dq])?;
     let (d_x1_q, dw_q, db_q) =
         packed_linear_back(&ca.in_proj_weight, (0, h), &tape.x1, &dq, casts)?;
-    let d_kv = merge_packed(&[&dk, &dv])?;
+    let d_kv = merge_parts(&[&dk, &dv])?;
     let (d_memory, dw_kv, db_kv) =
         packed_linear_back(&ca.in_proj_weight, (h, 2 * h), memory, &d_kv, casts)?;
     grads.add_only(&ca.in_proj_weight, Tensor::cat(&[&dw_q, &dw_kv], 0)?)?;
@@ -207,7 +199,7 @@ pub(super) fn decoder_layer_backward(
         grads,
     )?)?;
     let (dq, dk, dv) = tape.self_attention.backward(&d_self_context)?;
-    let d_qkv = merge_packed(&[&dq, &dk, &dv])?;
+    let d_qkv = merge_parts(&[&dq, &dk, &dv])?;
     let (d_x_qkv, dw, db) =
         packed_linear_back(&sa.in_proj_weight, (0, 3 * h), &tape.x, &d_qkv, casts)?;
     grads.add_only(&sa.in_proj_weight, dw)?;

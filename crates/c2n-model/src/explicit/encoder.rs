@@ -3,9 +3,9 @@
 use candle_core::{DType, Tensor};
 
 use super::blocks::{
-    activation_back, add_norm_back, dropout, dropout_add_norm, dropout_back, grouped_linear,
-    grouped_linear_back, in_dtype, linear, linear_activation_dropout, linear_back, merge_packed,
-    norm, norm_back, Attention, AttentionSpec, Keep, Upstream,
+    activation_back, add_norm_back, dropout, dropout_add_norm, dropout_back, grouped_linear_back,
+    in_dtype, linear, linear_activation_dropout, linear_back, merge_parts, norm, norm_back,
+    projection_heads, Attention, AttentionSpec, Keep, Upstream,
 };
 use super::casts::WeightCasts;
 use super::param_grads::ParamGrads;
@@ -110,14 +110,13 @@ pub(super) fn encoder_layer_forward(
 ) -> Result<(Tensor, EncoderLayerTape)> {
     let head_dim = (x.dim(2)? / layer.heads) as f64;
     let spec = AttentionSpec {
-        heads: layer.heads,
         scaling: Scaling::new(None, Some(head_dim.sqrt())),
         dropout_p: layer.attn_dropout,
         train,
     };
-    let qkv = grouped_linear(&qkv_layers(layer), x, casts)?;
-    let (context, attention) = Attention::forward_packed(&qkv, Some(mask_term), spec)?;
-    drop(qkv);
+    let (weight, bias) = casts.grouped(&qkv_layers(layer))?;
+    let [q, k, v] = projection_heads::<3>(x, &weight, bias.as_ref(), layer.heads)?;
+    let (context, attention) = Attention::forward_heads(q, k, v, Some(mask_term), spec)?;
     let (attn_sum, attn_normed, attn_keep) = dropout_add_norm(
         &linear(&layer.attn_out, &context, casts)?,
         x,
@@ -199,7 +198,7 @@ pub(super) fn encoder_layer_backward(
         grads,
     )?)?;
     let (dq, dk, dv) = tape.attention.backward(&d_context)?;
-    let d_qkv = merge_packed(&[&dq, &dk, &dv])?;
+    let d_qkv = merge_parts(&[&dq, &dk, &dv])?;
     drop((dq, dk, dv));
     let dx_qkv = grouped_linear_back(&qkv_layers(layer), &tape.x, &d_qkv, casts, grads)?;
     Ok(Upstream::sum(d_attn_sum, dx_qkv))

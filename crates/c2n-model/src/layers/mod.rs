@@ -27,6 +27,8 @@ mod dropout_seed;
 #[cfg(feature = "cuda")]
 pub(crate) mod gelu_cuda;
 mod grad_mode;
+#[cfg(feature = "cuda")]
+pub(crate) mod heads_cuda;
 mod layer_norm;
 #[cfg(feature = "cuda")]
 pub(crate) mod layer_norm_cuda;
@@ -68,6 +70,8 @@ pub use dropout_seed::{
 #[cfg(feature = "cuda")]
 pub use gelu_cuda::gelu_backward as cuda_gelu_backward;
 pub use grad_mode::{gradients_enabled, no_grad, param, NoGradGuard};
+#[cfg(feature = "cuda")]
+pub use heads_cuda::{merge_heads as cuda_merge_heads, split_heads as cuda_split_heads};
 pub use layer_norm::LayerNorm;
 pub use layer_norm_op::layer_norm_grads_ops;
 #[cfg(feature = "cuda")]
