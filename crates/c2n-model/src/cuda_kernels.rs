@@ -13,15 +13,21 @@
 //! - `C2N_CUDA_CROSS_ATTENTION_KERNEL=1`: the decoding step's grouped cross-attention as one
 //!   kernel ([`cuda_cross_attention_kernel_enabled`]). Off by default: correct on the GPU, but
 //!   3× slower than the tensor ops it replaces (run 7, H200: 1.47 against 0.49 ms).
-//! - `C2N_CUDA_FEWER_LAUNCHES=1`: the explicit training pass casts its weights to the compute
-//!   dtype, stacks the encoder's query, key and value weights and casts the bf16 weight
-//!   gradients back to f32 with one pack kernel each instead of one op per tensor
-//!   ([`cuda_fewer_launches_enabled`]). Off by default until a GPU run has checked and timed
-//!   it (written in the ninth session, without a device).
+//! - `C2N_CUDA_FEWER_LAUNCHES=1`: the explicit training pass and the optimizer launch fewer
+//!   kernels per step ([`cuda_fewer_launches_enabled`]): the weights cast (bf16) or stacked
+//!   (f32, the encoder's query/key/value) into one buffer by one pack kernel, the bf16 weight
+//!   gradients cast back the same way; dropout + residual add + layer norm as one kernel, and
+//!   its backward with the residual gradient sum and the branch's dropout folded in; bias +
+//!   activation + dropout after a feed-forward GEMM as one kernel (and the ReLU-dropout
+//!   backward); packed projections split into heads with their bias, and heads merged, by one
+//!   copy each; the attention's power-of-two scale applied inside the probability kernels;
+//!   one AdamW launch per moment chunk. Off by default until a GPU run has checked and timed
+//!   it: written in the ninth session, without a device, and checked only on the CPU (each
+//!   kernel from its source through the emulator, the pass's logic with tensor-op stand-ins).
 //!
-//! Every kernel except the cross-attention and pack ones is on by default where it applies (a CUDA
-//! device, f32 or the dtypes the kernel takes); without the `cuda` feature every switch reads
-//! false.
+//! Every kernel except the cross-attention and fewer-launch ones is on by default where it
+//! applies (a CUDA device, f32 or the dtypes the kernel takes); without the `cuda` feature
+//! every switch reads false.
 
 /// One switch's value, read from the environment once: a switch that is on by default is off
 /// only with `VAR=0`, one that is off by default is on only with `VAR=1`; false without the
@@ -77,9 +83,9 @@ pub fn cuda_cross_attention_kernel_enabled() -> bool {
     switch!("C2N_CUDA_CROSS_ATTENTION_KERNEL", false)
 }
 
-/// Whether the explicit training pass packs its weight casts, stacked weight groups and
-/// weight-gradient casts into one kernel launch each: only with `C2N_CUDA_FEWER_LAUNCHES=1`
-/// (not yet run on a GPU); false without the `cuda` feature.
+/// Whether the explicit training pass and the optimizer use the fewer-launch kernels (see the
+/// module docs): only with `C2N_CUDA_FEWER_LAUNCHES=1` (not yet run on a GPU); false without
+/// the `cuda` feature.
 pub fn cuda_fewer_launches_enabled() -> bool {
     switch!("C2N_CUDA_FEWER_LAUNCHES", false)
 }
