@@ -57,10 +57,15 @@ impl ParamGrads {
         let deferred = std::mem::take(&mut self.deferred);
         if let Some((first, _)) = deferred.first() {
             let dtype = first.dtype();
-            let grads: Vec<&Tensor> = deferred.iter().map(|(_, g)| g).collect();
             let same_dtype = deferred.iter().all(|(p, _)| p.dtype() == dtype);
             match self.packing {
                 Some(how) if same_dtype => {
+                    // The pack kernel reads contiguous ranges (a no-op for GEMM outputs).
+                    let grads = deferred
+                        .iter()
+                        .map(|(_, g)| g.contiguous())
+                        .collect::<candle_core::Result<Vec<_>>>()?;
+                    let grads: Vec<&Tensor> = grads.iter().collect();
                     let packed = pack(&grads, dtype, how)?;
                     let shapes: Vec<_> = deferred.iter().map(|(p, _)| p.shape()).collect();
                     let views = unpack(&packed, &shapes)?;
