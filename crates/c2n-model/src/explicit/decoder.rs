@@ -7,14 +7,13 @@
 
 use candle_core::{Tensor, D};
 
-use super::blocks::{
-    activation_dropout_back, add_norm_back, dropout_add_norm, linear, linear_activation_dropout,
-    linear_back, merge_parts, packed_linear_back, packed_rows, projection_heads, Attention,
-    AttentionSpec, Keep, Upstream,
-};
+use super::attention::{merge_parts, projection_heads, Attention, AttentionSpec};
+use super::blocks::{linear, linear_back, packed_linear_back, packed_rows, Keep};
 use super::casts::WeightCasts;
 use super::encoder::need;
+use super::feed_forward::{activation_dropout_back, linear_activation_dropout};
 use super::param_grads::ParamGrads;
+use super::residual::{add_norm_back, dropout_add_norm, Upstream};
 use crate::decoder::{DecoderLayer, MultiheadAttention};
 use crate::layers::closed_form_math::Scaling;
 use crate::Result;

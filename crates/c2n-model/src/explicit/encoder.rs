@@ -2,13 +2,15 @@
 
 use candle_core::{DType, Tensor};
 
+use super::attention::{merge_parts, projection_heads, Attention, AttentionSpec};
 use super::blocks::{
-    activation_back, add_norm_back, dropout, dropout_add_norm, dropout_back, grouped_linear_back,
-    in_dtype, linear, linear_activation_dropout, linear_back, merge_parts, norm, norm_back,
-    projection_heads, Attention, AttentionSpec, Keep, Upstream,
+    activation_back, dropout, dropout_back, grouped_linear_back, in_dtype, linear, linear_back,
+    norm, norm_back, Keep,
 };
 use super::casts::WeightCasts;
+use super::feed_forward::linear_activation_dropout;
 use super::param_grads::ParamGrads;
+use super::residual::{add_norm_back, dropout_add_norm, Upstream};
 use crate::encoder::{EmbeddingInputs, Embeddings, EncoderLayer};
 use crate::layers::closed_form_math::Scaling;
 use crate::layers::Linear;

@@ -37,18 +37,20 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod attention;
 mod blocks;
 mod casts;
 mod decoder;
 mod encoder;
+mod feed_forward;
 mod head;
 mod pack_plan;
 mod param_grads;
+mod residual;
 
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor};
 
-use blocks::Upstream;
 use casts::WeightCasts;
 use decoder::{decoder_layer_backward, decoder_layer_forward, DecoderLayerTape};
 use encoder::{
@@ -58,6 +60,7 @@ use encoder::{
 use head::{head_backward, head_forward, HeadTape};
 use pack_plan::{weights_to_pack, PackPolicy};
 use param_grads::ParamGrads;
+use residual::Upstream;
 
 use crate::layers::Packing;
 

@@ -1,0 +1,77 @@
+//! A feed-forward layer's first half after its GEMM (bias, activation, dropout) and the
+//! backward of its activation and dropout: one kernel each on CUDA with the fewer-launch
+//! kernels, the building blocks elsewhere.
+
+use candle_core::Tensor;
+
+use super::blocks::{activation, activation_back, dropout, dropout_back, linear, Keep};
+use super::casts::WeightCasts;
+use crate::config::Activation;
+#[cfg(feature = "cuda")]
+use crate::layers::closed_form_math::linear_value;
+use crate::layers::Linear;
+
+/// A feed-forward layer's first half: `(pre, dropout(act(pre)), keep)` with
+/// `pre = x·Wᵀ + b`. The bias, activation and dropout as one CUDA kernel after the GEMM where
+/// it applies (`C2N_CUDA_FEWER_LAUNCHES=1`), else [`linear`], [`activation`] and [`dropout`].
+pub(super) fn linear_activation_dropout(
+    layer: &Linear,
+    x: &Tensor,
+    act: Activation,
+    p: f32,
+    train: bool,
+    casts: &mut WeightCasts,
+) -> candle_core::Result<(Tensor, Tensor, Keep)> {
+    #[cfg(feature = "cuda")]
+    if let Some(bias) = layer.bias() {
+        use crate::layers::bias_activation_cuda;
+        let bias = casts.get(bias)?;
+        let weight = casts.get(layer.weight())?;
+        if x.dtype() == bias.dtype() && bias_activation_cuda::usable(x, &bias) {
+            let y = linear_value(x, &weight, None)?;
+            let p = if train { p } else { 0.0 };
+            let seed = if p > 0.0 {
+                crate::layers::next_dropout_seed()
+            } else {
+                0
+            };
+            let (pre, out) =
+                bias_activation_cuda::bias_activation_dropout(&y, &bias, act, seed, p)?;
+            let keep = if p > 0.0 {
+                Keep::Seeded { seed, p }
+            } else {
+                Keep::All
+            };
+            return Ok((pre, out, keep));
+        }
+    }
+    let pre = linear(layer, x, casts)?;
+    let (out, keep) = dropout(&activation(&pre, act)?, p, train)?;
+    Ok((pre, out, keep))
+}
+
+/// Backward of [`linear_activation_dropout`]'s activation and dropout: the gradient of `pre`
+/// from that of the output. ReLU with a seeded (or no) mask runs as one CUDA kernel where it
+/// applies, else [`dropout_back`] and [`activation_back`].
+pub(super) fn activation_dropout_back(
+    pre: &Tensor,
+    act: Activation,
+    grad: Tensor,
+    keep: &Keep,
+) -> candle_core::Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    {
+        use crate::layers::bias_activation_cuda;
+        let dropout = match keep {
+            Keep::All => Some((0, 0.0)),
+            Keep::Seeded { seed, p } => Some((*seed, *p)),
+            Keep::Mask(_) => None,
+        };
+        if let Some((seed, p)) = dropout.filter(|_| {
+            act == Activation::Relu && bias_activation_cuda::backward_usable(&grad, pre)
+        }) {
+            return bias_activation_cuda::dropout_relu_backward(&grad, pre, seed, p);
+        }
+    }
+    activation_back(pre, act, &dropout_back(grad, keep)?)
+}

@@ -1,0 +1,133 @@
+//! A residual block's tail, `LayerNorm(dropout(branch) + residual)`, and its backward pass:
+//! one kernel each way on CUDA with the fewer-launch kernels, the building blocks elsewhere.
+
+use candle_core::Tensor;
+
+use super::blocks::{dropout, dropout_back, norm, norm_back, Keep};
+use super::param_grads::ParamGrads;
+use crate::layers::LayerNorm;
+
+/// A residual block's tail: `(sum, LayerNorm(sum), keep)` with `sum = dropout(a) + residual`.
+/// One CUDA kernel where it applies (`C2N_CUDA_FEWER_LAUNCHES=1`; the same mask as
+/// [`dropout`], from a seed), else dropout, add and [`norm`].
+pub(super) fn dropout_add_norm(
+    a: &Tensor,
+    residual: &Tensor,
+    p: f32,
+    train: bool,
+    layer: &LayerNorm,
+) -> candle_core::Result<(Tensor, Tensor, Keep)> {
+    #[cfg(feature = "cuda")]
+    {
+        let (w, b, eps) = layer.parts();
+        if crate::layers::add_norm_cuda::usable(a, residual, w, b) {
+            let p = if train { p } else { 0.0 };
+            let seed = if p > 0.0 {
+                crate::layers::next_dropout_seed()
+            } else {
+                0
+            };
+            let (sum, y) = crate::layers::add_norm_cuda::dropout_add_layer_norm(
+                a,
+                residual,
+                &w.detach(),
+                &b.detach(),
+                eps,
+                seed,
+                p,
+            )?;
+            let keep = if p > 0.0 {
+                Keep::Seeded { seed, p }
+            } else {
+                Keep::All
+            };
+            return Ok((sum, y, keep));
+        }
+    }
+    let (dropped, keep) = dropout(a, p, train)?;
+    let sum = (dropped + residual)?;
+    let y = norm(layer, &sum)?;
+    Ok((sum, y, keep))
+}
+
+/// An upstream gradient that may still be a sum of two (the residual path's and a branch's):
+/// the fused layer-norm backward adds them as it loads them, saving the add.
+pub(super) struct Upstream {
+    a: Tensor,
+    b: Option<Tensor>,
+}
+
+impl Upstream {
+    /// One gradient.
+    pub(super) fn one(a: Tensor) -> Self {
+        Self { a, b: None }
+    }
+
+    /// The sum `a + b`, not yet added.
+    pub(super) fn sum(a: Tensor, b: Tensor) -> Self {
+        Self { a, b: Some(b) }
+    }
+
+    /// The gradient as one tensor.
+    pub(super) fn into_tensor(self) -> candle_core::Result<Tensor> {
+        match self.b {
+            Some(b) => self.a + b,
+            None => Ok(self.a),
+        }
+    }
+}
+
+/// Backward of [`dropout_add_norm`] with input `sum`: the layer norm's weight and bias
+/// gradients into `grads`; returns `(d_sum, d_branch)`, the gradient of the residual sum and
+/// that of the branch before its dropout. One fused kernel pair where it applies (CUDA,
+/// `C2N_CUDA_FEWER_LAUNCHES=1`), else the add, [`norm_back`] and [`dropout_back`].
+pub(super) fn add_norm_back(
+    layer: &LayerNorm,
+    sum: &Tensor,
+    grad: Upstream,
+    keep: &Keep,
+    grads: &mut ParamGrads,
+) -> candle_core::Result<(Tensor, Tensor)> {
+    #[cfg(feature = "cuda")]
+    {
+        use crate::layers::layer_norm_cuda;
+        let dropout = match keep {
+            Keep::All => Some(None),
+            Keep::Seeded { seed, p } => Some(Some((*seed, *p))),
+            Keep::Mask(_) => None,
+        };
+        let same_dtype = grad.a.dtype() == sum.dtype()
+            && grad.b.as_ref().is_none_or(|b| b.dtype() == sum.dtype());
+        if let Some(dropout) = dropout.filter(|_| {
+            sum.device().is_cuda()
+                && layer_norm_cuda::takes(sum.dtype())
+                && same_dtype
+                && crate::cuda_layer_norm_kernels_enabled()
+                && crate::cuda_fewer_launches_enabled()
+        }) {
+            let (w, b, eps) = layer.parts();
+            let width = sum.dim(candle_core::D::Minus1)?;
+            let rows = sum.elem_count() / width.max(1);
+            let shape = sum.shape().clone();
+            let (dx, dropped, dw, db) = layer_norm_cuda::layer_norm_grads_fused(
+                &sum.reshape((rows, width))?,
+                &w.detach(),
+                &grad.a.reshape((rows, width))?,
+                grad.b.as_ref(),
+                dropout,
+                eps as f32,
+            )?;
+            grads.add(w, dw)?;
+            grads.add(b, db)?;
+            let dx = dx.reshape(&shape)?;
+            let branch = match dropped {
+                Some(d) => d.reshape(&shape)?,
+                None => dx.clone(),
+            };
+            return Ok((dx, branch));
+        }
+    }
+    let d_sum = norm_back(layer, sum, &grad.into_tensor()?, grads)?;
+    let d_branch = dropout_back(d_sum.clone(), keep)?;
+    Ok((d_sum, d_branch))
+}
