@@ -817,8 +817,9 @@ mod training {
         Ok(())
     }
 
-    /// `LayerNorm(dropout(a) + b)` in one kernel against the dropout kernel, Candle's add and
-    /// the fused layer norm (with its casts in bf16), at `[rows, width]`.
+    /// `LayerNorm(dropout(a + a_bias) + b)` in one kernel against Candle's bias add, the
+    /// dropout kernel, Candle's add and the fused layer norm (with its casts in bf16), at
+    /// `[rows, width]`.
     fn check_dropout_add_layer_norm(args: &KernelCheckArgs, dev: &Device) -> Result<()> {
         let shape = (args.rows, args.width);
         let w = Tensor::randn(1f32, 0.1, args.width, dev)?;
@@ -827,14 +828,23 @@ mod training {
         for dtype in [DType::F32, DType::BF16] {
             let x = Tensor::randn(0f32, 1.0, shape, dev)?.to_dtype(dtype)?;
             let residual = Tensor::randn(0f32, 1.0, shape, dev)?.to_dtype(dtype)?;
+            let a_bias = Tensor::randn(0f32, 0.1, args.width, dev)?.to_dtype(dtype)?;
             let ops = || -> Result<(Tensor, Tensor)> {
-                let sum = (cuda_dropout(&x, SEED, P, dtype)? + &residual)?;
+                let biased = x.broadcast_add(&a_bias)?;
+                let sum = (cuda_dropout(&biased, SEED, P, dtype)? + &residual)?;
                 let y = norm.forward(&sum)?;
                 Ok((sum, y))
             };
             let fused = || -> Result<(Tensor, Tensor)> {
                 Ok(cuda_dropout_add_layer_norm(
-                    &x, &residual, &w, &b, 1e-5, SEED, P,
+                    &x,
+                    Some(&a_bias),
+                    &residual,
+                    &w,
+                    &b,
+                    1e-5,
+                    SEED,
+                    P,
                 )?)
             };
             let (want_sum, want_y) = ops()?;

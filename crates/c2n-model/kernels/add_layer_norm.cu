@@ -1,6 +1,7 @@
-// A residual block's tail in one pass: `sum = dropout(a) + b`, then `y = LayerNorm(sum)·w + bias`
-// over each row, instead of the dropout, add, cast, layer-norm and cast kernels of the tensor
-// ops. `a`, `b`, `sum` and `y` are f32 or bf16; the dropout product and the sum are rounded to
+// A residual block's tail in one pass: `sum = dropout(a + a_bias) + b`, then
+// `y = LayerNorm(sum)·w + bias` over each row, instead of the bias add, dropout, add, cast,
+// layer-norm and cast kernels of the tensor ops (`a_bias`, the branch projection's bias of
+// `a`'s dtype, may be null). `a`, `b`, `sum` and `y` are f32 or bf16; the dropout product and the sum are rounded to
 // that dtype as the separate kernels round them (so `sum`, which the backward pass keeps, is
 // the same), the statistics are f32, two passes (mean, then the variance of the centred row).
 // The dropout mask is the counter-based one of `dropout_rng.cuh` (element index = row·width +
@@ -29,7 +30,8 @@ __device__ __forceinline__ float aln_round(const __nv_bfloat16*, float v) {
 }
 
 template <typename T>
-__device__ void dropout_add_layer_norm(const T* __restrict__ a, const T* __restrict__ b,
+__device__ void dropout_add_layer_norm(const T* __restrict__ a, const T* __restrict__ a_bias,
+                                       const T* __restrict__ b,
                                        const float* __restrict__ w,
                                        const float* __restrict__ bias, T* __restrict__ out,
                                        const int width, const float eps,
@@ -46,6 +48,7 @@ __device__ void dropout_add_layer_norm(const T* __restrict__ a, const T* __restr
         const long i = base + j;
         float d = aln_load(a, i);
         // Rounded op by op (no fused multiply-add), as the separate kernels compute them.
+        if (a_bias) d = aln_round(a, __fadd_rn(d, aln_load(a_bias, j)));
         if (p > 0.0f)
             d = aln_round(a, __fmul_rn(d, c2n_keep_value(seed, (unsigned long long)i, p, scale)));
         const float v = aln_round(a, __fadd_rn(d, aln_load(b, i)));
@@ -67,9 +70,10 @@ __device__ void dropout_add_layer_norm(const T* __restrict__ a, const T* __restr
 
 #define C2N_ADD_LN(SUFFIX, T)                                                                 \
     extern "C" __global__ void c2n_dropout_add_layer_norm_##SUFFIX(                           \
-        const T* a, const T* b, const float* w, const float* bias, T* out, const int width,   \
-        const float eps, const unsigned long long seed, const float p, const float scale) {   \
-        dropout_add_layer_norm<T>(a, b, w, bias, out, width, eps, seed, p, scale);            \
+        const T* a, const T* a_bias, const T* b, const float* w, const float* bias, T* out,   \
+        const int width, const float eps, const unsigned long long seed, const float p,       \
+        const float scale) {                                                                  \
+        dropout_add_layer_norm<T>(a, a_bias, b, w, bias, out, width, eps, seed, p, scale);    \
     }
 
 C2N_ADD_LN(f32, float)

@@ -16,8 +16,8 @@
 //! - `C2N_CUDA_FEWER_LAUNCHES=1`: the explicit training pass and the optimizer launch fewer
 //!   kernels per step ([`cuda_fewer_launches_enabled`]): the weights cast (bf16) or stacked
 //!   (f32, the encoder's query/key/value) into one buffer by one pack kernel, the bf16 weight
-//!   gradients cast back the same way; dropout + residual add + layer norm as one kernel, and
-//!   its backward with the residual gradient sum and the branch's dropout folded in; bias +
+//!   gradients cast back the same way; the output projection's bias + dropout + residual add +
+//!   layer norm as one kernel after the GEMM, and its backward with the residual gradient sum and the branch's dropout folded in; bias +
 //!   activation + dropout after a feed-forward GEMM as one kernel (and the ReLU-dropout
 //!   backward); packed projections split into heads with their bias, and heads merged, by one
 //!   copy each; the attention's power-of-two scale applied inside the probability kernels;

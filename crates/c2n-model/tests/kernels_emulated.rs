@@ -1125,14 +1125,15 @@ fn pack_copies_and_converts_every_source_in_order() {
     );
 }
 
-/// `LayerNorm(dropout(a) + b)` in one kernel: the sum bit for bit what the dropout kernel's
-/// product plus `b` gives (rounded to the dtype at each step, as the separate kernels round),
-/// the output within f32 rounding of two-pass statistics in f64; without dropout (p = 0) the
-/// sum is plain `a + b`.
+/// `LayerNorm(dropout(a + a_bias) + b)` in one kernel: the sum bit for bit what the bias add,
+/// the dropout kernel's product and the add give (rounded to the dtype at each step, as the
+/// separate kernels round), the output within f32 rounding of two-pass statistics in f64;
+/// without the branch bias and without dropout (p = 0) the sum is plain `a + b`.
 #[test]
 fn dropout_add_layer_norm_matches_the_separate_steps() {
     let Some(emu) = emulator() else { return };
     type F32 = unsafe extern "C" fn(
+        *const f32,
         *const f32,
         *const f32,
         *const f32,
@@ -1145,6 +1146,7 @@ fn dropout_add_layer_norm_matches_the_separate_steps() {
         f32,
     );
     type Bf16 = unsafe extern "C" fn(
+        *const u16,
         *const u16,
         *const u16,
         *const f32,
@@ -1180,7 +1182,14 @@ fn dropout_add_layer_norm_matches_the_separate_steps() {
             })
             .collect()
     };
-    for p in [0.1f32, 0.0] {
+    let a_bias = values(width, 25, 0.5);
+    for (p, with_bias) in [(0.1f32, true), (0.1, false), (0.0, false)] {
+        let branch_bias = |x: &[f32], bias: &[f32]| -> Vec<f32> {
+            x.iter()
+                .enumerate()
+                .map(|(i, v)| if with_bias { v + bias[i % width] } else { *v })
+                .collect()
+        };
         let mask = if p > 0.0 {
             dropout_mask_from_seed((rows, width), seed, p, &Device::Cpu)
                 .unwrap()
@@ -1206,29 +1215,69 @@ fn dropout_add_layer_norm_matches_the_separate_steps() {
             bias.as_ptr(),
             out.as_mut_ptr(),
         );
+        let abp = if with_bias {
+            a_bias.as_ptr()
+        } else {
+            std::ptr::null()
+        };
         emu.launch(kernel_launch::add_layer_norm_rows(rows, width), || unsafe {
-            f32_kernel(ap, bp, wp, biasp, op, width as i32, eps, seed, p, scale)
+            f32_kernel(
+                ap,
+                abp,
+                bp,
+                wp,
+                biasp,
+                op,
+                width as i32,
+                eps,
+                seed,
+                p,
+                scale,
+            )
         });
-        let sum: Vec<f32> = a
+        let sum: Vec<f32> = branch_bias(&a, &a_bias)
             .iter()
             .zip(&b)
             .zip(&mask)
             .map(|((x, y), m)| x * m + y)
             .collect();
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        assert_eq!(bits(&out[..n]), bits(&sum), "f32 sum, p {p}");
+        assert_eq!(
+            bits(&out[..n]),
+            bits(&sum),
+            "f32 sum, p {p}, bias {with_bias}"
+        );
         let diff = max_abs_diff(&out[n..], &normed(&sum));
         assert!(diff < 1e-5, "f32 layer norm differs by {diff}, p {p}");
 
-        let (ab, bb) = (to_bf16(&a), to_bf16(&b));
+        let (ab, bb, abb) = (to_bf16(&a), to_bf16(&b), to_bf16(&a_bias));
         let mut outb = vec![0u16; 2 * n];
         let (ap, bp, op) = (ab.as_ptr(), bb.as_ptr(), outb.as_mut_ptr());
+        let abp = if with_bias {
+            abb.as_ptr()
+        } else {
+            std::ptr::null()
+        };
         emu.launch(kernel_launch::add_layer_norm_rows(rows, width), || unsafe {
-            bf16_kernel(ap, bp, wp, biasp, op, width as i32, eps, seed, p, scale)
+            bf16_kernel(
+                ap,
+                abp,
+                bp,
+                wp,
+                biasp,
+                op,
+                width as i32,
+                eps,
+                seed,
+                p,
+                scale,
+            )
         });
-        // As the dropout kernel (product rounded to bf16) and Candle's bf16 add (rounded).
+        // As the bias add, the dropout kernel (product rounded to bf16) and Candle's bf16 add
+        // (rounded), step by step.
+        let biased = to_bf16(&branch_bias(&from_bf16(&ab), &from_bf16(&abb)));
         let dropped = to_bf16(
-            &from_bf16(&ab)
+            &from_bf16(&biased)
                 .iter()
                 .zip(&mask)
                 .map(|(x, m)| x * m)
@@ -1241,7 +1290,7 @@ fn dropout_add_layer_norm_matches_the_separate_steps() {
                 .map(|(x, y)| x + y)
                 .collect::<Vec<_>>(),
         );
-        assert_eq!(outb[..n], sum_b[..], "bf16 sum, p {p}");
+        assert_eq!(outb[..n], sum_b[..], "bf16 sum, p {p}, bias {with_bias}");
         let want = normed(&from_bf16(&sum_b));
         let got = from_bf16(&outb[n..]);
         let worst = got

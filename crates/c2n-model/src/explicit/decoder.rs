@@ -8,12 +8,12 @@
 use candle_core::{Tensor, D};
 
 use super::attention::{merge_parts, projection_heads, Attention, AttentionSpec};
-use super::blocks::{linear, linear_back, packed_linear_back, packed_rows, Keep};
+use super::blocks::{linear_back, packed_linear_back, packed_rows, Keep};
 use super::casts::WeightCasts;
 use super::encoder::need;
 use super::feed_forward::{activation_dropout_back, linear_activation_dropout};
 use super::param_grads::ParamGrads;
-use super::residual::{add_norm_back, dropout_add_norm, Upstream};
+use super::residual::{add_norm_back, linear_dropout_add_norm, Upstream};
 use crate::decoder::{DecoderLayer, MultiheadAttention};
 use crate::layers::closed_form_math::Scaling;
 use crate::Result;
@@ -62,12 +62,14 @@ pub(super) fn decoder_layer_forward(
     let [q, k, v] = projection_heads::<3>(x, &w, Some(&b), sa.heads)?;
     let (self_context, self_attention) =
         Attention::forward_heads(q, k, v, Some(causal), spec(sa, train))?;
-    let (self_sum, x1, self_keep) = dropout_add_norm(
-        &linear(&sa.out, &self_context, casts)?,
+    let (self_sum, x1, self_keep) = linear_dropout_add_norm(
+        &sa.out,
+        &self_context,
         x,
         layer.dropout_p,
         train,
         &layer.norm1,
+        casts,
     )?;
 
     let ca = &layer.cross_attn;
@@ -77,12 +79,14 @@ pub(super) fn decoder_layer_forward(
     let [k, v] = projection_heads::<2>(memory, &wkv, Some(&bkv), ca.heads)?;
     let (cross_context, cross_attention) =
         Attention::forward_heads(q, k, v, Some(memory_mask), spec(ca, train))?;
-    let (cross_sum, x2, cross_keep) = dropout_add_norm(
-        &linear(&ca.out, &cross_context, casts)?,
+    let (cross_sum, x2, cross_keep) = linear_dropout_add_norm(
+        &ca.out,
+        &cross_context,
         &x1,
         layer.dropout_p,
         train,
         &layer.norm2,
+        casts,
     )?;
 
     let (pre_activation, mid, mid_keep) = linear_activation_dropout(
@@ -93,12 +97,14 @@ pub(super) fn decoder_layer_forward(
         train,
         casts,
     )?;
-    let (out_sum, y, out_keep) = dropout_add_norm(
-        &linear(&layer.linear2, &mid, casts)?,
+    let (out_sum, y, out_keep) = linear_dropout_add_norm(
+        &layer.linear2,
+        &mid,
         &x2,
         layer.dropout_p,
         train,
         &layer.norm3,
+        casts,
     )?;
     let tape = DecoderLayerTape {
         x: x.clone(),

@@ -4,13 +4,13 @@ use candle_core::{DType, Tensor};
 
 use super::attention::{merge_parts, projection_heads, Attention, AttentionSpec};
 use super::blocks::{
-    activation_back, dropout, dropout_back, grouped_linear_back, in_dtype, linear, linear_back,
-    norm, norm_back, Keep,
+    activation_back, dropout, dropout_back, grouped_linear_back, in_dtype, linear_back, norm,
+    norm_back, Keep,
 };
 use super::casts::WeightCasts;
 use super::feed_forward::linear_activation_dropout;
 use super::param_grads::ParamGrads;
-use super::residual::{add_norm_back, dropout_add_norm, Upstream};
+use super::residual::{add_norm_back, linear_dropout_add_norm, Upstream};
 use crate::encoder::{EmbeddingInputs, Embeddings, EncoderLayer};
 use crate::layers::closed_form_math::Scaling;
 use crate::layers::Linear;
@@ -119,12 +119,14 @@ pub(super) fn encoder_layer_forward(
     let (weight, bias) = casts.grouped(&qkv_layers(layer))?;
     let [q, k, v] = projection_heads::<3>(x, &weight, bias.as_ref(), layer.heads)?;
     let (context, attention) = Attention::forward_heads(q, k, v, Some(mask_term), spec)?;
-    let (attn_sum, attn_normed, attn_keep) = dropout_add_norm(
-        &linear(&layer.attn_out, &context, casts)?,
+    let (attn_sum, attn_normed, attn_keep) = linear_dropout_add_norm(
+        &layer.attn_out,
+        &context,
         x,
         layer.hidden_dropout,
         train,
         &layer.attn_norm,
+        casts,
     )?;
     let (pre_activation, activated, _) = linear_activation_dropout(
         &layer.intermediate,
@@ -134,12 +136,14 @@ pub(super) fn encoder_layer_forward(
         false,
         casts,
     )?;
-    let (out_sum, y, out_keep) = dropout_add_norm(
-        &linear(&layer.output, &activated, casts)?,
+    let (out_sum, y, out_keep) = linear_dropout_add_norm(
+        &layer.output,
+        &activated,
         &attn_normed,
         layer.hidden_dropout,
         train,
         &layer.out_norm,
+        casts,
     )?;
     let tape = EncoderLayerTape {
         x: x.clone(),

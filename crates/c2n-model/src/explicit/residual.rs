@@ -3,32 +3,45 @@
 
 use candle_core::Tensor;
 
-use super::blocks::{dropout, dropout_back, norm, norm_back, Keep};
+use super::blocks::{dropout, dropout_back, linear, norm, norm_back, Keep};
+use super::casts::WeightCasts;
 use super::param_grads::ParamGrads;
-use crate::layers::LayerNorm;
+use crate::layers::{LayerNorm, Linear};
 
-/// A residual block's tail: `(sum, LayerNorm(sum), keep)` with `sum = dropout(a) + residual`.
-/// One CUDA kernel where it applies (`C2N_CUDA_FEWER_LAUNCHES=1`; the same mask as
-/// [`dropout`], from a seed), else dropout, add and [`norm`].
-pub(super) fn dropout_add_norm(
-    a: &Tensor,
+/// A residual block's tail after the branch's output projection `linear`:
+/// `(sum, LayerNorm(sum), keep)` with `sum = dropout(x·Wᵀ + b) + residual`. The GEMM, then one
+/// CUDA kernel for the bias, dropout, add and layer norm where it applies
+/// (`C2N_CUDA_FEWER_LAUNCHES=1`; the same mask as [`dropout`], from a seed), else [`linear`],
+/// dropout, add and [`norm`].
+pub(super) fn linear_dropout_add_norm(
+    linear_layer: &Linear,
+    x: &Tensor,
     residual: &Tensor,
     p: f32,
     train: bool,
     layer: &LayerNorm,
+    casts: &mut WeightCasts,
 ) -> candle_core::Result<(Tensor, Tensor, Keep)> {
     #[cfg(feature = "cuda")]
     {
+        use crate::layers::add_norm_cuda;
         let (w, b, eps) = layer.parts();
-        if crate::layers::add_norm_cuda::usable(a, residual, w, b) {
+        let weight = casts.get(linear_layer.weight())?;
+        let bias = linear_layer.bias().map(|b| casts.get(b)).transpose()?;
+        if x.dtype() == residual.dtype()
+            && bias.as_ref().is_none_or(|b| b.dtype() == x.dtype())
+            && add_norm_cuda::usable(x, residual, w, b)
+        {
+            let branch = crate::layers::closed_form_math::linear_value(x, &weight, None)?;
             let p = if train { p } else { 0.0 };
             let seed = if p > 0.0 {
                 crate::layers::next_dropout_seed()
             } else {
                 0
             };
-            let (sum, y) = crate::layers::add_norm_cuda::dropout_add_layer_norm(
-                a,
+            let (sum, y) = add_norm_cuda::dropout_add_layer_norm(
+                &branch,
+                bias.as_ref(),
                 residual,
                 &w.detach(),
                 &b.detach(),
@@ -44,7 +57,7 @@ pub(super) fn dropout_add_norm(
             return Ok((sum, y, keep));
         }
     }
-    let (dropped, keep) = dropout(a, p, train)?;
+    let (dropped, keep) = dropout(&linear(linear_layer, x, casts)?, p, train)?;
     let sum = (dropped + residual)?;
     let y = norm(layer, &sum)?;
     Ok((sum, y, keep))
@@ -77,7 +90,7 @@ impl Upstream {
     }
 }
 
-/// Backward of [`dropout_add_norm`] with input `sum`: the layer norm's weight and bias
+/// Backward of [`linear_dropout_add_norm`]'s dropout, add and layer norm, with input `sum`: the layer norm's weight and bias
 /// gradients into `grads`; returns `(d_sum, d_branch)`, the gradient of the residual sum and
 /// that of the branch before its dropout. One fused kernel pair where it applies (CUDA,
 /// `C2N_CUDA_FEWER_LAUNCHES=1`), else the add, [`norm_back`] and [`dropout_back`].

@@ -1,11 +1,11 @@
-//! A residual block's tail, `LayerNorm(dropout(a) + b)`, as one CUDA kernel
+//! A residual block's tail, `LayerNorm(dropout(a + a_bias) + b)`, as one CUDA kernel
 //! (`kernels/add_layer_norm.cu`) that returns the sum (which the backward pass keeps) and the
-//! normalised output. The tensor ops take a dropout, an add, and in bf16 two casts around the
-//! f32 layer norm: five launches where this takes one. Opt-in with `C2N_CUDA_FEWER_LAUNCHES=1`
+//! normalised output. The tensor ops take the branch's bias add, a dropout, an add, and in bf16
+//! two casts around the f32 layer norm: six launches where this takes one. Opt-in with `C2N_CUDA_FEWER_LAUNCHES=1`
 //! until a GPU run has checked it.
 
 use candle_core::backend::BackendStorage;
-use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::cudarc::driver::{DevicePtr, LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::WrapErr;
 use candle_core::{CudaStorage, CustomOp2, DType, Layout, Shape, Tensor};
 
@@ -31,10 +31,13 @@ pub(crate) fn usable(a: &Tensor, b: &Tensor, weight: &Tensor, bias: &Tensor) -> 
         && !seeded_dropout_active()
 }
 
-/// `(sum, y)`: `sum = dropout(a) + b` (mask of `seed`, none when `p` is 0) and
-/// `y = LayerNorm(sum)·weight + bias`, both in the dtype and shape of `a`.
+/// `(sum, y)`: `sum = dropout(a + a_bias) + b` (`a_bias` over the last dim, of `a`'s dtype,
+/// if any; mask of `seed`, none when `p` is 0) and `y = LayerNorm(sum)·weight + bias`, both in
+/// the dtype and shape of `a`.
+#[allow(clippy::too_many_arguments)]
 pub fn dropout_add_layer_norm(
     a: &Tensor,
+    a_bias: Option<&Tensor>,
     b: &Tensor,
     weight: &Tensor,
     bias: &Tensor,
@@ -43,6 +46,7 @@ pub fn dropout_add_layer_norm(
     p: f32,
 ) -> candle_core::Result<(Tensor, Tensor)> {
     let op = DropoutAddLayerNorm {
+        a_bias: a_bias.map(|t| t.contiguous()).transpose()?,
         weight: weight.contiguous()?,
         bias: bias.contiguous()?,
         eps: eps as f32,
@@ -54,6 +58,7 @@ pub fn dropout_add_layer_norm(
 }
 
 struct DropoutAddLayerNorm {
+    a_bias: Option<Tensor>,
     weight: Tensor,
     bias: Tensor,
     eps: f32,
@@ -96,11 +101,29 @@ impl CustomOp2 for DropoutAddLayerNorm {
                 "{name}: weight and bias must have {width} elements"
             )));
         }
+        let a_bias_held = self.a_bias.as_ref().map(|t| t.storage_and_layout());
         let device = a.device().clone();
+        let stream = device.cuda_stream();
         let (width_i, scale) = (width as i32, keep_scale(self.p));
         let config: LaunchConfig = crate::kernel_launch::add_layer_norm_rows(rows, width).into();
         macro_rules! launch {
             ($t:ty, $kernel:literal) => {{
+                let a_bias: u64 = match &a_bias_held {
+                    Some((storage, layout)) => {
+                        let candle_core::Storage::Cuda(storage) = &**storage else {
+                            return crate::cuda_op::cuda_only(name);
+                        };
+                        let (s, e) = crate::cuda_op::contiguous(layout, name, "branch bias")?;
+                        if e - s != width || storage.dtype() != a.dtype() {
+                            return Err(candle_core::Error::Msg(format!(
+                                "{name}: the branch bias must have {width} elements of a's dtype"
+                            )));
+                        }
+                        let base = storage.as_cuda_slice::<$t>()?.device_ptr(&stream).0;
+                        base + (s * std::mem::size_of::<$t>()) as u64
+                    }
+                    None => 0,
+                };
                 let a = a.as_cuda_slice::<$t>()?.slice(as_..ae);
                 let b = b.as_cuda_slice::<$t>()?.slice(bs..be);
                 let mut out = unsafe { device.alloc::<$t>((2 * n).max(1))? };
@@ -108,6 +131,7 @@ impl CustomOp2 for DropoutAddLayerNorm {
                     let func = device.get_or_load_custom_func($kernel, MODULE, PTX)?;
                     let mut builder = func.builder();
                     builder.arg(&a);
+                    builder.arg(&a_bias);
                     builder.arg(&b);
                     builder.arg(&w);
                     builder.arg(&bias);
@@ -129,6 +153,7 @@ impl CustomOp2 for DropoutAddLayerNorm {
                 return Err(candle_core::Error::Msg(format!("{name}: no {other:?}")));
             }
         };
+        drop(a_bias_held);
         let mut out_dims = vec![2];
         out_dims.extend_from_slice(dims);
         Ok((out, Shape::from(out_dims)))
