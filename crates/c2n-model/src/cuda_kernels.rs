@@ -89,3 +89,45 @@ pub fn cuda_cross_attention_kernel_enabled() -> bool {
 pub fn cuda_fewer_launches_enabled() -> bool {
     switch!("C2N_CUDA_FEWER_LAUNCHES", false)
 }
+
+/// The fewer-launch kernels that failed in this process (see [`cuda_fewer_launches_failed`]).
+#[cfg(feature = "cuda")]
+static FEWER_LAUNCH_FAILURES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Whether the fewer-launch kernel `kernel` may run: the switch is on
+/// ([`cuda_fewer_launches_enabled`]) and `kernel` has not failed in this process; false
+/// without the `cuda` feature.
+pub fn cuda_fewer_launches_for(kernel: &str) -> bool {
+    #[cfg(feature = "cuda")]
+    {
+        cuda_fewer_launches_enabled()
+            && !FEWER_LAUNCH_FAILURES
+                .lock()
+                .is_ok_and(|failed| failed.iter().any(|k| k == kernel))
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = kernel;
+        false
+    }
+}
+
+/// Records that the fewer-launch kernel `kernel` returned `error`: says so on stderr (once per
+/// kernel) and makes [`cuda_fewer_launches_for`] false for it, so the caller's fallback (the
+/// tensor ops or plain kernels it replaces) serves this and every later call. These kernels
+/// are opt-in and not yet run on a GPU; one that fails should not stop a benchmark of the
+/// others.
+pub fn cuda_fewer_launches_failed(kernel: &str, error: &dyn std::fmt::Display) {
+    #[cfg(feature = "cuda")]
+    if let Ok(mut failed) = FEWER_LAUNCH_FAILURES.lock() {
+        if !failed.iter().any(|k| k == kernel) {
+            eprintln!(
+                "c2n-model: the fewer-launch kernel `{kernel}` failed ({error}); \
+                 using the tensor ops it replaces from now on"
+            );
+            failed.push(kernel.to_string());
+        }
+    }
+    #[cfg(not(feature = "cuda"))]
+    let _ = (kernel, error);
+}

@@ -86,7 +86,7 @@ impl Attention {
         if !dropout_cuda::usable(q) || v.dtype() != q.dtype() || spec.scaling.scales_scores() {
             return Ok(None);
         }
-        let folded_scale = crate::cuda_fewer_launches_enabled()
+        let folded_scale = crate::cuda_fewer_launches_for("attention_scale")
             .then(|| spec.scaling.power_of_two_factor())
             .flatten();
         let scores = match folded_scale {
@@ -200,10 +200,14 @@ pub(super) fn split_parts<const N: usize>(
     }
     #[cfg(feature = "cuda")]
     if crate::layers::heads_cuda::usable(x) && bias.is_none_or(|b| b.dtype() == x.dtype()) {
-        let parts = crate::layers::heads_cuda::split_heads(x, bias, N, heads)?;
-        return parts
-            .try_into()
-            .map_err(|_| candle_core::Error::Msg("packed projection: wrong part count".into()));
+        match crate::layers::heads_cuda::split_heads(x, bias, N, heads) {
+            Ok(parts) => {
+                return parts.try_into().map_err(|_| {
+                    candle_core::Error::Msg("packed projection: wrong part count".into())
+                })
+            }
+            Err(e) => crate::cuda_fewer_launches_failed("heads", &e),
+        }
     }
     let x = match bias {
         Some(bias) => x.broadcast_add(bias)?,
@@ -243,7 +247,10 @@ pub(super) fn projection_heads<const N: usize>(
 pub(super) fn merge_parts(parts: &[&Tensor]) -> candle_core::Result<Tensor> {
     #[cfg(feature = "cuda")]
     if parts.len() <= 3 && crate::layers::heads_cuda::usable(parts[0]) {
-        return crate::layers::heads_cuda::merge_heads(parts);
+        match crate::layers::heads_cuda::merge_heads(parts) {
+            Ok(merged) => return Ok(merged),
+            Err(e) => crate::cuda_fewer_launches_failed("heads", &e),
+        }
     }
     if let [one] = parts {
         return merge_heads(one);

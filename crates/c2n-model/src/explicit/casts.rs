@@ -44,7 +44,15 @@ impl WeightCasts {
         }
         let detached: Vec<Tensor> = params.iter().map(|p| p.detach()).collect();
         let refs: Vec<&Tensor> = detached.iter().collect();
-        let buffer = pack(&refs, self.dtype, how)?;
+        let buffer = match pack(&refs, self.dtype, how) {
+            Ok(buffer) => buffer,
+            // The opt-in kernel failed: cast on demand, as without it.
+            Err(e) if how == Packing::Kernel => {
+                crate::cuda_fewer_launches_failed("pack", &e);
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
         let mut starts = HashMap::with_capacity(params.len());
         let mut offset = 0;
         for p in params {

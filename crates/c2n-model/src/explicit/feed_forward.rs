@@ -35,14 +35,17 @@ pub(super) fn linear_activation_dropout(
             } else {
                 0
             };
-            let (pre, out) =
-                bias_activation_cuda::bias_activation_dropout(&y, &bias, act, seed, p)?;
-            let keep = if p > 0.0 {
-                Keep::Seeded { seed, p }
-            } else {
-                Keep::All
-            };
-            return Ok((pre, out, keep));
+            match bias_activation_cuda::bias_activation_dropout(&y, &bias, act, seed, p) {
+                Ok((pre, out)) => {
+                    let keep = if p > 0.0 {
+                        Keep::Seeded { seed, p }
+                    } else {
+                        Keep::All
+                    };
+                    return Ok((pre, out, keep));
+                }
+                Err(e) => crate::cuda_fewer_launches_failed("bias_activation", &e),
+            }
         }
     }
     let pre = linear(layer, x, casts)?;
@@ -70,7 +73,10 @@ pub(super) fn activation_dropout_back(
         if let Some((seed, p)) = dropout.filter(|_| {
             act == Activation::Relu && bias_activation_cuda::backward_usable(&grad, pre)
         }) {
-            return bias_activation_cuda::dropout_relu_backward(&grad, pre, seed, p);
+            match bias_activation_cuda::dropout_relu_backward(&grad, pre, seed, p) {
+                Ok(d_pre) => return Ok(d_pre),
+                Err(e) => crate::cuda_fewer_launches_failed("dropout_relu_backward", &e),
+            }
         }
     }
     activation_back(pre, act, &dropout_back(grad, keep)?)

@@ -58,22 +58,34 @@ impl ParamGrads {
         if let Some((first, _)) = deferred.first() {
             let dtype = first.dtype();
             let same_dtype = deferred.iter().all(|(p, _)| p.dtype() == dtype);
-            match self.packing {
-                Some(how) if same_dtype => {
+            let packed = match self.packing {
+                Some(how) if same_dtype && usable(how) => {
                     // The pack kernel reads contiguous ranges (a no-op for GEMM outputs).
                     let grads = deferred
                         .iter()
                         .map(|(_, g)| g.contiguous())
                         .collect::<candle_core::Result<Vec<_>>>()?;
                     let grads: Vec<&Tensor> = grads.iter().collect();
-                    let packed = pack(&grads, dtype, how)?;
+                    match pack(&grads, dtype, how) {
+                        Ok(packed) => Some(packed),
+                        Err(e) if how == Packing::Kernel => {
+                            crate::cuda_fewer_launches_failed("pack", &e);
+                            None
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                _ => None,
+            };
+            match packed {
+                Some(packed) => {
                     let shapes: Vec<_> = deferred.iter().map(|(p, _)| p.shape()).collect();
                     let views = unpack(&packed, &shapes)?;
                     for ((param, _), grad) in deferred.iter().zip(views) {
                         self.add(param, grad)?;
                     }
                 }
-                _ => {
+                None => {
                     for (param, grad) in &deferred {
                         self.add(param, grad.to_dtype(param.dtype())?)?;
                     }
@@ -97,4 +109,9 @@ fn check_shape(param: &Tensor, grad: &Tensor) -> candle_core::Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Whether packing `how` may run: the kernel only while it has not failed in this process.
+fn usable(how: Packing) -> bool {
+    how != Packing::Kernel || crate::cuda_fewer_launches_for("pack")
 }

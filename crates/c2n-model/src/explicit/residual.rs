@@ -39,7 +39,7 @@ pub(super) fn linear_dropout_add_norm(
             } else {
                 0
             };
-            let (sum, y) = add_norm_cuda::dropout_add_layer_norm(
+            let fused = add_norm_cuda::dropout_add_layer_norm(
                 &branch,
                 bias.as_ref(),
                 residual,
@@ -48,13 +48,18 @@ pub(super) fn linear_dropout_add_norm(
                 eps,
                 seed,
                 p,
-            )?;
-            let keep = if p > 0.0 {
-                Keep::Seeded { seed, p }
-            } else {
-                Keep::All
-            };
-            return Ok((sum, y, keep));
+            );
+            match fused {
+                Ok((sum, y)) => {
+                    let keep = if p > 0.0 {
+                        Keep::Seeded { seed, p }
+                    } else {
+                        Keep::All
+                    };
+                    return Ok((sum, y, keep));
+                }
+                Err(e) => crate::cuda_fewer_launches_failed("add_layer_norm", &e),
+            }
         }
     }
     let (dropped, keep) = dropout(&linear(linear_layer, x, casts)?, p, train)?;
@@ -116,28 +121,33 @@ pub(super) fn add_norm_back(
                 && layer_norm_cuda::takes(sum.dtype())
                 && same_dtype
                 && crate::cuda_layer_norm_kernels_enabled()
-                && crate::cuda_fewer_launches_enabled()
+                && crate::cuda_fewer_launches_for("layer_norm_backward_fused")
         }) {
             let (w, b, eps) = layer.parts();
             let width = sum.dim(candle_core::D::Minus1)?;
             let rows = sum.elem_count() / width.max(1);
             let shape = sum.shape().clone();
-            let (dx, dropped, dw, db) = layer_norm_cuda::layer_norm_grads_fused(
+            let fused = layer_norm_cuda::layer_norm_grads_fused(
                 &sum.reshape((rows, width))?,
                 &w.detach(),
                 &grad.a.reshape((rows, width))?,
                 grad.b.as_ref(),
                 dropout,
                 eps as f32,
-            )?;
-            grads.add(w, dw)?;
-            grads.add(b, db)?;
-            let dx = dx.reshape(&shape)?;
-            let branch = match dropped {
-                Some(d) => d.reshape(&shape)?,
-                None => dx.clone(),
-            };
-            return Ok((dx, branch));
+            );
+            match fused {
+                Ok((dx, dropped, dw, db)) => {
+                    grads.add(w, dw)?;
+                    grads.add(b, db)?;
+                    let dx = dx.reshape(&shape)?;
+                    let branch = match dropped {
+                        Some(d) => d.reshape(&shape)?,
+                        None => dx.clone(),
+                    };
+                    return Ok((dx, branch));
+                }
+                Err(e) => crate::cuda_fewer_launches_failed("layer_norm_backward_fused", &e),
+            }
         }
     }
     let d_sum = norm_back(layer, sum, &grad.into_tensor()?, grads)?;

@@ -27,7 +27,7 @@ pub(crate) fn usable(a: &Tensor, b: &Tensor, weight: &Tensor, bias: &Tensor) -> 
         && bias.dtype() == DType::F32
         && a.dims().last() == Some(&weight.elem_count())
         && crate::cuda_training_kernels_enabled()
-        && crate::cuda_fewer_launches_enabled()
+        && crate::cuda_fewer_launches_for("add_layer_norm")
         && !seeded_dropout_active()
 }
 

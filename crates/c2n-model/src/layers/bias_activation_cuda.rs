@@ -23,7 +23,7 @@ pub(crate) fn usable(y: &Tensor, bias: &Tensor) -> bool {
         && bias.dtype() == y.dtype()
         && y.dims().last() == Some(&bias.elem_count())
         && crate::cuda_training_kernels_enabled()
-        && crate::cuda_fewer_launches_enabled()
+        && crate::cuda_fewer_launches_for("bias_activation")
         && !seeded_dropout_active()
 }
 
@@ -35,7 +35,7 @@ pub(crate) fn backward_usable(g: &Tensor, pre: &Tensor) -> bool {
         && pre.dtype() == g.dtype()
         && pre.shape() == g.shape()
         && crate::cuda_training_kernels_enabled()
-        && crate::cuda_fewer_launches_enabled()
+        && crate::cuda_fewer_launches_for("dropout_relu_backward")
         && !seeded_dropout_active()
 }
 

@@ -19,7 +19,7 @@ pub(crate) fn usable(x: &Tensor) -> bool {
     x.device().is_cuda()
         && matches!(x.dtype(), DType::F32 | DType::BF16)
         && crate::cuda_training_kernels_enabled()
-        && crate::cuda_fewer_launches_enabled()
+        && crate::cuda_fewer_launches_for("heads")
 }
 
 /// `x [b, L, parts·heads·d]` plus `bias [parts·heads·d]` (if any, of `x`'s dtype), split into

@@ -35,7 +35,7 @@ pub(crate) fn usable(parts: &[&Tensor], dtype: DType) -> bool {
                 && p.device().same_device(first.device())
                 && p.is_contiguous()
         })
-        && crate::cuda_fewer_launches_enabled()
+        && crate::cuda_fewer_launches_for("pack")
 }
 
 /// `parts` flattened, converted to `dtype` (f32 → bf16, f32 → f32 or bf16 → f32) and laid

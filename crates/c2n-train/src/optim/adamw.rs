@@ -301,15 +301,20 @@ impl AdamW {
         };
         let (m, v) = self.moments.chunk_moments(chunk);
         let (m, v) = (m.clone(), v.clone());
-        if c2n_model::cuda_fewer_launches_enabled() {
+        if c2n_model::cuda_fewer_launches_for("adamw_multi") {
             let vars: Vec<&Var> = members.iter().map(|&i| &self.vars[i]).collect();
             let grads: Vec<Tensor> = member_grads.iter().map(|g| g.detach()).collect();
             let grads: Vec<&Tensor> = grads.iter().collect();
-            super::adamw_cuda::step_many(&vars, &grads, &m, &v, scalars)?;
-            for &i in members {
-                self.steps[i] = step;
+            match super::adamw_cuda::step_many(&vars, &grads, &m, &v, scalars) {
+                Ok(()) => {
+                    for &i in members {
+                        self.steps[i] = step;
+                    }
+                    return Ok(true);
+                }
+                // Nothing was launched: one launch per parameter instead.
+                Err(e) => c2n_model::cuda_fewer_launches_failed("adamw_multi", &e),
             }
-            return Ok(true);
         }
         let mut offset = 0;
         for (&i, grad) in members.iter().zip(member_grads) {
