@@ -389,6 +389,7 @@ pub fn run(args: &TrainBenchArgs) -> Result<()> {
             "mean_padded_source_len": mean(&padded_source),
             "mean_padded_target_len": mean(&padded_target),
             "losses": losses,
+            "fewer_launch_failures": c2n_model::cuda_fewer_launch_failures(),
             "memory": memory,
             "phases": phases,
             "model_build_s": build_seconds,

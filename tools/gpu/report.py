@@ -153,11 +153,13 @@ def targets(results):
             tensors = lambda r: sum((phases(r).get("tensors_created") or {}).values()) or None  # noqa: E731
             opt_in.append([other_step, default_step, f"{b['samples_per_s'] / a['samples_per_s']:.3f}×",
                            f"{fmt(1e3 * a['median_step_s'], '.1f')} → {fmt(1e3 * b['median_step_s'], '.1f')}",
-                           f"{fmt(tensors(a), '.0f')} → {fmt(tensors(b), '.0f')}", fmt(loss_rel)])
+                           f"{fmt(tensors(a), '.0f')} → {fmt(tensors(b), '.0f')}", fmt(loss_rel),
+                           ", ".join(b.get("fewer_launch_failures") or []) or "none"])
     if opt_in:
         md += ["## Opt-in switches: the alternative against the default (make it the default if faster and parity holds)",
                ""] + table(["opt-in", "default", "opt-in's speed-up", "median step ms",
-                            "tensors per step", "loss max rel diff over the steps"], opt_in) + [""]
+                            "tensors per step", "loss max rel diff over the steps",
+                            "kernels that failed (fell back)"], opt_in) + [""]
     sorted_batches, file_order = decode("decode_candle_all"), decode("decode_candle_all_file_order")
     if sorted_batches and file_order:
         md += ["- Decoding batches longest source first (the default now) against file order (run 6): "

@@ -112,6 +112,19 @@ pub fn cuda_fewer_launches_for(kernel: &str) -> bool {
     }
 }
 
+/// The fewer-launch kernels that have failed in this process (benchmarks report them).
+pub fn cuda_fewer_launch_failures() -> Vec<String> {
+    #[cfg(feature = "cuda")]
+    {
+        FEWER_LAUNCH_FAILURES
+            .lock()
+            .map(|failed| failed.clone())
+            .unwrap_or_default()
+    }
+    #[cfg(not(feature = "cuda"))]
+    Vec::new()
+}
+
 /// Records that the fewer-launch kernel `kernel` returned `error`: says so on stderr (once per
 /// kernel) and makes [`cuda_fewer_launches_for`] false for it, so the caller's fallback (the
 /// tensor ops or plain kernels it replaces) serves this and every later call. These kernels
