@@ -11,23 +11,9 @@
 //
 // Built to PTX by crates/c2n-model/build.rs when the `cuda` feature is on.
 
-#include <cuda_bf16.h>
 #include "block_reduce.cuh"
 #include "dropout_rng.cuh"
-
-__device__ __forceinline__ float aln_load(const float* p, long i) { return p[i]; }
-__device__ __forceinline__ float aln_load(const __nv_bfloat16* p, long i) {
-    return __bfloat162float(p[i]);
-}
-__device__ __forceinline__ void aln_store(float* p, long i, float v) { p[i] = v; }
-__device__ __forceinline__ void aln_store(__nv_bfloat16* p, long i, float v) {
-    p[i] = __float2bfloat16(v);
-}
-// `v` rounded to the dtype of `T` (what storing and reloading it gives).
-__device__ __forceinline__ float aln_round(const float*, float v) { return v; }
-__device__ __forceinline__ float aln_round(const __nv_bfloat16*, float v) {
-    return __bfloat162float(__float2bfloat16(v));
-}
+#include "dtype_io.cuh"
 
 template <typename T>
 __device__ void dropout_add_layer_norm(const T* __restrict__ a, const T* __restrict__ a_bias,
@@ -46,25 +32,25 @@ __device__ void dropout_add_layer_norm(const T* __restrict__ a, const T* __restr
     float s = 0.0f;
     for (int j = threadIdx.x; j < width; j += blockDim.x) {
         const long i = base + j;
-        float d = aln_load(a, i);
+        float d = c2n_load(a, i);
         // Rounded op by op (no fused multiply-add), as the separate kernels compute them.
-        if (a_bias) d = aln_round(a, __fadd_rn(d, aln_load(a_bias, j)));
+        if (a_bias) d = c2n_round_as(a, __fadd_rn(d, c2n_load(a_bias, j)));
         if (p > 0.0f)
-            d = aln_round(a, __fmul_rn(d, c2n_keep_value(seed, (unsigned long long)i, p, scale)));
-        const float v = aln_round(a, __fadd_rn(d, aln_load(b, i)));
-        aln_store(sum, i, v);
+            d = c2n_round_as(a, __fmul_rn(d, c2n_keep_value(seed, (unsigned long long)i, p, scale)));
+        const float v = c2n_round_as(a, __fadd_rn(d, c2n_load(b, i)));
+        c2n_store(sum, i, v);
         s += v;
     }
     const float mean = block_sum(s, shared) / width;
     float var = 0.0f;
     for (int j = threadIdx.x; j < width; j += blockDim.x) {
-        const float c = aln_load(sum, base + j) - mean;
+        const float c = c2n_load(sum, base + j) - mean;
         var += c * c;
     }
     const float rstd = 1.0f / sqrtf(block_sum(var, shared) / width + eps);
     for (int j = threadIdx.x; j < width; j += blockDim.x) {
         const long i = base + j;
-        aln_store(y, i, (aln_load(sum, i) - mean) * rstd * w[j] + bias[j]);
+        c2n_store(y, i, (c2n_load(sum, i) - mean) * rstd * w[j] + bias[j]);
     }
 }
 

@@ -12,21 +12,8 @@
 //
 // Built to PTX by crates/c2n-model/build.rs when the `cuda` feature is on.
 
-#include <cuda_bf16.h>
 #include "dropout_rng.cuh"
-
-__device__ __forceinline__ float ba_load(const float* p, unsigned long long i) { return p[i]; }
-__device__ __forceinline__ float ba_load(const __nv_bfloat16* p, unsigned long long i) {
-    return __bfloat162float(p[i]);
-}
-__device__ __forceinline__ void ba_store(float* p, unsigned long long i, float v) { p[i] = v; }
-__device__ __forceinline__ void ba_store(__nv_bfloat16* p, unsigned long long i, float v) {
-    p[i] = __float2bfloat16(v);
-}
-__device__ __forceinline__ float ba_round(const float*, float v) { return v; }
-__device__ __forceinline__ float ba_round(const __nv_bfloat16*, float v) {
-    return __bfloat162float(__float2bfloat16(v));
-}
+#include "dtype_io.cuh"
 
 template <typename T>
 __device__ void bias_activation_dropout(const T* __restrict__ y, const T* __restrict__ bias,
@@ -38,11 +25,11 @@ __device__ void bias_activation_dropout(const T* __restrict__ y, const T* __rest
     T* act_out = out + n;
     for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n;
          i += (unsigned long long)gridDim.x * blockDim.x) {
-        const float pre = ba_round(y, __fadd_rn(ba_load(y, i), ba_load(bias, i % width)));
-        ba_store(pre_out, i, pre);
-        float a = act == 0 ? fmaxf(pre, 0.0f) : ba_round(y, __fmul_rn(pre, normcdff(pre)));
+        const float pre = c2n_round_as(y, __fadd_rn(c2n_load(y, i), c2n_load(bias, i % width)));
+        c2n_store(pre_out, i, pre);
+        float a = act == 0 ? fmaxf(pre, 0.0f) : c2n_round_as(y, __fmul_rn(pre, normcdff(pre)));
         if (p > 0.0f) a = __fmul_rn(a, c2n_keep_value(seed, i, p, scale));
-        ba_store(act_out, i, a);
+        c2n_store(act_out, i, a);
     }
 }
 
@@ -53,9 +40,9 @@ __device__ void dropout_relu_backward(const T* __restrict__ g, const T* __restri
                                       const float scale) {
     for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n;
          i += (unsigned long long)gridDim.x * blockDim.x) {
-        float d = ba_load(g, i);
-        if (p > 0.0f) d = ba_round(g, __fmul_rn(d, c2n_keep_value(seed, i, p, scale)));
-        ba_store(d_pre, i, ba_load(pre, i) > 0.0f ? d : 0.0f * d);
+        float d = c2n_load(g, i);
+        if (p > 0.0f) d = c2n_round_as(g, __fmul_rn(d, c2n_keep_value(seed, i, p, scale)));
+        c2n_store(d_pre, i, c2n_load(pre, i) > 0.0f ? d : 0.0f * d);
     }
 }
 

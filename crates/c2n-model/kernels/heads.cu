@@ -10,16 +10,7 @@
 //
 // Built to PTX by crates/c2n-model/build.rs when the `cuda` feature is on.
 
-#include <cuda_bf16.h>
-
-__device__ __forceinline__ float hd_load(const float* p, unsigned long long i) { return p[i]; }
-__device__ __forceinline__ float hd_load(const __nv_bfloat16* p, unsigned long long i) {
-    return __bfloat162float(p[i]);
-}
-__device__ __forceinline__ void hd_store(float* p, unsigned long long i, float v) { p[i] = v; }
-__device__ __forceinline__ void hd_store(__nv_bfloat16* p, unsigned long long i, float v) {
-    p[i] = __float2bfloat16(v);
-}
+#include "dtype_io.cuh"
 
 template <typename T>
 __device__ void split_heads(const T* __restrict__ x, const T* __restrict__ bias,
@@ -39,7 +30,7 @@ __device__ void split_heads(const T* __restrict__ x, const T* __restrict__ bias,
         const unsigned long long src =
             ((unsigned long long)bi * len + l) * ((unsigned long long)parts * heads * d) + column;
         if (bias)
-            hd_store(out, o, __fadd_rn(hd_load(x, src), hd_load(bias, column)));
+            c2n_store(out, o, __fadd_rn(c2n_load(x, src), c2n_load(bias, column)));
         else
             out[o] = x[src];
     }

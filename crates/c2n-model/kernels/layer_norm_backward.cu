@@ -17,49 +17,35 @@
 //
 // Built to PTX by crates/c2n-model/build.rs when the `cuda` feature is on.
 
-#include <cuda_bf16.h>
 #include "block_reduce.cuh"
 #include "dropout_rng.cuh"
-
-__device__ __forceinline__ float ln_load(const float* p, long i) { return p[i]; }
-__device__ __forceinline__ float ln_load(const __nv_bfloat16* p, long i) {
-    return __bfloat162float(p[i]);
-}
-__device__ __forceinline__ void ln_store(float* p, long i, float v) { p[i] = v; }
-__device__ __forceinline__ void ln_store(__nv_bfloat16* p, long i, float v) {
-    p[i] = __float2bfloat16(v);
-}
-
-// `v` rounded to the dtype of `T`.
-__device__ __forceinline__ float ln_round(const float*, float v) { return v; }
-__device__ __forceinline__ float ln_round(const __nv_bfloat16*, float v) {
-    return __bfloat162float(__float2bfloat16(v));
-}
+#include "dtype_io.cuh"
 
 // The upstream gradient at `i`: `g`, or `g + g2` rounded as a separate add rounds it.
 template <typename T>
 __device__ __forceinline__ float ln_grad(const T* g, const T* g2, long i) {
-    const float v = ln_load(g, i);
-    return g2 ? ln_round(g, __fadd_rn(v, ln_load(g2, i))) : v;
+    const float v = c2n_load(g, i);
+    return g2 ? c2n_round_as(g, __fadd_rn(v, c2n_load(g2, i))) : v;
 }
 
+// Rows kernel; the plain one is this with no `g2` and no `dx_dropped`.
 template <typename T>
-__device__ void layer_norm_bwd_rows_fused(const T* __restrict__ x, const float* __restrict__ w,
-                                          const T* __restrict__ g, const T* __restrict__ g2,
-                                          T* __restrict__ dx, T* __restrict__ dx_dropped,
-                                          float* __restrict__ stats, const int width,
-                                          const float eps, const unsigned long long seed,
-                                          const float p, const float scale) {
+__device__ void layer_norm_bwd_rows(const T* __restrict__ x, const float* __restrict__ w,
+                                    const T* __restrict__ g, const T* __restrict__ g2,
+                                    T* __restrict__ dx, T* __restrict__ dx_dropped,
+                                    float* __restrict__ stats, const int width, const float eps,
+                                    const unsigned long long seed, const float p,
+                                    const float scale) {
     __shared__ float shared[32];
     const long row = blockIdx.x;
     const long rows = gridDim.x;
     const long base = row * width;
     float s = 0.0f;
-    for (int j = threadIdx.x; j < width; j += blockDim.x) s += ln_load(x, base + j);
+    for (int j = threadIdx.x; j < width; j += blockDim.x) s += c2n_load(x, base + j);
     const float mean = block_sum(s, shared) / width;
     float v = 0.0f;
     for (int j = threadIdx.x; j < width; j += blockDim.x) {
-        const float c = ln_load(x, base + j) - mean;
+        const float c = c2n_load(x, base + j) - mean;
         v += c * c;
     }
     const float var = block_sum(v, shared) / width;
@@ -68,19 +54,19 @@ __device__ void layer_norm_bwd_rows_fused(const T* __restrict__ x, const float* 
     for (int j = threadIdx.x; j < width; j += blockDim.x) {
         const float gw = ln_grad(g, g2, base + j) * w[j];
         a += gw;
-        b += gw * ((ln_load(x, base + j) - mean) * rstd);
+        b += gw * ((c2n_load(x, base + j) - mean) * rstd);
     }
     const float a_mean = block_sum(a, shared) / width;
     const float b_mean = block_sum(b, shared) / width;
     for (int j = threadIdx.x; j < width; j += blockDim.x) {
         const long i = base + j;
-        const float n = (ln_load(x, i) - mean) * rstd;
-        const float d = ln_round(dx, (ln_grad(g, g2, i) * w[j] - a_mean - n * b_mean) * rstd);
-        ln_store(dx, i, d);
+        const float n = (c2n_load(x, i) - mean) * rstd;
+        const float d = c2n_round_as(dx, (ln_grad(g, g2, i) * w[j] - a_mean - n * b_mean) * rstd);
+        c2n_store(dx, i, d);
         if (dx_dropped)
-            ln_store(dx_dropped, i,
-                     p > 0.0f ? __fmul_rn(d, c2n_keep_value(seed, (unsigned long long)i, p, scale))
-                              : d);
+            c2n_store(dx_dropped, i,
+                      p > 0.0f ? __fmul_rn(d, c2n_keep_value(seed, (unsigned long long)i, p, scale))
+                               : d);
     }
     if (threadIdx.x == 0) {
         stats[row] = mean;
@@ -88,12 +74,11 @@ __device__ void layer_norm_bwd_rows_fused(const T* __restrict__ x, const float* 
     }
 }
 
+// Parameters kernel; the plain one is this with no `g2`.
 template <typename T>
-__device__ void layer_norm_bwd_params_fused(const T* __restrict__ x, const T* __restrict__ g,
-                                            const T* __restrict__ g2,
-                                            const float* __restrict__ stats,
-                                            float* __restrict__ dwdb, const int rows,
-                                            const int width) {
+__device__ void layer_norm_bwd_params(const T* __restrict__ x, const T* __restrict__ g,
+                                      const T* __restrict__ g2, const float* __restrict__ stats,
+                                      float* __restrict__ dwdb, const int rows, const int width) {
     __shared__ float sw[32][33];
     __shared__ float sb[32][33];
     const int j = blockIdx.x * 32 + threadIdx.x;
@@ -102,7 +87,7 @@ __device__ void layer_norm_bwd_params_fused(const T* __restrict__ x, const T* __
         for (int r = threadIdx.y; r < rows; r += blockDim.y) {
             const long at = (long)r * width + j;
             const float gv = ln_grad(g, g2, at);
-            aw += gv * ((ln_load(x, at) - stats[r]) * stats[rows + r]);
+            aw += gv * ((c2n_load(x, at) - stats[r]) * stats[rows + r]);
             ab += gv;
         }
     }
@@ -120,100 +105,30 @@ __device__ void layer_norm_bwd_params_fused(const T* __restrict__ x, const T* __
     }
 }
 
-template <typename T>
-__device__ void layer_norm_bwd_rows(const T* __restrict__ x, const float* __restrict__ w,
-                                    const T* __restrict__ g, T* __restrict__ dx,
-                                    float* __restrict__ stats, const int width, const float eps) {
-    __shared__ float shared[32];
-    const long row = blockIdx.x;
-    const long rows = gridDim.x;
-    const long base = row * width;
-    float s = 0.0f;
-    for (int j = threadIdx.x; j < width; j += blockDim.x) s += ln_load(x, base + j);
-    const float mean = block_sum(s, shared) / width;
-    float v = 0.0f;
-    for (int j = threadIdx.x; j < width; j += blockDim.x) {
-        const float c = ln_load(x, base + j) - mean;
-        v += c * c;
-    }
-    const float var = block_sum(v, shared) / width;
-    const float rstd = 1.0f / sqrtf(var + eps);
-    float a = 0.0f, b = 0.0f;
-    for (int j = threadIdx.x; j < width; j += blockDim.x) {
-        const float gw = ln_load(g, base + j) * w[j];
-        a += gw;
-        b += gw * ((ln_load(x, base + j) - mean) * rstd);
-    }
-    const float a_mean = block_sum(a, shared) / width;
-    const float b_mean = block_sum(b, shared) / width;
-    for (int j = threadIdx.x; j < width; j += blockDim.x) {
-        const float n = (ln_load(x, base + j) - mean) * rstd;
-        ln_store(dx, base + j, (ln_load(g, base + j) * w[j] - a_mean - n * b_mean) * rstd);
-    }
-    if (threadIdx.x == 0) {
-        stats[row] = mean;
-        stats[rows + row] = rstd;
-    }
-}
-
-template <typename T>
-__device__ void layer_norm_bwd_params(const T* __restrict__ x, const T* __restrict__ g,
-                                      const float* __restrict__ stats, float* __restrict__ dwdb,
-                                      const int rows, const int width) {
-    __shared__ float sw[32][33];
-    __shared__ float sb[32][33];
-    const int j = blockIdx.x * 32 + threadIdx.x;
-    float aw = 0.0f, ab = 0.0f;
-    if (j < width) {
-        for (int r = threadIdx.y; r < rows; r += blockDim.y) {
-            const long at = (long)r * width + j;
-            const float gv = ln_load(g, at);
-            aw += gv * ((ln_load(x, at) - stats[r]) * stats[rows + r]);
-            ab += gv;
-        }
-    }
-    sw[threadIdx.y][threadIdx.x] = aw;
-    sb[threadIdx.y][threadIdx.x] = ab;
-    __syncthreads();
-    if (threadIdx.y == 0 && j < width) {
-        float tw = 0.0f, tb = 0.0f;
-        for (int k = 0; k < blockDim.y; ++k) {
-            tw += sw[k][threadIdx.x];
-            tb += sb[k][threadIdx.x];
-        }
-        dwdb[j] = tw;
-        dwdb[width + j] = tb;
-    }
-}
-
-#define C2N_LN_BWD(SUFFIX, T)                                                                \
-    extern "C" __global__ void c2n_layer_norm_bwd_rows##SUFFIX(                              \
-        const T* x, const float* w, const T* g, T* dx, float* stats, const int width,        \
-        const float eps) {                                                                   \
-        layer_norm_bwd_rows<T>(x, w, g, dx, stats, width, eps);                              \
-    }                                                                                        \
-    extern "C" __global__ void c2n_layer_norm_bwd_params##SUFFIX(                            \
-        const T* x, const T* g, const float* stats, float* dwdb, const int rows,             \
-        const int width) {                                                                   \
-        layer_norm_bwd_params<T>(x, g, stats, dwdb, rows, width);                            \
-    }
-
-C2N_LN_BWD(, float)
-C2N_LN_BWD(_bf16, __nv_bfloat16)
-
-#define C2N_LN_BWD_FUSED(SUFFIX, T)                                                          \
-    extern "C" __global__ void c2n_layer_norm_bwd_rows_fused_##SUFFIX(                       \
-        const T* x, const float* w, const T* g, const T* g2, T* dx, T* dx_dropped,           \
-        float* stats, const int width, const float eps, const unsigned long long seed,       \
-        const float p, const float scale) {                                                  \
-        layer_norm_bwd_rows_fused<T>(x, w, g, g2, dx, dx_dropped, stats, width, eps, seed, p, \
-                                     scale);                                                 \
-    }                                                                                        \
-    extern "C" __global__ void c2n_layer_norm_bwd_params_fused_##SUFFIX(                     \
+#define C2N_LN_BWD(SUFFIX, FUSED_SUFFIX, T)                                                   \
+    extern "C" __global__ void c2n_layer_norm_bwd_rows##SUFFIX(                               \
+        const T* x, const float* w, const T* g, T* dx, float* stats, const int width,         \
+        const float eps) {                                                                    \
+        layer_norm_bwd_rows<T>(x, w, g, nullptr, dx, nullptr, stats, width, eps, 0, 0.0f,     \
+                               1.0f);                                                         \
+    }                                                                                         \
+    extern "C" __global__ void c2n_layer_norm_bwd_params##SUFFIX(                             \
+        const T* x, const T* g, const float* stats, float* dwdb, const int rows,              \
+        const int width) {                                                                    \
+        layer_norm_bwd_params<T>(x, g, nullptr, stats, dwdb, rows, width);                    \
+    }                                                                                         \
+    extern "C" __global__ void c2n_layer_norm_bwd_rows_fused_##FUSED_SUFFIX(                  \
+        const T* x, const float* w, const T* g, const T* g2, T* dx, T* dx_dropped,            \
+        float* stats, const int width, const float eps, const unsigned long long seed,        \
+        const float p, const float scale) {                                                   \
+        layer_norm_bwd_rows<T>(x, w, g, g2, dx, dx_dropped, stats, width, eps, seed, p,       \
+                               scale);                                                        \
+    }                                                                                         \
+    extern "C" __global__ void c2n_layer_norm_bwd_params_fused_##FUSED_SUFFIX(                \
         const T* x, const T* g, const T* g2, const float* stats, float* dwdb, const int rows, \
-        const int width) {                                                                   \
-        layer_norm_bwd_params_fused<T>(x, g, g2, stats, dwdb, rows, width);                  \
+        const int width) {                                                                    \
+        layer_norm_bwd_params<T>(x, g, g2, stats, dwdb, rows, width);                         \
     }
 
-C2N_LN_BWD_FUSED(f32, float)
-C2N_LN_BWD_FUSED(bf16, __nv_bfloat16)
+C2N_LN_BWD(, f32, float)
+C2N_LN_BWD(_bf16, bf16, __nv_bfloat16)

@@ -7,12 +7,7 @@
 //
 // Built to PTX by crates/c2n-model/build.rs when the `cuda` feature is on.
 
-#include <cuda_bf16.h>
-
-__device__ __forceinline__ float to_f32(float v) { return v; }
-__device__ __forceinline__ float to_f32(__nv_bfloat16 v) { return __bfloat162float(v); }
-__device__ __forceinline__ void store(float* p, float v) { *p = v; }
-__device__ __forceinline__ void store(__nv_bfloat16* p, float v) { *p = __float2bfloat16(v); }
+#include "dtype_io.cuh"
 
 template <typename In, typename Out>
 __device__ void pack_chunk(const unsigned long long* __restrict__ chunks, Out* __restrict__ out) {
@@ -20,7 +15,7 @@ __device__ void pack_chunk(const unsigned long long* __restrict__ chunks, Out* _
     const In* src = reinterpret_cast<const In*>(chunk[0]);
     Out* dst = out + chunk[1];
     const unsigned long long n = chunk[2];
-    for (unsigned long long i = threadIdx.x; i < n; i += blockDim.x) store(dst + i, to_f32(src[i]));
+    for (unsigned long long i = threadIdx.x; i < n; i += blockDim.x) c2n_store(dst, i, c2n_load(src, i));
 }
 
 #define C2N_PACK(NAME, IN, OUT)                                                               \

@@ -13,9 +13,9 @@
 //! kernels and three allocations per layer norm, where there were seven kernels in bf16.
 
 use candle_core::backend::BackendStorage;
-use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::cudarc::driver::{DevicePtr, LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::WrapErr;
-use candle_core::{CudaStorage, CustomOp3, DType, Layout, Shape, Tensor};
+use candle_core::{CudaStorage, CustomOp3, DType, Layout, Shape, Storage, Tensor};
 
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/layer_norm_backward.ptx"));
 const MODULE: &str = "c2n_layer_norm_backward";
@@ -34,6 +34,44 @@ pub(crate) fn layer_norm_grads(
     g: &Tensor,
     eps: f32,
 ) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+    let (dx, _, dw, db) = run(x, w, g, None, None, eps)?;
+    Ok((dx, dw, db))
+}
+
+/// What [`layer_norm_grads_fused`] returns: `dx`, `dx` through the dropout mask when one was
+/// asked for, `dw` and `db`.
+pub(crate) type FusedGrads = (Tensor, Option<Tensor>, Tensor, Tensor);
+
+/// [`layer_norm_grads`] for the upstream gradient `g + g2` (added on load, as a separate add
+/// would round it), also returning `dx` times the dropout mask of `dropout = (seed, p)`: the
+/// `_fused` kernels, one launch each for the rows and the parameters.
+pub(crate) fn layer_norm_grads_fused(
+    x: &Tensor,
+    w: &Tensor,
+    g: &Tensor,
+    g2: Option<&Tensor>,
+    dropout: Option<(u64, f32)>,
+    eps: f32,
+) -> candle_core::Result<FusedGrads> {
+    let (rows, width) = x.dims2()?;
+    let g2 = g2
+        .map(|t| t.reshape((rows, width))?.contiguous())
+        .transpose()?;
+    // With neither extra, the plain kernels (the same arithmetic).
+    let fused = g2.is_some() || dropout.is_some();
+    let (dx, dropped, dw, db) = run(x, w, g, g2, dropout.filter(|_| fused), eps)?;
+    Ok((dx, dropped, dw, db))
+}
+
+/// The kernels: the plain pair without `g2` and `dropout`, the `_fused` pair with either.
+fn run(
+    x: &Tensor,
+    w: &Tensor,
+    g: &Tensor,
+    g2: Option<Tensor>,
+    dropout: Option<(u64, f32)>,
+    eps: f32,
+) -> candle_core::Result<FusedGrads> {
     let (rows, width) = x.dims2()?;
     // dw, db, then the rows' means and rstds: every element is written by the kernels (which
     // do not run without rows: then dw and db are zeros).
@@ -43,24 +81,36 @@ pub(crate) fn layer_norm_grads(
     } else {
         unsafe { Tensor::empty(side_len, DType::F32, x.device())? }
     };
-    let dx = x.contiguous()?.apply_op3_no_bwd(
+    let out = x.contiguous()?.apply_op3_no_bwd(
         &w.contiguous()?,
         &g.contiguous()?,
         &LayerNormBackward {
             eps,
             side: side.clone(),
+            g2,
+            dropout,
         },
     )?;
-    let dw = side.narrow(0, 0, width)?;
-    let db = side.narrow(0, width, width)?;
-    Ok((dx, dw, db))
+    let (dx, dropped) = match dropout {
+        Some(_) => (out.get(0)?, Some(out.get(1)?)),
+        None => (out, None),
+    };
+    Ok((
+        dx,
+        dropped,
+        side.narrow(0, 0, width)?,
+        side.narrow(0, width, width)?,
+    ))
 }
 
-/// Output: `dx` (`rows × width`, the dtype of `x`); `dw`, `db` and the statistics are written
-/// to `side`, which the op holds beside its inputs.
+/// Output: `dx`, or `[dx, dx_dropped]` stacked when `dropout` is set; `dw`, `db` and the row
+/// statistics go to `side`, which the op holds beside its inputs. With `g2` or `dropout` the
+/// `_fused` kernels run, else the plain ones.
 struct LayerNormBackward {
     eps: f32,
     side: Tensor,
+    g2: Option<Tensor>,
+    dropout: Option<(u64, f32)>,
 }
 
 impl CustomOp3 for LayerNormBackward {
@@ -80,154 +130,13 @@ impl CustomOp3 for LayerNormBackward {
         g_layout: &Layout,
     ) -> candle_core::Result<(CudaStorage, Shape)> {
         let dtype = x.dtype();
+        let name = self.name();
         if !takes(dtype) || g.dtype() != dtype || w.dtype() != DType::F32 {
             return Err(candle_core::Error::Msg(format!(
                 "layer-norm backward kernels take f32 or bf16 x and g of one dtype and an f32 \
                  weight, not {dtype:?}, {:?} and {:?}",
                 g.dtype(),
                 w.dtype()
-            )));
-        }
-        let name = self.name();
-        let (rows, width) = x_layout.shape().dims2()?;
-        let (xs, xe) = crate::cuda_op::contiguous(x_layout, name, "x")?;
-        let (gs, ge) = crate::cuda_op::contiguous(g_layout, name, "gradient")?;
-        let w = crate::cuda_op::contiguous_view::<f32>(w, w_layout, name, "weight")?;
-        let (side_storage, side_layout) = self.side.storage_and_layout();
-        let side = crate::cuda_op::held_view::<f32>(&side_storage, side_layout, name, "side")?;
-        if side.len() != 2 * width + 2 * rows {
-            return Err(candle_core::Error::Msg(
-                "layer-norm backward: side buffer of the wrong size".into(),
-            ));
-        }
-        let dwdb = side.slice(0..2 * width);
-        let stats = side.slice(2 * width..2 * width + 2 * rows);
-        let device = x.device().clone();
-        let n = rows * width;
-        let (width_i, rows_i) = (width as i32, rows as i32);
-        let rows_config: LaunchConfig =
-            crate::kernel_launch::layer_norm_backward_rows(rows, width).into();
-        let params_config: LaunchConfig = crate::kernel_launch::column_blocks(width).into();
-        macro_rules! launch {
-            ($t:ty, $rows_fn:literal, $params_fn:literal) => {{
-                let x = x.as_cuda_slice::<$t>()?.slice(xs..xe);
-                let g = g.as_cuda_slice::<$t>()?.slice(gs..ge);
-                let mut dx = unsafe { device.alloc::<$t>(n.max(1))? };
-                if n > 0 {
-                    let row_fn = device.get_or_load_custom_func($rows_fn, MODULE, PTX)?;
-                    let mut builder = row_fn.builder();
-                    builder.arg(&x);
-                    builder.arg(&w);
-                    builder.arg(&g);
-                    builder.arg(&mut dx);
-                    builder.arg(&stats);
-                    builder.arg(&width_i);
-                    builder.arg(&self.eps);
-                    unsafe { builder.launch(rows_config) }.w()?;
-
-                    let param_fn = device.get_or_load_custom_func($params_fn, MODULE, PTX)?;
-                    let mut builder = param_fn.builder();
-                    builder.arg(&x);
-                    builder.arg(&g);
-                    builder.arg(&stats);
-                    builder.arg(&dwdb);
-                    builder.arg(&rows_i);
-                    builder.arg(&width_i);
-                    unsafe { builder.launch(params_config) }.w()?;
-                }
-                CudaStorage::wrap_cuda_slice(dx, device.clone())
-            }};
-        }
-        let dx = match dtype {
-            DType::BF16 => launch!(
-                half::bf16,
-                "c2n_layer_norm_bwd_rows_bf16",
-                "c2n_layer_norm_bwd_params_bf16"
-            ),
-            _ => launch!(f32, "c2n_layer_norm_bwd_rows", "c2n_layer_norm_bwd_params"),
-        };
-        Ok((dx, Shape::from((rows, width))))
-    }
-}
-
-/// What [`layer_norm_grads_fused`] returns: `dx`, `dx` through the dropout mask when one was
-/// asked for, `dw` and `db`.
-pub(crate) type FusedGrads = (Tensor, Option<Tensor>, Tensor, Tensor);
-
-/// [`layer_norm_grads`] for the upstream gradient `g + g2` (added on load, as a separate add
-/// would round it), also returning `dx` times the dropout mask of `dropout = (seed, p)`: the
-/// `_fused` kernels, one launch each for the rows and the parameters.
-pub(crate) fn layer_norm_grads_fused(
-    x: &Tensor,
-    w: &Tensor,
-    g: &Tensor,
-    g2: Option<&Tensor>,
-    dropout: Option<(u64, f32)>,
-    eps: f32,
-) -> candle_core::Result<FusedGrads> {
-    let (rows, width) = x.dims2()?;
-    let side_len = 2 * width + 2 * rows;
-    let side = if rows == 0 {
-        Tensor::zeros(side_len, DType::F32, x.device())?
-    } else {
-        unsafe { Tensor::empty(side_len, DType::F32, x.device())? }
-    };
-    let g2 = g2
-        .map(|t| t.reshape((rows, width))?.contiguous())
-        .transpose()?;
-    let out = x.contiguous()?.apply_op3_no_bwd(
-        &w.contiguous()?,
-        &g.contiguous()?,
-        &LayerNormBackwardFused {
-            eps,
-            side: side.clone(),
-            g2,
-            dropout,
-        },
-    )?;
-    let (dx, dropped) = match dropout {
-        Some(_) => (out.get(0)?, Some(out.get(1)?)),
-        None => (out, None),
-    };
-    Ok((
-        dx,
-        dropped,
-        side.narrow(0, 0, width)?,
-        side.narrow(0, width, width)?,
-    ))
-}
-
-/// Output: `dx`, or `[dx, dx_dropped]` stacked when `dropout` is set; `dw`, `db` and the
-/// statistics go to `side`.
-struct LayerNormBackwardFused {
-    eps: f32,
-    side: Tensor,
-    g2: Option<Tensor>,
-    dropout: Option<(u64, f32)>,
-}
-
-impl CustomOp3 for LayerNormBackwardFused {
-    fn name(&self) -> &'static str {
-        "c2n-layer-norm-backward-fused"
-    }
-
-    crate::cuda_op::cpu_refused!(a, b, c);
-
-    fn cuda_fwd(
-        &self,
-        x: &CudaStorage,
-        x_layout: &Layout,
-        w: &CudaStorage,
-        w_layout: &Layout,
-        g: &CudaStorage,
-        g_layout: &Layout,
-    ) -> candle_core::Result<(CudaStorage, Shape)> {
-        use candle_core::cuda_backend::cudarc::driver::DevicePtr;
-        let dtype = x.dtype();
-        let name = self.name();
-        if !takes(dtype) || g.dtype() != dtype || w.dtype() != DType::F32 {
-            return Err(candle_core::Error::Msg(format!(
-                "{name}: f32 or bf16 x and g of one dtype and an f32 weight"
             )));
         }
         let (rows, width) = x_layout.shape().dims2()?;
@@ -245,12 +154,12 @@ impl CustomOp3 for LayerNormBackwardFused {
         let device = x.device().clone();
         let stream = device.cuda_stream();
         let n = rows * width;
-        // The second gradient as a raw address (0: none), checked like the others.
+        // The second gradient's address (0: none), checked like the others.
         let g2_address = |size: u64| -> candle_core::Result<u64> {
             let Some((storage, layout)) = &g2_held else {
                 return Ok(0);
             };
-            let candle_core::Storage::Cuda(storage) = &**storage else {
+            let Storage::Cuda(storage) = &**storage else {
                 return crate::cuda_op::cuda_only(name);
             };
             let (start, end) = crate::cuda_op::contiguous(layout, name, "second gradient")?;
@@ -265,6 +174,7 @@ impl CustomOp3 for LayerNormBackwardFused {
             };
             Ok(base + size * start as u64)
         };
+        let fused = self.g2.is_some() || self.dropout.is_some();
         let (seed, p) = self.dropout.unwrap_or((0, 0.0));
         let scale = super::dropout_rng::keep_scale(p);
         let outputs = if self.dropout.is_some() { 2 } else { 1 };
@@ -275,42 +185,56 @@ impl CustomOp3 for LayerNormBackwardFused {
             crate::kernel_launch::layer_norm_backward_rows(rows, width).into();
         let params_config: LaunchConfig = crate::kernel_launch::column_blocks(width).into();
         macro_rules! launch {
-            ($t:ty, $size:expr, $rows_fn:literal, $params_fn:literal) => {{
+            ($t:ty, $size:expr, $plain:literal, $fused:literal) => {{
                 let x = x.as_cuda_slice::<$t>()?.slice(xs..xe);
                 let g = g.as_cuda_slice::<$t>()?.slice(gs..ge);
                 let g2 = g2_address($size)?;
                 let out = unsafe { device.alloc::<$t>((outputs * n).max(1))? };
                 if n > 0 {
-                    let base = out.device_ptr(&stream).0;
-                    let (dx, dropped) = (
-                        base,
-                        if outputs == 2 {
-                            base + $size * n as u64
-                        } else {
-                            0
-                        },
-                    );
-                    let row_fn = device.get_or_load_custom_func($rows_fn, MODULE, PTX)?;
-                    let mut builder = row_fn.builder();
+                    let dx = out.device_ptr(&stream).0;
+                    let dropped = if outputs == 2 {
+                        dx + $size * n as u64
+                    } else {
+                        0
+                    };
+                    let suffix = if fused { $fused } else { $plain };
+                    let rows_fn = device.get_or_load_custom_func(
+                        &format!("c2n_layer_norm_bwd_rows{suffix}"),
+                        MODULE,
+                        PTX,
+                    )?;
+                    let mut builder = rows_fn.builder();
                     builder.arg(&x);
                     builder.arg(&w);
                     builder.arg(&g);
-                    builder.arg(&g2);
+                    if fused {
+                        builder.arg(&g2);
+                    }
                     builder.arg(&dx);
-                    builder.arg(&dropped);
+                    if fused {
+                        builder.arg(&dropped);
+                    }
                     builder.arg(&stats);
                     builder.arg(&width_i);
                     builder.arg(&self.eps);
-                    builder.arg(&seed);
-                    builder.arg(&p);
-                    builder.arg(&scale);
+                    if fused {
+                        builder.arg(&seed);
+                        builder.arg(&p);
+                        builder.arg(&scale);
+                    }
                     unsafe { builder.launch(rows_config) }.w()?;
 
-                    let param_fn = device.get_or_load_custom_func($params_fn, MODULE, PTX)?;
-                    let mut builder = param_fn.builder();
+                    let params_fn = device.get_or_load_custom_func(
+                        &format!("c2n_layer_norm_bwd_params{suffix}"),
+                        MODULE,
+                        PTX,
+                    )?;
+                    let mut builder = params_fn.builder();
                     builder.arg(&x);
                     builder.arg(&g);
-                    builder.arg(&g2);
+                    if fused {
+                        builder.arg(&g2);
+                    }
                     builder.arg(&stats);
                     builder.arg(&dwdb);
                     builder.arg(&rows_i);
@@ -321,18 +245,8 @@ impl CustomOp3 for LayerNormBackwardFused {
             }};
         }
         let out = match dtype {
-            DType::BF16 => launch!(
-                half::bf16,
-                2u64,
-                "c2n_layer_norm_bwd_rows_fused_bf16",
-                "c2n_layer_norm_bwd_params_fused_bf16"
-            ),
-            _ => launch!(
-                f32,
-                4u64,
-                "c2n_layer_norm_bwd_rows_fused_f32",
-                "c2n_layer_norm_bwd_params_fused_f32"
-            ),
+            DType::BF16 => launch!(half::bf16, 2u64, "_bf16", "_fused_bf16"),
+            _ => launch!(f32, 4u64, "", "_fused_f32"),
         };
         drop(g2_held);
         let shape = if outputs == 2 {

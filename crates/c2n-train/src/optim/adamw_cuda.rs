@@ -62,6 +62,39 @@ pub(super) fn step_param(
     )
 }
 
+/// The scalars both kernels take, in their order and rounding (f32, computed in f64).
+struct KernelScalars {
+    floats: [f32; 6],
+    decay: i32,
+    neg_lr_decay: f32,
+}
+
+impl KernelScalars {
+    fn of(s: AdamWScalars) -> Self {
+        Self {
+            floats: [
+                s.beta1 as f32,
+                (1.0 - s.beta1) as f32,
+                s.beta2 as f32,
+                (1.0 - s.beta2) as f32,
+                s.eps as f32,
+                (-s.step_size) as f32,
+            ],
+            decay: i32::from(s.lr_decay.is_some()),
+            neg_lr_decay: (-s.lr_decay.unwrap_or(0.0)) as f32,
+        }
+    }
+
+    /// Pushes β1, 1−β1, β2, 1−β2, ε, −step size, the decay flag and −lr·wd.
+    fn push<'a>(&'a self, builder: &mut candle_core::cuda_backend::cudarc::driver::LaunchArgs<'a>) {
+        for f in &self.floats {
+            builder.arg(f);
+        }
+        builder.arg(&self.decay);
+        builder.arg(&self.neg_lr_decay);
+    }
+}
+
 struct AdamWKernel {
     exp_avg_sq: Tensor,
     offset: usize,
@@ -124,12 +157,6 @@ impl InplaceOp3 for AdamWKernel {
         let exp_avg = exp_avg.as_cuda_slice::<f32>()?.slice(m0..m0 + n);
         let exp_avg_sq = exp_avg_sq.as_cuda_slice::<f32>()?.slice(v0..v0 + n);
         let mut param = param.as_cuda_slice_mut::<f32>()?.slice_mut(ps..pe);
-        let s = self.scalars;
-        let (beta1, one_minus_beta1) = (s.beta1 as f32, (1.0 - s.beta1) as f32);
-        let (beta2, one_minus_beta2) = (s.beta2 as f32, (1.0 - s.beta2) as f32);
-        let (eps, neg_step_size) = (s.eps as f32, (-s.step_size) as f32);
-        let decay = i32::from(s.lr_decay.is_some());
-        let neg_lr_decay = (-s.lr_decay.unwrap_or(0.0)) as f32;
         let n_u64 = n as u64;
         let func = device.get_or_load_custom_func("c2n_adamw_f32", MODULE, PTX)?;
         let mut builder = func.builder();
@@ -138,14 +165,8 @@ impl InplaceOp3 for AdamWKernel {
         builder.arg(&exp_avg);
         builder.arg(&exp_avg_sq);
         builder.arg(&n_u64);
-        builder.arg(&beta1);
-        builder.arg(&one_minus_beta1);
-        builder.arg(&beta2);
-        builder.arg(&one_minus_beta2);
-        builder.arg(&eps);
-        builder.arg(&neg_step_size);
-        builder.arg(&decay);
-        builder.arg(&neg_lr_decay);
+        let args = KernelScalars::of(self.scalars);
+        args.push(&mut builder);
         let config: LaunchConfig = c2n_model::kernel_launch::grid_stride(n).into();
         if n > 0 {
             unsafe { builder.launch(config) }.w()?;
@@ -238,25 +259,13 @@ pub(super) fn step_many(
         return Ok(());
     }
     let table = device.clone_htod(&table)?;
-    let s = scalars;
-    let (beta1, one_minus_beta1) = (s.beta1 as f32, (1.0 - s.beta1) as f32);
-    let (beta2, one_minus_beta2) = (s.beta2 as f32, (1.0 - s.beta2) as f32);
-    let (eps, neg_step_size) = (s.eps as f32, (-s.step_size) as f32);
-    let decay = i32::from(s.lr_decay.is_some());
-    let neg_lr_decay = (-s.lr_decay.unwrap_or(0.0)) as f32;
     let func = device.get_or_load_custom_func("c2n_adamw_multi_f32", MODULE, PTX)?;
     let mut builder = func.builder();
     builder.arg(&table);
     builder.arg(&exp_avg);
     builder.arg(&exp_avg_sq);
-    builder.arg(&beta1);
-    builder.arg(&one_minus_beta1);
-    builder.arg(&beta2);
-    builder.arg(&one_minus_beta2);
-    builder.arg(&eps);
-    builder.arg(&neg_step_size);
-    builder.arg(&decay);
-    builder.arg(&neg_lr_decay);
+    let args = KernelScalars::of(scalars);
+    args.push(&mut builder);
     let config: LaunchConfig = c2n_model::kernel_launch::multi_tensor(n_rows).into();
     unsafe { builder.launch(config) }.w()?;
     drop((params, held));
