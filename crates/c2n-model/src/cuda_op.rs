@@ -1,9 +1,10 @@
 //! What every custom CUDA op of ours needs around its launch: the CPU refusal, contiguous
 //! input ranges and the grid-stride launch shape of elementwise kernels.
 
-use candle_core::cuda_backend::cudarc::driver::{CudaView, LaunchConfig};
+use candle_core::backend::BackendStorage;
+use candle_core::cuda_backend::cudarc::driver::{CudaStream, CudaView, DevicePtr, LaunchConfig};
 use candle_core::cuda_backend::CudaDType;
-use candle_core::{CudaStorage, Layout, Storage};
+use candle_core::{CudaStorage, DType, Layout, Storage};
 
 /// The error of a CUDA-only op asked to run on the CPU (callers check the device first, so
 /// this is a misuse, not a fallback).
@@ -62,6 +63,46 @@ pub(crate) fn held_view<'a, T: CudaDType>(
 ) -> candle_core::Result<CudaView<'a, T>> {
     match storage {
         Storage::Cuda(storage) => contiguous_view(storage, layout, op, what),
+        _ => cuda_only(op),
+    }
+}
+
+/// The device address (bytes) and length (elements) of the contiguous f32 or bf16 range that
+/// `layout` covers in `storage`: for kernels that take pointers from a table or nullable
+/// pointer arguments (an op's input `what`).
+pub(crate) fn device_range(
+    storage: &CudaStorage,
+    layout: &Layout,
+    stream: &CudaStream,
+    op: &str,
+    what: &str,
+) -> candle_core::Result<(u64, usize)> {
+    let (start, end) = contiguous(layout, op, what)?;
+    let (base, size) = match storage.dtype() {
+        DType::F32 => (storage.as_cuda_slice::<f32>()?.device_ptr(stream).0, 4),
+        DType::BF16 => (
+            storage.as_cuda_slice::<half::bf16>()?.device_ptr(stream).0,
+            2,
+        ),
+        other => {
+            return Err(candle_core::Error::Msg(format!(
+                "{op}: {what} in {other:?}, not f32 or bf16"
+            )))
+        }
+    };
+    Ok((base + size * start as u64, end - start))
+}
+
+/// [`device_range`] of a tensor's storage that an op holds beside its inputs.
+pub(crate) fn held_range(
+    storage: &Storage,
+    layout: &Layout,
+    stream: &CudaStream,
+    op: &str,
+    what: &str,
+) -> candle_core::Result<(u64, usize)> {
+    match storage {
+        Storage::Cuda(storage) => device_range(storage, layout, stream, op, what),
         _ => cuda_only(op),
     }
 }

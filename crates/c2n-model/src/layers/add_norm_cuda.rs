@@ -5,7 +5,7 @@
 //! until a GPU run has checked it.
 
 use candle_core::backend::BackendStorage;
-use candle_core::cuda_backend::cudarc::driver::{DevicePtr, LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::WrapErr;
 use candle_core::{CudaStorage, CustomOp2, DType, Layout, Shape, Tensor};
 
@@ -110,17 +110,19 @@ impl CustomOp2 for DropoutAddLayerNorm {
             ($t:ty, $kernel:literal) => {{
                 let a_bias: u64 = match &a_bias_held {
                     Some((storage, layout)) => {
-                        let candle_core::Storage::Cuda(storage) = &**storage else {
-                            return crate::cuda_op::cuda_only(name);
-                        };
-                        let (s, e) = crate::cuda_op::contiguous(layout, name, "branch bias")?;
-                        if e - s != width || storage.dtype() != a.dtype() {
+                        let (address, len) = crate::cuda_op::held_range(
+                            storage,
+                            layout,
+                            &stream,
+                            name,
+                            "branch bias",
+                        )?;
+                        if len != width || storage.dtype() != a.dtype() {
                             return Err(candle_core::Error::Msg(format!(
                                 "{name}: the branch bias must have {width} elements of a's dtype"
                             )));
                         }
-                        let base = storage.as_cuda_slice::<$t>()?.device_ptr(&stream).0;
-                        base + (s * std::mem::size_of::<$t>()) as u64
+                        address
                     }
                     None => 0,
                 };

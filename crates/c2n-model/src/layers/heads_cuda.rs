@@ -5,11 +5,11 @@
 //! `C2N_CUDA_FEWER_LAUNCHES=1` until a GPU run has checked them.
 
 use candle_core::backend::BackendStorage;
-use candle_core::cuda_backend::cudarc::driver::{DevicePtr, PushKernelArg};
+use candle_core::cuda_backend::cudarc::driver::PushKernelArg;
 use candle_core::cuda_backend::WrapErr;
-use candle_core::{CudaStorage, CustomOp1, DType, Layout, Shape, Storage, Tensor};
+use candle_core::{CudaStorage, CustomOp1, DType, Layout, Shape, Tensor};
 
-use crate::cuda_op::{contiguous, grid_stride};
+use crate::cuda_op::{contiguous, device_range, grid_stride, held_range};
 
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/heads.ptx"));
 const MODULE: &str = "c2n_heads";
@@ -118,12 +118,7 @@ impl CustomOp1 for Split {
                 let x = x.as_cuda_slice::<$t>()?.slice(start..end);
                 let bias: u64 = match &held {
                     Some((storage, layout)) => {
-                        let Storage::Cuda(storage) = &**storage else {
-                            return crate::cuda_op::cuda_only(name);
-                        };
-                        let (bs, _) = contiguous(layout, name, "bias")?;
-                        let base = storage.as_cuda_slice::<$t>()?.device_ptr(&stream).0;
-                        base + (bs * std::mem::size_of::<$t>()) as u64
+                        held_range(storage, layout, &stream, name, "bias")?.0
                     }
                     None => 0,
                 };
@@ -186,20 +181,14 @@ impl CustomOp1 for Merge {
         let ints = [parts, self.heads, self.len, self.d].map(|v| v as i32);
         macro_rules! launch {
             ($t:ty, $kernel:literal) => {{
-                let size = std::mem::size_of::<$t>() as u64;
                 let mut pointers = [0u64; 3];
-                pointers[0] =
-                    first.as_cuda_slice::<$t>()?.device_ptr(&stream).0 + size * start as u64;
+                pointers[0] = device_range(first, layout, &stream, name, "part")?.0;
                 for (k, (storage, layout)) in held.iter().enumerate() {
-                    let Storage::Cuda(storage) = &**storage else {
-                        return crate::cuda_op::cuda_only(name);
-                    };
-                    let (s, e) = contiguous(layout, name, "part")?;
-                    if e - s != per_part || storage.dtype() != first.dtype() {
+                    let (address, len) = held_range(storage, layout, &stream, name, "part")?;
+                    if len != per_part || storage.dtype() != first.dtype() {
                         return Err(candle_core::Error::Msg(format!("{name}: parts differ")));
                     }
-                    pointers[k + 1] =
-                        storage.as_cuda_slice::<$t>()?.device_ptr(&stream).0 + size * s as u64;
+                    pointers[k + 1] = address;
                 }
                 let mut out = unsafe { device.alloc::<$t>(n.max(1))? };
                 if n > 0 {

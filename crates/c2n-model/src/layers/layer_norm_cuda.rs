@@ -15,7 +15,7 @@
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{DevicePtr, LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::WrapErr;
-use candle_core::{CudaStorage, CustomOp3, DType, Layout, Shape, Storage, Tensor};
+use candle_core::{CudaStorage, CustomOp3, DType, Layout, Shape, Tensor};
 
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/layer_norm_backward.ptx"));
 const MODULE: &str = "c2n_layer_norm_backward";
@@ -155,24 +155,18 @@ impl CustomOp3 for LayerNormBackward {
         let stream = device.cuda_stream();
         let n = rows * width;
         // The second gradient's address (0: none), checked like the others.
-        let g2_address = |size: u64| -> candle_core::Result<u64> {
-            let Some((storage, layout)) = &g2_held else {
-                return Ok(0);
-            };
-            let Storage::Cuda(storage) = &**storage else {
-                return crate::cuda_op::cuda_only(name);
-            };
-            let (start, end) = crate::cuda_op::contiguous(layout, name, "second gradient")?;
-            if storage.dtype() != dtype || end - start != n {
-                return Err(candle_core::Error::Msg(format!(
-                    "{name}: the second gradient differs in dtype or size"
-                )));
+        let g2 = match &g2_held {
+            Some((storage, layout)) => {
+                let (address, len) =
+                    crate::cuda_op::held_range(storage, layout, &stream, name, "second gradient")?;
+                if storage.dtype() != dtype || len != n {
+                    return Err(candle_core::Error::Msg(format!(
+                        "{name}: the second gradient differs in dtype or size"
+                    )));
+                }
+                address
             }
-            let base = match dtype {
-                DType::BF16 => storage.as_cuda_slice::<half::bf16>()?.device_ptr(&stream).0,
-                _ => storage.as_cuda_slice::<f32>()?.device_ptr(&stream).0,
-            };
-            Ok(base + size * start as u64)
+            None => 0u64,
         };
         let fused = self.g2.is_some() || self.dropout.is_some();
         let (seed, p) = self.dropout.unwrap_or((0, 0.0));
@@ -188,7 +182,6 @@ impl CustomOp3 for LayerNormBackward {
             ($t:ty, $size:expr, $plain:literal, $fused:literal) => {{
                 let x = x.as_cuda_slice::<$t>()?.slice(xs..xe);
                 let g = g.as_cuda_slice::<$t>()?.slice(gs..ge);
-                let g2 = g2_address($size)?;
                 let out = unsafe { device.alloc::<$t>((outputs * n).max(1))? };
                 if n > 0 {
                     let dx = out.device_ptr(&stream).0;

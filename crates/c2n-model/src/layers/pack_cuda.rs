@@ -3,10 +3,11 @@
 //! with it. Opt-in with `C2N_CUDA_FEWER_LAUNCHES=1` until a GPU run has checked it.
 
 use candle_core::backend::BackendStorage;
-use candle_core::cuda_backend::cudarc::driver::{DevicePtr, LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::WrapErr;
-use candle_core::{CudaStorage, CustomOp1, DType, Layout, Shape, Storage, Tensor};
+use candle_core::{CudaStorage, CustomOp1, DType, Layout, Shape, Tensor};
 
+use crate::cuda_op::{device_range, held_range};
 use crate::kernel_launch::{pack_chunks, PACK_CHUNK_ELEMS};
 
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/pack.ptx"));
@@ -58,28 +59,6 @@ struct Pack {
     dtype: DType,
 }
 
-/// The device address and length of the contiguous range `layout` covers in `storage`.
-fn source(
-    storage: &CudaStorage,
-    layout: &Layout,
-    stream: &candle_core::cuda_backend::cudarc::driver::CudaStream,
-) -> candle_core::Result<(u64, usize)> {
-    let (start, end) = crate::cuda_op::contiguous(layout, "pack", "every part")?;
-    let (base, size) = match storage.dtype() {
-        DType::F32 => (storage.as_cuda_slice::<f32>()?.device_ptr(stream).0, 4),
-        DType::BF16 => (
-            storage.as_cuda_slice::<half::bf16>()?.device_ptr(stream).0,
-            2,
-        ),
-        other => {
-            return Err(candle_core::Error::Msg(format!(
-                "pack kernel: no {other:?} source"
-            )))
-        }
-    };
-    Ok((base + (start * size) as u64, end - start))
-}
-
 impl CustomOp1 for Pack {
     fn name(&self) -> &'static str {
         "c2n-pack"
@@ -100,17 +79,15 @@ impl CustomOp1 for Pack {
         })?;
         // Read guards on the other parts' storages, held until the launch is queued.
         let held: Vec<_> = self.rest.iter().map(|t| t.storage_and_layout()).collect();
-        let mut sources = vec![source(first, first_layout, &stream)?];
+        let op = self.name();
+        let mut sources = vec![device_range(first, first_layout, &stream, op, "a part")?];
         for (storage, layout) in &held {
-            let Storage::Cuda(storage) = &**storage else {
-                return crate::cuda_op::cuda_only("pack");
-            };
             if storage.dtype() != from {
                 return Err(candle_core::Error::Msg(
                     "pack: parts of mixed dtypes".into(),
                 ));
             }
-            sources.push(source(storage, layout, &stream)?);
+            sources.push(held_range(storage, layout, &stream, op, "a part")?);
         }
         let total: usize = sources.iter().map(|s| s.1).sum();
         let elem_size = if from == DType::F32 { 4 } else { 2 };
