@@ -179,7 +179,7 @@ impl CustomOp3 for LayerNormBackward {
             crate::kernel_launch::layer_norm_backward_rows(rows, width).into();
         let params_config: LaunchConfig = crate::kernel_launch::column_blocks(width).into();
         macro_rules! launch {
-            ($t:ty, $size:expr, $plain:literal, $fused:literal) => {{
+            ($t:ty, $size:expr, $plain:expr, $fused:expr) => {{
                 let x = x.as_cuda_slice::<$t>()?.slice(xs..xe);
                 let g = g.as_cuda_slice::<$t>()?.slice(gs..ge);
                 let out = unsafe { device.alloc::<$t>((outputs * n).max(1))? };
@@ -190,12 +190,8 @@ impl CustomOp3 for LayerNormBackward {
                     } else {
                         0
                     };
-                    let suffix = if fused { $fused } else { $plain };
-                    let rows_fn = device.get_or_load_custom_func(
-                        &format!("c2n_layer_norm_bwd_rows{suffix}"),
-                        MODULE,
-                        PTX,
-                    )?;
+                    let (rows_name, params_name) = if fused { $fused } else { $plain };
+                    let rows_fn = device.get_or_load_custom_func(rows_name, MODULE, PTX)?;
                     let mut builder = rows_fn.builder();
                     builder.arg(&x);
                     builder.arg(&w);
@@ -217,11 +213,7 @@ impl CustomOp3 for LayerNormBackward {
                     }
                     unsafe { builder.launch(rows_config) }.w()?;
 
-                    let params_fn = device.get_or_load_custom_func(
-                        &format!("c2n_layer_norm_bwd_params{suffix}"),
-                        MODULE,
-                        PTX,
-                    )?;
+                    let params_fn = device.get_or_load_custom_func(params_name, MODULE, PTX)?;
                     let mut builder = params_fn.builder();
                     builder.arg(&x);
                     builder.arg(&g);
@@ -238,8 +230,27 @@ impl CustomOp3 for LayerNormBackward {
             }};
         }
         let out = match dtype {
-            DType::BF16 => launch!(half::bf16, 2u64, "_bf16", "_fused_bf16"),
-            _ => launch!(f32, 4u64, "", "_fused_f32"),
+            DType::BF16 => launch!(
+                half::bf16,
+                2u64,
+                (
+                    "c2n_layer_norm_bwd_rows_bf16",
+                    "c2n_layer_norm_bwd_params_bf16"
+                ),
+                (
+                    "c2n_layer_norm_bwd_rows_fused_bf16",
+                    "c2n_layer_norm_bwd_params_fused_bf16"
+                )
+            ),
+            _ => launch!(
+                f32,
+                4u64,
+                ("c2n_layer_norm_bwd_rows", "c2n_layer_norm_bwd_params"),
+                (
+                    "c2n_layer_norm_bwd_rows_fused_f32",
+                    "c2n_layer_norm_bwd_params_fused_f32"
+                )
+            ),
         };
         drop(g2_held);
         let shape = if outputs == 2 {

@@ -29,14 +29,15 @@ pub(crate) fn usable(parts: &[&Tensor], dtype: DType) -> bool {
     let Some(first) = parts.first() else {
         return false;
     };
-    first.device().is_cuda()
+    // The switch first: the pass asks with all its weights every step.
+    crate::cuda_fewer_launches_for("pack")
+        && first.device().is_cuda()
         && kernel(first.dtype(), dtype).is_some()
         && parts.iter().all(|p| {
             p.dtype() == first.dtype()
                 && p.device().same_device(first.device())
                 && p.is_contiguous()
         })
-        && crate::cuda_fewer_launches_for("pack")
 }
 
 /// `parts` flattened, converted to `dtype` (f32 → bf16, f32 → f32 or bf16 → f32) and laid
