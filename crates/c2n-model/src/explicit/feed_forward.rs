@@ -23,12 +23,15 @@ pub(super) fn linear_activation_dropout(
     casts: &mut WeightCasts,
 ) -> candle_core::Result<(Tensor, Tensor, Keep)> {
     #[cfg(feature = "cuda")]
-    if let Some(bias) = layer.bias() {
+    if let Some(bias) = layer
+        .bias()
+        .filter(|_| x.device().is_cuda() && crate::cuda_fewer_launches_for("bias_activation"))
+    {
         use crate::layers::bias_activation_cuda;
         let bias = casts.get(bias)?;
-        let weight = casts.get(layer.weight())?;
-        if x.dtype() == bias.dtype() && bias_activation_cuda::usable(x, &bias) {
-            let y = linear_value(x, &weight, None)?;
+        let y = linear_value(x, &casts.get(layer.weight())?, None)?;
+        // The checks see the GEMM's output (its width is the bias's, not the input's).
+        if bias_activation_cuda::usable(&y, &bias) {
             let p = if train { p } else { 0.0 };
             let seed = if p > 0.0 {
                 crate::layers::next_dropout_seed()
@@ -47,6 +50,10 @@ pub(super) fn linear_activation_dropout(
                 Err(e) => crate::cuda_fewer_launches_failed("bias_activation", &e),
             }
         }
+        // The GEMM is done: finish the layer with the separate steps.
+        let pre = y.broadcast_add(&bias)?;
+        let (out, keep) = dropout(&activation(&pre, act)?, p, train)?;
+        return Ok((pre, out, keep));
     }
     let pre = linear(layer, x, casts)?;
     let (out, keep) = dropout(&activation(&pre, act)?, p, train)?;

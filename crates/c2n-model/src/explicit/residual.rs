@@ -23,16 +23,16 @@ pub(super) fn linear_dropout_add_norm(
     casts: &mut WeightCasts,
 ) -> candle_core::Result<(Tensor, Tensor, Keep)> {
     #[cfg(feature = "cuda")]
-    {
+    if x.device().is_cuda() && crate::cuda_fewer_launches_for("add_layer_norm") {
         use crate::layers::add_norm_cuda;
         let (w, b, eps) = layer.parts();
-        let weight = casts.get(linear_layer.weight())?;
         let bias = linear_layer.bias().map(|b| casts.get(b)).transpose()?;
-        if x.dtype() == residual.dtype()
-            && bias.as_ref().is_none_or(|b| b.dtype() == x.dtype())
-            && add_norm_cuda::usable(x, residual, w, b)
+        let weight = casts.get(linear_layer.weight())?;
+        let branch = crate::layers::closed_form_math::linear_value(x, &weight, None)?;
+        // The checks see the GEMM's output (the residual's shape), not its input.
+        if bias.as_ref().is_none_or(|b| b.dtype() == branch.dtype())
+            && add_norm_cuda::usable(&branch, residual, w, b)
         {
-            let branch = crate::layers::closed_form_math::linear_value(x, &weight, None)?;
             let p = if train { p } else { 0.0 };
             let seed = if p > 0.0 {
                 crate::layers::next_dropout_seed()
@@ -61,8 +61,25 @@ pub(super) fn linear_dropout_add_norm(
                 Err(e) => crate::cuda_fewer_launches_failed("add_layer_norm", &e),
             }
         }
+        // The GEMM is done: finish the block with the separate steps.
+        let branch = match &bias {
+            Some(bias) => branch.broadcast_add(bias)?,
+            None => branch,
+        };
+        return dropout_add_then_norm(&branch, residual, p, train, layer);
     }
-    let (dropped, keep) = dropout(&linear(linear_layer, x, casts)?, p, train)?;
+    dropout_add_then_norm(&linear(linear_layer, x, casts)?, residual, p, train, layer)
+}
+
+/// `(sum, LayerNorm(sum), keep)` with `sum = dropout(branch) + residual`, step by step.
+fn dropout_add_then_norm(
+    branch: &Tensor,
+    residual: &Tensor,
+    p: f32,
+    train: bool,
+    layer: &LayerNorm,
+) -> candle_core::Result<(Tensor, Tensor, Keep)> {
+    let (dropped, keep) = dropout(branch, p, train)?;
     let sum = (dropped + residual)?;
     let y = norm(layer, &sum)?;
     Ok((sum, y, keep))
