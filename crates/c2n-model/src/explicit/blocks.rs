@@ -181,6 +181,14 @@ pub(super) fn dropout(x: &Tensor, p: f32, train: bool) -> candle_core::Result<(T
     Ok(((x * &keep)?, Keep::Mask(keep)))
 }
 
+/// `x` through a site's mask decided beforehand: a fused kernel that failed after drawing
+/// its seed hands it on, so the sites after it keep theirs (and a resumed run its masks).
+/// The same product as [`dropout_back`].
+#[cfg(feature = "cuda")]
+pub(super) fn apply_keep(x: Tensor, keep: &Keep) -> candle_core::Result<Tensor> {
+    dropout_back(x, keep)
+}
+
 /// Backward of [`dropout`]: `grad` (same shape as the input) times the same mask.
 pub(super) fn dropout_back(grad: Tensor, keep: &Keep) -> candle_core::Result<Tensor> {
     match keep {

@@ -31,6 +31,7 @@ pub(super) fn linear_activation_dropout(
         let bias = casts.get(bias)?;
         let y = linear_value(x, &casts.get(layer.weight())?, None)?;
         // The checks see the GEMM's output (its width is the bias's, not the input's).
+        let mut kernel_keep = None;
         if bias_activation_cuda::usable(&y, &bias) {
             let p = if train { p } else { 0.0 };
             let seed = if p > 0.0 {
@@ -38,21 +39,25 @@ pub(super) fn linear_activation_dropout(
             } else {
                 0
             };
+            let keep = if p > 0.0 {
+                Keep::Seeded { seed, p }
+            } else {
+                Keep::All
+            };
             match bias_activation_cuda::bias_activation_dropout(&y, &bias, act, seed, p) {
-                Ok((pre, out)) => {
-                    let keep = if p > 0.0 {
-                        Keep::Seeded { seed, p }
-                    } else {
-                        Keep::All
-                    };
-                    return Ok((pre, out, keep));
-                }
+                Ok((pre, out)) => return Ok((pre, out, keep)),
                 Err(e) => crate::cuda_fewer_launches_failed("bias_activation", &e),
             }
+            kernel_keep = Some(keep);
         }
-        // The GEMM is done: finish the layer with the separate steps.
-        let pre = y.broadcast_add(&bias)?;
-        let (out, keep) = dropout(&activation(&pre, act)?, p, train)?;
+        // The GEMM is done: finish the layer with the separate steps (the bias in the
+        // output's dtype, as `linear` casts it).
+        let pre = y.broadcast_add(&super::blocks::in_dtype(&bias, y.dtype())?)?;
+        let activated = activation(&pre, act)?;
+        let (out, keep) = match kernel_keep {
+            Some(keep) => (super::blocks::apply_keep(activated, &keep)?, keep),
+            None => dropout(&activated, p, train)?,
+        };
         return Ok((pre, out, keep));
     }
     let pre = linear(layer, x, casts)?;

@@ -30,6 +30,7 @@ pub(super) fn linear_dropout_add_norm(
         let weight = casts.get(linear_layer.weight())?;
         let branch = crate::layers::closed_form_math::linear_value(x, &weight, None)?;
         // The checks see the GEMM's output (the residual's shape), not its input.
+        let mut kernel_keep = None;
         if bias.as_ref().is_none_or(|b| b.dtype() == branch.dtype())
             && add_norm_cuda::usable(&branch, residual, w, b)
         {
@@ -38,6 +39,11 @@ pub(super) fn linear_dropout_add_norm(
                 crate::layers::next_dropout_seed()
             } else {
                 0
+            };
+            let keep = if p > 0.0 {
+                Keep::Seeded { seed, p }
+            } else {
+                Keep::All
             };
             let fused = add_norm_cuda::dropout_add_layer_norm(
                 &branch,
@@ -50,23 +56,22 @@ pub(super) fn linear_dropout_add_norm(
                 p,
             );
             match fused {
-                Ok((sum, y)) => {
-                    let keep = if p > 0.0 {
-                        Keep::Seeded { seed, p }
-                    } else {
-                        Keep::All
-                    };
-                    return Ok((sum, y, keep));
-                }
+                Ok((sum, y)) => return Ok((sum, y, keep)),
                 Err(e) => crate::cuda_fewer_launches_failed("add_layer_norm", &e),
             }
+            kernel_keep = Some(keep);
         }
-        // The GEMM is done: finish the block with the separate steps.
+        // The GEMM is done: finish the block with the separate steps (the bias in the
+        // branch's dtype, as `linear` casts it).
         let branch = match &bias {
-            Some(bias) => branch.broadcast_add(bias)?,
+            Some(bias) => branch.broadcast_add(&super::blocks::in_dtype(bias, branch.dtype())?)?,
             None => branch,
         };
-        return dropout_add_then_norm(&branch, residual, p, train, layer);
+        let (dropped, keep) = match kernel_keep {
+            Some(keep) => (super::blocks::apply_keep(branch, &keep)?, keep),
+            None => dropout(&branch, p, train)?,
+        };
+        return add_then_norm(dropped, keep, residual, layer);
     }
     dropout_add_then_norm(&linear(linear_layer, x, casts)?, residual, p, train, layer)
 }
@@ -80,6 +85,16 @@ fn dropout_add_then_norm(
     layer: &LayerNorm,
 ) -> candle_core::Result<(Tensor, Tensor, Keep)> {
     let (dropped, keep) = dropout(branch, p, train)?;
+    add_then_norm(dropped, keep, residual, layer)
+}
+
+/// `(sum, LayerNorm(sum), keep)` with `sum = dropped + residual`.
+fn add_then_norm(
+    dropped: Tensor,
+    keep: Keep,
+    residual: &Tensor,
+    layer: &LayerNorm,
+) -> candle_core::Result<(Tensor, Tensor, Keep)> {
     let sum = (dropped + residual)?;
     let y = norm(layer, &sum)?;
     Ok((sum, y, keep))
@@ -137,6 +152,8 @@ pub(super) fn add_norm_back(
             sum.device().is_cuda()
                 && layer_norm_cuda::takes(sum.dtype())
                 && same_dtype
+                // The kernels take f32 weights (the forward's `usable` asks the same).
+                && layer.parts().0.dtype() == candle_core::DType::F32
                 && crate::cuda_layer_norm_kernels_enabled()
                 && crate::cuda_fewer_launches_for("layer_norm_backward_fused")
         }) {
