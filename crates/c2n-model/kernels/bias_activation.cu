@@ -7,13 +7,20 @@
 // instead of the bias add, the activation and the dropout (and, backward, the dropout, a
 // scalar upload, a compare, a cast and a product). Every step is rounded to the dtype as the
 // separate kernels round it (products op by op, no fused multiply-add), so for ReLU the
-// values are theirs; GELU is x·Φ(x) with CUDA's normcdff, as Candle's `gelu_erf`. p = 0: no
-// dropout. `act`: 0 ReLU, 1 GELU. f32 or bf16 throughout, the keep mask of dropout_rng.cuh.
+// values are theirs; GELU is x·Φ(x) with CUDA's normcdff, as Candle's `gelu_erf` (which in
+// bf16 rounds Φ to bf16 first). p = 0: no dropout. `act`: 0 ReLU, 1 GELU. f32 or bf16
+// throughout, the keep mask of dropout_rng.cuh.
 //
 // Built to PTX by crates/c2n-model/build.rs when the `cuda` feature is on.
 
 #include "dropout_rng.cuh"
 #include "dtype_io.cuh"
+
+// Candle's ReLU: fmaxf in f32 (a NaN becomes 0), __hmax_nan in bf16 (a NaN stays).
+__device__ __forceinline__ float relu_as(const float*, const float x) { return fmaxf(x, 0.0f); }
+__device__ __forceinline__ float relu_as(const __nv_bfloat16*, const float x) {
+    return x != x ? x : fmaxf(x, 0.0f);
+}
 
 template <typename T>
 __device__ void bias_activation_dropout(const T* __restrict__ y, const T* __restrict__ bias,
@@ -27,7 +34,10 @@ __device__ void bias_activation_dropout(const T* __restrict__ y, const T* __rest
          i += (unsigned long long)gridDim.x * blockDim.x) {
         const float pre = c2n_round_as(y, __fadd_rn(c2n_load(y, i), c2n_load(bias, i % width)));
         c2n_store(pre_out, i, pre);
-        float a = act == 0 ? fmaxf(pre, 0.0f) : c2n_round_as(y, __fmul_rn(pre, normcdff(pre)));
+        // Candle's activations, rounded as they round: in bf16 its GELU multiplies x by Φ(x)
+        // rounded to bf16 (exact in f32, then rounded once more) and its ReLU keeps a NaN.
+        float a = act == 0 ? relu_as(y, pre)
+                           : c2n_round_as(y, __fmul_rn(pre, c2n_round_as(y, normcdff(pre))));
         if (p > 0.0f) a = __fmul_rn(a, c2n_keep_value(seed, i, p, scale));
         c2n_store(act_out, i, a);
     }

@@ -1382,6 +1382,41 @@ fn bias_activation_dropout_and_its_relu_backward_match_the_separate_steps() {
     assert_eq!(outb[..n], pre_b[..], "bf16 pre-activation");
     assert_eq!(outb[n..], relu_b[..], "bf16 ReLU then dropout");
 
+    // GELU without dropout, bf16: Candle's bf16 kernel rounds Φ(x) to bf16 before the product
+    // (which is then exact in f32 and rounded once). Φ here comes from Candle's CPU erf, not
+    // CUDA's normcdff, so a rare value may round the other way; rounding the product only
+    // once instead would miss about one value in five.
+    emu.launch(kernel_launch::grid_stride(n), || unsafe {
+        fwd_bf16(yp, bp, op, n as u64, width as i32, 1, 0, 0.0, 1.0)
+    });
+    let pre_bt = Tensor::new(from_bf16(&pre_b).as_slice(), &Device::Cpu).unwrap();
+    let cdf_b = pre_bt
+        .affine(std::f64::consts::FRAC_1_SQRT_2, 0.0)
+        .unwrap()
+        .erf()
+        .unwrap()
+        .affine(0.5, 0.5)
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let cdf_b = from_bf16(&to_bf16(&cdf_b));
+    let gelu_b = to_bf16(
+        &from_bf16(&pre_b)
+            .iter()
+            .zip(&cdf_b)
+            .map(|(v, c)| v * c)
+            .collect::<Vec<_>>(),
+    );
+    let mismatches = outb[n..]
+        .iter()
+        .zip(&gelu_b)
+        .filter(|(a, b)| a != b)
+        .count();
+    assert!(
+        mismatches * 200 <= n,
+        "bf16 GELU: {mismatches} of {n} values differ from x·bf16(Φ(x))"
+    );
+
     // Backward: (g·keep)·[pre > 0].
     let g = values(n, 43, 1.0);
     let mut d_pre = vec![f32::NAN; n];
