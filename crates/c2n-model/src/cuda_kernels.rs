@@ -25,6 +25,9 @@
 //!   it: written in the ninth session, without a device, and checked only on the CPU (each
 //!   kernel from its source through the emulator, the pass's logic with tensor-op stand-ins).
 //!
+//! - `C2N_CUDA_SYNC_CHECK=1`: every launch of our kernels is followed by a wait for the device,
+//!   so that a kernel's fault is reported as its own error ([`cuda_sync_check_enabled`]).
+//!
 //! Every kernel except the cross-attention and fewer-launch ones is on by default where it
 //! applies (a CUDA device, f32 or the dtypes the kernel takes); without the `cuda` feature
 //! every switch reads false.
@@ -88,6 +91,26 @@ pub fn cuda_cross_attention_kernel_enabled() -> bool {
 /// the `cuda` feature.
 pub fn cuda_fewer_launches_enabled() -> bool {
     switch!("C2N_CUDA_FEWER_LAUNCHES", false)
+}
+
+/// Whether each of our kernels is waited for right after its launch, so that a fault in it
+/// (an illegal address, say, which CUDA reports only at some later call) is returned as that
+/// kernel's error: only with `C2N_CUDA_SYNC_CHECK=1`, for parity runs of new kernels (it
+/// costs a synchronisation per launch); false without the `cuda` feature.
+pub fn cuda_sync_check_enabled() -> bool {
+    switch!("C2N_CUDA_SYNC_CHECK", false)
+}
+
+/// After a launch of our kernel `op` on `device`: with `C2N_CUDA_SYNC_CHECK=1`
+/// ([`cuda_sync_check_enabled`]), waits for the device and returns its error as `op`'s.
+#[cfg(feature = "cuda")]
+pub fn cuda_sync_check(device: &candle_core::CudaDevice, op: &str) -> candle_core::Result<()> {
+    if cuda_sync_check_enabled() {
+        device.cuda_stream().synchronize().map_err(|e| {
+            candle_core::Error::Msg(format!("{op}: the kernel failed on the device: {e}"))
+        })?;
+    }
+    Ok(())
 }
 
 /// The fewer-launch kernels that failed in this process (see [`cuda_fewer_launches_failed`]).

@@ -99,10 +99,13 @@ pub mod session;
 pub mod step;
 
 pub use config::{Activation, ModelConfig};
+#[cfg(feature = "cuda")]
+pub use cuda_kernels::cuda_sync_check;
 pub use cuda_kernels::{
     cuda_cross_attention_kernel_enabled, cuda_decode_kernels_enabled, cuda_fewer_launch_failures,
     cuda_fewer_launches_enabled, cuda_fewer_launches_failed, cuda_fewer_launches_for,
-    cuda_layer_norm_kernels_enabled, cuda_slotted_cache_enabled, cuda_training_kernels_enabled,
+    cuda_layer_norm_kernels_enabled, cuda_slotted_cache_enabled, cuda_sync_check_enabled,
+    cuda_training_kernels_enabled,
 };
 pub use decoder::CacheLayout;
 pub use error::{ModelError, Result};

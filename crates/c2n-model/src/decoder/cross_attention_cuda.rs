@@ -120,6 +120,7 @@ impl CustomOp3 for GroupedCrossAttention {
             crate::kernel_launch::grouped_cross_attention(entries, self.heads).into();
         if rows > 0 {
             unsafe { builder.launch(config) }.w()?;
+            crate::cuda_sync_check(&device, self.name())?;
         }
         Ok((
             CudaStorage::wrap_cuda_slice(ctx, device),

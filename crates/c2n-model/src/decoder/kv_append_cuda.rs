@@ -91,6 +91,7 @@ impl CustomOp3 for ReorderAppend {
                 builder.arg(&width_i);
                 if rows * heads > 0 {
                     unsafe { builder.launch(config) }.w()?;
+                    crate::cuda_sync_check(&device, self.name())?;
                 }
                 CudaStorage::wrap_cuda_slice(out, device)
             }};

@@ -147,6 +147,7 @@ impl CustomOp3 for SlotAttentionStep {
         let config: LaunchConfig = crate::kernel_launch::slot_attention(rows, self.heads).into();
         if rows > 0 {
             unsafe { builder.launch(config) }.w()?;
+            crate::cuda_sync_check(&device, self.name())?;
         }
         Ok((
             CudaStorage::wrap_cuda_slice(ctx, device),

@@ -144,6 +144,7 @@ impl CustomOp2 for DropoutAddLayerNorm {
                     builder.arg(&self.p);
                     builder.arg(&scale);
                     unsafe { builder.launch(config) }.w()?;
+                    crate::cuda_sync_check(&device, self.name())?;
                 }
                 CudaStorage::wrap_cuda_slice(out, device.clone())
             }};

@@ -142,6 +142,7 @@ impl CustomOp2 for ProbsForward {
                 builder.arg(&self.c);
                 if rows > 0 {
                     unsafe { builder.launch(launch_config(rows)) }.w()?;
+                    crate::cuda_sync_check(&device, self.name())?;
                 }
             }};
         }
@@ -211,6 +212,7 @@ impl CustomOp2 for ProbsBackward {
                 builder.arg(&self.c);
                 if rows > 0 {
                     unsafe { builder.launch(launch_config(rows)) }.w()?;
+                    crate::cuda_sync_check(&device, self.name())?;
                 }
                 CudaStorage::wrap_cuda_slice(out, device)
             }};

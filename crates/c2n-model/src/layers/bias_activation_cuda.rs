@@ -119,6 +119,7 @@ impl CustomOp2 for BiasActivation {
                     builder.arg(&self.p);
                     builder.arg(&scale);
                     unsafe { builder.launch(config) }.w()?;
+                    crate::cuda_sync_check(&device, self.name())?;
                 }
                 CudaStorage::wrap_cuda_slice(out, device.clone())
             }};
@@ -181,6 +182,7 @@ impl CustomOp2 for DropoutReluBackward {
                     builder.arg(&self.p);
                     builder.arg(&scale);
                     unsafe { builder.launch(config) }.w()?;
+                    crate::cuda_sync_check(&device, self.name())?;
                 }
                 CudaStorage::wrap_cuda_slice(out, device.clone())
             }};

@@ -56,6 +56,7 @@ impl CustomOp1 for ColumnSum {
                 builder.arg(&cols_i);
                 if cols > 0 {
                     unsafe { builder.launch(config) }.w()?;
+                    crate::cuda_sync_check(&device, self.name())?;
                 }
             }};
         }

@@ -67,6 +67,7 @@ impl CustomOp1 for SeededDropout {
                 builder.arg(&scale);
                 if n > 0 {
                     unsafe { builder.launch(config) }.w()?;
+                    crate::cuda_sync_check(&device, self.name())?;
                 }
                 CudaStorage::wrap_cuda_slice(y, device)
             }};

@@ -65,6 +65,7 @@ impl CustomOp2 for GeluBackward {
                 builder.arg(&n_u64);
                 if n > 0 {
                     unsafe { builder.launch(config) }.w()?;
+                    crate::cuda_sync_check(&device, self.name())?;
                 }
                 CudaStorage::wrap_cuda_slice(dx, device)
             }};

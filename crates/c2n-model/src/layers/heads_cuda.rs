@@ -135,6 +135,7 @@ impl CustomOp1 for Split {
                         builder.arg(v);
                     }
                     unsafe { builder.launch(grid_stride(n)) }.w()?;
+                    crate::cuda_sync_check(&device, self.name())?;
                 }
                 CudaStorage::wrap_cuda_slice(out, device.clone())
             }};
@@ -204,6 +205,7 @@ impl CustomOp1 for Merge {
                         builder.arg(v);
                     }
                     unsafe { builder.launch(grid_stride(n)) }.w()?;
+                    crate::cuda_sync_check(&device, self.name())?;
                 }
                 CudaStorage::wrap_cuda_slice(out, device.clone())
             }};

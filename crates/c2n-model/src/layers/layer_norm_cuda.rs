@@ -212,6 +212,7 @@ impl CustomOp3 for LayerNormBackward {
                         builder.arg(&scale);
                     }
                     unsafe { builder.launch(rows_config) }.w()?;
+                    crate::cuda_sync_check(&device, self.name())?;
 
                     let params_fn = device.get_or_load_custom_func(params_name, MODULE, PTX)?;
                     let mut builder = params_fn.builder();
@@ -225,6 +226,7 @@ impl CustomOp3 for LayerNormBackward {
                     builder.arg(&rows_i);
                     builder.arg(&width_i);
                     unsafe { builder.launch(params_config) }.w()?;
+                    crate::cuda_sync_check(&device, self.name())?;
                 }
                 CudaStorage::wrap_cuda_slice(out, device.clone())
             }};

@@ -105,6 +105,7 @@ impl CustomOp1 for Pack {
                     builder.arg(&chunks);
                     builder.arg(&mut out);
                     unsafe { builder.launch(config) }.w()?;
+                    crate::cuda_sync_check(&device, self.name())?;
                 }
                 CudaStorage::wrap_cuda_slice(out, device.clone())
             }};

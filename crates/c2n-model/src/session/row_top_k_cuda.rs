@@ -111,6 +111,7 @@ impl CustomOp2 for RowTopKOp {
         let config: LaunchConfig = crate::kernel_launch::row_top_k(rows).into();
         if rows > 0 {
             unsafe { builder.launch(config) }.w()?;
+            crate::cuda_sync_check(&device, self.name())?;
         }
         let storage = CudaStorage::wrap_cuda_slice(out, device);
         Ok((storage, Shape::from((rows, width))))

@@ -170,6 +170,7 @@ impl InplaceOp3 for AdamWKernel {
         let config: LaunchConfig = c2n_model::kernel_launch::grid_stride(n).into();
         if n > 0 {
             unsafe { builder.launch(config) }.w()?;
+            c2n_model::cuda_sync_check(&device, self.name())?;
         }
         Ok(())
     }
@@ -268,6 +269,7 @@ pub(super) fn step_many(
     args.push(&mut builder);
     let config: LaunchConfig = c2n_model::kernel_launch::multi_tensor(n_rows).into();
     unsafe { builder.launch(config) }.w()?;
+    c2n_model::cuda_sync_check(&device, "c2n-adamw-multi")?;
     drop((params, held));
     Ok(())
 }
