@@ -98,6 +98,12 @@ if command -v ptxas >/dev/null; then
     usage=$(ptxas -arch="${arch:-sm_$CUDA_COMPUTE_CAP}" -v "$ptx" -o /dev/null 2>&1) \
       || { echo "ptxas rejects $ptx:" >&2; echo "$usage" >&2; exit 1; }
     echo "ptxas $(basename "$ptx") ($arch): $(echo "$usage" | grep -o 'Used [0-9]* registers.*' | sort -u | paste -sd';')"
+    # Some kernels run 1024-thread blocks (the layer-norm ones at width ≥ 1024, the params
+    # passes always), which leaves 64 registers a thread: more fails the launch on the device.
+    heavy=$(echo "$usage" | awk '/Compiling entry function/ { split($0, q, "'"'"'"); f = q[2] }
+                                 match($0, /Used [0-9]+ registers/) {
+                                   r = substr($0, RSTART + 5, RLENGTH - 15); if (r + 0 > 64) print f " " r }')
+    [ -z "$heavy" ] || { echo "kernels above 64 registers (1024-thread launches fail): $heavy" >&2; exit 1; }
   done
 else
   echo "warning: no ptxas: the kernels' PTX is not checked for sm_$CUDA_COMPUTE_CAP" >&2

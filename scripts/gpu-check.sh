@@ -178,11 +178,13 @@ run_step train_candle_bf16_bucketed 120 "$BIN" bench-train --device "$DEV" --mod
 # weight casts, the encoder's stacked query/key/value weights and the bf16 weight-gradient
 # casts as one pack kernel each, dropout + residual add + layer norm as one kernel, and one
 # AdamW launch per moment chunk. Parity first (the explicit pass's gradients and three
-# trainer updates against PyTorch, f32), then the A/Bs against the defaults above.
-run_step parity_model_fewer 90 env C2N_CUDA_FEWER_LAUNCHES=1 "$BIN" parity-model --device "$DEV" \
-  --reference "committed torch-cpu fixture"
-run_step parity_train_fewer 60 env C2N_CUDA_FEWER_LAUNCHES=1 "$BIN" parity-train --device "$DEV" \
-  --reference "committed torch-cpu fixture"
+# trainer updates against PyTorch, f32), then the A/Bs against the defaults above. The parity
+# steps wait after each of our kernels (C2N_CUDA_SYNC_CHECK=1), so a kernel that faults names
+# itself in the log instead of failing some later call.
+run_step parity_model_fewer 90 env C2N_CUDA_FEWER_LAUNCHES=1 C2N_CUDA_SYNC_CHECK=1 "$BIN" \
+  parity-model --device "$DEV" --reference "committed torch-cpu fixture"
+run_step parity_train_fewer 60 env C2N_CUDA_FEWER_LAUNCHES=1 C2N_CUDA_SYNC_CHECK=1 "$BIN" \
+  parity-train --device "$DEV" --reference "committed torch-cpu fixture"
 run_step train_candle_f32_padded_pool_fewer 120 env C2N_CUDA_FEWER_LAUNCHES=1 "$BIN" bench-train \
   --device "$DEV" --model "$MODEL" --features "$TRAIN_FEATURES" --precision f32 --padding reference \
   --keep-pool "${TRAIN[@]}"
