@@ -449,6 +449,113 @@ fn fused_layer_norm_backward_adds_on_load_and_drops_out_on_store() {
     assert!(fdwdb.iter().all(|v| v.is_finite()));
 }
 
+/// The fused layer-norm backward in bf16 (what bf16 training runs with the fewer-launch
+/// kernels): bit for bit the plain bf16 kernels on `g + g2` added and rounded to bf16 first,
+/// followed by the dropout kernel's product rounded to bf16. Width 1 030 takes the
+/// 1 024-thread blocks (32 warps in the block sums), which CodeBERT's 768 does not.
+#[test]
+fn fused_layer_norm_backward_in_bf16_is_the_separate_steps() {
+    let Some(emu) = emulator() else { return };
+    type Rows =
+        unsafe extern "C" fn(*const u16, *const f32, *const u16, *mut u16, *mut f32, i32, f32);
+    type Params = unsafe extern "C" fn(*const u16, *const u16, *const f32, *mut f32, i32, i32);
+    type FusedRows = unsafe extern "C" fn(
+        *const u16,
+        *const f32,
+        *const u16,
+        *const u16,
+        *mut u16,
+        *mut u16,
+        *mut f32,
+        i32,
+        f32,
+        u64,
+        f32,
+        f32,
+    );
+    type FusedParams =
+        unsafe extern "C" fn(*const u16, *const u16, *const u16, *const f32, *mut f32, i32, i32);
+    let rows_plain: Rows = unsafe { emu.kernel("c2n_layer_norm_bwd_rows_bf16") };
+    let params_plain: Params = unsafe { emu.kernel("c2n_layer_norm_bwd_params_bf16") };
+    let rows_fused: FusedRows = unsafe { emu.kernel("c2n_layer_norm_bwd_rows_fused_bf16") };
+    let params_fused: FusedParams = unsafe { emu.kernel("c2n_layer_norm_bwd_params_fused_bf16") };
+    let (rows, width, eps, seed, p) = (5usize, 1030usize, 1e-5f32, 0xBF16u64, 0.1f32);
+    let n = rows * width;
+    let x = to_bf16(&values(n, 51, 2.0));
+    let w: Vec<f32> = values(width, 52, 0.2).iter().map(|v| v + 1.0).collect();
+    let (g, g2) = (to_bf16(&values(n, 53, 1.0)), to_bf16(&values(n, 54, 1.0)));
+    let mask = dropout_mask_from_seed((rows, width), seed, p, &Device::Cpu)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let scale = mask.iter().copied().fold(0.0, f32::max);
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    let shape_rows = kernel_launch::layer_norm_backward_rows(rows, width);
+    assert_eq!(shape_rows.block[0], 1024, "the wide rows kernel");
+    let shape_params = kernel_launch::column_blocks(width);
+
+    // The separate steps: a bf16 add, the plain kernels, the dropout kernel's product.
+    let summed = to_bf16(
+        &from_bf16(&g)
+            .iter()
+            .zip(from_bf16(&g2))
+            .map(|(a, b)| a + b)
+            .collect::<Vec<_>>(),
+    );
+    let (mut dx, mut stats, mut dwdb) = (
+        vec![0u16; n],
+        vec![f32::NAN; 2 * rows],
+        vec![f32::NAN; 2 * width],
+    );
+    let (xp, wp, gp) = (x.as_ptr(), w.as_ptr(), summed.as_ptr());
+    let (dxp, sp, pp) = (dx.as_mut_ptr(), stats.as_mut_ptr(), dwdb.as_mut_ptr());
+    emu.launch(shape_rows, || unsafe {
+        rows_plain(xp, wp, gp, dxp, sp, width as i32, eps)
+    });
+    emu.launch(shape_params, || unsafe {
+        params_plain(xp, gp, sp, pp, rows as i32, width as i32)
+    });
+    let dropped = to_bf16(
+        &from_bf16(&dx)
+            .iter()
+            .zip(&mask)
+            .map(|(d, m)| d * m)
+            .collect::<Vec<_>>(),
+    );
+
+    let (mut fdx, mut fdropped) = (vec![0u16; n], vec![0u16; n]);
+    let (mut fstats, mut fdwdb) = (vec![f32::NAN; 2 * rows], vec![f32::NAN; 2 * width]);
+    let (gp, g2p) = (g.as_ptr(), g2.as_ptr());
+    let (dxp, dropp) = (fdx.as_mut_ptr(), fdropped.as_mut_ptr());
+    let (sp, pp) = (fstats.as_mut_ptr(), fdwdb.as_mut_ptr());
+    emu.launch(shape_rows, || unsafe {
+        rows_fused(
+            xp,
+            wp,
+            gp,
+            g2p,
+            dxp,
+            dropp,
+            sp,
+            width as i32,
+            eps,
+            seed,
+            p,
+            scale,
+        )
+    });
+    emu.launch(shape_params, || unsafe {
+        params_fused(xp, gp, g2p, sp, pp, rows as i32, width as i32)
+    });
+    assert_eq!(fdx, dx, "dx");
+    assert_eq!(fdropped, dropped, "dropped dx");
+    assert_eq!(bits(&fstats), bits(&stats), "statistics");
+    assert_eq!(bits(&fdwdb), bits(&dwdb), "dw and db");
+    assert!(fdx.iter().any(|&v| v != 0), "dx is not all zero");
+}
+
 /// Runs `c2n_row_top_k` and returns the ranking and the per-row NaN flags.
 fn kernel_row_top_k(
     emu: &Emulator,
