@@ -234,6 +234,18 @@ pub(super) fn step_many(
         rows.push(([p, g, offset as u64], n));
         offset += n;
     }
+    // Blocks update their parameters at the same time: two that share memory would race
+    // (one after the other in the per-parameter path), so they take that path.
+    let mut spans: Vec<(u64, u64)> = rows
+        .iter()
+        .map(|([p, ..], n)| (*p, 4 * *n as u64))
+        .collect();
+    spans.sort_unstable();
+    if spans.windows(2).any(|w| w[0].0 + w[0].1 > w[1].0) {
+        return Err(candle_core::Error::Msg(
+            "AdamW kernel: parameters that share memory".into(),
+        ));
+    }
     let (m_storage, m_layout) = exp_avg.storage_and_layout();
     let (v_storage, v_layout) = exp_avg_sq.storage_and_layout();
     let (Storage::Cuda(m_storage), Storage::Cuda(v_storage)) = (&*m_storage, &*v_storage) else {
