@@ -1168,7 +1168,7 @@ fn grouped_cross_attention_reads_each_memory_once_for_its_group() {
 #[test]
 fn pack_copies_and_converts_every_source_in_order() {
     let Some(emu) = emulator() else { return };
-    let lens = [70_001usize, 0, 3, kernel_launch::PACK_CHUNK_ELEMS, 5];
+    let lens = [140_001usize, 0, 3, kernel_launch::PACK_CHUNK_ELEMS, 5];
     let mut sources: Vec<Vec<f32>> = lens
         .iter()
         .enumerate()

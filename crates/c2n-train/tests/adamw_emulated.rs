@@ -148,7 +148,7 @@ fn adamw_multi_tensor_kernel_equals_one_launch_per_parameter() {
     let single: AdamWKernel = unsafe { emu.kernel("c2n_adamw_f32") };
     let multi: AdamWMultiKernel = unsafe { emu.kernel("c2n_adamw_multi_f32") };
     // Ragged sizes, one over a chunk of the table, an empty one.
-    let lens = [70_001usize, 37, 0, kernel_launch::PACK_CHUNK_ELEMS + 1, 5];
+    let lens = [140_001usize, 37, 0, kernel_launch::PACK_CHUNK_ELEMS + 1, 5];
     let total: usize = lens.iter().sum();
     let scalars = (
         0.9f32, 0.1f32, 0.999f32, 0.001f32, 1e-8f32, -3e-5f32, 1i32, -5e-7f32,
