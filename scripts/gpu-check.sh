@@ -185,6 +185,21 @@ run_step parity_model_fewer 90 env C2N_CUDA_FEWER_LAUNCHES=1 C2N_CUDA_SYNC_CHECK
   parity-model --device "$DEV" --reference "committed torch-cpu fixture"
 run_step parity_train_fewer 60 env C2N_CUDA_FEWER_LAUNCHES=1 C2N_CUDA_SYNC_CHECK=1 "$BIN" \
   parity-train --device "$DEV" --reference "committed torch-cpu fixture"
+# A failed fewer-launch parity names no kernel by itself: then (or with GPU_CHECK_BISECT=1)
+# three trainer updates against PyTorch with each kernel alone, a few seconds each.
+step_status() {
+  grep -o "\"step\":\"$1\",\"status\":\"[a-z/]*\"" "$STEPS" | tail -n 1 | sed 's/.*"status":"//; s/"$//'
+}
+if [ "${GPU_CHECK_BISECT:-0}" = 1 ] || [[ "$(step_status parity_model_fewer)" =~ ^(failed|timeout)$ ]] \
+   || [[ "$(step_status parity_train_fewer)" =~ ^(failed|timeout)$ ]]; then
+  for kernel in $($PY -c 'import json, sys
+for line in open(sys.argv[1]):
+    if line.startswith("{"):
+        print(" ".join(json.loads(line).get("fewer_launch_kernels", [])))' "$WORK/info.out" 2>/dev/null); do
+    ONLY='' run_step "parity_train_fewer_only_$kernel" 30 env C2N_CUDA_FEWER_LAUNCHES="$kernel" \
+      C2N_CUDA_SYNC_CHECK=1 "$BIN" parity-train --device "$DEV" --reference "committed torch-cpu fixture"
+  done
+fi
 run_step train_candle_f32_padded_pool_fewer 120 env C2N_CUDA_FEWER_LAUNCHES=1 "$BIN" bench-train \
   --device "$DEV" --model "$MODEL" --features "$TRAIN_FEATURES" --precision f32 --padding reference \
   --keep-pool "${TRAIN[@]}"

@@ -57,6 +57,9 @@ pub fn info(args: &DeviceArgs) -> Result<()> {
             "cuda_compiled": cuda_available,
             "device": selected.as_ref().map(device_name).unwrap_or_else(|e| format!("error: {e:#}")),
             "memory_free_total_bytes": free_total,
+            // What `C2N_CUDA_FEWER_LAUNCHES=name,…` can select (gpu-check tries them one by one
+            // when the fewer-launch parity fails).
+            "fewer_launch_kernels": c2n_model::FEWER_LAUNCH_KERNELS,
             "ok": selected.is_ok(),
         }),
     );

@@ -21,8 +21,9 @@
 //!   activation + dropout after a feed-forward GEMM as one kernel (and the ReLU-dropout
 //!   backward); packed projections split into heads with their bias, and heads merged, by one
 //!   copy each; the attention's power-of-two scale applied inside the probability kernels;
-//!   one AdamW launch per moment chunk. Off by default until a GPU run has checked and timed
-//!   it: written in the ninth session, without a device, and checked only on the CPU (each
+//!   one AdamW launch per moment chunk. `C2N_CUDA_FEWER_LAUNCHES=pack,heads` turns on only the
+//!   kernels named ([`FEWER_LAUNCH_KERNELS`]). Off by default until a GPU run has checked and
+//!   timed them: written in the ninth session, without a device, and checked only on the CPU (each
 //!   kernel from its source through the emulator, the pass's logic with tensor-op stand-ins).
 //!
 //! - `C2N_CUDA_SYNC_CHECK=1`: every launch of our kernels is followed by a wait for the device,
@@ -86,11 +87,64 @@ pub fn cuda_cross_attention_kernel_enabled() -> bool {
     switch!("C2N_CUDA_CROSS_ATTENTION_KERNEL", false)
 }
 
-/// Whether the explicit training pass and the optimizer use the fewer-launch kernels (see the
-/// module docs): only with `C2N_CUDA_FEWER_LAUNCHES=1` (not yet run on a GPU); false without
-/// the `cuda` feature.
+/// The names of the fewer-launch kernels, as [`cuda_fewer_launches_for`] and
+/// `C2N_CUDA_FEWER_LAUNCHES=name,name` know them.
+pub const FEWER_LAUNCH_KERNELS: [&str; 8] = [
+    "pack",
+    "add_layer_norm",
+    "layer_norm_backward_fused",
+    "bias_activation",
+    "dropout_relu_backward",
+    "heads",
+    "attention_scale",
+    "adamw_multi",
+];
+
+/// The fewer-launch kernels that `C2N_CUDA_FEWER_LAUNCHES` turns on: every one with `1`, those
+/// named with a comma-separated list of [`FEWER_LAUNCH_KERNELS`] (to find a faulty kernel with
+/// the same binary), none otherwise or without the `cuda` feature.
+fn fewer_launch_selection() -> &'static [&'static str] {
+    #[cfg(feature = "cuda")]
+    {
+        static SELECTED: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+        SELECTED.get_or_init(|| {
+            std::env::var("C2N_CUDA_FEWER_LAUNCHES")
+                .map(|v| parse_fewer_launch_selection(&v))
+                .unwrap_or_default()
+        })
+    }
+    #[cfg(not(feature = "cuda"))]
+    &[]
+}
+
+/// The kernels a value of `C2N_CUDA_FEWER_LAUNCHES` selects (unknown names are reported on
+/// stderr and ignored).
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+fn parse_fewer_launch_selection(value: &str) -> Vec<&'static str> {
+    match value.trim() {
+        "1" => FEWER_LAUNCH_KERNELS.to_vec(),
+        "" | "0" => Vec::new(),
+        list => {
+            let mut selected = Vec::new();
+            for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                match FEWER_LAUNCH_KERNELS.iter().find(|k| **k == name) {
+                    Some(kernel) => selected.push(*kernel),
+                    None => eprintln!(
+                        "c2n-model: C2N_CUDA_FEWER_LAUNCHES names no kernel `{name}` (known: {})",
+                        FEWER_LAUNCH_KERNELS.join(", ")
+                    ),
+                }
+            }
+            selected
+        }
+    }
+}
+
+/// Whether the explicit training pass and the optimizer use any of the fewer-launch kernels
+/// (see the module docs): only with `C2N_CUDA_FEWER_LAUNCHES=1` or a list of their names (not
+/// yet run on a GPU); false without the `cuda` feature.
 pub fn cuda_fewer_launches_enabled() -> bool {
-    switch!("C2N_CUDA_FEWER_LAUNCHES", false)
+    !fewer_launch_selection().is_empty()
 }
 
 /// Whether each of our kernels is waited for right after its launch, so that a fault in it
@@ -117,13 +171,12 @@ pub fn cuda_sync_check(device: &candle_core::CudaDevice, op: &str) -> candle_cor
 #[cfg(feature = "cuda")]
 static FEWER_LAUNCH_FAILURES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
-/// Whether the fewer-launch kernel `kernel` may run: the switch is on
-/// ([`cuda_fewer_launches_enabled`]) and `kernel` has not failed in this process; false
-/// without the `cuda` feature.
+/// Whether the fewer-launch kernel `kernel` may run: `C2N_CUDA_FEWER_LAUNCHES` selects it
+/// (`1` selects all) and it has not failed in this process; false without the `cuda` feature.
 pub fn cuda_fewer_launches_for(kernel: &str) -> bool {
     #[cfg(feature = "cuda")]
     {
-        cuda_fewer_launches_enabled()
+        fewer_launch_selection().contains(&kernel)
             && !FEWER_LAUNCH_FAILURES
                 .lock()
                 .is_ok_and(|failed| failed.iter().any(|k| k == kernel))
@@ -166,4 +219,57 @@ pub fn cuda_fewer_launches_failed(kernel: &str, error: &dyn std::fmt::Display) {
     }
     #[cfg(not(feature = "cuda"))]
     let _ = (kernel, error);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fewer_launch_selection_takes_one_a_list_or_nothing() {
+        assert_eq!(
+            parse_fewer_launch_selection("1"),
+            FEWER_LAUNCH_KERNELS.to_vec()
+        );
+        assert!(parse_fewer_launch_selection("0").is_empty());
+        assert_eq!(
+            parse_fewer_launch_selection("heads, pack,no_such_kernel"),
+            vec!["heads", "pack"]
+        );
+    }
+
+    /// Every name the crates ask [`cuda_fewer_launches_for`] about is one a list can select.
+    #[test]
+    fn every_fewer_launch_kernel_asked_for_is_listed() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut asked = std::collections::BTreeSet::new();
+        let mut dirs = vec![root.join("src"), root.join("../c2n-train/src")];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    let call = "cuda_fewer_launches_for(\"";
+                    for piece in text.split(call).skip(1) {
+                        asked.insert(piece.split('"').next().unwrap().to_string());
+                    }
+                }
+            }
+        }
+        assert!(asked.len() >= 6, "found only {asked:?}");
+        for name in &asked {
+            assert!(
+                FEWER_LAUNCH_KERNELS.contains(&name.as_str()),
+                "`{name}` is not listed"
+            );
+        }
+        for name in FEWER_LAUNCH_KERNELS {
+            assert!(
+                asked.contains(name),
+                "`{name}` is listed but never asked for"
+            );
+        }
+    }
 }

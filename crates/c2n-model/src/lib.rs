@@ -105,7 +105,7 @@ pub use cuda_kernels::{
     cuda_cross_attention_kernel_enabled, cuda_decode_kernels_enabled, cuda_fewer_launch_failures,
     cuda_fewer_launches_enabled, cuda_fewer_launches_failed, cuda_fewer_launches_for,
     cuda_layer_norm_kernels_enabled, cuda_slotted_cache_enabled, cuda_sync_check_enabled,
-    cuda_training_kernels_enabled,
+    cuda_training_kernels_enabled, FEWER_LAUNCH_KERNELS,
 };
 pub use decoder::CacheLayout;
 pub use error::{ModelError, Result};
