@@ -187,15 +187,19 @@ run_step parity_train_fewer 60 env C2N_CUDA_FEWER_LAUNCHES=1 C2N_CUDA_SYNC_CHECK
   parity-train --device "$DEV" --reference "committed torch-cpu fixture"
 # A failed fewer-launch parity names no kernel by itself: then (or with GPU_CHECK_BISECT=1)
 # three trainer updates against PyTorch with each kernel alone, a few seconds each.
+# The fewer-launch kernels' names, as the binary lists them (`device info`).
+fewer_kernels() {
+  $PY -c 'import json, sys
+for line in open(sys.argv[1]):
+    if line.startswith("{"):
+        print(" ".join(json.loads(line).get("fewer_launch_kernels", [])))' "$WORK/info.out" 2>/dev/null
+}
 step_status() {
   grep -o "\"step\":\"$1\",\"status\":\"[a-z/]*\"" "$STEPS" | tail -n 1 | sed 's/.*"status":"//; s/"$//'
 }
 if [ "${GPU_CHECK_BISECT:-0}" = 1 ] || [[ "$(step_status parity_model_fewer)" =~ ^(failed|timeout)$ ]] \
    || [[ "$(step_status parity_train_fewer)" =~ ^(failed|timeout)$ ]]; then
-  for kernel in $($PY -c 'import json, sys
-for line in open(sys.argv[1]):
-    if line.startswith("{"):
-        print(" ".join(json.loads(line).get("fewer_launch_kernels", [])))' "$WORK/info.out" 2>/dev/null); do
+  for kernel in $(fewer_kernels); do
     ONLY='' run_step "parity_train_fewer_only_$kernel" 30 env C2N_CUDA_FEWER_LAUNCHES="$kernel" \
       C2N_CUDA_SYNC_CHECK=1 "$BIN" parity-train --device "$DEV" --reference "committed torch-cpu fixture"
   done
@@ -209,6 +213,13 @@ run_step train_candle_bf16_dynamic_fewer 120 env C2N_CUDA_FEWER_LAUNCHES=1 "$BIN
 run_step train_candle_bf16_bucketed_fewer 120 env C2N_CUDA_FEWER_LAUNCHES=1 "$BIN" bench-train \
   --device "$DEV" --model "$MODEL" --features "$TRAIN_FEATURES" --precision bf16 --padding dynamic \
   --keep-pool "${TRAIN_BUCKETED[@]}"
+# Each kernel's share of the best setting: all fewer-launch kernels but one (a few seconds each
+# on run 9's timings); the report sets each against all of them, loss differences included.
+for kernel in $(fewer_kernels); do
+  run_step "train_candle_bf16_bucketed_fewer_without_$kernel" 120 env C2N_CUDA_FEWER_LAUNCHES="-$kernel" \
+    "$BIN" bench-train --device "$DEV" --model "$MODEL" --features "$TRAIN_FEATURES" --precision bf16 \
+    --padding dynamic --keep-pool "${TRAIN_BUCKETED[@]}"
+done
 # bf16 with Candle's autograd over the op graph: the explicit pass's A/B in the best setting.
 run_step train_candle_bf16_dynamic_graph 120 "$BIN" bench-train --device "$DEV" --model "$MODEL" \
   --features "$TRAIN_FEATURES" --precision bf16 --padding dynamic --keep-pool --graph-backward \

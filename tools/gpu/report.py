@@ -96,6 +96,36 @@ def step_result(results, check, step):
     return next((r for r in results if r["check"] == check and r.get("step") == step), None)
 
 
+def loss_rel_diff(a, b):
+    """The largest relative difference of two runs' losses over their common steps."""
+    pairs = list(zip(a.get("losses") or [], b.get("losses") or []))
+    return max((abs(x - y) / max(abs(x), 1e-12) for x, y in pairs), default=None)
+
+
+def leave_one_out(results, train):
+    """Each fewer-launch kernel's share of the best setting: every kernel against every kernel
+    but that one (a speed-up below 1 says the kernel costs time), and each run's losses against
+    the default's (a kernel whose absence removes a loss difference is the one causing it)."""
+    prefix = "train_candle_bf16_bucketed_fewer_without_"
+    every, default = train("train_candle_bf16_bucketed_fewer"), train("train_candle_bf16_bucketed")
+    rows = []
+    for r in results:
+        step = r.get("step") or ""
+        if r["check"] != "bench_train" or not step.startswith(prefix) or not every:
+            continue
+        tensors = sum(((r.get("phases") or {}).get("tensors_created") or {}).values()) or None
+        rows.append([step[len(prefix):], f"{every['samples_per_s'] / r['samples_per_s']:.3f}×",
+                     fmt(1e3 * r["median_step_s"], ".1f"), fmt(tensors, ".0f"),
+                     fmt(loss_rel_diff(default, r)) if default else "–",
+                     ", ".join(r.get("fewer_launch_failures") or []) or "none"])
+    if not rows:
+        return []
+    return ["## Each fewer-launch kernel's share (bf16 bucketed, all kernels against all but one)", "",
+            f"All kernels: {fmt(1e3 * every['median_step_s'], '.1f')} ms median step; all but one:", ""] + \
+        table(["kernel left out", "its speed-up", "median step ms without it", "tensors per step",
+               "loss max rel diff against the default", "kernels that failed (fell back)"], rows) + [""]
+
+
 def targets(results):
     """The issue's three speed targets and the A/Bs of the kernel switches, first thing in the
     report, so a session can decide what stays default."""
@@ -147,8 +177,7 @@ def targets(results):
             ("train_candle_bf16_bucketed", "train_candle_bf16_bucketed_fewer")]:
         a, b = train(default_step), train(other_step)
         if a and b:
-            pairs = list(zip(a.get("losses") or [], b.get("losses") or []))
-            loss_rel = max((abs(x - y) / max(abs(x), 1e-12) for x, y in pairs), default=None)
+            loss_rel = loss_rel_diff(a, b)
             phases = lambda r: r.get("phases") or {}  # noqa: E731
             tensors = lambda r: sum((phases(r).get("tensors_created") or {}).values()) or None  # noqa: E731
             opt_in.append([other_step, default_step, f"{b['samples_per_s'] / a['samples_per_s']:.3f}×",
@@ -160,6 +189,7 @@ def targets(results):
                ""] + table(["opt-in", "default", "opt-in's speed-up", "median step ms",
                             "tensors per step", "loss max rel diff over the steps",
                             "kernels that failed (fell back)"], opt_in) + [""]
+    md += leave_one_out(results, train)
     sorted_batches, file_order = decode("decode_candle_all"), decode("decode_candle_all_file_order")
     if sorted_batches and file_order:
         md += ["- Decoding batches longest source first (the default now) against file order (run 6): "

@@ -22,7 +22,7 @@
 //!   backward); packed projections split into heads with their bias, and heads merged, by one
 //!   copy each; the attention's power-of-two scale applied inside the probability kernels;
 //!   one AdamW launch per moment chunk. `C2N_CUDA_FEWER_LAUNCHES=pack,heads` turns on only the
-//!   kernels named ([`FEWER_LAUNCH_KERNELS`]). Off by default until a GPU run has checked and
+//!   kernels named ([`FEWER_LAUNCH_KERNELS`]), `=-pack,-heads` all but those. Off by default until a GPU run has checked and
 //!   timed them: written in the ninth session, without a device, and checked only on the CPU (each
 //!   kernel from its source through the emulator, the pass's logic with tensor-op stand-ins).
 //!
@@ -117,27 +117,46 @@ fn fewer_launch_selection() -> &'static [&'static str] {
     &[]
 }
 
-/// The kernels a value of `C2N_CUDA_FEWER_LAUNCHES` selects (unknown names are reported on
-/// stderr and ignored).
+/// The kernels a value of `C2N_CUDA_FEWER_LAUNCHES` selects: `1` all, `0` or nothing none, a
+/// list the kernels it names, and a list of `-name`s all but those (to time each kernel's
+/// share). Unknown names are reported on stderr and ignored.
 #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
 fn parse_fewer_launch_selection(value: &str) -> Vec<&'static str> {
-    match value.trim() {
-        "1" => FEWER_LAUNCH_KERNELS.to_vec(),
-        "" | "0" => Vec::new(),
-        list => {
-            let mut selected = Vec::new();
-            for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-                match FEWER_LAUNCH_KERNELS.iter().find(|k| **k == name) {
-                    Some(kernel) => selected.push(*kernel),
-                    None => eprintln!(
-                        "c2n-model: C2N_CUDA_FEWER_LAUNCHES names no kernel `{name}` (known: {})",
-                        FEWER_LAUNCH_KERNELS.join(", ")
-                    ),
-                }
-            }
-            selected
+    let names: Vec<&str> = match value.trim() {
+        "1" => return FEWER_LAUNCH_KERNELS.to_vec(),
+        "" | "0" => return Vec::new(),
+        list => list
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .collect(),
+    };
+    let known = |name: &str| {
+        let kernel = FEWER_LAUNCH_KERNELS.iter().copied().find(|k| *k == name);
+        if kernel.is_none() {
+            eprintln!(
+                "c2n-model: C2N_CUDA_FEWER_LAUNCHES names no kernel `{name}` (known: {})",
+                FEWER_LAUNCH_KERNELS.join(", ")
+            );
         }
-    }
+        kernel
+    };
+    let removed: Vec<&str> = names
+        .iter()
+        .filter_map(|n| n.strip_prefix('-'))
+        .filter_map(known)
+        .collect();
+    let mut selected: Vec<&'static str> = if names.iter().all(|n| n.starts_with('-')) {
+        FEWER_LAUNCH_KERNELS.to_vec()
+    } else {
+        names
+            .iter()
+            .filter(|n| !n.starts_with('-'))
+            .filter_map(|n| known(n))
+            .collect()
+    };
+    selected.retain(|k| !removed.contains(k));
+    selected
 }
 
 /// Whether the explicit training pass and the optimizer use any of the fewer-launch kernels
@@ -235,6 +254,13 @@ mod tests {
         assert_eq!(
             parse_fewer_launch_selection("heads, pack,no_such_kernel"),
             vec!["heads", "pack"]
+        );
+        let all_but_two = parse_fewer_launch_selection("-heads,-pack");
+        assert_eq!(all_but_two.len(), FEWER_LAUNCH_KERNELS.len() - 2);
+        assert!(!all_but_two.contains(&"heads") && !all_but_two.contains(&"pack"));
+        assert_eq!(
+            parse_fewer_launch_selection("heads,pack,-pack"),
+            vec!["heads"]
         );
     }
 
