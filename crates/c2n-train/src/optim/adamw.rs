@@ -312,7 +312,9 @@ impl AdamW {
                     }
                     return Ok(true);
                 }
-                // Nothing was launched: one launch per parameter instead.
+                // The errors it returns come before its launch (one launch per parameter
+                // instead), or with C2N_CUDA_SYNC_CHECK=1 from a fault in the kernel, which
+                // leaves the device unusable: the per-parameter launches then fail as well.
                 Err(e) => c2n_model::cuda_fewer_launches_failed("adamw_multi", &e),
             }
         }
