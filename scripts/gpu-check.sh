@@ -137,6 +137,19 @@ not_applicable() {
     "$1" "$2" >>"$STEPS"
 }
 
+# step_status NAME: the recorded status of a step that has run (ok, failed, timeout, …).
+step_status() {
+  grep -o "\"step\":\"$1\",\"status\":\"[a-z/]*\"" "$STEPS" | tail -n 1 | sed 's/.*"status":"//; s/"$//'
+}
+
+# fewer_kernels: the fewer-launch kernels' names, as the binary lists them (`device info`).
+fewer_kernels() {
+  $PY -c 'import json, sys
+for line in open(sys.argv[1]):
+    if line.startswith("{"):
+        print(" ".join(json.loads(line).get("fewer_launch_kernels", [])))' "$WORK/info.out" 2>/dev/null
+}
+
 TORCH_FIX=$WORK/torch-$DEV
 CKPT=$WORK/checkpoint-$MODEL
 PY=python3
@@ -187,16 +200,6 @@ run_step parity_train_fewer 60 env C2N_CUDA_FEWER_LAUNCHES=1 C2N_CUDA_SYNC_CHECK
   parity-train --device "$DEV" --reference "committed torch-cpu fixture"
 # A failed fewer-launch parity names no kernel by itself: then (or with GPU_CHECK_BISECT=1)
 # three trainer updates against PyTorch with each kernel alone, a few seconds each.
-# The fewer-launch kernels' names, as the binary lists them (`device info`).
-fewer_kernels() {
-  $PY -c 'import json, sys
-for line in open(sys.argv[1]):
-    if line.startswith("{"):
-        print(" ".join(json.loads(line).get("fewer_launch_kernels", [])))' "$WORK/info.out" 2>/dev/null
-}
-step_status() {
-  grep -o "\"step\":\"$1\",\"status\":\"[a-z/]*\"" "$STEPS" | tail -n 1 | sed 's/.*"status":"//; s/"$//'
-}
 if [ "${GPU_CHECK_BISECT:-0}" = 1 ] || [[ "$(step_status parity_model_fewer)" =~ ^(failed|timeout)$ ]] \
    || [[ "$(step_status parity_train_fewer)" =~ ^(failed|timeout)$ ]]; then
   for kernel in $(fewer_kernels); do

@@ -102,6 +102,11 @@ def loss_rel_diff(a, b):
     return max((abs(x - y) / max(abs(x), 1e-12) for x, y in pairs), default=None)
 
 
+def tensors_per_step(r):
+    """The tensors a bench_train step created, all phases together."""
+    return sum(((r.get("phases") or {}).get("tensors_created") or {}).values()) or None
+
+
 def leave_one_out(results, train):
     """Each fewer-launch kernel's share of the best setting: every kernel against every kernel
     but that one (a speed-up below 1 says the kernel costs time), and each run's losses against
@@ -113,9 +118,8 @@ def leave_one_out(results, train):
         step = r.get("step") or ""
         if r["check"] != "bench_train" or not step.startswith(prefix) or not every:
             continue
-        tensors = sum(((r.get("phases") or {}).get("tensors_created") or {}).values()) or None
         rows.append([step[len(prefix):], f"{every['samples_per_s'] / r['samples_per_s']:.3f}×",
-                     fmt(1e3 * r["median_step_s"], ".1f"), fmt(tensors, ".0f"),
+                     fmt(1e3 * r["median_step_s"], ".1f"), fmt(tensors_per_step(r), ".0f"),
                      fmt(loss_rel_diff(default, r)) if default else "–",
                      ", ".join(r.get("fewer_launch_failures") or []) or "none"])
     if not rows:
@@ -178,11 +182,9 @@ def targets(results):
         a, b = train(default_step), train(other_step)
         if a and b:
             loss_rel = loss_rel_diff(a, b)
-            phases = lambda r: r.get("phases") or {}  # noqa: E731
-            tensors = lambda r: sum((phases(r).get("tensors_created") or {}).values()) or None  # noqa: E731
             opt_in.append([other_step, default_step, f"{b['samples_per_s'] / a['samples_per_s']:.3f}×",
                            f"{fmt(1e3 * a['median_step_s'], '.1f')} → {fmt(1e3 * b['median_step_s'], '.1f')}",
-                           f"{fmt(tensors(a), '.0f')} → {fmt(tensors(b), '.0f')}", fmt(loss_rel),
+                           f"{fmt(tensors_per_step(a), '.0f')} → {fmt(tensors_per_step(b), '.0f')}", fmt(loss_rel),
                            ", ".join(b.get("fewer_launch_failures") or []) or "none"])
     if opt_in:
         md += ["## Opt-in switches: the alternative against the default (make it the default if faster and parity holds)",
