@@ -22,8 +22,9 @@ use crate::shard::{FeatureStore, ShardBuilder, ShardInfo};
 use crate::tokenizer::{hex, RobertaTokenizer, TokenizerFiles};
 use crate::{CleanConfig, FeatureConfig, Strictness};
 
-/// Bumped whenever the shard layout or the meaning of a feature changes.
-pub const CACHE_FORMAT_VERSION: u32 = 1;
+/// Bumped whenever the shard layout or the meaning of a feature changes (2: test-stage
+/// targets are no longer truncated below `max_target_len` 5).
+pub const CACHE_FORMAT_VERSION: u32 = 2;
 
 /// Everything `prepare` needs.
 #[derive(Debug, Clone)]

@@ -107,8 +107,9 @@ fn to_u16(id: u32) -> Result<u16> {
     u16::try_from(id).map_err(|_| DataError::IdOutOfRange { id })
 }
 
-fn wrap(ids: &[u32], max_len: usize) -> Result<Vec<u16>> {
-    let keep = ids.len().min(max_len - 2);
+/// `[<s>] + the first `max_tokens` ids + [</s>]`.
+fn wrap(ids: &[u32], max_tokens: usize) -> Result<Vec<u16>> {
+    let keep = ids.len().min(max_tokens);
     let mut out = Vec::with_capacity(keep + 2);
     out.push(to_u16(BOS_ID)?);
     for &id in &ids[..keep] {
@@ -134,15 +135,17 @@ pub fn featurize(
     example: &Example,
     cfg: &FeatureConfig,
 ) -> Result<Feature> {
+    cfg.validate()?;
     let source = tok.encode(&example.source)?;
-    let target = match cfg.stage {
-        Stage::Test => tok.encode("None")?,
-        Stage::Train | Stage::Dev => tok.encode(&example.target)?,
+    // The test-stage placeholder is not truncated (§3): `[0, 29802, 2]` at any length.
+    let (target, target_tokens) = match cfg.stage {
+        Stage::Test => (tok.encode("None")?, usize::MAX),
+        Stage::Train | Stage::Dev => (tok.encode(&example.target)?, cfg.max_target_len - 2),
     };
     Ok(Feature {
         idx: example.idx as u64,
-        source_ids: wrap(&source, cfg.max_source_len)?,
-        target_ids: wrap(&target, cfg.max_target_len)?,
+        source_ids: wrap(&source, cfg.max_source_len - 2)?,
+        target_ids: wrap(&target, target_tokens)?,
         source_bpe_len: source.len() as u32,
         target_bpe_len: target.len() as u32,
     })

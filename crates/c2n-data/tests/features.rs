@@ -127,6 +127,29 @@ fn tiny_tokenizer_special_split_and_truncation() {
     }
     .validate()
     .is_err());
+    // featurize itself refuses lengths below 2 (no underflow in library code).
+    let too_short = FeatureConfig {
+        max_source_len: 1,
+        ..cfg
+    };
+    assert!(featurize(&tok, &ex, &too_short).is_err());
+
+    // The test-stage placeholder is never truncated, as in the reference (§3 step 4):
+    // at max_target_len 2 its ids are still `<s> None </s>`.
+    let test_stage = FeatureConfig {
+        max_target_len: 2,
+        stage: Stage::Test,
+        ..cfg
+    };
+    let f = featurize(&tok, &ex, &test_stage).unwrap();
+    let none = tok.encode("None").unwrap();
+    assert_eq!(f.target_ids.len(), none.len() + 2);
+    assert!(!f.target_truncated());
+    let dev_stage = FeatureConfig {
+        stage: Stage::Dev,
+        ..test_stage
+    };
+    assert_eq!(featurize(&tok, &ex, &dev_stage).unwrap().target_ids, [0, 2]);
 }
 
 #[test]
