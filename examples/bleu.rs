@@ -12,7 +12,7 @@
 use anyhow::Result;
 use clap::Parser;
 use code2nl::cli::bleu::BleuArgs;
-use code2nl::eval::{evaluate, Metric};
+use code2nl::eval::{evaluate, EvalError, Metric};
 
 fn main() -> Result<()> {
     let args = BleuArgs::parse();
@@ -26,7 +26,13 @@ fn main() -> Result<()> {
         args.predictions.as_deref(),
         std::io::stdin().lock(),
         metric,
-    )?;
+    )
+    .inspect_err(|e| {
+        // The Python evaluator prints its count before it divides by zero.
+        if matches!(e, EvalError::NoMatchedIds { .. }) {
+            eprintln!("Total: 0");
+        }
+    })?;
     eprintln!("Total: {}", output.matched);
     println!("{}", output.printed);
     Ok(())

@@ -1,7 +1,8 @@
 //! Reading and writing CodeXGLUE `idx<TAB>text` files (spec §9.1).
 //!
-//! Files are strict UTF-8 and split into lines the way Python's text mode does
-//! ("universal newlines": `\r\n`, `\r` and `\n` all end a line).
+//! Files are strict UTF-8. Gold files split into lines the way Python's `open()` does
+//! ("universal newlines": `\r\n`, `\r` and `\n` all end a line); prediction rows split the
+//! way the evaluator's `for row in sys.stdin` does on Linux, at `\n` only.
 
 use std::io::{BufWriter, Read, Write};
 use std::path::Path;
@@ -37,6 +38,17 @@ pub fn python_lines(text: &str) -> Vec<&str> {
         lines.push(&text[start..]);
     }
     lines
+}
+
+/// Splits `text` into rows like Python's `sys.stdin` on POSIX (`newline="\n"`): only `\n`
+/// ends a row, and a `\r` stays in its row (where the evaluator's strip or tokenizer treats
+/// it as whitespace). Same end-of-text rule as [`python_lines`].
+pub fn stdin_rows(text: &str) -> Vec<&str> {
+    let mut rows: Vec<&str> = text.split('\n').collect();
+    if rows.last() == Some(&"") {
+        rows.pop();
+    }
+    rows
 }
 
 /// Decodes bytes as strict UTF-8; the error names `source` and the line of the first bad byte.
@@ -105,6 +117,9 @@ mod tests {
         assert_eq!(python_lines("a\n\n"), ["a", ""]);
         assert_eq!(python_lines(""), Vec::<&str>::new());
         assert_eq!(python_lines("\r\r\n"), ["", ""]);
+        assert_eq!(stdin_rows("a\r\nb\rc\nd"), ["a\r", "b\rc", "d"]);
+        assert_eq!(stdin_rows("a\n\n"), ["a", ""]);
+        assert_eq!(stdin_rows(""), Vec::<&str>::new());
     }
 
     #[test]

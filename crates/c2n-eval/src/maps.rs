@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use crate::error::EvalError;
-use crate::files::{python_lines, read_text, read_text_from};
+use crate::files::{python_lines, read_text, read_text_from, stdin_rows};
 use crate::python_str::strip;
 
 /// Predictions by id, read like `computeMaps` reads its prediction rows.
@@ -47,7 +47,8 @@ impl Predictions {
         )
     }
 
-    /// Reads a prediction file (`*.output`), one row per line.
+    /// Reads a prediction file (`*.output`), one row per line, split as
+    /// [`Predictions::from_text`] does (the same rows as `evaluator.py GOLD < FILE`).
     pub fn read(path: &Path) -> Result<Self, EvalError> {
         Ok(Self::from_text(&read_text(path)?))
     }
@@ -57,9 +58,10 @@ impl Predictions {
         Ok(Self::from_text(&read_text_from(reader, source)?))
     }
 
-    /// Parses the text of a prediction file.
+    /// Parses the text of a prediction file, split into rows as the evaluator's standard
+    /// input is: at `\n` only, so a `\r` inside a prediction does not start a row.
     pub fn from_text(text: &str) -> Self {
-        Self::from_rows(python_lines(text))
+        Self::from_rows(stdin_rows(text))
     }
 
     fn insert_row(&mut self, row: &str) {

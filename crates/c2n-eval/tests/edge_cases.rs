@@ -51,8 +51,9 @@ fn edge_cases_match_python_through_files() {
     let mut checked = 0;
     for (name, case) in cases.as_object().expect("object") {
         let rows = rows_of(case);
-        // A row with a line break cannot survive a prediction file; run.py scores those in memory.
-        if case.get("error").is_some() || rows.iter().any(|r| r.contains(['\n', '\r'])) {
+        // A row with `\n` cannot survive a prediction file (run.py scores those in memory); a
+        // `\r` stays in its row, as on the evaluator's standard input.
+        if case.get("error").is_some() || rows.iter().any(|r| r.contains('\n')) {
             continue;
         }
         let gold_path = dir.path().join(format!("{name}.gold"));

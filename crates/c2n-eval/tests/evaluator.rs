@@ -29,6 +29,22 @@ fn evaluate_prints_what_the_python_evaluator_prints() {
 }
 
 #[test]
+fn a_carriage_return_inside_a_prediction_stays_in_its_row_as_on_pythons_stdin() {
+    // `for row in sys.stdin` splits at `\n` only (POSIX), so the evaluator reads
+    // "Prints a summary\rmessage" as one row whose `\r` tokenizes as whitespace: the score is
+    // the unchanged 9.554726113590661. Splitting at the `\r` would add a bogus id "message"
+    // and cut id 0's text.
+    let expected = fixture("public_example.json");
+    let gold = data_path("public_example.gold");
+    let rows = std::fs::read_to_string(data_path("public_example.output")).expect("read");
+    let with_cr = rows.replacen("summary message", "summary\rmessage", 1);
+    assert_ne!(with_cr, rows);
+    let out = evaluate(&gold, None, with_cr.as_bytes(), Metric::CodeXglue).expect("stdin");
+    assert_eq!(out.printed, str_of(&expected, "bleu"));
+    assert_eq!(out.matched, 5);
+}
+
+#[test]
 fn evaluate_reports_bad_input() {
     let gold = data_path("public_example.gold");
     let err = evaluate(&gold, None, &b"0\tok\n\xff\n"[..], Metric::CodeXglue).unwrap_err();
