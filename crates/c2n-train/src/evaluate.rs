@@ -11,8 +11,10 @@
 //! ## Sharded evaluation
 //!
 //! With several data-parallel ranks, [`dev_loss_sharded`] and [`decode_sharded`] split the
-//! work by whole evaluation batches (the `batch_size` chunks of the single-rank run, rank `r`
-//! taking a contiguous range of them), so every batch is computed exactly as with one rank.
+//! work by whole evaluation batches of the single-rank run (dev loss: rank `r` takes a
+//! contiguous range of them; decoding: every `W`-th batch of the length-sorted plan, which
+//! shares the long batches out), so every batch holds the same examples, padded alike, and is
+//! computed exactly as with one rank.
 //! Dev-loss sums travel as one f32 slot per batch (zeros elsewhere, summed across ranks: adding
 //! zeros is exact) and are added up in f64 in batch order on every rank; decoded examples are
 //! gathered to rank 0 in their original order. Outputs are therefore identical for any number
@@ -156,12 +158,27 @@ pub fn decode(
     features: &[Feature],
     batching: &EvalBatching,
     generation: &GenerationConfig,
+    on_batch: impl FnMut(usize),
+) -> Result<Vec<BeamOutput>> {
+    let batches = inference_batches(features, batching.batch_size, batching.padding);
+    let outputs = decode_batches(model, features, &batches, batching, generation, on_batch)?;
+    in_feature_order(features.len(), &batches, outputs)
+}
+
+/// Beam search over the given batches of positions into `features`, one session per batch;
+/// the results in batch order.
+fn decode_batches(
+    model: &Seq2Seq,
+    features: &[Feature],
+    batches: &[Vec<usize>],
+    batching: &EvalBatching,
+    generation: &GenerationConfig,
     mut on_batch: impl FnMut(usize),
 ) -> Result<Vec<BeamOutput>> {
-    let mut outputs: Vec<Option<BeamOutput>> = vec![None; features.len()];
-    for positions in inference_batches(features, batching.batch_size, batching.padding) {
+    let mut outputs = Vec::with_capacity(batches.iter().map(Vec::len).sum());
+    for positions in batches {
         let (s, _) = batching.lengths(positions.iter().map(|&p| &features[p]));
-        let batch = make_batch(features, &positions, s, 2);
+        let batch = make_batch(features, positions, s, 2);
         let x = BatchTensors::new(&batch, model.device())?;
         let mut session = KvCacheSession::new(
             model,
@@ -169,13 +186,29 @@ pub fn decode(
             &x.source_mask,
             generation.effective_beam_size(),
         )?;
-        let results = beam_search(&mut session, positions.len(), generation)?;
-        for (&p, result) in positions.iter().zip(results) {
-            outputs[p] = Some(result);
-        }
+        outputs.extend(beam_search(&mut session, positions.len(), generation)?);
         on_batch(positions.len());
     }
-    outputs
+    Ok(outputs)
+}
+
+/// Puts results given in the order of `batches` (positions into a set of `n`) back in
+/// position order; every position must get exactly one result.
+fn in_feature_order<T>(n: usize, batches: &[Vec<usize>], results: Vec<T>) -> Result<Vec<T>> {
+    let mut placed: Vec<Option<T>> = std::iter::repeat_with(|| None).take(n).collect();
+    let mut results = results.into_iter();
+    for &p in batches.iter().flatten() {
+        let slot = placed
+            .get_mut(p)
+            .ok_or_else(|| TrainError::InvalidInput(format!("batch position {p} of {n}")))?;
+        *slot = results.next();
+    }
+    if results.next().is_some() {
+        return Err(TrainError::InvalidInput(
+            "more decoded examples than batch positions".into(),
+        ));
+    }
+    placed
         .into_iter()
         .enumerate()
         .map(|(p, o)| {
@@ -244,9 +277,10 @@ impl Decoded {
     }
 }
 
-/// [`decode`] with the batches shared out among the ranks of `comm` (contiguous ranges of the
-/// single-rank batches): `Some(all examples in order)` on rank 0, `None` on the others.
-/// `on_batch` sees this rank's batches only.
+/// [`decode`] with its batches shared out among the ranks of `comm` (rank `r` takes batches
+/// `r`, `r + W`, …, which also spreads the long ones of a length-sorted plan): `Some(all
+/// examples in order)` on rank 0, `None` on the others. Every batch holds the same examples,
+/// padded to the same length, as with one rank. `on_batch` sees this rank's batches only.
 pub fn decode_sharded(
     comm: &dyn Communicator,
     model: &Seq2Seq,
@@ -255,15 +289,16 @@ pub fn decode_sharded(
     generation: &GenerationConfig,
     on_batch: impl FnMut(usize),
 ) -> Result<Option<Vec<Decoded>>> {
-    let batch_size = batching.batch_size.max(1);
-    let n_chunks = features.len().div_ceil(batch_size);
-    let chunks = rank_range(n_chunks, comm.rank(), comm.world_size())?;
-    let mine = &features[(chunks.start * batch_size).min(features.len())
-        ..(chunks.end * batch_size).min(features.len())];
-    let outputs = decode(model, mine, batching, generation, on_batch)?;
+    let batches = inference_batches(features, batching.batch_size, batching.padding);
+    let world = comm.world_size().max(1);
+    let of_rank = |rank: usize| -> Vec<Vec<usize>> {
+        batches.iter().skip(rank).step_by(world).cloned().collect()
+    };
+    let mine = of_rank(comm.rank());
+    let outputs = decode_batches(model, features, &mine, batching, generation, on_batch)?;
     let decoded: Vec<Decoded> = outputs.iter().map(Decoded::from).collect();
-    if comm.world_size() == 1 {
-        return Ok(Some(decoded));
+    if world == 1 {
+        return in_feature_order(features.len(), &mine, decoded).map(Some);
     }
     let wire = decoded
         .iter()
@@ -272,11 +307,15 @@ pub fn decode_sharded(
     let Some(per_rank) = comm.gather_strings(&wire)? else {
         return Ok(None);
     };
-    let all = per_rank
-        .iter()
-        .flatten()
-        .map(|t| Decoded::from_wire(t))
-        .collect::<Result<Vec<_>>>()?;
+    // Rank 0 knows every rank's batches, so the gathered results need no positions.
+    let mut order = Vec::with_capacity(batches.len());
+    let mut all = Vec::with_capacity(features.len());
+    for (rank, texts) in per_rank.iter().enumerate() {
+        order.extend(of_rank(rank));
+        for t in texts {
+            all.push(Decoded::from_wire(t)?);
+        }
+    }
     if all.len() != features.len() {
         return Err(TrainError::InvalidInput(format!(
             "gathered {} decoded examples for {} features",
@@ -284,7 +323,7 @@ pub fn decode_sharded(
             features.len()
         )));
     }
-    Ok(Some(all))
+    in_feature_order(features.len(), &order, all).map(Some)
 }
 
 /// Sends rank 0's `value` to every rank exactly (as three integer-valued f32 pieces of its

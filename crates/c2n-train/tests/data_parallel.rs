@@ -194,42 +194,47 @@ fn sharded_dev_loss_and_decode_equal_single_rank() {
         max_length: tgt,
         ..Default::default()
     };
-    let batching = EvalBatching {
-        batch_size: 2,
-        padding: c2n_data::Padding::Reference,
-        max_source_len: src,
-        max_target_len: tgt,
-    };
-    let want_loss = dev_loss(&model, &feats, &batching).unwrap();
-    let want: Vec<Decoded> = decode(&model, &feats, &batching, &generation, |_| {})
-        .unwrap()
-        .iter()
-        .map(Decoded::from)
-        .collect();
-    assert!(want_loss.tokens > 0 && want.iter().any(|d| !d.prediction.is_empty()));
-    for world in [2, 4] {
-        let got = ThreadGroup::new(world)
+    // Dynamic padding sorts the batches by length: each rank must still decode the
+    // single-rank batches (same examples, same padded width), not re-sort its own share.
+    for padding in [c2n_data::Padding::Reference, c2n_data::Padding::Dynamic] {
+        let batching = EvalBatching {
+            batch_size: 2,
+            padding,
+            max_source_len: src,
+            max_target_len: tgt,
+        };
+        let want_loss = dev_loss(&model, &feats, &batching).unwrap();
+        let want: Vec<Decoded> = decode(&model, &feats, &batching, &generation, |_| {})
             .unwrap()
-            .run_fallible(|comm| -> Result<_, TrainError> {
-                let model = tiny_model();
-                let loss = dev_loss_sharded(comm, &model, &feats, &batching)?;
-                let mut batches = 0;
-                let decoded = decode_sharded(comm, &model, &feats, &batching, &generation, |_| {
-                    batches += 1
-                })?;
-                Ok((loss, decoded, batches))
-            })
-            .unwrap();
-        // 3 batches of 2 shared out: every batch decoded exactly once.
-        assert_eq!(got.iter().map(|g| g.2).sum::<usize>(), 3, "{world} ranks");
-        for (rank, (loss, decoded, _)) in got.into_iter().enumerate() {
-            assert_eq!(loss, want_loss, "{world} ranks, rank {rank}: dev loss sums");
-            match decoded {
-                Some(all) => {
-                    assert_eq!(rank, 0);
-                    assert_eq!(all, want, "{world} ranks: gathered beams");
+            .iter()
+            .map(Decoded::from)
+            .collect();
+        assert!(want_loss.tokens > 0 && want.iter().any(|d| !d.prediction.is_empty()));
+        for world in [2, 4] {
+            let got = ThreadGroup::new(world)
+                .unwrap()
+                .run_fallible(|comm| -> Result<_, TrainError> {
+                    let model = tiny_model();
+                    let loss = dev_loss_sharded(comm, &model, &feats, &batching)?;
+                    let mut batches = 0;
+                    let decoded =
+                        decode_sharded(comm, &model, &feats, &batching, &generation, |_| {
+                            batches += 1
+                        })?;
+                    Ok((loss, decoded, batches))
+                })
+                .unwrap();
+            // 3 batches of 2 shared out: every batch decoded exactly once.
+            assert_eq!(got.iter().map(|g| g.2).sum::<usize>(), 3, "{world} ranks");
+            for (rank, (loss, decoded, _)) in got.into_iter().enumerate() {
+                assert_eq!(loss, want_loss, "{world} ranks, rank {rank}: dev loss sums");
+                match decoded {
+                    Some(all) => {
+                        assert_eq!(rank, 0);
+                        assert_eq!(all, want, "{world} ranks, {padding:?}: gathered beams");
+                    }
+                    None => assert_ne!(rank, 0),
                 }
-                None => assert_ne!(rank, 0),
             }
         }
     }
