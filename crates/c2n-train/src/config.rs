@@ -21,6 +21,9 @@ use c2n_data::Padding;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+/// File name of the resolved config saved in the output folder and in every checkpoint.
+pub const TRAIN_CONFIG_FILE: &str = "train_config.json";
+
 /// Activation/matmul precision of the forward and backward pass (parameters and optimizer
 /// state always stay f32).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -88,7 +91,9 @@ pub struct TrainConfig {
     pub train_steps: Option<u64>,
     /// Variant B epochs; selects variant B when set.
     pub epochs: Option<u64>,
-    /// Variant A: evaluate every this many updates (`None`: only at the end of the run).
+    /// Variant A: evaluate every this many updates. `None`: never evaluate during the run
+    /// (the run still ends by writing `checkpoint-last`). The reference's `--eval_steps -1`
+    /// with `--do_eval` evaluates after every update, which is `Some(1)` here.
     pub eval_steps: Option<u64>,
     /// End after this many updates; the schedule still spans the whole run.
     pub stop_after: Option<u64>,
@@ -343,10 +348,64 @@ impl TrainConfig {
         if self.dropout.is_some_and(|p| !(0.0..1.0).contains(&p)) {
             return fail("dropout must lie in [0, 1)");
         }
+        let positive = |x: f64| x.is_finite() && x > 0.0;
+        if !positive(self.adam_eps) || self.max_grad_norm.is_some_and(|n| !positive(n)) {
+            return fail("adam_eps and max_grad_norm must be finite and positive");
+        }
+        if self.early_stopping_patience.is_some()
+            && self.early_stopping_metric == StopMetric::Bleu
+            && (!self.eval_bleu || self.dev_bleu_samples == 0)
+        {
+            return fail(
+                "early stopping on BLEU needs eval_bleu = true and dev_bleu_samples > 0 \
+                 (or early_stopping_metric = \"loss\")",
+            );
+        }
         if self.train_data.is_none() {
             return fail("train_data is required");
         }
         self.check_bucketing()
+    }
+
+    /// The settings a resumed run must share with the run that wrote its checkpoint, because
+    /// the saved state encodes them: the data and its order, the loop, the schedule, the
+    /// optimizer and dropout. One line per difference; empty when the runs agree. Everything
+    /// else (`stop_after`, evaluation, precision, device, ...) may change on resume.
+    pub fn resume_conflicts(&self, saved: &TrainConfig) -> Vec<String> {
+        let mut conflicts = Vec::new();
+        macro_rules! compare {
+            ($($field:ident),*) => { $(
+                if self.$field != saved.$field {
+                    conflicts.push(format!(
+                        "{}: saved {:?}, now {:?}",
+                        stringify!($field),
+                        saved.$field,
+                        self.$field
+                    ));
+                }
+            )* };
+        }
+        compare!(
+            max_source_len,
+            max_target_len,
+            batch_size,
+            grad_accum,
+            accumulation,
+            padding,
+            bucket_window,
+            shuffle,
+            seed,
+            lr,
+            weight_decay,
+            adam_eps,
+            warmup_steps,
+            train_steps,
+            epochs,
+            eval_steps,
+            dropout,
+            max_grad_norm
+        );
+        conflicts
     }
 
     /// The length-bucketing settings alone; [`Trainer::new`](crate::trainer::Trainer::new),
@@ -454,5 +513,67 @@ mod tests {
         }
         .tokenizer_spec()
         .is_err());
+        let valid = TrainConfig {
+            train_data: Some("t.jsonl".into()),
+            ..Default::default()
+        };
+        for bad in [
+            TrainConfig {
+                max_grad_norm: Some(-1.0),
+                ..valid.clone()
+            },
+            TrainConfig {
+                adam_eps: f64::NAN,
+                ..valid.clone()
+            },
+        ] {
+            let err = bad.validate().unwrap_err().to_string();
+            assert!(err.contains("max_grad_norm"), "{err}");
+        }
+        // Early stopping on BLEU without BLEU would stop a run that still improves.
+        let patient = TrainConfig {
+            early_stopping_patience: Some(2),
+            ..valid.clone()
+        };
+        assert!(patient.validate().is_ok());
+        let err = TrainConfig {
+            eval_bleu: false,
+            ..patient.clone()
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("early stopping"), "{err}");
+        assert!(TrainConfig {
+            eval_bleu: false,
+            early_stopping_metric: StopMetric::Loss,
+            ..patient
+        }
+        .validate()
+        .is_ok());
+    }
+
+    #[test]
+    fn resume_conflicts_name_the_settings_the_saved_state_depends_on() {
+        let saved = TrainConfig::default();
+        let same_run_other_extras = TrainConfig {
+            stop_after: Some(5),
+            precision: Precision::Bf16,
+            beam_size: 4,
+            ..saved.clone()
+        };
+        assert!(same_run_other_extras.resume_conflicts(&saved).is_empty());
+        let changed = TrainConfig {
+            weight_decay: 0.01,
+            train_steps: Some(10),
+            ..saved.clone()
+        };
+        assert_eq!(
+            changed.resume_conflicts(&saved),
+            [
+                "weight_decay: saved 0.0, now 0.01",
+                "train_steps: saved Some(20000), now Some(10)"
+            ]
+        );
     }
 }

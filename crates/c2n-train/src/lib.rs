@@ -46,6 +46,7 @@
 //! # Ok::<(), c2n_train::TrainError>(())
 //! ```
 
+pub mod checkpoint_dir;
 pub mod checkpoint_policy;
 pub mod comm;
 pub mod config;

@@ -1,6 +1,7 @@
 //! A JSON-lines metrics file: one object per training log point or evaluation.
 //!
-//! Appending (not truncating) keeps the history of a resumed run in one file.
+//! A resumed run keeps the records up to its checkpoint and appends after them, so the file
+//! holds one history without repeated steps; a fresh run starts the file anew.
 
 use crate::{Result, TrainError};
 use serde::{Deserialize, Serialize};
@@ -37,6 +38,15 @@ pub enum MetricRecord {
     },
 }
 
+impl MetricRecord {
+    /// Updates done when the record was written.
+    pub fn global_step(&self) -> u64 {
+        match self {
+            Self::Train { global_step, .. } | Self::Eval { global_step, .. } => *global_step,
+        }
+    }
+}
+
 /// Appends [`MetricRecord`]s to a file, one JSON object per line.
 pub struct MetricsLog {
     path: PathBuf,
@@ -44,10 +54,22 @@ pub struct MetricsLog {
 }
 
 impl MetricsLog {
-    /// Opens `path` for appending, creating it if needed.
-    pub fn open(path: &Path) -> Result<Self> {
+    /// Opens `path` for a run that continues after `global_step` updates: records of later
+    /// steps (written after the checkpoint the run resumed from) are dropped, and a fresh run
+    /// (`global_step` 0) starts an empty file. Creates the file if needed.
+    pub fn open(path: &Path, global_step: u64) -> Result<Self> {
+        let mut kept = String::new();
+        if global_step > 0 && path.is_file() {
+            // The kept lines are copied verbatim: re-serialising could move a float by an ulp.
+            for (line, record) in Self::read_lines(path)? {
+                if record.global_step() <= global_step {
+                    kept.push_str(&line);
+                    kept.push('\n');
+                }
+            }
+        }
+        std::fs::write(path, kept).map_err(|e| TrainError::io(path, e))?;
         let file = OpenOptions::new()
-            .create(true)
             .append(true)
             .open(path)
             .map_err(|e| TrainError::io(path, e))?;
@@ -67,12 +89,21 @@ impl MetricsLog {
 
     /// Reads every record of a metrics file, naming the line of a bad one.
     pub fn read(path: &Path) -> Result<Vec<MetricRecord>> {
+        Ok(Self::read_lines(path)?
+            .into_iter()
+            .map(|(_, record)| record)
+            .collect())
+    }
+
+    /// Each non-empty line with its record.
+    fn read_lines(path: &Path) -> Result<Vec<(String, MetricRecord)>> {
         let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
         text.lines()
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty())
             .map(|(i, l)| {
                 serde_json::from_str(l)
+                    .map(|r| (l.to_string(), r))
                     .map_err(|e| TrainError::parse(path, format!("line {}: {e}", i + 1)))
             })
             .collect()
@@ -84,7 +115,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn append_then_read_back_and_bad_lines_name_their_number() {
+    fn append_read_back_trim_on_resume_and_bad_lines_name_their_number() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("metrics.jsonl");
         let records = vec![
@@ -106,10 +137,34 @@ mod tests {
                 saved: vec!["checkpoint-last".into()],
             },
         ];
+        let mut log = MetricsLog::open(&path, 0).unwrap();
         for r in &records {
-            MetricsLog::open(&path).unwrap().append(r).unwrap();
+            log.append(r).unwrap();
         }
         assert_eq!(MetricsLog::read(&path).unwrap(), records);
+
+        // A run resumed at step 1 keeps both records and appends after them.
+        let later = MetricRecord::Train {
+            global_step: 2,
+            epoch: 0,
+            loss: 0.1 + 0.2,
+            lr: 1e-5 / 3.0,
+            samples_per_s: 1.0,
+            tokens_per_s: 1.0,
+        };
+        MetricsLog::open(&path, 1).unwrap().append(&later).unwrap();
+        let mut all = records.clone();
+        all.push(later);
+        assert_eq!(MetricsLog::read(&path).unwrap(), all);
+        let written = std::fs::read_to_string(&path).unwrap();
+        // Resuming at step 1 again drops the step-2 line and copies the others verbatim.
+        MetricsLog::open(&path, 1).unwrap();
+        let kept = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(kept.lines().count(), 2);
+        assert!(written.starts_with(&kept));
+        // A fresh run starts a new file.
+        MetricsLog::open(&path, 0).unwrap();
+        assert!(MetricsLog::read(&path).unwrap().is_empty());
         std::fs::write(&path, "{\"kind\":\"train\"}\n").unwrap();
         let err = MetricsLog::read(&path).unwrap_err().to_string();
         assert!(err.contains("line 1"), "{err}");

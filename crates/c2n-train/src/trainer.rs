@@ -27,12 +27,13 @@
 //!   broadcasts the BLEU so every rank takes the same checkpoint/early-stopping decisions;
 //! * only rank 0 writes checkpoints, metrics, dev outputs and the progress bar.
 
+use crate::checkpoint_dir;
 use crate::checkpoint_policy::{BEST_BLEU, BEST_PPL, LAST};
 use crate::comm::{
     self, exchange_batch_stats, rank_grad_scale, BucketPlan, Communicator, LocalBatch, ReduceOp,
     SingleComm,
 };
-use crate::config::{Schedule, TrainConfig};
+use crate::config::{Schedule, TrainConfig, TRAIN_CONFIG_FILE};
 use crate::data::{load_features, DevSet};
 use crate::device::{apply_precision, select_device};
 use crate::dropout_seeds::micro_batch_dropout_seed;
@@ -345,6 +346,22 @@ impl Trainer {
         c2n_model::load::load_state_dict(&self.model, &weights)?;
         let (state, pending) = TrainState::load(dir, self.model.device())?;
         state.check_resumable(self.driver.plan(), dir)?;
+        let saved_config = dir.join(TRAIN_CONFIG_FILE);
+        if saved_config.exists() {
+            let conflicts = self
+                .config
+                .resume_conflicts(&TrainConfig::load(&saved_config)?);
+            if !conflicts.is_empty() {
+                return Err(TrainError::Resume {
+                    path: dir.to_path_buf(),
+                    message: format!(
+                        "the saved state belongs to other settings ({}); resume with the saved \
+                         values or start a new output directory",
+                        conflicts.join("; ")
+                    ),
+                });
+            }
+        }
         if state.data_seed != self.batch_config.seed {
             return Err(TrainError::Resume {
                 path: dir.to_path_buf(),
@@ -674,7 +691,10 @@ impl Trainer {
         if self.metrics.is_none() {
             let dir = &self.config.output_dir;
             std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
-            self.metrics = Some(MetricsLog::open(&dir.join("metrics.jsonl"))?);
+            self.metrics = Some(MetricsLog::open(
+                &dir.join("metrics.jsonl"),
+                self.state.counters.global_step,
+            )?);
         }
         Ok(())
     }
@@ -702,7 +722,7 @@ impl Trainer {
         if main {
             self.open_metrics()?;
             self.config
-                .save_json(&self.config.output_dir.join("train_config.json"))?;
+                .save_json(&self.config.output_dir.join(TRAIN_CONFIG_FILE))?;
         }
         let total = self.driver.total_updates();
         let target = self.config.stop_after.map_or(total, |s| s.min(total));
@@ -768,12 +788,15 @@ impl Trainer {
     /// `with_state` the optimizer and train state for resuming.
     pub fn save_checkpoint(&self, name: &str, with_state: bool) -> Result<PathBuf> {
         let dir = self.config.output_dir.join(name);
-        c2n_model::save_checkpoint(&self.model, &dir)?;
-        self.config.save_json(&dir.join("train_config.json"))?;
-        if with_state {
-            self.optimizer.save_state(&dir)?;
-            self.state.save(&dir, &self.pending)?;
-        }
+        checkpoint_dir::write_replacing(&dir, |partial| {
+            c2n_model::save_checkpoint(&self.model, partial)?;
+            self.config.save_json(&partial.join(TRAIN_CONFIG_FILE))?;
+            if with_state {
+                self.optimizer.save_state(partial)?;
+                self.state.save(partial, &self.pending)?;
+            }
+            Ok(())
+        })?;
         Ok(dir)
     }
 

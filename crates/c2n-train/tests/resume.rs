@@ -6,6 +6,7 @@ use crate::support;
 
 use c2n_data::{Feature, Padding};
 use c2n_train::data::DevSet;
+use c2n_train::metrics::MetricsLog;
 use c2n_train::model_setup::with_dropout;
 use c2n_train::trainer::Trainer;
 use candle_core::Device;
@@ -163,6 +164,16 @@ fn variant_a_stop_after_then_resume_equals_uninterrupted() {
     let summary = second.run().unwrap();
     assert_eq!(summary.updates, 7);
     assert_same_run(&full, &second);
+    // One history in metrics.jsonl: the same records at the same steps as the full run.
+    let steps = |dir: &Path| -> Vec<u64> {
+        MetricsLog::read(&dir.join("metrics.jsonl"))
+            .unwrap()
+            .iter()
+            .map(|r| r.global_step())
+            .collect()
+    };
+    assert_eq!(steps(split_dir.path()), steps(full_dir.path()));
+    assert!(!steps(full_dir.path()).is_empty());
 }
 
 #[test]
@@ -240,6 +251,43 @@ fn resume_refuses_a_different_loop() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("cannot resume"), "{err}");
+}
+
+#[test]
+fn resume_refuses_changed_settings_and_names_each_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = |c: &mut c2n_train::config::TrainConfig| {
+        c.train_steps = Some(4);
+        c.batch_size = 2;
+        c.stop_after = Some(2);
+    };
+    trainer(dir.path(), base, false).run().unwrap();
+    let ckpt = dir.path().join("checkpoint-last");
+    let mut changed = trainer(
+        dir.path(),
+        |c| {
+            base(c);
+            c.lr *= 2.0;
+            c.shuffle = !c.shuffle;
+        },
+        false,
+    );
+    let err = changed.resume(&ckpt).unwrap_err().to_string();
+    assert!(
+        err.contains("lr: saved") && err.contains("shuffle: saved"),
+        "{err}"
+    );
+    // What the saved state does not encode may change: here stop_after.
+    let mut longer = trainer(
+        dir.path(),
+        |c| {
+            base(c);
+            c.stop_after = None;
+        },
+        false,
+    );
+    longer.resume(&ckpt).unwrap();
+    assert_eq!(longer.run().unwrap().updates, 4);
 }
 
 #[test]
