@@ -59,9 +59,11 @@
 //!   (`microsoft/codebert-base`, through the hf-hub cache), `model.safetensors` or
 //!   `pytorch_model.bin`, with or without the `roberta.` prefix; the decoder and `dense` are
 //!   initialised as the reference does ([`init`]).
-//! - [`load_checkpoint`]: a run.py or our own checkpoint folder (`config.json` +
-//!   `model.safetensors` or `pytorch_model.bin`); `encoder.embeddings.position_ids`, a
-//!   missing `bias` and a missing tied `lm_head.weight` are tolerated.
+//! - [`load_checkpoint`]: a run.py or our own checkpoint folder (`model.safetensors` or
+//!   `pytorch_model.bin`, with `config.json`, or without it as run.py writes them: the
+//!   architecture then comes from the weight shapes, [`load::config_from_weights`]);
+//!   `encoder.embeddings.position_ids`, a `module.` prefix, a missing `bias` and a missing
+//!   tied `lm_head.weight` are tolerated.
 //! - [`save_checkpoint`]: `config.json` + `model.safetensors` with every state-dict key,
 //!   `bias` and `lm_head.weight` included, so PyTorch loads it strictly.
 //!

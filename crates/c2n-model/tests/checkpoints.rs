@@ -203,6 +203,53 @@ fn legacy_torch_file_loads_like_its_safetensors_copy() {
 }
 
 #[test]
+fn a_run_py_checkpoint_folder_without_config_json_loads_from_its_weight_shapes() {
+    // run.py saves only pytorch_model.bin: the sizes come from the shapes, the heads from
+    // hidden / 64 (RoBERTa's head width).
+    let cfg = ModelConfig {
+        vocab_size: 70,
+        hidden_size: 128,
+        num_hidden_layers: 2,
+        num_attention_heads: 2,
+        intermediate_size: 48,
+        max_position_embeddings: 40,
+        decoder_layers: 3,
+        decoder_ffn_dim: 24,
+        ..ModelConfig::small()
+    };
+    let model = fresh(&cfg);
+    let dir = tempfile::tempdir().unwrap();
+    // A DataParallel-style `module.` prefix, as a multi-GPU run.py writes.
+    let prefixed: HashMap<String, Tensor> = state_dict(&model)
+        .unwrap()
+        .into_iter()
+        .map(|(k, v)| (format!("module.{k}"), v))
+        .collect();
+    write(&prefixed, &dir.path().join("pytorch_model.bin"));
+    let loaded = load_checkpoint(dir.path(), &Device::Cpu).unwrap();
+    assert_eq!(loaded.config(), &cfg);
+    for name in model.trainable_var_names() {
+        assert_eq!(
+            var_values(&model, &name),
+            var_values(&loaded, &name),
+            "{name}"
+        );
+    }
+
+    // Hidden 16 (the small fixture) gives no whole number of 64-wide heads: the error says
+    // what is missing instead of guessing.
+    let small = tempfile::tempdir().unwrap();
+    write(&fixture_tensors(), &small.path().join("model.safetensors"));
+    let err = load_checkpoint(small.path(), &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("attention heads") && err.contains("config.json"),
+        "{err}"
+    );
+}
+
+#[test]
 fn truncated_legacy_torch_file_is_an_error_with_a_conversion_hint() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("pytorch_model.bin");

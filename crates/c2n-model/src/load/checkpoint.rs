@@ -1,8 +1,9 @@
 //! Loading a code2nl checkpoint (run.py's `pytorch_model.bin` or our `model.safetensors`).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use candle_core::Device;
+use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 
 use super::assign::{assign, take};
@@ -31,6 +32,10 @@ pub fn find_weights_file(path: &Path) -> Result<PathBuf> {
 
 /// Load a checkpoint folder (`config.json` + `model.safetensors` or `pytorch_model.bin`) or
 /// a weights file with a `config.json` beside it.
+///
+/// run.py saves only `pytorch_model.bin` in its `checkpoint-*` folders. Without a
+/// `config.json` the architecture is read from the weight shapes
+/// ([`config_from_weights`]), so such a folder loads as it is.
 pub fn load_checkpoint(path: impl AsRef<Path>, device: &Device) -> Result<Seq2Seq> {
     let path = path.as_ref();
     let dir = if path.is_file() {
@@ -38,11 +43,67 @@ pub fn load_checkpoint(path: impl AsRef<Path>, device: &Device) -> Result<Seq2Se
     } else {
         path.to_path_buf()
     };
-    let cfg = ModelConfig::load(dir.join("config.json"))?;
     let weights = find_weights_file(path)?;
+    let config_path = dir.join("config.json");
+    let tensors = without_module_prefix(read_tensors(&weights)?);
+    let cfg = if config_path.is_file() {
+        ModelConfig::load(config_path)?
+    } else {
+        config_from_weights(&tensors, &weights)?
+    };
     let model = Seq2Seq::new(&cfg, &VarMap::new(), device)?;
-    load_state_dict(&model, &weights)?;
+    assign_state_dict(&model, tensors, &weights)?;
     Ok(model)
+}
+
+/// The architecture of a code2nl state dict without a `config.json`: sizes and layer counts
+/// come from the weight shapes, everything else from [`ModelConfig::codebert`]. No shape
+/// shows the number of attention heads: it is `hidden_size / 64`, as in RoBERTa base (12)
+/// and large (16); a model with other heads needs its `config.json`.
+pub fn config_from_weights(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<ModelConfig> {
+    let fail = |message: String| ModelError::Checkpoint {
+        path: path.to_path_buf(),
+        message: format!("{message} (there is no config.json beside the weights)"),
+    };
+    let dims = |key: &str| -> Result<(usize, usize)> {
+        match tensors.get(key).map(|t| t.dims()) {
+            Some(&[rows, cols]) => Ok((rows, cols)),
+            Some(other) => Err(fail(format!("`{key}` has shape {other:?}, not 2-D"))),
+            None => Err(fail(format!("no `{key}`: not a code2nl checkpoint"))),
+        }
+    };
+    let count = |prefix: &str| {
+        (0..)
+            .take_while(|i| {
+                tensors
+                    .keys()
+                    .any(|k| k.starts_with(&format!("{prefix}{i}.")))
+            })
+            .count()
+    };
+    let (vocab_size, hidden_size) = dims(WORD_EMBEDDINGS_KEY)?;
+    if hidden_size % 64 != 0 {
+        return Err(fail(format!(
+            "hidden size {hidden_size} is not a multiple of 64, so the number of attention \
+             heads cannot be assumed"
+        )));
+    }
+    let encoder_layer = "encoder.encoder.layer.";
+    let decoder_layer = "decoder.layers.";
+    let cfg = ModelConfig {
+        vocab_size,
+        hidden_size,
+        num_hidden_layers: count(encoder_layer),
+        num_attention_heads: hidden_size / 64,
+        intermediate_size: dims(&format!("{encoder_layer}0.intermediate.dense.weight"))?.0,
+        max_position_embeddings: dims("encoder.embeddings.position_embeddings.weight")?.0,
+        type_vocab_size: dims("encoder.embeddings.token_type_embeddings.weight")?.0,
+        decoder_layers: count(decoder_layer),
+        decoder_ffn_dim: dims(&format!("{decoder_layer}0.linear1.weight"))?.0,
+        ..ModelConfig::codebert()
+    };
+    cfg.validate()?;
+    Ok(cfg)
 }
 
 /// Copy a code2nl state dict from `path` into `model`'s Vars.
@@ -52,13 +113,27 @@ pub fn load_checkpoint(path: impl AsRef<Path>, device: &Device) -> Result<Seq2Se
 /// `encoder.embeddings.position_ids` (ignored), `bias` present (shape checked) or absent,
 /// `lm_head.weight` present (must equal the word embeddings) or absent (tied).
 pub fn load_state_dict(model: &Seq2Seq, path: &Path) -> Result<()> {
-    let mut tensors = read_tensors(path)?;
+    assign_state_dict(model, without_module_prefix(read_tensors(path)?), path)
+}
+
+/// Drops the `module.` prefix that `DataParallel` puts on every key.
+fn without_module_prefix(tensors: HashMap<String, Tensor>) -> HashMap<String, Tensor> {
     if !tensors.is_empty() && tensors.keys().all(|k| k.starts_with("module.")) {
-        tensors = tensors
+        tensors
             .into_iter()
             .map(|(k, v)| (k["module.".len()..].to_string(), v))
-            .collect();
+            .collect()
+    } else {
+        tensors
     }
+}
+
+/// [`load_state_dict`] of tensors already read from `path` (named in errors).
+fn assign_state_dict(
+    model: &Seq2Seq,
+    mut tensors: HashMap<String, Tensor>,
+    path: &Path,
+) -> Result<()> {
     let cfg = model.config();
     for spec in keys::param_specs(cfg) {
         let value = take(&mut tensors, &spec.name, path)?;

@@ -11,7 +11,9 @@ mod legacy_torch;
 mod pretrained;
 mod tensor_file;
 
-pub use checkpoint::{find_weights_file, load_checkpoint, load_state_dict, WEIGHTS_FILES};
+pub use checkpoint::{
+    config_from_weights, find_weights_file, load_checkpoint, load_state_dict, WEIGHTS_FILES,
+};
 pub use pretrained::{
     load_encoder_weights, load_pretrained_encoder, resolve_pretrained, PretrainedFiles,
 };
