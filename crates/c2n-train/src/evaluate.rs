@@ -29,7 +29,7 @@ use c2n_data::{
     RobertaTokenizer, Stage, Strictness,
 };
 use c2n_eval::{smoothed_bleu, Gold, SmoothedBleu};
-use c2n_model::beam::{beam_search, BeamOutput, Hypothesis};
+use c2n_model::beam::{beam_search, cut_at_first_zero, BeamOutput, Hypothesis};
 use c2n_model::generation::GenerationConfig;
 use c2n_model::{KvCacheSession, Seq2Seq};
 use serde::Serialize;
@@ -412,7 +412,9 @@ impl Predictions {
     }
 
     /// Writes `nbest.jsonl`: `{"idx", "hypotheses": [{"ids", "score", "text"}]}` per example,
-    /// at most `k` hypotheses in rank order, ids without `<s>`/EOS.
+    /// at most `k` hypotheses in rank order, ids without `<s>`/EOS and cut at their first id 0
+    /// as the evaluated prediction is (§6.7: a generated `<s>` ends it), so the first
+    /// hypothesis is the `*.output` row.
     pub fn write_nbest(
         &self,
         path: &Path,
@@ -447,10 +449,14 @@ impl Predictions {
             let hypotheses = hyps
                 .iter()
                 .take(k)
-                .map(|h| NbestHypothesis {
-                    ids: &h.ids,
-                    score: h.score,
-                    text: tokenizer.decode(&h.ids),
+                .map(|h| {
+                    // Cut like the evaluated prediction (§6.7), so rank 0 is `*.output`'s row.
+                    let ids = cut_at_first_zero(&h.ids);
+                    NbestHypothesis {
+                        ids,
+                        score: h.score,
+                        text: tokenizer.decode(ids),
+                    }
                 })
                 .collect();
             let line = serde_json::to_string(&NbestLine {

@@ -183,6 +183,14 @@ fn short_run_on_ruby_writes_checkpoints_dev_outputs_and_metrics() {
     assert!(lines
         .iter()
         .all(|l| l["hypotheses"].as_array().unwrap().len() == 2));
+    // The first hypothesis is the evaluated prediction, row for row.
+    let output = std::fs::read_to_string(&report.output).unwrap();
+    let rows: Vec<&str> = output.lines().collect();
+    assert_eq!(rows.len(), 3, "one line per example: {output:?}");
+    for (line, row) in lines.iter().zip(rows) {
+        let best = line["hypotheses"][0]["text"].as_str().unwrap();
+        assert_eq!(format!("{}\t{best}", line["idx"]), row);
+    }
     let gold = c2n_eval::Gold::read(&report.gold).unwrap();
     let predictions = c2n_eval::Predictions::read(&report.output).unwrap();
     assert_eq!(

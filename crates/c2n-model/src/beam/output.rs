@@ -33,7 +33,9 @@ pub struct BeamOutput {
     pub final_entries: Vec<FinalEntry>,
     /// Steps the beam advanced.
     pub steps: usize,
-    /// Whether the beam was `done()` at the end (else it ran `max_length` steps).
+    /// Whether `done()` stopped the search before `max_length` steps (the reference driver's
+    /// `break`); a beam that becomes done at its last step ran `max_length` steps, like one
+    /// that never does.
     pub done: bool,
     /// Whether row 0 ever ended in EOS.
     pub eos_top: bool,

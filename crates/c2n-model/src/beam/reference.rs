@@ -407,7 +407,8 @@ impl Beam {
             rows,
             final_entries,
             steps: self.steps(),
-            done: self.done(),
+            // The driver's `break`: done() held while steps were left.
+            done: self.done() && self.steps() < max_length,
             eos_top: self.eos_top,
             finished: self.finished.clone(),
         }
@@ -514,6 +515,10 @@ mod tests {
         beam.advance(&step3, 4).unwrap();
         assert_eq!(beam.current_tokens(), &[0, 2]);
         assert!(beam.done());
+        // The output's `done` is the driver's `break`: with max_length 3 the loop ran out of
+        // steps before it could test done() again; with 4 steps left over it breaks.
+        assert!(!beam.output(3).done);
+        assert!(beam.output(4).done);
     }
 
     #[test]
