@@ -18,7 +18,7 @@ pub struct EvaluateArgs {
     /// The jsonl(.gz) file to decode and score.
     #[arg(long)]
     pub data: PathBuf,
-    /// Only the first N examples.
+    /// Only the first N lines of --data (later lines are not read).
     #[arg(long)]
     pub limit: Option<usize>,
     /// Beam size.

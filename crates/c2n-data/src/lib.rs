@@ -84,9 +84,12 @@ pub use error::{DataError, Result};
 pub use example::Example;
 pub use features::{featurize, Feature, FeatureConfig, Stage};
 pub use pipeline::{
-    features_in_memory, read_examples, run_file, PipelineConfig, PipelineOptions, PipelineReport,
+    features_in_memory, read_examples, read_first_examples, run_file, PipelineConfig,
+    PipelineOptions, PipelineReport,
 };
-pub use reader::{read_records, BadLineReason, JsonlLines, ReadReport, Strictness};
+pub use reader::{
+    read_first_records, read_records, BadLineReason, JsonlLines, ReadReport, Strictness,
+};
 pub use record::{Record, TokenRecord};
 pub use shard::{FeatureRef, FeatureSet, FeatureStore};
 pub use stats::{markdown_table, stats_row, LengthSummary, StatsRow};

@@ -192,7 +192,16 @@ pub fn features_in_memory(
 
 /// Reads a file into examples (no cleaning, no tokenizing), sequentially.
 pub fn read_examples(path: &Path, strictness: Strictness) -> Result<(Vec<Example>, ReadReport)> {
-    let (records, report) = crate::reader::read_records(path, strictness)?;
+    read_first_examples(path, strictness, None)
+}
+
+/// [`read_examples`] of the first `max_lines` lines only (`evaluate --limit`).
+pub fn read_first_examples(
+    path: &Path,
+    strictness: Strictness,
+    max_lines: Option<usize>,
+) -> Result<(Vec<Example>, ReadReport)> {
+    let (records, report) = crate::reader::read_first_records(path, strictness, max_lines)?;
     let examples = records
         .iter()
         .map(|(idx, r)| Example::from_record(*idx, r))

@@ -397,11 +397,21 @@ pub fn read_records(
     path: impl AsRef<Path>,
     strictness: Strictness,
 ) -> Result<(Vec<(usize, TokenRecord)>, ReadReport)> {
+    read_first_records(path, strictness, None)
+}
+
+/// [`read_records`] of the first `max_lines` lines only (all with `None`): later lines are
+/// not read, so they can neither fail the read nor cost time.
+pub fn read_first_records(
+    path: impl AsRef<Path>,
+    strictness: Strictness,
+    max_lines: Option<usize>,
+) -> Result<(Vec<(usize, TokenRecord)>, ReadReport)> {
     let path = path.as_ref();
     let mut lines = JsonlLines::open(path)?;
     let mut report = ReadReport::default();
     let mut records = Vec::new();
-    loop {
+    while max_lines.is_none_or(|max| report.lines < max) {
         let line = match lines.next_line() {
             Ok(Some(line)) => line,
             Ok(None) => break,
@@ -423,7 +433,9 @@ pub fn read_records(
             },
         }
     }
-    finish_file(path, strictness, &mut report)?;
+    if max_lines != Some(0) {
+        finish_file(path, strictness, &mut report)?;
+    }
     Ok((records, report))
 }
 

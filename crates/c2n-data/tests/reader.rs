@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use c2n_data::{read_records, BadLineReason, DataError, Strictness};
+use c2n_data::{read_first_records, read_records, BadLineReason, DataError, Strictness};
 
 const GOOD: &str =
     r#"{"code_tokens": ["def", "f"], "docstring_tokens": ["Does", "it", "."], "url": "u1"}"#;
@@ -118,6 +118,21 @@ fn idx_is_the_line_number_even_after_skips() {
     let idx: Vec<usize> = records.iter().map(|(i, _)| *i).collect();
     assert_eq!(idx, [0, 2, 4]);
     assert_eq!(report.bad_total(), 2);
+}
+
+#[test]
+fn reading_the_first_lines_stops_before_a_later_bad_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!("{GOOD}\n{GOOD}\nnope\n{GOOD}\n");
+    let path = write(&dir, "head.jsonl", text.as_bytes());
+    let err = read_records(&path, Strictness::Strict).unwrap_err();
+    assert!(err.to_string().contains(":3:"), "{err}");
+    let (records, report) = read_first_records(&path, Strictness::Strict, Some(2)).unwrap();
+    assert_eq!((records.len(), report.lines), (2, 2));
+    let (records, _) = read_first_records(&path, Strictness::Lenient, Some(10)).unwrap();
+    assert_eq!(records.len(), 3);
+    let (records, _) = read_first_records(&path, Strictness::Strict, Some(0)).unwrap();
+    assert!(records.is_empty());
 }
 
 #[test]

@@ -539,10 +539,7 @@ pub fn evaluate_file_sharded(
     on_batch: impl FnMut(usize),
 ) -> Result<Option<EvaluateReport>> {
     let start = std::time::Instant::now();
-    let (mut examples, _) = c2n_data::read_examples(&req.data, Strictness::Strict)?;
-    if let Some(limit) = req.limit {
-        examples.truncate(limit);
-    }
+    let (examples, _) = c2n_data::read_first_examples(&req.data, Strictness::Strict, req.limit)?;
     if examples.is_empty() {
         return Err(TrainError::InvalidInput(format!(
             "{}: no example to evaluate",
