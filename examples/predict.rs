@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use code2nl::cli::predict::PredictArgs;
 use code2nl::data::{featurize, Example, FeatureConfig, Padding, RobertaTokenizer, Stage};
+use code2nl::model::beam::cut_at_first_zero;
 use code2nl::model::generation::GenerationConfig;
 use code2nl::train::device::select_device;
 use code2nl::train::evaluate::{decode, EvalBatching};
@@ -41,6 +42,13 @@ fn main() -> Result<()> {
     };
     let feature = featurize(&tokenizer, &example, &cfg)?;
     let k = args.nbest.unwrap_or(1).max(1);
+    if k > args.beam_size {
+        // A beam keeps only beam-size hypotheses; say so rather than change the search quietly.
+        eprintln!(
+            "note: --nbest {k} exceeds --beam-size {}: decoding with beam size {k}",
+            args.beam_size
+        );
+    }
     let generation = GenerationConfig {
         beam_size: args.beam_size.max(k),
         max_length: args.max_target_len,
@@ -54,11 +62,16 @@ fn main() -> Result<()> {
     };
     let outputs = decode(&model, &[feature], &batching, &generation, |_| {})?;
     let output = outputs.first().context("no output")?;
+    // Texts as `evaluate` writes them: cut at the first id 0, decoded untrimmed.
     match args.nbest {
-        None => println!("{}", tokenizer.decode(output.prediction()).trim()),
+        None => println!("{}", tokenizer.decode(output.prediction())),
         Some(k) => {
             for h in output.hypotheses.iter().take(k) {
-                println!("{}\t{}", h.score, tokenizer.decode(&h.ids).trim());
+                println!(
+                    "{}\t{}",
+                    h.score,
+                    tokenizer.decode(cut_at_first_zero(&h.ids))
+                );
             }
         }
     }
