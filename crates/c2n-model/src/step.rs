@@ -117,9 +117,14 @@ impl RowTopK {
         }
     }
 
-    /// Number of rows.
+    /// Number of complete rows (of both values and tokens, so [`RowTopK::row`] of any row
+    /// below it is in range).
     pub fn rows(&self) -> usize {
-        self.values.len().checked_div(self.k).unwrap_or(0)
+        self.values
+            .len()
+            .min(self.tokens.len())
+            .checked_div(self.k)
+            .unwrap_or(0)
     }
 
     /// `(value, token)` entries of row `r`, in rank order.

@@ -335,9 +335,12 @@ impl Beam {
     pub fn final_entries(&self) -> Vec<FinalEntry> {
         let last = self.steps();
         let mut finished = self.finished.clone();
+        let Some(&row0_score) = self.scores.first() else {
+            return Vec::new(); // a beam of size 0 ranks nothing
+        };
         if finished.is_empty() {
             finished.push(FinalEntry {
-                score: self.scores[0],
+                score: row0_score,
                 step: last,
                 row: 0,
             });
@@ -372,7 +375,12 @@ impl Beam {
     }
 
     /// Tokens chosen at steps `1..=t` by the entry's row, found by walking the back-pointers.
+    /// An entry that cannot belong to this beam (a step it has not taken, a row beyond its
+    /// size) has no tokens.
     pub fn hypothesis(&self, entry: FinalEntry) -> Vec<u32> {
+        if entry.step > self.steps() || entry.row >= self.size {
+            return Vec::new();
+        }
         let mut row = entry.row;
         let mut tokens = Vec::with_capacity(entry.step);
         for j in (0..entry.step).rev() {
@@ -593,6 +601,10 @@ mod tests {
         let second = FinalEntry { row: 1, ..top };
         assert_eq!(beam.hypothesis(second), vec![3, 3, 3]);
         assert_eq!(beam.hypothesis(FinalEntry { step: 2, ..top }), vec![3, 1]);
+        // Entries from elsewhere give no tokens rather than an index panic.
+        assert!(beam.hypothesis(FinalEntry { step: 99, ..top }).is_empty());
+        assert!(beam.hypothesis(FinalEntry { row: 99, ..top }).is_empty());
+        assert!(Beam::new(0, 0, EOS).output(4).hypotheses.is_empty());
     }
 
     #[test]
