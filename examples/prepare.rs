@@ -107,6 +107,13 @@ fn main() -> Result<()> {
             prepared.store.len(),
             prepared.store.dir().display()
         );
+        let surrogates = prepared.manifest.report.read.lone_surrogate_lines;
+        if surrogates > 0 {
+            eprintln!(
+                "{}: {surrogates} line(s) with lone surrogate escapes, kept with U+FFFD in their place",
+                path.display()
+            );
+        }
         if let Some(out) = dump.as_mut() {
             for i in 0..prepared.store.len() {
                 let f = prepared.store.get(i);
