@@ -72,7 +72,23 @@ impl TokenizerFiles {
             return Self::from_dir(path);
         }
         if spec.split('/').count() == 2 && !spec.starts_with('.') {
-            return Self::from_hub(spec);
+            // `data/roberta-base` may be a mistyped local path as much as a hub id: when its
+            // first part is a local folder, the error says both.
+            return Self::from_hub(spec).map_err(|hub_error| {
+                match path
+                    .parent()
+                    .filter(|p| p.is_dir() && !p.as_os_str().is_empty())
+                {
+                    Some(parent) => DataError::Tokenizer {
+                        location: spec.to_string(),
+                        message: format!(
+                            "no such folder in {} (as a hub id: {hub_error})",
+                            parent.display()
+                        ),
+                    },
+                    None => hub_error,
+                }
+            });
         }
         Err(DataError::Tokenizer {
             location: spec.to_string(),
