@@ -332,6 +332,15 @@ def train_steps_fixture():
     losses, lrs, snapshots, extra = reference_loop_b(model, feats, 2, 2, 2)
     save_file(snapshots, os.path.join(out, "expected_b_ga2.safetensors"))
     cases["b_ga2"] = {"batch_size": 4, "grad_accum": 2, "epochs": 2, "losses": losses, "lrs": lrs, **extra}
+    # Variant B with warmup: 3 batches per epoch, GA 1, 4 epochs → t_total 12, W 1: the first
+    # update runs at lr 0 (and still advances Adam's state), the second at the peak.
+    model.load_state_dict(initial)
+    model.eval()
+    model.zero_grad(set_to_none=True)
+    losses, lrs, snapshots, extra = reference_loop_b(model, feats, 2, 1, 4)
+    assert lrs[0] == 0.0 and lrs[1] == TRAIN_BASE_LR, lrs
+    save_file(snapshots, os.path.join(out, "expected_b_warmup.safetensors"))
+    cases["b_warmup"] = {"batch_size": 2, "grad_accum": 1, "epochs": 4, "losses": losses, "lrs": lrs, **extra}
     write_json(
         os.path.join(out, "expected.json"),
         {"regenerate": "python3 tools/reference/train_reference.py train-steps",
