@@ -238,7 +238,7 @@ impl Seq2Seq {
         // Σ −log p(gold): negating each term or the sum is the same float.
         let nll = token_nll(&logits, &gold, self.cfg.fused_kernels)?;
         let loss_sum_exact = nll.sum_all()?;
-        let loss = (loss_sum_exact / n_active as f64)?;
+        let loss = crate::layers::token_mean(&loss_sum_exact, n_active)?;
         // The reference returns the f32 product loss × N_act, not the raw sum.
         let loss_sum = (&loss * n_active as f64)?;
         Ok(LossOutput {

@@ -37,7 +37,7 @@ pub(super) fn head_forward(
     let word = model.embeddings().word_embeddings();
     let logits = in_dtype(&linear_value(&active, &casts.get(word)?, None)?, DType::F32)?;
     let nll = token_nll_value(&logits, &positions.gold)?;
-    let loss = (nll.sum_all()? / positions.count as f64)?;
+    let loss = crate::layers::token_mean(&nll.sum_all()?, positions.count)?;
     let loss_sum = (&loss * positions.count as f64)?;
     let output = LossOutput {
         loss,
@@ -65,9 +65,13 @@ pub(super) fn head_backward(
 ) -> Result<Tensor> {
     let (n, t, h) = tape.hidden.dims3()?;
     let count = tape.positions.count;
-    // loss = Σ nll / N: every row's nll gets d_loss / N (as Candle's affine computes it).
-    let d_nll = Tensor::full(d_loss as f32, (count, 1), tape.logits.device())?
-        .affine(1.0 / count as f64, 0.0)?;
+    // loss = Σ nll / N: every row's nll gets d_loss / N, the one f32 division the graph's
+    // `div` backward computes (IEEE division is the same on host and device).
+    let d_nll = Tensor::full(
+        d_loss as f32 / count as f32,
+        (count, 1),
+        tape.logits.device(),
+    )?;
     let d_logits = token_nll_grad(&tape.logits, &tape.positions.gold, &d_nll)?;
     let d_logits = in_dtype(&d_logits, tape.active.dtype())?;
     let word = model.embeddings().word_embeddings();

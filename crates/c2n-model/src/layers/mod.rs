@@ -81,7 +81,7 @@ pub(crate) use pack::{pack, unpack, Packing};
 #[cfg(feature = "cuda")]
 pub use pack_cuda::pack as cuda_pack;
 pub use softmax::softmax_last_dim;
-pub use token_nll::token_nll;
+pub use token_nll::{token_mean, token_nll};
 
 use candle_core::{DType, Tensor};
 

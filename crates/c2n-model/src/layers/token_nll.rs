@@ -56,6 +56,14 @@ pub fn token_nll(logits: &Tensor, gold: &Tensor, fused: bool) -> candle_core::Re
     })
 }
 
+/// The token mean `Σ nll / N` of the loss (§5), divided as torch's mean reduction divides:
+/// Candle's `tensor / f64` multiplies by a rounded `1/N`, which can differ by an ulp. `N` is
+/// made on the device (no host copy) and is exact in f32 below 2²⁴.
+pub fn token_mean(nll_sum: &Tensor, count: usize) -> candle_core::Result<Tensor> {
+    let n = Tensor::full(count as f32, nll_sum.shape(), nll_sum.device())?;
+    nll_sum.div(&n)
+}
+
 /// `−log_softmax(logits)[gold]` from detached logits (no graph).
 pub(crate) fn token_nll_value(logits: &Tensor, gold: &Tensor) -> candle_core::Result<Tensor> {
     candle_nn::ops::log_softmax(logits, D::Minus1)?
@@ -72,4 +80,20 @@ pub(crate) fn token_nll_grad(
     let probs = softmax_last_dim(logits)?;
     let scaled = probs.broadcast_mul(grad)?;
     scaled.scatter_add(gold, &grad.neg()?, 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn token_mean_divides_like_torch_rather_than_multiplying_by_a_rounded_reciprocal() {
+        // 7 / 3 in f32 is 2.3333333; 7 × f32(1/3) rounds to 2.3333335.
+        let sum = Tensor::new(7f32, &Device::Cpu).unwrap();
+        let mean = token_mean(&sum, 3).unwrap().to_scalar::<f32>().unwrap();
+        assert_eq!(mean, 7f32 / 3f32);
+        let by_reciprocal = (&sum / 3.0).unwrap().to_scalar::<f32>().unwrap();
+        assert_ne!(by_reciprocal, mean, "the case must tell the two apart");
+    }
 }
