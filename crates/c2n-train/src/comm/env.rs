@@ -4,7 +4,9 @@
 //! 1. torchrun (and any manual launch): `RANK`, `WORLD_SIZE`, `LOCAL_RANK`;
 //! 2. Open MPI's `mpirun`: `OMPI_COMM_WORLD_RANK`, `OMPI_COMM_WORLD_SIZE`, `OMPI_COMM_WORLD_LOCAL_RANK`
 //!    (before Slurm, because `mpirun` inside an `sbatch` script inherits the batch step's `SLURM_PROCID=0`);
-//! 3. Slurm's `srun`: `SLURM_PROCID`, `SLURM_NTASKS`, `SLURM_LOCALID`;
+//! 3. Slurm's `srun`: `SLURM_PROCID`, `SLURM_STEP_NUM_TASKS` (else `SLURM_NTASKS`), `SLURM_LOCALID`,
+//!    only inside a job step (`SLURM_STEP_ID` set): a batch script run without `srun` has
+//!    `SLURM_PROCID=0` and the job's `SLURM_NTASKS` but is one process;
 //! 4. nothing set: a single rank.
 //!
 //! `MASTER_ADDR`/`MASTER_PORT` name rank 0's host and a port; they default to `127.0.0.1:29500`, which only
@@ -25,7 +27,7 @@ pub enum Launcher {
     Torchrun,
     /// `OMPI_COMM_WORLD_*` (Open MPI's mpirun).
     OpenMpi,
-    /// `SLURM_PROCID`/`SLURM_NTASKS`/`SLURM_LOCALID` (srun).
+    /// `SLURM_PROCID`/`SLURM_STEP_NUM_TASKS`/`SLURM_LOCALID` inside an srun step.
     Slurm,
     /// No launcher variables: one rank.
     None,
@@ -67,24 +69,31 @@ impl LaunchEnv {
     /// Reads the variables through `lookup` (tests pass a map instead of touching the process environment).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> CommResult<Self> {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        let (launcher, names) = if get("RANK").is_some() || get("WORLD_SIZE").is_some() {
-            (Launcher::Torchrun, ["RANK", "WORLD_SIZE", "LOCAL_RANK"])
-        } else if get("OMPI_COMM_WORLD_RANK").is_some() || get("OMPI_COMM_WORLD_SIZE").is_some() {
-            (
-                Launcher::OpenMpi,
-                [
-                    "OMPI_COMM_WORLD_RANK",
-                    "OMPI_COMM_WORLD_SIZE",
-                    "OMPI_COMM_WORLD_LOCAL_RANK",
-                ],
-            )
-        } else if get("SLURM_PROCID").is_some() {
-            (
-                Launcher::Slurm,
-                ["SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID"],
-            )
+        // The first of `names` that is set: what made us believe in this launcher.
+        let first_set = |names: &[&'static str]| names.iter().copied().find(|n| get(n).is_some());
+        let torchrun = ["RANK", "WORLD_SIZE", "LOCAL_RANK"];
+        let open_mpi = [
+            "OMPI_COMM_WORLD_RANK",
+            "OMPI_COMM_WORLD_SIZE",
+            "OMPI_COMM_WORLD_LOCAL_RANK",
+        ];
+        // srun sets the step's task count; a batch script (no srun, no step id) has only the
+        // job's SLURM_NTASKS and SLURM_PROCID=0, and is not a multi-rank launch.
+        let slurm_world = if get("SLURM_STEP_NUM_TASKS").is_some() {
+            "SLURM_STEP_NUM_TASKS"
         } else {
-            (Launcher::None, ["", "", ""])
+            "SLURM_NTASKS"
+        };
+        let slurm = ["SLURM_PROCID", slurm_world, "SLURM_LOCALID"];
+        let in_slurm_step = get("SLURM_STEP_ID").is_some() || get("SLURM_STEPID").is_some();
+        let (launcher, names, trigger) = if let Some(t) = first_set(&torchrun[..2]) {
+            (Launcher::Torchrun, torchrun, t)
+        } else if let Some(t) = first_set(&open_mpi[..2]) {
+            (Launcher::OpenMpi, open_mpi, t)
+        } else if let Some(t) = first_set(&slurm[..1]).filter(|_| in_slurm_step) {
+            (Launcher::Slurm, slurm, t)
+        } else {
+            (Launcher::None, ["", "", ""], "")
         };
         let (rank, world_size, local_rank) = if launcher == Launcher::None {
             (0, 1, 0)
@@ -92,8 +101,7 @@ impl LaunchEnv {
             let required = |name: &str| -> CommResult<usize> {
                 let value = get(name).ok_or_else(|| {
                     CommError::Env(format!(
-                        "{name} is not set, but {} is ({launcher:?} launch)",
-                        names[0]
+                        "{name} is not set, but {trigger} is ({launcher:?} launch)"
                     ))
                 })?;
                 parse_usize(name, &value)
@@ -219,6 +227,7 @@ mod tests {
             ("SLURM_PROCID", "0"),
             ("SLURM_NTASKS", "1"),
             ("SLURM_LOCALID", "0"),
+            ("SLURM_STEP_ID", "0"),
         ])
         .unwrap();
         assert_eq!((e.launcher, e.rank), (Launcher::Torchrun, 1));
@@ -229,6 +238,7 @@ mod tests {
             ("SLURM_PROCID", "0"),
             ("SLURM_NTASKS", "1"),
             ("SLURM_LOCALID", "0"),
+            ("SLURM_STEP_ID", "0"),
         ])
         .unwrap();
         assert_eq!(
@@ -243,6 +253,7 @@ mod tests {
             ("SLURM_PROCID", "6"),
             ("SLURM_NTASKS", "16"),
             ("SLURM_LOCALID", "2"),
+            ("SLURM_STEP_ID", "0"),
             ("MASTER_ADDR", "fe80::1"),
             ("C2N_RENDEZVOUS_PORT", "40000"),
         ])
@@ -250,6 +261,30 @@ mod tests {
         assert_eq!(e.launcher, Launcher::Slurm);
         assert_eq!((e.rank, e.world_size, e.local_rank), (6, 16, 2));
         assert_eq!(e.rendezvous_addr(), "[fe80::1]:40000");
+        // A step's own task count wins over the job's.
+        let e = env(&[
+            ("SLURM_PROCID", "1"),
+            ("SLURM_NTASKS", "16"),
+            ("SLURM_STEP_NUM_TASKS", "4"),
+            ("SLURM_LOCALID", "1"),
+            ("SLURM_STEPID", "3"),
+        ])
+        .unwrap();
+        assert_eq!((e.rank, e.world_size), (1, 4));
+    }
+
+    #[test]
+    fn a_slurm_batch_script_without_srun_is_one_process() {
+        // sbatch --ntasks=8: the batch step sees SLURM_PROCID=0 and SLURM_NTASKS=8 but no
+        // step id; it is a single process, not rank 0 of 8.
+        let e = env(&[
+            ("SLURM_PROCID", "0"),
+            ("SLURM_NTASKS", "8"),
+            ("SLURM_LOCALID", "0"),
+        ])
+        .unwrap();
+        assert_eq!(e.launcher, Launcher::None);
+        assert_eq!((e.rank, e.world_size), (0, 1));
     }
 
     #[test]
@@ -257,7 +292,11 @@ mod tests {
         let err = env(&[("RANK", "0"), ("LOCAL_RANK", "0")])
             .unwrap_err()
             .to_string();
-        assert!(err.contains("WORLD_SIZE is not set"), "{err}");
+        assert!(err.contains("WORLD_SIZE is not set, but RANK is"), "{err}");
+        let err = env(&[("WORLD_SIZE", "2"), ("LOCAL_RANK", "0")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("RANK is not set, but WORLD_SIZE is"), "{err}");
         let err = env(&[("RANK", "x"), ("WORLD_SIZE", "2"), ("LOCAL_RANK", "0")])
             .unwrap_err()
             .to_string();
@@ -270,11 +309,16 @@ mod tests {
             ("SLURM_PROCID", "0"),
             ("SLURM_NTASKS", "0"),
             ("SLURM_LOCALID", "0"),
+            ("SLURM_STEP_ID", "0"),
         ])
         .unwrap_err()
         .to_string();
         assert!(err.contains("SLURM_NTASKS must be at least 1"), "{err}");
-        let err = env(&[("SLURM_PROCID", "1"), ("SLURM_NTASKS", "2")])
+        let err = env(&[
+            ("SLURM_PROCID", "1"),
+            ("SLURM_NTASKS", "2"),
+            ("SLURM_STEP_ID", "0"),
+        ])
             .unwrap_err()
             .to_string();
         assert!(err.contains("SLURM_LOCALID is not set"), "{err}");
