@@ -32,7 +32,7 @@ use code2nl::train::comm::parity::{
     PARITY_TOLERANCE,
 };
 use code2nl::train::comm::selftest::{bench_all_reduce, check_collectives};
-use code2nl::train::comm::{launch, Backend, CommError, Communicator, LaunchSpec};
+use code2nl::train::comm::{launch, Backend, CommError, Communicator, LaunchSpec, ReduceOp};
 use code2nl::train::trainer::Trainer;
 use code2nl::train::TrainError;
 
@@ -84,6 +84,12 @@ enum Mode {
         #[arg(long, default_value = FIXTURE_INIT)]
         init: String,
     },
+    /// Rank --rank fails at once while the others wait in an all-reduce: the job must end
+    /// with an error (non-zero exit), not hang.
+    FailOnRank {
+        #[arg(long, default_value_t = 1)]
+        rank: usize,
+    },
     /// Compare two saved parameter sets tensor by tensor; fails above --tolerance.
     Compare {
         got: PathBuf,
@@ -99,12 +105,28 @@ fn main() -> Result<()> {
     match &args.mode {
         None => check(&args),
         Some(Mode::TrainParity { out, steps, init }) => train_parity(&args, out, *steps, init),
+        Some(Mode::FailOnRank { rank }) => fail_on_rank(&args, *rank),
         Some(Mode::Compare {
             got,
             want,
             tolerance,
         }) => compare(got, want, *tolerance),
     }
+}
+
+fn fail_on_rank(args: &Args, failing: usize) -> Result<()> {
+    let backend = Backend::from(args.backend.unwrap_or(BackendArg::Threads));
+    let mut spec = LaunchSpec::new(backend, args.world_size);
+    spec.timeout = Duration::from_secs(args.timeout_s);
+    launch(&spec, |comm: &dyn Communicator| -> Result<(), CommError> {
+        if comm.rank() == failing {
+            return Err(CommError::InvalidInput(format!(
+                "rank {failing} fails on purpose"
+            )));
+        }
+        comm.all_reduce_scalar(1.0, ReduceOp::Sum).map(|_| ())
+    })?;
+    bail!("no rank failed: rank {failing} is not below the world size")
 }
 
 fn check(args: &Args) -> Result<()> {

@@ -7,7 +7,9 @@
 #     (backend picked from mpirun's environment) and, separately, on one rank with the combined
 #     batch; each run saves its final parameters;
 #  3. compares the two: fails, naming the worst tensor, if any tensor's relative L2 difference
-#     exceeds 1e-5 (the training-parity requirement of docs/distributed.md).
+#     exceeds 1e-5 (the training-parity requirement of docs/distributed.md);
+#  and checks that a rank failing while the others wait in a collective ends the job with an
+#  error instead of hanging it (MPI_Finalize would wait for them).
 #
 # Usage: scripts/mpi-test.sh [--bench]      (from any directory; installs Open MPI if missing)
 # Env:   C2N_MPI_RANKS (default 2), CARGO_PROFILE (default release), C2N_PARITY_STEPS (default 3)
@@ -42,6 +44,18 @@ echo "== mpirun -n $ranks comm_check --backend mpi $* =="
 # --oversubscribe: more ranks than cores is fine for a correctness check on a small machine.
 # timeout: a hung collective must fail the script, not stall CI.
 timeout 600 mpirun -n "$ranks" --oversubscribe "$bin" --backend mpi --world-size "$ranks" "$@"
+
+echo "== mpirun -n $ranks comm_check fail-on-rank: a failing rank must end the job, not hang =="
+set +e
+timeout 120 mpirun -n "$ranks" --oversubscribe "$bin" fail-on-rank --backend mpi --rank 1 \
+  --world-size "$ranks"
+rc=$?
+set -e
+if [ "$rc" -eq 0 ] || [ "$rc" -eq 124 ]; then
+  echo "mpi-test: FAILED (fail-on-rank exit status $rc; 124 = hung until the timeout)" >&2
+  exit 1
+fi
+echo "fail-on-rank: the job ended with status $rc, as it should"
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT

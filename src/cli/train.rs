@@ -108,25 +108,48 @@ impl From<GradWeightingArg> for GradWeighting {
 /// The [`LaunchSpec`] of `--backend` / `--world-size`, falling back on the launcher's
 /// environment ([`LaunchEnv`]) when `--backend` is not given:
 /// * `--backend` given: that backend; `--world-size` is the thread count (threads, default 1)
-///   or a check on what the launcher started (mpi, nccl);
+///   or a check on what the launcher started (mpi, nccl); `single` and `threads` are refused
+///   under a launcher that started several processes (each would train alone);
 /// * else, under a launcher with several ranks: `mpi` for `mpirun`, `nccl` for torchrun or
-///   srun (whichever of the two this build has);
+///   srun (whichever of the two this build has), expecting the launcher's world size;
 /// * else `threads` when `--world-size` > 1, `single` otherwise.
 pub fn launch_spec(
     backend: Option<BackendArg>,
     world_size: Option<usize>,
 ) -> Result<LaunchSpec, CommError> {
+    launch_spec_in(backend, world_size, &LaunchEnv::from_env()?)
+}
+
+/// [`launch_spec`] for a given launcher environment.
+pub fn launch_spec_in(
+    backend: Option<BackendArg>,
+    world_size: Option<usize>,
+    env: &LaunchEnv,
+) -> Result<LaunchSpec, CommError> {
+    let launched = env.launcher != Launcher::None && env.world_size > 1;
     if let Some(backend) = backend {
         let backend = Backend::from(backend);
         let world = match backend {
-            Backend::Threads => Some(world_size.unwrap_or(1)),
-            Backend::Single => Some(world_size.unwrap_or(1)),
+            Backend::Threads | Backend::Single if launched => {
+                // Each of the launcher's processes would train alone, all into one folder.
+                return Err(CommError::InvalidInput(format!(
+                    "started by {:?} as one of {} processes, but --backend {backend} runs \
+                     within one process: use --backend mpi or nccl, or start one process",
+                    env.launcher, env.world_size
+                )));
+            }
+            Backend::Threads | Backend::Single => Some(world_size.unwrap_or(1)),
             Backend::Mpi | Backend::Nccl => world_size,
         };
         return Ok(LaunchSpec::new(backend, world));
     }
-    let env = LaunchEnv::from_env()?;
-    if env.launcher != Launcher::None && env.world_size > 1 {
+    if launched {
+        if let Some(n) = world_size.filter(|&n| n != env.world_size) {
+            return Err(CommError::InvalidInput(format!(
+                "--world-size {n}, but {:?} started {} processes",
+                env.launcher, env.world_size
+            )));
+        }
         let preferred: &[Backend] = match env.launcher {
             Launcher::OpenMpi => &[Backend::Mpi],
             _ => &[Backend::Nccl, Backend::Mpi],
@@ -142,7 +165,9 @@ pub fn launch_spec(
                     env.launcher, env.world_size
                 ))
             })?;
-        return Ok(LaunchSpec::new(backend, world_size));
+        // The backend must find the launcher's world; one that starts alone (an MPI world of
+        // one under torchrun) fails this check instead of training W times side by side.
+        return Ok(LaunchSpec::new(backend, Some(env.world_size)));
     }
     Ok(match world_size {
         Some(n) if n > 1 => LaunchSpec::new(Backend::Threads, Some(n)),
@@ -306,20 +331,50 @@ impl TrainArgs {
 mod tests {
     use super::*;
 
+    fn env_of(vars: &[(&str, &str)]) -> LaunchEnv {
+        LaunchEnv::from_lookup(|name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        })
+        .unwrap()
+    }
+
     #[test]
     fn backend_flags_become_launch_specs() {
-        let spec = launch_spec(Some(BackendArg::Threads), Some(3)).unwrap();
+        let alone = env_of(&[]);
+        let spec = launch_spec_in(Some(BackendArg::Threads), Some(3), &alone).unwrap();
         assert_eq!((spec.backend, spec.world_size), (Backend::Threads, Some(3)));
-        let spec = launch_spec(Some(BackendArg::Mpi), None).unwrap();
+        let spec = launch_spec_in(Some(BackendArg::Mpi), None, &alone).unwrap();
         assert_eq!((spec.backend, spec.world_size), (Backend::Mpi, None));
-        let spec = launch_spec(Some(BackendArg::Single), None).unwrap();
+        let spec = launch_spec_in(Some(BackendArg::Single), None, &alone).unwrap();
         assert_eq!((spec.backend, spec.world_size), (Backend::Single, Some(1)));
         // Without --backend and outside any launcher, --world-size alone picks threads.
-        if LaunchEnv::from_env().is_ok_and(|e| e.launcher == Launcher::None) {
-            let spec = launch_spec(None, Some(2)).unwrap();
-            assert_eq!((spec.backend, spec.world_size), (Backend::Threads, Some(2)));
-            let spec = launch_spec(None, None).unwrap();
-            assert_eq!(spec.backend, Backend::Single);
+        let spec = launch_spec_in(None, Some(2), &alone).unwrap();
+        assert_eq!((spec.backend, spec.world_size), (Backend::Threads, Some(2)));
+        let spec = launch_spec_in(None, None, &alone).unwrap();
+        assert_eq!(spec.backend, Backend::Single);
+    }
+
+    #[test]
+    fn under_a_launcher_every_process_must_join_the_launchers_world() {
+        let mpirun = env_of(&[
+            ("OMPI_COMM_WORLD_RANK", "1"),
+            ("OMPI_COMM_WORLD_SIZE", "4"),
+            ("OMPI_COMM_WORLD_LOCAL_RANK", "1"),
+        ]);
+        // In-process backends would train 4 times side by side into one folder.
+        for backend in [BackendArg::Single, BackendArg::Threads] {
+            let err = launch_spec_in(Some(backend), None, &mpirun).unwrap_err();
+            assert!(err.to_string().contains("one of 4 processes"), "{err}");
         }
+        // Auto-detection expects the launcher's world size, so a backend that comes up as a
+        // world of one fails launch's size check instead of running alone.
+        if Backend::Mpi.is_compiled() {
+            let spec = launch_spec_in(None, None, &mpirun).unwrap();
+            assert_eq!((spec.backend, spec.world_size), (Backend::Mpi, Some(4)));
+        }
+        let err = launch_spec_in(None, Some(2), &mpirun).unwrap_err();
+        assert!(err.to_string().contains("--world-size 2"), "{err}");
     }
 }

@@ -319,8 +319,8 @@ mod tests {
             ("SLURM_NTASKS", "2"),
             ("SLURM_STEP_ID", "0"),
         ])
-            .unwrap_err()
-            .to_string();
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("SLURM_LOCALID is not set"), "{err}");
         let err = env(&[("MASTER_PORT", "70000")]).unwrap_err().to_string();
         assert!(err.contains("MASTER_PORT=\"70000\""), "{err}");

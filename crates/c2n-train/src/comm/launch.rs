@@ -100,7 +100,9 @@ impl LaunchSpec {
 /// process's result (single, mpi, nccl).
 ///
 /// With threads, `body` runs once per thread; if ranks fail, the error of the rank that failed first is
-/// returned (the others typically fail because it left).
+/// returned (the others typically fail because it left). Under MPI with several ranks, a rank whose
+/// `body` fails prints its error and aborts the whole job (`MPI_Abort`): finalizing MPI would wait for
+/// the other ranks, which may be blocked in a collective for ever.
 ///
 /// ```
 /// use c2n_train::comm::{launch, Backend, CommError, Communicator, LaunchSpec, ReduceOp};
@@ -115,7 +117,7 @@ impl LaunchSpec {
 pub fn launch<T, E, F>(spec: &LaunchSpec, body: F) -> Result<T, E>
 where
     T: Send,
-    E: Send + From<CommError>,
+    E: Send + From<CommError> + fmt::Display,
     F: Fn(&dyn Communicator) -> Result<T, E> + Sync,
 {
     let check_world = |actual: usize| -> Result<(), CommError> {
@@ -145,7 +147,13 @@ where
             {
                 let comm = super::MpiComm::init()?;
                 check_world(comm.world_size())?;
-                body(&comm)
+                let result = body(&comm);
+                if let Err(e) = &result {
+                    // Finalizing MPI would wait forever for ranks blocked in a collective:
+                    // report the error and take the whole job down instead.
+                    comm.abort_job(&e.to_string());
+                }
+                result
             }
             #[cfg(not(feature = "mpi"))]
             {

@@ -2,7 +2,9 @@
 //!
 //! Uses the `mpi` crate over the system MPI (Open MPI 4 tested). MPI's default error handler aborts the
 //! whole job on a communication error, and `mpirun`/`srun` kill the remaining ranks when one exits with
-//! an error, so a dead rank never leaves the others hanging forever.
+//! an error. A rank whose work fails must not merely return: finalizing MPI (dropping [`MpiComm`])
+//! waits for every rank, and the others may be blocked in a collective. [`launch`](super::launch)
+//! therefore calls [`MpiComm::abort_job`] on an error, so a dead rank never leaves the others hanging.
 
 use mpi::collective::{CommunicatorCollectives, Root, SystemOperation};
 use mpi::datatype::PartitionMut;
@@ -50,6 +52,20 @@ impl MpiComm {
             world,
             _universe: universe,
         })
+    }
+}
+
+impl MpiComm {
+    /// Prints `message` as this rank's error and aborts every rank of the job (`MPI_Abort`,
+    /// exit code 1). With one rank it returns, and the caller's error ends the process normally.
+    pub fn abort_job(&self, message: &str) {
+        if self.size > 1 {
+            eprintln!(
+                "rank {} of {}: {message}; aborting the MPI job",
+                self.rank, self.size
+            );
+            self.world.abort(1);
+        }
     }
 }
 
