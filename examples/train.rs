@@ -17,7 +17,8 @@
 //! while the schedule still spans the whole run).
 //!
 //! Data parallel (docs/distributed.md): `--batch-size` is the global batch, each of N ranks
-//! takes batch-size / N, and the result does not depend on N.
+//! takes batch-size / N, and the result does not depend on N (with dropout on, up to the masks:
+//! each rank draws its own).
 //! ```text
 //! train --backend threads --world-size 2 ...          # 2 ranks as threads, one model each
 //! mpirun -n 4 target/release/examples/train ...        # backend from the launcher (--features mpi)
