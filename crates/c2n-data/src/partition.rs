@@ -97,9 +97,43 @@ pub fn rank_slice(global_batch: &[usize], rank: usize, world_size: usize) -> Res
     Ok(&global_batch[range])
 }
 
+/// Rank `rank`'s part of `0..n` as `torch.chunk(n, world_size)` splits a batch among
+/// `DataParallel` replicas: chunks of `ceil(n / world_size)` in rank order, so the last ones
+/// may be shorter or empty (n = 5 on 4 ranks: 2, 2, 1, 0).
+pub fn chunk_range(n: usize, rank: usize, world_size: usize) -> Result<Range<usize>> {
+    check_rank(rank, world_size)?;
+    let chunk = n.div_ceil(world_size);
+    let start = (rank * chunk).min(n);
+    Ok(start..(start + chunk).min(n))
+}
+
+/// Rank `rank`'s slice of one global batch under `torch.chunk` boundaries ([`chunk_range`]).
+pub fn chunk_slice(global_batch: &[usize], rank: usize, world_size: usize) -> Result<&[usize]> {
+    let range = chunk_range(global_batch.len(), rank, world_size)?;
+    Ok(&global_batch[range])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunk_ranges_follow_torch_chunk() {
+        let sizes = |n, w| -> Vec<usize> {
+            (0..w)
+                .map(|r| chunk_range(n, r, w).unwrap().len())
+                .collect()
+        };
+        // torch.arange(n).chunk(w) sizes (an absent trailing chunk is an empty one here).
+        assert_eq!(sizes(31, 4), [8, 8, 8, 7]);
+        assert_eq!(sizes(5, 4), [2, 2, 1, 0]);
+        assert_eq!(sizes(64, 4), [16, 16, 16, 16]);
+        assert_eq!(sizes(2, 4), [1, 1, 0, 0]);
+        assert_eq!(chunk_range(31, 3, 4).unwrap(), 24..31);
+        assert!(chunk_range(4, 4, 4).is_err());
+        // rank_range balances instead: 7, 8, 8, 8.
+        assert_eq!(rank_range(31, 0, 4).unwrap().len(), 7);
+    }
 
     #[test]
     fn splitmix_matches_published_vector() {

@@ -30,8 +30,8 @@
 use crate::checkpoint_dir;
 use crate::checkpoint_policy::{BEST_BLEU, BEST_PPL, LAST};
 use crate::comm::{
-    self, exchange_batch_stats, rank_grad_scale, BucketPlan, Communicator, LocalBatch, ReduceOp,
-    SingleComm,
+    self, exchange_batch_stats, rank_grad_scale, BucketPlan, Communicator, GradWeighting,
+    LocalBatch, ReduceOp, SingleComm,
 };
 use crate::config::{Schedule, TrainConfig, TRAIN_CONFIG_FILE};
 use crate::data::{load_features, DevSet};
@@ -49,7 +49,7 @@ use crate::state::TrainState;
 use crate::tensors::feature_tokens;
 use crate::{Result, TrainError};
 use c2n_data::batch::padded_lengths;
-use c2n_data::partition::rank_slice;
+use c2n_data::partition::{chunk_slice, rank_slice};
 use c2n_data::{make_batch, plan_epoch, BatchConfig, Feature, RobertaTokenizer, Stage};
 use c2n_model::generation::GenerationConfig;
 use c2n_model::layers::dropout_seed_stream;
@@ -538,15 +538,16 @@ impl Trainer {
         // Padding lengths of the global batch, so every rank pads as one rank would.
         let (s, t) = padded_lengths(&self.train, positions, &self.batch_config)?;
         let (rank, world) = (comm.rank(), comm.world_size());
-        let counts = rank_target_tokens(&self.train, positions, t, world)?;
+        let weighting = self.config.grad_weighting;
+        let counts = rank_target_tokens(&self.train, positions, t, world, weighting)?;
         let scale = rank_grad_scale(
-            self.config.grad_weighting,
+            weighting,
             counts[rank],
             counts.iter().sum(),
             counts.iter().filter(|&&c| c > 0).count(),
         );
         let factor = f64::from(scale) / self.config.grad_accum.max(1) as f64;
-        let mine = rank_slice(positions, rank, world)?;
+        let mine = rank_part(positions, rank, world, weighting)?;
         let mut local = LocalBatch {
             mean_loss: 0.0,
             tokens: 0,
@@ -904,6 +905,21 @@ impl Trainer {
     }
 }
 
+/// Rank `rank`'s examples of a micro-batch. The token mean does not depend on the split, so
+/// ranks get balanced slices; the mean of rank means does, so it splits where `DataParallel`'s
+/// `torch.chunk` does (31 examples on 4 ranks: 8, 8, 8, 7).
+fn rank_part(
+    positions: &[usize],
+    rank: usize,
+    world: usize,
+    weighting: GradWeighting,
+) -> Result<&[usize]> {
+    Ok(match weighting {
+        GradWeighting::TokenMean => rank_slice(positions, rank, world)?,
+        GradWeighting::MeanOfRankMeans => chunk_slice(positions, rank, world)?,
+    })
+}
+
 /// Each rank's active target positions (`target_mask[:, 1:]` ones, as the loss counts them) in
 /// a micro-batch padded to target length `t`, computed on the host from the features.
 fn rank_target_tokens(
@@ -911,10 +927,11 @@ fn rank_target_tokens(
     positions: &[usize],
     t: usize,
     world: usize,
+    weighting: GradWeighting,
 ) -> Result<Vec<usize>> {
     (0..world)
         .map(|r| {
-            let slice = rank_slice(positions, r, world)?;
+            let slice = rank_part(positions, r, world, weighting)?;
             Ok(slice
                 .iter()
                 .filter_map(|&p| features.get(p))

@@ -143,6 +143,56 @@ fn four_ranks_variant_b_equal_one_rank() {
 }
 
 #[test]
+fn mean_of_rank_means_splits_the_batch_where_torch_chunk_does() {
+    // 3 examples on 2 ranks: torch.chunk gives replicas [0, 1] and [2]; the mean of the two
+    // replica means depends on that split, unlike the token mean.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &|c| {
+        c.batch_size = 3;
+        c.shuffle = false;
+        c.grad_weighting = GradWeighting::MeanOfRankMeans;
+    });
+    let losses = ThreadGroup::new(2)
+        .unwrap()
+        .run_fallible(|comm| -> Result<f64, TrainError> {
+            let mut trainer =
+                Trainer::new(cfg.clone(), tiny_model(), features(&expected()), None, None)?;
+            let report = trainer.advance_with(comm)?;
+            Ok(report.map_or(f64::NAN, |r| r.loss))
+        })
+        .unwrap();
+    let model = tiny_model();
+    let feats = features(&expected());
+    let (s, t) = (cfg.max_source_len, cfg.max_target_len);
+    let mean_loss = |positions: &[usize]| -> f64 {
+        let batch = c2n_data::make_batch(&feats, positions, s, t);
+        let x = c2n_train::tensors::BatchTensors::new(&batch, &candle_core::Device::Cpu).unwrap();
+        let out = model
+            .forward_loss(
+                &x.source_ids,
+                &x.source_mask,
+                &x.target_ids,
+                &x.target_mask,
+                false,
+            )
+            .unwrap();
+        f64::from(out.loss.to_scalar::<f32>().unwrap())
+    };
+    let torch_chunks = (mean_loss(&[0, 1]) + mean_loss(&[2])) / 2.0;
+    let other_split = (mean_loss(&[0]) + mean_loss(&[1, 2])) / 2.0;
+    assert!(
+        (torch_chunks - other_split).abs() > 1e-4,
+        "the fixture must tell the splits apart"
+    );
+    for loss in losses {
+        assert!(
+            (loss - torch_chunks).abs() <= 1e-5 * torch_chunks.abs(),
+            "{loss} vs torch.chunk split {torch_chunks} (other split {other_split})"
+        );
+    }
+}
+
+#[test]
 fn mean_of_rank_means_is_wired_and_differs_from_the_token_mean() {
     // Shards of unequal token counts: the two weightings give different gradients.
     let dir = tempfile::tempdir().unwrap();
