@@ -373,14 +373,22 @@ impl TrainConfig {
     /// else (`stop_after`, evaluation, precision, device, ...) may change on resume.
     pub fn resume_conflicts(&self, saved: &TrainConfig) -> Vec<String> {
         let mut conflicts = Vec::new();
+        // Values as the config file spells them; an unset option reads "unset".
+        fn shown(value: &impl Serialize) -> String {
+            match serde_json::to_value(value) {
+                Ok(serde_json::Value::Null) => "unset".into(),
+                Ok(v) => v.to_string(),
+                Err(_) => "?".into(),
+            }
+        }
         macro_rules! compare {
             ($($field:ident),*) => { $(
                 if self.$field != saved.$field {
                     conflicts.push(format!(
-                        "{}: saved {:?}, now {:?}",
+                        "{}: saved {}, now {}",
                         stringify!($field),
-                        saved.$field,
-                        self.$field
+                        shown(&saved.$field),
+                        shown(&self.$field)
                     ));
                 }
             )* };
@@ -572,7 +580,19 @@ mod tests {
             changed.resume_conflicts(&saved),
             [
                 "weight_decay: saved 0.0, now 0.01",
-                "train_steps: saved Some(20000), now Some(10)"
+                "train_steps: saved 20000, now 10"
+            ]
+        );
+        let dropout = TrainConfig {
+            dropout: Some(0.25),
+            padding: Padding::Dynamic,
+            ..saved.clone()
+        };
+        assert_eq!(
+            dropout.resume_conflicts(&saved),
+            [
+                "padding: saved \"reference\", now \"dynamic\"",
+                "dropout: saved unset, now 0.25"
             ]
         );
     }

@@ -16,7 +16,7 @@
 
 use crate::checkpoint_policy::CheckpointPolicy;
 use crate::early_stopping::EarlyStopping;
-use crate::loop_plan::{LoopCounters, LoopPlan};
+use crate::loop_plan::{LoopCounters, LoopKind, LoopPlan};
 use crate::optim::Gradients;
 use crate::schedule::LinearSchedule;
 use crate::{Result, TrainError};
@@ -148,27 +148,55 @@ impl TrainState {
         Ok((state, pending))
     }
 
-    /// Refuses to resume into a run whose loop differs in anything but `stop_after`.
+    /// Refuses to resume into a run whose loop differs in anything but `stop_after`, naming
+    /// each difference.
     pub fn check_resumable(&self, plan: &LoopPlan, dir: &Path) -> Result<()> {
-        let same = LoopPlan {
-            stop_after: None,
-            ..self.plan
-        } == LoopPlan {
-            stop_after: None,
-            ..*plan
-        };
-        if same {
+        let (saved, now) = (&self.plan, plan);
+        let mut differences = Vec::new();
+        if saved.kind != now.kind {
+            differences.push(format!(
+                "schedule: saved {}, now {}",
+                describe(saved.kind),
+                describe(now.kind)
+            ));
+        }
+        if saved.batches_per_pass != now.batches_per_pass {
+            differences.push(format!(
+                "batches per pass over the training data: saved {}, now {} (other data or \
+                 batch size)",
+                saved.batches_per_pass, now.batches_per_pass
+            ));
+        }
+        if saved.grad_accum != now.grad_accum || saved.accumulation != now.accumulation {
+            differences.push(format!(
+                "gradient accumulation: saved {} ({:?}), now {} ({:?})",
+                saved.grad_accum, saved.accumulation, now.grad_accum, now.accumulation
+            ));
+        }
+        if differences.is_empty() {
             Ok(())
         } else {
             Err(TrainError::Resume {
                 path: dir.to_path_buf(),
-                message: format!(
-                    "the saved loop {:?} differs from this run's {:?} (data size, batch size, \
-                     grad_accum or schedule changed)",
-                    self.plan, plan
-                ),
+                message: format!("the loop differs: {}", differences.join("; ")),
             })
         }
+    }
+}
+
+fn describe(kind: LoopKind) -> String {
+    match kind {
+        LoopKind::Steps {
+            train_steps,
+            eval_steps,
+        } => match eval_steps {
+            Some(e) => format!("{train_steps} steps, evaluating every {e}"),
+            None => format!("{train_steps} steps, no evaluation"),
+        },
+        LoopKind::Epochs { epochs, evaluate } => format!(
+            "{epochs} epochs{}",
+            if evaluate { ", evaluating each" } else { "" }
+        ),
     }
 }
 

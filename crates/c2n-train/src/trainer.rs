@@ -208,6 +208,14 @@ impl Trainer {
             None => None,
         };
         let resume_dir = config.output_dir.join(LAST);
+        if resume && !resume_dir.join(crate::state::TRAIN_STATE_FILE).is_file() {
+            return Err(TrainError::Resume {
+                path: resume_dir,
+                message: "nothing to resume: no train_state.json (start without --resume, \
+                          or point --output-dir at the run to continue)"
+                    .into(),
+            });
+        }
         // A resumed run starts from its own last checkpoint, not from `init` (no download).
         let model = if resume {
             build_model(
@@ -345,7 +353,7 @@ impl Trainer {
         let weights = c2n_model::load::find_weights_file(dir)?;
         c2n_model::load::load_state_dict(&self.model, &weights)?;
         let (state, pending) = TrainState::load(dir, self.model.device())?;
-        state.check_resumable(self.driver.plan(), dir)?;
+        // Named setting differences first: they explain most loop differences.
         let saved_config = dir.join(TRAIN_CONFIG_FILE);
         if saved_config.exists() {
             let conflicts = self
@@ -362,6 +370,7 @@ impl Trainer {
                 });
             }
         }
+        state.check_resumable(self.driver.plan(), dir)?;
         if state.data_seed != self.batch_config.seed {
             return Err(TrainError::Resume {
                 path: dir.to_path_buf(),
@@ -750,7 +759,14 @@ impl Trainer {
                     "loss {:.4} lr {lr:.3e} {sps:.1} samples/s {tps:.0} tokens/s",
                     self.state.running_loss.mean()
                 ));
-                if main && self.config.log_every > 0 && global_step % self.config.log_every == 0 {
+                // An evaluation in this same step has just reset the running loss: the eval
+                // record carries it, and a train record would log a mean of nothing.
+                let has_loss = self.state.running_loss.batches > 0;
+                if main
+                    && has_loss
+                    && self.config.log_every > 0
+                    && global_step % self.config.log_every == 0
+                {
                     self.log(MetricRecord::Train {
                         global_step,
                         epoch: report.step.data_epoch,

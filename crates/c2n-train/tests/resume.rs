@@ -227,6 +227,37 @@ fn variant_b_resume_after_an_evaluation_keeps_pending_gradients() {
 }
 
 #[test]
+fn metrics_hold_no_train_record_of_an_empty_running_loss() {
+    // Variant B, 3 updates per epoch, a train record every 3 updates: each one falls on an
+    // epoch end, right after the evaluation reset the running loss.
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = trainer(
+        dir.path(),
+        |c| {
+            c.train_steps = None;
+            c.epochs = Some(2);
+            c.batch_size = 2;
+            c.log_every = 1;
+        },
+        true,
+    );
+    t.run().unwrap();
+    let records = MetricsLog::read(&dir.path().join("metrics.jsonl")).unwrap();
+    let train_losses: Vec<f64> = records
+        .iter()
+        .filter_map(|r| match r {
+            c2n_train::metrics::MetricRecord::Train { loss, .. } => Some(*loss),
+            _ => None,
+        })
+        .collect();
+    assert!(!train_losses.is_empty());
+    assert!(
+        train_losses.iter().all(|&l| l > 0.0),
+        "a train record of nothing: {train_losses:?}"
+    );
+}
+
+#[test]
 fn resume_refuses_a_different_loop() {
     let dir = tempfile::tempdir().unwrap();
     let mut t = trainer(

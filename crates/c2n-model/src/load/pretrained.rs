@@ -40,6 +40,17 @@ pub fn resolve_pretrained(source: &str) -> Result<PretrainedFiles> {
             weights,
         });
     }
+    // A hub id is `owner/name` (or a bare name); anything else is a local path that is missing.
+    let looks_like_path = dir.is_absolute()
+        || source.starts_with('.')
+        || source.split('/').count() > 2
+        || dir.exists();
+    if looks_like_path {
+        return Err(ModelError::Checkpoint {
+            path: dir.to_path_buf(),
+            message: "no such folder (and not a hub id of the form owner/name)".into(),
+        });
+    }
     resolve_hub(source)
 }
 
@@ -55,7 +66,16 @@ fn resolve_hub(model_id: &str) -> Result<PretrainedFiles> {
             return Ok(PretrainedFiles { config, weights });
         }
     }
-    let api = hf_hub::api::sync::Api::new()
+    let offline = std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| v == "1" || v == "true");
+    if offline {
+        return Err(hub_error(format!(
+            "not a local folder, and not in the Hugging Face cache ({}) while HF_HUB_OFFLINE is set",
+            hf_hub::Cache::from_env().path().display()
+        )));
+    }
+    // Progress bars on: the CodeBERT weights are 500 MB.
+    let api = hf_hub::api::sync::ApiBuilder::from_env()
+        .build()
         .map_err(|e| hub_error(format!("not a folder, and the hub is unavailable: {e}")))?;
     let repo = api.model(model_id.to_string());
     let config = repo
