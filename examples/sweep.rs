@@ -2,7 +2,7 @@
 //! evaluate) in its own folder, run N at a time as child processes of this program.
 //!
 //! ```text
-//! cargo run --release --example sweep -- --grid docs/sweep-small.toml --parallel 2 \
+//! cargo run --release --example sweep -- --grid examples/sweep-small.toml --parallel 2 \
 //!     --output-dir runs/sweep
 //! ```
 //! Rerunning skips finished points; a failing point is reported and the others go on.
@@ -26,6 +26,13 @@ fn main() -> Result<()> {
         bail!("--grid FILE is required");
     };
     let sweep = SweepFile::load(grid)?;
+    // Every point is checked before the first one starts: a typo fails now, not in each child.
+    for point in sweep.expand()? {
+        point
+            .config
+            .validate()
+            .with_context(|| format!("{}: point {}", grid.display(), point.name))?;
+    }
     let threads = args
         .threads_per_run
         .unwrap_or_else(|| threads_per_run(args.parallel));
@@ -65,5 +72,8 @@ fn main() -> Result<()> {
         outcome.seconds,
         outcome.markdown.display()
     );
+    if failed > 0 {
+        bail!("{failed} of {} runs failed", outcome.rows.len());
+    }
     Ok(())
 }

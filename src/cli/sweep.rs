@@ -8,14 +8,15 @@ use std::path::PathBuf;
 #[command(
     name = "sweep",
     about = "Run a grid/list of pipeline configs (train + evaluate each), N at a time, ranked by dev BLEU",
-    after_help = "Example:\n  cargo run --release --example sweep -- --grid docs/sweep-small.toml --parallel 2 --output-dir runs/sweep"
+    after_help = "Example:\n  cargo run --release --example sweep -- --grid examples/sweep-small.toml --parallel 2 --output-dir runs/sweep"
 )]
 pub struct SweepArgs {
     /// TOML sweep file: `[base]` pipeline config, `[grid]` key = list of values, `[[points]]` tables.
     #[arg(long, required_unless_present = "run_one")]
     pub grid: Option<PathBuf>,
     /// Runs at the same time (child processes; the CPU threads are split between them).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub parallel: usize,
     /// Folder of the sweep: one sub-folder per run plus results.{md,json,png}.
     #[arg(long, default_value = "runs/sweep")]

@@ -184,6 +184,12 @@ impl PipelineConfig {
                     .into(),
             ));
         }
+        // Unknown or mistyped [train] keys fail here, before any work (a sweep checks every
+        // point before it starts one).
+        serde_json::from_value::<crate::config::TrainConfig>(serde_json::Value::Object(
+            self.train.clone(),
+        ))
+        .map_err(|e| TrainError::Config(format!("[train] overrides: {e}")))?;
         let m = &self.small_model;
         if m.heads == 0 || m.hidden_size % m.heads != 0 {
             return Err(TrainError::Config(format!(
@@ -213,6 +219,17 @@ mod tests {
         assert_eq!(PipelineConfig::load(&path).unwrap(), cfg);
         assert!("gpt".parse::<Preset>().is_err());
         assert_eq!("Small".parse::<Preset>().unwrap(), Preset::Small);
+    }
+
+    #[test]
+    fn unknown_train_keys_are_refused_by_validate() {
+        let mut cfg = PipelineConfig::default();
+        cfg.train.insert("foo".into(), serde_json::json!(1));
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("foo"), "{err}");
+        cfg.train.clear();
+        cfg.train.insert("lr".into(), serde_json::json!("fast"));
+        assert!(cfg.validate().is_err());
     }
 
     #[test]
