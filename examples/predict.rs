@@ -6,7 +6,7 @@
 //!     --checkpoint /tmp/c2n-run/checkpoint-last --tokenizer ../shared/data/roberta-base --nbest 3
 //! ```
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Parser;
 use code2nl::cli::predict::PredictArgs;
 use code2nl::data::{featurize, Example, FeatureConfig, Padding, RobertaTokenizer, Stage};
@@ -30,6 +30,9 @@ fn main() -> Result<()> {
             text
         }
     };
+    if code.trim().is_empty() {
+        bail!("no code to summarize: pass it on stdin or with --file");
+    }
     let device = select_device(&args.device)?;
     let model = code2nl::model::load_checkpoint(&args.model.checkpoint, &device)?;
     let tokenizer = RobertaTokenizer::load(&args.model.tokenizer)?;
@@ -41,19 +44,19 @@ fn main() -> Result<()> {
         stage: Stage::Test,
     };
     let feature = featurize(&tokenizer, &example, &cfg)?;
-    let k = args.nbest.unwrap_or(1).max(1);
+    let k = args.nbest.unwrap_or(1);
     if k > args.beam_size {
-        // A beam keeps only beam-size hypotheses; say so rather than change the search quietly.
-        eprintln!(
-            "note: --nbest {k} exceeds --beam-size {}: decoding with beam size {k}",
+        bail!(
+            "--nbest {k} exceeds --beam-size {}: a beam keeps only beam-size hypotheses",
             args.beam_size
         );
     }
     let generation = GenerationConfig {
-        beam_size: args.beam_size.max(k),
+        beam_size: args.beam_size,
         max_length: args.max_target_len,
         ..Default::default()
     };
+    generation.validate()?;
     let batching = EvalBatching {
         batch_size: 1,
         padding: Padding::Dynamic,

@@ -22,7 +22,7 @@ pub struct EvaluateArgs {
     #[arg(long)]
     pub limit: Option<usize>,
     /// Beam size.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = super::at_least_one())]
     pub beam_size: usize,
     /// Source truncation length in BPE tokens, specials included.
     #[arg(long, default_value_t = 256)]
@@ -31,13 +31,13 @@ pub struct EvaluateArgs {
     #[arg(long, default_value_t = 128)]
     pub max_target_len: usize,
     /// Examples decoded together (each with beam-size rows).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = super::at_least_one())]
     pub batch_size: usize,
     /// Folder for test.output, test.gold and nbest.jsonl.
     #[arg(long, default_value = ".")]
     pub output_dir: PathBuf,
-    /// Write nbest.jsonl with K hypotheses per example.
-    #[arg(long)]
+    /// Write nbest.jsonl with K hypotheses per example (K at most --beam-size).
+    #[arg(long, value_parser = super::at_least_one())]
     pub nbest: Option<usize>,
     /// Source padding: reference (max-source-len) or dynamic (longest in the batch).
     #[arg(long, value_enum, default_value = "dynamic")]

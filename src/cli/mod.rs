@@ -11,3 +11,8 @@ pub mod predict;
 pub mod prepare;
 pub mod sweep;
 pub mod train;
+
+/// A count flag that must be at least 1 (clap reports `0 is not in 1..`).
+pub(crate) fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
+}

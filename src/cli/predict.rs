@@ -16,11 +16,11 @@ pub struct PredictArgs {
     /// Code file (default: stdin).
     #[arg(long)]
     pub file: Option<PathBuf>,
-    /// Print the K best hypotheses as `score<TAB>text`.
-    #[arg(long)]
+    /// Print the K best hypotheses as `score<TAB>text` (K at most --beam-size).
+    #[arg(long, value_parser = super::at_least_one())]
     pub nbest: Option<usize>,
     /// Beam size.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = super::at_least_one())]
     pub beam_size: usize,
     /// Source truncation length in BPE tokens, specials included.
     #[arg(long, default_value_t = 256)]

@@ -15,8 +15,7 @@ pub struct SweepArgs {
     #[arg(long, required_unless_present = "run_one")]
     pub grid: Option<PathBuf>,
     /// Runs at the same time (child processes; the CPU threads are split between them).
-    #[arg(long, default_value_t = 1,
-          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    #[arg(long, default_value_t = 1, value_parser = super::at_least_one())]
     pub parallel: usize,
     /// Folder of the sweep: one sub-folder per run plus results.{md,json,png}.
     #[arg(long, default_value = "runs/sweep")]

@@ -506,6 +506,29 @@ pub struct EvaluateRequest {
     pub nbest: Option<usize>,
 }
 
+impl EvaluateRequest {
+    /// Refuses settings that would fail late or quietly do something else.
+    pub fn validate(&self) -> Result<()> {
+        self.generation.validate()?;
+        let beam = self.generation.effective_beam_size();
+        let problem = if self.batch_size == 0 {
+            Some("batch_size must be at least 1".to_string())
+        } else if self.nbest == Some(0) {
+            Some("nbest must be at least 1".to_string())
+        } else if let Some(k) = self.nbest.filter(|&k| k > beam) {
+            Some(format!(
+                "nbest {k} exceeds the beam size {beam}: a beam keeps only beam-size hypotheses"
+            ))
+        } else {
+            None
+        };
+        match problem {
+            Some(message) => Err(TrainError::InvalidInput(message)),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Result of [`evaluate_file`].
 #[derive(Debug, Clone)]
 pub struct EvaluateReport {
@@ -538,6 +561,7 @@ pub fn evaluate_file_sharded(
     req: &EvaluateRequest,
     on_batch: impl FnMut(usize),
 ) -> Result<Option<EvaluateReport>> {
+    req.validate()?;
     let start = std::time::Instant::now();
     let (examples, _) = c2n_data::read_first_examples(&req.data, Strictness::Strict, req.limit)?;
     if examples.is_empty() {
