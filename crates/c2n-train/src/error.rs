@@ -6,7 +6,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     /// A tensor operation failed inside Candle.
-    #[error("candle: {0}")]
+    #[error(transparent)]
     Candle(#[from] candle_core::Error),
     /// Reading or writing a file failed.
     #[error("{path}: {source}")]
@@ -31,13 +31,13 @@ pub enum TrainError {
     #[error("device `{requested}` is not available: {reason}")]
     Device { requested: String, reason: String },
     /// The model crate reported an error.
-    #[error("model: {0}")]
+    #[error(transparent)]
     Model(#[from] c2n_model::ModelError),
     /// The data crate reported an error (reading, tokenizing, batching).
-    #[error("data: {0}")]
+    #[error(transparent)]
     Data(#[from] c2n_data::DataError),
     /// The BLEU crate reported an error.
-    #[error("bleu: {0}")]
+    #[error(transparent)]
     Eval(#[from] c2n_eval::EvalError),
     /// A collective of the data-parallel communicator failed (or another rank did).
     #[error(transparent)]

@@ -54,7 +54,7 @@ pub enum CommError {
         message: String,
     },
     /// A tensor operation in the Candle adapter failed.
-    #[error("candle: {0}")]
+    #[error(transparent)]
     Candle(#[from] candle_core::Error),
 }
 
