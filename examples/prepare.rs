@@ -74,6 +74,14 @@ fn main() -> Result<()> {
         max_target_len: args.max_target_len,
         stage: args.stage,
     };
+    let inputs = inputs(&args)?;
+    if args.dump_features.is_some() && inputs.len() > 1 {
+        // One dump holds one split: idx values (line numbers) would collide across splits.
+        bail!(
+            "--dump-features writes one split, but {} were found: name one with --split",
+            inputs.len()
+        );
+    }
     let mut rows = Vec::new();
     let mut dump = match &args.dump_features {
         Some(path) => Some(std::io::BufWriter::new(
@@ -81,7 +89,7 @@ fn main() -> Result<()> {
         )),
         None => None,
     };
-    for (lang, split, path) in inputs(&args)? {
+    for (lang, split, path) in inputs {
         let mut req = PrepareRequest::new(&path, tokenizer.clone(), &args.cache_dir);
         req.pipeline = PipelineConfig {
             features,

@@ -71,7 +71,7 @@ impl TokenizerFiles {
         if path.is_dir() {
             return Self::from_dir(path);
         }
-        if spec.split('/').count() == 2 && !spec.starts_with('.') {
+        if spec.split('/').count() == 2 && !spec.starts_with('.') && !path.is_absolute() {
             // `data/roberta-base` may be a mistyped local path as much as a hub id: when its
             // first part is a local folder, the error says both.
             return Self::from_hub(spec).map_err(|hub_error| {
