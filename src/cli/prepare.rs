@@ -44,7 +44,8 @@ pub struct PrepareArgs {
     /// Any bad line is an error naming file and line (default: skip, count, report).
     #[arg(long)]
     pub strict: bool,
-    /// Cleaning filters: none (the reference) or published (the four README rules + url dedup).
+    /// Cleaning filters: none (the reference) or published (README rules 2-4: docstring length,
+    /// special tokens, non-English; plus url dedup; the parses-into-an-AST rule is not implemented).
     #[arg(long, default_value = "none")]
     pub clean: String,
     /// Strip whole-line comment tokens from code: hash (`#`) or slash (`//`, `/*`).

@@ -1,9 +1,16 @@
 //! Cleaning filters over CodeSearchNet records (spec §1.1) and a report of what they dropped.
 //!
 //! No cleaning script was ever published, so these rules are our concrete reading of the
-//! four published ones. They cannot be checked for parity; they are checked to keep every
-//! example of the (already cleaned) ruby CodeXGLUE files. Rules, in the order they are
-//! tried (an example is counted once, under the first rule that drops it):
+//! published ones. They cannot be checked for parity; they are checked to keep every
+//! example of the (already cleaned) ruby CodeXGLUE files.
+//!
+//! Published rule 1, "drop examples whose code cannot be parsed into an AST", is **not**
+//! implemented: it needs a parser per language (tree-sitter grammars for six languages), and
+//! CodeSearchNet extracted every function from a tree-sitter parse in the first place, so
+//! records read from it (or from the CodeXGLUE files) passed that rule already. Code from
+//! elsewhere is not checked for it. Published rules 2–4 follow, plus a duplicate-url rule of
+//! ours, in the order they are tried (an example is counted once, under the first rule that
+//! drops it):
 //!
 //! 1. **Docstring length** ([`DropReason::DocstringTooShort`] / [`DropReason::DocstringTooLong`]):
 //!    fewer than `min_docstring_tokens` (3) or more than `max_docstring_tokens` (256)
@@ -134,7 +141,8 @@ impl CleanConfig {
         }
     }
 
-    /// The four published rules (length 3..=256, special tokens, non-English) plus url dedup.
+    /// Published rules 2–4 (docstring length 3..=256, special tokens, non-English) plus url
+    /// dedup; published rule 1 (the code parses) is not implemented (see the module docs).
     pub fn published() -> Self {
         CleanConfig {
             min_docstring_tokens: Some(3),

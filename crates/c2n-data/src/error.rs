@@ -28,6 +28,16 @@ pub enum DataError {
         /// Details (parser message, field name, ...).
         detail: String,
     },
+    /// A line that parsed but could not be turned into a feature (tokenizer, id range).
+    #[error("{path}:{line}: {message}")]
+    InLine {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What went wrong.
+        message: String,
+    },
     /// A file that contains no line at all.
     #[error("{path}: empty file (no records)")]
     EmptyFile {

@@ -10,7 +10,7 @@ use std::path::Path;
 use rayon::prelude::*;
 
 use crate::clean::{CleanConfig, CleanReport, Cleaner, DropReason};
-use crate::error::Result;
+use crate::error::{DataError, Result};
 use crate::example::Example;
 use crate::features::{featurize, Feature, FeatureConfig};
 use crate::reader::{
@@ -54,7 +54,10 @@ pub struct PipelineReport {
 
 enum Outcome {
     Bad(LineProblem),
-    Dropped(DropReason),
+    Dropped {
+        reason: DropReason,
+        lone_surrogate: bool,
+    },
     Kept {
         feature: Feature,
         url: Option<String>,
@@ -70,7 +73,12 @@ fn process_line(line: &RawLine, tok: &RobertaTokenizer, cfg: &PipelineConfig) ->
     };
     let stripped = match Cleaner::check(&cfg.clean, &mut parsed.record) {
         Ok(n) => n,
-        Err(reason) => return Ok(Outcome::Dropped(reason)),
+        Err(reason) => {
+            return Ok(Outcome::Dropped {
+                reason,
+                lone_surrogate: parsed.had_lone_surrogate,
+            })
+        }
     };
     let example = Example::from_record(line.index, &parsed.record);
     let feature = featurize(tok, &example, &cfg.features)?;
@@ -135,13 +143,23 @@ fn consume(
         .collect();
     for (line, outcome) in chunk.iter().zip(outcomes) {
         report.read.lines += 1;
-        match outcome? {
+        // A tokenizer or id error of one line names that line.
+        let outcome = outcome.map_err(|e| DataError::InLine {
+            path: path.to_path_buf(),
+            line: line.index + 1,
+            message: e.to_string(),
+        })?;
+        match outcome {
             Outcome::Bad(problem) => match cfg.strictness {
                 Strictness::Strict => return Err(problem.into_error(path, line.index)),
                 Strictness::Lenient => report.read.count_bad(problem.reason),
             },
-            Outcome::Dropped(reason) => {
+            Outcome::Dropped {
+                reason,
+                lone_surrogate,
+            } => {
                 report.read.records += 1;
+                report.read.lone_surrogate_lines += usize::from(lone_surrogate);
                 report.clean.seen += 1;
                 *report.clean.dropped.entry(reason).or_insert(0) += 1;
             }

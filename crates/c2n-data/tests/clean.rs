@@ -5,8 +5,8 @@ mod common;
 
 use c2n_data::clean::{has_special_tokens, non_latin_letter_share, strip_comment_tokens};
 use c2n_data::{
-    read_records, CleanConfig, CleanReport, Cleaner, CommentStyle, DropReason, Strictness,
-    TokenRecord,
+    read_records, run_file, CleanConfig, CleanReport, Cleaner, CommentStyle, DropReason,
+    FeatureConfig, PipelineConfig, PipelineOptions, Stage, Strictness, TokenRecord,
 };
 
 fn record(doc: &str, url: &str) -> TokenRecord {
@@ -105,6 +105,81 @@ fn near_misses_are_kept() {
     assert!(has_special_tokens(&["a", "<", "i", ">"]));
     assert!(non_latin_letter_share(&["abc"]) == 0.0);
     assert!(non_latin_letter_share(&["ab", "中文"]) == 0.5);
+}
+
+#[test]
+fn thresholds_sit_exactly_where_documented() {
+    let verdict = |doc: &str| Cleaner::check(&CleanConfig::published(), &mut record(doc, "x"));
+    // Length: 3..=256 docstring tokens are kept.
+    assert_eq!(verdict("a b"), Err(DropReason::DocstringTooShort));
+    assert_eq!(verdict("a b c"), Ok(0));
+    assert_eq!(verdict(&vec!["w"; 256].join(" ")), Ok(0));
+    assert_eq!(
+        verdict(&vec!["w"; 257].join(" ")),
+        Err(DropReason::DocstringTooLong)
+    );
+    // Non-English: a non-Latin share of exactly 0.1 is kept, above it dropped.
+    assert_eq!(non_latin_letter_share(&["abcd", "efghi", "π"]), 0.1);
+    assert_eq!(verdict("abcd efghi π"), Ok(0));
+    assert_eq!(verdict("abcd efgh πα"), Err(DropReason::NonEnglish));
+}
+
+#[test]
+fn the_prepare_pipeline_counts_each_drop_under_its_reason() {
+    // The streaming path (run_file, parallel checks, then dedup in line order), not clean_all.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dirty.jsonl");
+    let line = |doc: &str, url: &str| {
+        serde_json::json!({
+            "code_tokens": ["def", "f"],
+            "docstring_tokens": doc.split(' ').collect::<Vec<_>>(),
+            "url": url,
+        })
+        .to_string()
+    };
+    let lines = [
+        line("Returns the value .", "u1"),
+        line("Too short", "u2"),
+        line("See http://example.com now", "u3"),
+        line("Returns the value .", "u1"), // duplicate url of line 0
+        line("返回 值 的 函数", "u5"),
+        line("Sets the name .", "u6"),
+    ];
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let cfg = PipelineConfig {
+        features: FeatureConfig {
+            max_source_len: 16,
+            max_target_len: 16,
+            stage: Stage::Train,
+        },
+        clean: CleanConfig::published(),
+        strictness: Strictness::Strict,
+    };
+    let mut kept = Vec::new();
+    let report = run_file(
+        &path,
+        &common::tiny_tokenizer(),
+        &cfg,
+        PipelineOptions { chunk_lines: 2 },
+        &mut |f| {
+            kept.push(f.idx);
+            Ok(())
+        },
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(kept, [0, 5]);
+    let dropped = &report.clean.dropped;
+    for (reason, n) in [
+        (DropReason::DocstringTooShort, 1),
+        (DropReason::SpecialTokens, 1),
+        (DropReason::DuplicateUrl, 1),
+        (DropReason::NonEnglish, 1),
+    ] {
+        assert_eq!(dropped.get(&reason), Some(&n), "{reason:?}: {dropped:?}");
+    }
+    assert_eq!((report.clean.seen, report.clean.kept), (6, 2));
+    assert_eq!(report.clean.dropped_total() + report.clean.kept, 6);
 }
 
 #[test]
