@@ -103,6 +103,23 @@ impl Feature {
     }
 }
 
+/// A short content hash of a feature set (idx, source and target ids, in order): a resumed
+/// training run checks that it sees the data its checkpoint was trained on.
+pub fn features_fingerprint(features: &[Feature]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for f in features {
+        hasher.update(f.idx.to_le_bytes());
+        for ids in [&f.source_ids, &f.target_ids] {
+            hasher.update((ids.len() as u64).to_le_bytes());
+            for id in ids.iter() {
+                hasher.update(id.to_le_bytes());
+            }
+        }
+    }
+    crate::tokenizer::hex(&hasher.finalize()[..8])
+}
+
 fn to_u16(id: u32) -> Result<u16> {
     u16::try_from(id).map_err(|_| DataError::IdOutOfRange { id })
 }

@@ -82,7 +82,7 @@ pub use cache::{prepare, CacheStatus, Manifest, PrepareRequest, Prepared};
 pub use clean::{CleanConfig, CleanReport, Cleaner, CommentStyle, DropReason};
 pub use error::{DataError, Result};
 pub use example::Example;
-pub use features::{featurize, Feature, FeatureConfig, Stage};
+pub use features::{features_fingerprint, featurize, Feature, FeatureConfig, Stage};
 pub use pipeline::{
     features_in_memory, read_examples, read_first_examples, run_file, PipelineConfig,
     PipelineOptions, PipelineReport,

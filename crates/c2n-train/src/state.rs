@@ -75,6 +75,10 @@ pub struct TrainState {
     /// existed: none).
     #[serde(default)]
     pub bucket_window: Option<usize>,
+    /// [`c2n_data::features_fingerprint`] of the training features (absent in states written
+    /// before it existed: not checked).
+    #[serde(default)]
+    pub data_fingerprint: Option<String>,
     pub examples_seen: u64,
     pub target_tokens_seen: u64,
     /// Whether `pending_grads.safetensors` belongs to this state.
@@ -99,6 +103,7 @@ impl TrainState {
             running_loss: RunningLoss::default(),
             data_seed,
             bucket_window: None,
+            data_fingerprint: None,
             examples_seen: 0,
             target_tokens_seen: 0,
             has_pending_grads: false,

@@ -310,6 +310,7 @@ impl Trainer {
             driver: LoopDriver::new(plan)?,
             state: TrainState {
                 bucket_window: config.bucket_window,
+                data_fingerprint: Some(c2n_data::features_fingerprint(&train)),
                 ..TrainState::new(plan, schedule, early, config.seed)
             },
             config,
@@ -380,6 +381,17 @@ impl Trainer {
                 ),
             });
         }
+        if let (Some(saved), Some(now)) = (&state.data_fingerprint, &self.state.data_fingerprint) {
+            if saved != now {
+                return Err(TrainError::Resume {
+                    path: dir.to_path_buf(),
+                    message: format!(
+                        "the training data differs from the saved run's (fingerprint {saved}, \
+                         now {now}): other file, lengths or tokenizer"
+                    ),
+                });
+            }
+        }
         if state.bucket_window != self.batch_config.bucket_window {
             return Err(TrainError::Resume {
                 path: dir.to_path_buf(),
@@ -394,6 +406,7 @@ impl Trainer {
         self.driver = LoopDriver::resume(*self.driver.plan(), state.counters)?;
         self.state = TrainState {
             plan: *self.driver.plan(),
+            data_fingerprint: self.state.data_fingerprint.take(),
             ..state
         };
         self.pending = pending;

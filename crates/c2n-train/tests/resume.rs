@@ -308,6 +308,15 @@ fn resume_refuses_changed_settings_and_names_each_one() {
         err.contains("lr: saved") && err.contains("shuffle: saved"),
         "{err}"
     );
+    // Other data of the same size (same loop, same settings) is refused by its fingerprint.
+    let fx = expected();
+    let mut config = tiny_config(&fx, dir.path().to_path_buf());
+    base(&mut config);
+    let mut other_data = features(&fx);
+    other_data.reverse();
+    let mut swapped = Trainer::new(config, tiny_model(), other_data, None, None).unwrap();
+    let err = swapped.resume(&ckpt).unwrap_err().to_string();
+    assert!(err.contains("training data differs"), "{err}");
     // What the saved state does not encode may change: here stop_after.
     let mut longer = trainer(
         dir.path(),
