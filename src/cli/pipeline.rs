@@ -16,7 +16,7 @@ pub struct PipelineArgs {
     /// Pipeline config file (TOML or JSON, keys of `PipelineConfig`); flags override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// CodeSearchNet language: ruby, javascript, go, python, java or php.
+    /// CodeSearchNet language: ruby (the default), javascript, go, python, java or php.
     #[arg(long)]
     pub lang: Option<String>,
     /// Folder in the reference layout `{lang}/{train,valid,test}.jsonl`; without it the

@@ -136,4 +136,5 @@ fn pipeline_runs_reports_and_resumes() {
     other.train.insert("lr".into(), json!(0.5));
     let err = run_pipeline(&other, &mut |_| {}).unwrap_err().to_string();
     assert!(err.contains("different configuration"), "{err}");
+    assert!(err.contains("train.lr: earlier"), "the key is named: {err}");
 }

@@ -169,8 +169,12 @@ impl PipelineConfig {
 
     /// Checks what would otherwise fail late.
     pub fn validate(&self) -> Result<()> {
-        if self.lang.trim().is_empty() {
-            return Err(TrainError::Config("lang is empty".into()));
+        if !LANGUAGES.contains(&self.lang.as_str()) {
+            return Err(TrainError::Config(format!(
+                "lang `{}` is not a CodeSearchNet language ({})",
+                self.lang,
+                LANGUAGES.join(", ")
+            )));
         }
         if self.test_split == self.train_split {
             return Err(TrainError::Config(format!(
@@ -201,6 +205,9 @@ impl PipelineConfig {
     }
 }
 
+/// The six CodeSearchNet languages.
+pub const LANGUAGES: [&str; 6] = ["ruby", "javascript", "go", "python", "java", "php"];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,6 +226,19 @@ mod tests {
         assert_eq!(PipelineConfig::load(&path).unwrap(), cfg);
         assert!("gpt".parse::<Preset>().is_err());
         assert_eq!("Small".parse::<Preset>().unwrap(), Preset::Small);
+    }
+
+    #[test]
+    fn an_unknown_language_lists_the_known_ones() {
+        let cfg = PipelineConfig {
+            lang: "cobol".into(),
+            ..Default::default()
+        };
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("cobol") && err.contains("ruby, javascript"),
+            "{err}"
+        );
     }
 
     #[test]

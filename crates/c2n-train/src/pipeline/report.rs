@@ -143,7 +143,7 @@ impl PipelineReport {
                 score.split,
                 score.examples,
                 score.bleu_2dp,
-                score.bleu,
+                c2n_eval::python_repr(score.bleu),
                 score.loss,
                 score.perplexity,
                 score.empty_predictions,

@@ -362,15 +362,49 @@ pub fn count_empty_predictions(output: &Path) -> Result<usize> {
         .count())
 }
 
+/// `key: earlier X, now Y` for each differing key (`train.lr` for the `[train]` table).
+fn config_differences(earlier: &PipelineConfig, now: &PipelineConfig) -> Vec<String> {
+    fn walk(prefix: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
+        match (a, b) {
+            (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
+                let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+                let null = serde_json::Value::Null;
+                for key in keys {
+                    let path = if prefix.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{prefix}.{key}")
+                    };
+                    walk(
+                        &path,
+                        a.get(key).unwrap_or(&null),
+                        b.get(key).unwrap_or(&null),
+                        out,
+                    );
+                }
+            }
+            _ if a != b => out.push(format!("{prefix}: earlier {a}, now {b}")),
+            _ => {}
+        }
+    }
+    let (Ok(a), Ok(b)) = (serde_json::to_value(earlier), serde_json::to_value(now)) else {
+        return vec!["(cannot compare)".into()];
+    };
+    let mut out = Vec::new();
+    walk("", &a, &b, &mut out);
+    out
+}
+
 fn check_same_run(cfg: &PipelineConfig) -> Result<()> {
     let path = cfg.output_dir.join("pipeline_config.json");
     if path.is_file() {
         let earlier = PipelineConfig::load(&path)?;
         if &earlier != cfg {
             return Err(TrainError::Config(format!(
-                "{} holds a run with a different configuration ({}); choose another output folder or delete it",
+                "{} holds a run with a different configuration ({}: {}); choose another output folder or delete it",
                 cfg.output_dir.display(),
-                path.display()
+                path.display(),
+                config_differences(&earlier, cfg).join("; ")
             )));
         }
         return Ok(());
