@@ -78,6 +78,13 @@ fn train_rank(
     resume: bool,
     comm: &dyn Communicator,
 ) -> Result<Option<TrainSummary>, TrainError> {
+    let earlier = config.output_dir.join("checkpoint-last");
+    if !resume && comm.is_main() && earlier.is_dir() {
+        eprintln!(
+            "note: {} holds an earlier run, which this one replaces (--resume continues it)",
+            config.output_dir.display()
+        );
+    }
     let mut trainer = Trainer::from_config_on(config, resume, comm)?;
     if comm.is_main() {
         eprintln!(

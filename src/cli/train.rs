@@ -185,7 +185,8 @@ pub struct TrainArgs {
     /// TOML or JSON training config; flags override its values.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Initial weights: hub id or directory (pretrained RoBERTa or code2nl checkpoint), or `small`.
+    /// Initial weights: hub id or directory (pretrained RoBERTa or code2nl checkpoint), or `small`
+    /// (default: microsoft/codebert-base).
     #[arg(long)]
     pub init: Option<String>,
     /// Training jsonl(.gz) file.
@@ -197,68 +198,70 @@ pub struct TrainArgs {
     /// Tokenizer directory (vocab.json + merges.txt / tokenizer.json) or hub id.
     #[arg(long)]
     pub tokenizer: Option<String>,
-    /// Folder for checkpoints, metrics.jsonl and dev outputs.
+    /// Folder for checkpoints, metrics.jsonl and dev outputs (default: output).
     #[arg(long)]
     pub output_dir: Option<PathBuf>,
-    /// Source truncation length in BPE tokens, specials included.
+    /// Source truncation length in BPE tokens, specials included (default: 256).
     #[arg(long)]
     pub max_source_len: Option<usize>,
-    /// Target truncation length, also the beam's maximum length.
+    /// Target truncation length, also the beam's maximum length (default: 128).
     #[arg(long)]
     pub max_target_len: Option<usize>,
-    /// Examples per optimizer update (micro-batches hold batch-size / grad-accum).
+    /// Examples per optimizer update (micro-batches hold batch-size / grad-accum) (default: 64).
     #[arg(long)]
     pub batch_size: Option<usize>,
-    /// Examples per dev-loss / beam-search batch.
+    /// Examples per dev-loss / beam-search batch (default: 64).
     #[arg(long)]
     pub eval_batch_size: Option<usize>,
-    /// Gradient accumulation steps per update.
+    /// Gradient accumulation steps per update (default: 1).
     #[arg(long)]
     pub grad_accum: Option<u64>,
-    /// Peak learning rate.
+    /// Peak learning rate (default: 0.00005).
     #[arg(long)]
     pub lr: Option<f64>,
-    /// AdamW decoupled weight decay (not applied to biases and LayerNorm weights).
+    /// AdamW decoupled weight decay, not applied to biases and LayerNorm weights (default: 0).
     #[arg(long)]
     pub weight_decay: Option<f64>,
-    /// Variant A warmup updates (variant B always warms up over 10 %).
+    /// Variant A warmup updates; variant B always warms up over 10 % (default: 0).
     #[arg(long)]
     pub warmup_steps: Option<u64>,
-    /// Variant A: number of batches.
+    /// Variant A: number of batches (default: 20000).
     #[arg(long, conflicts_with = "epochs")]
     pub train_steps: Option<u64>,
     /// Variant B: number of epochs.
     #[arg(long)]
     pub epochs: Option<u64>,
-    /// Variant A: evaluate every N updates.
+    /// Variant A: evaluate every N updates (default: 400); variant B evaluates after each epoch.
     #[arg(long)]
     pub eval_steps: Option<u64>,
     /// Stop after N updates (the schedule still spans the whole run); resume with --resume.
     #[arg(long)]
     pub stop_after: Option<u64>,
-    /// Seed of the data order and the dev-BLEU subset.
+    /// Seed of the data order, the dropout masks and the dev-BLEU subset (default: 42).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Dropout probability for every dropout (0 for deterministic runs).
+    /// Dropout probability for every dropout, 0 for deterministic runs (default: the model
+    /// config's, 0.1).
     #[arg(long)]
     pub dropout: Option<f32>,
     /// Keep the training data in file order.
     #[arg(long)]
     pub no_shuffle: bool,
-    /// Batch padding: reference (maximum lengths) or dynamic (longest in the batch).
+    /// Batch padding: reference (maximum lengths) or dynamic (longest in the batch) (default:
+    /// reference).
     #[arg(long, value_enum)]
     pub padding: Option<PaddingArg>,
     /// Length bucketing (with --padding dynamic): sort windows of N batches by length, then
     /// shuffle the batches. Not in the reference; far less padding.
     #[arg(long, value_name = "N")]
     pub bucket_window: Option<usize>,
-    /// Activation precision: f32, tf32 or bf16.
+    /// Activation precision: f32, tf32 or bf16 (default: f32).
     #[arg(long, value_enum)]
     pub precision: Option<PrecisionArg>,
     /// Backward pass: explicit (written out, no op graph; default) or graph (Candle autograd).
     #[arg(long, value_enum)]
     pub backward: Option<BackwardArg>,
-    /// Beam size of the dev BLEU decoding.
+    /// Beam size of the dev BLEU decoding (default: 10).
     #[arg(long)]
     pub beam_size: Option<usize>,
     /// Global-norm gradient clipping (the reference never clips).
@@ -354,6 +357,35 @@ mod tests {
         assert_eq!((spec.backend, spec.world_size), (Backend::Threads, Some(2)));
         let spec = launch_spec_in(None, None, &alone).unwrap();
         assert_eq!(spec.backend, Backend::Single);
+    }
+
+    #[test]
+    fn the_help_states_the_config_defaults() {
+        use clap::CommandFactory;
+        let help = TrainArgs::command().render_long_help().to_string();
+        let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        let d = crate::train::config::TrainConfig::default();
+        for stated in [
+            format!("(default: {})", d.init),
+            format!("(default: {})", d.output_dir.display()),
+            format!("(default: {})", d.max_source_len),
+            format!("(default: {})", d.max_target_len),
+            format!("(default: {})", d.batch_size),
+            format!("(default: {})", d.grad_accum),
+            format!("(default: {})", d.lr),
+            format!("(default: {})", d.weight_decay),
+            format!("(default: {})", d.warmup_steps),
+            format!("(default: {})", d.train_steps.unwrap_or_default()),
+            format!("(default: {})", d.eval_steps.unwrap_or_default()),
+            format!("(default: {})", d.seed),
+            format!("(default: {})", d.beam_size),
+        ] {
+            assert!(help.contains(&stated), "help lacks {stated}");
+        }
+        assert_eq!(
+            (d.padding, d.precision),
+            (Padding::Reference, Precision::F32)
+        );
     }
 
     #[test]
