@@ -232,7 +232,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub epochs: Option<u64>,
     /// Variant A: evaluate every N updates (default: 400); variant B evaluates after each epoch.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "epochs")]
     pub eval_steps: Option<u64>,
     /// Stop after N updates (the schedule still spans the whole run); resume with --resume.
     #[arg(long)]
