@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::clean::DropReason;
-use crate::features::FeatureConfig;
+use crate::features::{FeatureConfig, Stage};
 use crate::pipeline::PipelineReport;
 use crate::shard::FeatureSet;
 
@@ -56,6 +56,9 @@ pub struct StatsRow {
     pub report: PipelineReport,
     /// Features kept.
     pub examples: usize,
+    /// The stage the features were built for (test: the target is the `None` placeholder).
+    #[serde(default)]
+    pub stage: Stage,
     /// Source BPE lengths before truncation, without specials.
     pub source: LengthSummary,
     /// Target BPE lengths before truncation, without specials.
@@ -88,6 +91,7 @@ pub fn stats_row<S: FeatureSet + ?Sized>(
         split: split.to_string(),
         report: report.clone(),
         examples: n,
+        stage: features.stage,
         truncated_sources: over(&source, features.max_source_len),
         truncated_targets: over(&target, features.max_target_len),
         source: LengthSummary::from_values(&mut source),
@@ -130,6 +134,12 @@ pub fn markdown_table(rows: &[StatsRow]) -> String {
         )
     };
     for row in rows {
+        // Test-stage targets are the `None` placeholder: their lengths say nothing.
+        let (target_summary, truncated_targets) = if row.stage == Stage::Test {
+            ("— (test stage: `None`)".to_string(), "—".to_string())
+        } else {
+            (summary(&row.target), row.truncated_targets.to_string())
+        };
         out.push_str(&format!(
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             row.language,
@@ -138,9 +148,9 @@ pub fn markdown_table(rows: &[StatsRow]) -> String {
             row.examples,
             dropped_cell(row),
             summary(&row.source),
-            summary(&row.target),
+            target_summary,
             row.truncated_sources,
-            row.truncated_targets,
+            truncated_targets,
         ));
     }
     out
