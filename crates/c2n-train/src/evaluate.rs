@@ -515,12 +515,12 @@ impl EvaluateRequest {
             Some("batch_size must be at least 1".to_string())
         } else if self.nbest == Some(0) {
             Some("nbest must be at least 1".to_string())
-        } else if let Some(k) = self.nbest.filter(|&k| k > beam) {
-            Some(format!(
-                "nbest {k} exceeds the beam size {beam}: a beam keeps only beam-size hypotheses"
-            ))
         } else {
-            None
+            self.nbest.filter(|&k| k > beam).map(|k| {
+                format!(
+                    "nbest {k} exceeds the beam size {beam}: a beam keeps only beam-size hypotheses"
+                )
+            })
         };
         match problem {
             Some(message) => Err(TrainError::InvalidInput(message)),

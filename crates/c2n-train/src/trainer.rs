@@ -18,7 +18,7 @@
 //!   rank `r` computes its contiguous slice of each micro-batch ([`rank_slice`]), padded to the
 //!   global batch's lengths;
 //! * one 4-float all-reduce per micro-batch gives the global loss and token count; each rank
-//!   scales its gradient by its weight ([`GradWeighting`](crate::comm::GradWeighting): `N_r / N` by default, so `W` ranks
+//!   scales its gradient by its weight ([`GradWeighting`]: `N_r / N` by default, so `W` ranks
 //!   equal one rank on the combined batch; or the reference `DataParallel` mean of means);
 //! * at an update the accumulated gradients, flattened in sorted-name order, are summed
 //!   bucket by bucket ([`BucketPlan`], one all-reduce per bucket), then clipped and stepped
