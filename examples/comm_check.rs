@@ -89,6 +89,9 @@ enum Mode {
     FailOnRank {
         #[arg(long, default_value_t = 1)]
         rank: usize,
+        /// Panic instead of returning an error.
+        #[arg(long)]
+        panic: bool,
     },
     /// Compare two saved parameter sets tensor by tensor; fails above --tolerance.
     Compare {
@@ -105,7 +108,7 @@ fn main() -> Result<()> {
     match &args.mode {
         None => check(&args),
         Some(Mode::TrainParity { out, steps, init }) => train_parity(&args, out, *steps, init),
-        Some(Mode::FailOnRank { rank }) => fail_on_rank(&args, *rank),
+        Some(Mode::FailOnRank { rank, panic }) => fail_on_rank(&args, *rank, *panic),
         Some(Mode::Compare {
             got,
             want,
@@ -114,12 +117,13 @@ fn main() -> Result<()> {
     }
 }
 
-fn fail_on_rank(args: &Args, failing: usize) -> Result<()> {
+fn fail_on_rank(args: &Args, failing: usize, panic: bool) -> Result<()> {
     let backend = Backend::from(args.backend.unwrap_or(BackendArg::Threads));
     let mut spec = LaunchSpec::new(backend, args.world_size);
     spec.timeout = Duration::from_secs(args.timeout_s);
     launch(&spec, |comm: &dyn Communicator| -> Result<(), CommError> {
         if comm.rank() == failing {
+            assert!(!panic, "rank {failing} panics on purpose");
             return Err(CommError::InvalidInput(format!(
                 "rank {failing} fails on purpose"
             )));

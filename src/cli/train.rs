@@ -117,7 +117,15 @@ pub fn launch_spec(
     backend: Option<BackendArg>,
     world_size: Option<usize>,
 ) -> Result<LaunchSpec, CommError> {
-    launch_spec_in(backend, world_size, &LaunchEnv::from_env()?)
+    let env = match (backend, LaunchEnv::from_env()) {
+        // An in-process backend needs no launcher: unreadable launcher variables (a stray
+        // RANK, a bad MASTER_PORT) do not concern it.
+        (Some(BackendArg::Single | BackendArg::Threads), Err(_)) => {
+            LaunchEnv::from_lookup(|_| None)?
+        }
+        (_, env) => env?,
+    };
+    launch_spec_in(backend, world_size, &env)
 }
 
 /// [`launch_spec`] for a given launcher environment.

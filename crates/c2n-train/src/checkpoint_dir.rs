@@ -1,38 +1,77 @@
 //! Replacing a checkpoint directory without ever leaving a half-written one in its place.
 //!
-//! A checkpoint is written into a hidden sibling folder first; only when every file is
-//! complete does it take the checkpoint's name (two renames: the old folder steps aside,
-//! the new one moves in, the old one is deleted). A crash while writing therefore leaves
-//! the previous checkpoint intact, so `--resume` never mixes new weights with an old
-//! optimizer state. Should a crash fall between the two renames, the previous checkpoint
-//! is still on disk under its hidden `.old` name.
+//! A checkpoint is written into the hidden sibling `.{name}.partial` first, its files and the
+//! folder are flushed to disk, and only then does it take the checkpoint's name: the old
+//! folder steps aside to `.{name}.old`, the new one moves in, the old one is deleted. A crash
+//! while writing leaves the previous checkpoint intact, so `--resume` never mixes new weights
+//! with an old optimizer state. A crash between the two renames leaves the previous
+//! checkpoint as `.{name}.old`; [`recover`] (run before every write and before a resume)
+//! moves it back and removes a stale `.partial`. Only rank 0 writes checkpoints, so the
+//! names need no process id.
 
 use crate::{Result, TrainError};
 use std::fs;
 use std::path::{Path, PathBuf};
 
-/// Hidden sibling of `dir` named `.{name}.{tag}-{pid}`.
+/// Hidden sibling of `dir` named `.{name}.{tag}`.
 fn sibling(dir: &Path, tag: &str) -> PathBuf {
     let name = dir
         .file_name()
         .map_or_else(|| "checkpoint".into(), |n| n.to_string_lossy());
-    dir.with_file_name(format!(".{name}.{tag}-{}", std::process::id()))
+    dir.with_file_name(format!(".{name}.{tag}"))
 }
 
+/// Removes a folder if it is there (also when another process removes it first).
 fn remove_if_present(path: &Path) -> Result<()> {
-    if path.exists() {
-        fs::remove_dir_all(path).map_err(|e| TrainError::io(path, e))?;
+    match fs::remove_dir_all(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(TrainError::io(path, e)),
+        _ => Ok(()),
     }
-    Ok(())
+}
+
+/// Puts back a checkpoint that a crash left aside (`.{name}.old` while `dir` is missing) and
+/// removes a partial one that never took its name. Safe to run from several ranks at once:
+/// whoever renames first wins, the others find `dir` in place.
+pub fn recover(dir: &Path) -> Result<()> {
+    let old = sibling(dir, "old");
+    if !dir.exists() && old.is_dir() {
+        if let Err(e) = fs::rename(&old, dir) {
+            if !dir.exists() {
+                return Err(TrainError::io(dir, e));
+            }
+        }
+    }
+    remove_if_present(&sibling(dir, "partial"))
+}
+
+/// Flushes every file of `dir` (not recursive: checkpoints are flat) and the folder itself.
+fn sync_folder(dir: &Path) -> Result<()> {
+    for entry in fs::read_dir(dir).map_err(|e| TrainError::io(dir, e))? {
+        let path = entry.map_err(|e| TrainError::io(dir, e))?.path();
+        if path.is_file() {
+            fs::File::open(&path)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| TrainError::io(&path, e))?;
+        }
+    }
+    sync_dir_entry(dir)
+}
+
+/// Flushes a folder's entries (the renames in it). Not every platform can open a folder.
+fn sync_dir_entry(dir: &Path) -> Result<()> {
+    match fs::File::open(dir) {
+        Ok(f) => f.sync_all().or(Ok(())),
+        Err(_) => Ok(()),
+    }
 }
 
 /// Writes a directory with `write` (given an empty folder) and then puts it at `dir`,
 /// replacing what was there. On error `dir` is unchanged and the partial folder removed.
 pub fn write_replacing(dir: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    recover(dir)?;
     let partial = sibling(dir, "partial");
-    remove_if_present(&partial)?;
     fs::create_dir_all(&partial).map_err(|e| TrainError::io(&partial, e))?;
-    if let Err(e) = write(&partial) {
+    if let Err(e) = write(&partial).and_then(|()| sync_folder(&partial)) {
         let _ = fs::remove_dir_all(&partial);
         return Err(e);
     }
@@ -42,6 +81,9 @@ pub fn write_replacing(dir: &Path, write: impl FnOnce(&Path) -> Result<()>) -> R
         fs::rename(dir, &old).map_err(|e| TrainError::io(dir, e))?;
     }
     fs::rename(&partial, dir).map_err(|e| TrainError::io(dir, e))?;
+    if let Some(parent) = dir.parent() {
+        sync_dir_entry(parent)?;
+    }
     remove_if_present(&old)
 }
 
@@ -93,5 +135,25 @@ mod tests {
         );
         assert_eq!(fs::read_to_string(dir.join("a")).unwrap(), "3");
         assert_eq!(names(root.path()), ["checkpoint-last"]);
+    }
+
+    #[test]
+    fn a_crash_between_the_renames_is_recovered() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("checkpoint-last");
+        // The state a crash after the first rename leaves: the old checkpoint aside, the new
+        // one still partial.
+        let old = root.path().join(".checkpoint-last.old");
+        let partial = root.path().join(".checkpoint-last.partial");
+        fs::create_dir_all(&old).unwrap();
+        fs::write(old.join("a"), "previous").unwrap();
+        fs::create_dir_all(&partial).unwrap();
+        fs::write(partial.join("a"), "half").unwrap();
+        recover(&dir).unwrap();
+        assert_eq!(fs::read_to_string(dir.join("a")).unwrap(), "previous");
+        assert_eq!(names(root.path()), ["checkpoint-last"]);
+        // With the checkpoint in place, recover changes nothing.
+        recover(&dir).unwrap();
+        assert_eq!(fs::read_to_string(dir.join("a")).unwrap(), "previous");
     }
 }

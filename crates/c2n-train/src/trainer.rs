@@ -208,6 +208,10 @@ impl Trainer {
             None => None,
         };
         let resume_dir = config.output_dir.join(LAST);
+        if resume {
+            // A crash between a save's two renames left the checkpoint aside: put it back.
+            checkpoint_dir::recover(&resume_dir)?;
+        }
         if resume && !resume_dir.join(crate::state::TRAIN_STATE_FILE).is_file() {
             return Err(TrainError::Resume {
                 path: resume_dir,

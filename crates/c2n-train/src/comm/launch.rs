@@ -101,8 +101,8 @@ impl LaunchSpec {
 ///
 /// With threads, `body` runs once per thread; if ranks fail, the error of the rank that failed first is
 /// returned (the others typically fail because it left). Under MPI with several ranks, a rank whose
-/// `body` fails prints its error and aborts the whole job (`MPI_Abort`): finalizing MPI would wait for
-/// the other ranks, which may be blocked in a collective for ever.
+/// `body` fails or panics prints why and aborts the whole job (`MPI_Abort`): finalizing MPI would
+/// wait for the other ranks, which may be blocked in a collective for ever.
 ///
 /// ```
 /// use c2n_train::comm::{launch, Backend, CommError, Communicator, LaunchSpec, ReduceOp};
@@ -147,13 +147,28 @@ where
             {
                 let comm = super::MpiComm::init()?;
                 check_world(comm.world_size())?;
-                let result = body(&comm);
-                if let Err(e) = &result {
-                    // Finalizing MPI would wait forever for ranks blocked in a collective:
-                    // report the error and take the whole job down instead.
-                    comm.abort_job(&e.to_string());
+                // Finalizing MPI (which an error return or a panic's unwinding would do) waits
+                // forever for ranks blocked in a collective: report the failure and take the
+                // whole job down instead.
+                let outcome =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(&comm)));
+                match outcome {
+                    Ok(result) => {
+                        if let Err(e) = &result {
+                            comm.abort_job(&e.to_string());
+                        }
+                        result
+                    }
+                    Err(panic) => {
+                        let message = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "a panic".into());
+                        comm.abort_job(&format!("panicked: {message}"));
+                        std::panic::resume_unwind(panic)
+                    }
                 }
-                result
             }
             #[cfg(not(feature = "mpi"))]
             {

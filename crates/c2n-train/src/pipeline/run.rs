@@ -202,6 +202,8 @@ fn train_stage(
         ));
         return Ok(done);
     }
+    // A crash between a checkpoint save's two renames left checkpoint-last aside.
+    crate::checkpoint_dir::recover(&train.output_dir.join(LAST))?;
     let resume = train.output_dir.join(LAST).join(TRAIN_STATE_FILE).is_file();
     let start = Instant::now();
     let mut trainer = Trainer::from_config(train.clone(), resume)?;
