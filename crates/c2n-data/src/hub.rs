@@ -244,7 +244,7 @@ pub fn split_jsonl_with_cache(
 /// [`split_jsonl_with_cache`] with the cache of the environment (`HF_HOME`), downloading
 /// unless `HF_HUB_OFFLINE` is set.
 pub fn split_jsonl(dataset: &str, lang: &str, split: &str, out_dir: &Path) -> Result<PathBuf> {
-    let offline = std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| v == "1" || v == "true");
+    let offline = hub_offline();
     split_jsonl_with_cache(
         &hf_hub::Cache::from_env(),
         dataset,
@@ -253,6 +253,17 @@ pub fn split_jsonl(dataset: &str, lang: &str, split: &str, out_dir: &Path) -> Re
         out_dir,
         !offline,
     )
+}
+
+/// Whether `HF_HUB_OFFLINE` asks for no downloads, read as `huggingface_hub` reads it (`1`,
+/// `true`, `on` or `yes`, in any case).
+pub fn hub_offline() -> bool {
+    std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "1" | "true" | "on" | "yes"
+        )
+    })
 }
 
 #[cfg(test)]

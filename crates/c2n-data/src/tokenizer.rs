@@ -128,7 +128,7 @@ impl TokenizerFiles {
         if let Some(json) = cached.get("tokenizer.json") {
             return Ok(TokenizerFiles::TokenizerJson(json));
         }
-        let offline = std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| v == "1" || v == "true");
+        let offline = crate::hub::hub_offline();
         if offline {
             return Err(hub_error(format!(
                 "not in the Hugging Face cache ({}) and HF_HUB_OFFLINE is set",

@@ -205,15 +205,15 @@ fn legacy_torch_file_loads_like_its_safetensors_copy() {
 #[test]
 fn a_run_py_checkpoint_folder_without_config_json_loads_from_its_weight_shapes() {
     // run.py saves only pytorch_model.bin: the sizes come from the shapes, the heads from
-    // hidden / 64 (RoBERTa's head width).
+    // the RoBERTa width (768: 12 heads, as CodeBERT).
     let cfg = ModelConfig {
         vocab_size: 70,
-        hidden_size: 128,
-        num_hidden_layers: 2,
-        num_attention_heads: 2,
+        hidden_size: 768,
+        num_hidden_layers: 1,
+        num_attention_heads: 12,
         intermediate_size: 48,
         max_position_embeddings: 40,
-        decoder_layers: 3,
+        decoder_layers: 2,
         decoder_ffn_dim: 24,
         ..ModelConfig::small()
     };
@@ -236,8 +236,8 @@ fn a_run_py_checkpoint_folder_without_config_json_loads_from_its_weight_shapes()
         );
     }
 
-    // Hidden 16 (the small fixture) gives no whole number of 64-wide heads: the error says
-    // what is missing instead of guessing.
+    // Hidden 16 (the small fixture) is no RoBERTa width: the error says what is missing
+    // instead of guessing the heads.
     let small = tempfile::tempdir().unwrap();
     write(&fixture_tensors(), &small.path().join("model.safetensors"));
     let err = load_checkpoint(small.path(), &Device::Cpu)

@@ -406,13 +406,14 @@ impl TrainConfig {
             lr,
             weight_decay,
             adam_eps,
-            warmup_steps,
-            train_steps,
             epochs,
-            eval_steps,
             dropout,
             max_grad_norm
         );
+        // Variant B ignores these three (10 % warmup, evaluation per epoch).
+        if self.epochs.is_none() || saved.epochs.is_none() {
+            compare!(warmup_steps, train_steps, eval_steps);
+        }
         conflicts
     }
 
@@ -583,6 +584,17 @@ mod tests {
                 "train_steps: saved 20000, now 10"
             ]
         );
+        // Variant B ignores train_steps, warmup_steps and eval_steps.
+        let b = TrainConfig {
+            epochs: Some(3),
+            ..saved.clone()
+        };
+        let b_without_steps = TrainConfig {
+            train_steps: None,
+            eval_steps: None,
+            ..b.clone()
+        };
+        assert!(b_without_steps.resume_conflicts(&b).is_empty());
         let dropout = TrainConfig {
             dropout: Some(0.25),
             padding: Padding::Dynamic,

@@ -57,18 +57,34 @@ impl MetricsLog {
     /// Opens `path` for a run that continues after `global_step` updates: records of later
     /// steps (written after the checkpoint the run resumed from) are dropped, and a fresh run
     /// (`global_step` 0) starts an empty file. Creates the file if needed.
+    ///
+    /// The kept lines are copied verbatim into a new file that then replaces the old one, so
+    /// a crash meanwhile loses nothing. A last line cut short (the previous run was killed
+    /// while writing it) is dropped; a bad line elsewhere is an error naming it.
     pub fn open(path: &Path, global_step: u64) -> Result<Self> {
         let mut kept = String::new();
         if global_step > 0 && path.is_file() {
-            // The kept lines are copied verbatim: re-serialising could move a float by an ulp.
-            for (line, record) in Self::read_lines(path)? {
+            let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+            let lines: Vec<&str> = text.lines().collect();
+            for (i, line) in lines.iter().enumerate() {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let record: MetricRecord = match serde_json::from_str(line) {
+                    Ok(r) => r,
+                    Err(_) if i + 1 == lines.len() && !text.ends_with('\n') => continue,
+                    Err(e) => return Err(TrainError::parse(path, format!("line {}: {e}", i + 1))),
+                };
                 if record.global_step() <= global_step {
-                    kept.push_str(&line);
+                    kept.push_str(line);
                     kept.push('\n');
                 }
             }
         }
-        std::fs::write(path, kept).map_err(|e| TrainError::io(path, e))?;
+        let fresh = path.with_extension("jsonl.partial");
+        std::fs::write(&fresh, kept)
+            .and_then(|()| std::fs::rename(&fresh, path))
+            .map_err(|e| TrainError::io(path, e))?;
         let file = OpenOptions::new()
             .append(true)
             .open(path)
@@ -162,6 +178,15 @@ mod tests {
         let kept = std::fs::read_to_string(&path).unwrap();
         assert_eq!(kept.lines().count(), 2);
         assert!(written.starts_with(&kept));
+        // A last line cut short by a kill is dropped on resume; a bad line elsewhere is not.
+        let mut torn = kept.clone();
+        torn.push_str("{\"kind\":\"train\",\"global_st");
+        std::fs::write(&path, &torn).unwrap();
+        MetricsLog::open(&path, 1).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), kept);
+        std::fs::write(&path, format!("{{oops\n{kept}")).unwrap();
+        let err = MetricsLog::open(&path, 1).err().unwrap().to_string();
+        assert!(err.contains("line 1"), "{err}");
         // A fresh run starts a new file.
         MetricsLog::open(&path, 0).unwrap();
         assert!(MetricsLog::read(&path).unwrap().is_empty());

@@ -58,8 +58,9 @@ pub fn load_checkpoint(path: impl AsRef<Path>, device: &Device) -> Result<Seq2Se
 
 /// The architecture of a code2nl state dict without a `config.json`: sizes and layer counts
 /// come from the weight shapes, everything else from [`ModelConfig::codebert`]. No shape
-/// shows the number of attention heads: it is `hidden_size / 64`, as in RoBERTa base (12)
-/// and large (16); a model with other heads needs its `config.json`.
+/// shows the number of attention heads, so only the RoBERTa widths are accepted, with their
+/// heads: hidden 768 → 12 (base, CodeBERT), 1024 → 16 (large). Any other model needs its
+/// `config.json`, rather than a guess that would load without error and compute nonsense.
 pub fn config_from_weights(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<ModelConfig> {
     let fail = |message: String| ModelError::Checkpoint {
         path: path.to_path_buf(),
@@ -82,19 +83,23 @@ pub fn config_from_weights(tensors: &HashMap<String, Tensor>, path: &Path) -> Re
             .count()
     };
     let (vocab_size, hidden_size) = dims(WORD_EMBEDDINGS_KEY)?;
-    if hidden_size % 64 != 0 {
-        return Err(fail(format!(
-            "hidden size {hidden_size} is not a multiple of 64, so the number of attention \
-             heads cannot be assumed"
-        )));
-    }
+    let num_attention_heads = match hidden_size {
+        768 => 12,
+        1024 => 16,
+        _ => {
+            return Err(fail(format!(
+                "hidden size {hidden_size} is not RoBERTa base's (768) or large's (1024), so \
+                 the number of attention heads is unknown"
+            )))
+        }
+    };
     let encoder_layer = "encoder.encoder.layer.";
     let decoder_layer = "decoder.layers.";
     let cfg = ModelConfig {
         vocab_size,
         hidden_size,
         num_hidden_layers: count(encoder_layer),
-        num_attention_heads: hidden_size / 64,
+        num_attention_heads,
         intermediate_size: dims(&format!("{encoder_layer}0.intermediate.dense.weight"))?.0,
         max_position_embeddings: dims("encoder.embeddings.position_embeddings.weight")?.0,
         type_vocab_size: dims("encoder.embeddings.token_type_embeddings.weight")?.0,

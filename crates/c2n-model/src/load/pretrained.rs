@@ -66,7 +66,13 @@ fn resolve_hub(model_id: &str) -> Result<PretrainedFiles> {
             return Ok(PretrainedFiles { config, weights });
         }
     }
-    let offline = std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| v == "1" || v == "true");
+    // As huggingface_hub reads it (c2n-data's `hub_offline`; this crate does not depend on it).
+    let offline = std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "1" | "true" | "on" | "yes"
+        )
+    });
     if offline {
         return Err(hub_error(format!(
             "not a local folder, and not in the Hugging Face cache ({}) while HF_HUB_OFFLINE is set",

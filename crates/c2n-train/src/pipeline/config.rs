@@ -169,9 +169,13 @@ impl PipelineConfig {
 
     /// Checks what would otherwise fail late.
     pub fn validate(&self) -> Result<()> {
-        if !LANGUAGES.contains(&self.lang.as_str()) {
+        if self.lang.trim().is_empty() {
+            return Err(TrainError::Config("lang is empty".into()));
+        }
+        // Local data may hold any language in the reference layout; the hub has six.
+        if self.data_dir.is_none() && !LANGUAGES.contains(&self.lang.as_str()) {
             return Err(TrainError::Config(format!(
-                "lang `{}` is not a CodeSearchNet language ({})",
+                "lang `{}` is not a CodeSearchNet language ({}); other languages need --data-dir",
                 self.lang,
                 LANGUAGES.join(", ")
             )));
@@ -232,6 +236,7 @@ mod tests {
     fn an_unknown_language_lists_the_known_ones() {
         let cfg = PipelineConfig {
             lang: "cobol".into(),
+            data_dir: None,
             ..Default::default()
         };
         let err = cfg.validate().unwrap_err().to_string();
@@ -239,6 +244,12 @@ mod tests {
             err.contains("cobol") && err.contains("ruby, javascript"),
             "{err}"
         );
+        // A local folder may hold any language.
+        let local = PipelineConfig {
+            data_dir: Some("data".into()),
+            ..cfg
+        };
+        assert!(local.validate().is_ok());
     }
 
     #[test]
