@@ -5,9 +5,15 @@
 //! The fingerprint is the sha256 of the format version, the input file's bytes, the tokenizer
 //! files' bytes, the feature lengths and stage, the cleaning config and the strictness. A
 //! second run with the same fingerprint maps the shards without loading the tokenizer. A
-//! manifest that does not parse, has another fingerprint or version, or a shard whose size or
-//! sha256 differs from the manifest makes the folder be rebuilt: nothing is read unverified.
-//! Builds go to a temporary folder that is renamed into place only when complete.
+//! manifest that does not parse, has another fingerprint or version, a shard list that does
+//! not add up to the examples the build kept, or a shard whose size or sha256 differs from
+//! the manifest makes the folder be rebuilt: nothing is read unverified.
+//!
+//! Builds go to `<folder>.partial-<pid>-<n>` and are renamed into place only when complete.
+//! Several processes may build the same cache at once: whoever publishes first wins, a later
+//! builder that finds a valid cache in place discards its own, and an invalid one is moved
+//! aside before it is replaced, so no process deletes a cache another may be reading. Partial
+//! builds of processes that no longer run are removed (Linux).
 
 use std::fs;
 use std::io::Read;
@@ -201,8 +207,60 @@ fn try_load(dir: &Path, fingerprint: &str, verify: bool) -> Result<(FeatureStore
             message: "fingerprint or format version differs".to_string(),
         });
     }
+    // The shard list itself: in order, without gaps, adding up to what the build kept.
+    let counted: usize = manifest.shards.iter().map(|s| s.examples).sum();
+    let in_order = manifest
+        .shards
+        .iter()
+        .enumerate()
+        .all(|(i, s)| s.file == shard_name(i));
+    if !in_order || counted != manifest.examples || counted != manifest.report.clean.kept {
+        return Err(DataError::Cache {
+            path,
+            message: format!(
+                "shard list holds {counted} examples, the build kept {} (edited or incomplete)",
+                manifest.report.clean.kept
+            ),
+        });
+    }
     let store = FeatureStore::open(dir, &manifest.shards, verify)?;
     Ok((store, manifest))
+}
+
+fn shard_name(i: usize) -> String {
+    format!("shard-{i:05}.bin")
+}
+
+/// `dir` with `.{kind}-{tag}` appended to its name (kept whole, dots included).
+fn side_folder(dir: &Path, kind: &str, tag: &str) -> PathBuf {
+    let mut name = dir.as_os_str().to_os_string();
+    name.push(format!(".{kind}-{tag}"));
+    PathBuf::from(name)
+}
+
+/// Removes the unfinished builds of `dir` left by processes that no longer run (Linux: no
+/// `/proc/<pid>`; elsewhere nothing is removed).
+fn remove_abandoned_builds(dir: &Path) {
+    let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
+        return;
+    };
+    let prefix = format!("{}.partial-", name.to_string_lossy());
+    let Ok(entries) = fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = file_name
+            .strip_prefix(&prefix)
+            .and_then(|tag| tag.split('-').next())
+        else {
+            continue;
+        };
+        let gone = Path::new("/proc").is_dir() && !Path::new("/proc").join(pid).exists();
+        if gone {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// Loads the features from the cache, or builds (and caches) them.
@@ -232,13 +290,35 @@ pub fn prepare(req: &PrepareRequest, progress: &mut dyn FnMut(usize)) -> Result<
         CacheStatus::Built
     };
     let tok = RobertaTokenizer::from_files(&req.tokenizer)?;
-    let manifest = build(req, &tok, &dir, input, tokenizer_sha256, fp, progress)?;
-    let store = FeatureStore::open(&dir, &manifest.shards, req.verify_checksum)?;
-    Ok(Prepared {
-        store,
-        manifest,
-        status,
-    })
+    remove_abandoned_builds(&dir);
+    let manifest = build(
+        req,
+        &tok,
+        &dir,
+        input,
+        tokenizer_sha256,
+        fp.clone(),
+        progress,
+    )?;
+    match manifest {
+        Some(manifest) => {
+            let store = FeatureStore::open(&dir, &manifest.shards, req.verify_checksum)?;
+            Ok(Prepared {
+                store,
+                manifest,
+                status,
+            })
+        }
+        // Another process published the same cache first: use it.
+        None => {
+            let (store, manifest) = try_load(&dir, &fp, req.verify_checksum)?;
+            Ok(Prepared {
+                store,
+                manifest,
+                status: CacheStatus::Hit,
+            })
+        }
+    }
 }
 
 fn build(
@@ -249,8 +329,12 @@ fn build(
     tokenizer_sha256: String,
     fingerprint: String,
     progress: &mut dyn FnMut(usize),
-) -> Result<Manifest> {
-    let tmp = dir.with_extension(format!("partial-{}", std::process::id()));
+) -> Result<Option<Manifest>> {
+    // Unique per build: `<pid>-<n>` (threads of one process may build the same cache too).
+    static BUILDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tag = format!("{}-{n}", std::process::id());
+    let tmp = side_folder(dir, "partial", &tag);
     if tmp.exists() {
         fs::remove_dir_all(&tmp).map_err(|e| DataError::io(&tmp, e))?;
     }
@@ -260,7 +344,7 @@ fn build(
     let mut sink = |f: crate::features::Feature| -> Result<()> {
         builder.push(&f);
         if builder.len() >= req.shard_examples {
-            let name = format!("shard-{:05}.bin", shards.len());
+            let name = shard_name(shards.len());
             shards.push(builder.write(&tmp, &name)?);
         }
         Ok(())
@@ -281,7 +365,7 @@ fn build(
         }
     };
     if !builder.is_empty() {
-        let name = format!("shard-{:05}.bin", shards.len());
+        let name = shard_name(shards.len());
         shards.push(builder.write(&tmp, &name)?);
     }
     let manifest = Manifest {
@@ -300,9 +384,35 @@ fn build(
     let json = serde_json::to_vec_pretty(&manifest)
         .map_err(|e| DataError::Config(format!("serializing the manifest: {e}")))?;
     fs::write(&manifest_path, json).map_err(|e| DataError::io(&manifest_path, e))?;
+    publish(&tmp, dir, &manifest.fingerprint, req.verify_checksum, &tag)
+        .map(|ours| ours.then_some(manifest))
+}
+
+/// Moves the finished build `tmp` to `dir`. Several processes may build the same cache at
+/// once: a valid cache already at `dir` (another process was faster) is kept and ours
+/// discarded (`Ok(false)`); an invalid one is moved aside first, never deleted while another
+/// process may have just published it and be reading it.
+fn publish(tmp: &Path, dir: &Path, fingerprint: &str, verify: bool, tag: &str) -> Result<bool> {
+    let discard_ours = || {
+        let _ = fs::remove_dir_all(tmp);
+        Ok(false)
+    };
     if dir.exists() {
-        fs::remove_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
+        if try_load(dir, fingerprint, verify).is_ok() {
+            return discard_ours();
+        }
+        let stale = side_folder(dir, "stale", tag);
+        if fs::rename(dir, &stale).is_ok() {
+            let _ = fs::remove_dir_all(&stale);
+        }
     }
-    fs::rename(&tmp, dir).map_err(|e| DataError::io(dir, e))?;
-    Ok(manifest)
+    match fs::rename(tmp, dir) {
+        Ok(()) => Ok(true),
+        // Another process published between our check and our rename.
+        Err(_) if try_load(dir, fingerprint, verify).is_ok() => discard_ours(),
+        Err(e) => {
+            let _ = fs::remove_dir_all(tmp);
+            Err(DataError::io(dir, e))
+        }
+    }
 }

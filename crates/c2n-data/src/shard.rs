@@ -29,12 +29,22 @@ use crate::tokenizer::hex;
 pub const SHARD_MAGIC: &[u8; 8] = b"C2NSHRD1";
 const HEADER: usize = 32;
 
+/// `(source_start, target_start, total size)` of a shard; `None` when the counts overflow
+/// (only a corrupt header has such counts).
+fn checked_layout(
+    n: usize,
+    source_tokens: usize,
+    target_tokens: usize,
+) -> Option<(usize, usize, usize)> {
+    let meta_end = n.checked_mul(32)?.checked_add(HEADER + 16)?;
+    let source_start = meta_end.div_ceil(8).checked_mul(8)?;
+    let target_start = source_start.checked_add(source_tokens.checked_mul(2)?)?;
+    let total = target_start.checked_add(target_tokens.checked_mul(2)?)?;
+    Some((source_start, target_start, total))
+}
+
 fn layout(n: usize, source_tokens: usize, target_tokens: usize) -> (usize, usize, usize) {
-    let meta_end = HEADER + 8 * n + 16 * (n + 1) + 8 * n;
-    let source_start = meta_end.div_ceil(8) * 8;
-    let target_start = source_start + 2 * source_tokens;
-    let total = target_start + 2 * target_tokens;
-    (source_start, target_start, total)
+    checked_layout(n, source_tokens, target_tokens).unwrap_or((usize::MAX, usize::MAX, usize::MAX))
 }
 
 /// Collects features in memory and writes one shard file.
@@ -209,8 +219,11 @@ impl Shard {
         let read = |at: usize| u64::from_le_bytes(map[at..at + 8].try_into().unwrap_or([0; 8]));
         let n = read(8) as usize;
         let (source_tokens, target_tokens) = (read(16) as usize, read(24) as usize);
-        let (source_start, target_start, total) = layout(n, source_tokens, target_tokens);
-        if total != map.len() || n != info.examples {
+        let layout = checked_layout(n, source_tokens, target_tokens);
+        let Some((source_start, target_start, total)) = layout else {
+            return Err(corrupt("header counts overflow".into()));
+        };
+        if n != info.examples || total != map.len() {
             return Err(corrupt("header does not match the file size".into()));
         }
         let shard = Shard {

@@ -118,6 +118,44 @@ fn corrupt_or_truncated_shards_are_rebuilt() {
     std::fs::write(&shard, b"C2NSHRD1").unwrap();
     let p = prepare(&fast, &mut |_| {}).unwrap();
     assert!(matches!(p.status, CacheStatus::Rebuilt { .. }));
+    drop(p);
+
+    // An edited shard list (the last shard dropped) is no hit either.
+    let manifest_path = folder.join("manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    manifest["shards"].as_array_mut().unwrap().pop();
+    std::fs::write(&manifest_path, manifest.to_string()).unwrap();
+    let p = prepare(&req, &mut |_| {}).unwrap();
+    assert!(
+        matches!(&p.status, CacheStatus::Rebuilt { reason } if reason.contains("shard list")),
+        "{:?}",
+        p.status
+    );
+    assert_eq!(p.store.to_features(), expected);
+}
+
+#[test]
+fn builders_racing_for_one_cache_all_get_the_same_features() {
+    // Several processes (here threads, each a separate build) preparing the same data at once:
+    // each must succeed, none may delete a cache another one has published.
+    let (dir, req) = setup();
+    let results: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| scope.spawn(|| prepare(&req, &mut |_| {}).map(|p| p.store.to_features())))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let first = results[0].as_ref().unwrap().clone();
+    for r in &results {
+        assert_eq!(r.as_ref().unwrap(), &first);
+    }
+    // Only the published cache is left: no partial or stale folder.
+    let names: Vec<String> = std::fs::read_dir(dir.path().join("cache"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
 }
 
 #[test]
