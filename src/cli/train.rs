@@ -209,6 +209,10 @@ pub struct TrainArgs {
     /// Folder for checkpoints, metrics.jsonl and dev outputs (default: output).
     #[arg(long)]
     pub output_dir: Option<PathBuf>,
+    /// Shard cache of the tokenized features (as `prepare --cache-dir`): tokenize once, map
+    /// afterwards (default: tokenize in memory on every run).
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
     /// Source truncation length in BPE tokens, specials included (default: 256).
     #[arg(long)]
     pub max_source_len: Option<usize>,
@@ -311,6 +315,7 @@ impl TrainArgs {
             dev_data: self.dev_data.clone(),
             tokenizer: self.tokenizer.clone(),
             output_dir: self.output_dir.clone(),
+            cache_dir: self.cache_dir.clone(),
             max_source_len: self.max_source_len,
             max_target_len: self.max_target_len,
             batch_size: self.batch_size,

@@ -43,7 +43,8 @@ pub struct BatchConfig {
     pub shuffle: bool,
     /// Seed of the shuffle.
     pub seed: u64,
-    /// Drop a last batch smaller than `batch_size`.
+    /// Drop a last batch smaller than `batch_size` (with a `token_budget`, batches have no
+    /// fixed size, so nothing is dropped).
     pub drop_last: bool,
     /// Length bucketing: sort windows of this many global batches by length before cutting
     /// them (then the batch order is shuffled). `None`: no bucketing.

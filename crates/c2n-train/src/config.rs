@@ -73,6 +73,10 @@ pub struct TrainConfig {
     pub tokenizer: Option<String>,
     /// Where checkpoints, metrics and dev outputs go.
     pub output_dir: PathBuf,
+    /// Memory-mapped shard cache of the tokenized training and dev features (`c2n_data::
+    /// prepare`, shared with `prepare --cache-dir` and the pipeline); `None`: tokenize in
+    /// memory on every run.
+    pub cache_dir: Option<PathBuf>,
     pub max_source_len: usize,
     /// Training truncation and the beam's maximum length.
     pub max_target_len: usize,
@@ -142,6 +146,7 @@ impl Default for TrainConfig {
             dev_data: None,
             tokenizer: None,
             output_dir: PathBuf::from("output"),
+            cache_dir: None,
             max_source_len: 256,
             max_target_len: 128,
             batch_size: 64,
@@ -185,6 +190,7 @@ pub struct TrainOverrides {
     pub dev_data: Option<PathBuf>,
     pub tokenizer: Option<String>,
     pub output_dir: Option<PathBuf>,
+    pub cache_dir: Option<PathBuf>,
     pub max_source_len: Option<usize>,
     pub max_target_len: Option<usize>,
     pub batch_size: Option<usize>,
@@ -262,6 +268,7 @@ impl TrainConfig {
             train_data,
             dev_data,
             tokenizer,
+            cache_dir,
             eval_steps,
             stop_after,
             dropout,

@@ -5,9 +5,62 @@ use crate::pyrandom::dev_bleu_subset;
 use crate::{Result, TrainError};
 use c2n_data::{
     features_in_memory, read_examples, CleanConfig, Feature, FeatureConfig, PipelineConfig,
-    RobertaTokenizer, Stage, Strictness,
+    PrepareRequest, RobertaTokenizer, Stage, Strictness, TokenizerFiles,
 };
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Where a run's features come from: tokenized in memory, or the memory-mapped shard cache
+/// of `c2n_data::prepare` (built on the first run, mapped without tokenizing afterwards; the
+/// same cache `prepare --cache-dir` and the pipeline's prepare stage write).
+#[derive(Debug, Clone, Copy)]
+pub struct FeatureSource<'a> {
+    pub tokenizer: &'a RobertaTokenizer,
+    /// The tokenizer's files and the cache root; `None`: tokenize in memory.
+    pub cache: Option<(&'a TokenizerFiles, &'a Path)>,
+}
+
+impl FeatureSource<'_> {
+    /// Features of a jsonl file at `stage`, in file order (every line must parse): the same
+    /// features either way.
+    pub fn load(
+        &self,
+        path: &Path,
+        max_source_len: usize,
+        max_target_len: usize,
+        stage: Stage,
+    ) -> Result<Vec<Feature>> {
+        let Some((files, cache_dir)) = self.cache else {
+            return load_features(path, self.tokenizer, max_source_len, max_target_len, stage);
+        };
+        let mut req = PrepareRequest::new(path, files.clone(), PathBuf::from(cache_dir));
+        req.pipeline = strict_pipeline(max_source_len, max_target_len, stage);
+        let features = c2n_data::prepare(&req, &mut |_| {})?.store.to_features();
+        non_empty(path, features)
+    }
+}
+
+/// Reference features: no cleaning, every line must parse.
+fn strict_pipeline(max_source_len: usize, max_target_len: usize, stage: Stage) -> PipelineConfig {
+    PipelineConfig {
+        features: FeatureConfig {
+            max_source_len,
+            max_target_len,
+            stage,
+        },
+        clean: CleanConfig::none(),
+        strictness: Strictness::Strict,
+    }
+}
+
+fn non_empty(path: &Path, features: Vec<Feature>) -> Result<Vec<Feature>> {
+    if features.is_empty() {
+        return Err(TrainError::InvalidInput(format!(
+            "{}: no example",
+            path.display()
+        )));
+    }
+    Ok(features)
+}
 
 /// Features of a jsonl file at `stage`, in file order (every line must parse).
 pub fn load_features(
@@ -17,23 +70,9 @@ pub fn load_features(
     max_target_len: usize,
     stage: Stage,
 ) -> Result<Vec<Feature>> {
-    let cfg = PipelineConfig {
-        features: FeatureConfig {
-            max_source_len,
-            max_target_len,
-            stage,
-        },
-        clean: CleanConfig::none(),
-        strictness: Strictness::Strict,
-    };
+    let cfg = strict_pipeline(max_source_len, max_target_len, stage);
     let (features, _) = features_in_memory(path, tokenizer, &cfg)?;
-    if features.is_empty() {
-        return Err(TrainError::InvalidInput(format!(
-            "{}: no example",
-            path.display()
-        )));
-    }
-    Ok(features)
+    non_empty(path, features)
 }
 
 /// The dev file as the reference's evaluation uses it.
@@ -60,8 +99,32 @@ impl DevSet {
         subset_size: usize,
         seed: u64,
     ) -> Result<Self> {
-        let loss_features =
-            load_features(path, tokenizer, max_source_len, max_target_len, Stage::Dev)?;
+        let source = FeatureSource {
+            tokenizer,
+            cache: None,
+        };
+        Self::load_from(
+            &source,
+            path,
+            max_source_len,
+            max_target_len,
+            subset_size,
+            seed,
+        )
+    }
+
+    /// [`DevSet::load`] with the perplexity features from `source` (the BLEU subset is small
+    /// and always tokenized in memory).
+    pub fn load_from(
+        source: &FeatureSource<'_>,
+        path: &Path,
+        max_source_len: usize,
+        max_target_len: usize,
+        subset_size: usize,
+        seed: u64,
+    ) -> Result<Self> {
+        let tokenizer = source.tokenizer;
+        let loss_features = source.load(path, max_source_len, max_target_len, Stage::Dev)?;
         let (examples, _) = read_examples(path, Strictness::Strict)?;
         let chosen: Vec<_> = dev_bleu_subset(examples.len(), subset_size, seed)
             .into_iter()

@@ -34,7 +34,7 @@ use crate::comm::{
     LocalBatch, ReduceOp, SingleComm,
 };
 use crate::config::{Schedule, TrainConfig, TRAIN_CONFIG_FILE};
-use crate::data::{load_features, DevSet};
+use crate::data::{DevSet, FeatureSource};
 use crate::device::{apply_precision, select_device};
 use crate::dropout_seeds::micro_batch_dropout_seed;
 use crate::early_stopping::EarlyStopping;
@@ -50,7 +50,9 @@ use crate::tensors::feature_tokens;
 use crate::{Result, TrainError};
 use c2n_data::batch::padded_lengths;
 use c2n_data::partition::{chunk_slice, rank_slice};
-use c2n_data::{make_batch, plan_epoch, BatchConfig, Feature, RobertaTokenizer, Stage};
+use c2n_data::{
+    make_batch, plan_epoch, BatchConfig, Feature, RobertaTokenizer, Stage, TokenizerFiles,
+};
 use c2n_model::generation::GenerationConfig;
 use c2n_model::layers::dropout_seed_stream;
 use c2n_model::Seq2Seq;
@@ -184,22 +186,30 @@ impl Trainer {
             None => select_device(&config.device)?,
         };
         let dtype = apply_precision(config.precision, &device);
-        let tokenizer = RobertaTokenizer::load(&config.tokenizer_spec()?)?;
+        let tokenizer_spec = config.tokenizer_spec()?;
+        let tokenizer = RobertaTokenizer::load(&tokenizer_spec)?;
+        let tokenizer_files = match &config.cache_dir {
+            Some(_) => Some(TokenizerFiles::resolve(&tokenizer_spec)?),
+            None => None,
+        };
+        let source = FeatureSource {
+            tokenizer: &tokenizer,
+            cache: tokenizer_files.as_ref().zip(config.cache_dir.as_deref()),
+        };
         let train_path = config
             .train_data
             .clone()
             .ok_or_else(|| TrainError::Config("train_data is required".into()))?;
-        let train = load_features(
+        let train = source.load(
             &train_path,
-            &tokenizer,
             config.max_source_len,
             config.max_target_len,
             Stage::Train,
         )?;
         let dev = match &config.dev_data {
-            Some(path) => Some(DevSet::load(
+            Some(path) => Some(DevSet::load_from(
+                &source,
                 path,
-                &tokenizer,
                 config.max_source_len,
                 config.max_target_len,
                 config.dev_bleu_samples,

@@ -2,9 +2,10 @@
 //! test skips with a message when they are absent.
 
 use crate::support::{head_lines, shared_data};
+use c2n_data::Stage;
 use c2n_data::{Padding, RobertaTokenizer};
 use c2n_train::config::TrainConfig;
-use c2n_train::data::DevSet;
+use c2n_train::data::{DevSet, FeatureSource};
 use c2n_train::evaluate::Predictions;
 use c2n_train::metrics::{MetricRecord, MetricsLog};
 use c2n_train::trainer::Trainer;
@@ -51,6 +52,36 @@ fn dev_subset_and_dev_gold_match_the_reference_on_ruby_valid() {
     assert_eq!(&lines[997..], &want[20..]);
     // Predictions equal to the gold texts score exactly 100.
     assert_eq!(predictions.bleu().unwrap().bleu, 100.0);
+}
+
+#[test]
+fn features_from_the_shard_cache_equal_the_in_memory_ones() {
+    let Some(shared) = shared_data(&["valid.jsonl"]) else {
+        return;
+    };
+    let tok_dir = shared.join("data/roberta-base");
+    let tok = RobertaTokenizer::load(tok_dir.to_str().unwrap()).unwrap();
+    let files = c2n_data::TokenizerFiles::resolve(tok_dir.to_str().unwrap()).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let data = shared.join("data/codesearchnet/ruby/valid.jsonl");
+    let in_memory = FeatureSource {
+        tokenizer: &tok,
+        cache: None,
+    };
+    let cached = FeatureSource {
+        tokenizer: &tok,
+        cache: Some((&files, cache.path())),
+    };
+    let want = in_memory.load(&data, 128, 64, Stage::Train).unwrap();
+    // First call builds the cache, the second maps it.
+    assert_eq!(cached.load(&data, 128, 64, Stage::Train).unwrap(), want);
+    assert_eq!(cached.load(&data, 128, 64, Stage::Train).unwrap(), want);
+    assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 1);
+    let dev = DevSet::load_from(&cached, &data, 128, 64, 50, 42).unwrap();
+    assert_eq!(
+        dev.loss_features,
+        in_memory.load(&data, 128, 64, Stage::Dev).unwrap()
+    );
 }
 
 #[test]

@@ -120,6 +120,8 @@ pub fn train_config(
     train.dev_data = Some(splits.dev.clone());
     train.tokenizer = Some(tokenizer.to_string());
     train.output_dir = cfg.output_dir.join("train");
+    // The features the prepare stage cached: training maps them instead of tokenizing again.
+    train.cache_dir = Some(cfg.cache_root());
     train.device = cfg.device.clone();
     train.progress = cfg.progress;
     train.validate()?;
