@@ -348,6 +348,12 @@ impl TrainConfig {
         if self.eval_steps == Some(0) || self.epochs == Some(0) {
             return fail("eval_steps and epochs must be at least 1");
         }
+        // The loop is planned step by step (progress bar, schedule): keep it finite in time.
+        if self.train_steps.is_some_and(|n| n > 1_000_000_000)
+            || self.epochs.is_some_and(|n| n > 1_000_000)
+        {
+            return fail("train_steps above 10^9 or epochs above 10^6 are not plausible runs");
+        }
         let non_negative = |x: f64| x.is_finite() && x >= 0.0;
         if !non_negative(self.lr) || !non_negative(self.weight_decay) {
             return fail("lr and weight_decay must be finite and non-negative");

@@ -31,7 +31,7 @@ impl LinearSchedule {
     /// Variant B (epoch-based): `t_total = (batches_per_epoch // GA) * epochs`,
     /// `W = int(0.1 * t_total)` (a float product, as the reference computes it).
     pub fn variant_b(base_lr: f64, batches_per_epoch: u64, grad_accum: u64, epochs: u64) -> Self {
-        let total = batches_per_epoch / grad_accum.max(1) * epochs;
+        let total = (batches_per_epoch / grad_accum.max(1)).saturating_mul(epochs);
         let warmup = (total as f64 * 0.1).floor() as u64;
         Self {
             base_lr,
