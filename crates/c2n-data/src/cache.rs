@@ -9,11 +9,13 @@
 //! not add up to the examples the build kept, or a shard whose size or sha256 differs from
 //! the manifest makes the folder be rebuilt: nothing is read unverified.
 //!
-//! Builds go to `<folder>.partial-<pid>-<n>` and are renamed into place only when complete.
-//! Several processes may build the same cache at once: whoever publishes first wins, a later
-//! builder that finds a valid cache in place discards its own, and an invalid one is moved
-//! aside before it is replaced, so no process deletes a cache another may be reading. Partial
-//! builds of processes that no longer run are removed (Linux).
+//! Builds go to `<folder>.partial-<pid>` and are renamed into place only when complete. Each
+//! build holds an exclusive lock on `<folder>.lock-build` (std's advisory file lock), so of
+//! several processes or ranks preparing the same data at once one tokenizes and the others
+//! wait, then map its cache. Under the lock no other build of the folder runs, so partial or
+//! stale folders found then were abandoned and are removed; an invalid cache in the way is
+//! moved aside before it is deleted. A failure that says nothing about the cache (too many
+//! open files, no memory) is returned as an error and the folder left alone.
 
 use std::fs;
 use std::io::Read;
@@ -238,26 +240,20 @@ fn side_folder(dir: &Path, kind: &str, tag: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Removes the unfinished builds of `dir` left by processes that no longer run (Linux: no
-/// `/proc/<pid>`; elsewhere nothing is removed).
-fn remove_abandoned_builds(dir: &Path) {
+/// Removes the partial builds and stale folders of `dir` that earlier builders left behind
+/// (killed while building or while deleting); only called under the build lock.
+fn remove_leftovers(dir: &Path) {
     let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
         return;
     };
-    let prefix = format!("{}.partial-", name.to_string_lossy());
+    let name = name.to_string_lossy();
+    let prefixes = [format!("{name}.partial-"), format!("{name}.stale-")];
     let Ok(entries) = fs::read_dir(parent) else {
         return;
     };
     for entry in entries.flatten() {
         let file_name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = file_name
-            .strip_prefix(&prefix)
-            .and_then(|tag| tag.split('-').next())
-        else {
-            continue;
-        };
-        let gone = Path::new("/proc").is_dir() && !Path::new("/proc").join(pid).exists();
-        if gone {
+        if prefixes.iter().any(|p| file_name.starts_with(p)) && entry.path().is_dir() {
             let _ = fs::remove_dir_all(entry.path());
         }
     }
@@ -273,51 +269,73 @@ pub fn prepare(req: &PrepareRequest, progress: &mut dyn FnMut(usize)) -> Result<
     }
     let (input, tokenizer_sha256, fp) = fingerprint(req)?;
     let dir = cache_folder(req, &fp);
+    let hit = |store, manifest| Prepared {
+        store,
+        manifest,
+        status: CacheStatus::Hit,
+    };
+    // Fast path, no lock: a published cache is never changed in place.
+    if let Ok((store, manifest)) = try_load(&dir, &fp, req.verify_checksum) {
+        return Ok(hit(store, manifest));
+    }
+    // One builder per cache folder at a time: the others wait here, then find its cache.
+    fs::create_dir_all(&req.cache_dir).map_err(|e| DataError::io(&req.cache_dir, e))?;
+    let _lock = BuildLock::acquire(&dir)?;
     let status = if dir.exists() {
         match try_load(&dir, &fp, req.verify_checksum) {
-            Ok((store, manifest)) => {
-                return Ok(Prepared {
-                    store,
-                    manifest,
-                    status: CacheStatus::Hit,
-                })
-            }
-            Err(e) => CacheStatus::Rebuilt {
+            Ok((store, manifest)) => return Ok(hit(store, manifest)),
+            Err(e) if is_invalid_cache(&e) => CacheStatus::Rebuilt {
                 reason: e.to_string(),
             },
+            // Not a verdict on the cache (too many open files, no memory): leave it alone.
+            Err(e) => return Err(e),
         }
     } else {
         CacheStatus::Built
     };
+    // Holding the lock, no other build of this folder runs: leftovers are abandoned.
+    remove_leftovers(&dir);
     let tok = RobertaTokenizer::from_files(&req.tokenizer)?;
-    remove_abandoned_builds(&dir);
-    let manifest = build(
-        req,
-        &tok,
-        &dir,
-        input,
-        tokenizer_sha256,
-        fp.clone(),
-        progress,
-    )?;
-    match manifest {
-        Some(manifest) => {
-            let store = FeatureStore::open(&dir, &manifest.shards, req.verify_checksum)?;
-            Ok(Prepared {
-                store,
-                manifest,
-                status,
-            })
-        }
-        // Another process published the same cache first: use it.
-        None => {
-            let (store, manifest) = try_load(&dir, &fp, req.verify_checksum)?;
-            Ok(Prepared {
-                store,
-                manifest,
-                status: CacheStatus::Hit,
-            })
-        }
+    let manifest = build(req, &tok, &dir, input, tokenizer_sha256, fp, progress)?;
+    let store = FeatureStore::open(&dir, &manifest.shards, req.verify_checksum)?;
+    Ok(Prepared {
+        store,
+        manifest,
+        status,
+    })
+}
+
+/// Whether a failed [`try_load`] means the folder is no valid cache (rebuild it), rather
+/// than a passing failure of this process.
+fn is_invalid_cache(e: &DataError) -> bool {
+    match e {
+        DataError::Cache { .. } => true,
+        DataError::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+        _ => false,
+    }
+}
+
+/// An exclusive advisory lock on `<folder>.lock` while a cache folder is built and published;
+/// released (and the file left for the next builder) when dropped. On a file system without
+/// locks the build goes on unlocked, as before locks existed.
+struct BuildLock {
+    _file: Option<fs::File>,
+}
+
+impl BuildLock {
+    fn acquire(dir: &Path) -> Result<Self> {
+        let path = side_folder(dir, "lock", "build");
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| DataError::io(&path, e))?;
+        Ok(match file.lock() {
+            Ok(()) => Self { _file: Some(file) },
+            Err(e) if e.kind() == std::io::ErrorKind::Unsupported => Self { _file: None },
+            Err(e) => return Err(DataError::io(&path, e)),
+        })
     }
 }
 
@@ -329,12 +347,8 @@ fn build(
     tokenizer_sha256: String,
     fingerprint: String,
     progress: &mut dyn FnMut(usize),
-) -> Result<Option<Manifest>> {
-    // Unique per build: `<pid>-<n>` (threads of one process may build the same cache too).
-    static BUILDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tag = format!("{}-{n}", std::process::id());
-    let tmp = side_folder(dir, "partial", &tag);
+) -> Result<Manifest> {
+    let tmp = side_folder(dir, "partial", &std::process::id().to_string());
     if tmp.exists() {
         fs::remove_dir_all(&tmp).map_err(|e| DataError::io(&tmp, e))?;
     }
@@ -384,35 +398,19 @@ fn build(
     let json = serde_json::to_vec_pretty(&manifest)
         .map_err(|e| DataError::Config(format!("serializing the manifest: {e}")))?;
     fs::write(&manifest_path, json).map_err(|e| DataError::io(&manifest_path, e))?;
-    publish(&tmp, dir, &manifest.fingerprint, req.verify_checksum, &tag)
-        .map(|ours| ours.then_some(manifest))
+    publish(&tmp, dir).map(|()| manifest)
 }
 
-/// Moves the finished build `tmp` to `dir`. Several processes may build the same cache at
-/// once: a valid cache already at `dir` (another process was faster) is kept and ours
-/// discarded (`Ok(false)`); an invalid one is moved aside first, never deleted while another
-/// process may have just published it and be reading it.
-fn publish(tmp: &Path, dir: &Path, fingerprint: &str, verify: bool, tag: &str) -> Result<bool> {
-    let discard_ours = || {
-        let _ = fs::remove_dir_all(tmp);
-        Ok(false)
-    };
+/// Moves the finished build `tmp` to `dir` (under the build lock). An invalid folder in the
+/// way is moved aside first and then deleted.
+fn publish(tmp: &Path, dir: &Path) -> Result<()> {
     if dir.exists() {
-        if try_load(dir, fingerprint, verify).is_ok() {
-            return discard_ours();
-        }
-        let stale = side_folder(dir, "stale", tag);
-        if fs::rename(dir, &stale).is_ok() {
-            let _ = fs::remove_dir_all(&stale);
-        }
+        let stale = side_folder(dir, "stale", &std::process::id().to_string());
+        fs::rename(dir, &stale).map_err(|e| DataError::io(dir, e))?;
+        let _ = fs::remove_dir_all(&stale);
     }
-    match fs::rename(tmp, dir) {
-        Ok(()) => Ok(true),
-        // Another process published between our check and our rename.
-        Err(_) if try_load(dir, fingerprint, verify).is_ok() => discard_ours(),
-        Err(e) => {
-            let _ = fs::remove_dir_all(tmp);
-            Err(DataError::io(dir, e))
-        }
-    }
+    fs::rename(tmp, dir).map_err(|e| {
+        let _ = fs::remove_dir_all(tmp);
+        DataError::io(dir, e)
+    })
 }

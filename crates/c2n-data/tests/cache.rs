@@ -142,20 +142,59 @@ fn builders_racing_for_one_cache_all_get_the_same_features() {
     let (dir, req) = setup();
     let results: Vec<_> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..4)
-            .map(|_| scope.spawn(|| prepare(&req, &mut |_| {}).map(|p| p.store.to_features())))
+            .map(|_| {
+                scope.spawn(|| {
+                    prepare(&req, &mut |_| {})
+                        .map(|p| (p.status == CacheStatus::Built, p.store.to_features()))
+                })
+            })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    let first = results[0].as_ref().unwrap().clone();
+    let first = results[0].as_ref().unwrap().1.clone();
     for r in &results {
-        assert_eq!(r.as_ref().unwrap(), &first);
+        assert_eq!(r.as_ref().unwrap().1, first);
     }
-    // Only the published cache is left: no partial or stale folder.
+    let builds = results.iter().filter(|r| r.as_ref().unwrap().0).count();
+    assert_eq!(
+        builds, 1,
+        "one builder tokenized, the others mapped its cache"
+    );
+    // One build ran (the others waited on the lock, then mapped it): the published cache and
+    // its lock file are left, no partial or stale folder.
     let names: Vec<String> = std::fs::read_dir(dir.path().join("cache"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.ends_with(".lock-build"))
         .collect();
     assert_eq!(names.len(), 1, "{names:?}");
+}
+
+#[test]
+fn leftovers_of_killed_builds_are_removed_by_the_next_build() {
+    let (dir, req) = setup();
+    let first = prepare(&req, &mut |_| {}).unwrap();
+    let folder = first.store.dir().to_path_buf();
+    drop(first);
+    // A build killed midway, and a stale folder whose deletion was interrupted.
+    let name = folder.file_name().unwrap().to_string_lossy().into_owned();
+    let cache = dir.path().join("cache");
+    for leftover in [
+        format!("{name}.partial-999999"),
+        format!("{name}.stale-999999"),
+    ] {
+        std::fs::create_dir_all(cache.join(&leftover).join("x")).unwrap();
+    }
+    // Invalidate the cache so that the next prepare builds.
+    std::fs::write(folder.join("manifest.json"), b"{").unwrap();
+    let p = prepare(&req, &mut |_| {}).unwrap();
+    assert!(matches!(p.status, CacheStatus::Rebuilt { .. }));
+    let mut names: Vec<String> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, [name.clone(), format!("{name}.lock-build")]);
 }
 
 #[test]

@@ -95,7 +95,7 @@ fn push_lower(out: &mut String, c: char) {
     let i = LOWER_RUNS.partition_point(|&(first, ..)| first <= cp);
     if i > 0 {
         let (first, last, stride, delta) = LOWER_RUNS[i - 1];
-        if cp <= last && (cp - first) % stride == 0 {
+        if cp <= last && (cp - first).is_multiple_of(stride) {
             if let Some(low) = cp.checked_add_signed(delta).and_then(char::from_u32) {
                 out.push(low);
                 return;

@@ -182,14 +182,16 @@ impl ModelConfig {
         if self.hidden_size == 0 || self.vocab_size == 0 {
             return fail("hidden_size and vocab_size must be positive".into());
         }
-        if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
+        if self.num_attention_heads == 0
+            || !self.hidden_size.is_multiple_of(self.num_attention_heads)
+        {
             return fail(format!(
                 "hidden_size {} is not divisible by num_attention_heads {}",
                 self.hidden_size, self.num_attention_heads
             ));
         }
         let dh = self.decoder_heads();
-        if dh == 0 || self.hidden_size % dh != 0 {
+        if dh == 0 || !self.hidden_size.is_multiple_of(dh) {
             return fail(format!(
                 "hidden_size {} is not divisible by decoder_attention_heads {dh}",
                 self.hidden_size

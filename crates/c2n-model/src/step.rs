@@ -55,7 +55,7 @@ pub fn row_top_k_host(
     row_scores: Option<&[f32]>,
     k: usize,
 ) -> Result<RowTopK> {
-    if vocab == 0 || logp.len() % vocab != 0 {
+    if vocab == 0 || !logp.len().is_multiple_of(vocab) {
         return Err(ModelError::InvalidInput(format!(
             "{} log-probabilities do not form rows of vocabulary {vocab}",
             logp.len()

@@ -349,10 +349,10 @@ impl TrainConfig {
             return fail("eval_steps and epochs must be at least 1");
         }
         // The loop is planned step by step (progress bar, schedule): keep it finite in time.
-        if self.train_steps.is_some_and(|n| n > 1_000_000_000)
-            || self.epochs.is_some_and(|n| n > 1_000_000)
+        if self.train_steps.is_some_and(|n| n > 100_000_000)
+            || self.epochs.is_some_and(|n| n > 10_000)
         {
-            return fail("train_steps above 10^9 or epochs above 10^6 are not plausible runs");
+            return fail("train_steps above 10^8 or epochs above 10^4 are not plausible runs");
         }
         let non_negative = |x: f64| x.is_finite() && x >= 0.0;
         if !non_negative(self.lr) || !non_negative(self.weight_decay) {

@@ -179,8 +179,8 @@ impl LoopDriver {
     /// The accumulation rule, on `nb_tr_steps` after its increment.
     fn update_due(&self, nb_tr_steps: u64) -> bool {
         match self.plan.accumulation {
-            AccumulationMode::Reference => (nb_tr_steps + 1) % self.plan.grad_accum == 0,
-            AccumulationMode::Fixed => nb_tr_steps % self.plan.grad_accum == 0,
+            AccumulationMode::Reference => (nb_tr_steps + 1).is_multiple_of(self.plan.grad_accum),
+            AccumulationMode::Fixed => nb_tr_steps.is_multiple_of(self.plan.grad_accum),
         }
     }
 
@@ -203,8 +203,8 @@ impl LoopDriver {
                     c.global_step += 1;
                     c.eval_flag = true;
                 }
-                let evaluate =
-                    c.eval_flag && eval_steps.is_some_and(|e| (c.global_step + 1) % e == 0);
+                let evaluate = c.eval_flag
+                    && eval_steps.is_some_and(|e| (c.global_step + 1).is_multiple_of(e));
                 if evaluate {
                     c.nb_tr_steps = 0;
                     c.eval_flag = false;

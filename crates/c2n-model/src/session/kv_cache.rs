@@ -47,7 +47,7 @@ fn example_groups(example: &[u32]) -> (Vec<u32>, usize) {
         .position(|&e| Some(&e) != example.first())
         .unwrap_or(example.len());
     let grouped = group > 1
-        && example.len() % group == 0
+        && example.len().is_multiple_of(group)
         && example
             .chunks_exact(group)
             .all(|chunk| chunk.iter().all(|&e| e == chunk[0]));

@@ -167,7 +167,7 @@ fn pick_top(values: &Tensor, ids: &Tensor, k: usize, max_id: u32) -> Result<(Ten
 /// ranks `V / C` chunk maxima, stage 3 ranks `k·C` gathered candidates).
 fn chunk_width(vocab: usize, k: usize) -> usize {
     (1..=vocab)
-        .filter(|c| vocab % c == 0)
+        .filter(|c| vocab.is_multiple_of(*c))
         .min_by_key(|&c| vocab / c + k * c)
         .unwrap_or(1)
 }

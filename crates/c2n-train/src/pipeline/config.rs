@@ -199,7 +199,7 @@ impl PipelineConfig {
         ))
         .map_err(|e| TrainError::Config(format!("[train] overrides: {e}")))?;
         let m = &self.small_model;
-        if m.heads == 0 || m.hidden_size % m.heads != 0 {
+        if m.heads == 0 || !m.hidden_size.is_multiple_of(m.heads) {
             return Err(TrainError::Config(format!(
                 "small_model.hidden_size {} is not divisible by heads {}",
                 m.hidden_size, m.heads

@@ -204,8 +204,10 @@ fn train_stage(
         ));
         return Ok(done);
     }
-    // A crash between a checkpoint save's two renames left checkpoint-last aside.
-    crate::checkpoint_dir::recover(&train.output_dir.join(LAST))?;
+    // A crash between a checkpoint save's two renames left a checkpoint aside.
+    for name in [LAST, BEST_PPL, BEST_BLEU] {
+        crate::checkpoint_dir::recover(&train.output_dir.join(name))?;
+    }
     let resume = train.output_dir.join(LAST).join(TRAIN_STATE_FILE).is_file();
     let start = Instant::now();
     let mut trainer = Trainer::from_config(train.clone(), resume)?;
