@@ -105,21 +105,12 @@ impl MetricsLog {
 
     /// Reads every record of a metrics file, naming the line of a bad one.
     pub fn read(path: &Path) -> Result<Vec<MetricRecord>> {
-        Ok(Self::read_lines(path)?
-            .into_iter()
-            .map(|(_, record)| record)
-            .collect())
-    }
-
-    /// Each non-empty line with its record.
-    fn read_lines(path: &Path) -> Result<Vec<(String, MetricRecord)>> {
         let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
         text.lines()
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty())
             .map(|(i, l)| {
                 serde_json::from_str(l)
-                    .map(|r| (l.to_string(), r))
                     .map_err(|e| TrainError::parse(path, format!("line {}: {e}", i + 1)))
             })
             .collect()
