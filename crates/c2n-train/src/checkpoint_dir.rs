@@ -44,6 +44,15 @@ pub fn recover(dir: &Path) -> Result<()> {
     remove_if_present(&sibling(dir, "partial"))
 }
 
+/// [`recover`] for every checkpoint of a run's output folder (last, best-ppl, best-bleu).
+pub fn recover_run(output_dir: &Path) -> Result<()> {
+    use crate::checkpoint_policy::{BEST_BLEU, BEST_PPL, LAST};
+    for name in [LAST, BEST_PPL, BEST_BLEU] {
+        recover(&output_dir.join(name))?;
+    }
+    Ok(())
+}
+
 /// Flushes every file of `dir` (not recursive: checkpoints are flat) and the folder itself.
 fn sync_folder(dir: &Path) -> Result<()> {
     for entry in fs::read_dir(dir).map_err(|e| TrainError::io(dir, e))? {

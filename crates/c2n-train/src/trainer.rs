@@ -220,9 +220,7 @@ impl Trainer {
         let resume_dir = config.output_dir.join(LAST);
         if resume {
             // A crash between a save's two renames left a checkpoint aside: put it back.
-            for name in [LAST, BEST_PPL, BEST_BLEU] {
-                checkpoint_dir::recover(&config.output_dir.join(name))?;
-            }
+            checkpoint_dir::recover_run(&config.output_dir)?;
         }
         if resume && !resume_dir.join(crate::state::TRAIN_STATE_FILE).is_file() {
             return Err(TrainError::Resume {

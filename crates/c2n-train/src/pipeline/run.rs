@@ -205,9 +205,7 @@ fn train_stage(
         return Ok(done);
     }
     // A crash between a checkpoint save's two renames left a checkpoint aside.
-    for name in [LAST, BEST_PPL, BEST_BLEU] {
-        crate::checkpoint_dir::recover(&train.output_dir.join(name))?;
-    }
+    crate::checkpoint_dir::recover_run(&train.output_dir)?;
     let resume = train.output_dir.join(LAST).join(TRAIN_STATE_FILE).is_file();
     let start = Instant::now();
     let mut trainer = Trainer::from_config(train.clone(), resume)?;
