@@ -10,6 +10,7 @@ mod beam_batched;
 mod beam_fixtures;
 mod beam_model;
 mod beam_options;
+mod beam_torch_ties;
 mod checkpoints;
 mod explicit_backward;
 mod fused_ops;

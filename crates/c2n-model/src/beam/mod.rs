@@ -45,6 +45,7 @@ pub mod reference;
 pub mod rules;
 pub mod search;
 pub mod select;
+pub mod torch_order;
 
 pub use output::{BeamOutput, FinalEntry, Hypothesis};
 pub use postprocess::cut_at_first_zero;
