@@ -30,6 +30,7 @@ fn main() -> Result<()> {
         generation: GenerationConfig {
             beam_size: args.beam_size,
             max_length: args.max_target_len,
+            tie_order: args.tie_order.into(),
             ..Default::default()
         },
         max_source_len: args.max_source_len,

@@ -54,6 +54,7 @@ fn main() -> Result<()> {
     let generation = GenerationConfig {
         beam_size: args.beam_size,
         max_length: args.max_target_len,
+        tie_order: args.tie_order.into(),
         ..Default::default()
     };
     generation.validate()?;

@@ -12,6 +12,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use candle_nn::VarMap;
 use code2nl::data::{inference_batches, make_batch, Feature, Padding};
+use code2nl::model::beam::TieOrder;
 use code2nl::model::beam::{beam_search, BeamOutput};
 use code2nl::model::generation::GenerationConfig;
 use code2nl::model::{
@@ -325,6 +326,8 @@ pub fn run(args: &DecodeBenchArgs) -> Result<()> {
     let config = GenerationConfig {
         beam_size: args.beam_size,
         max_length: args.max_length,
+        // As earlier runs: ties by lower index (`auto` on a GPU; on the CPU dry run too).
+        tie_order: TieOrder::LowerIndex,
         ..Default::default()
     };
     // Warm-up: kernel loading and first allocations, on two examples and a few steps.

@@ -18,6 +18,7 @@ use crate::common::{device, device_name, emit};
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, IndexOp, Tensor, D};
 use code2nl::data::{Feature, Padding};
+use code2nl::model::beam::TieOrder;
 use code2nl::model::beam::{beam_search, reference_search, BeamOutput};
 use code2nl::model::generation::GenerationConfig;
 use code2nl::model::{load_checkpoint, FullPrefixSession, KvCacheSession, Seq2Seq};
@@ -238,6 +239,8 @@ pub fn model(args: &ModelParityArgs) -> Result<()> {
     let config = GenerationConfig {
         beam_size: fx["nbest"]["beam_size"].as_u64().context("beam_size")? as usize,
         max_length: fx["nbest"]["max_length"].as_u64().context("max_length")? as usize,
+        // The fixture's beam.py ranks ties by lower index (also what `auto` does on a GPU).
+        tie_order: TieOrder::LowerIndex,
         ..Default::default()
     };
     let original_eos_row = word_embeddings(&model)?.i(EOS)?.copy()?;

@@ -1,6 +1,7 @@
 //! Flags of `examples/evaluate.rs`.
 
 use super::checkpoint::CheckpointArgs;
+use super::tie_order::TieOrderArg;
 use super::train::{BackendArg, PaddingArg};
 use crate::train::comm::{CommError, LaunchSpec};
 use clap::Parser;
@@ -42,6 +43,10 @@ pub struct EvaluateArgs {
     /// Source padding: reference (max-source-len) or dynamic (longest in the batch).
     #[arg(long, value_enum, default_value = "dynamic")]
     pub padding: PaddingArg,
+    /// Order of exactly equal beam candidates: auto (torch-cpu on the CPU, lower-index on a
+    /// GPU), torch-cpu (as torch.topk on the CPU) or lower-index.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub tie_order: TieOrderArg,
     /// auto | cpu | cuda | cuda:N
     #[arg(long, default_value = "auto")]
     pub device: String,

@@ -10,6 +10,7 @@ pub mod pipeline;
 pub mod predict;
 pub mod prepare;
 pub mod sweep;
+pub mod tie_order;
 pub mod train;
 
 /// A count flag that must be at least 1 (clap reports `0 is not in 1..`).

@@ -1,6 +1,7 @@
 //! Flags of `examples/predict.rs`.
 
 use super::checkpoint::CheckpointArgs;
+use super::tie_order::TieOrderArg;
 use clap::Parser;
 use std::path::PathBuf;
 
@@ -28,6 +29,10 @@ pub struct PredictArgs {
     /// The beam's maximum length.
     #[arg(long, default_value_t = 128)]
     pub max_target_len: usize,
+    /// Order of exactly equal beam candidates: auto (torch-cpu on the CPU, lower-index on a
+    /// GPU), torch-cpu (as torch.topk on the CPU) or lower-index.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub tie_order: TieOrderArg,
     /// auto | cpu | cuda | cuda:N
     #[arg(long, default_value = "auto")]
     pub device: String,

@@ -257,21 +257,25 @@ def coverage(out: Dict, beam_size: int, max_length: int) -> Dict[str, bool]:
 SCENARIOS = [
     # name, beam, vocab, buckets, max_length, eos_bias, quantum, predicate over (run, coverage)
     ("done_after_eos_top_at_step1", 3, 7, 97, 8, 3.0, 0.0,
-     lambda r, c: c["eos_at_step1_top"] and c["stopped_by_done"] and c["finished_over_several_steps"]),
+     lambda r, c, t: c["eos_at_step1_top"] and c["stopped_by_done"] and c["finished_over_several_steps"]),
     ("more_than_k_finished", 4, 9, 97, 10, 1.5, 0.0,
-     lambda r, c: c["more_than_k_finished"] and c["several_finished_in_one_step"]),
+     lambda r, c, t: c["more_than_k_finished"] and c["several_finished_in_one_step"]),
     ("fewer_than_k_at_max_length", 4, 11, 97, 6, -1.0, 0.0,
-     lambda r, c: c["reached_max_length"] and c["fewer_than_k_finished"]),
+     lambda r, c, t: c["reached_max_length"] and c["fewer_than_k_finished"]),
     ("none_finished", 3, 8, 97, 5, -6.0, 0.0,
-     lambda r, c: c["none_finished"] and c["reached_max_length"]),
+     lambda r, c, t: c["none_finished"] and c["reached_max_length"]),
     ("k_finished_not_eos_top", 3, 6, 61, 7, 0.8, 0.0,
-     lambda r, c: c["reached_max_length"] and len(r["finished"]) >= 3 and not r["eos_top"]),
+     lambda r, c, t: c["reached_max_length"] and len(r["finished"]) >= 3 and not r["eos_top"]),
     ("ties_quantized", 5, 10, 127, 9, 0.5, 0.5,
-     lambda r, c: len(r["finished"]) >= 2),
+     lambda r, c, t: len(r["finished"]) >= 2),
     ("done_after_several_steps", 4, 12, 127, 12, 1.2, 0.0,
-     lambda r, c: c["stopped_by_done"] and r["steps"] >= 4 and not c["eos_at_step1_top"]),
+     lambda r, c, t: c["stopped_by_done"] and r["steps"] >= 4 and not c["eos_at_step1_top"]),
     ("general_k10", 10, 20, 127, 16, 1.0, 0.0,
-     lambda r, c: len(r["finished"]) >= 10 and c["several_finished_in_one_step"]),
+     lambda r, c, t: len(r["finished"]) >= 10 and c["several_finished_in_one_step"]),
+    # K * 64 <= V * K: torch.topk's heap path; ties on a 0.5 grid that the two tie orders
+    # resolve differently (the fixture's "torch_cpu" result differs from the main one).
+    ("ties_torch_heap", 2, 130, 61, 9, 0.5, 0.5,
+     lambda r, c, t: len(r["finished"]) >= 1 and t["rows"] != r["rows"]),
 ]
 
 
@@ -282,7 +286,8 @@ def write_fixtures(out_dir: str) -> None:
             table = make_table(seed, buckets, vocab, eos_bias, quantum)
             out = beam_search(table_model(table), beam_size, max_length)
             cov = coverage(out, beam_size, max_length)
-            if wanted(out, cov):
+            torch_out = beam_search(table_model(table), beam_size, max_length, select=torch_topk)
+            if wanted(out, cov, torch_out):
                 break
         else:
             raise SystemExit(f"no seed found for scenario {name}")
@@ -307,6 +312,13 @@ def write_fixtures(out_dir: str) -> None:
             "final": out["final"],
             "hypotheses": out["hypotheses"],
             "rows": out["rows"],
+            # The same search with torch.topk itself (CPU) ranking the candidates: the
+            # torch-cpu tie order of the Rust crate must give exactly this.
+            "torch_cpu": {
+                **{key: torch_out[key] for key in
+                   ("steps", "stopped_by_done", "eos_top", "final", "hypotheses", "rows")},
+                "finished_by_advance": torch_out["finished"],
+            },
         }
         path = os.path.join(out_dir, f"beam_{name}.json")
         with open(path, "w") as f:

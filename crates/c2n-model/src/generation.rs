@@ -24,7 +24,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::beam::BeamRules;
+use crate::beam::{BeamRules, TieOrder};
 use crate::{ModelError, Result};
 
 /// How to decode. The defaults are the reference (reference-semantics §6).
@@ -49,6 +49,9 @@ pub struct GenerationConfig {
     pub no_repeat_ngram_size: usize,
     /// Non-reference: greedy decoding, i.e. a beam of one row (argmax at every step).
     pub greedy: bool,
+    /// Order of exactly equal candidates, which the reference leaves to `torch.topk`
+    /// ([`TieOrder`]; default `auto`: as torch on the CPU when decoding on the CPU).
+    pub tie_order: TieOrder,
 }
 
 impl Default for GenerationConfig {
@@ -63,6 +66,7 @@ impl Default for GenerationConfig {
             min_length: 0,
             no_repeat_ngram_size: 0,
             greedy: false,
+            tie_order: TieOrder::Auto,
         }
     }
 }
@@ -80,6 +84,7 @@ pub struct GenerationOverrides {
     pub min_length: Option<usize>,
     pub no_repeat_ngram_size: Option<usize>,
     pub greedy: Option<bool>,
+    pub tie_order: Option<TieOrder>,
 }
 
 impl GenerationConfig {
@@ -97,6 +102,7 @@ impl GenerationConfig {
                 .no_repeat_ngram_size
                 .unwrap_or(self.no_repeat_ngram_size),
             greedy: overrides.greedy.unwrap_or(self.greedy),
+            tie_order: overrides.tie_order.unwrap_or(self.tie_order),
         }
     }
 

@@ -4,7 +4,7 @@
 use crate::beam_support;
 
 use beam_support::{TableModel, TableSession};
-use c2n_model::beam::{beam_search, reference_search, BeamOutput};
+use c2n_model::beam::{beam_search, reference_search, BeamOutput, TieOrder};
 use c2n_model::generation::GenerationConfig;
 
 fn alone(model: &TableModel, config: &GenerationConfig) -> BeamOutput {
@@ -41,11 +41,42 @@ fn check_batch(models: &[TableModel], config: &GenerationConfig) -> Vec<BeamOutp
     for (rows, examples) in session.rows_per_step.iter().zip(&session.examples_per_step) {
         assert_eq!(*rows, examples.len() * config.beam_size);
     }
-    // Per-row candidates (the GPU path's contract) give the same search.
+    // Per-row candidates (the GPU path's contract) give the same search as full rows under
+    // the lower-index tie order, which is what `auto` resolves to for such a session.
+    let lower = GenerationConfig {
+        tie_order: TieOrder::LowerIndex,
+        ..config.clone()
+    };
+    let mut host = TableSession::new(models.iter().collect(), config.beam_size);
+    let lower_outs = beam_search(&mut host, models.len(), &lower).expect("decodes");
+    for tie_order in [TieOrder::LowerIndex, TieOrder::Auto] {
+        let mut ranked = TableSession::new(models.iter().collect(), config.beam_size);
+        ranked.row_top_k = true;
+        let ranked_config = GenerationConfig {
+            tie_order,
+            ..config.clone()
+        };
+        let ranked_outs = beam_search(&mut ranked, models.len(), &ranked_config).expect("decodes");
+        assert_eq!(
+            ranked_outs, lower_outs,
+            "per-row candidates changed the search"
+        );
+        assert!(ranked.examples_per_step.len() <= config.max_length);
+    }
+    // The torch-CPU order needs full rows, even from a session that prefers ranked ones.
     let mut ranked = TableSession::new(models.iter().collect(), config.beam_size);
     ranked.row_top_k = true;
-    let ranked_outs = beam_search(&mut ranked, models.len(), config).expect("decodes");
-    assert_eq!(ranked_outs, outs, "per-row candidates changed the search");
+    let torch = GenerationConfig {
+        tie_order: TieOrder::TorchCpu,
+        ..config.clone()
+    };
+    let torch_outs = beam_search(&mut ranked, models.len(), &torch).expect("decodes");
+    let mut host = TableSession::new(models.iter().collect(), config.beam_size);
+    let torch_host = beam_search(&mut host, models.len(), &torch).expect("decodes");
+    assert_eq!(
+        torch_outs, torch_host,
+        "torch-cpu order on a ranking session"
+    );
     outs
 }
 
@@ -77,15 +108,21 @@ fn batched_equals_one_by_one_with_examples_finishing_at_different_steps() {
 
 #[test]
 fn batched_equals_one_by_one_with_exact_ties() {
-    let config = GenerationConfig {
-        beam_size: 5,
-        max_length: 12,
-        ..Default::default()
-    };
     let models: Vec<TableModel> = (0..6)
         .map(|i| TableModel::random(7 + i, 31, 9, 1.0 - i as f32 * 0.3, 0.5))
         .collect();
-    check_batch(&models, &config);
+    let mut results = Vec::new();
+    for tie_order in [TieOrder::TorchCpu, TieOrder::LowerIndex] {
+        let config = GenerationConfig {
+            beam_size: 5,
+            max_length: 12,
+            tie_order,
+            ..Default::default()
+        };
+        results.push(check_batch(&models, &config));
+    }
+    // Quantized tables tie often: the two orders must actually pick differently somewhere.
+    assert_ne!(results[0], results[1], "no tie decided the search");
 }
 
 #[test]

@@ -11,7 +11,7 @@ use crate::beam_support;
 use std::path::{Path, PathBuf};
 
 use beam_support::{TableModel, TableSession};
-use c2n_model::beam::{beam_search, reference_search, BeamOutput};
+use c2n_model::beam::{beam_search, reference_search, BeamOutput, TieOrder};
 use c2n_model::generation::GenerationConfig;
 use serde_json::Value;
 
@@ -58,6 +58,9 @@ fn load(path: &Path) -> Fixture {
         max_length: usize_of("max_length"),
         sos_id: usize_of("sos") as u32,
         eos_id: usize_of("eos") as u32,
+        // The main result of beam.py ranks with the documented lower-index rule; the
+        // "torch_cpu" result ranks with torch.topk itself.
+        tie_order: TieOrder::LowerIndex,
         ..Default::default()
     };
     Fixture {
@@ -87,8 +90,11 @@ fn assert_close(ours: f32, theirs: f64, what: &str) {
 }
 
 fn check_against_reference(fixture: &Fixture, out: &BeamOutput, driver: &str) {
+    check_against(fixture, &fixture.json, out, driver);
+}
+
+fn check_against(fixture: &Fixture, json: &Value, out: &BeamOutput, driver: &str) {
     let name = format!("{} ({driver})", fixture.name);
-    let json = &fixture.json;
     let k = fixture.config.beam_size;
     assert_eq!(out.hypotheses.len(), k, "{name}: K hypotheses");
     assert_eq!(
@@ -206,4 +212,40 @@ fn batched_search_matches_python_reference() {
             check_against_reference(&fixture, out, "beam_search");
         }
     }
+}
+
+#[test]
+fn torch_cpu_tie_order_matches_the_search_ranked_by_torch_topk() {
+    let mut differing = 0;
+    for path in fixture_paths() {
+        let fixture = load(&path);
+        let expected = &fixture.json["torch_cpu"];
+        assert!(
+            expected.is_object(),
+            "{}: no torch_cpu result",
+            fixture.name
+        );
+        if expected["rows"] != fixture.json["rows"] || expected["final"] != fixture.json["final"] {
+            differing += 1;
+        }
+        // `auto` is the torch-CPU order for a session ranked on the host.
+        for tie_order in [TieOrder::TorchCpu, TieOrder::Auto] {
+            let config = GenerationConfig {
+                tie_order,
+                ..fixture.config.clone()
+            };
+            let mut session = TableSession::new(vec![&fixture.model], config.beam_size);
+            let out = reference_search(&mut session, &config).expect("decodes");
+            check_against(&fixture, expected, &out, "reference_search, torch-cpu");
+            let models = vec![&fixture.model; 2];
+            let mut session = TableSession::new(models, config.beam_size);
+            for out in beam_search(&mut session, 2, &config).expect("decodes") {
+                check_against(&fixture, expected, &out, "beam_search, torch-cpu");
+            }
+        }
+    }
+    assert!(
+        differing >= 2,
+        "the tie fixtures no longer tell the two orders apart"
+    );
 }

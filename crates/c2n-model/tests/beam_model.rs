@@ -14,7 +14,7 @@
 
 use std::path::{Path, PathBuf};
 
-use c2n_model::beam::{beam_search, reference_search, BeamOutput};
+use c2n_model::beam::{beam_search, reference_search, BeamOutput, TieOrder};
 use c2n_model::generation::GenerationConfig;
 use c2n_model::{load_checkpoint, CandidateRanking, FullPrefixSession, KvCacheSession, Seq2Seq};
 use candle_core::{Device, IndexOp, Tensor};
@@ -110,6 +110,8 @@ fn config(json: &Value) -> GenerationConfig {
     GenerationConfig {
         beam_size: json["nbest"]["beam_size"].as_u64().expect("beam") as usize,
         max_length: json["nbest"]["max_length"].as_u64().expect("max length") as usize,
+        // The fixture's beam.py ranks with the documented lower-index rule.
+        tie_order: TieOrder::LowerIndex,
         ..Default::default()
     }
 }

@@ -12,9 +12,12 @@
 //! - [`BeamOutput`]: n-best [`Hypothesis`] list (ids without `<s>`/EOS, rank order) and the
 //!   `[K, max_length]` rows right-padded with 0; [`cut_at_first_zero`] gives the prediction.
 //!
-//! **Tie rule.** Candidates rank by value, higher first; equal values by lower flat index
-//! `k·V + w` first (`-0.0 == 0.0`; NaN ranks like +∞). The reference leaves ties to
-//! `torch.topk` (§11 item 17); `tools/reference/beam.py` uses the same rule.
+//! **Ties.** Candidates rank by value, higher first. Exactly equal values are ordered by the
+//! [`TieOrder`] of the [`GenerationConfig`](crate::generation::GenerationConfig): by
+//! default (`auto`) as `torch.topk` orders them on the CPU when the candidates are ranked on
+//! the host ([`torch_order`]), so CPU decoding reproduces a CPU run of the original scripts
+//! even on ties; by lower flat index `k·V + w` first ([`select`], `-0.0 == 0.0`, NaN ranks
+//! like +∞) when a GPU ranks them, where torch's own order is unspecified (§11 item 17).
 //!
 //! ```
 //! use c2n_model::beam::{beam_search, cut_at_first_zero};
@@ -45,6 +48,7 @@ pub mod reference;
 pub mod rules;
 pub mod search;
 pub mod select;
+pub mod tie_order;
 pub mod torch_order;
 
 pub use output::{BeamOutput, FinalEntry, Hypothesis};
@@ -52,3 +56,4 @@ pub use postprocess::cut_at_first_zero;
 pub use reference::{build_target_tokens, Beam, Selection, DEAD_ROW_SCORE};
 pub use rules::BeamRules;
 pub use search::{beam_search, reference_search};
+pub use tie_order::TieOrder;

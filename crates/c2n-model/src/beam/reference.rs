@@ -19,12 +19,15 @@
 use super::output::{BeamOutput, FinalEntry, Hypothesis};
 use super::rules::BeamRules;
 use super::select::{rank_value, select_top_k_full_sort, TopK};
+use super::tie_order::TieOrder;
+use super::torch_order::{select_top_k_torch_cpu, torch_cpu_uses_heap, TorchHeapTopK};
 use crate::{ModelError, Result, RowTopK};
 
 /// The value assigned to every candidate of a row that already ended in EOS.
 pub const DEAD_ROW_SCORE: f32 = -1e20;
 
-/// How [`Beam::advance`] finds the K best candidates; both give identical results.
+/// How [`Beam::advance`] finds the K best candidates under the lower-index tie order; both
+/// give identical results. (The torch-CPU order has its own selection.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Selection {
     /// Materialize all `K × V` candidates and sort them: the literal reference algorithm.
@@ -41,6 +44,7 @@ pub struct Beam {
     eos: u32,
     rules: BeamRules,
     selection: Selection,
+    tie_order: TieOrder,
     /// Score of every current row (f32 sums of log-probabilities).
     scores: Vec<f32>,
     /// `back[j][k]`: row of step j that row k of step j+1 extends.
@@ -50,10 +54,12 @@ pub struct Beam {
     eos_top: bool,
     finished: Vec<FinalEntry>,
     top_k: TopK,
+    torch_top_k: TorchHeapTopK,
 }
 
 impl Beam {
-    /// The reference beam: K rows, `<s>` = `sos`, end token `eos`, full-sort selection.
+    /// The reference beam: K rows, `<s>` = `sos`, end token `eos`, full-sort selection, the
+    /// [`Auto`](TieOrder::Auto) tie order.
     pub fn new(size: usize, sos: u32, eos: u32) -> Self {
         Self::with_rules(size, sos, eos, BeamRules::default(), Selection::FullSort)
     }
@@ -75,13 +81,29 @@ impl Beam {
             eos,
             rules,
             selection,
+            tie_order: TieOrder::Auto,
             scores: vec![0.0; size],
             back: Vec::new(),
             toks: vec![first],
             eos_top: false,
             finished: Vec::new(),
             top_k: TopK::new(size),
+            torch_top_k: TorchHeapTopK::new(size),
         }
+    }
+
+    /// This beam with another [tie order](TieOrder). With [`Auto`](TieOrder::Auto),
+    /// [`advance`](Self::advance) (full rows, ranked on the host) orders ties as torch does on
+    /// the CPU and [`advance_row_top_k`](Self::advance_row_top_k) (rows ranked on a device) by
+    /// lower index.
+    pub fn with_tie_order(mut self, tie_order: TieOrder) -> Self {
+        self.tie_order = tie_order;
+        self
+    }
+
+    /// The tie order this beam was built with.
+    pub fn tie_order(&self) -> TieOrder {
+        self.tie_order
     }
 
     /// Number of rows K.
@@ -119,9 +141,10 @@ impl Beam {
         &self.finished
     }
 
-    /// Whether this beam's rules mask tokens, so it needs full log-probability rows.
+    /// Whether this beam needs full log-probability rows: its rules mask tokens, or ties
+    /// must be ordered as torch orders them on the CPU.
     pub(crate) fn needs_full_rows(&self) -> bool {
-        self.rules.masks_tokens()
+        self.rules.masks_tokens() || self.tie_order == TieOrder::TorchCpu
     }
 
     /// The reference stop test: the top row ended at some step and ≥ K hypotheses finished.
@@ -153,9 +176,10 @@ impl Beam {
         } else {
             logp
         };
-        let selected = match self.selection {
-            Selection::FullSort => self.select_full_sort(logp, vocab),
-            Selection::Streaming => self.select_streaming(logp, vocab),
+        let selected = match (self.tie_order.resolve(false), self.selection) {
+            (TieOrder::LowerIndex, Selection::FullSort) => self.select_full_sort(logp, vocab),
+            (TieOrder::LowerIndex, Selection::Streaming) => self.select_streaming(logp, vocab),
+            _ => self.select_torch_cpu(logp, vocab),
         };
         self.apply_selection(&selected, vocab, step);
         Ok(())
@@ -167,8 +191,9 @@ impl Beam {
     /// step they must be the bare log-probabilities (only row 0 is used), afterwards
     /// `scores()[k] + logp[k, w]` (see [`NextTokenLogProbs::step_row_top_k`]). The result is
     /// the same as [`advance`](Self::advance) on the full rows, because the K best candidates
-    /// of the beam are among the K best of each row. Rules that mask tokens need the full
-    /// rows: with them this returns an error.
+    /// of the beam are among the K best of each row. Ties are ordered by lower index (also
+    /// under [`TieOrder::Auto`]); rules that mask tokens and the torch-CPU tie order need the
+    /// full rows: with them this returns an error.
     ///
     /// [`NextTokenLogProbs::step_row_top_k`]: crate::NextTokenLogProbs::step_row_top_k
     pub fn advance_row_top_k(
@@ -181,6 +206,11 @@ impl Beam {
         if self.rules.masks_tokens() {
             return Err(ModelError::InvalidInput(
                 "min_length and no_repeat_ngram_size need full log-probability rows".into(),
+            ));
+        }
+        if self.tie_order == TieOrder::TorchCpu {
+            return Err(ModelError::InvalidInput(
+                "the torch-cpu tie order needs full log-probability rows".into(),
             ));
         }
         if k == 0 || vocab < k || top.k < k || top.rows() < first_row + k {
@@ -260,16 +290,7 @@ impl Beam {
         if self.back.is_empty() {
             return select_top_k_full_sort(&logp[..vocab], self.size);
         }
-        let mut candidates = Vec::with_capacity(logp.len());
-        for (row, logp_row) in logp.chunks_exact(vocab).enumerate() {
-            if self.is_dead(row) {
-                candidates.extend(std::iter::repeat_n(DEAD_ROW_SCORE, vocab));
-            } else {
-                let score = self.scores[row];
-                candidates.extend(logp_row.iter().map(|&value| value + score));
-            }
-        }
-        select_top_k_full_sort(&candidates, self.size)
+        select_top_k_full_sort(&self.flat_candidates(logp, vocab), self.size)
     }
 
     fn select_streaming(&mut self, logp: &[f32], vocab: usize) -> Vec<(f32, u32)> {
@@ -295,6 +316,58 @@ impl Beam {
         let selected = top.entries().to_vec();
         self.top_k = top;
         selected
+    }
+
+    /// The K best candidates in the order `torch.topk` gives them on the CPU: streamed through
+    /// its heap when it uses one (`K · 64 ≤ n`, every real vocabulary), else materialized.
+    fn select_torch_cpu(&mut self, logp: &[f32], vocab: usize) -> Vec<(f32, u32)> {
+        let first_step = self.back.is_empty();
+        let total = if first_step { vocab } else { logp.len() };
+        if !torch_cpu_uses_heap(self.size, total) {
+            let candidates = if first_step {
+                logp[..vocab].to_vec()
+            } else {
+                self.flat_candidates(logp, vocab)
+            };
+            return select_top_k_torch_cpu(&candidates, self.size);
+        }
+        let mut top = std::mem::replace(&mut self.torch_top_k, TorchHeapTopK::new(0));
+        top.clear();
+        if first_step {
+            // The bare log-probabilities (adding a 0.0 score would turn -0.0 into 0.0).
+            for (word, &value) in logp[..vocab].iter().enumerate() {
+                top.offer(value, word as u32);
+            }
+        } else {
+            for (row, logp_row) in logp.chunks_exact(vocab).enumerate() {
+                let base = (row * vocab) as u32;
+                if self.is_dead(row) {
+                    // Every entry: the heap's contents depend on all candidates it is offered.
+                    for word in 0..vocab {
+                        top.offer(DEAD_ROW_SCORE, base + word as u32);
+                    }
+                } else {
+                    top.offer_row(logp_row, self.scores[row], base);
+                }
+            }
+        }
+        let selected = top.sorted();
+        self.torch_top_k = top;
+        selected
+    }
+
+    /// All `K × V` candidates in flat order: `score + logp` (f32), −1e20 on rows ended in EOS.
+    fn flat_candidates(&self, logp: &[f32], vocab: usize) -> Vec<f32> {
+        let mut candidates = Vec::with_capacity(logp.len());
+        for (row, logp_row) in logp.chunks_exact(vocab).enumerate() {
+            if self.is_dead(row) {
+                candidates.extend(std::iter::repeat_n(DEAD_ROW_SCORE, vocab));
+            } else {
+                let score = self.scores[row];
+                candidates.extend(logp_row.iter().map(|&value| value + score));
+            }
+        }
+        candidates
     }
 
     /// A copy of `logp` with the tokens forbidden by the rules set to −∞.
@@ -441,10 +514,12 @@ mod tests {
     const EOS: u32 = 2;
     const NEG: f32 = f32::NEG_INFINITY;
 
+    /// The lower-index tie order through both selections, which must agree.
     fn both_selections(size: usize, steps: &[Vec<f32>], vocab: usize) -> Beam {
-        let mut full = Beam::new(size, 0, EOS);
+        let mut full = Beam::new(size, 0, EOS).with_tie_order(TieOrder::LowerIndex);
         let mut streaming =
-            Beam::with_rules(size, 0, EOS, BeamRules::default(), Selection::Streaming);
+            Beam::with_rules(size, 0, EOS, BeamRules::default(), Selection::Streaming)
+                .with_tie_order(TieOrder::LowerIndex);
         for logp in steps {
             full.advance(logp, vocab).unwrap();
             streaming.advance(logp, vocab).unwrap();
@@ -503,6 +578,26 @@ mod tests {
         assert_eq!(beam.current_origin(), Some(&[0, 1][..]));
         assert_eq!(beam.current_tokens(), &[1, 0]);
         assert_eq!(beam.scores(), &[-0.75, DEAD_ROW_SCORE]);
+    }
+
+    #[test]
+    fn torch_cpu_order_picks_the_dead_row_word_torch_picks() {
+        // The case above: the second slot is a tie among the dead row's four -1e20 words.
+        // torch.topk(2) of [-inf, -0.75, -inf, -inf, -1e20 × 4] returns indices [1, 5].
+        let step1 = vec![-3.0, -0.5, -1.0, -2.0, -9.0, -9.0, -9.0, -9.0];
+        let step2 = vec![NEG, -0.25, NEG, NEG, -50.0, -60.0, -70.0, 0.0];
+        for order in [TieOrder::TorchCpu, TieOrder::Auto] {
+            let mut beam = Beam::new(2, 0, EOS).with_tie_order(order);
+            beam.advance(&step1, 4).unwrap();
+            beam.advance(&step2, 4).unwrap();
+            assert_eq!(beam.current_origin(), Some(&[0, 1][..]));
+            assert_eq!(beam.current_tokens(), &[1, 1], "{order:?}");
+            assert_eq!(beam.scores(), &[-0.75, DEAD_ROW_SCORE]);
+        }
+        // Row-ranked candidates cannot be ordered as torch orders them.
+        let beam = Beam::new(2, 0, EOS).with_tie_order(TieOrder::TorchCpu);
+        assert!(beam.needs_full_rows());
+        assert!(!Beam::new(2, 0, EOS).needs_full_rows());
     }
 
     #[test]

@@ -36,6 +36,7 @@ pub fn beam_search<S: NextTokenLogProbs + ?Sized>(
                 config.rules(),
                 Selection::Streaming,
             )
+            .with_tie_order(config.tie_order)
         })
         .collect();
     run_beams(session, &mut beams, config, true)?;
@@ -47,8 +48,9 @@ pub fn beam_search<S: NextTokenLogProbs + ?Sized>(
 
 /// Decode one example with the plain reference algorithm; the session holds K rows.
 ///
-/// Rules are off whatever `config` says: only `beam_size`, `max_length`, `sos_id` and
-/// `eos_id` are used.
+/// Rules are off whatever `config` says: only `beam_size`, `max_length`, `sos_id`, `eos_id`
+/// and `tie_order` are used (the session's full rows are ranked on the host, so `auto`
+/// orders ties as torch does on the CPU).
 pub fn reference_search<S: NextTokenLogProbs + ?Sized>(
     session: &mut S,
     config: &GenerationConfig,
@@ -60,7 +62,8 @@ pub fn reference_search<S: NextTokenLogProbs + ?Sized>(
         config.eos_id,
         BeamRules::default(),
         Selection::FullSort,
-    )];
+    )
+    .with_tie_order(config.tie_order)];
     run_beams(session, &mut beams, config, false)?;
     Ok(beams[0].output(config.max_length))
 }
