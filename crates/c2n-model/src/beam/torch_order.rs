@@ -64,6 +64,9 @@ pub fn torch_cpu_uses_heap(k: usize, n: usize) -> bool {
 pub struct TorchHeapTopK {
     capacity: usize,
     heap: Vec<Entry>,
+    /// Value of the heap's worst entry once full (`+∞` before): anything `<=` it is rejected
+    /// with one comparison (NaN compares false and takes the exact test).
+    worst: f32,
 }
 
 impl TorchHeapTopK {
@@ -72,26 +75,38 @@ impl TorchHeapTopK {
         Self {
             capacity,
             heap: Vec::with_capacity(capacity),
+            worst: f32::INFINITY,
         }
     }
 
     /// Forget all candidates, keeping the capacity.
     pub fn clear(&mut self) {
         self.heap.clear();
+        self.worst = f32::INFINITY;
     }
 
     /// Offer the next candidate (indices must increase from call to call).
     #[inline]
     pub fn offer(&mut self, value: f32, flat_index: u32) {
-        let entry = (value, flat_index);
+        // Not NaN and not above the worst: cannot rank before it (the full heap's usual case).
+        if value <= self.worst && self.heap.len() == self.capacity {
+            return;
+        }
+        self.insert((value, flat_index));
+    }
+
+    #[cold]
+    fn insert(&mut self, entry: Entry) {
         if self.heap.len() < self.capacity {
             self.heap.push(entry);
             if self.heap.len() == self.capacity {
                 make_heap(&mut self.heap);
+                self.worst = self.heap[0].0;
             }
         } else if self.capacity > 0 && ranks_before(entry, self.heap[0]) {
             // `__pop_heap(first, middle, i)`: the heap's worst leaves, the new entry sifts in.
             adjust_heap(&mut self.heap, 0, entry);
+            self.worst = self.heap[0].0;
         }
     }
 

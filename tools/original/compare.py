@@ -1,0 +1,216 @@
+#!/usr/bin/env python3
+"""Compare our `evaluate` and `train` with the original code2nl scripts, end to end, on the CPU.
+
+The original ``run.py`` files are not in this repository; pass the paths of a
+microsoft/CodeBERT checkout (``CodeBERT/code2nl/run.py``, variant A) and a
+microsoft/CodeXGLUE checkout (``Code-Text/code-to-text/code/run.py``, variant B). They run
+unchanged through ``run_original.py`` (CPU tensors for their ``Beam``, the small test
+model's decoder shape, dropout off, batches in file order), with transformers 2.5.0 in the
+Python given by ``--python``. Both sides start from the same weights
+(``crates/c2n-model/tests/data/small``), read the same ruby lines and write their usual
+files; this script compares them and prints a Markdown table:
+
+- decoding: ``test_0.output`` against our ``test.output`` (row 0 of every beam) and all K
+  rows of every beam (``nbest_original.py``) against our ``nbest.jsonl``;
+- training: every dev evaluation (perplexity, BLEU rounded as run.py logs it), the weights
+  of each checkpoint both sides wrote, and ``dev.output``/``dev.gold``.
+
+    python3 tools/original/compare.py --python /tmp/orig/bin/python \
+        --codebert CodeBERT/CodeBERT/code2nl/run.py \
+        --codexglue CodeXGLUE/Code-Text/code-to-text/code/run.py --shared ../shared
+
+Build the examples first (``cargo build --release --examples``).
+"""
+
+import argparse
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+SMALL = os.path.join(ROOT, "crates/c2n-model/tests/data/small")
+SMALL_SHAPE = ["--decoder-layers", "2", "--decoder-ffn", "32"]
+
+# name, variant, original flags, our flags (both: dropout off, file order)
+TRAINING_CASES = [
+    ("A, GA 1, one batch per update", "A",
+     "--train_batch_size 16 --eval_batch_size 8 --learning_rate 1e-3 --train_steps 6 "
+     "--eval_steps 3 --warmup_steps 2 --weight_decay 0.01",
+     "--batch-size 16 --eval-batch-size 8 --lr 1e-3 --train-steps 6 --eval-steps 3 "
+     "--warmup-steps 2 --weight-decay 0.01"),
+    ("A, GA 2, 14 batches, eval every 4", "A",
+     "--train_batch_size 8 --gradient_accumulation_steps 2 --eval_batch_size 5 "
+     "--learning_rate 1e-3 --train_steps 14 --eval_steps 4 --warmup_steps 2 --weight_decay 0.01",
+     "--batch-size 8 --grad-accum 2 --eval-batch-size 5 --lr 1e-3 --train-steps 14 "
+     "--eval-steps 4 --warmup-steps 2 --weight-decay 0.01"),
+    ("B, GA 1, 4 batches per epoch, 3 epochs", "B",
+     "--train_batch_size 4 --eval_batch_size 3 --learning_rate 1e-3 --num_train_epochs 3 "
+     "--weight_decay 0.01",
+     "--batch-size 4 --eval-batch-size 3 --lr 1e-3 --epochs 3 --weight-decay 0.01"),
+    ("B, GA 2, 3 updates per epoch, 3 epochs", "B",
+     "--train_batch_size 6 --gradient_accumulation_steps 2 --eval_batch_size 8 "
+     "--learning_rate 1e-3 --num_train_epochs 3",
+     "--batch-size 6 --grad-accum 2 --eval-batch-size 8 --lr 1e-3 --epochs 3"),
+    ("B, one batch per epoch, 12 epochs", "B",
+     "--train_batch_size 16 --eval_batch_size 8 --learning_rate 1e-3 --num_train_epochs 12 "
+     "--weight_decay 0.01",
+     "--batch-size 16 --eval-batch-size 8 --lr 1e-3 --epochs 12 --weight-decay 0.01"),
+]
+
+
+def run(cmd, log=None):
+    with open(log, "w") if log else open(os.devnull, "w") as out:
+        done = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT)
+    if done.returncode != 0:
+        tail = open(log).read()[-3000:] if log else ""
+        raise SystemExit(f"failed ({done.returncode}): {' '.join(cmd)}\n{tail}")
+
+
+def lines(path, first, count):
+    with open(path, encoding="utf-8") as f:
+        return f.readlines()[first:first + count]
+
+
+def write(path, rows):
+    with open(path, "w", encoding="utf-8") as f:
+        f.writelines(rows)
+
+
+def max_weight_diff(original_bin, ours_safetensors):
+    import torch
+    from safetensors.torch import load_file
+    a = torch.load(original_bin, map_location="cpu")
+    b = load_file(ours_safetensors)
+    return max((a[k].float() - b[k].float()).abs().max().item() for k in b)
+
+
+def compare_decoding(args, work, pre):
+    data = os.path.join(work, "test.jsonl")
+    write(data, lines(args.test_data, 0, args.test_examples))
+    original_dir = os.path.join(work, "decode_original")
+    ours_dir = os.path.join(work, "decode_ours")
+    lengths = ["--max_source_length", str(args.max_source_len),
+               "--max_target_length", str(args.max_target_len)]
+    run([args.python, os.path.join(HERE, "run_original.py"), "--script", args.codebert,
+         *SMALL_SHAPE, "--no-dropout", "--", "--do_test", "--model_type", "roberta",
+         "--model_name_or_path", pre, "--load_model_path",
+         os.path.join(SMALL, "pytorch_model.bin"), "--test_filename", data,
+         "--output_dir", original_dir, *lengths, "--beam_size", "10",
+         "--eval_batch_size", "16", "--no_cuda"], os.path.join(work, "decode_original.log"))
+    nbest_original = os.path.join(work, "nbest_original.jsonl")
+    run([args.python, os.path.join(HERE, "nbest_original.py"), "--script", args.codebert,
+         "--pretrained", pre, "--checkpoint", os.path.join(SMALL, "pytorch_model.bin"),
+         "--data", data, "--out", nbest_original, *SMALL_SHAPE,
+         "--max-source-len", str(args.max_source_len),
+         "--max-target-len", str(args.max_target_len)])
+    run([os.path.join(args.examples, "evaluate"), "--checkpoint", SMALL,
+         "--tokenizer", args.tokenizer, "--data", data, "--max-source-len",
+         str(args.max_source_len), "--max-target-len", str(args.max_target_len),
+         "--batch-size", "16", "--nbest", "10", "--device", "cpu",
+         "--output-dir", ours_dir], os.path.join(work, "decode_ours.log"))
+    original = open(os.path.join(original_dir, "test_0.output")).read().splitlines()
+    ours = open(os.path.join(ours_dir, "test.output")).read().splitlines()
+    same_rows0 = sum(a == b for a, b in zip(original, ours))
+    rows_total = rows_same = examples_same = 0
+    with open(nbest_original) as f_original, open(os.path.join(ours_dir, "nbest.jsonl")) as f_ours:
+        for line_original, line_ours in zip(f_original, f_ours):
+            theirs = json.loads(line_original)["rows"]
+            mine = [h["ids"] for h in json.loads(line_ours)["hypotheses"]]
+            rows_total += len(theirs)
+            rows_same += sum(a == b for a, b in zip(theirs, mine))
+            examples_same += theirs == mine
+    return [
+        ("decoding: test_0.output rows identical", f"{same_rows0} / {len(original)}",
+         same_rows0 == len(original) == len(ours)),
+        ("decoding: n-best lists identical (all 10 rows)", f"{examples_same} / {len(original)}",
+         examples_same == len(original)),
+        ("decoding: n-best rows identical", f"{rows_same} / {rows_total}", rows_same == rows_total),
+    ]
+
+
+def compare_training(args, work, pre, case):
+    name, variant, original_flags, our_flags = case
+    slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+    case_dir = os.path.join(work, slug)
+    script = args.codebert if variant == "A" else args.codexglue
+    train, dev = os.path.join(work, "train.jsonl"), os.path.join(work, "dev.jsonl")
+    original_dir, ours_dir = os.path.join(case_dir, "original"), os.path.join(case_dir, "ours")
+    original_log = os.path.join(case_dir, "original.log")
+    os.makedirs(case_dir, exist_ok=True)
+    run([args.python, os.path.join(HERE, "run_original.py"), "--script", script, *SMALL_SHAPE,
+         "--no-dropout", "--sequential", "--", "--do_train", "--do_eval", "--model_type",
+         "roberta", "--model_name_or_path", pre, "--load_model_path",
+         os.path.join(SMALL, "pytorch_model.bin"), "--train_filename", train,
+         "--dev_filename", dev, "--output_dir", original_dir, "--max_source_length", "64",
+         "--max_target_length", "32", "--no_cuda", *original_flags.split()], original_log)
+    run([os.path.join(args.examples, "train"), "--init", SMALL, "--train-data", train,
+         "--dev-data", dev, "--tokenizer", args.tokenizer, "--output-dir", ours_dir,
+         "--max-source-len", "64", "--max-target-len", "32", "--dropout", "0",
+         "--no-shuffle", "--device", "cpu", *our_flags.split()],
+        os.path.join(case_dir, "ours.log"))
+    text = open(original_log).read()
+    ppl = [float(x) for x in re.findall(r"eval_ppl = ([0-9.]+)", text)]
+    bleu = [float(x) for x in re.findall(r"bleu-4 = ([0-9.]+)", text)]
+    with open(os.path.join(ours_dir, "metrics.jsonl")) as f:
+        evals = [r for r in map(json.loads, f) if r["kind"] == "eval"]
+    worst_ppl = max((abs(math.log(p) - r["dev_loss"]) for p, r in zip(ppl, evals)), default=0.0)
+    bleu_same = len(bleu) == len(evals) and all(
+        b == round(r["dev_bleu"], 2) for b, r in zip(bleu, evals))
+    weights = []
+    for checkpoint in ("checkpoint-best-ppl", "checkpoint-best-bleu"):
+        theirs = os.path.join(original_dir, checkpoint, "pytorch_model.bin")
+        mine = os.path.join(ours_dir, checkpoint, "model.safetensors")
+        if os.path.exists(theirs) != os.path.exists(mine):
+            weights.append((checkpoint, float("inf")))
+        elif os.path.exists(theirs):
+            weights.append((checkpoint, max_weight_diff(theirs, mine)))
+    dev_same = all(
+        open(os.path.join(original_dir, f)).read() == open(os.path.join(ours_dir, f)).read()
+        for f in ("dev.output", "dev.gold"))
+    worst_weight = max((d for _, d in weights), default=0.0)
+    detail = (f"{len(evals)}/{len(ppl)} evaluations; dev loss within {worst_ppl:.1e}; "
+              f"BLEU {'equal' if bleu_same else 'DIFFERENT'}; "
+              f"{', '.join(c for c, _ in weights)} weights within {worst_weight:.1e}; "
+              f"dev.output {'same' if dev_same else 'DIFFERENT'}")
+    ok = (len(evals) == len(ppl) and worst_ppl < 5e-6 and bleu_same and worst_weight < 1e-5
+          and dev_same)
+    return [(f"training {variant}: {name}", detail, ok)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--python", required=True, help="a Python with torch and transformers 2.5.0")
+    parser.add_argument("--codebert", required=True, help="CodeBERT/code2nl/run.py")
+    parser.add_argument("--codexglue", required=True, help="Code-Text/code-to-text/code/run.py")
+    parser.add_argument("--shared", default=os.path.join(ROOT, "..", "shared"))
+    parser.add_argument("--work", default="/tmp/c2n-original")
+    parser.add_argument("--examples", default=os.path.join(ROOT, "target/release/examples"))
+    parser.add_argument("--test-examples", type=int, default=100)
+    parser.add_argument("--max-source-len", type=int, default=64)
+    parser.add_argument("--max-target-len", type=int, default=32)
+    parser.add_argument("--decode-only", action="store_true", help="skip the training cases")
+    args = parser.parse_args()
+    ruby = os.path.join(args.shared, "data/codesearchnet/ruby")
+    args.tokenizer = os.path.join(args.shared, "data/roberta-base")
+    args.test_data = os.path.join(ruby, "test.jsonl")
+    os.makedirs(args.work, exist_ok=True)
+    pre = os.path.join(args.work, "pretrained")
+    run([args.python, os.path.join(HERE, "make_pretrained.py"), SMALL, args.tokenizer, pre,
+         "--no-dropout"])
+    write(os.path.join(args.work, "train.jsonl"), lines(os.path.join(ruby, "valid.jsonl"), 0, 16))
+    write(os.path.join(args.work, "dev.jsonl"), lines(os.path.join(ruby, "valid.jsonl"), 16, 8))
+    results = compare_decoding(args, args.work, pre)
+    for case in [] if args.decode_only else TRAINING_CASES:
+        results += compare_training(args, args.work, pre, case)
+    print("| check | result | ok |\n|---|---|---|")
+    for what, detail, ok in results:
+        print(f"| {what} | {detail} | {'yes' if ok else 'NO'} |")
+    sys.exit(0 if all(ok for _, _, ok in results) else 1)
+
+
+if __name__ == "__main__":
+    main()
