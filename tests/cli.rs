@@ -114,3 +114,30 @@ fn pipeline_flags_reach_the_config() {
     assert_eq!(cfg.train["warmup_steps"], 3);
     assert!(cli::pipeline::parse_assignment("novalue").is_err());
 }
+
+#[test]
+fn tie_order_flag_reaches_the_generation_config() {
+    use clap::Parser;
+    use code2nl::model::beam::TieOrder;
+    let base = ["evaluate", "--checkpoint", "c", "--data", "d"];
+    let args = cli::evaluate::EvaluateArgs::try_parse_from(base).unwrap();
+    assert_eq!(TieOrder::from(args.tie_order), TieOrder::Auto);
+    let args = cli::evaluate::EvaluateArgs::try_parse_from(
+        base.iter().copied().chain(["--tie-order", "lower-index"]),
+    )
+    .unwrap();
+    assert_eq!(TieOrder::from(args.tie_order), TieOrder::LowerIndex);
+    let args = cli::predict::PredictArgs::try_parse_from([
+        "predict",
+        "--checkpoint",
+        "c",
+        "--tie-order",
+        "torch-cpu",
+    ])
+    .unwrap();
+    assert_eq!(TieOrder::from(args.tie_order), TieOrder::TorchCpu);
+    assert!(cli::evaluate::EvaluateArgs::try_parse_from(
+        base.iter().copied().chain(["--tie-order", "random"])
+    )
+    .is_err());
+}
