@@ -10,6 +10,10 @@ Python given by ``--python``. Both sides start from the same weights
 (``crates/c2n-model/tests/data/small``), read the same ruby lines and write their usual
 files; this script compares them and prints a Markdown table:
 
+- features: ``convert_examples_to_features`` (transformers 2.5.0's slow tokenizer) against
+  ``prepare --dump-features``, every ruby valid and test example, train and test stage;
+- BLEU: the checkout's ``bleu.py`` against our ``bleu``, printed values, on ruby test
+  docstrings as predictions (identical, words dropped or shuffled, upper case, empty);
 - decoding: ``test_0.output`` against our ``test.output`` (row 0 of every beam) and all K
   rows of every beam (``nbest_original.py``) against our ``nbest.jsonl``;
 - training: every dev evaluation (perplexity, BLEU rounded as run.py logs it), the weights
@@ -86,6 +90,73 @@ def max_weight_diff(original_bin, ours_safetensors):
     a = torch.load(original_bin, map_location="cpu")
     b = load_file(ours_safetensors)
     return max((a[k].float() - b[k].float()).abs().max().item() for k in b)
+
+
+def compare_features(args, work, pre):
+    """Every ruby valid and test example, train and test stage, at 256/128."""
+    results = []
+    for split in ("valid", "test"):
+        data = os.path.join(os.path.dirname(args.test_data), f"{split}.jsonl")
+        for stage in ("train", "test"):
+            theirs = os.path.join(work, f"features_{split}_{stage}_original.jsonl")
+            mine = os.path.join(work, f"features_{split}_{stage}_ours.jsonl")
+            run([args.python, os.path.join(HERE, "features_original.py"), "--script",
+                 args.codebert, "--tokenizer", pre, "--data", data, "--stage", stage,
+                 "--out", theirs])
+            run([os.path.join(args.examples, "prepare"), "--data", data, "--tokenizer",
+                 args.tokenizer, "--stage", stage, "--cache-dir",
+                 os.path.join(work, "cache"), "--dump-features", mine])
+            with open(theirs) as a, open(mine) as b:
+                pairs = [(json.loads(x), json.loads(y)) for x, y in zip(a, b)]
+                count = (sum(1 for _ in open(theirs)), sum(1 for _ in open(mine)))
+            same = sum(str(x["idx"]) == str(y["idx"]) and x["source_ids"] == y["source_ids"]
+                       and x["target_ids"] == y["target_ids"] for x, y in pairs)
+            results.append((f"features: ruby {split}, {stage} stage, 256/128",
+                            f"{same} / {count[0]} identical",
+                            same == count[0] == count[1]))
+    return results
+
+
+def compare_bleu(args, work):
+    """The original bleu.py script against our `bleu`, on ruby test docstrings made worse."""
+    import random
+    rng = random.Random(3)
+    gold = []
+    with open(args.test_data, encoding="utf-8") as f:
+        for idx, line in enumerate(f):
+            text = " ".join(json.loads(line)["docstring_tokens"]).replace("\n", "")
+            gold.append((idx, " ".join(text.strip().split())))
+    gold_path = os.path.join(work, "bleu_gold.txt")
+    write(gold_path, [f"{i}\t{t}\n" for i, t in gold])
+
+    def shuffled(words):
+        rng.shuffle(words)
+        return words
+
+    variants = {
+        "identical": lambda w: w,
+        "every other word": lambda w: w[::2],
+        "first half": lambda w: w[:len(w) // 2],
+        "words shuffled": shuffled,
+        "upper case + ' .'": lambda w: [x.upper() for x in w] + ["."],
+        "empty": lambda w: [],
+    }
+    same = []
+    for name, change in variants.items():
+        pred = os.path.join(work, "bleu_pred.txt")
+        write(pred, [f"{i}\t{' '.join(change(t.split()))}\n" for i, t in gold])
+        script = os.path.join(os.path.dirname(args.codebert), "bleu.py")
+        with open(pred) as stdin:
+            theirs = subprocess.run([args.python, script, gold_path], stdin=stdin,
+                                    capture_output=True, text=True).stdout.split()[-1]
+        with open(pred) as stdin:
+            mine = subprocess.run([os.path.join(args.examples, "bleu"), gold_path], stdin=stdin,
+                                  capture_output=True, text=True).stdout.split()[-1]
+        same.append((name, theirs, mine))
+    detail = "; ".join(f"{name}: {theirs}" + ("" if theirs == mine else f" vs ours {mine}")
+                       for name, theirs, mine in same)
+    return [("BLEU: bleu.py vs `bleu`, printed values (1 261 ruby test docstrings)", detail,
+             all(theirs == mine for _, theirs, mine in same))]
 
 
 def compare_decoding(args, work, pre):
@@ -203,7 +274,9 @@ def main() -> None:
          "--no-dropout"])
     write(os.path.join(args.work, "train.jsonl"), lines(os.path.join(ruby, "valid.jsonl"), 0, 16))
     write(os.path.join(args.work, "dev.jsonl"), lines(os.path.join(ruby, "valid.jsonl"), 16, 8))
-    results = compare_decoding(args, args.work, pre)
+    results = compare_features(args, args.work, pre)
+    results += compare_bleu(args, args.work)
+    results += compare_decoding(args, args.work, pre)
     for case in [] if args.decode_only else TRAINING_CASES:
         results += compare_training(args, args.work, pre, case)
     print("| check | result | ok |\n|---|---|---|")

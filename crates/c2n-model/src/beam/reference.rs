@@ -296,26 +296,40 @@ impl Beam {
     fn select_streaming(&mut self, logp: &[f32], vocab: usize) -> Vec<(f32, u32)> {
         let mut top = std::mem::replace(&mut self.top_k, TopK::new(0));
         top.clear();
-        if self.back.is_empty() {
-            for (word, &value) in logp[..vocab].iter().enumerate() {
-                top.offer(value, word as u32);
-            }
-        } else {
-            for (row, logp_row) in logp.chunks_exact(vocab).enumerate() {
-                let base = (row * vocab) as u32;
-                if self.is_dead(row) {
-                    // All V values are equal: only the K lowest indices can ever be chosen.
-                    for word in 0..self.size.min(vocab) {
-                        top.offer(DEAD_ROW_SCORE, base + word as u32);
-                    }
-                } else {
-                    top.offer_row(logp_row, self.scores[row], base);
-                }
-            }
-        }
+        // A dead row's V values are equal: only its K lowest indices can ever be chosen.
+        self.offer_candidates(logp, vocab, self.size.min(vocab), &mut top);
         let selected = top.entries().to_vec();
         self.top_k = top;
         selected
+    }
+
+    /// Offer this step's candidates in flat index order: the bare log-probabilities of row 0
+    /// at the first step, else `score + logp` per live row and −1e20 for the first
+    /// `dead_row_words` words of each row that ended in EOS.
+    fn offer_candidates(
+        &self,
+        logp: &[f32],
+        vocab: usize,
+        dead_row_words: usize,
+        sink: &mut impl CandidateSink,
+    ) {
+        if self.back.is_empty() {
+            // Bare values (adding a 0.0 score would turn -0.0 into 0.0).
+            for (word, &value) in logp[..vocab].iter().enumerate() {
+                sink.offer(value, word as u32);
+            }
+            return;
+        }
+        for (row, logp_row) in logp.chunks_exact(vocab).enumerate() {
+            let base = (row * vocab) as u32;
+            if self.is_dead(row) {
+                for word in 0..dead_row_words {
+                    sink.offer(DEAD_ROW_SCORE, base + word as u32);
+                }
+            } else {
+                sink.offer_row(logp_row, self.scores[row], base);
+            }
+        }
     }
 
     /// The K best candidates in the order `torch.topk` gives them on the CPU: streamed through
@@ -333,24 +347,8 @@ impl Beam {
         }
         let mut top = std::mem::replace(&mut self.torch_top_k, TorchHeapTopK::new(0));
         top.clear();
-        if first_step {
-            // The bare log-probabilities (adding a 0.0 score would turn -0.0 into 0.0).
-            for (word, &value) in logp[..vocab].iter().enumerate() {
-                top.offer(value, word as u32);
-            }
-        } else {
-            for (row, logp_row) in logp.chunks_exact(vocab).enumerate() {
-                let base = (row * vocab) as u32;
-                if self.is_dead(row) {
-                    // Every entry: the heap's contents depend on all candidates it is offered.
-                    for word in 0..vocab {
-                        top.offer(DEAD_ROW_SCORE, base + word as u32);
-                    }
-                } else {
-                    top.offer_row(logp_row, self.scores[row], base);
-                }
-            }
-        }
+        // Every word of a dead row: the heap's contents depend on all candidates offered.
+        self.offer_candidates(logp, vocab, vocab, &mut top);
         let selected = top.sorted();
         self.torch_top_k = top;
         selected
@@ -503,6 +501,30 @@ pub fn build_target_tokens(hypothesis: &[u32], eos: u32) -> &[u32] {
         .position(|&token| token == eos)
         .unwrap_or(hypothesis.len());
     &hypothesis[..end]
+}
+
+/// A top-K selector fed candidates in increasing flat index order.
+trait CandidateSink {
+    fn offer(&mut self, value: f32, flat_index: u32);
+    fn offer_row(&mut self, logp_row: &[f32], score: f32, base: u32);
+}
+
+impl CandidateSink for TopK {
+    fn offer(&mut self, value: f32, flat_index: u32) {
+        TopK::offer(self, value, flat_index);
+    }
+    fn offer_row(&mut self, logp_row: &[f32], score: f32, base: u32) {
+        TopK::offer_row(self, logp_row, score, base);
+    }
+}
+
+impl CandidateSink for TorchHeapTopK {
+    fn offer(&mut self, value: f32, flat_index: u32) {
+        TorchHeapTopK::offer(self, value, flat_index);
+    }
+    fn offer_row(&mut self, logp_row: &[f32], score: f32, base: u32) {
+        TorchHeapTopK::offer_row(self, logp_row, score, base);
+    }
 }
 
 #[cfg(test)]
