@@ -17,7 +17,8 @@ near-ties of a random model):
 - BLEU: the checkout's ``bleu.py`` against our ``bleu``, printed values, on ruby test
   docstrings as predictions (identical, words dropped or shuffled, upper case, empty);
 - decoding: ``test_0.output`` against our ``test.output`` (row 0 of every beam) and all K
-  rows of every beam (``nbest_original.py``) against our ``nbest.jsonl``;
+  rows of every beam (``nbest_original.py``) against our ``nbest.jsonl``, with the random
+  model and with its ``</s>`` row scaled so that beams finish at various steps;
 - training: every dev evaluation (perplexity, BLEU rounded as run.py logs it), the weights
   of each checkpoint both sides wrote, and ``dev.output``/``dev.gold``.
 
@@ -161,34 +162,35 @@ def compare_bleu(args, work):
              all(theirs == mine for _, theirs, mine in same))]
 
 
-def compare_decoding(args, work, pre):
+def compare_decoding(args, work, pre, checkpoint, label):
     data = os.path.join(work, "test.jsonl")
     write(data, lines(args.test_data, 0, args.test_examples))
-    original_dir = os.path.join(work, "decode_original")
-    ours_dir = os.path.join(work, "decode_ours")
+    slug = re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")
+    original_dir = os.path.join(work, f"decode_{slug}_original")
+    ours_dir = os.path.join(work, f"decode_{slug}_ours")
+    weights = os.path.join(checkpoint, "pytorch_model.bin")
     lengths = ["--max_source_length", str(args.max_source_len),
                "--max_target_length", str(args.max_target_len)]
     run([args.python, os.path.join(HERE, "run_original.py"), "--script", args.codebert,
          *SMALL_SHAPE, "--no-dropout", "--", "--do_test", "--model_type", "roberta",
-         "--model_name_or_path", pre, "--load_model_path",
-         os.path.join(SMALL, "pytorch_model.bin"), "--test_filename", data,
+         "--model_name_or_path", pre, "--load_model_path", weights, "--test_filename", data,
          "--output_dir", original_dir, *lengths, "--beam_size", "10",
-         "--eval_batch_size", "16", "--no_cuda"], os.path.join(work, "decode_original.log"))
-    nbest_original = os.path.join(work, "nbest_original.jsonl")
+         "--eval_batch_size", "16", "--no_cuda"], original_dir + ".log")
+    nbest_original = os.path.join(original_dir, "nbest.jsonl")
     run([args.python, os.path.join(HERE, "nbest_original.py"), "--script", args.codebert,
-         "--pretrained", pre, "--checkpoint", os.path.join(SMALL, "pytorch_model.bin"),
-         "--data", data, "--out", nbest_original, *SMALL_SHAPE,
-         "--max-source-len", str(args.max_source_len),
+         "--pretrained", pre, "--checkpoint", weights, "--data", data, "--out", nbest_original,
+         *SMALL_SHAPE, "--max-source-len", str(args.max_source_len),
          "--max-target-len", str(args.max_target_len)])
-    run([os.path.join(args.examples, "evaluate"), "--checkpoint", SMALL,
+    run([os.path.join(args.examples, "evaluate"), "--checkpoint", checkpoint,
          "--tokenizer", args.tokenizer, "--data", data, "--max-source-len",
          str(args.max_source_len), "--max-target-len", str(args.max_target_len),
          "--batch-size", "16", "--nbest", "10", "--device", "cpu",
-         "--output-dir", ours_dir], os.path.join(work, "decode_ours.log"))
+         "--output-dir", ours_dir], ours_dir + ".log")
     original = open(os.path.join(original_dir, "test_0.output")).read().splitlines()
     ours = open(os.path.join(ours_dir, "test.output")).read().splitlines()
     same_rows0 = sum(a == b for a, b in zip(original, ours))
     rows_total = rows_same = examples_same = 0
+    lengths_seen = set()
     with open(nbest_original) as f_original, open(os.path.join(ours_dir, "nbest.jsonl")) as f_ours:
         for line_original, line_ours in zip(f_original, f_ours):
             theirs = json.loads(line_original)["rows"]
@@ -196,13 +198,12 @@ def compare_decoding(args, work, pre):
             rows_total += len(theirs)
             rows_same += sum(a == b for a, b in zip(theirs, mine))
             examples_same += theirs == mine
+            lengths_seen.update(len(row) for row in theirs)
     # Counted, not judged: on a random model, float rounding decides near-ties (parity.md).
-    return [
-        ("decoding: test_0.output rows identical", f"{same_rows0} / {len(original)}", None),
-        ("decoding: n-best lists identical (all 10 rows)", f"{examples_same} / {len(original)}",
-         None),
-        ("decoding: n-best rows identical", f"{rows_same} / {rows_total}", None),
-    ]
+    return [(f"decoding, {label}: `test_0.output` rows / n-best lists / n-best rows identical",
+             f"{same_rows0} / {len(original)}; {examples_same} / {len(original)}; "
+             f"{rows_same} / {rows_total} (hypothesis lengths {min(lengths_seen)}–"
+             f"{max(lengths_seen)})", None)]
 
 
 def compare_training(args, work, pre, case):
@@ -266,6 +267,8 @@ def main() -> None:
     parser.add_argument("--max-source-len", type=int, default=64)
     parser.add_argument("--max-target-len", type=int, default=32)
     parser.add_argument("--decode-only", action="store_true", help="skip the training cases")
+    parser.add_argument("--eos-scales", type=float, nargs="*", default=[2.2, 2.6, 6.0],
+                        help="also decode with the </s> embedding row scaled (EOS paths)")
     args = parser.parse_args()
     ruby = os.path.join(args.shared, "data/codesearchnet/ruby")
     args.tokenizer = os.path.join(args.shared, "data/roberta-base")
@@ -278,7 +281,12 @@ def main() -> None:
     write(os.path.join(args.work, "dev.jsonl"), lines(os.path.join(ruby, "valid.jsonl"), 16, 8))
     results = compare_features(args, args.work, pre)
     results += compare_bleu(args, args.work)
-    results += compare_decoding(args, args.work, pre)
+    results += compare_decoding(args, args.work, pre, SMALL, "random small model")
+    for scale in args.eos_scales:
+        folder = os.path.join(args.work, f"eos_{scale}")
+        run([args.python, os.path.join(HERE, "make_pretrained.py"), SMALL, args.tokenizer,
+             os.path.join(args.work, "scratch"), "--eos-scale", str(scale), folder])
+        results += compare_decoding(args, args.work, pre, folder, f"EOS row x{scale}")
     for case in [] if args.decode_only else TRAINING_CASES:
         results += compare_training(args, args.work, pre, case)
     print("| check | result | ok |\n|---|---|---|")

@@ -7,7 +7,10 @@ checkpoint's ``config.json`` (dropout set to 0 with ``--no-dropout``), its ``enc
 weights without the prefix, and the tokenizer's ``vocab.json``/``merges.txt``. With
 ``--sharpen S`` it also writes ``OUT/sharpened.bin``: the checkpoint with the word embeddings
 (and the tied LM head) multiplied by S, whose next-token distributions are peaked like a
-trained model's, so beam search meets no near-ties.
+trained model's, so beam search meets no near-ties. With ``--eos-scale S DIR`` it also
+writes a checkpoint folder ``DIR`` (``config.json`` + ``pytorch_model.bin``, readable by both
+sides) whose ``</s>`` row of the word embeddings is multiplied by S: the scales of
+``model_fixture.json`` make beams finish early, at several steps or never.
 """
 
 import argparse
@@ -25,6 +28,7 @@ def main() -> None:
     parser.add_argument("out")
     parser.add_argument("--no-dropout", action="store_true")
     parser.add_argument("--sharpen", type=float)
+    parser.add_argument("--eos-scale", nargs=2, metavar=("S", "DIR"))
     args = parser.parse_args()
 
     os.makedirs(args.out, exist_ok=True)
@@ -40,6 +44,16 @@ def main() -> None:
         json.dump(config, f, indent=2)
     for name in ("vocab.json", "merges.txt"):
         shutil.copy(os.path.join(args.tokenizer, name), args.out)
+    if args.eos_scale is not None:
+        scale, folder = float(args.eos_scale[0]), args.eos_scale[1]
+        os.makedirs(folder, exist_ok=True)
+        scaled = dict(state)
+        words = scaled["encoder.embeddings.word_embeddings.weight"].clone()
+        words[2] *= scale  # </s>
+        scaled["encoder.embeddings.word_embeddings.weight"] = words
+        scaled["lm_head.weight"] = words
+        torch.save(scaled, os.path.join(folder, "pytorch_model.bin"))
+        shutil.copy(os.path.join(args.checkpoint, "config.json"), folder)
     if args.sharpen is not None:
         words = "encoder.embeddings.word_embeddings.weight"
         state[words] = state[words] * args.sharpen
