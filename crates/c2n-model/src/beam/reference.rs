@@ -101,11 +101,6 @@ impl Beam {
         self
     }
 
-    /// The tie order this beam was built with.
-    pub fn tie_order(&self) -> TieOrder {
-        self.tie_order
-    }
-
     /// Number of rows K.
     pub fn size(&self) -> usize {
         self.size

@@ -120,17 +120,16 @@ impl TorchHeapTopK {
 
     /// The selected entries in `torch.topk` order (sorts a copy; the selector stays usable).
     pub fn sorted(&self) -> Vec<Entry> {
-        let mut heap = self.heap.clone();
-        if heap.len() < self.capacity {
-            // Fewer candidates than K: `partial_sort` made a heap of all of them.
-            make_heap(&mut heap);
-        }
-        sort_heap(&mut heap);
-        heap
+        self.clone().into_sorted()
     }
 
-    fn into_sorted(self) -> Vec<Entry> {
-        self.sorted()
+    fn into_sorted(mut self) -> Vec<Entry> {
+        if self.heap.len() < self.capacity {
+            // Fewer candidates than K: `partial_sort` made a heap of all of them.
+            make_heap(&mut self.heap);
+        }
+        sort_heap(&mut self.heap);
+        self.heap
     }
 }
 
