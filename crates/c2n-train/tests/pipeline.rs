@@ -131,6 +131,27 @@ fn pipeline_runs_reports_and_resumes() {
     );
     assert_eq!(resumed.train.checkpoint, report.train.checkpoint);
 
+    // Another test limit scores the test split again and nothing else (the evaluation
+    // settings are taken over; the same limit then skips every stage again).
+    let mut fewer = cfg.clone();
+    fewer.test_limit = Some(4);
+    let (limited, lines) = run(&fewer);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("test_limit: earlier null, now 4")),
+        "{lines:?}"
+    );
+    let skipped: Vec<bool> = limited.stages.iter().map(|s| s.skipped).collect();
+    assert_eq!(skipped, [true, true, true, false], "{lines:?}");
+    assert_eq!((limited.dev.examples, limited.test.examples), (8, 4));
+    assert_eq!(limited.test.limit, Some(4));
+    let written = std::fs::read_to_string(&limited.test.output).unwrap();
+    assert_eq!(written.lines().count(), 4);
+    let (again, _) = run(&fewer);
+    assert!(again.stages.iter().all(|s| s.skipped));
+    assert_eq!(again.test.examples, 4);
+
     // The same folder with another config is refused.
     let mut other = cfg.clone();
     other.train.insert("lr".into(), json!(0.5));

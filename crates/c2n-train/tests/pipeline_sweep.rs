@@ -10,6 +10,7 @@ use std::process::Command;
 fn score(split: &str, bleu: f64) -> SplitScore {
     SplitScore {
         split: split.into(),
+        limit: None,
         examples: 10,
         bleu,
         bleu_2dp: 0.0,

@@ -154,10 +154,13 @@ impl PipelineConfig {
         }
     }
 
-    /// Writes the config as pretty JSON.
+    /// Writes the config as pretty JSON (aside, then renamed into place: a rerun never
+    /// finds half a file).
     pub fn save_json(&self, path: &Path) -> Result<()> {
         let text = serde_json::to_string_pretty(self).map_err(|e| TrainError::parse(path, e))?;
-        std::fs::write(path, text).map_err(|e| TrainError::io(path, e))
+        let partial = path.with_extension("json.partial");
+        std::fs::write(&partial, text).map_err(|e| TrainError::io(&partial, e))?;
+        std::fs::rename(&partial, path).map_err(|e| TrainError::io(path, e))
     }
 
     /// The feature cache root.

@@ -8,7 +8,9 @@
 //! * presets ([`preset`]): `codebert` and `roberta` follow the CodeBERT README recipe for
 //!   the language; `small` is a random small model with a CPU recipe (minutes on 2 cores);
 //! * stages ([`stages`]): each finished stage leaves `OUTPUT/stages/<stage>.json`; a rerun
-//!   skips it and says so; an interrupted training resumes from `checkpoint-last`;
+//!   skips it and says so; an interrupted training resumes from `checkpoint-last`; a rerun
+//!   with another configuration is refused, unless only `dev_limit`, `test_limit` or
+//!   `progress` changed: then the evaluation whose limit changed runs again;
 //! * report ([`report`]): BLEU dev/test (2 decimals and the full value), perplexity, time
 //!   and throughput per stage, device, config, the published number next to ours, and a
 //!   PNG of the training curves ([`plot`]), as `report.md` + `report.json`.

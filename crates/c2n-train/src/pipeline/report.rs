@@ -38,6 +38,10 @@ impl StageTiming {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SplitScore {
     pub split: String,
+    /// The `dev_limit`/`test_limit` it was scored with (a rerun with another limit scores
+    /// again).
+    #[serde(default)]
+    pub limit: Option<usize>,
     pub examples: usize,
     /// Smoothed BLEU-4 × 100, unrounded (the evaluator's value).
     pub bleu: f64,

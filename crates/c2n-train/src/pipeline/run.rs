@@ -285,13 +285,22 @@ impl EvalContext<'_> {
         limit: Option<usize>,
         log: &mut dyn FnMut(&str),
     ) -> Result<SplitScore> {
-        if let Some(mut done) = load_stage::<SplitScore>(&self.cfg.output_dir, stage) {
-            done.timing.skipped = true;
-            log(&format!(
-                "{stage}: done by an earlier run (BLEU {:.2}), skipping",
-                done.bleu_2dp
-            ));
-            return Ok(done);
+        match load_stage::<SplitScore>(&self.cfg.output_dir, stage) {
+            Some(mut done) if done.limit == limit => {
+                done.timing.skipped = true;
+                log(&format!(
+                    "{stage}: done by an earlier run (BLEU {:.2}), skipping",
+                    done.bleu_2dp
+                ));
+                return Ok(done);
+            }
+            Some(done) => log(&format!(
+                "{stage}: an earlier run scored {} examples (limit {}); the limit is now {}, scoring again",
+                done.examples,
+                describe_limit(done.limit),
+                describe_limit(limit)
+            )),
+            None => {}
         }
         let start = Instant::now();
         let t = self.train;
@@ -332,6 +341,7 @@ impl EvalContext<'_> {
         let loss = dev_loss(model, &features, &batching)?;
         let score = SplitScore {
             split: split.to_string(),
+            limit,
             examples: report.examples,
             bleu: report.bleu.bleu,
             bleu_2dp: 0.0,
@@ -399,20 +409,41 @@ fn config_differences(earlier: &PipelineConfig, now: &PipelineConfig) -> Vec<Str
     out
 }
 
-fn check_same_run(cfg: &PipelineConfig) -> Result<()> {
+fn describe_limit(limit: Option<usize>) -> String {
+    limit.map_or_else(|| "none".into(), |n| n.to_string())
+}
+
+/// Refuses a folder holding a run with another configuration, except for the keys that
+/// only touch the evaluation stages or the display (`dev_limit`, `test_limit`,
+/// `progress`): those are taken over (the stage records know their limit, so only the
+/// evaluation whose limit changed runs again) and said in the log.
+fn check_same_run(cfg: &PipelineConfig, log: &mut dyn FnMut(&str)) -> Result<()> {
     let path = cfg.output_dir.join("pipeline_config.json");
-    if path.is_file() {
-        let earlier = PipelineConfig::load(&path)?;
-        if &earlier != cfg {
-            return Err(TrainError::Config(format!(
-                "{} holds a run with a different configuration ({}: {}); choose another output folder or delete it",
-                cfg.output_dir.display(),
-                path.display(),
-                config_differences(&earlier, cfg).join("; ")
-            )));
-        }
+    if !path.is_file() {
+        return cfg.save_json(&path);
+    }
+    let earlier = PipelineConfig::load(&path)?;
+    if &earlier == cfg {
         return Ok(());
     }
+    let with_evaluation_keys_of_now = PipelineConfig {
+        dev_limit: cfg.dev_limit,
+        test_limit: cfg.test_limit,
+        progress: cfg.progress,
+        ..earlier.clone()
+    };
+    if &with_evaluation_keys_of_now != cfg {
+        return Err(TrainError::Config(format!(
+            "{} holds a run with a different configuration ({}: {}); choose another output folder or delete it",
+            cfg.output_dir.display(),
+            path.display(),
+            config_differences(&earlier, cfg).join("; ")
+        )));
+    }
+    log(&format!(
+        "same run, evaluation settings changed ({}): prepare and train carry over",
+        config_differences(&earlier, cfg).join("; ")
+    ));
     cfg.save_json(&path)
 }
 
@@ -435,7 +466,7 @@ pub fn run_pipeline(cfg: &PipelineConfig, log: &mut dyn FnMut(&str)) -> Result<P
         describe_device(&device),
         out.display()
     ));
-    check_same_run(cfg)?;
+    check_same_run(cfg, log)?;
     let tokenizer_spec = tokenizer_spec(cfg, preset);
     let splits = resolve_splits(cfg)?;
     let train = train_config(cfg, preset, &splits, &tokenizer_spec)?;
