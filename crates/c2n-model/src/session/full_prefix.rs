@@ -29,10 +29,11 @@ impl<'a> FullPrefixSession<'a> {
         source_mask: &Tensor,
         rows_per_example: usize,
     ) -> Result<Self> {
+        let (n, _) = source_ids.dims2()?;
+        // Checked before the encoder runs: a beam wider than the vocabulary is refused at once.
+        let rows = Rows::new(n, rows_per_example, model.config().vocab_size)?;
         // Detached: the op graph would keep every encoder activation alive.
         let memory = model.encode_inference(source_ids, source_mask)?;
-        let (n, _) = source_ids.dims2()?;
-        let rows = Rows::new(n, rows_per_example, model.config().vocab_size)?;
         let prefixes = vec![Vec::new(); rows.len()];
         Ok(Self {
             model,

@@ -80,15 +80,16 @@ impl<'a> KvCacheSession<'a> {
         source_mask: &Tensor,
         rows_per_example: usize,
     ) -> Result<Self> {
+        let (n, _) = source_ids.dims2()?;
+        // Checked before the encoder runs: a beam wider than the vocabulary is refused at once.
+        let rows = Rows::new(n, rows_per_example, model.config().vocab_size)?;
         let _no_grad = crate::layers::no_grad();
         let memory = model.encode_inference(source_ids, source_mask)?;
-        let (n, _) = source_ids.dims2()?;
         let per_example = model
             .decoder_layers()
             .iter()
             .map(|l| l.cross_attention().keys_values(&memory))
             .collect::<Result<Vec<_>>>()?;
-        let rows = Rows::new(n, rows_per_example, model.config().vocab_size)?;
         let n_rows = rows.len();
         Ok(Self {
             model,

@@ -18,6 +18,13 @@ impl Rows {
                 "rows_per_example must be at least 1".into(),
             ));
         }
+        // The first step ranks one row's tokens (torch.topk(K) over V in the reference).
+        if rows_per_example > vocab_size {
+            return Err(ModelError::InvalidInput(format!(
+                "beam size {rows_per_example} exceeds the vocabulary ({vocab_size} tokens): \
+                 the first step keeps that many distinct tokens"
+            )));
+        }
         let example = (0..n_examples * rows_per_example)
             .map(|r| (r / rows_per_example) as u32)
             .collect();
@@ -64,4 +71,20 @@ impl Rows {
 /// True when `origin` keeps every row in place (no reorder needed).
 pub(crate) fn is_identity(origin: &[u32], previous_rows: usize) -> bool {
     origin.len() == previous_rows && origin.iter().enumerate().all(|(i, &o)| o as usize == i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_beam_wider_than_the_vocabulary_is_refused() {
+        assert_eq!(Rows::new(2, 10, 10).unwrap().len(), 20);
+        let err = Rows::new(1, 11, 10).unwrap_err().to_string();
+        assert!(
+            err.contains("beam size 11 exceeds the vocabulary (10"),
+            "{err}"
+        );
+        assert!(Rows::new(1, 0, 10).is_err());
+    }
 }
