@@ -13,14 +13,19 @@ use anyhow::Result;
 use clap::Parser;
 use code2nl::cli::bleu::BleuArgs;
 use code2nl::eval::{evaluate, EvalError, Metric};
+use std::io::IsTerminal;
 
 fn main() -> Result<()> {
+    code2nl::cli::end_quietly_on_closed_pipe();
     let args = BleuArgs::parse();
     let metric = if args.sacrebleu {
         Metric::SacreBleu
     } else {
         Metric::CodeXglue
     };
+    if args.predictions.is_none() && std::io::stdin().is_terminal() {
+        eprintln!("reading predictions from standard input; end them with Ctrl-D (or give PRED)");
+    }
     let output = evaluate(
         &args.gold,
         args.predictions.as_deref(),

@@ -14,15 +14,19 @@ use code2nl::model::beam::cut_at_first_zero;
 use code2nl::model::generation::GenerationConfig;
 use code2nl::train::device::select_device;
 use code2nl::train::evaluate::{decode, EvalBatching};
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 
 fn main() -> Result<()> {
+    code2nl::cli::end_quietly_on_closed_pipe();
     let args = PredictArgs::parse();
     let code = match &args.file {
         Some(path) => {
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
         }
         None => {
+            if std::io::stdin().is_terminal() {
+                eprintln!("reading code from standard input; end it with Ctrl-D (or give --file)");
+            }
             let mut text = String::new();
             std::io::stdin()
                 .read_to_string(&mut text)

@@ -53,6 +53,7 @@ fn inputs(args: &PrepareArgs) -> Result<Vec<(String, String, PathBuf)>> {
 }
 
 fn main() -> Result<()> {
+    code2nl::cli::end_quietly_on_closed_pipe();
     let args = PrepareArgs::parse();
     let clean = match args.clean.as_str() {
         "none" => CleanConfig::none(),

@@ -13,6 +13,18 @@ pub mod sweep;
 pub mod tie_order;
 pub mod train;
 
+/// Lets the program end quietly, as Unix tools do, when the reader of its output goes away
+/// (`prepare … | head`). Rust ignores SIGPIPE, so printing to the closed pipe would panic
+/// ("failed printing to stdout: Broken pipe"); with the default action the process just ends.
+/// Call first thing in `main`, before any thread starts.
+pub fn end_quietly_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: resets one signal to its default action; no handler runs Rust code.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// A count flag that must be at least 1 (clap reports `0 is not in 1..`).
 pub(crate) fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
     clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
