@@ -138,7 +138,8 @@ pub struct Prepared {
     pub status: CacheStatus,
 }
 
-fn sha256_file(path: &Path) -> Result<(u64, String)> {
+/// The size and SHA-256 (lowercase hex) of a file's bytes, read in 1 MiB pieces.
+pub fn sha256_file(path: &Path) -> Result<(u64, String)> {
     let mut file = fs::File::open(path).map_err(|e| DataError::io(path, e))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];

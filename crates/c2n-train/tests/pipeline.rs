@@ -152,6 +152,18 @@ fn pipeline_runs_reports_and_resumes() {
     assert!(again.stages.iter().all(|s| s.skipped));
     assert_eq!(again.test.examples, 4);
 
+    // Changed data under the same folder is refused (the records describe the old data).
+    let test_file = data.join("ruby/test.jsonl");
+    let original = std::fs::read_to_string(&test_file).unwrap();
+    let mut reordered: Vec<&str> = original.lines().collect();
+    reordered.reverse();
+    std::fs::write(&test_file, reordered.join("\n") + "\n").unwrap();
+    let err = run_pipeline(&fewer, &mut |_| {}).unwrap_err().to_string();
+    assert!(err.contains("test.jsonl changed since the run"), "{err}");
+    std::fs::write(&test_file, original).unwrap();
+    let (restored, lines) = run(&fewer);
+    assert!(restored.stages.iter().all(|s| s.skipped), "{lines:?}");
+
     // The same folder with another config is refused.
     let mut other = cfg.clone();
     other.train.insert("lr".into(), json!(0.5));

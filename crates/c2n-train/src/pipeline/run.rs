@@ -8,7 +8,7 @@ use super::preset::{
     published_roberta_bleu, small_model_config,
 };
 use super::report::{PipelineReport, SplitScore, StageTiming, TrainOutcome};
-use super::splits::{resolve_splits, SplitFiles};
+use super::splits::{resolve_splits, source_files, SplitFiles};
 use super::stages::{load_stage, save_stage};
 use crate::checkpoint_policy::{BEST_BLEU, BEST_PPL, LAST};
 use crate::config::TrainConfig;
@@ -409,6 +409,59 @@ fn config_differences(earlier: &PipelineConfig, now: &PipelineConfig) -> Vec<Str
     out
 }
 
+/// The record of the source files' digests, beside the stage records.
+const INPUTS: &str = "inputs";
+
+/// What a run read: each source split file's size and SHA-256, kept in
+/// `OUTPUT/stages/inputs.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct InputDigest {
+    split: String,
+    path: PathBuf,
+    bytes: u64,
+    sha256: String,
+}
+
+/// Refuses to go on when a source file changed since the run in this folder began: its
+/// stage records (and held-out split files) describe the old data, so a rerun would report
+/// them as if they were the new data's.
+fn check_same_data(cfg: &PipelineConfig, log: &mut dyn FnMut(&str)) -> Result<()> {
+    let now = source_files(cfg)?
+        .into_iter()
+        .map(|(split, path)| {
+            let (bytes, sha256) = c2n_data::cache::sha256_file(&path)?;
+            Ok(InputDigest {
+                split,
+                path,
+                bytes,
+                sha256,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let Some(earlier) = load_stage::<Vec<InputDigest>>(&cfg.output_dir, INPUTS) else {
+        return save_stage(&cfg.output_dir, INPUTS, &now);
+    };
+    for input in &now {
+        let Some(then) = earlier.iter().find(|e| e.split == input.split) else {
+            continue;
+        };
+        if then.sha256 != input.sha256 {
+            return Err(TrainError::Config(format!(
+                "{} changed since the run in {} began ({} bytes, sha256 {}… then; {} bytes, {}… now): \
+                 its finished stages describe the old data; choose another output folder or delete it",
+                input.path.display(),
+                cfg.output_dir.display(),
+                then.bytes,
+                &then.sha256[..12],
+                input.bytes,
+                &input.sha256[..12]
+            )));
+        }
+    }
+    log("data: the source files are those of the earlier run");
+    Ok(())
+}
+
 fn describe_limit(limit: Option<usize>) -> String {
     limit.map_or_else(|| "none".into(), |n| n.to_string())
 }
@@ -469,6 +522,7 @@ pub fn run_pipeline(cfg: &PipelineConfig, log: &mut dyn FnMut(&str)) -> Result<P
     check_same_run(cfg, log)?;
     let tokenizer_spec = tokenizer_spec(cfg, preset);
     let splits = resolve_splits(cfg)?;
+    check_same_data(cfg, log)?;
     let train = train_config(cfg, preset, &splits, &tokenizer_spec)?;
     let prepare = prepare_stage(cfg, &splits, &train, &tokenizer_spec, log)?;
     let trained = train_stage(cfg, &train, log)?;

@@ -49,6 +49,21 @@ fn source_file(cfg: &PipelineConfig, split: &str) -> Result<PathBuf> {
     }
 }
 
+/// The original files a run reads, one per distinct split (`train`, `dev`, `test` names of
+/// the config; a held-out dev set comes from the training split's file).
+pub fn source_files(cfg: &PipelineConfig) -> Result<Vec<(String, PathBuf)>> {
+    let mut splits = vec![cfg.train_split.clone()];
+    for split in [&cfg.dev_split, &cfg.test_split] {
+        if !splits.contains(split) {
+            splits.push(split.clone());
+        }
+    }
+    splits
+        .into_iter()
+        .map(|split| source_file(cfg, &split).map(|path| (split, path)))
+        .collect()
+}
+
 /// Every line of a jsonl (or gzipped jsonl) file, without the newline.
 fn read_lines(path: &Path) -> Result<Vec<Vec<u8>>> {
     let mut reader = JsonlLines::open(path)?;
