@@ -78,14 +78,13 @@ fn train_rank(
     resume: bool,
     comm: &dyn Communicator,
 ) -> Result<Option<TrainSummary>, TrainError> {
-    let earlier = config.output_dir.join("checkpoint-last");
-    if !resume && comm.is_main() && earlier.is_dir() {
+    let mut trainer = Trainer::from_config_on(config, resume, comm)?;
+    if let Some(aside) = trainer.earlier_run_set_aside() {
         eprintln!(
-            "note: {} holds an earlier run, which this one replaces (--resume continues it)",
-            config.output_dir.display()
+            "note: the output folder held an earlier run, moved to {} (--resume continues a run)",
+            aside.display()
         );
     }
-    let mut trainer = Trainer::from_config_on(config, resume, comm)?;
     if comm.is_main() {
         eprintln!(
             "training {} parameters on {:?} ({} rank(s), {}): {} updates planned",

@@ -282,7 +282,8 @@ pub struct TrainArgs {
     /// auto | cpu | cuda | cuda:N
     #[arg(long)]
     pub device: Option<String>,
-    /// Continue from OUTPUT/checkpoint-last.
+    /// Continue from OUTPUT/checkpoint-last. Without it, an earlier run found in OUTPUT is
+    /// moved to OUTPUT/earlier-run-N first.
     #[arg(long)]
     pub resume: bool,
     /// Data-parallel ranks: threads to start (threads), or a check on the launcher's count

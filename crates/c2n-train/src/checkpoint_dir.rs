@@ -53,6 +53,44 @@ pub fn recover_run(output_dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// What a training run writes into its output folder (besides the hidden siblings above).
+const RUN_FILES: [&str; 4] = [
+    "metrics.jsonl",
+    "dev.output",
+    "dev.gold",
+    crate::config::TRAIN_CONFIG_FILE,
+];
+
+/// Moves what an earlier run left in `output_dir` (its checkpoints, metrics, dev outputs and
+/// config) into a new `output_dir/earlier-run-N/`, so that a fresh run there neither loses it
+/// nor leaves its best checkpoints lying next to the new ones, where an evaluation would pick
+/// up a model of another run. Returns that folder, or `None` when there was nothing to move.
+pub fn set_aside_earlier_run(output_dir: &Path) -> Result<Option<PathBuf>> {
+    use crate::checkpoint_policy::{BEST_BLEU, BEST_PPL, LAST};
+    if !output_dir.is_dir() {
+        return Ok(None);
+    }
+    recover_run(output_dir)?;
+    let present: Vec<&str> = [LAST, BEST_PPL, BEST_BLEU]
+        .into_iter()
+        .chain(RUN_FILES)
+        .filter(|name| output_dir.join(name).exists())
+        .collect();
+    if present.is_empty() {
+        return Ok(None);
+    }
+    let aside = (1..)
+        .map(|n| output_dir.join(format!("earlier-run-{n}")))
+        .find(|dir| !dir.exists())
+        .unwrap_or_else(|| output_dir.join("earlier-run"));
+    fs::create_dir_all(&aside).map_err(|e| TrainError::io(&aside, e))?;
+    for name in present {
+        let from = output_dir.join(name);
+        fs::rename(&from, aside.join(name)).map_err(|e| TrainError::io(&from, e))?;
+    }
+    Ok(Some(aside))
+}
+
 /// Flushes every file of `dir` (not recursive: checkpoints are flat) and the folder itself.
 fn sync_folder(dir: &Path) -> Result<()> {
     for entry in fs::read_dir(dir).map_err(|e| TrainError::io(dir, e))? {
@@ -99,6 +137,32 @@ pub fn write_replacing(dir: &Path, write: impl FnOnce(&Path) -> Result<()>) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_earlier_run_is_moved_aside_whole_and_numbered() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("run");
+        assert_eq!(set_aside_earlier_run(&out).unwrap(), None);
+        fs::create_dir_all(&out).unwrap();
+        assert_eq!(set_aside_earlier_run(&out).unwrap(), None);
+        for name in ["checkpoint-last", "checkpoint-best-bleu"] {
+            fs::create_dir_all(out.join(name)).unwrap();
+            fs::write(out.join(name).join("model.safetensors"), name).unwrap();
+        }
+        fs::write(out.join("dev.output"), "0\tx\n").unwrap();
+        fs::write(out.join("notes.txt"), "the user's").unwrap();
+        let aside = set_aside_earlier_run(&out).unwrap().unwrap();
+        assert_eq!(aside, out.join("earlier-run-1"));
+        assert_eq!(
+            names(&aside),
+            ["checkpoint-best-bleu", "checkpoint-last", "dev.output"]
+        );
+        assert_eq!(names(&out), ["earlier-run-1", "notes.txt"]);
+        fs::create_dir_all(out.join("checkpoint-last")).unwrap();
+        let second = set_aside_earlier_run(&out).unwrap().unwrap();
+        assert_eq!(second, out.join("earlier-run-2"));
+        assert_eq!(names(&second), ["checkpoint-last"]);
+    }
 
     fn names(dir: &Path) -> Vec<String> {
         let mut v: Vec<String> = fs::read_dir(dir)

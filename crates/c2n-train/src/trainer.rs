@@ -151,6 +151,8 @@ pub struct Trainer {
     /// The bucket plan of the last update, reused while the same parameters have gradients.
     bucket_plan: Option<BucketPlan>,
     sync_stats: SyncStats,
+    /// Where a fresh run moved the earlier run it found in its output folder.
+    earlier_run: Option<PathBuf>,
 }
 
 /// One micro-batch as this rank saw it, and the batch as a whole.
@@ -244,6 +246,10 @@ impl Trainer {
         let mut trainer = Self::new(config, model, train, dev, Some(tokenizer))?;
         if resume {
             trainer.resume(&resume_dir)?;
+        } else if comm.is_main() {
+            // A fresh run replaces an earlier one here: its files step aside, whole.
+            trainer.earlier_run =
+                checkpoint_dir::set_aside_earlier_run(&trainer.config.output_dir)?;
         }
         trainer.sync_replicas(comm)?;
         Ok(trainer)
@@ -343,6 +349,7 @@ impl Trainer {
             replicas_synced: false,
             bucket_plan: None,
             sync_stats: SyncStats::default(),
+            earlier_run: None,
         })
     }
 
@@ -743,6 +750,12 @@ impl Trainer {
             Some(m) => m.append(&record),
             None => Ok(()),
         }
+    }
+
+    /// Where this fresh run moved the earlier run it found in its output folder
+    /// (`OUTPUT/earlier-run-N`), if there was one.
+    pub fn earlier_run_set_aside(&self) -> Option<&Path> {
+        self.earlier_run.as_deref()
     }
 
     /// Runs the loop to its end (or `stop_after`, or early stopping) and writes

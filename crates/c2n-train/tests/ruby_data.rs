@@ -123,7 +123,8 @@ fn short_run_on_ruby_writes_checkpoints_dev_outputs_and_metrics() {
         device: "cpu".into(),
         ..TrainConfig::default()
     };
-    let mut trainer = Trainer::from_config(config, false).unwrap();
+    let mut trainer = Trainer::from_config(config.clone(), false).unwrap();
+    assert_eq!(trainer.earlier_run_set_aside(), None);
     let summary = trainer.run().unwrap();
     // Evaluations after updates 1 and 3 ((global_step + 1) % 2 == 0); update 4 is not evaluated.
     assert_eq!((summary.updates, summary.evaluations), (4, 2));
@@ -233,4 +234,23 @@ fn short_run_on_ruby_writes_checkpoints_dev_outputs_and_metrics() {
         c2n_eval::smoothed_bleu(&gold, &predictions).unwrap().bleu,
         report.bleu.bleu
     );
+
+    // A fresh run in the same folder (one update, no dev set) moves the earlier run aside
+    // whole: no best checkpoint of the other run is left beside its own.
+    let again = TrainConfig {
+        dev_data: None,
+        train_steps: Some(1),
+        eval_steps: None,
+        ..config
+    };
+    let mut fresh = Trainer::from_config(again, false).unwrap();
+    let aside = out.join("earlier-run-1");
+    assert_eq!(fresh.earlier_run_set_aside(), Some(aside.as_path()));
+    fresh.run().unwrap();
+    assert!(aside
+        .join("checkpoint-best-ppl/model.safetensors")
+        .is_file());
+    assert!(aside.join("dev.output").is_file() && aside.join("metrics.jsonl").is_file());
+    assert!(!out.join("checkpoint-best-ppl").exists() && !out.join("dev.output").exists());
+    assert!(out.join("checkpoint-last/model.safetensors").is_file());
 }

@@ -209,6 +209,12 @@ fn train_stage(
     let resume = train.output_dir.join(LAST).join(TRAIN_STATE_FILE).is_file();
     let start = Instant::now();
     let mut trainer = Trainer::from_config(train.clone(), resume)?;
+    if let Some(aside) = trainer.earlier_run_set_aside() {
+        log(&format!(
+            "train: an earlier run's files moved to {}",
+            aside.display()
+        ));
+    }
     let seen_before = trainer.state().examples_seen;
     if resume {
         log(&format!(
