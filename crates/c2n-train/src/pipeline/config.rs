@@ -195,6 +195,24 @@ impl PipelineConfig {
                     .into(),
             ));
         }
+        for (name, limit) in [
+            ("dev_limit", self.dev_limit),
+            ("test_limit", self.test_limit),
+        ] {
+            if limit == Some(0) {
+                return Err(TrainError::Config(format!(
+                    "{name} is 0: nothing would be evaluated (leave it out for the whole split)"
+                )));
+            }
+        }
+        // The pipeline sets these training keys itself; an override would be ignored.
+        for (key, instead) in PIPELINE_OWNED_TRAIN_KEYS {
+            if self.train.contains_key(key) {
+                return Err(TrainError::Config(format!(
+                    "[train] {key} is set by the pipeline: use {instead}"
+                )));
+            }
+        }
         // Unknown or mistyped [train] keys fail here, before any work (a sweep checks every
         // point before it starts one).
         serde_json::from_value::<crate::config::TrainConfig>(serde_json::Value::Object(
@@ -211,6 +229,21 @@ impl PipelineConfig {
         Ok(())
     }
 }
+
+/// Training-config keys the pipeline derives from its own keys (named beside each).
+const PIPELINE_OWNED_TRAIN_KEYS: [(&str, &str); 8] = [
+    ("init", "preset (and small_model)"),
+    ("train_data", "data_dir with train_split"),
+    ("dev_data", "data_dir with dev_split (or holdout)"),
+    ("tokenizer", "the pipeline's tokenizer key"),
+    (
+        "output_dir",
+        "the pipeline's output_dir (training goes to OUTPUT/train)",
+    ),
+    ("cache_dir", "the pipeline's cache_dir"),
+    ("device", "the pipeline's device"),
+    ("progress", "the pipeline's progress (--quiet)"),
+];
 
 /// The six CodeSearchNet languages.
 pub const LANGUAGES: [&str; 6] = ["ruby", "javascript", "go", "python", "java", "php"];
@@ -233,6 +266,28 @@ mod tests {
         assert_eq!(PipelineConfig::load(&path).unwrap(), cfg);
         assert!("gpt".parse::<Preset>().is_err());
         assert_eq!("Small".parse::<Preset>().unwrap(), Preset::Small);
+    }
+
+    #[test]
+    fn zero_limits_and_pipeline_owned_train_keys_are_refused() {
+        let zero = PipelineConfig {
+            test_limit: Some(0),
+            ..PipelineConfig::default()
+        };
+        let err = zero.validate().unwrap_err().to_string();
+        assert!(err.contains("test_limit is 0"), "{err}");
+        let mut owned = PipelineConfig::default();
+        owned
+            .train
+            .insert("train_data".into(), serde_json::json!("/etc/passwd"));
+        let err = owned.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("[train] train_data is set by the pipeline"),
+            "{err}"
+        );
+        owned.train.clear();
+        owned.train.insert("lr".into(), serde_json::json!(1e-4));
+        assert!(owned.validate().is_ok());
     }
 
     #[test]

@@ -54,7 +54,15 @@ impl SweepFile {
     /// Reads a TOML sweep file.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
-        toml::from_str(&text).map_err(|e| TrainError::parse(path, e))
+        let table: toml::Table = toml::from_str(&text).map_err(|e| TrainError::parse(path, e))?;
+        // An empty file would run one pipeline with every default (a full hub download).
+        if table.is_empty() {
+            return Err(TrainError::Config(format!(
+                "{} holds no [base], [grid] or [[points]]: nothing to sweep",
+                path.display()
+            )));
+        }
+        table.try_into().map_err(|e| TrainError::parse(path, e))
     }
 
     /// The grid's combinations followed by the explicit points, each as a full config.
@@ -167,5 +175,19 @@ mod tests {
         let file: SweepFile = toml::from_str("[grid]\nlr = []\n").unwrap();
         assert!(file.expand().is_err());
         assert!(toml::from_str::<SweepFile>("[grids]\n").is_err());
+    }
+
+    #[test]
+    fn an_empty_file_is_refused_and_a_bad_one_names_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sweep.toml");
+        std::fs::write(&path, "# nothing yet\n").unwrap();
+        let err = SweepFile::load(&path).unwrap_err().to_string();
+        assert!(err.contains("nothing to sweep"), "{err}");
+        std::fs::write(&path, "[grids]\n").unwrap();
+        let err = SweepFile::load(&path).unwrap_err().to_string();
+        assert!(err.contains("sweep.toml") && err.contains("grids"), "{err}");
+        std::fs::write(&path, "[grid]\nlr = [0.1, 0.2]\n").unwrap();
+        assert_eq!(SweepFile::load(&path).unwrap().expand().unwrap().len(), 2);
     }
 }
