@@ -40,6 +40,7 @@ fn main() -> Result<()> {
     let device = select_device(&args.device)?;
     let model = code2nl::model::load_checkpoint(&args.model.checkpoint, &device)?;
     let tokenizer = RobertaTokenizer::load(&args.model.tokenizer)?;
+    code2nl::train::model_setup::check_tokenizer_fits(&tokenizer, &model)?;
     // The code is normalized like a `code_tokens` join: newlines become spaces, runs collapse.
     let example = Example::from_tokens(0, &[code.as_str()], &[""]);
     let cfg = FeatureConfig {

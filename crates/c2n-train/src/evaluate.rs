@@ -562,6 +562,7 @@ pub fn evaluate_file_sharded(
     on_batch: impl FnMut(usize),
 ) -> Result<Option<EvaluateReport>> {
     req.validate()?;
+    crate::model_setup::check_tokenizer_fits(tokenizer, model)?;
     let start = std::time::Instant::now();
     let (examples, _) = c2n_data::read_first_examples(&req.data, Strictness::Strict, req.limit)?;
     if examples.is_empty() {

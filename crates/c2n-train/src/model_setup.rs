@@ -3,6 +3,7 @@
 use crate::config::TrainConfig;
 use crate::optim::NamedParams;
 use crate::{Result, TrainError};
+use c2n_data::RobertaTokenizer;
 use c2n_model::{load_checkpoint, load_pretrained_encoder, ModelConfig, Seq2Seq};
 use candle_core::{DType, Device};
 use candle_nn::VarMap;
@@ -57,6 +58,19 @@ pub fn with_dropout(model: Seq2Seq, p: Option<f32>, device: &Device) -> Result<S
     Ok(Seq2Seq::new(&cfg, model.varmap(), device)?.with_compute_dtype(dtype))
 }
 
+/// Refuses a tokenizer whose ids do not all fit the model's embedding table: that pair would
+/// otherwise fail later, at some batch, with an id out of range.
+pub fn check_tokenizer_fits(tokenizer: &RobertaTokenizer, model: &Seq2Seq) -> Result<()> {
+    let (tokens, rows) = (tokenizer.vocab_size(), model.config().vocab_size);
+    if tokens > rows {
+        return Err(TrainError::Config(format!(
+            "the tokenizer has {tokens} tokens but the model's vocabulary has {rows} \
+             (vocab_size in its config.json): they do not belong together"
+        )));
+    }
+    Ok(())
+}
+
 /// The model's trainable parameters (the tied embedding once, the pooler included).
 pub fn model_params(model: &Seq2Seq) -> Result<NamedParams> {
     let vars = model
@@ -81,4 +95,53 @@ pub fn model_params(model: &Seq2Seq) -> Result<NamedParams> {
 /// Applies a training config's init/dropout/precision on `device`.
 pub fn model_for(config: &TrainConfig, dtype: DType, device: &Device) -> Result<Seq2Seq> {
     build_model(&config.init, config.dropout, dtype, device)
+}
+
+#[cfg(test)]
+mod tokenizer_fit_tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    /// A byte-level BPE of 4 specials + 256 bytes + `<mask>`: 261 tokens.
+    fn tokenizer() -> RobertaTokenizer {
+        let mut vocab: HashMap<String, u32> = HashMap::new();
+        for s in ["<s>", "<pad>", "</s>", "<unk>"] {
+            vocab.insert(s.into(), vocab.len() as u32);
+        }
+        for c in c2n_data::tokenizer::bytes_to_unicode() {
+            vocab.insert(c.to_string(), vocab.len() as u32);
+        }
+        vocab.insert("<mask>".into(), vocab.len() as u32);
+        RobertaTokenizer::from_vocab_merges(vocab, Vec::new()).unwrap()
+    }
+
+    fn model(vocab_size: usize) -> Seq2Seq {
+        let cfg = ModelConfig {
+            vocab_size,
+            hidden_size: 8,
+            num_hidden_layers: 1,
+            num_attention_heads: 2,
+            intermediate_size: 8,
+            max_position_embeddings: 16,
+            decoder_layers: 1,
+            decoder_ffn_dim: 8,
+            ..ModelConfig::small()
+        };
+        Seq2Seq::new(&cfg, &VarMap::new(), &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn a_tokenizer_larger_than_the_embedding_table_is_refused_by_size() {
+        let tok = tokenizer();
+        assert_eq!(tok.vocab_size(), 261);
+        assert!(check_tokenizer_fits(&tok, &model(261)).is_ok());
+        assert!(check_tokenizer_fits(&tok, &model(300)).is_ok());
+        let err = check_tokenizer_fits(&tok, &model(100))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("261 tokens") && err.contains("vocabulary has 100"),
+            "{err}"
+        );
+    }
 }

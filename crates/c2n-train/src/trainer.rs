@@ -243,6 +243,7 @@ impl Trainer {
         } else {
             model_for(&config, dtype, &device)?
         };
+        crate::model_setup::check_tokenizer_fits(&tokenizer, &model)?;
         let mut trainer = Self::new(config, model, train, dev, Some(tokenizer))?;
         if resume {
             trainer.resume(&resume_dir)?;
