@@ -101,6 +101,11 @@ fn pipeline_runs_reports_and_resumes() {
     }
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains(&format!("**{:.2}**", report.test.bleu_2dp)) && md.contains("12.16"));
+    assert!(md.contains(&format!("best dev loss {:.4}", report.train.best_dev_loss)));
+    let mut unevaluated = report.clone();
+    unevaluated.train.evaluations = 0;
+    let md = unevaluated.markdown();
+    assert!(md.contains("no dev evaluation") && !md.contains("best dev loss"));
 
     // A rerun does nothing again and says so.
     let (again, lines) = run(&cfg);

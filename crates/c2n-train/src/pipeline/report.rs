@@ -154,14 +154,18 @@ impl PipelineReport {
                 fmt_opt(published)
             );
         }
+        let bests = if self.train.evaluations == 0 {
+            "no dev evaluation".to_string()
+        } else {
+            format!(
+                "best dev BLEU (subset) {:.2}, best dev loss {:.4}",
+                self.train.best_dev_bleu, self.train.best_dev_loss
+            )
+        };
         let _ = writeln!(
             md,
-            "\nTraining: {} updates, {} evaluations, {} examples seen; best dev BLEU (subset) {:.2}, best dev loss {:.4}.\n",
-            self.train.updates,
-            self.train.evaluations,
-            self.train.examples_seen,
-            self.train.best_dev_bleu,
-            self.train.best_dev_loss
+            "\nTraining: {} updates, {} evaluations, {} examples seen; {bests}.\n",
+            self.train.updates, self.train.evaluations, self.train.examples_seen,
         );
         let _ = writeln!(md, "## Stages\n");
         let _ = writeln!(md, "| stage | seconds | examples | examples/s | note |");

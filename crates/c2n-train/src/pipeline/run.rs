@@ -366,7 +366,11 @@ impl EvalContext<'_> {
         .with_rounding();
         log(&format!(
             "{stage}: BLEU {:.2} ({}) on {} examples ({} empty predictions), perplexity {:.3}",
-            score.bleu_2dp, score.bleu, score.examples, score.empty_predictions, score.perplexity
+            score.bleu_2dp,
+            c2n_eval::python_repr(score.bleu),
+            score.examples,
+            score.empty_predictions,
+            score.perplexity
         ));
         save_stage(&self.cfg.output_dir, stage, &score)?;
         Ok(score)
