@@ -141,3 +141,27 @@ fn tie_order_flag_reaches_the_generation_config() {
     )
     .is_err());
 }
+
+#[test]
+fn zero_ranks_or_threads_are_refused_by_the_parser() {
+    use clap::Parser;
+    let evaluate = ["evaluate", "--checkpoint", "c", "--data", "d"];
+    assert!(cli::evaluate::EvaluateArgs::try_parse_from(evaluate).is_ok());
+    for n in ["0", "2"] {
+        let with = |base: &[&'static str]| -> Vec<&'static str> {
+            base.iter().copied().chain(["--world-size", n]).collect()
+        };
+        let ok = n != "0";
+        assert_eq!(
+            cli::evaluate::EvaluateArgs::try_parse_from(with(&evaluate)).is_ok(),
+            ok
+        );
+        assert_eq!(
+            cli::train::TrainArgs::try_parse_from(with(&["train"])).is_ok(),
+            ok
+        );
+    }
+    let sweep = ["sweep", "--grid", "g.toml", "--threads-per-run"];
+    assert!(cli::sweep::SweepArgs::try_parse_from(sweep.iter().copied().chain(["1"])).is_ok());
+    assert!(cli::sweep::SweepArgs::try_parse_from(sweep.iter().copied().chain(["0"])).is_err());
+}

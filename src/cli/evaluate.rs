@@ -52,7 +52,7 @@ pub struct EvaluateArgs {
     pub device: String,
     /// Ranks that share the decoding (threads: threads to start; mpi, nccl: a check on the
     /// launcher's count). Outputs are identical for any number of ranks.
-    #[arg(long)]
+    #[arg(long, value_parser = super::at_least_one())]
     pub world_size: Option<usize>,
     /// Data-parallel backend; without it, the launcher's environment decides (mpirun: mpi,
     /// torchrun/srun: nccl), else threads when --world-size > 1, else single.

@@ -21,7 +21,7 @@ pub struct SweepArgs {
     #[arg(long, default_value = "runs/sweep")]
     pub output_dir: PathBuf,
     /// Threads per run (default: available cores / --parallel).
-    #[arg(long)]
+    #[arg(long, value_parser = super::at_least_one())]
     pub threads_per_run: Option<usize>,
     /// Internal: run the one pipeline config FILE in this process (what each child does).
     #[arg(long, value_name = "FILE", hide = true)]

@@ -219,7 +219,8 @@ pub struct TrainArgs {
     /// Target truncation length, also the beam's maximum length (default: 128).
     #[arg(long)]
     pub max_target_len: Option<usize>,
-    /// Examples per optimizer update (micro-batches hold batch-size / grad-accum) (default: 64).
+    /// Examples per optimizer update (micro-batches hold batch-size / grad-accum, rounded down
+    /// as in the reference) (default: 64).
     #[arg(long)]
     pub batch_size: Option<usize>,
     /// Examples per dev-loss / beam-search batch (default: 64).
@@ -288,7 +289,7 @@ pub struct TrainArgs {
     pub resume: bool,
     /// Data-parallel ranks: threads to start (threads), or a check on the launcher's count
     /// (mpi, nccl). --batch-size stays the global batch: each rank takes batch-size / N.
-    #[arg(long)]
+    #[arg(long, value_parser = super::at_least_one())]
     pub world_size: Option<usize>,
     /// Data-parallel backend; without it, the launcher's environment decides (mpirun: mpi,
     /// torchrun/srun: nccl), else threads when --world-size > 1, else single.

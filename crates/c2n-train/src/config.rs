@@ -334,8 +334,11 @@ impl TrainConfig {
         if self.grad_accum == 0 {
             return fail("grad_accum must be at least 1");
         }
+        if self.batch_size == 0 {
+            return fail("batch_size must be at least 1");
+        }
         if self.micro_batch_size() == 0 {
-            return fail("batch_size must be at least grad_accum");
+            return fail("batch_size must be at least grad_accum (each micro-batch holds batch_size / grad_accum examples)");
         }
         if self.eval_batch_size == 0 || self.beam_size == 0 {
             return fail("eval_batch_size and beam_size must be at least 1");

@@ -267,10 +267,16 @@ impl Trainer {
         let schedule_kind = config.schedule()?;
         config.check_bucketing()?;
         let micro = config.micro_batch_size();
-        if micro == 0 || config.grad_accum == 0 {
+        if config.batch_size == 0 || config.grad_accum == 0 {
             return Err(TrainError::Config(
-                "batch_size must be at least grad_accum (≥ 1)".into(),
+                "batch_size and grad_accum must be at least 1".into(),
             ));
+        }
+        if micro == 0 {
+            return Err(TrainError::Config(format!(
+                "batch_size {} is smaller than grad_accum {}: a micro-batch would be empty",
+                config.batch_size, config.grad_accum
+            )));
         }
         if train.is_empty() {
             return Err(TrainError::InvalidInput("no training example".into()));
