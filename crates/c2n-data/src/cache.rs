@@ -311,7 +311,7 @@ pub fn prepare(req: &PrepareRequest, progress: &mut dyn FnMut(usize)) -> Result<
 fn is_invalid_cache(e: &DataError) -> bool {
     match e {
         DataError::Cache { .. } => true,
-        DataError::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+        DataError::Io { error, .. } => error.kind() == std::io::ErrorKind::NotFound,
         _ => false,
     }
 }

@@ -8,13 +8,14 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     /// An operating-system error on a file or directory.
-    #[error("{path}: {source}")]
+    // The OS error is part of the message and deliberately not `source()`: a report that
+    // prints the chain (anyhow) would say it twice.
+    #[error("{path}: {error}")]
     Io {
         /// The file or directory involved.
         path: PathBuf,
         /// What the operating system said.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// One bad line of a jsonl file (strict mode).
     #[error("{path}:{line}: {reason}: {detail}")]
@@ -84,7 +85,7 @@ impl DataError {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         DataError::Io {
             path: path.into(),
-            source,
+            error: source,
         }
     }
 }

@@ -10,8 +10,8 @@ pub enum EvalError {
     Io {
         /// The file.
         path: String,
-        /// The operating-system error.
-        #[source]
+        /// The operating-system error (part of the message, deliberately not `source()`:
+        /// a report that prints the chain would say it twice).
         error: std::io::Error,
     },
     /// The text is not UTF-8 (the reference opens files as strict UTF-8).

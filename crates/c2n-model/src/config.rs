@@ -230,7 +230,7 @@ impl ModelConfig {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
             path: path.to_path_buf(),
-            source,
+            error: source,
         })?;
         Self::from_json_str(&text).map_err(|e| match e {
             ModelError::Config { message, .. } => ModelError::Config {
@@ -263,7 +263,7 @@ impl ModelConfig {
         let text = self.to_json_string()? + "\n";
         std::fs::write(path, text).map_err(|source| ModelError::Io {
             path: path.to_path_buf(),
-            source,
+            error: source,
         })
     }
 }

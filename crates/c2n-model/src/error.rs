@@ -9,11 +9,12 @@ pub enum ModelError {
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
     /// Reading or writing a file failed.
-    #[error("{path}: {source}")]
+    // The OS error is part of the message and deliberately not `source()`: a report that
+    // prints the chain (anyhow) would say it twice.
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A configuration file or value is invalid.
     #[error("invalid config{}: {message}", path.as_ref().map(|p| format!(" in {}", p.display())).unwrap_or_default())]

@@ -52,7 +52,7 @@ pub fn save_checkpoint(model: &Seq2Seq, dir: impl AsRef<Path>) -> Result<()> {
     let dir = dir.as_ref();
     std::fs::create_dir_all(dir).map_err(|source| ModelError::Io {
         path: dir.to_path_buf(),
-        source,
+        error: source,
     })?;
     model.config().save(dir.join("config.json"))?;
     save_weights(model, dir.join("model.safetensors"))

@@ -9,11 +9,12 @@ pub enum TrainError {
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
     /// Reading or writing a file failed.
-    #[error("{path}: {source}")]
+    // The OS error is part of the message and deliberately not `source()`: a report that
+    // prints the chain (anyhow) would say it twice.
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A JSON or TOML file could not be parsed.
     #[error("{path}: {message}")]
@@ -49,7 +50,7 @@ impl TrainError {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io {
             path: path.into(),
-            source,
+            error: source,
         }
     }
 

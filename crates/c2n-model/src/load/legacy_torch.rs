@@ -47,7 +47,7 @@ fn next_pickle(cursor: &mut Cursor<&[u8]>, path: &Path, what: &str) -> Result<Ob
 pub(crate) fn read_legacy_torch(path: &Path) -> Result<HashMap<String, Tensor>> {
     let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
         path: path.to_path_buf(),
-        source,
+        error: source,
     })?;
     if !bytes.starts_with(&MAGIC_PICKLE) {
         return Err(err(path, "bad magic number"));

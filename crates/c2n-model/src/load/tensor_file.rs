@@ -37,11 +37,11 @@ pub fn detect_format(path: &Path) -> Result<TensorFileFormat> {
     let mut head = [0u8; 9];
     let mut file = std::fs::File::open(path).map_err(|source| ModelError::Io {
         path: path.to_path_buf(),
-        source,
+        error: source,
     })?;
     let read = file.read(&mut head).map_err(|source| ModelError::Io {
         path: path.to_path_buf(),
-        source,
+        error: source,
     })?;
     let head = &head[..read];
     if head.starts_with(b"PK\x03\x04") {
