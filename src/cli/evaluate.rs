@@ -37,7 +37,9 @@ pub struct EvaluateArgs {
     /// Folder for test.output, test.gold and nbest.jsonl.
     #[arg(long, default_value = ".")]
     pub output_dir: PathBuf,
-    /// Write nbest.jsonl with K hypotheses per example (K at most --beam-size).
+    /// Write nbest.jsonl with K hypotheses per example (K at most --beam-size). As in the
+    /// reference's getFinal, an example where no hypothesis reached </s> lists its best one
+    /// twice.
     #[arg(long, value_parser = super::at_least_one())]
     pub nbest: Option<usize>,
     /// Source padding: reference (max-source-len) or dynamic (longest in the batch).
