@@ -38,6 +38,15 @@ fn main() -> Result<()> {
             eprintln!("Total: 0");
         }
     })?;
+    if output.matched < output.gold {
+        // bleu.py scores the matched ids only and says nothing; say it, before its line.
+        eprintln!(
+            "note: {} of {} gold ids have no prediction; the score covers the {} that do",
+            output.gold - output.matched,
+            output.gold,
+            output.matched
+        );
+    }
     eprintln!("Total: {}", output.matched);
     println!("{}", output.printed);
     Ok(())

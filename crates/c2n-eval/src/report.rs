@@ -22,6 +22,9 @@ pub enum Metric {
 pub struct EvaluatorOutput {
     /// Gold ids with a prediction.
     pub matched: usize,
+    /// Gold rows in all: more than `matched` when some have no prediction, which the
+    /// reference skips without a word (the score covers the matched ones only).
+    pub gold: usize,
     /// The unrounded score.
     pub score: f64,
     /// The score as Python's `print` shows it (`repr`).
@@ -47,6 +50,7 @@ pub fn evaluate(
             let score = smoothed_bleu(&gold, &predictions)?;
             EvaluatorOutput {
                 matched: score.matched,
+                gold: gold.len(),
                 score: score.bleu,
                 printed: score.to_string(),
             }
@@ -55,6 +59,7 @@ pub fn evaluate(
             let score = sacrebleu_corpus(&gold, &predictions)?;
             EvaluatorOutput {
                 matched: gold.matched(&predictions)?.len(),
+                gold: gold.len(),
                 score: score.score,
                 printed: score.to_string(),
             }

@@ -19,8 +19,13 @@ fn evaluate_prints_what_the_python_evaluator_prints() {
     )
     .expect("file");
     assert_eq!(from_file.printed, str_of(&expected, "bleu"));
-    assert_eq!(from_file.matched, 5);
+    assert_eq!((from_file.matched, from_file.gold), (5, 5));
     let rows = std::fs::read(&output_path).expect("read");
+    // Two rows fewer: scored over the three left, with the gold count there to say so.
+    let text = String::from_utf8(rows.clone()).expect("utf-8");
+    let three: String = text.lines().take(3).map(|l| format!("{l}\n")).collect();
+    let partial = evaluate(&gold, None, three.as_bytes(), Metric::CodeXglue).expect("partial");
+    assert_eq!((partial.matched, partial.gold), (3, 5));
     let from_stdin = evaluate(&gold, None, rows.as_slice(), Metric::CodeXglue).expect("stdin");
     assert_eq!(from_stdin, from_file);
     let sacre = evaluate(&gold, None, rows.as_slice(), Metric::SacreBleu).expect("sacre");
