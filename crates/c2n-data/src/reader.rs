@@ -325,9 +325,15 @@ fn parse_json<T: for<'de> Deserialize<'de>>(
                     return Ok((value, true));
                 }
             }
+            // Python's json.loads refuses it too ("Unexpected UTF-8 BOM"); say what it is.
+            let detail = if text.starts_with('\u{feff}') {
+                "starts with a UTF-8 byte-order mark (save the file without it)".to_string()
+            } else {
+                first.to_string()
+            };
             Err(LineProblem {
                 reason: BadLineReason::MalformedJson,
-                detail: first.to_string(),
+                detail,
             })
         }
     }
@@ -511,5 +517,13 @@ mod tests {
         for (bytes, reason) in cases {
             assert_eq!(parse_line(bytes).unwrap_err().reason, reason);
         }
+        let bom = [&b"\xef\xbb\xbf"[..], ok].concat();
+        let problem = parse_line(&bom).unwrap_err();
+        assert_eq!(problem.reason, BadLineReason::MalformedJson);
+        assert!(
+            problem.detail.contains("byte-order mark"),
+            "{}",
+            problem.detail
+        );
     }
 }
