@@ -145,4 +145,30 @@ fn points_run_in_parallel_rank_by_dev_bleu_and_failures_are_reported() {
     let statuses: Vec<_> = outcome.rows.iter().map(|r| r.status.clone()).collect();
     assert!(statuses[..4].iter().all(|s| *s == PointStatus::Skipped));
     assert!(matches!(statuses[4], PointStatus::Failed { .. }));
+
+    // A finished point whose recorded run has another configuration (the sweep file changed
+    // under it) is not passed off as done: it fails, saying why, and is not ranked.
+    let dir = out.join("00-lr=0.001");
+    let mut recorded: c2n_train::pipeline::PipelineConfig =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("pipeline.json")).unwrap()).unwrap();
+    recorded.train.insert("lr".into(), serde_json::json!(0.01));
+    recorded
+        .save_json(&dir.join(c2n_train::pipeline::identity::RUN_CONFIG))
+        .unwrap();
+    let outcome = run_sweep(&sweep, &out, 2, &launcher(&reports), &|_| {}).unwrap();
+    let stale = outcome
+        .rows
+        .iter()
+        .find(|r| r.name == "00-lr=0.001")
+        .unwrap();
+    match &stale.status {
+        PointStatus::Failed { log_tail, .. } => {
+            assert!(
+                log_tail.contains("stale") && log_tail.contains("train.lr"),
+                "{log_tail}"
+            )
+        }
+        other => panic!("expected the stale point to fail, got {other:?}"),
+    }
+    assert!(stale.report.is_none());
 }

@@ -9,8 +9,9 @@
 //!   the language; `small` is a random small model with a CPU recipe (minutes on 2 cores);
 //! * stages ([`stages`]): each finished stage leaves `OUTPUT/stages/<stage>.json`; a rerun
 //!   skips it and says so; an interrupted training resumes from `checkpoint-last`; a rerun
-//!   with another configuration is refused, unless only `dev_limit`, `test_limit` or
-//!   `progress` changed: then the evaluation whose limit changed runs again;
+//!   with another configuration or changed source files is refused ([`identity`]), unless
+//!   only `dev_limit`, `test_limit` or `progress` changed: then the evaluation whose limit
+//!   changed runs again;
 //! * report ([`report`]): BLEU dev/test (2 decimals and the full value), perplexity, time
 //!   and throughput per stage, device, config, the published number next to ours, and a
 //!   PNG of the training curves ([`plot`]), as `report.md` + `report.json`.
@@ -32,6 +33,7 @@
 //! ```
 
 pub mod config;
+pub mod identity;
 pub mod plot;
 pub mod preset;
 pub mod report;

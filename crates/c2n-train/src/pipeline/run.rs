@@ -2,13 +2,14 @@
 //! when an earlier run finished it.
 
 use super::config::{PipelineConfig, Preset};
+use super::identity::{check_same_data, check_same_run};
 use super::plot::training_curves_png;
 use super::preset::{
     apply_train_overrides, preset_model_id, preset_train_config, published_codebert_bleu,
     published_roberta_bleu, small_model_config,
 };
 use super::report::{PipelineReport, SplitScore, StageTiming, TrainOutcome};
-use super::splits::{resolve_splits, source_files, SplitFiles};
+use super::splits::{resolve_splits, SplitFiles};
 use super::stages::{load_stage, save_stage};
 use crate::checkpoint_policy::{BEST_BLEU, BEST_PPL, LAST};
 use crate::config::TrainConfig;
@@ -386,128 +387,8 @@ pub fn count_empty_predictions(output: &Path) -> Result<usize> {
         .count())
 }
 
-/// `key: earlier X, now Y` for each differing key (`train.lr` for the `[train]` table).
-fn config_differences(earlier: &PipelineConfig, now: &PipelineConfig) -> Vec<String> {
-    fn walk(prefix: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
-        match (a, b) {
-            (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
-                let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-                let null = serde_json::Value::Null;
-                for key in keys {
-                    let path = if prefix.is_empty() {
-                        key.clone()
-                    } else {
-                        format!("{prefix}.{key}")
-                    };
-                    walk(
-                        &path,
-                        a.get(key).unwrap_or(&null),
-                        b.get(key).unwrap_or(&null),
-                        out,
-                    );
-                }
-            }
-            _ if a != b => out.push(format!("{prefix}: earlier {a}, now {b}")),
-            _ => {}
-        }
-    }
-    let (Ok(a), Ok(b)) = (serde_json::to_value(earlier), serde_json::to_value(now)) else {
-        return vec!["(cannot compare)".into()];
-    };
-    let mut out = Vec::new();
-    walk("", &a, &b, &mut out);
-    out
-}
-
-/// The record of the source files' digests, beside the stage records.
-const INPUTS: &str = "inputs";
-
-/// What a run read: each source split file's size and SHA-256, kept in
-/// `OUTPUT/stages/inputs.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct InputDigest {
-    split: String,
-    path: PathBuf,
-    bytes: u64,
-    sha256: String,
-}
-
-/// Refuses to go on when a source file changed since the run in this folder began: its
-/// stage records (and held-out split files) describe the old data, so a rerun would report
-/// them as if they were the new data's.
-fn check_same_data(cfg: &PipelineConfig, log: &mut dyn FnMut(&str)) -> Result<()> {
-    let now = source_files(cfg)?
-        .into_iter()
-        .map(|(split, path)| {
-            let (bytes, sha256) = c2n_data::cache::sha256_file(&path)?;
-            Ok(InputDigest {
-                split,
-                path,
-                bytes,
-                sha256,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let Some(earlier) = load_stage::<Vec<InputDigest>>(&cfg.output_dir, INPUTS) else {
-        return save_stage(&cfg.output_dir, INPUTS, &now);
-    };
-    for input in &now {
-        let Some(then) = earlier.iter().find(|e| e.split == input.split) else {
-            continue;
-        };
-        if then.sha256 != input.sha256 {
-            return Err(TrainError::Config(format!(
-                "{} changed since the run in {} began ({} bytes, sha256 {}… then; {} bytes, {}… now): \
-                 its finished stages describe the old data; choose another output folder or delete it",
-                input.path.display(),
-                cfg.output_dir.display(),
-                then.bytes,
-                &then.sha256[..12],
-                input.bytes,
-                &input.sha256[..12]
-            )));
-        }
-    }
-    log("data: the source files are those of the earlier run");
-    Ok(())
-}
-
 fn describe_limit(limit: Option<usize>) -> String {
     limit.map_or_else(|| "none".into(), |n| n.to_string())
-}
-
-/// Refuses a folder holding a run with another configuration, except for the keys that
-/// only touch the evaluation stages or the display (`dev_limit`, `test_limit`,
-/// `progress`): those are taken over (the stage records know their limit, so only the
-/// evaluation whose limit changed runs again) and said in the log.
-fn check_same_run(cfg: &PipelineConfig, log: &mut dyn FnMut(&str)) -> Result<()> {
-    let path = cfg.output_dir.join("pipeline_config.json");
-    if !path.is_file() {
-        return cfg.save_json(&path);
-    }
-    let earlier = PipelineConfig::load(&path)?;
-    if &earlier == cfg {
-        return Ok(());
-    }
-    let with_evaluation_keys_of_now = PipelineConfig {
-        dev_limit: cfg.dev_limit,
-        test_limit: cfg.test_limit,
-        progress: cfg.progress,
-        ..earlier.clone()
-    };
-    if &with_evaluation_keys_of_now != cfg {
-        return Err(TrainError::Config(format!(
-            "{} holds a run with a different configuration ({}: {}); choose another output folder or delete it",
-            cfg.output_dir.display(),
-            path.display(),
-            config_differences(&earlier, cfg).join("; ")
-        )));
-    }
-    log(&format!(
-        "same run, evaluation settings changed ({}): prepare and train carry over",
-        config_differences(&earlier, cfg).join("; ")
-    ));
-    cfg.save_json(&path)
 }
 
 /// Runs (or resumes) the whole pipeline and writes `report.json`, `report.md` and

@@ -1,6 +1,7 @@
 //! Running the points of a sweep, N child processes at a time, each in its own folder;
-//! a point with a `report.json` is done and skipped; a failing point is recorded and the
-//! others go on.
+//! a point with a `report.json` is done and skipped (if its recorded run still matches the
+//! point: [`stale_run_reason`](crate::pipeline::identity::stale_run_reason)); a failing
+//! point is recorded and the others go on.
 
 use super::grid::SweepPoint;
 use crate::pipeline::PipelineReport;
@@ -98,6 +99,18 @@ fn run_point(
         report: read_report(dir),
     };
     if result.report.is_some() {
+        // A finished point counts only while its config and data are those of this sweep;
+        // otherwise its pipeline would refuse the folder too, so say why here.
+        if let Some(reason) = crate::pipeline::identity::stale_run_reason(&point.config) {
+            result.report = None;
+            result.status = PointStatus::Failed {
+                exit_code: None,
+                log_tail: format!(
+                    "the finished run in {} is stale: {reason}; delete that folder to run the point again",
+                    dir.display()
+                ),
+            };
+        }
         return result;
     }
     let start = Instant::now();
