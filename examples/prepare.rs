@@ -18,13 +18,17 @@ use code2nl::data::{
 
 fn inputs(args: &PrepareArgs) -> Result<Vec<(String, String, PathBuf)>> {
     if let Some(file) = &args.data {
+        // The stats row's labels: --lang/--split when given, else the reference layout's
+        // `<lang>/<split>.jsonl` read off the path.
         let name = file.file_name().and_then(|s| s.to_str()).unwrap_or("data");
-        let split = name.trim_end_matches(".gz").trim_end_matches(".jsonl");
-        let lang = file
+        let stem = name.trim_end_matches(".gz").trim_end_matches(".jsonl");
+        let split = args.split.as_deref().unwrap_or(stem);
+        let folder = file
             .parent()
             .and_then(Path::file_name)
             .and_then(|s| s.to_str())
             .unwrap_or("-");
+        let lang = args.lang.as_deref().unwrap_or(folder);
         return Ok(vec![(lang.to_string(), split.to_string(), file.clone())]);
     }
     let (Some(dir), Some(lang)) = (&args.data_dir, &args.lang) else {

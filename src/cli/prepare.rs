@@ -17,10 +17,11 @@ pub struct PrepareArgs {
     /// Folder with `<lang>/<split>.jsonl[.gz]` files.
     #[arg(long, requires = "lang")]
     pub data_dir: Option<PathBuf>,
-    /// Language under `--data-dir`.
+    /// Language under `--data-dir` (with `--data`: the stats table's label).
     #[arg(long)]
     pub lang: Option<String>,
-    /// Split under `--data-dir` (default: every one of train, valid, test that exists).
+    /// Split under `--data-dir` (default: every one of train, valid, test that exists; with
+    /// `--data`: the stats table's label).
     #[arg(long)]
     pub split: Option<String>,
     /// Tokenizer folder (vocab.json + merges.txt or tokenizer.json), file, or hub id.
