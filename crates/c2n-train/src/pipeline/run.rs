@@ -411,6 +411,12 @@ pub fn run_pipeline(cfg: &PipelineConfig, log: &mut dyn FnMut(&str)) -> Result<P
         out.display()
     ));
     check_same_run(cfg, log)?;
+    if cfg.dev_split == cfg.test_split {
+        log(&format!(
+            "warning: dev_split and test_split are both `{}`: checkpoints are chosen on the test data, so its score is optimistic",
+            cfg.test_split
+        ));
+    }
     let tokenizer_spec = tokenizer_spec(cfg, preset);
     let splits = resolve_splits(cfg)?;
     check_same_data(cfg, log)?;
