@@ -94,6 +94,11 @@ pub struct Batch {
 }
 
 /// Pads the features at `positions` to `source_len` × `target_len`.
+///
+/// A feature longer than its length is cut to it (its `</s>` included): callers choose the
+/// lengths from the batch ([`padded_lengths`], or the features' own maximum) when they need
+/// every id, and a shorter target length on purpose where the targets are not used (decoding
+/// passes 2).
 pub fn make_batch<S: FeatureSet + ?Sized>(
     set: &S,
     positions: &[usize],

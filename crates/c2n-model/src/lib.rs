@@ -71,6 +71,13 @@
 //! (torch < 1.6, as the reference's torch 1.4 writes). Errors ([`ModelError`]) name the file
 //! and key.
 //!
+//! ## Features
+//!
+//! - `cuda`: Candle's CUDA backend and this crate's own CUDA kernels (layer-norm backward,
+//!   dropout, attention probabilities, AdamW, candidate ranking, the decoding cache; each can
+//!   be switched off, `docs/gpu.md`); needs a CUDA toolkit at build time. Without it
+//!   everything runs on the CPU, and the `cuda_*_enabled` switches report `false`.
+//!
 //! ## Decoding sessions
 //!
 //! Beam search drives a [`NextTokenLogProbs`] session ([`step`]). [`KvCacheSession`] encodes
@@ -100,6 +107,10 @@ mod seq2seq;
 pub mod session;
 pub mod step;
 
+/// The Candle crates this one is built on, re-exported so that a user's tensors and
+/// `VarMap`s come from the same versions.
+pub use candle_core;
+pub use candle_nn;
 pub use config::{Activation, ModelConfig};
 #[cfg(feature = "cuda")]
 pub use cuda_kernels::cuda_sync_check;

@@ -20,6 +20,11 @@
 //! | [`pipeline`] | prepare → train → evaluate dev/test → report for one language, resumable stages, presets, published numbers, curves PNG |
 //! | [`sweep`] | TOML grids of pipeline configs run as N child processes, results ranked by dev BLEU |
 //!
+//! Features: `cuda` (c2n-model's CUDA backend and kernels), `nccl` (the NCCL communicator,
+//! one process or thread per GPU), `mpi` (the MPI communicator for CPU ranks under `mpirun`;
+//! needs Open MPI and libclang at build time). The default build is CPU-only, with the
+//! single-rank and thread communicators ([`comm`], `docs/distributed.md`).
+//!
 //! The model must give PyTorch's `padding_idx` behaviour (no lookup gradient into the pad
 //! rows of the word and position tables); `c2n-model`'s embeddings do, and
 //! `tests/train_parity.rs` checks parameters against the PyTorch reference after every update.

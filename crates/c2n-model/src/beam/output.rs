@@ -25,7 +25,9 @@ pub struct Hypothesis {
 /// The decoding result of one example.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BeamOutput {
-    /// K hypotheses in rank order (reference `getFinal` order).
+    /// K hypotheses in rank order (reference `getFinal` order). They need not differ: when
+    /// no hypothesis reached EOS, `getFinal` puts row 0 first and then every unfinished row,
+    /// row 0 included, so the best hypothesis appears twice.
     pub hypotheses: Vec<Hypothesis>,
     /// The reference's `[K, max_length]` rows: the hypotheses right-padded with id 0.
     pub rows: Vec<Vec<u32>>,
