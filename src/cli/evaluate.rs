@@ -38,7 +38,7 @@ pub struct EvaluateArgs {
     #[arg(long, default_value = ".")]
     pub output_dir: PathBuf,
     /// Write nbest.jsonl with K hypotheses per example (K at most --beam-size). As in the
-    /// reference's getFinal, an example where no hypothesis reached </s> lists its best one
+    /// reference's getFinal, an example where no hypothesis reached `</s>` lists its best one
     /// twice.
     #[arg(long, value_parser = super::at_least_one())]
     pub nbest: Option<usize>,

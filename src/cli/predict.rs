@@ -18,7 +18,7 @@ pub struct PredictArgs {
     #[arg(long)]
     pub file: Option<PathBuf>,
     /// Print the K best hypotheses as `score<TAB>text` (K at most --beam-size). As in the
-    /// reference's getFinal, when no hypothesis reached </s> the best one is listed twice.
+    /// reference's getFinal, when no hypothesis reached `</s>` the best one is listed twice.
     #[arg(long, value_parser = super::at_least_one())]
     pub nbest: Option<usize>,
     /// Beam size.
