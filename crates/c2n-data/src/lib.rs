@@ -19,6 +19,11 @@
 //!
 //! No candle here: batches are flat `u32` vectors plus shapes.
 //!
+//! Feature `hub` (on by default): the [`hub`] module and tokenizers by hub model id
+//! ([`TokenizerFiles::from_hub`]), through `hf-hub` and `parquet`. Without it
+//! (`default-features = false`) the crate reads local files only and builds about half as
+//! many dependencies (no network or TLS stack).
+//!
 //! ## Example
 //!
 //! A toy byte-level vocabulary (every byte symbol, the five specials and one merge) is enough
@@ -65,6 +70,7 @@ pub mod clean;
 pub mod error;
 pub mod example;
 pub mod features;
+#[cfg(feature = "hub")]
 pub mod hub;
 pub mod partition;
 pub mod pipeline;

@@ -114,8 +114,21 @@ impl TokenizerFiles {
         })
     }
 
-    /// A hub model id, cache first.
+    /// A hub model id, cache first (feature `hub`; without it, an error saying so).
     pub fn from_hub(model_id: &str) -> Result<TokenizerFiles> {
+        #[cfg(not(feature = "hub"))]
+        return Err(DataError::Tokenizer {
+            location: model_id.to_string(),
+            message: "not a local folder or file, and this build of c2n-data has no hub \
+                      access (feature `hub`)"
+                .to_string(),
+        });
+        #[cfg(feature = "hub")]
+        Self::from_hub_cache_or_download(model_id)
+    }
+
+    #[cfg(feature = "hub")]
+    fn from_hub_cache_or_download(model_id: &str) -> Result<TokenizerFiles> {
         let hub_error = |message: String| DataError::Tokenizer {
             location: model_id.to_string(),
             message,

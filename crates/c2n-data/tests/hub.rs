@@ -1,6 +1,7 @@
 //! The hub path offline: a hf-hub cache folder built in the test (`datasets--{org}--{name}/
 //! snapshots/<rev>/…` + `refs/main`) with parquet files written here, converted to jsonl and
 //! read back as the reference jsonl would be.
+#![cfg(feature = "hub")]
 
 mod common;
 

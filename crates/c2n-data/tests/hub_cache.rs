@@ -1,5 +1,6 @@
 //! A hub id resolves from the Hugging Face cache without network, and fails clearly offline.
 //! (One test in its own binary: it sets process-wide environment variables.)
+#![cfg(feature = "hub")]
 
 mod common;
 

@@ -73,6 +73,8 @@
 //!
 //! ## Features
 //!
+//! - `hub` (default): [`load_pretrained_encoder`] also takes Hugging Face model ids
+//!   (`microsoft/codebert-base`), through `hf-hub`; without it, local folders only.
 //! - `cuda`: Candle's CUDA backend and this crate's own CUDA kernels (layer-norm backward,
 //!   dropout, attention probabilities, AdamW, candidate ranking, the decoding cache; each can
 //!   be switched off, `docs/gpu.md`); needs a CUDA toolkit at build time. Without it

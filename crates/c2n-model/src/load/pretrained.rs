@@ -54,6 +54,17 @@ pub fn resolve_pretrained(source: &str) -> Result<PretrainedFiles> {
     resolve_hub(source)
 }
 
+#[cfg(not(feature = "hub"))]
+fn resolve_hub(model_id: &str) -> Result<PretrainedFiles> {
+    Err(ModelError::Checkpoint {
+        path: PathBuf::from(model_id),
+        message: "not a local folder, and this build of c2n-model has no hub access \
+                  (feature `hub`)"
+            .into(),
+    })
+}
+
+#[cfg(feature = "hub")]
 fn resolve_hub(model_id: &str) -> Result<PretrainedFiles> {
     let hub_error = |message: String| ModelError::Checkpoint {
         path: PathBuf::from(model_id),
