@@ -87,6 +87,17 @@ impl SweepFile {
             combos.clear();
         }
         combos.extend(self.points.iter().cloned());
+        // The same overrides twice would train the same run twice, in two folders.
+        for (i, combo) in combos.iter().enumerate() {
+            if let Some(j) = combos[..i].iter().position(|earlier| earlier == combo) {
+                return Err(TrainError::Config(format!(
+                    "points {} and {} are the same run ({})",
+                    point_name(j, combo),
+                    point_name(i, combo),
+                    serde_json::Value::Object(combo.clone())
+                )));
+            }
+        }
         combos
             .into_iter()
             .enumerate()
@@ -175,6 +186,17 @@ mod tests {
         let file: SweepFile = toml::from_str("[grid]\nlr = []\n").unwrap();
         assert!(file.expand().is_err());
         assert!(toml::from_str::<SweepFile>("[grids]\n").is_err());
+    }
+
+    #[test]
+    fn the_same_run_twice_is_refused() {
+        let file: SweepFile =
+            toml::from_str("[grid]\nlr = [0.1, 0.2]\n[[points]]\nlr = 0.2\n").unwrap();
+        let err = file.expand().unwrap_err().to_string();
+        assert!(err.contains("01-lr=0.2 and 02-lr=0.2"), "{err}");
+        let file: SweepFile =
+            toml::from_str("[grid]\nlr = [0.1, 0.2]\n[[points]]\nlr = 0.3\n").unwrap();
+        assert_eq!(file.expand().unwrap().len(), 3);
     }
 
     #[test]
