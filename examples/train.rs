@@ -30,7 +30,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use code2nl::cli::train::TrainArgs;
 use code2nl::train::comm::{self, Communicator};
-use code2nl::train::config::TrainConfig;
+use code2nl::train::config::{Precision, TrainConfig};
 use code2nl::train::trainer::{TrainSummary, Trainer};
 use code2nl::train::TrainError;
 
@@ -82,7 +82,11 @@ fn train_rank(
     resume: bool,
     comm: &dyn Communicator,
 ) -> Result<Option<TrainSummary>, TrainError> {
+    let tf32 = config.precision == Precision::Tf32;
     let mut trainer = Trainer::from_config_on(config, resume, comm)?;
+    if tf32 && comm.is_main() && trainer.model().device().is_cpu() {
+        eprintln!("note: tf32 changes CUDA matrix products only; on the CPU this run is f32");
+    }
     if let Some(aside) = trainer.earlier_run_set_aside() {
         eprintln!(
             "note: the output folder held an earlier run, moved to {} (--resume continues a run)",
