@@ -21,7 +21,6 @@ use code2nl::train::evaluate::{evaluate_file_sharded, EvaluateReport, EvaluateRe
 use code2nl::train::TrainError;
 
 fn main() -> Result<()> {
-    code2nl::cli::end_quietly_on_closed_pipe();
     let args = EvaluateArgs::parse();
     let spec = args.launch_spec()?;
     let tokenizer = RobertaTokenizer::load(&args.model.tokenizer)?;

@@ -87,10 +87,12 @@ fn train_rank(
     if tf32 && comm.is_main() && trainer.model().device().is_cpu() {
         eprintln!("note: tf32 changes CUDA matrix products only; on the CPU this run is f32");
     }
-    if let Some(aside) = trainer.earlier_run_set_aside() {
+    if let Some(earlier) = trainer.earlier_run_set_aside() {
         eprintln!(
-            "note: the output folder held an earlier run, moved to {} (--resume continues a run)",
-            aside.display()
+            "note: the output folder held an earlier run, moved to {} ({:.1} MB; delete it if \
+             not needed; --resume continues a run instead)",
+            earlier.dir.display(),
+            earlier.bytes as f64 / 1e6
         );
     }
     if comm.is_main() {

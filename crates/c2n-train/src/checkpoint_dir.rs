@@ -61,11 +61,36 @@ const RUN_FILES: [&str; 4] = [
     crate::config::TRAIN_CONFIG_FILE,
 ];
 
+/// Where [`set_aside_earlier_run`] put an earlier run, and how much it holds (said to the
+/// user: every fresh run in the same folder keeps one more).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EarlierRun {
+    pub dir: PathBuf,
+    pub bytes: u64,
+}
+
+/// Bytes of the files below `path` (a file: its size).
+fn tree_bytes(path: &Path) -> u64 {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => fs::read_dir(path)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .map(|e| tree_bytes(&e.path()))
+                    .sum()
+            })
+            .unwrap_or(0),
+        Ok(meta) => meta.len(),
+        Err(_) => 0,
+    }
+}
+
 /// Moves what an earlier run left in `output_dir` (its checkpoints, metrics, dev outputs and
 /// config) into a new `output_dir/earlier-run-N/`, so that a fresh run there neither loses it
 /// nor leaves its best checkpoints lying next to the new ones, where an evaluation would pick
-/// up a model of another run. Returns that folder, or `None` when there was nothing to move.
-pub fn set_aside_earlier_run(output_dir: &Path) -> Result<Option<PathBuf>> {
+/// up a model of another run. Returns that folder and its size, or `None` when there was
+/// nothing to move.
+pub fn set_aside_earlier_run(output_dir: &Path) -> Result<Option<EarlierRun>> {
     use crate::checkpoint_policy::{BEST_BLEU, BEST_PPL, LAST};
     if !output_dir.is_dir() {
         return Ok(None);
@@ -88,7 +113,8 @@ pub fn set_aside_earlier_run(output_dir: &Path) -> Result<Option<PathBuf>> {
         let from = output_dir.join(name);
         fs::rename(&from, aside.join(name)).map_err(|e| TrainError::io(&from, e))?;
     }
-    Ok(Some(aside))
+    let bytes = tree_bytes(&aside);
+    Ok(Some(EarlierRun { dir: aside, bytes }))
 }
 
 /// Flushes every file of `dir` (not recursive: checkpoints are flat) and the folder itself.
@@ -151,15 +177,18 @@ mod tests {
         }
         fs::write(out.join("dev.output"), "0\tx\n").unwrap();
         fs::write(out.join("notes.txt"), "the user's").unwrap();
-        let aside = set_aside_earlier_run(&out).unwrap().unwrap();
+        let earlier = set_aside_earlier_run(&out).unwrap().unwrap();
+        let aside = earlier.dir;
         assert_eq!(aside, out.join("earlier-run-1"));
+        // Two model files named after their folders and the dev output's 4 bytes.
+        assert_eq!(earlier.bytes, 15 + 20 + 4);
         assert_eq!(
             names(&aside),
             ["checkpoint-best-bleu", "checkpoint-last", "dev.output"]
         );
         assert_eq!(names(&out), ["earlier-run-1", "notes.txt"]);
         fs::create_dir_all(out.join("checkpoint-last")).unwrap();
-        let second = set_aside_earlier_run(&out).unwrap().unwrap();
+        let second = set_aside_earlier_run(&out).unwrap().unwrap().dir;
         assert_eq!(second, out.join("earlier-run-2"));
         assert_eq!(names(&second), ["checkpoint-last"]);
     }

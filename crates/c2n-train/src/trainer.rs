@@ -152,7 +152,7 @@ pub struct Trainer {
     bucket_plan: Option<BucketPlan>,
     sync_stats: SyncStats,
     /// Where a fresh run moved the earlier run it found in its output folder.
-    earlier_run: Option<PathBuf>,
+    earlier_run: Option<checkpoint_dir::EarlierRun>,
 }
 
 /// One micro-batch as this rank saw it, and the batch as a whole.
@@ -760,9 +760,9 @@ impl Trainer {
     }
 
     /// Where this fresh run moved the earlier run it found in its output folder
-    /// (`OUTPUT/earlier-run-N`), if there was one.
-    pub fn earlier_run_set_aside(&self) -> Option<&Path> {
-        self.earlier_run.as_deref()
+    /// (`OUTPUT/earlier-run-N`) and its size, if there was one.
+    pub fn earlier_run_set_aside(&self) -> Option<&checkpoint_dir::EarlierRun> {
+        self.earlier_run.as_ref()
     }
 
     /// Runs the loop to its end (or `stop_after`, or early stopping) and writes

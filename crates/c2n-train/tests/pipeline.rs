@@ -157,15 +157,45 @@ fn pipeline_runs_reports_and_resumes() {
     assert!(again.stages.iter().all(|s| s.skipped));
     assert_eq!(again.test.examples, 4);
 
+    // What a sweep asks before it skips a finished point: the same run (preset left to the
+    // device, the folder spelled another way), other evaluation limits, another run.
+    use c2n_train::pipeline::identity::{earlier_run_match, RunMatch};
+    std::fs::create_dir_all(tmp.path().join("sub")).unwrap();
+    let spelled_otherwise = PipelineConfig {
+        preset: None,
+        output_dir: tmp.path().join("sub/../run"),
+        ..fewer.clone()
+    };
+    assert_eq!(earlier_run_match(&spelled_otherwise), RunMatch::Same);
+    assert!(matches!(
+        earlier_run_match(&cfg),
+        RunMatch::EvaluationChanged(keys) if keys.len() == 1 && keys[0].starts_with("test_limit")
+    ));
+    let mut lr = fewer.clone();
+    lr.train.insert("lr".into(), json!(0.5));
+    assert!(matches!(earlier_run_match(&lr), RunMatch::Different(why) if why.contains("train.lr")));
+
     // Changed data under the same folder is refused (the records describe the old data).
     let test_file = data.join("ruby/test.jsonl");
     let original = std::fs::read_to_string(&test_file).unwrap();
     let mut reordered: Vec<&str> = original.lines().collect();
     reordered.reverse();
     std::fs::write(&test_file, reordered.join("\n") + "\n").unwrap();
-    let err = run_pipeline(&fewer, &mut |_| {}).unwrap_err().to_string();
+    assert!(
+        matches!(earlier_run_match(&fewer), RunMatch::Different(why) if why.contains("test.jsonl changed")),
+        "a sweep sees the change too"
+    );
+    let other_limit = PipelineConfig {
+        test_limit: Some(3),
+        ..fewer.clone()
+    };
+    let err = run_pipeline(&other_limit, &mut |_| {})
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("test.jsonl changed since the run"), "{err}");
     std::fs::write(&test_file, original).unwrap();
+    // The refused rerun recorded nothing: the folder's config is still the one that ran.
+    assert_eq!(earlier_run_match(&fewer), RunMatch::Same);
     let (restored, lines) = run(&fewer);
     assert!(restored.stages.iter().all(|s| s.skipped), "{lines:?}");
 
@@ -173,6 +203,6 @@ fn pipeline_runs_reports_and_resumes() {
     let mut other = cfg.clone();
     other.train.insert("lr".into(), json!(0.5));
     let err = run_pipeline(&other, &mut |_| {}).unwrap_err().to_string();
-    assert!(err.contains("different configuration"), "{err}");
+    assert!(err.contains("holds another run"), "{err}");
     assert!(err.contains("train.lr: earlier"), "the key is named: {err}");
 }

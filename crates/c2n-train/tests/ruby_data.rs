@@ -124,7 +124,7 @@ fn short_run_on_ruby_writes_checkpoints_dev_outputs_and_metrics() {
         ..TrainConfig::default()
     };
     let mut trainer = Trainer::from_config(config.clone(), false).unwrap();
-    assert_eq!(trainer.earlier_run_set_aside(), None);
+    assert!(trainer.earlier_run_set_aside().is_none());
     let summary = trainer.run().unwrap();
     // Evaluations after updates 1 and 3 ((global_step + 1) % 2 == 0); update 4 is not evaluated.
     assert_eq!((summary.updates, summary.evaluations), (4, 2));
@@ -245,7 +245,9 @@ fn short_run_on_ruby_writes_checkpoints_dev_outputs_and_metrics() {
     };
     let mut fresh = Trainer::from_config(again, false).unwrap();
     let aside = out.join("earlier-run-1");
-    assert_eq!(fresh.earlier_run_set_aside(), Some(aside.as_path()));
+    let earlier = fresh.earlier_run_set_aside().unwrap();
+    assert_eq!(earlier.dir, aside);
+    assert!(earlier.bytes > 0);
     fresh.run().unwrap();
     assert!(aside
         .join("checkpoint-best-ppl/model.safetensors")

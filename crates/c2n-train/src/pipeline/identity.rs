@@ -3,7 +3,7 @@
 //! since its stage records would describe another run; a sweep asks before it skips a point.
 
 use super::config::PipelineConfig;
-use super::splits::source_files;
+use super::splits::{local_source_files, source_files};
 use super::stages::{load_stage, save_stage};
 use crate::{Result, TrainError};
 use serde::{Deserialize, Serialize};
@@ -58,61 +58,113 @@ pub fn config_differences(earlier: &PipelineConfig, now: &PipelineConfig) -> Vec
     out
 }
 
+/// How the run recorded in an output folder relates to a config for that folder.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunMatch {
+    /// No record, or the same run: finished stages stand.
+    Same,
+    /// The same run with other evaluation settings (`dev_limit`, `test_limit`, `progress`):
+    /// prepare and train stand, the evaluation whose limit changed runs again. The keys.
+    EvaluationChanged(Vec<String>),
+    /// Another run (configuration or source files): why.
+    Different(String),
+}
+
+/// Compares configs of one folder: the folder itself (`output_dir`, however spelled) is not
+/// part of the identity, and a preset left to the device (`None`) takes the recorded one.
+fn compare_configs(earlier: &PipelineConfig, now: &PipelineConfig) -> RunMatch {
+    let now = PipelineConfig {
+        output_dir: earlier.output_dir.clone(),
+        preset: now.preset.or(earlier.preset),
+        ..now.clone()
+    };
+    if *earlier == now {
+        return RunMatch::Same;
+    }
+    let differences = config_differences(earlier, &now);
+    let with_evaluation_keys_of_now = PipelineConfig {
+        dev_limit: now.dev_limit,
+        test_limit: now.test_limit,
+        progress: now.progress,
+        ..earlier.clone()
+    };
+    if with_evaluation_keys_of_now == now {
+        RunMatch::EvaluationChanged(differences)
+    } else {
+        RunMatch::Different(format!(
+            "its configuration differs ({})",
+            differences.join("; ")
+        ))
+    }
+}
+
+/// The recorded configuration of the run in `cfg.output_dir`, compared with `cfg`.
+fn recorded_config_match(cfg: &PipelineConfig) -> Result<RunMatch> {
+    let path = cfg.output_dir.join(RUN_CONFIG);
+    if !path.is_file() {
+        return Ok(RunMatch::Same);
+    }
+    Ok(compare_configs(&PipelineConfig::load(&path)?, cfg))
+}
+
 /// Refuses a folder holding a run with another configuration, except for the keys that
 /// only touch the evaluation stages or the display (`dev_limit`, `test_limit`,
 /// `progress`): those are taken over (the stage records know their limit, so only the
-/// evaluation whose limit changed runs again) and said in the log. `cfg` has its preset
-/// resolved.
+/// evaluation whose limit changed runs again) and said in the log. Saves nothing: the
+/// caller saves the config ([`save_run_config`]) once the data check passed too.
 pub fn check_same_run(cfg: &PipelineConfig, log: &mut dyn FnMut(&str)) -> Result<()> {
-    let path = cfg.output_dir.join(RUN_CONFIG);
-    if !path.is_file() {
-        return cfg.save_json(&path);
+    match recorded_config_match(cfg)? {
+        RunMatch::Same => Ok(()),
+        RunMatch::EvaluationChanged(keys) => {
+            log(&format!(
+                "same run, evaluation settings changed ({}): prepare and train carry over",
+                keys.join("; ")
+            ));
+            Ok(())
+        }
+        RunMatch::Different(why) => Err(TrainError::Config(format!(
+            "{} holds another run: {why}; choose another output folder or delete it",
+            cfg.output_dir.display()
+        ))),
     }
-    let earlier = PipelineConfig::load(&path)?;
-    if &earlier == cfg {
-        return Ok(());
-    }
-    let with_evaluation_keys_of_now = PipelineConfig {
-        dev_limit: cfg.dev_limit,
-        test_limit: cfg.test_limit,
-        progress: cfg.progress,
-        ..earlier.clone()
-    };
-    if &with_evaluation_keys_of_now != cfg {
-        return Err(TrainError::Config(format!(
-            "{} holds a run with a different configuration ({}: {}); choose another output folder or delete it",
-            cfg.output_dir.display(),
-            path.display(),
-            config_differences(&earlier, cfg).join("; ")
-        )));
-    }
-    log(&format!(
-        "same run, evaluation settings changed ({}): prepare and train carry over",
-        config_differences(&earlier, cfg).join("; ")
-    ));
-    cfg.save_json(&path)
+}
+
+/// Records `cfg` as the folder's run configuration.
+pub fn save_run_config(cfg: &PipelineConfig) -> Result<()> {
+    cfg.save_json(&cfg.output_dir.join(RUN_CONFIG))
 }
 
 /// The digests of the run's source files as they are now.
 fn current_digests(cfg: &PipelineConfig) -> Result<Vec<InputDigest>> {
     source_files(cfg)?
         .into_iter()
-        .map(|(split, path)| {
-            let (bytes, sha256) = c2n_data::cache::sha256_file(&path)?;
-            Ok(InputDigest {
-                split,
-                path,
-                bytes,
-                sha256,
-            })
-        })
+        .map(|(split, path)| digest(split, path))
         .collect()
+}
+
+fn digest(split: String, path: PathBuf) -> Result<InputDigest> {
+    let (bytes, sha256) = c2n_data::cache::sha256_file(&path)?;
+    Ok(InputDigest {
+        split,
+        path,
+        bytes,
+        sha256,
+    })
 }
 
 /// The first source file whose content differs from the recorded one, described.
 fn data_change(output_dir: &Path, earlier: &[InputDigest], now: &[InputDigest]) -> Option<String> {
     now.iter().find_map(|input| {
         let then = earlier.iter().find(|e| e.split == input.split)?;
+        if then.path != input.path && then.sha256 != input.sha256 {
+            // E.g. a `.jsonl` unpacked beside the `.jsonl.gz` the run read.
+            return Some(format!(
+                "split `{}` now reads {} instead of {}",
+                input.split,
+                input.path.display(),
+                then.path.display()
+            ));
+        }
         (then.sha256 != input.sha256).then(|| {
             format!(
                 "{} changed since the run in {} began ({} bytes, sha256 {}… then; {} bytes, {}… now)",
@@ -144,30 +196,31 @@ pub fn check_same_data(cfg: &PipelineConfig, log: &mut dyn FnMut(&str)) -> Resul
     Ok(())
 }
 
-/// Why the run recorded in `cfg.output_dir` no longer answers `cfg` (another configuration,
-/// or changed source files), or `None` when it does or there is no record to compare. A
-/// preset left to the device (`None`) takes the recorded one.
-pub fn stale_run_reason(cfg: &PipelineConfig) -> Option<String> {
-    let path = cfg.output_dir.join(RUN_CONFIG);
-    if path.is_file() {
-        let earlier = match PipelineConfig::load(&path) {
-            Ok(earlier) => earlier,
-            Err(e) => return Some(e.to_string()),
-        };
-        let now = PipelineConfig {
-            preset: cfg.preset.or(earlier.preset),
-            ..cfg.clone()
-        };
-        if earlier != now {
-            return Some(format!(
-                "its configuration differs ({})",
-                config_differences(&earlier, &now).join("; ")
-            ));
-        }
+/// How the finished run recorded in `cfg.output_dir` relates to `cfg` (a sweep asks before
+/// it skips a point): its configuration, then, when the source files are local and still
+/// there, their digests. Nothing is downloaded: hub splits and missing files are not
+/// checked (the pipeline checks them when it runs).
+pub fn earlier_run_match(cfg: &PipelineConfig) -> RunMatch {
+    let by_config = match recorded_config_match(cfg) {
+        Ok(m) => m,
+        Err(e) => return RunMatch::Different(e.to_string()),
+    };
+    if let RunMatch::Different(_) = by_config {
+        return by_config;
     }
-    let earlier = load_stage::<Vec<InputDigest>>(&cfg.output_dir, INPUTS)?;
-    match current_digests(cfg) {
-        Ok(now) => data_change(&cfg.output_dir, &earlier, &now),
-        Err(e) => Some(e.to_string()),
+    let Some(earlier) = load_stage::<Vec<InputDigest>>(&cfg.output_dir, INPUTS) else {
+        return by_config;
+    };
+    let Some(files) = local_source_files(cfg) else {
+        return by_config;
+    };
+    let now: Result<Vec<InputDigest>> = files
+        .into_iter()
+        .map(|(split, path)| digest(split, path))
+        .collect();
+    match now.map(|now| data_change(&cfg.output_dir, &earlier, &now)) {
+        Ok(Some(change)) => RunMatch::Different(change),
+        Ok(None) => by_config,
+        Err(e) => RunMatch::Different(e.to_string()),
     }
 }

@@ -2,7 +2,7 @@
 //! when an earlier run finished it.
 
 use super::config::{PipelineConfig, Preset};
-use super::identity::{check_same_data, check_same_run};
+use super::identity::{check_same_data, check_same_run, save_run_config};
 use super::plot::training_curves_png;
 use super::preset::{
     apply_train_overrides, preset_model_id, preset_train_config, published_codebert_bleu,
@@ -210,10 +210,11 @@ fn train_stage(
     let resume = train.output_dir.join(LAST).join(TRAIN_STATE_FILE).is_file();
     let start = Instant::now();
     let mut trainer = Trainer::from_config(train.clone(), resume)?;
-    if let Some(aside) = trainer.earlier_run_set_aside() {
+    if let Some(earlier) = trainer.earlier_run_set_aside() {
         log(&format!(
-            "train: an earlier run's files moved to {}",
-            aside.display()
+            "train: an earlier run's files moved to {} ({:.1} MB)",
+            earlier.dir.display(),
+            earlier.bytes as f64 / 1e6
         ));
     }
     let seen_before = trainer.state().examples_seen;
@@ -420,6 +421,7 @@ pub fn run_pipeline(cfg: &PipelineConfig, log: &mut dyn FnMut(&str)) -> Result<P
     let tokenizer_spec = tokenizer_spec(cfg, preset);
     let splits = resolve_splits(cfg)?;
     check_same_data(cfg, log)?;
+    save_run_config(cfg)?;
     let train = train_config(cfg, preset, &splits, &tokenizer_spec)?;
     let prepare = prepare_stage(cfg, &splits, &train, &tokenizer_spec, log)?;
     let trained = train_stage(cfg, &train, log)?;

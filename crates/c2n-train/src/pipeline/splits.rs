@@ -64,6 +64,13 @@ pub fn source_files(cfg: &PipelineConfig) -> Result<Vec<(String, PathBuf)>> {
         .collect()
 }
 
+/// [`source_files`] when they are local files that exist now (a `data_dir` run); `None` for
+/// hub splits (resolving them may download) or when one is missing.
+pub fn local_source_files(cfg: &PipelineConfig) -> Option<Vec<(String, PathBuf)>> {
+    cfg.data_dir.as_ref()?;
+    source_files(cfg).ok()
+}
+
 /// Every line of a jsonl (or gzipped jsonl) file, without the newline.
 fn read_lines(path: &Path) -> Result<Vec<Vec<u8>>> {
     let mut reader = JsonlLines::open(path)?;

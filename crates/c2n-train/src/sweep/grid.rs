@@ -62,7 +62,8 @@ impl SweepFile {
                 path.display()
             )));
         }
-        table.try_into().map_err(|e| TrainError::parse(path, e))
+        // Parsed again as the struct: its errors keep their line and column.
+        toml::from_str(&text).map_err(|e| TrainError::parse(path, e))
     }
 
     /// The grid's combinations followed by the explicit points, each as a full config.
@@ -209,6 +210,7 @@ mod tests {
         std::fs::write(&path, "[grids]\n").unwrap();
         let err = SweepFile::load(&path).unwrap_err().to_string();
         assert!(err.contains("sweep.toml") && err.contains("grids"), "{err}");
+        assert!(err.contains("line 1"), "the position is kept: {err}");
         std::fs::write(&path, "[grid]\nlr = [0.1, 0.2]\n").unwrap();
         assert_eq!(SweepFile::load(&path).unwrap().expand().unwrap().len(), 2);
     }

@@ -1,9 +1,11 @@
 //! Running the points of a sweep, N child processes at a time, each in its own folder;
 //! a point with a `report.json` is done and skipped (if its recorded run still matches the
-//! point: [`stale_run_reason`](crate::pipeline::identity::stale_run_reason)); a failing
+//! point: [`earlier_run_match`](crate::pipeline::identity::earlier_run_match); other
+//! evaluation limits run the child, which re-scores); a failing
 //! point is recorded and the others go on.
 
 use super::grid::SweepPoint;
+use crate::pipeline::identity::{earlier_run_match, RunMatch};
 use crate::pipeline::PipelineReport;
 use crate::{Result, TrainError};
 use serde::{Deserialize, Serialize};
@@ -99,19 +101,24 @@ fn run_point(
         report: read_report(dir),
     };
     if result.report.is_some() {
-        // A finished point counts only while its config and data are those of this sweep;
-        // otherwise its pipeline would refuse the folder too, so say why here.
-        if let Some(reason) = crate::pipeline::identity::stale_run_reason(&point.config) {
-            result.report = None;
-            result.status = PointStatus::Failed {
-                exit_code: None,
-                log_tail: format!(
-                    "the finished run in {} is stale: {reason}; delete that folder to run the point again",
-                    dir.display()
-                ),
-            };
+        // A finished point counts only while its run is this sweep's point: other evaluation
+        // limits re-score (the child runs), anything else would be refused by its pipeline
+        // too, so say why here.
+        match earlier_run_match(&point.config) {
+            RunMatch::Same => return result,
+            RunMatch::EvaluationChanged(_) => {}
+            RunMatch::Different(reason) => {
+                result.report = None;
+                result.status = PointStatus::Failed {
+                    exit_code: None,
+                    log_tail: format!(
+                        "the finished run in {} is stale: {reason}; delete that folder to run the point again",
+                        dir.display()
+                    ),
+                };
+                return result;
+            }
         }
-        return result;
     }
     let start = Instant::now();
     let log_path = dir.join(POINT_LOG);
