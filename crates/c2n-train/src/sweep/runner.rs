@@ -1,6 +1,6 @@
 //! Running the points of a sweep, N child processes at a time, each in its own folder;
 //! a point with a `report.json` is done and skipped (if its recorded run still matches the
-//! point: [`earlier_run_match`](crate::pipeline::identity::earlier_run_match); other
+//! point: [`earlier_run_match`]; other
 //! evaluation limits run the child, which re-scores); a failing
 //! point is recorded and the others go on.
 
