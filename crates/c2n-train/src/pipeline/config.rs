@@ -158,9 +158,7 @@ impl PipelineConfig {
     /// finds half a file).
     pub fn save_json(&self, path: &Path) -> Result<()> {
         let text = serde_json::to_string_pretty(self).map_err(|e| TrainError::parse(path, e))?;
-        let partial = path.with_extension("json.partial");
-        std::fs::write(&partial, text).map_err(|e| TrainError::io(&partial, e))?;
-        std::fs::rename(&partial, path).map_err(|e| TrainError::io(path, e))
+        super::stages::write_aside_then_rename(path, &text)
     }
 
     /// The feature cache root.

@@ -26,7 +26,7 @@ struct InputDigest {
 }
 
 /// `key: earlier X, now Y` for each differing key (`train.lr` for the `[train]` table).
-pub fn config_differences(earlier: &PipelineConfig, now: &PipelineConfig) -> Vec<String> {
+fn config_differences(earlier: &PipelineConfig, now: &PipelineConfig) -> Vec<String> {
     fn walk(prefix: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
         match (a, b) {
             (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {

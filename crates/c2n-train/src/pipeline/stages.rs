@@ -27,9 +27,17 @@ pub fn save_stage<T: Serialize>(output_dir: &Path, name: &str, record: &T) -> Re
         std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
     }
     let text = serde_json::to_string_pretty(record).map_err(|e| TrainError::parse(&path, e))?;
-    let partial = path.with_extension("json.partial");
+    write_aside_then_rename(&path, &text)
+}
+
+/// Writes `text` to `path` through `<path>.partial` and a rename, so that a reader (a rerun)
+/// finds the old file or the whole new one, never half of it.
+pub(crate) fn write_aside_then_rename(path: &Path, text: &str) -> Result<()> {
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
     std::fs::write(&partial, text).map_err(|e| TrainError::io(&partial, e))?;
-    std::fs::rename(&partial, &path).map_err(|e| TrainError::io(&path, e))
+    std::fs::rename(&partial, path).map_err(|e| TrainError::io(path, e))
 }
 
 #[cfg(test)]
