@@ -110,7 +110,17 @@ fn main() -> Result<()> {
         let bar = indicatif::ProgressBar::new_spinner();
         bar.set_message(format!("{}", path.display()));
         let started = std::time::Instant::now();
-        let prepared = data::prepare(&req, &mut |lines| bar.set_position(lines as u64))?;
+        let prepared = data::prepare(&req, &mut |event| match event {
+            data::PrepareProgress::LinesRead(lines) => bar.set_position(lines as u64),
+            // suspend, not println: println says nothing when stderr is no terminal.
+            data::PrepareProgress::WaitingForOtherBuild { lock } => bar.suspend(|| {
+                eprintln!(
+                    "{}: another process is building this cache; waiting for it (lock {})",
+                    path.display(),
+                    lock.display()
+                )
+            }),
+        })?;
         bar.finish_and_clear();
         eprintln!(
             "{}: {:?} in {:.3}s, {} features, cache {}",

@@ -12,9 +12,10 @@
 //! Builds go to `<folder>.partial-<pid>` and are renamed into place only when complete. Each
 //! build holds an exclusive lock on `<folder>.lock-build` (std's advisory file lock), so of
 //! several processes or ranks preparing the same data at once one tokenizes and the others
-//! wait, then map its cache. Under the lock no other build of the folder runs, so partial or
-//! stale folders found then were abandoned and are removed; an invalid cache in the way is
-//! moved aside before it is deleted. A failure that says nothing about the cache (too many
+//! wait (saying so through [`PrepareProgress::WaitingForOtherBuild`]), then map its cache.
+//! Under the lock no other build of the folder runs, so partial or stale folders found then
+//! were abandoned and are removed; an invalid cache in the way is moved aside before it is
+//! deleted. A failure that says nothing about the cache (too many
 //! open files, no memory) is returned as an error and the folder left alone.
 
 use std::fs;
@@ -260,10 +261,27 @@ fn remove_leftovers(dir: &Path) {
     }
 }
 
+/// What [`prepare`] reports while it works, so that a caller can show why it is slow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PrepareProgress {
+    /// Another process (or thread) is building this cache folder: this call waits on its
+    /// lock, then maps what that build publishes. Reported once, before the wait.
+    WaitingForOtherBuild {
+        /// The lock file the other build holds.
+        lock: PathBuf,
+    },
+    /// Building: the number of input lines read so far (after each chunk).
+    LinesRead(usize),
+}
+
 /// Loads the features from the cache, or builds (and caches) them.
 ///
-/// `progress` gets the number of lines read so far while building.
-pub fn prepare(req: &PrepareRequest, progress: &mut dyn FnMut(usize)) -> Result<Prepared> {
+/// `progress` hears of a wait on another build of the same folder and, while building, of
+/// the number of lines read so far.
+pub fn prepare(
+    req: &PrepareRequest,
+    progress: &mut dyn FnMut(PrepareProgress),
+) -> Result<Prepared> {
     req.pipeline.features.validate()?;
     if req.shard_examples == 0 {
         return Err(DataError::Config("shard_examples must be positive".into()));
@@ -281,7 +299,7 @@ pub fn prepare(req: &PrepareRequest, progress: &mut dyn FnMut(usize)) -> Result<
     }
     // One builder per cache folder at a time: the others wait here, then find its cache.
     fs::create_dir_all(&req.cache_dir).map_err(|e| DataError::io(&req.cache_dir, e))?;
-    let _lock = BuildLock::acquire(&dir)?;
+    let _lock = BuildLock::acquire(&dir, progress)?;
     let status = if dir.exists() {
         match try_load(&dir, &fp, req.verify_checksum) {
             Ok((store, manifest)) => return Ok(hit(store, manifest)),
@@ -297,7 +315,16 @@ pub fn prepare(req: &PrepareRequest, progress: &mut dyn FnMut(usize)) -> Result<
     // Holding the lock, no other build of this folder runs: leftovers are abandoned.
     remove_leftovers(&dir);
     let tok = RobertaTokenizer::from_files(&req.tokenizer)?;
-    let manifest = build(req, &tok, &dir, input, tokenizer_sha256, fp, progress)?;
+    let mut lines_read = |lines| progress(PrepareProgress::LinesRead(lines));
+    let manifest = build(
+        req,
+        &tok,
+        &dir,
+        input,
+        tokenizer_sha256,
+        fp,
+        &mut lines_read,
+    )?;
     let store = FeatureStore::open(&dir, &manifest.shards, req.verify_checksum)?;
     Ok(Prepared {
         store,
@@ -324,7 +351,8 @@ struct BuildLock {
 }
 
 impl BuildLock {
-    fn acquire(dir: &Path) -> Result<Self> {
+    /// Takes the lock, first saying through `progress` when another build holds it.
+    fn acquire(dir: &Path, progress: &mut dyn FnMut(PrepareProgress)) -> Result<Self> {
         let path = side_folder(dir, "lock", "build");
         let file = fs::OpenOptions::new()
             .create(true)
@@ -332,7 +360,15 @@ impl BuildLock {
             .write(true)
             .open(&path)
             .map_err(|e| DataError::io(&path, e))?;
-        Ok(match file.lock() {
+        let locked = match file.try_lock() {
+            Ok(()) => Ok(()),
+            Err(fs::TryLockError::WouldBlock) => {
+                progress(PrepareProgress::WaitingForOtherBuild { lock: path.clone() });
+                file.lock()
+            }
+            Err(fs::TryLockError::Error(e)) => Err(e),
+        };
+        Ok(match locked {
             Ok(()) => Self { _file: Some(file) },
             Err(e) if e.kind() == std::io::ErrorKind::Unsupported => Self { _file: None },
             Err(e) => return Err(DataError::io(&path, e)),

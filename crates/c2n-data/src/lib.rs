@@ -84,7 +84,7 @@ pub mod whitespace;
 pub use batch::{
     inference_batches, make_batch, plan_epoch, rank_batches, Batch, BatchConfig, Padding,
 };
-pub use cache::{prepare, CacheStatus, Manifest, PrepareRequest, Prepared};
+pub use cache::{prepare, CacheStatus, Manifest, PrepareProgress, PrepareRequest, Prepared};
 pub use clean::{CleanConfig, CleanReport, Cleaner, CommentStyle, DropReason};
 pub use error::{DataError, Result};
 pub use example::Example;

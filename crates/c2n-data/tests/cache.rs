@@ -2,8 +2,10 @@
 
 mod common;
 
-use c2n_data::{prepare, CacheStatus, PrepareRequest, Stage};
+use c2n_data::{prepare, CacheStatus, PrepareProgress, PrepareRequest, Stage};
 use common::*;
+use std::sync::mpsc;
+use std::time::Duration;
 
 fn setup() -> (tempfile::TempDir, PrepareRequest) {
     let dir = tempfile::tempdir().unwrap();
@@ -168,6 +170,53 @@ fn builders_racing_for_one_cache_all_get_the_same_features() {
         .filter(|n| !n.ends_with(".lock-build"))
         .collect();
     assert_eq!(names.len(), 1, "{names:?}");
+}
+
+#[test]
+fn a_prepare_waiting_on_another_build_says_so_then_maps_its_cache() {
+    let (_dir, req) = setup();
+    let limit = Duration::from_secs(120);
+    let (building_tx, building_rx) = mpsc::channel();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let (waiting_tx, waiting_rx) = mpsc::channel();
+    std::thread::scope(|scope| {
+        // Owned here so that a failed assertion drops it and frees the paused builder.
+        let release_tx = release_tx;
+        // The first build pauses, holding the lock, after its first chunk.
+        let builder = scope.spawn(|| {
+            let mut paused = false;
+            prepare(&req, &mut move |event| {
+                if matches!(event, PrepareProgress::LinesRead(_)) && !paused {
+                    paused = true;
+                    building_tx.send(()).unwrap();
+                    release_rx.recv().unwrap();
+                }
+            })
+        });
+        building_rx
+            .recv_timeout(limit)
+            .expect("the first build started");
+        let waiter = scope.spawn(|| {
+            prepare(&req, &mut move |event| match event {
+                PrepareProgress::WaitingForOtherBuild { lock } => waiting_tx.send(lock).unwrap(),
+                PrepareProgress::LinesRead(_) => panic!("the waiter must not tokenize"),
+            })
+        });
+        let lock = waiting_rx
+            .recv_timeout(limit)
+            .expect("the second prepare reports that it waits");
+        assert!(
+            lock.to_string_lossy().ends_with(".lock-build"),
+            "{}",
+            lock.display()
+        );
+        release_tx.send(()).unwrap();
+        let built = builder.join().unwrap().unwrap();
+        let mapped = waiter.join().unwrap().unwrap();
+        assert_eq!(built.status, CacheStatus::Built);
+        assert_eq!(mapped.status, CacheStatus::Hit);
+        assert_eq!(mapped.store.to_features(), built.store.to_features());
+    });
 }
 
 #[test]

@@ -22,8 +22,8 @@ use crate::state::TRAIN_STATE_FILE;
 use crate::trainer::Trainer;
 use crate::{Result, TrainError};
 use c2n_data::{
-    CleanConfig, FeatureConfig, PipelineConfig as DataPipelineConfig, PrepareRequest,
-    RobertaTokenizer, Stage, Strictness, TokenizerFiles,
+    CleanConfig, FeatureConfig, PipelineConfig as DataPipelineConfig, PrepareProgress,
+    PrepareRequest, RobertaTokenizer, Stage, Strictness, TokenizerFiles,
 };
 use c2n_model::generation::GenerationConfig;
 use c2n_model::{ModelConfig, Seq2Seq};
@@ -162,7 +162,14 @@ fn prepare_stage(
             clean: CleanConfig::none(),
             strictness: Strictness::Strict,
         };
-        let prepared = c2n_data::prepare(&req, &mut |_| {})?;
+        let prepared = c2n_data::prepare(&req, &mut |event| {
+            if let PrepareProgress::WaitingForOtherBuild { lock } = event {
+                log(&format!(
+                    "prepare: {name}: another process is building this cache; waiting (lock {})",
+                    lock.display()
+                ));
+            }
+        })?;
         log(&format!(
             "prepare: {name} {} → {} features ({:?})",
             path.display(),
