@@ -1,6 +1,6 @@
 //! The launch shape (grid and block) of each CUDA kernel of ours, kept apart from the launch
 //! itself so that the CUDA wrappers and the CPU emulation tests
-//! (`tests/kernel_emulation.rs`, `tools/cuda-emulator/`) launch the kernels the same way.
+//! (`tests/kernels_emulated.rs`, `tools/cuda-emulator/`) launch the kernels the same way.
 //! Compiled without the `cuda` feature too; none of these functions touches a device.
 
 /// Blocks in the grid and threads in a block, `[x, y, z]` each.
