@@ -2,7 +2,7 @@
 //!
 //! Everything between a CodeSearchNet `.jsonl` file and padded id batches, with the exact
 //! semantics of the reference CodeBERT `code2nl` pipeline (see
-//! `docs/reference-semantics.md` §1–§3 and `docs/data.md`):
+//! `../shared/docs/reference-semantics.md`, outside the repository, §1–§3 and `docs/data.md`):
 //!
 //! | step | module | what it reproduces or adds |
 //! |---|---|---|
