@@ -70,5 +70,18 @@ fn evaluate_rank(
         None => select_device(&args.device)?,
     };
     let model = code2nl::model::load_checkpoint(&args.model.checkpoint, &device)?;
-    evaluate_file_sharded(comm, &model, tokenizer, request, |_| {})
+    // Rank 0 counts its own batches (with several ranks, its share of the file).
+    let bar = if comm.is_main() {
+        let what = if comm.world_size() > 1 {
+            "decoded by rank 0"
+        } else {
+            "decoded"
+        };
+        code2nl::cli::progress_bar(None, what)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let report = evaluate_file_sharded(comm, &model, tokenizer, request, |n| bar.inc(n as u64));
+    bar.finish_and_clear();
+    report
 }

@@ -1,31 +1,102 @@
-//! Summarize one piece of code: read it from stdin (or `--file`), print the best summary,
-//! or the n-best list with scores.
+//! Summarize code: one piece read from stdin (or `--file`), or every function of a `--jsonl`
+//! file, batched; print the best summary, or the n-best list with scores.
 //!
 //! ```text
 //! echo 'def add ( a , b ) a + b end' | cargo run --release --example predict -- \
 //!     --checkpoint /tmp/c2n-run/checkpoint-last --tokenizer ../shared/data/roberta-base --nbest 3
+//! # one summary per line of a jsonl file (`code_tokens` or `code`), as `idx<TAB>summary`
+//! cargo run --release --example predict -- --checkpoint /tmp/c2n-run/checkpoint-last \
+//!     --tokenizer ../shared/data/roberta-base --jsonl functions.jsonl --output summaries.txt
 //! ```
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use code2nl::cli::predict::PredictArgs;
-use code2nl::data::{featurize, Example, FeatureConfig, Padding, RobertaTokenizer, Stage};
-use code2nl::model::beam::cut_at_first_zero;
+use code2nl::data::{code_features, read_code_examples, Example, Padding, RobertaTokenizer};
+use code2nl::model::beam::{cut_at_first_zero, BeamOutput};
 use code2nl::model::generation::GenerationConfig;
 use code2nl::train::device::select_device;
 use code2nl::train::evaluate::{decode, EvalBatching};
-use std::io::{IsTerminal, Read};
+use std::io::{BufWriter, IsTerminal, Read, Write};
 
 fn main() -> Result<()> {
     code2nl::cli::end_quietly_on_closed_pipe();
     let args = PredictArgs::parse();
+    if let Some(k) = args.nbest {
+        if k > args.beam_size {
+            bail!(
+                "--nbest {k} exceeds --beam-size {}: a beam keeps only beam-size hypotheses",
+                args.beam_size
+            );
+        }
+    }
+    let examples = match &args.jsonl {
+        Some(path) => read_code_examples(path)?,
+        None => vec![single_example(&args)?],
+    };
+    let generation = GenerationConfig {
+        beam_size: args.beam_size,
+        max_length: args.max_target_len,
+        tie_order: args.tie_order.into(),
+        ..Default::default()
+    };
+    generation.validate()?;
+    let device = select_device(&args.device)?;
+    let model = code2nl::model::load_checkpoint(&args.model.checkpoint, &device)?;
+    let tokenizer = RobertaTokenizer::load(&args.model.tokenizer)?;
+    code2nl::train::model_setup::check_tokenizer_fits(&tokenizer, &model)?;
+    let features = code_features(&tokenizer, &examples, args.max_source_len)?;
+    let batching = EvalBatching {
+        batch_size: args.batch_size,
+        padding: Padding::Dynamic,
+        max_source_len: args.max_source_len,
+        max_target_len: args.max_target_len,
+    };
+    let bar = if args.jsonl.is_some() {
+        code2nl::cli::progress_bar(Some(features.len() as u64), "summarizing")
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let outputs = decode(&model, &features, &batching, &generation, |n| {
+        bar.inc(n as u64)
+    })?;
+    bar.finish_and_clear();
+    let stdout = std::io::stdout();
+    let mut out: Box<dyn Write> = match &args.output {
+        Some(path) => Box::new(BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        )),
+        None => Box::new(BufWriter::new(stdout.lock())),
+    };
+    let batch = args.jsonl.is_some();
+    for (example, output) in examples.iter().zip(&outputs) {
+        // Texts as `evaluate` writes them: cut at the first id 0, decoded untrimmed.
+        let idx = if batch {
+            format!("{}\t", example.idx)
+        } else {
+            String::new()
+        };
+        write_summaries(&mut out, &idx, &tokenizer, output, args.nbest)?;
+    }
+    out.flush().context("writing the summaries")?;
+    if let Some(path) = &args.output {
+        eprintln!("{} summaries written to {}", outputs.len(), path.display());
+    }
+    Ok(())
+}
+
+/// The code of `--file` or stdin as one example, normalized like a `code_tokens` join
+/// (newlines become spaces, runs collapse).
+fn single_example(args: &PredictArgs) -> Result<Example> {
     let code = match &args.file {
         Some(path) => {
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
         }
         None => {
             if std::io::stdin().is_terminal() {
-                eprintln!("reading code from standard input; end it with Ctrl-D (or give --file)");
+                eprintln!(
+                    "reading code from standard input; end it with Ctrl-D (or give --file or --jsonl)"
+                );
             }
             let mut text = String::new();
             std::io::stdin()
@@ -35,52 +106,25 @@ fn main() -> Result<()> {
         }
     };
     if code.trim().is_empty() {
-        bail!("no code to summarize: pass it on stdin or with --file");
+        bail!("no code to summarize: pass it on stdin, with --file or with --jsonl");
     }
-    let device = select_device(&args.device)?;
-    let model = code2nl::model::load_checkpoint(&args.model.checkpoint, &device)?;
-    let tokenizer = RobertaTokenizer::load(&args.model.tokenizer)?;
-    code2nl::train::model_setup::check_tokenizer_fits(&tokenizer, &model)?;
-    // The code is normalized like a `code_tokens` join: newlines become spaces, runs collapse.
-    let example = Example::from_tokens(0, &[code.as_str()], &[""]);
-    let cfg = FeatureConfig {
-        max_source_len: args.max_source_len,
-        max_target_len: args.max_target_len,
-        stage: Stage::Test,
-    };
-    let feature = featurize(&tokenizer, &example, &cfg)?;
-    let k = args.nbest.unwrap_or(1);
-    if k > args.beam_size {
-        bail!(
-            "--nbest {k} exceeds --beam-size {}: a beam keeps only beam-size hypotheses",
-            args.beam_size
-        );
-    }
-    let generation = GenerationConfig {
-        beam_size: args.beam_size,
-        max_length: args.max_target_len,
-        tie_order: args.tie_order.into(),
-        ..Default::default()
-    };
-    generation.validate()?;
-    let batching = EvalBatching {
-        batch_size: 1,
-        padding: Padding::Dynamic,
-        max_source_len: args.max_source_len,
-        max_target_len: args.max_target_len,
-    };
-    let outputs = decode(&model, &[feature], &batching, &generation, |_| {})?;
-    let output = outputs.first().context("no output")?;
-    // Texts as `evaluate` writes them: cut at the first id 0, decoded untrimmed.
-    match args.nbest {
-        None => println!("{}", tokenizer.decode(output.prediction())),
+    Ok(Example::from_tokens(0, &[code.as_str()], &[""]))
+}
+
+/// The best summary, or the `nbest` best with their scores, each line after `prefix`.
+fn write_summaries(
+    out: &mut dyn Write,
+    prefix: &str,
+    tokenizer: &RobertaTokenizer,
+    output: &BeamOutput,
+    nbest: Option<usize>,
+) -> Result<()> {
+    match nbest {
+        None => writeln!(out, "{prefix}{}", tokenizer.decode(output.prediction()))?,
         Some(k) => {
             for h in output.hypotheses.iter().take(k) {
-                println!(
-                    "{}\t{}",
-                    h.score,
-                    tokenizer.decode(cut_at_first_zero(&h.ids))
-                );
+                let text = tokenizer.decode(cut_at_first_zero(&h.ids));
+                writeln!(out, "{prefix}{}\t{text}", h.score)?;
             }
         }
     }

@@ -5,11 +5,11 @@ use super::tie_order::TieOrderArg;
 use clap::Parser;
 use std::path::PathBuf;
 
-/// Generate a docstring for code read from stdin or --file.
+/// Generate a docstring for code read from stdin or --file, or one per line of a --jsonl file.
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "predict",
-    about = "Generate a docstring for code read from stdin or --file"
+    about = "Generate a docstring for code read from stdin or --file, or one per line of a --jsonl file"
 )]
 pub struct PredictArgs {
     #[command(flatten)]
@@ -17,8 +17,21 @@ pub struct PredictArgs {
     /// Code file (default: stdin).
     #[arg(long)]
     pub file: Option<PathBuf>,
-    /// Print the K best hypotheses as `score<TAB>text` (K at most --beam-size). As in the
-    /// reference's getFinal, when no hypothesis reached `</s>` the best one is listed twice.
+    /// A jsonl(.gz) file of functions to summarize, one per line, each with `code_tokens` (a
+    /// list, as in CodeSearchNet) or `code` (text); other fields, a docstring included, are
+    /// ignored. Prints `idx<TAB>summary` per function, idx being its 0-based line number (the
+    /// CodeXGLUE output format); blank lines are skipped.
+    #[arg(long, conflicts_with = "file")]
+    pub jsonl: Option<PathBuf>,
+    /// With --jsonl: write the summaries to this file instead of stdout.
+    #[arg(long, requires = "jsonl")]
+    pub output: Option<PathBuf>,
+    /// With --jsonl: functions decoded together (each with beam-size rows).
+    #[arg(long, default_value_t = 64, value_parser = super::at_least_one())]
+    pub batch_size: usize,
+    /// Print the K best hypotheses as `score<TAB>text` (K at most --beam-size; with --jsonl
+    /// `idx<TAB>score<TAB>text`). As in the reference's getFinal, when no hypothesis reached
+    /// `</s>` the best one is listed twice.
     #[arg(long, value_parser = super::at_least_one())]
     pub nbest: Option<usize>,
     /// Beam size.

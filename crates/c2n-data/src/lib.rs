@@ -8,6 +8,7 @@
 //! |---|---|---|
 //! | hub | [`hub`] | the Hugging Face `google/code_x_glue_ct_code_to_text` parquet splits (cache first) converted to reference jsonl |
 //! | read | [`reader`], [`record`] | streaming `.jsonl` / `.jsonl.gz`; strict (error names file and line) or lenient (skip and count) |
+//! | code only | [`code_input`] | code to summarize without docstrings (`code_tokens` or `code`), for batch prediction |
 //! | examples | [`example`], [`whitespace`] | `idx` = line number, Python-whitespace normalization, `\n` → space in code, deleted in docs |
 //! | clean | [`clean`] | the published filters as concrete, documented rules, url dedup, a [`CleanReport`] |
 //! | tokenize | [`tokenizer`] | RoBERTa byte-level BPE with the slow tokenizer's special-token quirk, `decode` as Python |
@@ -67,6 +68,7 @@
 pub mod batch;
 pub mod cache;
 pub mod clean;
+pub mod code_input;
 pub mod error;
 pub mod example;
 pub mod features;
@@ -86,6 +88,7 @@ pub use batch::{
 };
 pub use cache::{prepare, CacheStatus, Manifest, PrepareProgress, PrepareRequest, Prepared};
 pub use clean::{CleanConfig, CleanReport, Cleaner, CommentStyle, DropReason};
+pub use code_input::{code_features, read_code_examples};
 pub use error::{DataError, Result};
 pub use example::Example;
 pub use features::{features_fingerprint, featurize, Feature, FeatureConfig, Stage};

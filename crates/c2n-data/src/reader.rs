@@ -313,7 +313,7 @@ pub fn parse_full_record(bytes: &[u8]) -> std::result::Result<(Record, bool), Li
     Ok((record, parsed.had_lone_surrogate))
 }
 
-fn parse_json<T: for<'de> Deserialize<'de>>(
+pub(crate) fn parse_json<T: for<'de> Deserialize<'de>>(
     text: &str,
 ) -> std::result::Result<(T, bool), LineProblem> {
     match serde_json::from_str::<T>(text) {

@@ -234,6 +234,24 @@ fn short_run_on_ruby_writes_checkpoints_dev_outputs_and_metrics() {
         c2n_eval::smoothed_bleu(&gold, &predictions).unwrap().bleu,
         report.bleu.bleu
     );
+    // `predict --jsonl`'s path (code only, other batches) gives the evaluated predictions.
+    let code_only = c2n_data::read_code_examples(dir.path().join("dev.jsonl")).unwrap();
+    let features = c2n_data::code_features(&tok, &code_only[..3], 64).unwrap();
+    let batching = c2n_train::evaluate::EvalBatching {
+        batch_size: 1,
+        padding: Padding::Dynamic,
+        max_source_len: 64,
+        max_target_len: 8,
+    };
+    let decoded =
+        c2n_train::evaluate::decode(&reloaded, &features, &batching, &request.generation, |_| {})
+            .unwrap();
+    let predicted: Vec<String> = code_only
+        .iter()
+        .zip(&decoded)
+        .map(|(e, d)| format!("{}\t{}", e.idx, tok.decode(d.prediction())))
+        .collect();
+    assert_eq!(predicted, output.lines().collect::<Vec<_>>());
 
     // A fresh run in the same folder (one update, no dev set) moves the earlier run aside
     // whole: no best checkpoint of the other run is left beside its own.
