@@ -335,8 +335,11 @@ impl EvalContext<'_> {
             nbest: None,
         };
         let tokenizer = self.tokenizer;
+        let bar = decoding_bar(self.cfg.progress, stage);
         let model = self.model()?;
-        let report = evaluate_file(model, tokenizer, &request, |_| {})?;
+        let report = evaluate_file(model, tokenizer, &request, |n| bar.inc(n as u64));
+        bar.finish_and_clear();
+        let report = report?;
         let mut features = load_features(
             path,
             tokenizer,
@@ -488,4 +491,21 @@ pub fn run_pipeline(cfg: &PipelineConfig, log: &mut dyn FnMut(&str)) -> Result<P
     let md_path = out.join("report.md");
     std::fs::write(&md_path, report.markdown()).map_err(|e| TrainError::io(&md_path, e))?;
     Ok(report)
+}
+
+/// Examples decoded so far in an evaluation stage (stderr; hidden without `progress` or a
+/// terminal). Decoding the CodeBERT-size model on a CPU takes minutes.
+fn decoding_bar(progress: bool, stage: &str) -> indicatif::ProgressBar {
+    if !progress {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::no_length();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} {pos} examples decoded, {per_sec} | {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message(stage.to_string());
+    bar
 }
