@@ -434,12 +434,13 @@ impl RobertaTokenizer {
     ///
     /// Special tokens are kept; an unknown id decodes as `<unk>` (Python's
     /// `decoder.get(id, unk_token)`); invalid UTF-8 becomes U+FFFD per maximal subpart, as
-    /// Python's `errors="replace"`.
-    pub fn decode(&self, ids: &[u32]) -> String {
+    /// Python's `errors="replace"`. Takes `u32` ids (decoding output) as well as the `u16`
+    /// ids that [`Feature`](crate::Feature)s store.
+    pub fn decode<Id: Copy + Into<u32>>(&self, ids: &[Id]) -> String {
         let unk = self.id_to_token(self.unk_id).unwrap_or("<unk>");
         let mut bytes = Vec::with_capacity(ids.len() * 4);
         for &id in ids {
-            let token = self.id_to_token(id).unwrap_or(unk);
+            let token = self.id_to_token(id.into()).unwrap_or(unk);
             for c in token.chars() {
                 match self.byte_of_char.get(&c) {
                     Some(&b) => bytes.push(b),

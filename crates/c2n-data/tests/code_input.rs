@@ -40,6 +40,8 @@ fn code_tokens_and_code_text_give_the_same_source_and_blank_lines_keep_line_numb
     let tok = tiny_tokenizer();
     let features = code_features(&tok, &examples, 8).unwrap();
     assert_eq!(features[0].source_ids, features[1].source_ids);
+    // Stored u16 ids decode directly.
+    assert_eq!(tok.decode(&features[2].source_ids), "<s>a</s>");
     assert_eq!(
         features.iter().map(|f| f.idx).collect::<Vec<_>>(),
         [0, 2, 3]
