@@ -41,6 +41,14 @@ fn main() -> Result<()> {
         ..Default::default()
     };
     generation.validate()?;
+    // Opened before the long part, so that a bad --output path fails at once.
+    let stdout = std::io::stdout();
+    let mut out: Box<dyn Write> = match &args.output {
+        Some(path) => Box::new(BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        )),
+        None => Box::new(BufWriter::new(stdout.lock())),
+    };
     let device = select_device(&args.device)?;
     let model = code2nl::model::load_checkpoint(&args.model.checkpoint, &device)?;
     let tokenizer = RobertaTokenizer::load(&args.model.tokenizer)?;
@@ -61,13 +69,6 @@ fn main() -> Result<()> {
         bar.inc(n as u64)
     })?;
     bar.finish_and_clear();
-    let stdout = std::io::stdout();
-    let mut out: Box<dyn Write> = match &args.output {
-        Some(path) => Box::new(BufWriter::new(
-            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
-        )),
-        None => Box::new(BufWriter::new(stdout.lock())),
-    };
     let batch = args.jsonl.is_some();
     for (example, output) in examples.iter().zip(&outputs) {
         // Texts as `evaluate` writes them: cut at the first id 0, decoded untrimmed.
