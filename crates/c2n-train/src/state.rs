@@ -81,6 +81,10 @@ pub struct TrainState {
     pub data_fingerprint: Option<String>,
     pub examples_seen: u64,
     pub target_tokens_seen: u64,
+    /// Dev evaluations done, over every resume (absent in states written before it existed:
+    /// counted from 0 at the resume).
+    #[serde(default)]
+    pub evaluations: u64,
     /// Whether `pending_grads.safetensors` belongs to this state.
     pub has_pending_grads: bool,
 }
@@ -106,6 +110,7 @@ impl TrainState {
             data_fingerprint: None,
             examples_seen: 0,
             target_tokens_seen: 0,
+            evaluations: 0,
             has_pending_grads: false,
         }
     }

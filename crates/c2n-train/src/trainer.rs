@@ -65,6 +65,7 @@ use std::time::Instant;
 pub struct TrainSummary {
     pub updates: u64,
     pub batches: u64,
+    /// Dev evaluations of the whole run, those before a resume included.
     pub evaluations: u64,
     pub best_loss: f64,
     pub best_bleu: f64,
@@ -144,7 +145,6 @@ pub struct Trainer {
     pending: Gradients,
     epoch_plan: Option<(u64, Vec<Vec<usize>>)>,
     metrics: Option<MetricsLog>,
-    evaluations: u64,
     stopped_early: bool,
     /// Whether rank 0's weights have been broadcast (multi-rank runs only).
     replicas_synced: bool,
@@ -351,7 +351,6 @@ impl Trainer {
             pending: Gradients::new(),
             epoch_plan: None,
             metrics: None,
-            evaluations: 0,
             stopped_early: false,
             replicas_synced: false,
             bucket_plan: None,
@@ -839,7 +838,7 @@ impl Trainer {
         Ok(TrainSummary {
             updates: self.state.counters.global_step,
             batches: self.state.counters.batches_done,
-            evaluations: self.evaluations,
+            evaluations: self.state.evaluations,
             best_loss: self.state.policy.best_loss,
             best_bleu: self.state.policy.best_bleu,
             stopped_early: self.stopped_early,
@@ -934,17 +933,11 @@ impl Trainer {
             saved.push(BEST_BLEU.into());
         }
         self.fold_pending_into_rank0(comm)?;
-        if main {
-            self.save_checkpoint(LAST, true)?;
-            if loss_improved {
-                self.save_checkpoint(BEST_PPL, false)?;
-            }
-            if bleu_improved {
-                self.save_checkpoint(BEST_BLEU, false)?;
-            }
-        }
-        self.evaluations += 1;
+        self.state.evaluations += 1;
         let global_step = self.state.counters.global_step;
+        // checkpoint-last goes last: it records this evaluation as done (its state holds the
+        // new bests), so a run killed before it redoes the evaluation and every write below
+        // on resume; the metrics line of a step after the resumed checkpoint is dropped then.
         if main {
             self.log(MetricRecord::Eval {
                 global_step,
@@ -955,6 +948,13 @@ impl Trainer {
                 dev_bleu: bleu,
                 saved: saved.clone(),
             })?;
+            if loss_improved {
+                self.save_checkpoint(BEST_PPL, false)?;
+            }
+            if bleu_improved {
+                self.save_checkpoint(BEST_BLEU, false)?;
+            }
+            self.save_checkpoint(LAST, true)?;
         }
         let bleu_text = bleu.map_or(String::new(), |b| {
             format!(" bleu {:.2}", crate::checkpoint_policy::python_round2(b))

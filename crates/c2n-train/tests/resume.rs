@@ -162,7 +162,8 @@ fn variant_a_stop_after_then_resume_equals_uninterrupted() {
         .resume(&split_dir.path().join("checkpoint-last"))
         .unwrap();
     let summary = second.run().unwrap();
-    assert_eq!(summary.updates, 7);
+    // Evaluations count over the whole run: after update 3 (first process) and 6.
+    assert_eq!((summary.updates, summary.evaluations), (7, 2));
     assert_same_run(&full, &second);
     // One history in metrics.jsonl: the same records at the same steps as the full run.
     let steps = |dir: &Path| -> Vec<u64> {
@@ -174,6 +175,72 @@ fn variant_a_stop_after_then_resume_equals_uninterrupted() {
     };
     assert_eq!(steps(split_dir.path()), steps(full_dir.path()));
     assert!(!steps(full_dir.path()).is_empty());
+}
+
+/// The dev evaluations of a metrics file, without the train records (they hold timings).
+fn eval_records(dir: &Path) -> Vec<c2n_train::metrics::MetricRecord> {
+    MetricsLog::read(&dir.join("metrics.jsonl"))
+        .unwrap()
+        .into_iter()
+        .filter(|r| matches!(r, c2n_train::metrics::MetricRecord::Eval { .. }))
+        .collect()
+}
+
+#[test]
+fn a_run_that_dies_while_an_evaluation_saves_redoes_it_on_resume() {
+    // A kill (here: a failed write) while an evaluation writes its best checkpoint must not
+    // leave `checkpoint-last` claiming that evaluation done: resuming would then skip the
+    // best checkpoint and the metrics line for good.
+    let configure = |c: &mut c2n_train::config::TrainConfig| {
+        c.train_steps = Some(6);
+        c.eval_steps = Some(3);
+        c.batch_size = 2;
+    };
+    let full_dir = tempfile::tempdir().unwrap();
+    let mut full = trainer(full_dir.path(), configure, true);
+    full.run().unwrap();
+    let full_evals = eval_records(full_dir.path());
+    assert!(
+        matches!(&full_evals[1], c2n_train::metrics::MetricRecord::Eval { global_step: 5, saved, .. }
+            if saved.iter().any(|s| s == "checkpoint-best-ppl")),
+        "the second evaluation must improve the dev loss for this test: {full_evals:?}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path();
+    let mut first = trainer(
+        out,
+        |c| {
+            configure(c);
+            c.stop_after = Some(3);
+        },
+        true,
+    );
+    first.run().unwrap();
+    let mut dying = trainer(out, configure, true);
+    dying.resume(&out.join("checkpoint-last")).unwrap();
+    // A file where the best-ppl save builds its folder: that save fails.
+    let trap = out.join(".checkpoint-best-ppl.partial");
+    std::fs::write(&trap, "in the way").unwrap();
+    let err = dying.run().unwrap_err().to_string();
+    assert!(err.contains(".checkpoint-best-ppl.partial"), "{err}");
+    std::fs::remove_file(&trap).unwrap();
+
+    let mut resumed = trainer(out, configure, true);
+    resumed.resume(&out.join("checkpoint-last")).unwrap();
+    assert_eq!(
+        resumed.state().counters.global_step,
+        3,
+        "checkpoint-last must not claim the failed evaluation"
+    );
+    let summary = resumed.run().unwrap();
+    assert_eq!((summary.updates, summary.evaluations), (6, 2));
+    assert_same_run(&full, &resumed);
+    assert_eq!(eval_records(out), full_evals);
+    for name in ["checkpoint-best-ppl", "checkpoint-last"] {
+        let bytes = |d: &Path| std::fs::read(d.join(name).join("model.safetensors")).unwrap();
+        assert!(bytes(out) == bytes(full_dir.path()), "{name}");
+    }
 }
 
 #[test]
