@@ -11,7 +11,7 @@ use super::preset::{
 use super::report::{PipelineReport, SplitScore, StageTiming, TrainOutcome};
 use super::splits::{resolve_splits, SplitFiles};
 use super::stages::{load_stage, save_stage};
-use crate::checkpoint_policy::{BEST_BLEU, BEST_PPL, LAST};
+use crate::checkpoint_policy::{CheckpointPolicy, BEST_BLEU, BEST_PPL, LAST};
 use crate::config::TrainConfig;
 use crate::data::load_features;
 use crate::device::select_device;
@@ -19,7 +19,7 @@ use crate::evaluate::{dev_loss, evaluate_file, EvalBatching, EvaluateRequest};
 use crate::metrics::MetricsLog;
 use crate::model_setup::model_params;
 use crate::state::TRAIN_STATE_FILE;
-use crate::trainer::Trainer;
+use crate::trainer::{TrainSummary, Trainer};
 use crate::{Result, TrainError};
 use c2n_data::{
     CleanConfig, FeatureConfig, PipelineConfig as DataPipelineConfig, PrepareProgress,
@@ -256,7 +256,7 @@ fn train_stage(
             examples_seen: seen,
             best_dev_bleu: summary.best_bleu.max(0.0),
             best_dev_loss: summary.best_loss,
-            checkpoint: best_checkpoint(&train.output_dir),
+            checkpoint: best_checkpoint(&train.output_dir, &summary)?,
         },
     };
     save_stage(&cfg.output_dir, "train", &record)?;
@@ -264,13 +264,32 @@ fn train_stage(
 }
 
 /// The checkpoint the final scores use: best dev BLEU (the reference's `--do_test`
-/// choice), else best dev perplexity, else the last.
-pub fn best_checkpoint(train_dir: &Path) -> PathBuf {
-    [BEST_BLEU, BEST_PPL, LAST]
-        .iter()
-        .map(|name| train_dir.join(name))
-        .find(|dir| dir.join("model.safetensors").is_file())
-        .unwrap_or_else(|| train_dir.join(LAST))
+/// choice), else best dev perplexity, else the last. A best checkpoint that the run's
+/// summary says was written (a best BLEU above 0, a best loss below the starting 1e6) must
+/// be there: falling back would score another model without a word.
+pub fn best_checkpoint(train_dir: &Path, summary: &TrainSummary) -> Result<PathBuf> {
+    let has_model = |name: &str| train_dir.join(name).join("model.safetensors").is_file();
+    for (name, recorded) in [
+        (BEST_BLEU, summary.best_bleu > 0.0),
+        (
+            BEST_PPL,
+            summary.best_loss < CheckpointPolicy::default().best_loss,
+        ),
+    ] {
+        if has_model(name) {
+            return Ok(train_dir.join(name));
+        }
+        if recorded {
+            return Err(TrainError::InvalidInput(format!(
+                "{}: missing, though training recorded a best dev {} for it; delete {} to \
+                 train again",
+                train_dir.join(name).display(),
+                if name == BEST_BLEU { "BLEU" } else { "loss" },
+                train_dir.display()
+            )));
+        }
+    }
+    Ok(train_dir.join(LAST))
 }
 
 struct EvalContext<'a> {
@@ -508,4 +527,53 @@ fn decoding_bar(progress: bool, stage: &str) -> indicatif::ProgressBar {
     );
     bar.set_message(stage.to_string());
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(best_loss: f64, best_bleu: f64) -> TrainSummary {
+        TrainSummary {
+            updates: 10,
+            batches: 10,
+            evaluations: 2,
+            best_loss,
+            best_bleu,
+            stopped_early: false,
+            last_checkpoint: PathBuf::new(),
+            seconds: 1.0,
+        }
+    }
+
+    #[test]
+    fn best_checkpoint_never_falls_back_past_one_the_run_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let train = dir.path();
+        // No evaluation: the last checkpoint.
+        assert_eq!(
+            best_checkpoint(train, &summary(1e6, 0.0)).unwrap(),
+            train.join(LAST)
+        );
+        std::fs::create_dir_all(train.join(BEST_PPL)).unwrap();
+        std::fs::write(train.join(BEST_PPL).join("model.safetensors"), "x").unwrap();
+        // BLEU never above 0: no best-BLEU checkpoint is expected, best-ppl is used.
+        assert_eq!(
+            best_checkpoint(train, &summary(3.0, 0.0)).unwrap(),
+            train.join(BEST_PPL)
+        );
+        // A best BLEU was recorded but its checkpoint is gone: refused, naming it.
+        let err = best_checkpoint(train, &summary(3.0, 4.5))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("checkpoint-best-bleu") && err.contains("BLEU"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(train.join(BEST_PPL)).unwrap();
+        let err = best_checkpoint(train, &summary(3.0, 0.0))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("checkpoint-best-ppl"), "{err}");
+    }
 }
