@@ -151,7 +151,13 @@ impl TrainState {
         let mut pending = Gradients::new();
         if state.has_pending_grads {
             let pending_path = dir.join(PENDING_GRADS_FILE);
-            for (name, grad) in candle_core::safetensors::load(&pending_path, device)? {
+            let grads = candle_core::safetensors::load(&pending_path, device).map_err(|e| {
+                TrainError::Resume {
+                    path: pending_path.clone(),
+                    message: format!("cannot read the pending gradients: {e}"),
+                }
+            })?;
+            for (name, grad) in grads {
                 pending.insert(name, grad);
             }
         }

@@ -42,7 +42,7 @@ use crate::evaluate::{broadcast_f64, decode_sharded, dev_loss_sharded, EvalBatch
 use crate::forward_pass::ForwardPass;
 use crate::loop_plan::{LoopDriver, LoopKind, LoopPlan, MicroStep};
 use crate::metrics::{MetricRecord, MetricsLog};
-use crate::model_setup::{build_model, model_for, model_params, POSITION_EMBEDDINGS};
+use crate::model_setup::{model_for, model_params, with_dropout, POSITION_EMBEDDINGS};
 use crate::optim::{AdamW, AdamWConfig, Gradients, NamedParams};
 use crate::schedule::LinearSchedule;
 use crate::state::TrainState;
@@ -234,12 +234,14 @@ impl Trainer {
         }
         // A resumed run starts from its own last checkpoint, not from `init` (no download).
         let model = if resume {
-            build_model(
-                &resume_dir.display().to_string(),
-                config.dropout,
-                dtype,
-                &device,
-            )?
+            // Its own checkpoint only: an unreadable one is a resume error, not a wrong init.
+            let saved = c2n_model::load_checkpoint(&resume_dir, &device).map_err(|e| {
+                TrainError::Resume {
+                    path: resume_dir.clone(),
+                    message: format!("cannot load the saved model: {e}"),
+                }
+            })?;
+            with_dropout(saved, config.dropout, &device)?.with_compute_dtype(dtype)
         } else {
             model_for(&config, dtype, &device)?
         };
@@ -383,20 +385,27 @@ impl Trainer {
         let (state, pending) = TrainState::load(dir, self.model.device())?;
         // Named setting differences first: they explain most loop differences.
         let saved_config = dir.join(TRAIN_CONFIG_FILE);
-        if saved_config.exists() {
-            let conflicts = self
-                .config
-                .resume_conflicts(&TrainConfig::load(&saved_config)?);
-            if !conflicts.is_empty() {
-                return Err(TrainError::Resume {
-                    path: dir.to_path_buf(),
-                    message: format!(
-                        "the saved state belongs to other settings ({}); resume with the saved \
-                         values or start a new output directory",
-                        conflicts.join("; ")
-                    ),
-                });
-            }
+        if !saved_config.is_file() {
+            // Every checkpoint is saved with it; without it a changed setting would go unseen.
+            return Err(TrainError::Resume {
+                path: saved_config,
+                message: "missing: the saved run's settings cannot be checked against this \
+                          run's"
+                    .into(),
+            });
+        }
+        let conflicts = self
+            .config
+            .resume_conflicts(&TrainConfig::load(&saved_config)?);
+        if !conflicts.is_empty() {
+            return Err(TrainError::Resume {
+                path: dir.to_path_buf(),
+                message: format!(
+                    "the saved state belongs to other settings ({}); resume with the saved \
+                     values or start a new output directory",
+                    conflicts.join("; ")
+                ),
+            });
         }
         state.check_resumable(self.driver.plan(), dir)?;
         if state.data_seed != self.batch_config.seed {

@@ -244,6 +244,59 @@ fn a_run_that_dies_while_an_evaluation_saves_redoes_it_on_resume() {
 }
 
 #[test]
+fn a_damaged_checkpoint_is_refused_naming_the_file() {
+    let configure = |c: &mut c2n_train::config::TrainConfig| {
+        c.train_steps = Some(4);
+        c.batch_size = 2;
+        c.stop_after = Some(2);
+    };
+    let dir = tempfile::tempdir().unwrap();
+    trainer(dir.path(), configure, false).run().unwrap();
+    let last = dir.path().join("checkpoint-last");
+    let resume_error = |damage: &dyn Fn()| {
+        let kept = tempfile::tempdir().unwrap();
+        for entry in std::fs::read_dir(&last).unwrap() {
+            let path = entry.unwrap().path();
+            std::fs::copy(&path, kept.path().join(path.file_name().unwrap())).unwrap();
+        }
+        damage();
+        let err = trainer(dir.path(), configure, false)
+            .resume(&last)
+            .unwrap_err()
+            .to_string();
+        for entry in std::fs::read_dir(kept.path()).unwrap() {
+            let path = entry.unwrap().path();
+            std::fs::copy(&path, last.join(path.file_name().unwrap())).unwrap();
+        }
+        err
+    };
+    let truncate = |name: &str| {
+        let path = last.join(name);
+        let len = std::fs::metadata(&path).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(len / 2)
+            .unwrap();
+    };
+    for name in ["optimizer.safetensors", "model.safetensors"] {
+        let err = resume_error(&|| truncate(name));
+        assert!(err.contains(name), "{name}: {err}");
+    }
+    let err = resume_error(&|| std::fs::remove_file(last.join("optimizer.safetensors")).unwrap());
+    assert!(err.contains("optimizer.safetensors"), "{err}");
+    // Without the saved settings a changed one would go unseen: refused.
+    let err = resume_error(&|| std::fs::remove_file(last.join("train_config.json")).unwrap());
+    assert!(
+        err.contains("train_config.json") && err.contains("missing"),
+        "{err}"
+    );
+    // Restored whole, the checkpoint resumes.
+    trainer(dir.path(), configure, false).resume(&last).unwrap();
+}
+
+#[test]
 fn variant_b_resume_after_an_evaluation_keeps_pending_gradients() {
     // 2 examples, micro-batches of 1 → 2 batches per epoch. With GA 2 the reference rule
     // updates after batch 1 (nb = 1) but not after batch 2 (nb = 2), so every epoch ends with

@@ -362,11 +362,12 @@ impl AdamW {
         let index: StateIndex =
             serde_json::from_str(&text).map_err(|e| TrainError::parse(&index_path, e))?;
         let moments_path = dir.join(MOMENTS_FILE);
-        let mut tensors = candle_core::safetensors::load(&moments_path, device)?;
         let resume_err = |message: String| TrainError::Resume {
             path: moments_path.clone(),
             message,
         };
+        let mut tensors = candle_core::safetensors::load(&moments_path, device)
+            .map_err(|e| resume_err(format!("cannot read the optimizer state: {e}")))?;
         for name in index.steps.keys() {
             if self.index(name).is_none() {
                 return Err(resume_err(format!("state for unknown parameter `{name}`")));
