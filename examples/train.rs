@@ -87,6 +87,13 @@ fn train_rank(
     if tf32 && comm.is_main() && trainer.model().device().is_cpu() {
         eprintln!("note: tf32 changes CUDA matrix products only; on the CPU this run is f32");
     }
+    if let (Some((saved, now)), true) = (trainer.resumed_on_other_world_size(), comm.is_main()) {
+        eprintln!(
+            "note: the saved run trained on {saved} rank(s), this one runs on {now}: dropout masks \
+             and the split of each batch follow the ranks, so the result will differ from an \
+             uninterrupted run's"
+        );
+    }
     if let Some(earlier) = trainer.earlier_run_set_aside() {
         eprintln!(
             "note: the output folder held an earlier run, moved to {} ({:.1} MB; delete it if \

@@ -85,6 +85,10 @@ pub struct TrainState {
     /// counted from 0 at the resume).
     #[serde(default)]
     pub evaluations: u64,
+    /// Ranks the run last trained on (absent in states written before it existed, or by a
+    /// run built without [`crate::trainer::Trainer::from_config_on`]).
+    #[serde(default)]
+    pub world_size: Option<usize>,
     /// Whether `pending_grads.safetensors` belongs to this state.
     pub has_pending_grads: bool,
 }
@@ -111,6 +115,7 @@ impl TrainState {
             examples_seen: 0,
             target_tokens_seen: 0,
             evaluations: 0,
+            world_size: None,
             has_pending_grads: false,
         }
     }

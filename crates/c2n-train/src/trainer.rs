@@ -145,6 +145,8 @@ pub struct Trainer {
     pending: Gradients,
     epoch_plan: Option<(u64, Vec<Vec<usize>>)>,
     metrics: Option<MetricsLog>,
+    /// `(saved, now)` ranks when a resume continues on another number of ranks.
+    world_size_change: Option<(usize, usize)>,
     stopped_early: bool,
     /// Whether rank 0's weights have been broadcast (multi-rank runs only).
     replicas_synced: bool,
@@ -249,11 +251,18 @@ impl Trainer {
         let mut trainer = Self::new(config, model, train, dev, Some(tokenizer))?;
         if resume {
             trainer.resume(&resume_dir)?;
+            let now = comm.world_size();
+            trainer.world_size_change = trainer
+                .state
+                .world_size
+                .filter(|&saved| saved != now)
+                .map(|saved| (saved, now));
         } else if comm.is_main() {
             // A fresh run replaces an earlier one here: its files step aside, whole.
             trainer.earlier_run =
                 checkpoint_dir::set_aside_earlier_run(&trainer.config.output_dir)?;
         }
+        trainer.state.world_size = Some(comm.world_size());
         trainer.sync_replicas(comm)?;
         Ok(trainer)
     }
@@ -353,6 +362,7 @@ impl Trainer {
             pending: Gradients::new(),
             epoch_plan: None,
             metrics: None,
+            world_size_change: None,
             stopped_early: false,
             replicas_synced: false,
             bucket_plan: None,
@@ -765,6 +775,13 @@ impl Trainer {
             Some(m) => m.append(&record),
             None => Ok(()),
         }
+    }
+
+    /// `(saved, now)` when this resumed run continues on another number of ranks than the
+    /// run it resumes. Allowed (a node may be lost), but the result will not equal an
+    /// uninterrupted run's: dropout masks and the split of each batch follow the ranks.
+    pub fn resumed_on_other_world_size(&self) -> Option<(usize, usize)> {
+        self.world_size_change
     }
 
     /// Where this fresh run moved the earlier run it found in its output folder

@@ -145,3 +145,38 @@ fn a_rank_without_examples_keeps_both_weightings_in_step() {
         }
     }
 }
+
+#[test]
+fn a_resume_on_another_number_of_ranks_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let config = |fixture: &str, stop_after: Option<u64>| {
+        let mut config = write_parity_fixture(&dir.path().join(fixture), &init_dir(), 4)?;
+        config.output_dir = run.clone();
+        config.stop_after = stop_after;
+        Ok::<_, TrainError>(config)
+    };
+    // Two thread ranks train 2 of the 4 updates (rank 0 writes the checkpoint).
+    ThreadGroup::new(2)
+        .unwrap()
+        .run_fallible(|comm| {
+            let cfg = config(&format!("fixture{}", comm.rank()), Some(2))?;
+            let mut trainer = Trainer::from_config_on(cfg, false, comm)?;
+            assert_eq!(trainer.resumed_on_other_world_size(), None);
+            trainer.run_with(comm).map(|_| ())
+        })
+        .unwrap();
+    let resumed = |comm: &dyn Communicator| {
+        let fixture = format!("again{}", comm.rank());
+        Trainer::from_config_on(config(&fixture, None).unwrap(), true, comm).unwrap()
+    };
+    assert_eq!(
+        resumed(&SingleComm).resumed_on_other_world_size(),
+        Some((2, 1))
+    );
+    let same = ThreadGroup::new(2)
+        .unwrap()
+        .run_fallible(|comm| Ok::<_, TrainError>(resumed(comm).resumed_on_other_world_size()))
+        .unwrap();
+    assert_eq!(same, [None, None]);
+}
