@@ -77,7 +77,7 @@ fn evaluate_rank(
         } else {
             "decoded"
         };
-        code2nl::cli::progress_bar(None, what)
+        code2nl::train::progress::examples_bar(None, what)
     } else {
         indicatif::ProgressBar::hidden()
     };

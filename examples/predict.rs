@@ -61,7 +61,7 @@ fn main() -> Result<()> {
         max_target_len: args.max_target_len,
     };
     let bar = if args.jsonl.is_some() {
-        code2nl::cli::progress_bar(Some(features.len() as u64), "summarizing")
+        code2nl::train::progress::examples_bar(Some(features.len() as u64), "summarizing")
     } else {
         indicatif::ProgressBar::hidden()
     };

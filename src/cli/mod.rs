@@ -1,7 +1,7 @@
 //! Command-line definitions of the example programs, kept in the library so that a test can
 //! check every flag (`tests/cli.rs`: clap's debug assertions and help text on each flag)
 //! without running the programs. Each example parses its struct and calls the library;
-//! nothing else lives here but two helpers all programs share (closed pipes, progress bars).
+//! nothing else lives here but a helper all programs share (closed pipes).
 
 pub mod bleu;
 pub mod checkpoint;
@@ -23,27 +23,6 @@ pub fn end_quietly_on_closed_pipe() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-}
-
-/// A progress bar on stderr counting examples (`what`: the verb shown), with rate, and with
-/// ETA when the total `len` is known; hidden when stderr is no terminal, as indicatif does.
-pub fn progress_bar(len: Option<u64>, what: &str) -> indicatif::ProgressBar {
-    let (bar, template) = match len {
-        Some(len) => (
-            indicatif::ProgressBar::new(len),
-            "{elapsed_precise} [{wide_bar}] {pos}/{len} examples, {per_sec}, ETA {eta} | {msg}",
-        ),
-        None => (
-            indicatif::ProgressBar::no_length(),
-            "{elapsed_precise} {pos} examples, {per_sec} | {msg}",
-        ),
-    };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(template)
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    bar.set_message(what.to_string());
-    bar
 }
 
 /// A count flag that must be at least 1 (clap reports `0 is not in 1..`).

@@ -67,6 +67,7 @@ pub mod metrics;
 pub mod model_setup;
 pub mod optim;
 pub mod pipeline;
+pub mod progress;
 pub mod pyrandom;
 pub mod schedule;
 pub mod state;

@@ -512,21 +512,14 @@ pub fn run_pipeline(cfg: &PipelineConfig, log: &mut dyn FnMut(&str)) -> Result<P
     Ok(report)
 }
 
-/// Examples decoded so far in an evaluation stage (stderr; hidden without `progress` or a
-/// terminal). Decoding the CodeBERT-size model on a CPU takes minutes.
+/// Examples decoded so far in an evaluation stage (hidden without `progress`). Decoding
+/// the CodeBERT-size model on a CPU takes minutes.
 fn decoding_bar(progress: bool, stage: &str) -> indicatif::ProgressBar {
-    if !progress {
-        return indicatif::ProgressBar::hidden();
+    if progress {
+        crate::progress::examples_bar(None, &format!("decoded ({stage})"))
+    } else {
+        indicatif::ProgressBar::hidden()
     }
-    let bar = indicatif::ProgressBar::no_length();
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{elapsed_precise} {pos} examples decoded, {per_sec} | {msg}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    bar.set_message(stage.to_string());
-    bar
 }
 
 #[cfg(test)]
