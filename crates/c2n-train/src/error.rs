@@ -25,6 +25,12 @@ pub enum TrainError {
     /// A saved training state does not fit the run it should resume.
     #[error("cannot resume from {path}: {message}")]
     Resume { path: PathBuf, message: String },
+    /// Another process holds the output folder's lock ([`crate::run_lock`]).
+    #[error(
+        "{dir} is in use by another process ({holder}); wait for it to end, or choose \
+         another output folder"
+    )]
+    InUse { dir: PathBuf, holder: String },
     /// A caller passed inconsistent inputs (parameter names, shapes, sizes).
     #[error("invalid input: {0}")]
     InvalidInput(String),

@@ -13,6 +13,7 @@
 //! | [`pyrandom`] | CPython's `random.seed` / `random.sample`, for the seeded 1 000-example dev-BLEU subset |
 //! | [`checkpoint_policy`] | `checkpoint-last` always, `checkpoint-best-ppl` strict unrounded, `checkpoint-best-bleu` strict on Python-rounded BLEU |
 //! | [`evaluate`] | dev loss (f64 sums of `loss × N_act`), batched KV-cached beam search, `dev.output`/`dev.gold`, smoothed BLEU-4 |
+//! | [`run_lock`] | (not in the reference) one process at a time in an output folder |
 //! | [`trainer`] | the loop itself, with progress, JSONL [`metrics`], checkpoints and full resume ([`state`]) |
 //! | [`dropout_seeds`] | (not in the reference) one dropout seed per micro-batch and rank from the run's `seed`: same configuration, same masks, on CPU and CUDA, across a resume |
 //! | [`config`] | the serde [`config::TrainConfig`] (TOML/JSON, CLI overrides, reference defaults) |
@@ -69,6 +70,7 @@ pub mod optim;
 pub mod pipeline;
 pub mod progress;
 pub mod pyrandom;
+pub mod run_lock;
 pub mod schedule;
 pub mod state;
 pub mod sweep;

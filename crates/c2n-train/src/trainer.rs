@@ -44,6 +44,7 @@ use crate::loop_plan::{LoopDriver, LoopKind, LoopPlan, MicroStep};
 use crate::metrics::{MetricRecord, MetricsLog};
 use crate::model_setup::{model_for, model_params, with_dropout, POSITION_EMBEDDINGS};
 use crate::optim::{AdamW, AdamWConfig, Gradients, NamedParams};
+use crate::run_lock::RunLock;
 use crate::schedule::LinearSchedule;
 use crate::state::TrainState;
 use crate::tensors::feature_tokens;
@@ -130,6 +131,9 @@ impl Throughput {
     }
 }
 
+/// What holds an output folder's lock, as the refusal names it.
+const RUN_WHAT: &str = "training run";
+
 /// A training run in progress.
 pub struct Trainer {
     config: TrainConfig,
@@ -155,6 +159,8 @@ pub struct Trainer {
     sync_stats: SyncStats,
     /// Where a fresh run moved the earlier run it found in its output folder.
     earlier_run: Option<checkpoint_dir::EarlierRun>,
+    /// Rank 0's hold on the output folder (no other process may write there meanwhile).
+    run_lock: Option<RunLock>,
 }
 
 /// One micro-batch as this rank saw it, and the batch as a whole.
@@ -185,6 +191,12 @@ impl Trainer {
         comm: &dyn Communicator,
     ) -> Result<Self> {
         config.validate()?;
+        // Refused before any loading: another run writes into this folder.
+        let run_lock = if comm.is_main() {
+            Some(RunLock::acquire(&config.output_dir, RUN_WHAT)?)
+        } else {
+            None
+        };
         let device = match comm.device() {
             Some(device) => device,
             None => select_device(&config.device)?,
@@ -249,6 +261,7 @@ impl Trainer {
         };
         crate::model_setup::check_tokenizer_fits(&tokenizer, &model)?;
         let mut trainer = Self::new(config, model, train, dev, Some(tokenizer))?;
+        trainer.run_lock = run_lock;
         if resume {
             trainer.resume(&resume_dir)?;
             let now = comm.world_size();
@@ -368,6 +381,7 @@ impl Trainer {
             bucket_plan: None,
             sync_stats: SyncStats::default(),
             earlier_run: None,
+            run_lock: None,
         })
     }
 
@@ -800,6 +814,9 @@ impl Trainer {
     pub fn run_with(&mut self, comm: &dyn Communicator) -> Result<TrainSummary> {
         let start = Instant::now();
         let main = comm.is_main();
+        if main && self.run_lock.is_none() {
+            self.run_lock = Some(RunLock::acquire(&self.config.output_dir, RUN_WHAT)?);
+        }
         self.sync_replicas(comm)?;
         if main {
             self.open_metrics()?;

@@ -199,6 +199,14 @@ fn pipeline_runs_reports_and_resumes() {
     let (restored, lines) = run(&fewer);
     assert!(restored.stages.iter().all(|s| s.skipped), "{lines:?}");
 
+    // Not while another process holds the folder (here: its lock taken by hand).
+    {
+        let held = c2n_train::run_lock::RunLock::acquire(&fewer.output_dir, "pipeline").unwrap();
+        let err = run_pipeline(&fewer, &mut |_| {}).unwrap_err();
+        assert!(matches!(err, c2n_train::TrainError::InUse { .. }), "{err}");
+        drop(held);
+    }
+
     // The same folder with another config is refused.
     let mut other = cfg.clone();
     other.train.insert("lr".into(), json!(0.5));

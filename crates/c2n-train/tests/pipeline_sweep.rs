@@ -140,6 +140,18 @@ fn points_run_in_parallel_rank_by_dev_bleu_and_failures_are_reported() {
     assert_eq!(json[0]["status"], "done");
     assert_eq!(&std::fs::read(&outcome.png).unwrap()[1..4], b"PNG");
 
+    // Not while another sweep runs in the folder.
+    {
+        let held = c2n_train::run_lock::RunLock::acquire(&out, "sweep").unwrap();
+        let err = run_sweep(&sweep, &out, 2, &launcher(&reports), &|_| {}).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("in use by another process (sweep, process"),
+            "{err}"
+        );
+        drop(held);
+    }
+
     // A rerun skips the finished points and retries the failed one.
     let outcome = run_sweep(&sweep, &out, 2, &launcher(&reports), &|_| {}).unwrap();
     let statuses: Vec<_> = outcome.rows.iter().map(|r| r.status.clone()).collect();

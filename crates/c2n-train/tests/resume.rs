@@ -120,6 +120,7 @@ fn with_dropout_on_a_resumed_run_equals_the_uninterrupted_one_and_the_seed_decid
         0.3,
     );
     assert_eq!(first.run().unwrap().updates, 4);
+    drop(first); // the first process ends: it lets go of the output folder
     let mut second = trainer_with_dropout(split, configure, true, 0.3);
     second.resume(&split.join("checkpoint-last")).unwrap();
     assert_eq!(second.run().unwrap().updates, 6);
@@ -157,6 +158,7 @@ fn variant_a_stop_after_then_resume_equals_uninterrupted() {
         true,
     );
     assert_eq!(first.run().unwrap().updates, 4);
+    drop(first);
     let mut second = trainer(split_dir.path(), configure, true);
     second
         .resume(&split_dir.path().join("checkpoint-last"))
@@ -217,6 +219,7 @@ fn a_run_that_dies_while_an_evaluation_saves_redoes_it_on_resume() {
         true,
     );
     first.run().unwrap();
+    drop(first);
     let mut dying = trainer(out, configure, true);
     dying.resume(&out.join("checkpoint-last")).unwrap();
     // A file where the best-ppl save builds its folder: that save fails.
@@ -225,6 +228,7 @@ fn a_run_that_dies_while_an_evaluation_saves_redoes_it_on_resume() {
     let err = dying.run().unwrap_err().to_string();
     assert!(err.contains(".checkpoint-best-ppl.partial"), "{err}");
     std::fs::remove_file(&trap).unwrap();
+    drop(dying);
 
     let mut resumed = trainer(out, configure, true);
     resumed.resume(&out.join("checkpoint-last")).unwrap();
@@ -485,6 +489,7 @@ fn length_bucketed_runs_resume_exactly_and_refuse_another_window() {
         true,
     );
     assert_eq!(first.run().unwrap().updates, 4);
+    drop(first);
     let mut other_window = trainer(split, bucketed(Some(3)), true);
     let err = other_window
         .resume(&split.join("checkpoint-last"))

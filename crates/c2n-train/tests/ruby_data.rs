@@ -261,6 +261,14 @@ fn short_run_on_ruby_writes_checkpoints_dev_outputs_and_metrics() {
         eval_steps: None,
         ..config
     };
+    // Not while the first run still holds the folder: refused before it moves anything.
+    let busy = Trainer::from_config(again.clone(), false).err().unwrap();
+    assert!(
+        matches!(busy, c2n_train::TrainError::InUse { .. }),
+        "{busy}"
+    );
+    assert!(out.join("checkpoint-best-ppl").is_dir());
+    drop(trainer);
     let mut fresh = Trainer::from_config(again, false).unwrap();
     let aside = out.join("earlier-run-1");
     let earlier = fresh.earlier_run_set_aside().unwrap();

@@ -427,7 +427,8 @@ pub fn run_pipeline(cfg: &PipelineConfig, log: &mut dyn FnMut(&str)) -> Result<P
     let start = Instant::now();
     cfg.validate()?;
     let out = &cfg.output_dir;
-    std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
+    // Held to the end: a second pipeline here would redo or skip this one's stages mid-run.
+    let _lock = crate::run_lock::RunLock::acquire(out, "pipeline")?;
     let device = select_device(&cfg.device)?;
     let (preset, why) = choose_preset(cfg.preset, &device);
     let cfg = &PipelineConfig {

@@ -63,6 +63,8 @@ pub fn run_sweep(
     if points.is_empty() {
         return Err(TrainError::Config("the sweep has no point".into()));
     }
+    // A second sweep here would start the same points and truncate their logs.
+    let _lock = crate::run_lock::RunLock::acquire(output_dir, "sweep")?;
     let laid_out = lay_out_points(&points, output_dir)?;
     let results = run_points(&laid_out, parallel, launcher, on_finish);
     let rows = table::sorted(&results);
