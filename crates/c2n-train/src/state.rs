@@ -89,6 +89,11 @@ pub struct TrainState {
     /// run built without [`crate::trainer::Trainer::from_config_on`]).
     #[serde(default)]
     pub world_size: Option<usize>,
+    /// Wall seconds of `run` up to this state, over every resume: what a killed process did
+    /// after its last checkpoint is redone, so it is not counted (absent in states written
+    /// before it existed: counted from 0 at the resume).
+    #[serde(default)]
+    pub train_seconds: f64,
     /// Whether `pending_grads.safetensors` belongs to this state.
     pub has_pending_grads: bool,
 }
@@ -116,6 +121,7 @@ impl TrainState {
             target_tokens_seen: 0,
             evaluations: 0,
             world_size: None,
+            train_seconds: 0.0,
             has_pending_grads: false,
         }
     }

@@ -159,6 +159,8 @@ pub struct Trainer {
     sync_stats: SyncStats,
     /// Where a fresh run moved the earlier run it found in its output folder.
     earlier_run: Option<checkpoint_dir::EarlierRun>,
+    /// When this process's `run` started, and the run's seconds before it (resumes).
+    run_clock: Option<(Instant, f64)>,
     /// Rank 0's hold on the output folder (no other process may write there meanwhile).
     run_lock: Option<RunLock>,
 }
@@ -382,6 +384,7 @@ impl Trainer {
             sync_stats: SyncStats::default(),
             earlier_run: None,
             run_lock: None,
+            run_clock: None,
         })
     }
 
@@ -798,6 +801,15 @@ impl Trainer {
         self.world_size_change
     }
 
+    /// Wall seconds of `run` so far over the whole run, resumes included (only time that
+    /// checkpoints kept: a killed process's work after its last save is redone).
+    pub fn train_seconds(&self) -> f64 {
+        match self.run_clock {
+            Some((start, before)) => before + start.elapsed().as_secs_f64(),
+            None => self.state.train_seconds,
+        }
+    }
+
     /// Where this fresh run moved the earlier run it found in its output folder
     /// (`OUTPUT/earlier-run-N`) and its size, if there was one.
     pub fn earlier_run_set_aside(&self) -> Option<&checkpoint_dir::EarlierRun> {
@@ -817,6 +829,7 @@ impl Trainer {
         if main && self.run_lock.is_none() {
             self.run_lock = Some(RunLock::acquire(&self.config.output_dir, RUN_WHAT)?);
         }
+        self.run_clock = Some((start, self.state.train_seconds));
         self.sync_replicas(comm)?;
         if main {
             self.open_metrics()?;
@@ -878,6 +891,9 @@ impl Trainer {
         } else {
             self.config.output_dir.join(LAST)
         };
+        // Stop the clock: another `run` on this trainer counts from here.
+        self.state.train_seconds = self.train_seconds();
+        self.run_clock = None;
         Ok(TrainSummary {
             updates: self.state.counters.global_step,
             batches: self.state.counters.batches_done,
@@ -899,7 +915,11 @@ impl Trainer {
             self.config.save_json(&partial.join(TRAIN_CONFIG_FILE))?;
             if with_state {
                 self.optimizer.save_state(partial)?;
-                self.state.save(partial, &self.pending)?;
+                let state = TrainState {
+                    train_seconds: self.train_seconds(),
+                    ..self.state.clone()
+                };
+                state.save(partial, &self.pending)?;
             }
             Ok(())
         })?;

@@ -135,6 +135,17 @@ fn pipeline_runs_reports_and_resumes() {
         report.test.bleu
     );
     assert_eq!(resumed.train.checkpoint, report.train.checkpoint);
+    // Its train row still covers the whole training, not only this (empty) last process.
+    let train_row = |r: &PipelineReport| r.stages[1].clone();
+    assert_eq!(train_row(&resumed).name, "train");
+    assert_eq!(train_row(&resumed).examples, train_row(&report).examples);
+    assert!(
+        train_row(&resumed).seconds >= 0.9 * train_row(&report).seconds,
+        "{:?} vs {:?}",
+        train_row(&resumed),
+        train_row(&report)
+    );
+    assert!(train_row(&resumed).note.contains("resumed"));
 
     // Another test limit scores the test split again and nothing else (the evaluation
     // settings are taken over; the same limit then skips every stage again).

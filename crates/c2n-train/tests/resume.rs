@@ -158,12 +158,25 @@ fn variant_a_stop_after_then_resume_equals_uninterrupted() {
         true,
     );
     assert_eq!(first.run().unwrap().updates, 4);
+    let first_seconds = first.train_seconds();
     drop(first);
     let mut second = trainer(split_dir.path(), configure, true);
     second
         .resume(&split_dir.path().join("checkpoint-last"))
         .unwrap();
+    // The run's seconds go on from the checkpoint's (the pipeline's train row uses them).
+    let saved_seconds = second.train_seconds();
+    assert!(
+        saved_seconds > 0.0 && saved_seconds <= first_seconds,
+        "{saved_seconds} vs {first_seconds}"
+    );
     let summary = second.run().unwrap();
+    let this_process = second.train_seconds() - saved_seconds;
+    assert!(
+        this_process > 0.0 && this_process <= summary.seconds,
+        "{this_process} vs {}",
+        summary.seconds
+    );
     // Evaluations count over the whole run: after update 3 (first process) and 6.
     assert_eq!((summary.updates, summary.evaluations), (7, 2));
     assert_same_run(&full, &second);

@@ -239,13 +239,21 @@ fn train_stage(
     ));
     let summary = trainer.run()?;
     let seen = trainer.state().examples_seen;
+    // The row covers the whole training, every resume included (the checkpoints keep its
+    // seconds), so its examples per second stay meaningful.
     let record = TrainRecord {
         timing: StageTiming::new(
             "train",
-            start.elapsed().as_secs_f64(),
-            seen - seen_before,
+            trainer.train_seconds(),
+            seen,
             if resume {
-                "resumed from checkpoint-last".to_string()
+                format!(
+                    "{} updates incl. dev evaluations; resumed from checkpoint-last, this \
+                     process {:.1} s and {} examples",
+                    summary.updates,
+                    start.elapsed().as_secs_f64(),
+                    seen - seen_before
+                )
             } else {
                 format!("{} updates incl. dev evaluations", summary.updates)
             },
