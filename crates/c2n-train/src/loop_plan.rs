@@ -13,7 +13,12 @@
 //!   every epoch.
 //! * **Accumulation**: in [`AccumulationMode::Reference`] an update follows a batch when
 //!   `(nb_tr_steps + 1) % GA == 0` after the increment — so with GA > 1 the first update
-//!   comes after one batch — and `nb_tr_steps` resets at every evaluation.
+//!   comes after GA − 1 batches (one for GA = 2), later ones every GA — and `nb_tr_steps`
+//!   resets at every evaluation.
+//! * **The first evaluation (A)**: `run.py` sets `eval_flag = True` before its loop, so with
+//!   `eval_steps` 1 (`--eval_steps -1`) and a first batch that does not update (GA ≥ 3, or
+//!   [`AccumulationMode::Fixed`] with GA ≥ 2) the untrained model is evaluated after that
+//!   batch, which also resets the accumulation phase ([`LoopCounters::at_start`]).
 //!   [`AccumulationMode::Fixed`] (a documented deviation, off by default) updates when
 //!   `nb_tr_steps % GA == 0`, i.e. every GA batches.
 //!
@@ -84,8 +89,19 @@ pub struct LoopCounters {
     pub nb_tr_steps: u64,
     /// Optimizer updates done (`global_step`) = scheduler steps taken.
     pub global_step: u64,
-    /// Variant A: an update happened since the last evaluation.
+    /// Variant A: an update happened since the last evaluation (or none has: the start).
     pub eval_flag: bool,
+}
+
+impl LoopCounters {
+    /// The counters before the first micro-batch: all zero, and `eval_flag` set, as `run.py`
+    /// sets it before its loop (it only shows when the first batch does not update).
+    pub fn at_start() -> Self {
+        Self {
+            eval_flag: true,
+            ..Self::default()
+        }
+    }
 }
 
 /// What to do with one micro-batch.
@@ -119,7 +135,7 @@ pub struct LoopDriver {
 impl LoopDriver {
     /// A driver at the start of training.
     pub fn new(plan: LoopPlan) -> Result<Self> {
-        Self::resume(plan, LoopCounters::default())
+        Self::resume(plan, LoopCounters::at_start())
     }
 
     /// A driver continuing from saved counters.
@@ -170,7 +186,7 @@ impl LoopDriver {
                 stop_after: None,
                 ..self.plan
             },
-            counters: LoopCounters::default(),
+            counters: LoopCounters::at_start(),
         };
         while probe.next_step().is_some() {}
         probe.counters.global_step
@@ -324,6 +340,26 @@ mod tests {
         let (updates, evals) = flags(steps_plan(6, Some(2), 10, 2));
         assert_eq!(updates, vec![true, true, false, true, true, false]);
         assert_eq!(evals, vec![true, false, false, true, false, false]);
+    }
+
+    #[test]
+    fn variant_a_evaluates_the_untrained_model_when_the_first_batch_does_not_update() {
+        // run.py starts with eval_flag = True. GA = 3, eval_steps = 1 (`--eval_steps -1`):
+        // b1: nb=1, (1+1)%3 != 0 → no update; (0+1)%1 == 0 and the flag → eval, nb=0
+        // b2: nb=1 → no; b3: nb=2 → update (gs=1) → eval, nb=0; and so on every 2 batches.
+        let (updates, evals) = flags(steps_plan(7, Some(1), 10, 3));
+        assert_eq!(
+            updates,
+            vec![false, false, true, false, true, false, true],
+            "the phase follows the reset of the first evaluation"
+        );
+        assert_eq!(evals, vec![true, false, true, false, true, false, true]);
+        let driver = LoopDriver::new(steps_plan(7, Some(1), 10, 3)).unwrap();
+        assert_eq!(driver.total_updates(), 3, "the probe starts the same way");
+        // Without that first evaluation the updates would fall on b2, b5: another run.
+        // GA = 3 with eval_steps 2: nothing to evaluate before the first update.
+        let (_, evals) = flags(steps_plan(6, Some(2), 10, 3));
+        assert!(!evals[0]);
     }
 
     #[test]

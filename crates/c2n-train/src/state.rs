@@ -109,7 +109,7 @@ impl TrainState {
         Self {
             format_version: FORMAT_VERSION,
             plan,
-            counters: LoopCounters::default(),
+            counters: LoopCounters::at_start(),
             schedule,
             policy: CheckpointPolicy::default(),
             early_stopping,

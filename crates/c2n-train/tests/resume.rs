@@ -364,6 +364,42 @@ fn variant_b_resume_after_an_evaluation_keeps_pending_gradients() {
 }
 
 #[test]
+fn variant_a_evaluates_before_the_first_update_like_run_py_and_resumes_from_there() {
+    // run.py sets eval_flag = True before its loop: with --eval_steps -1 (every update) and
+    // GA 3, the first batch does not update, and the untrained model is evaluated (and
+    // checkpointed, with that batch's gradient pending) right after it.
+    let configure = |c: &mut c2n_train::config::TrainConfig| {
+        c.train_steps = Some(7);
+        c.eval_steps = Some(1);
+        c.batch_size = 3;
+        c.grad_accum = 3; // micro-batches of 1 example
+    };
+    let full_dir = tempfile::tempdir().unwrap();
+    let mut full = trainer(full_dir.path(), configure, true);
+    let summary = full.run().unwrap();
+    // Updates after batches 3, 5, 7 (the first evaluation reset the phase); evaluations after
+    // batches 1, 3, 5, 7.
+    assert_eq!((summary.updates, summary.evaluations), (3, 4));
+    let steps: Vec<u64> = eval_records(full_dir.path())
+        .iter()
+        .map(|r| r.global_step())
+        .collect();
+    assert_eq!(steps, [0, 1, 2, 3]);
+
+    let split_dir = tempfile::tempdir().unwrap();
+    let mut first = trainer(split_dir.path(), configure, true);
+    let report = first.advance().unwrap().unwrap();
+    assert!(!report.step.update && report.evaluation.is_some());
+    drop(first); // "crash" right after the first evaluation
+    let ckpt = split_dir.path().join("checkpoint-last");
+    assert!(ckpt.join("pending_grads.safetensors").exists());
+    let mut second = trainer(split_dir.path(), configure, true);
+    second.resume(&ckpt).unwrap();
+    second.run().unwrap();
+    assert_same_run(&full, &second);
+}
+
+#[test]
 fn metrics_hold_no_train_record_of_an_empty_running_loss() {
     // Variant B, 3 updates per epoch, a train record every 3 updates: each one falls on an
     // epoch end, right after the evaluation reset the running loss.
