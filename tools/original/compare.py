@@ -54,6 +54,13 @@ TRAINING_CASES = [
      "--learning_rate 1e-3 --train_steps 14 --eval_steps 4 --warmup_steps 2 --weight_decay 0.01",
      "--batch-size 8 --grad-accum 2 --eval-batch-size 5 --lr 1e-3 --train-steps 14 "
      "--eval-steps 4 --warmup-steps 2 --weight-decay 0.01"),
+    # run.py starts with eval_flag = True: with --eval_steps -1 (every update) and GA 3 the
+    # untrained model is evaluated after the first batch, which resets the GA phase.
+    ("A, GA 3, evaluation at every update (eval_steps -1)", "A",
+     "--train_batch_size 6 --gradient_accumulation_steps 3 --eval_batch_size 8 "
+     "--learning_rate 1e-3 --train_steps 10 --eval_steps -1 --warmup_steps 2",
+     "--batch-size 6 --grad-accum 3 --eval-batch-size 8 --lr 1e-3 --train-steps 10 "
+     "--eval-steps 1 --warmup-steps 2"),
     ("B, GA 1, 4 batches per epoch, 3 epochs", "B",
      "--train_batch_size 4 --eval_batch_size 3 --learning_rate 1e-3 --num_train_epochs 3 "
      "--weight_decay 0.01",
@@ -267,6 +274,10 @@ def main() -> None:
     parser.add_argument("--max-source-len", type=int, default=64)
     parser.add_argument("--max-target-len", type=int, default=32)
     parser.add_argument("--decode-only", action="store_true", help="skip the training cases")
+    parser.add_argument("--training-only", action="store_true",
+                        help="only the training cases (no features, BLEU or decoding)")
+    parser.add_argument("--cases", default="",
+                        help="only the training cases whose name contains this text")
     parser.add_argument("--eos-scales", type=float, nargs="*", default=[2.2, 2.6, 6.0],
                         help="also decode with the </s> embedding row scaled (EOS paths)")
     args = parser.parse_args()
@@ -279,16 +290,19 @@ def main() -> None:
          "--no-dropout"])
     write(os.path.join(args.work, "train.jsonl"), lines(os.path.join(ruby, "valid.jsonl"), 0, 16))
     write(os.path.join(args.work, "dev.jsonl"), lines(os.path.join(ruby, "valid.jsonl"), 16, 8))
-    results = compare_features(args, args.work, pre)
-    results += compare_bleu(args, args.work)
-    results += compare_decoding(args, args.work, pre, SMALL, "random small model")
-    for scale in args.eos_scales:
+    results = []
+    if not args.training_only:
+        results += compare_features(args, args.work, pre)
+        results += compare_bleu(args, args.work)
+        results += compare_decoding(args, args.work, pre, SMALL, "random small model")
+    for scale in [] if args.training_only else args.eos_scales:
         folder = os.path.join(args.work, f"eos_{scale}")
         run([args.python, os.path.join(HERE, "make_pretrained.py"), SMALL, args.tokenizer,
              os.path.join(args.work, "scratch"), "--eos-scale", str(scale), folder])
         results += compare_decoding(args, args.work, pre, folder, f"EOS row x{scale}")
     for case in [] if args.decode_only else TRAINING_CASES:
-        results += compare_training(args, args.work, pre, case)
+        if args.cases in case[0]:
+            results += compare_training(args, args.work, pre, case)
     print("| check | result | ok |\n|---|---|---|")
     for what, detail, ok in results:
         print(f"| {what} | {detail} | {'counted' if ok is None else 'yes' if ok else 'NO'} |")
