@@ -143,6 +143,10 @@ impl NextTokenLogProbs for TimedSession<'_> {
         self.inner.vocab_size()
     }
 
+    fn layout(&self) -> Option<(usize, usize)> {
+        self.inner.layout()
+    }
+
     fn step(&mut self, origin: &[u32], tokens: &[u32]) -> code2nl::model::Result<Vec<f32>> {
         let start = Instant::now();
         let out = self.inner.step(origin, tokens);

@@ -28,6 +28,9 @@ pub enum Padding {
 }
 
 /// How an epoch is cut into global batches.
+///
+/// Default: batch 32, reference padding to 256 / 128, shuffled with seed 42, last batch kept,
+/// no bucketing, no token budget.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct BatchConfig {
@@ -99,6 +102,11 @@ pub struct Batch {
 /// lengths from the batch ([`padded_lengths`], or the features' own maximum) when they need
 /// every id, and a shorter target length on purpose where the targets are not used (decoding
 /// passes 2).
+///
+/// # Panics
+///
+/// When a position is out of range of `set`, as slice indexing does: positions come from
+/// [`plan_epoch`], [`inference_batches`] or the caller's own `0..set.len()`.
 pub fn make_batch<S: FeatureSet + ?Sized>(
     set: &S,
     positions: &[usize],
@@ -204,7 +212,8 @@ fn cut(
 /// lengths keep file order), so each batch pads to a length close to its examples' own: on
 /// the ruby test set at batch 256 that halves the padded source tokens against file order.
 /// With [`Padding::Reference`] every batch pads to the maximum anyway, and file order is kept.
-/// Whoever decodes in this order writes each result back at its position.
+/// Whoever decodes in this order writes each result back at its position. A `batch_size` of
+/// 0 counts as 1.
 pub fn inference_batches<S: FeatureSet + ?Sized>(
     set: &S,
     batch_size: usize,

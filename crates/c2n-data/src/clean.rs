@@ -154,7 +154,7 @@ impl CleanConfig {
         }
     }
 
-    /// Whether any filter or transformation is on.
+    /// Whether no filter or transformation is on (every record passes unchanged).
     pub fn is_noop(&self) -> bool {
         self.min_docstring_tokens.is_none()
             && self.max_docstring_tokens.is_none()

@@ -37,6 +37,8 @@ impl std::str::FromStr for Stage {
 }
 
 /// Lengths and stage. Lengths count `<s>` and `</s>`.
+///
+/// Default: the reference's 256 / 128, [`Stage::Train`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct FeatureConfig {

@@ -6,7 +6,7 @@
 //!
 //! | step | module | what it reproduces or adds |
 //! |---|---|---|
-//! | hub | [`hub`] | the Hugging Face `google/code_x_glue_ct_code_to_text` parquet splits (cache first) converted to reference jsonl |
+//! | hub | `hub` (feature `hub`) | the Hugging Face `google/code_x_glue_ct_code_to_text` parquet splits (cache first) converted to reference jsonl |
 //! | read | [`reader`], [`record`] | streaming `.jsonl` / `.jsonl.gz`; strict (error names file and line) or lenient (skip and count) |
 //! | code only | [`code_input`] | code to summarize without docstrings (`code_tokens` or `code`), for batch prediction |
 //! | examples | [`example`], [`whitespace`] | `idx` = line number, Python-whitespace normalization, `\n` → space in code, deleted in docs |
@@ -20,7 +20,7 @@
 //!
 //! No candle here: batches are flat `u32` vectors plus shapes.
 //!
-//! Feature `hub` (on by default): the [`hub`] module and tokenizers by hub model id
+//! Feature `hub` (on by default): the `hub` module and tokenizers by hub model id
 //! ([`TokenizerFiles::from_hub`]), through `hf-hub` and `parquet`. Without it
 //! (`default-features = false`) the crate reads local files only and builds about half as
 //! many dependencies (no network or TLS stack).

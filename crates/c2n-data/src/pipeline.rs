@@ -189,13 +189,13 @@ fn consume(
 
 /// Runs the pipeline over one file and keeps every feature in memory (small files, tests).
 pub fn features_in_memory(
-    path: &Path,
+    path: impl AsRef<Path>,
     tok: &RobertaTokenizer,
     cfg: &PipelineConfig,
 ) -> Result<(Vec<Feature>, PipelineReport)> {
     let mut out = Vec::new();
     let report = run_file(
-        path,
+        path.as_ref(),
         tok,
         cfg,
         PipelineOptions::default(),
@@ -209,17 +209,21 @@ pub fn features_in_memory(
 }
 
 /// Reads a file into examples (no cleaning, no tokenizing), sequentially.
-pub fn read_examples(path: &Path, strictness: Strictness) -> Result<(Vec<Example>, ReadReport)> {
+pub fn read_examples(
+    path: impl AsRef<Path>,
+    strictness: Strictness,
+) -> Result<(Vec<Example>, ReadReport)> {
     read_first_examples(path, strictness, None)
 }
 
 /// [`read_examples`] of the first `max_lines` lines only (`evaluate --limit`).
 pub fn read_first_examples(
-    path: &Path,
+    path: impl AsRef<Path>,
     strictness: Strictness,
     max_lines: Option<usize>,
 ) -> Result<(Vec<Example>, ReadReport)> {
-    let (records, report) = crate::reader::read_first_records(path, strictness, max_lines)?;
+    let (records, report) =
+        crate::reader::read_first_records(path.as_ref(), strictness, max_lines)?;
     let examples = records
         .iter()
         .map(|(idx, r)| Example::from_record(*idx, r))

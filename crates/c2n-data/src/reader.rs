@@ -329,7 +329,18 @@ pub(crate) fn parse_json<T: for<'de> Deserialize<'de>>(
             let detail = if text.starts_with('\u{feff}') {
                 "starts with a UTF-8 byte-order mark (save the file without it)".to_string()
             } else {
-                first.to_string()
+                // serde counts lines inside the text it parsed (always line 1 here); the file
+                // line is reported beside this detail, so keep only the column.
+                match (first.line(), first.column()) {
+                    (1, column) if column > 0 => {
+                        let full = first.to_string();
+                        let message = full
+                            .strip_suffix(&format!(" at line 1 column {column}"))
+                            .unwrap_or(&full);
+                        format!("{message} at column {column}")
+                    }
+                    _ => first.to_string(),
+                }
             };
             Err(LineProblem {
                 reason: BadLineReason::MalformedJson,
@@ -517,6 +528,9 @@ mod tests {
         for (bytes, reason) in cases {
             assert_eq!(parse_line(bytes).unwrap_err().reason, reason);
         }
+        // The file's line is reported beside the detail: serde's own "line 1" is left out.
+        let detail = parse_line(b"{x}").unwrap_err().detail;
+        assert_eq!(detail, "key must be a string at column 2");
         let bom = [&b"\xef\xbb\xbf"[..], ok].concat();
         let problem = parse_line(&bom).unwrap_err();
         assert_eq!(problem.reason, BadLineReason::MalformedJson);

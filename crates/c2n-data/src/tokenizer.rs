@@ -92,8 +92,7 @@ impl TokenizerFiles {
         }
         Err(DataError::Tokenizer {
             location: spec.to_string(),
-            message: "neither a folder, a tokenizer.json file nor a hub id (owner/name)"
-                .to_string(),
+            message: "no such file or folder, and not a hub id (owner/name)".to_string(),
         })
     }
 
@@ -249,7 +248,8 @@ impl RobertaTokenizer {
                 let tok =
                     tokenizers::Tokenizer::from_file(path).map_err(|e| DataError::Tokenizer {
                         location: location.clone(),
-                        message: e.to_string(),
+                        // A file given as the tokenizer is read as a tokenizer.json.
+                        message: format!("not a readable tokenizer.json: {e}"),
                     })?;
                 match tok.get_model() {
                     ModelWrapper::BPE(bpe) => Self::from_bpe(bpe.clone(), &location),
@@ -435,7 +435,9 @@ impl RobertaTokenizer {
     /// Special tokens are kept; an unknown id decodes as `<unk>` (Python's
     /// `decoder.get(id, unk_token)`); invalid UTF-8 becomes U+FFFD per maximal subpart, as
     /// Python's `errors="replace"`. Takes `u32` ids (decoding output) as well as the `u16`
-    /// ids that [`Feature`](crate::Feature)s store.
+    /// ids that [`Feature`](crate::Feature)s store. A feature's `target_ids` begin with `<s>`
+    /// and end with `</s>`; its text alone is `decode(&f.target_ids[1..f.target_ids.len() - 1])`
+    /// (beam-search hypotheses have neither).
     pub fn decode<Id: Copy + Into<u32>>(&self, ids: &[Id]) -> String {
         let unk = self.id_to_token(self.unk_id).unwrap_or("<unk>");
         let mut bytes = Vec::with_capacity(ids.len() * 4);

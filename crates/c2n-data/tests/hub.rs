@@ -341,7 +341,7 @@ fn pyarrow_written_parquet_gives_the_reference_examples() {
         false,
     )
     .unwrap();
-    let reference = read_examples(&fixtures.join("ruby-test-head.jsonl"), Strictness::Strict)
+    let reference = read_examples(fixtures.join("ruby-test-head.jsonl"), Strictness::Strict)
         .unwrap()
         .0;
     assert_eq!(reference.len(), 6);

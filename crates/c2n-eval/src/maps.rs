@@ -49,8 +49,8 @@ impl Predictions {
 
     /// Reads a prediction file (`*.output`), one row per line, split as
     /// [`Predictions::from_text`] does (the same rows as `evaluator.py GOLD < FILE`).
-    pub fn read(path: &Path) -> Result<Self, EvalError> {
-        Ok(Self::from_text(&read_text(path)?))
+    pub fn read(path: impl AsRef<Path>) -> Result<Self, EvalError> {
+        Ok(Self::from_text(&read_text(path.as_ref())?))
     }
 
     /// Reads prediction rows from `reader`, e.g. standard input like the CodeXGLUE evaluator.
@@ -108,7 +108,8 @@ impl Gold {
     ///
     /// Every line must be `idx<TAB>text` with exactly one tab; otherwise the error names the
     /// file and the line (the reference raises there too).
-    pub fn read(path: &Path) -> Result<Self, EvalError> {
+    pub fn read(path: impl AsRef<Path>) -> Result<Self, EvalError> {
+        let path = path.as_ref();
         Self::from_text(&read_text(path)?, &path.display().to_string())
     }
 

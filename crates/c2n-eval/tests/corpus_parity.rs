@@ -20,8 +20,8 @@ fn random_corpora_match_python_bit_for_bit() {
 
 #[test]
 fn public_codexglue_example_prints_the_published_score() {
-    let gold = Gold::read(&data_path("public_example.gold")).expect("gold");
-    let predictions = Predictions::read(&data_path("public_example.output")).expect("predictions");
+    let gold = Gold::read(data_path("public_example.gold")).expect("gold");
+    let predictions = Predictions::read(data_path("public_example.output")).expect("predictions");
     let expected = fixture("public_example.json");
     check_scores("public example", &gold, &predictions, &expected);
     // The number published with the CodeXGLUE evaluator (spec §9.8).

@@ -89,6 +89,10 @@ pub struct GenerationOverrides {
 
 impl GenerationConfig {
     /// This configuration with every `Some` field of `overrides` replacing its value.
+    ///
+    /// A decoding session is laid out for one beam size: build it with the result's
+    /// [`effective_beam_size`](Self::effective_beam_size), not the base configuration's
+    /// ([`crate::beam::beam_search`] refuses a session of another layout).
     pub fn with_overrides(&self, overrides: &GenerationOverrides) -> Self {
         Self {
             beam_size: overrides.beam_size.unwrap_or(self.beam_size),

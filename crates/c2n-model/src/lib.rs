@@ -33,10 +33,13 @@
 //! - Dropout only when `train` is true; [`Seq2Seq::with_compute_dtype`] runs activations in
 //!   bf16/f16 with f32 Vars (LayerNorm statistics, softmax, loss and log-probs in f32).
 //!
+//! This crate re-exports the Candle it is built on ([`candle_core`], [`candle_nn`]): use those
+//! paths rather than depending on Candle yourself, whose version would have to match.
+//!
 //! ```
+//! use c2n_model::candle_core::{Device, Tensor};
+//! use c2n_model::candle_nn::VarMap;
 //! use c2n_model::{ModelConfig, Seq2Seq};
-//! use candle_core::{Device, Tensor};
-//! use candle_nn::VarMap;
 //!
 //! let mut cfg = ModelConfig::small();
 //! cfg.vocab_size = 100; // keep the doc test tiny

@@ -21,6 +21,13 @@ pub trait NextTokenLogProbs {
     /// `origin.len() * vocab_size()` values in f32.
     fn step(&mut self, origin: &[u32], tokens: &[u32]) -> Result<Vec<f32>>;
 
+    /// `(examples, rows per example)` the session was built for, when it knows. Beam search
+    /// checks it against its own layout: a session built for another beam size or example
+    /// count would otherwise hand one example's rows to another without an error.
+    fn layout(&self) -> Option<(usize, usize)> {
+        None
+    }
+
     /// Whether beam search should call [`step_row_top_k`](Self::step_row_top_k) instead of
     /// [`step`](Self::step). Sessions whose log-probabilities live on a GPU say yes: the step
     /// then copies `rows × k` candidates to the host instead of `rows × V` log-probabilities.

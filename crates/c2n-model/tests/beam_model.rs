@@ -355,3 +355,56 @@ fn batched_kv_cached_equals_one_by_one_full_prefix_with_frozen_examples() {
         "no batch had an example frozen while another kept decoding"
     );
 }
+
+#[test]
+fn a_session_built_for_another_layout_is_refused_not_decoded_from_the_wrong_rows() {
+    // A session laid out for beam 10 gives example i rows 10i..10i+10. Searching it with a
+    // per-call beam of 3 used to read example 0's rows for examples 0..3 and return Ok.
+    let Some(fixture) = load_fixture() else {
+        return;
+    };
+    let base = config(&fixture.json);
+    let n = fixture.source_ids.dim(0).expect("n");
+    let session = || {
+        KvCacheSession::new(
+            &fixture.model,
+            &fixture.source_ids,
+            &fixture.source_mask,
+            base.beam_size,
+        )
+        .expect("session")
+    };
+    use c2n_model::generation::GenerationOverrides;
+    let narrower = base.with_overrides(&GenerationOverrides {
+        beam_size: Some(3),
+        ..Default::default()
+    });
+    let greedy = base.with_overrides(&GenerationOverrides {
+        greedy: Some(true),
+        ..Default::default()
+    });
+    for (what, config, examples) in [
+        ("beam 3", &narrower, n),
+        ("greedy", &greedy, n),
+        ("one example fewer", &base, n - 1),
+    ] {
+        let err = beam_search(&mut session(), examples, config)
+            .expect_err(what)
+            .to_string();
+        assert!(
+            err.contains(&format!("holds {n} examples × {} rows", base.beam_size)),
+            "{what}: {err}"
+        );
+    }
+    let err = reference_search(&mut session(), &base)
+        .expect_err("one example's search on a session of several")
+        .to_string();
+    assert!(err.contains("decodes 1 examples"), "{err}");
+    // The layout the session was built for decodes.
+    assert_eq!(
+        beam_search(&mut session(), n, &base)
+            .expect("decodes")
+            .len(),
+        n
+    );
+}

@@ -18,6 +18,10 @@ use crate::{ModelError, NextTokenLogProbs, Result};
 /// Decode `num_examples` examples whose session holds `num_examples × K` rows, example `i`
 /// owning rows `i·K .. (i+1)·K` (K = `config.effective_beam_size()`).
 ///
+/// A session that reports its [`layout`](NextTokenLogProbs::layout) (every session of this
+/// crate does) must have been built for exactly `num_examples` examples of K rows; otherwise
+/// the search is refused, since rows would go to the wrong example.
+///
 /// Returns one [`BeamOutput`] per example, in order. With reference settings every output
 /// equals [`reference_search`] run on that example alone.
 pub fn beam_search<S: NextTokenLogProbs + ?Sized>(
@@ -80,6 +84,17 @@ fn run_beams<S: NextTokenLogProbs + ?Sized>(
     let Some(beam_size) = beams.first().map(Beam::size) else {
         return Ok(());
     };
+    if let Some((examples, per_example)) = session.layout() {
+        if (examples, per_example) != (beams.len(), beam_size) {
+            return Err(ModelError::InvalidInput(format!(
+                "the session holds {examples} examples × {per_example} rows, but the search \
+                 decodes {} examples × beam {beam_size}: build the session with the beam size \
+                 of the generation config in use (after its overrides; 1 when greedy) and one \
+                 source row per example",
+                beams.len()
+            )));
+        }
+    }
     let vocab = session.vocab_size();
     let rows = beams.len() * beam_size;
     let row_top_k =

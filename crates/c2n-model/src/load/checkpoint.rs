@@ -20,6 +20,12 @@ pub fn find_weights_file(path: &Path) -> Result<PathBuf> {
     if path.is_file() {
         return Ok(path.to_path_buf());
     }
+    if !path.exists() {
+        return Err(ModelError::Checkpoint {
+            path: path.to_path_buf(),
+            message: "no such file or folder".into(),
+        });
+    }
     WEIGHTS_FILES
         .iter()
         .map(|f| path.join(f))

@@ -55,6 +55,10 @@ impl NextTokenLogProbs for FullPrefixSession<'_> {
         self.model.config().vocab_size
     }
 
+    fn layout(&self) -> Option<(usize, usize)> {
+        Some(self.rows.layout)
+    }
+
     fn step(&mut self, origin: &[u32], tokens: &[u32]) -> Result<Vec<f32>> {
         let _no_grad = crate::layers::no_grad();
         self.rows.check(origin, tokens)?;

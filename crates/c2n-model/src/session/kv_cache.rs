@@ -164,6 +164,10 @@ impl NextTokenLogProbs for KvCacheSession<'_> {
         self.model.config().vocab_size
     }
 
+    fn layout(&self) -> Option<(usize, usize)> {
+        Some(self.rows.layout)
+    }
+
     fn step(&mut self, origin: &[u32], tokens: &[u32]) -> Result<Vec<f32>> {
         match self.logits(origin, tokens)? {
             Some(logits) => {

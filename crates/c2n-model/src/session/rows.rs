@@ -8,6 +8,8 @@ pub(crate) struct Rows {
     /// `example[r]` = index of the example row `r` decodes.
     pub example: Vec<u32>,
     vocab_size: usize,
+    /// `(examples, rows per example)` at the start.
+    pub layout: (usize, usize),
 }
 
 impl Rows {
@@ -31,6 +33,7 @@ impl Rows {
         Ok(Self {
             example,
             vocab_size,
+            layout: (n_examples, rows_per_example),
         })
     }
 
