@@ -92,6 +92,33 @@
 //! keeping them in place and reordering a table of slots); [`FullPrefixSession`] recomputes the
 //! whole prefix every step exactly as §6.1 and serves as oracle and baseline. Both apply the
 //! padding-aware position rule to generated `<pad>` tokens (§6.8).
+//!
+//! [`Seq2Seq::generate`] does both in one call: a session laid out for the configuration's
+//! beam size, then [`beam::beam_search`].
+//!
+//! ```
+//! use c2n_model::candle_core::{Device, Tensor};
+//! use c2n_model::candle_nn::VarMap;
+//! use c2n_model::generation::{GenerationConfig, GenerationOverrides};
+//! use c2n_model::{ModelConfig, Seq2Seq};
+//!
+//! let mut cfg = ModelConfig::small();
+//! cfg.vocab_size = 100;
+//! let model = Seq2Seq::new(&cfg, &VarMap::new(), &Device::Cpu)?;
+//! let source = Tensor::new(&[[0u32, 7, 8, 2], [0, 9, 2, 1]], &Device::Cpu)?;
+//! let source_mask = Tensor::new(&[[1u32, 1, 1, 1], [1, 1, 1, 0]], &Device::Cpu)?;
+//! // The reference settings (beam 10, max length 128) with a per-call override.
+//! let config = GenerationConfig::default().with_overrides(&GenerationOverrides {
+//!     beam_size: Some(3),
+//!     max_length: Some(5),
+//!     ..Default::default()
+//! });
+//! let outputs = model.generate(&source, &source_mask, &config)?;
+//! assert_eq!(outputs.len(), 2); // one per source row
+//! assert_eq!(outputs[0].hypotheses.len(), 3); // the n-best list, best first
+//! assert!(outputs[0].prediction().len() <= 5);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub mod beam;
 pub mod config;
@@ -102,6 +129,7 @@ pub mod decoder;
 pub mod encoder;
 mod error;
 mod explicit;
+mod generate;
 pub mod generation;
 pub mod init;
 pub mod kernel_launch;

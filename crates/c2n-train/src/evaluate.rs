@@ -29,9 +29,9 @@ use c2n_data::{
     RobertaTokenizer, Stage, Strictness,
 };
 use c2n_eval::{smoothed_bleu, Gold, SmoothedBleu};
-use c2n_model::beam::{beam_search, cut_at_first_zero, BeamOutput, Hypothesis};
+use c2n_model::beam::{cut_at_first_zero, BeamOutput, Hypothesis};
 use c2n_model::generation::GenerationConfig;
-use c2n_model::{KvCacheSession, Seq2Seq};
+use c2n_model::Seq2Seq;
 use serde::Serialize;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -180,13 +180,7 @@ fn decode_batches(
         let (s, _) = batching.lengths(positions.iter().map(|&p| &features[p]));
         let batch = make_batch(features, positions, s, 2);
         let x = BatchTensors::new(&batch, model.device())?;
-        let mut session = KvCacheSession::new(
-            model,
-            &x.source_ids,
-            &x.source_mask,
-            generation.effective_beam_size(),
-        )?;
-        outputs.extend(beam_search(&mut session, positions.len(), generation)?);
+        outputs.extend(model.generate(&x.source_ids, &x.source_mask, generation)?);
         on_batch(positions.len());
     }
     Ok(outputs)
