@@ -77,6 +77,25 @@ fn train_flags_reach_the_overrides() {
 }
 
 #[test]
+fn eval_steps_takes_run_py_negative_values() {
+    use clap::Parser;
+    let eval_steps = |value: &str| {
+        cli::train::TrainArgs::try_parse_from(["train", "--eval-steps", value])
+            .map(|a| a.overrides().eval_steps)
+            .map_err(|e| e.to_string())
+    };
+    assert_eq!(eval_steps("400"), Ok(Some(400)));
+    // run.py's default: (global_step + 1) % -1 == 0 after every update.
+    assert_eq!(eval_steps("-1"), Ok(Some(1)));
+    assert_eq!(eval_steps("-4"), Ok(Some(4)));
+    let err = eval_steps("0").unwrap_err();
+    assert!(err.contains("must not be 0"), "{err}");
+    let pipeline =
+        cli::pipeline::PipelineArgs::try_parse_from(["pipeline", "--eval-steps", "-1"]).unwrap();
+    assert_eq!(pipeline.eval_steps, Some(1));
+}
+
+#[test]
 fn pipeline_flags_reach_the_config() {
     use clap::Parser;
     let args = cli::pipeline::PipelineArgs::try_parse_from([

@@ -25,6 +25,20 @@ pub fn end_quietly_on_closed_pipe() {
     }
 }
 
+/// `--eval-steps N` as run.py reads it: `(global_step + 1) % N == 0` in Python holds for `-N`
+/// exactly when it holds for `N`, so `-1` (run.py's default) means every update and a negative
+/// value counts as its magnitude; 0 is refused (a ZeroDivisionError there).
+pub(crate) fn parse_eval_steps(text: &str) -> std::result::Result<u64, String> {
+    let value: i64 = text
+        .trim()
+        .parse()
+        .map_err(|e| format!("{text:?} is not a whole number: {e}"))?;
+    match value.unsigned_abs() {
+        0 => Err("must not be 0 (run.py's -1: every update)".into()),
+        n => Ok(n),
+    }
+}
+
 /// A count flag that must be at least 1 (clap reports `0 is not in 1..`).
 pub(crate) fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
     clap::builder::RangedU64ValueParser::<usize>::new().range(1..)

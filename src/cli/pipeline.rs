@@ -63,8 +63,8 @@ pub struct PipelineArgs {
     /// Number of training batches (overrides the preset's train_steps).
     #[arg(long)]
     pub train_steps: Option<u64>,
-    /// Evaluate on dev every N updates.
-    #[arg(long)]
+    /// Evaluate on dev every N updates (run.py's -1 = every update).
+    #[arg(long, allow_negative_numbers = true, value_parser = super::parse_eval_steps)]
     pub eval_steps: Option<u64>,
     /// Peak learning rate.
     #[arg(long)]
