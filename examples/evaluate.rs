@@ -37,7 +37,7 @@ fn main() -> Result<()> {
         batch_size: args.batch_size,
         padding: args.padding.into(),
         output_dir: args.output_dir.clone(),
-        prefix: "test".into(),
+        prefix: args.prefix.clone(),
         nbest: args.nbest,
     };
     let report = comm::launch(&spec, |comm| {

@@ -96,6 +96,23 @@ fn eval_steps_takes_run_py_negative_values() {
 }
 
 #[test]
+fn evaluate_prefix_names_files_without_folders() {
+    use clap::Parser;
+    let prefix = |args: &[&str]| {
+        cli::evaluate::EvaluateArgs::try_parse_from(
+            ["evaluate", "--checkpoint", "c", "--data", "d"]
+                .iter()
+                .chain(args),
+        )
+        .map(|a| a.prefix)
+    };
+    assert_eq!(prefix(&[]).unwrap(), "test");
+    assert_eq!(prefix(&["--prefix", "test_1"]).unwrap(), "test_1");
+    assert!(prefix(&["--prefix", "../x"]).is_err());
+    assert!(prefix(&["--prefix", ""]).is_err());
+}
+
+#[test]
 fn pipeline_flags_reach_the_config() {
     use clap::Parser;
     let args = cli::pipeline::PipelineArgs::try_parse_from([

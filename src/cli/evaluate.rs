@@ -34,9 +34,13 @@ pub struct EvaluateArgs {
     /// Examples decoded together (each with beam-size rows).
     #[arg(long, default_value_t = 64, value_parser = super::at_least_one())]
     pub batch_size: usize,
-    /// Folder for test.output, test.gold and nbest.jsonl.
+    /// Folder for test.output, test.gold (see --prefix) and nbest.jsonl.
     #[arg(long, default_value = ".")]
     pub output_dir: PathBuf,
+    /// Name of the output files, PREFIX.output and PREFIX.gold: run.py --do_test writes
+    /// test_0 for the dev file and test_1 for the test file.
+    #[arg(long, default_value = "test", value_parser = file_prefix)]
+    pub prefix: String,
     /// Write nbest.jsonl with K hypotheses per example (K at most --beam-size). As in the
     /// reference's getFinal, an example where no hypothesis reached `</s>` lists its best one
     /// twice.
@@ -67,4 +71,12 @@ impl EvaluateArgs {
     pub fn launch_spec(&self) -> Result<LaunchSpec, CommError> {
         super::train::launch_spec(self.backend, self.world_size)
     }
+}
+
+/// A file name stem: not empty, no folder in it.
+fn file_prefix(text: &str) -> Result<String, String> {
+    if text.is_empty() || text.contains(['/', '\\']) || text == "." || text == ".." {
+        return Err("a file name without folders, e.g. test_1".into());
+    }
+    Ok(text.to_string())
 }
