@@ -163,6 +163,8 @@ pub struct JsonlLines {
     gzip: bool,
     next_index: usize,
     finished: bool,
+    /// Lines already split off the last read (a lone `\r` ends a line, as in Python).
+    pending: std::collections::VecDeque<Vec<u8>>,
 }
 
 impl fmt::Debug for JsonlLines {
@@ -209,6 +211,7 @@ impl JsonlLines {
             gzip,
             next_index: 0,
             finished: false,
+            pending: std::collections::VecDeque::new(),
         })
     }
 
@@ -223,7 +226,14 @@ impl JsonlLines {
     }
 
     /// Reads the next line, or `None` at the end.
+    ///
+    /// Lines end at `\n`, `\r\n` or a lone `\r`, as Python's text mode reads them (the
+    /// reference's `open(filename)`): a file saved with classic Mac line ends has as many
+    /// lines there as here. The terminator is not part of the line.
     pub fn next_line(&mut self) -> std::result::Result<Option<RawLine>, LineReadError> {
+        if let Some(bytes) = self.pending.pop_front() {
+            return Ok(Some(self.numbered(bytes)));
+        }
         if self.finished {
             return Ok(None);
         }
@@ -236,10 +246,18 @@ impl JsonlLines {
             Ok(_) => {
                 if bytes.last() == Some(&b'\n') {
                     bytes.pop();
+                    if bytes.last() == Some(&b'\r') {
+                        bytes.pop();
+                    }
+                } else if bytes.last() == Some(&b'\r') {
+                    // The file ends in a lone `\r`: a terminator, not a last empty line.
+                    bytes.pop();
                 }
-                let index = self.next_index;
-                self.next_index += 1;
-                Ok(Some(RawLine { index, bytes }))
+                if bytes.contains(&b'\r') {
+                    self.pending = bytes.split(|&b| b == b'\r').map(<[u8]>::to_vec).collect();
+                    bytes = self.pending.pop_front().unwrap_or_default();
+                }
+                Ok(Some(self.numbered(bytes)))
             }
             Err(e) => {
                 self.finished = true;
@@ -253,6 +271,12 @@ impl JsonlLines {
                 }
             }
         }
+    }
+
+    fn numbered(&mut self, bytes: Vec<u8>) -> RawLine {
+        let index = self.next_index;
+        self.next_index += 1;
+        RawLine { index, bytes }
     }
 
     /// Reads up to `max` lines into `out` (cleared first). Returns `Ok(false)` at the end.
@@ -506,6 +530,48 @@ mod tests {
         let fixed = replace_lone_surrogates(text).expect("has lone surrogates");
         assert_eq!(fixed, r#"{"a": "x\uFFFDy\uFFFDz\ud83d\ude00\\ud800"}"#);
         assert_eq!(replace_lone_surrogates(r#"{"a": "\ud83d\ude00"}"#), None);
+    }
+
+    #[test]
+    fn lines_end_at_newline_crlf_or_a_lone_carriage_return_as_in_python() {
+        // What `for line in open(path)` sees: universal newlines.
+        let dir = tempfile::tempdir().unwrap();
+        let read = |content: &[u8]| -> Vec<(usize, String)> {
+            let path = dir.path().join("f.jsonl");
+            std::fs::write(&path, content).unwrap();
+            let mut lines = JsonlLines::open(&path).unwrap();
+            let mut out = Vec::new();
+            while let Some(line) = lines.next_line().unwrap() {
+                out.push((line.index, String::from_utf8(line.bytes).unwrap()));
+            }
+            out
+        };
+        let owned = |v: &[(usize, &str)]| -> Vec<(usize, String)> {
+            v.iter().map(|&(i, t)| (i, t.to_string())).collect()
+        };
+        assert_eq!(read(b"a\nb\r\nc"), owned(&[(0, "a"), (1, "b"), (2, "c")]));
+        assert_eq!(read(b"a\rb\rc\r"), owned(&[(0, "a"), (1, "b"), (2, "c")]));
+        assert_eq!(
+            read(b"a\r\r\nb\rc\n\r"),
+            owned(&[(0, "a"), (1, ""), (2, "b"), (3, "c"), (4, "")])
+        );
+        assert_eq!(read(b"\r\n"), owned(&[(0, "")]));
+        assert!(read(b"").is_empty());
+        // Cross-check the count with Python itself where it is installed.
+        std::fs::write(dir.path().join("f.jsonl"), b"a\r\r\nb\rc\n\r").unwrap();
+        let python = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import sys; print(len(open(sys.argv[1]).readlines()))",
+            ])
+            .arg(dir.path().join("f.jsonl"))
+            .output();
+        if let Ok(out) = python {
+            if out.status.success() {
+                let n: usize = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+                assert_eq!(n, 5);
+            }
+        }
     }
 
     #[test]
