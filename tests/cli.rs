@@ -66,6 +66,12 @@ fn train_flags_reach_the_overrides() {
     assert_eq!((o.epochs, o.lr, o.no_shuffle), (Some(3), Some(0.001), true));
     assert_eq!(o.padding, Some(code2nl::data::Padding::Dynamic));
     assert_eq!(o.precision, Some(code2nl::train::config::Precision::Bf16));
+    let o = cli::train::TrainArgs::try_parse_from(["train", "--adam-eps", "1e-6"])
+        .unwrap()
+        .overrides();
+    let mut config = code2nl::train::config::TrainConfig::default();
+    config.apply(&o);
+    assert_eq!(config.adam_eps, 1e-6);
     assert!(cli::train::TrainArgs::try_parse_from([
         "train",
         "--epochs",

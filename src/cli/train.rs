@@ -235,6 +235,9 @@ pub struct TrainArgs {
     /// AdamW decoupled weight decay, not applied to biases and LayerNorm weights (default: 0).
     #[arg(long)]
     pub weight_decay: Option<f64>,
+    /// AdamW epsilon, run.py's --adam_epsilon (default: 0.00000001).
+    #[arg(long)]
+    pub adam_eps: Option<f64>,
     /// Variant A warmup updates; variant B always warms up over 10 % (default: 0).
     #[arg(long)]
     pub warmup_steps: Option<u64>,
@@ -279,7 +282,8 @@ pub struct TrainArgs {
     /// Beam size of the dev BLEU decoding (default: 10).
     #[arg(long)]
     pub beam_size: Option<usize>,
-    /// Global-norm gradient clipping (the reference never clips).
+    /// Global-norm gradient clipping. run.py parses --max_grad_norm (default 1.0) but never
+    /// clips: leave this off to train as it does.
     #[arg(long)]
     pub max_grad_norm: Option<f64>,
     /// auto | cpu | cuda | cuda:N
@@ -327,6 +331,7 @@ impl TrainArgs {
             grad_accum: self.grad_accum,
             lr: self.lr,
             weight_decay: self.weight_decay,
+            adam_eps: self.adam_eps,
             warmup_steps: self.warmup_steps,
             train_steps: self.train_steps,
             epochs: self.epochs,
@@ -391,6 +396,7 @@ mod tests {
             format!("(default: {})", d.grad_accum),
             format!("(default: {})", d.lr),
             format!("(default: {})", d.weight_decay),
+            format!("(default: {})", d.adam_eps),
             format!("(default: {})", d.warmup_steps),
             format!("(default: {})", d.train_steps.unwrap_or_default()),
             format!("(default: {})", d.eval_steps.unwrap_or_default()),

@@ -198,6 +198,7 @@ pub struct TrainOverrides {
     pub grad_accum: Option<u64>,
     pub lr: Option<f64>,
     pub weight_decay: Option<f64>,
+    pub adam_eps: Option<f64>,
     pub warmup_steps: Option<u64>,
     /// Selects variant A (clears `epochs`).
     pub train_steps: Option<u64>,
@@ -259,6 +260,7 @@ impl TrainConfig {
             grad_accum,
             lr,
             weight_decay,
+            adam_eps,
             warmup_steps,
             seed,
             beam_size,
