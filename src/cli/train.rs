@@ -247,8 +247,8 @@ pub struct TrainArgs {
     /// Variant B: number of epochs.
     #[arg(long)]
     pub epochs: Option<u64>,
-    /// Variant A: evaluate every N updates (default: 400; run.py's -1 = every update); variant B
-    /// evaluates after each epoch.
+    /// Variant A: evaluate every N updates (default: 400); run.py's -1 means every update.
+    /// Variant B evaluates after each epoch.
     #[arg(long, conflicts_with = "epochs", allow_negative_numbers = true,
           value_parser = super::parse_eval_steps)]
     pub eval_steps: Option<u64>,
