@@ -165,11 +165,29 @@ fn dropout_is_active_only_in_training_mode() {
             .unwrap()
     };
     assert_eq!(run(false), run(false));
-    let (a, b, eval) = (run(true), run(true), run(false));
-    assert!(
-        a != eval && b != eval && a != b,
-        "train losses {a} {b}, eval {eval}"
-    );
+    // The random model's loss sits near ln V whatever dropout does, so two losses can
+    // coincide in f32 (it happened once in CI); the encoder states show dropout plainly.
+    let encode = |train: bool| {
+        model
+            .encode(&batch(&fx, "source_ids"), &batch(&fx, "source_mask"), train)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    };
+    let max_diff =
+        |x: &[f32], y: &[f32]| x.iter().zip(y).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    let eval = encode(false);
+    assert_eq!(eval, encode(false), "eval mode is deterministic");
+    let (a, b) = (encode(true), encode(true));
+    for (what, diff) in [
+        ("train vs eval", max_diff(&a, &eval)),
+        ("train vs train", max_diff(&a, &b)),
+    ] {
+        assert!(diff > 1e-3, "{what}: encoder states differ by only {diff}");
+    }
+    assert!(run(true).is_finite());
 }
 
 #[test]
