@@ -73,6 +73,51 @@ TRAINING_CASES = [
      "--train_batch_size 16 --eval_batch_size 8 --learning_rate 1e-3 --num_train_epochs 12 "
      "--weight_decay 0.01",
      "--batch-size 16 --eval-batch-size 8 --lr 1e-3 --epochs 12 --weight-decay 0.01"),
+    # Edge settings probed by the second audit (2026-11-27); a fifth element sets the
+    # source/target lengths (default 64/32).
+    ("X1 A, GA 3 with batch 8, warmup 50 longer than the run, eval every 2, seed 7", "A",
+     "--train_batch_size 8 --gradient_accumulation_steps 3 --eval_batch_size 3 "
+     "--learning_rate 1e-3 --train_steps 11 --eval_steps 2 --warmup_steps 50 --seed 7",
+     "--batch-size 8 --grad-accum 3 --eval-batch-size 3 --lr 1e-3 --train-steps 11 "
+     "--eval-steps 2 --warmup-steps 50 --seed 7"),
+    ("X2 A, train_steps 3 below GA 4, eval every update", "A",
+     "--train_batch_size 8 --gradient_accumulation_steps 4 --eval_batch_size 8 "
+     "--learning_rate 1e-3 --train_steps 3 --eval_steps -1",
+     "--batch-size 8 --grad-accum 4 --eval-batch-size 8 --lr 1e-3 --train-steps 3 "
+     "--eval-steps -1"),
+    ("X3 A, GA 2, one batch per pass, eval_steps 3 not dividing 9, beam 1", "A",
+     "--train_batch_size 32 --gradient_accumulation_steps 2 --eval_batch_size 5 "
+     "--learning_rate 1e-3 --train_steps 9 --eval_steps 3 --beam_size 1",
+     "--batch-size 32 --grad-accum 2 --eval-batch-size 5 --lr 1e-3 --train-steps 9 "
+     "--eval-steps 3 --beam-size 1"),
+    ("X4 B, GA 3, 4 batches per epoch (gradients carried over), weight decay 0.1", "B",
+     "--train_batch_size 12 --gradient_accumulation_steps 3 --eval_batch_size 8 "
+     "--learning_rate 1e-3 --num_train_epochs 3 --weight_decay 0.1",
+     "--batch-size 12 --grad-accum 3 --eval-batch-size 8 --lr 1e-3 --epochs 3 "
+     "--weight-decay 0.1"),
+    ("X5 B, target length 4, beam 2, 2 epochs", "B",
+     "--train_batch_size 5 --eval_batch_size 2 --learning_rate 1e-2 --num_train_epochs 2 "
+     "--beam_size 2",
+     "--batch-size 5 --eval-batch-size 2 --lr 1e-2 --epochs 2 --beam-size 2", ("64", "4")),
+    ("X6 A, adam epsilon 1e-3", "A",
+     "--train_batch_size 8 --eval_batch_size 8 --learning_rate 1e-2 --train_steps 6 "
+     "--eval_steps 3 --adam_epsilon 1e-3",
+     "--batch-size 8 --eval-batch-size 8 --lr 1e-2 --train-steps 6 --eval-steps 3 "
+     "--adam-eps 1e-3"),
+    ("X7 B, GA 2, 3 batches per epoch: updates past t_total, 4 epochs", "B",
+     "--train_batch_size 12 --gradient_accumulation_steps 2 --eval_batch_size 8 "
+     "--learning_rate 1e-2 --num_train_epochs 4",
+     "--batch-size 12 --grad-accum 2 --eval-batch-size 8 --lr 1e-2 --epochs 4"),
+    ("X8 B, README lengths 256/128, GA 2, 2 epochs", "B",
+     "--train_batch_size 8 --gradient_accumulation_steps 2 --eval_batch_size 8 "
+     "--learning_rate 1e-2 --num_train_epochs 2",
+     "--batch-size 8 --grad-accum 2 --eval-batch-size 8 --lr 1e-2 --epochs 2", ("256", "128")),
+    # lr 1e-3: at 1e-2 Adam turns float noise in a near-zero gradient row into 2e-5.
+    ("X9 A, source 16 / target 8 (both truncated), eval every 2", "A",
+     "--train_batch_size 4 --eval_batch_size 3 --learning_rate 1e-3 --train_steps 6 "
+     "--eval_steps 2 --warmup_steps 1",
+     "--batch-size 4 --eval-batch-size 3 --lr 1e-3 --train-steps 6 --eval-steps 2 "
+     "--warmup-steps 1", ("16", "8")),
 ]
 
 
@@ -181,21 +226,26 @@ def compare_decoding(args, work, pre, checkpoint, label):
     run([args.python, os.path.join(HERE, "run_original.py"), "--script", args.codebert,
          *SMALL_SHAPE, "--no-dropout", "--", "--do_test", "--model_type", "roberta",
          "--model_name_or_path", pre, "--load_model_path", weights, "--test_filename", data,
-         "--output_dir", original_dir, *lengths, "--beam_size", "10",
+         "--output_dir", original_dir, *lengths, "--beam_size", str(args.beam_size),
          "--eval_batch_size", "16", "--no_cuda"], original_dir + ".log")
     nbest_original = os.path.join(original_dir, "nbest.jsonl")
     run([args.python, os.path.join(HERE, "nbest_original.py"), "--script", args.codebert,
          "--pretrained", pre, "--checkpoint", weights, "--data", data, "--out", nbest_original,
-         *SMALL_SHAPE, "--max-source-len", str(args.max_source_len),
+         "--beam-size", str(args.beam_size), *SMALL_SHAPE, "--max-source-len", str(args.max_source_len),
          "--max-target-len", str(args.max_target_len)])
     run([os.path.join(args.examples, "evaluate"), "--checkpoint", checkpoint,
          "--tokenizer", args.tokenizer, "--data", data, "--max-source-len",
          str(args.max_source_len), "--max-target-len", str(args.max_target_len),
-         "--batch-size", "16", "--nbest", "10", "--device", "cpu",
+         "--batch-size", "16", "--nbest", str(args.beam_size), "--beam-size",
+         str(args.beam_size), "--device", "cpu",
          "--output-dir", ours_dir], ours_dir + ".log")
     original = open(os.path.join(original_dir, "test_0.output")).read().splitlines()
     ours = open(os.path.join(ours_dir, "test.output")).read().splitlines()
     same_rows0 = sum(a == b for a, b in zip(original, ours))
+    files_same = all(
+        open(os.path.join(original_dir, f"test_0.{kind}"), "rb").read()
+        == open(os.path.join(ours_dir, f"test.{kind}"), "rb").read()
+        for kind in ("output", "gold"))
     rows_total = rows_same = examples_same = 0
     lengths_seen = set()
     with open(nbest_original) as f_original, open(os.path.join(ours_dir, "nbest.jsonl")) as f_ours:
@@ -207,14 +257,17 @@ def compare_decoding(args, work, pre, checkpoint, label):
             examples_same += theirs == mine
             lengths_seen.update(len(row) for row in theirs)
     # Counted, not judged: on a random model, float rounding decides near-ties (parity.md).
-    return [(f"decoding, {label}: `test_0.output` rows / n-best lists / n-best rows identical",
+    return [(f"decoding, {label}, beam {args.beam_size}: `test_0.output` rows / n-best lists / "
+             "n-best rows identical",
              f"{same_rows0} / {len(original)}; {examples_same} / {len(original)}; "
              f"{rows_same} / {rows_total} (hypothesis lengths {min(lengths_seen)}–"
-             f"{max(lengths_seen)})", None)]
+             f"{max(lengths_seen)}); files byte-identical: {'yes' if files_same else 'no'}",
+             None)]
 
 
 def compare_training(args, work, pre, case):
-    name, variant, original_flags, our_flags = case
+    name, variant, original_flags, our_flags = case[:4]
+    source_len, target_len = case[4] if len(case) > 4 else ("64", "32")
     slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
     case_dir = os.path.join(work, slug)
     script = args.codebert if variant == "A" else args.codexglue
@@ -226,11 +279,11 @@ def compare_training(args, work, pre, case):
          "--no-dropout", "--sequential", "--", "--do_train", "--do_eval", "--model_type",
          "roberta", "--model_name_or_path", pre, "--load_model_path",
          os.path.join(SMALL, "pytorch_model.bin"), "--train_filename", train,
-         "--dev_filename", dev, "--output_dir", original_dir, "--max_source_length", "64",
-         "--max_target_length", "32", "--no_cuda", *original_flags.split()], original_log)
+         "--dev_filename", dev, "--output_dir", original_dir, "--max_source_length", source_len,
+         "--max_target_length", target_len, "--no_cuda", *original_flags.split()], original_log)
     run([os.path.join(args.examples, "train"), "--init", SMALL, "--train-data", train,
          "--dev-data", dev, "--tokenizer", args.tokenizer, "--output-dir", ours_dir,
-         "--max-source-len", "64", "--max-target-len", "32", "--dropout", "0",
+         "--max-source-len", source_len, "--max-target-len", target_len, "--dropout", "0",
          "--no-shuffle", "--device", "cpu", *our_flags.split()],
         os.path.join(case_dir, "ours.log"))
     text = open(original_log).read()
@@ -273,6 +326,9 @@ def main() -> None:
     parser.add_argument("--test-examples", type=int, default=100)
     parser.add_argument("--max-source-len", type=int, default=64)
     parser.add_argument("--max-target-len", type=int, default=32)
+    parser.add_argument("--beam-size", type=int, default=10, help="of the decoding checks")
+    parser.add_argument("--skip-static", action="store_true",
+                        help="skip the feature and BLEU checks")
     parser.add_argument("--decode-only", action="store_true", help="skip the training cases")
     parser.add_argument("--training-only", action="store_true",
                         help="only the training cases (no features, BLEU or decoding)")
@@ -292,8 +348,9 @@ def main() -> None:
     write(os.path.join(args.work, "dev.jsonl"), lines(os.path.join(ruby, "valid.jsonl"), 16, 8))
     results = []
     if not args.training_only:
-        results += compare_features(args, args.work, pre)
-        results += compare_bleu(args, args.work)
+        if not args.skip_static:
+            results += compare_features(args, args.work, pre)
+            results += compare_bleu(args, args.work)
         results += compare_decoding(args, args.work, pre, SMALL, "random small model")
     for scale in [] if args.training_only else args.eos_scales:
         folder = os.path.join(args.work, f"eos_{scale}")
