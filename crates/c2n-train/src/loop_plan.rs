@@ -15,12 +15,12 @@
 //!   `(nb_tr_steps + 1) % GA == 0` after the increment — so with GA > 1 the first update
 //!   comes after GA − 1 batches (one for GA = 2), later ones every GA — and `nb_tr_steps`
 //!   resets at every evaluation.
+//!   [`AccumulationMode::Fixed`] (a documented deviation, off by default) updates when
+//!   `nb_tr_steps % GA == 0`, i.e. every GA batches.
 //! * **The first evaluation (A)**: `run.py` sets `eval_flag = True` before its loop, so with
 //!   `eval_steps` 1 (`--eval_steps -1`) and a first batch that does not update (GA ≥ 3, or
 //!   [`AccumulationMode::Fixed`] with GA ≥ 2) the untrained model is evaluated after that
 //!   batch, which also resets the accumulation phase ([`LoopCounters::at_start`]).
-//!   [`AccumulationMode::Fixed`] (a documented deviation, off by default) updates when
-//!   `nb_tr_steps % GA == 0`, i.e. every GA batches.
 //!
 //! ```
 //! use c2n_train::loop_plan::{LoopDriver, LoopPlan, LoopKind, AccumulationMode};
