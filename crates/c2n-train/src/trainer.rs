@@ -801,6 +801,16 @@ impl Trainer {
         self.world_size_change
     }
 
+    /// Takes the output folder's lock unless this trainer holds it already (rank 0, before
+    /// its first write): [`Trainer::from_config_on`] takes it at once, a trainer built with
+    /// [`Trainer::new`] when `run` starts or its first evaluation writes.
+    fn hold_output_dir(&mut self) -> Result<()> {
+        if self.run_lock.is_none() {
+            self.run_lock = Some(RunLock::acquire(&self.config.output_dir, RUN_WHAT)?);
+        }
+        Ok(())
+    }
+
     /// Wall seconds of `run` so far over the whole run, resumes included (only time that
     /// checkpoints kept: a killed process's work after its last save is redone).
     pub fn train_seconds(&self) -> f64 {
@@ -826,8 +836,8 @@ impl Trainer {
     pub fn run_with(&mut self, comm: &dyn Communicator) -> Result<TrainSummary> {
         let start = Instant::now();
         let main = comm.is_main();
-        if main && self.run_lock.is_none() {
-            self.run_lock = Some(RunLock::acquire(&self.config.output_dir, RUN_WHAT)?);
+        if main {
+            self.hold_output_dir()?;
         }
         self.run_clock = Some((start, self.state.train_seconds));
         self.sync_replicas(comm)?;
@@ -934,10 +944,17 @@ impl Trainer {
     /// [`Trainer::evaluate`] sharded over the ranks of `comm`: the same scores and decisions
     /// on every rank; rank 0 writes the dev files, checkpoints and the metrics line.
     pub fn evaluate_with(&mut self, epoch: u64, comm: &dyn Communicator) -> Result<String> {
+        if self.dev.is_none() {
+            return Ok(String::new());
+        }
+        let main = comm.is_main();
+        if main {
+            // A loop driven by `advance` writes here first.
+            self.hold_output_dir()?;
+        }
         let Some(dev) = &self.dev else {
             return Ok(String::new());
         };
-        let main = comm.is_main();
         let c = &self.config;
         let train_loss = self.state.running_loss.mean();
         self.state.running_loss.reset();

@@ -390,6 +390,11 @@ fn variant_a_evaluates_before_the_first_update_like_run_py_and_resumes_from_ther
     let mut first = trainer(split_dir.path(), configure, true);
     let report = first.advance().unwrap().unwrap();
     assert!(!report.step.update && report.evaluation.is_some());
+    // A loop driven by `advance` holds the folder from its first write on.
+    let mut intruder = trainer(split_dir.path(), configure, true);
+    let err = intruder.advance().unwrap_err();
+    assert!(matches!(err, c2n_train::TrainError::InUse { .. }), "{err}");
+    drop(intruder);
     drop(first); // "crash" right after the first evaluation
     let ckpt = split_dir.path().join("checkpoint-last");
     assert!(ckpt.join("pending_grads.safetensors").exists());
