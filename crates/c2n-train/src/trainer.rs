@@ -944,11 +944,8 @@ impl Trainer {
     /// [`Trainer::evaluate`] sharded over the ranks of `comm`: the same scores and decisions
     /// on every rank; rank 0 writes the dev files, checkpoints and the metrics line.
     pub fn evaluate_with(&mut self, epoch: u64, comm: &dyn Communicator) -> Result<String> {
-        if self.dev.is_none() {
-            return Ok(String::new());
-        }
         let main = comm.is_main();
-        if main {
+        if main && self.dev.is_some() {
             // A loop driven by `advance` writes here first.
             self.hold_output_dir()?;
         }
