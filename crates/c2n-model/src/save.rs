@@ -62,8 +62,36 @@ pub fn save_checkpoint(model: &Seq2Seq, dir: impl AsRef<Path>) -> Result<()> {
 pub fn save_weights(model: &Seq2Seq, path: impl AsRef<Path>) -> Result<()> {
     let path = path.as_ref();
     let tensors = state_dict(model)?;
-    candle_core::safetensors::save(&tensors, path).map_err(|e| ModelError::Checkpoint {
+    write_safetensors(&tensors, path).map_err(|e| ModelError::Checkpoint {
         path: path.to_path_buf(),
         message: format!("cannot write: {e}"),
     })
+}
+
+/// Writes `tensors` as a safetensors file with the permissions any new file of this process
+/// gets (the umask's). Candle's writer goes through the safetensors crate, which creates an
+/// owner-only temporary file and renames it, so weights would be unreadable to the group and
+/// others where `config.json` beside them is not.
+pub fn write_safetensors<K: AsRef<str> + Ord + std::fmt::Display>(
+    tensors: &HashMap<K, Tensor>,
+    path: &Path,
+) -> candle_core::Result<()> {
+    candle_core::safetensors::save(tensors, path)?;
+    let usual = new_file_permissions(path.parent().unwrap_or(Path::new(".")))?;
+    std::fs::set_permissions(path, usual)?;
+    Ok(())
+}
+
+/// The permissions a file created in `dir` by this process gets (probed: the umask cannot
+/// be read without changing it).
+fn new_file_permissions(dir: &Path) -> std::io::Result<std::fs::Permissions> {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let probe = dir.join(format!(".permissions-probe-{}", std::process::id()));
+    let created = std::fs::File::create(&probe).and_then(|f| f.metadata());
+    let _ = std::fs::remove_file(&probe);
+    Ok(created?.permissions())
 }

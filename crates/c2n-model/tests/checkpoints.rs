@@ -63,6 +63,31 @@ fn state_dict_has_every_reference_key_and_shape() {
     }
 }
 
+/// The weights get a new file's usual permissions, as `config.json` does (the safetensors
+/// writer's temporary file alone would leave them owner-only).
+#[cfg(unix)]
+#[test]
+fn weights_are_as_readable_as_the_config() {
+    use std::os::unix::fs::PermissionsExt;
+    let model = small_model();
+    let dir = tempfile::tempdir().unwrap();
+    save_checkpoint(&model, dir.path()).unwrap();
+    let mode = |name: &str| {
+        std::fs::metadata(dir.path().join(name))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode("model.safetensors"), mode("config.json"));
+    // No probe file is left behind.
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+}
+
 #[test]
 fn save_then_reload_round_trips_and_writes_bias_and_lm_head() {
     let model = small_model();

@@ -341,7 +341,7 @@ impl AdamW {
             }
         }
         let path = dir.join(MOMENTS_FILE);
-        candle_core::safetensors::save(&tensors, &path)?;
+        c2n_model::save::write_safetensors(&tensors, &path)?;
         let index = StateIndex {
             config: self.config.clone(),
             steps,
