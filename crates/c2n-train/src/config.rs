@@ -329,8 +329,19 @@ impl TrainConfig {
         }
     }
 
-    /// Checks values that would otherwise fail deep inside the run.
+    /// Checks values that would otherwise fail deep inside the run, and that `train_data` is
+    /// set ([`TrainConfig::validate_settings`] without the data paths).
     pub fn validate(&self) -> Result<()> {
+        self.validate_settings()?;
+        if self.train_data.is_none() {
+            return Err(TrainError::Config("train_data is required".into()));
+        }
+        Ok(())
+    }
+
+    /// The checks of [`TrainConfig::validate`] that do not concern files: what
+    /// [`crate::Trainer::new`], given the data itself, checks.
+    pub fn validate_settings(&self) -> Result<()> {
         let fail = |m: &str| Err(TrainError::Config(m.to_string()));
         self.schedule()?;
         if self.grad_accum == 0 {
@@ -350,8 +361,8 @@ impl TrainConfig {
                 "max_source_len and max_target_len must lie in 2..=512 (514 position rows)",
             );
         }
-        if self.eval_steps == Some(0) || self.epochs == Some(0) {
-            return fail("eval_steps and epochs must be at least 1");
+        if self.eval_steps == Some(0) || self.epochs == Some(0) || self.train_steps == Some(0) {
+            return fail("train_steps, eval_steps and epochs must be at least 1");
         }
         // The loop is planned step by step (progress bar, schedule): keep it finite in time.
         if self.train_steps.is_some_and(|n| n > 100_000_000)
@@ -378,9 +389,6 @@ impl TrainConfig {
                 "early stopping on BLEU needs eval_bleu = true and dev_bleu_samples > 0 \
                  (or early_stopping_metric = \"loss\")",
             );
-        }
-        if self.train_data.is_none() {
-            return fail("train_data is required");
         }
         self.check_bucketing()
     }
@@ -578,6 +586,26 @@ mod tests {
         }
         .validate()
         .is_ok());
+        // A run of no update would save its init as the result.
+        let err = TrainConfig {
+            train_steps: Some(0),
+            ..valid.clone()
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("train_steps"), "{err}");
+        // The settings alone: what a trainer built from parts checks.
+        let parts = TrainConfig {
+            train_data: None,
+            ..valid
+        };
+        assert!(parts.validate_settings().is_ok());
+        assert!(parts
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("train_data"));
     }
 
     #[test]

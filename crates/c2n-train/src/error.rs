@@ -26,10 +26,7 @@ pub enum TrainError {
     #[error("cannot resume from {path}: {message}")]
     Resume { path: PathBuf, message: String },
     /// Another process holds the output folder's lock ([`crate::run_lock`]).
-    #[error(
-        "{dir} is in use by another process ({holder}); wait for it to end, or choose \
-         another output folder"
-    )]
+    #[error("{dir} is in use by {holder}; wait for it to end, or choose another output folder")]
     InUse { dir: PathBuf, holder: String },
     /// A caller passed inconsistent inputs (parameter names, shapes, sizes).
     #[error("invalid input: {0}")]

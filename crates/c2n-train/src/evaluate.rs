@@ -588,7 +588,7 @@ pub fn evaluate_file_sharded(
         examples.iter().map(|e| e.idx as u64).collect(),
         examples.iter().map(|e| e.target.clone()).collect(),
     );
-    std::fs::create_dir_all(&req.output_dir).map_err(|e| TrainError::io(&req.output_dir, e))?;
+    crate::output_dir::create(&req.output_dir)?;
     let (output, gold) = predictions.write(&req.output_dir, &req.prefix)?;
     if let Some(k) = req.nbest {
         predictions.write_nbest_decoded(

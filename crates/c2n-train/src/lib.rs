@@ -67,6 +67,7 @@ pub mod loop_plan;
 pub mod metrics;
 pub mod model_setup;
 pub mod optim;
+pub mod output_dir;
 pub mod pipeline;
 pub mod progress;
 pub mod pyrandom;

@@ -42,7 +42,17 @@ pub fn build_model(
             })?,
         }
     } else {
-        load_pretrained_encoder(init, device, |_| {})?
+        load_pretrained_encoder(init, device, |_| {}).map_err(|e| {
+            if init.contains('/') {
+                TrainError::from(e)
+            } else {
+                // A bare name is a legacy hub id (`roberta-base`), or a typo of `small`.
+                TrainError::Config(format!(
+                    "init `{init}` is not a folder, nor `{SMALL_INIT}` (the built-in random \
+                     model), and as a hub id: {e}"
+                ))
+            }
+        })?
     };
     Ok(with_dropout(model, dropout, device)?.with_compute_dtype(dtype))
 }

@@ -27,7 +27,7 @@ impl RunLock {
     /// Creates `dir` if needed and takes its lock for `what` (e.g. "training run", written
     /// into the lock file for a refused process to name); refuses with [`TrainError::InUse`] while another holds it.
     pub fn acquire(dir: &Path, what: &str) -> Result<Self> {
-        fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
+        crate::output_dir::create(dir)?;
         let path = dir.join(RUN_LOCK_FILE);
         let mut file = fs::OpenOptions::new()
             .create(true)
@@ -39,14 +39,11 @@ impl RunLock {
         match file.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => {
-                let mut holder = String::new();
-                let _ = file.read_to_string(&mut holder);
+                let mut note = String::new();
+                let _ = file.read_to_string(&mut note);
                 return Err(TrainError::InUse {
                     dir: dir.to_path_buf(),
-                    holder: match holder.trim() {
-                        "" => "holder not yet known".to_string(),
-                        note => note.to_string(),
-                    },
+                    holder: describe_holder(note.trim()),
                 });
             }
             Err(fs::TryLockError::Error(e)) if e.kind() == std::io::ErrorKind::Unsupported => {
@@ -72,6 +69,24 @@ impl RunLock {
     }
 }
 
+/// Who holds a lock, from its note: "another process (training run, process 2981)", or,
+/// when the note names this very process, what in it may hold the folder (a lock conflicts
+/// between two opens in one process too).
+fn describe_holder(note: &str) -> String {
+    let own = format!("process {}", std::process::id());
+    if note.ends_with(&own) {
+        format!(
+            "this process ({note}): another trainer, pipeline or sweep in this program still \
+             holds it; drop it first, and build the ranks of one multi-rank run with \
+             Trainer::from_config_on"
+        )
+    } else if note.is_empty() {
+        "another process (holder not yet known)".into()
+    } else {
+        format!("another process ({note})")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,12 +103,38 @@ mod tests {
         assert!(matches!(err, TrainError::InUse { .. }), "{text}");
         assert!(
             text.contains(&out.display().to_string())
-                && text.contains(&format!("process {}", std::process::id())),
+                && text.contains(&format!(
+                    "by this process (training run, process {}",
+                    std::process::id()
+                )),
             "{text}"
         );
         drop(first);
         let again = RunLock::acquire(&out, "pipeline").unwrap();
         let note = fs::read_to_string(again.path()).unwrap();
         assert_eq!(note, format!("pipeline, process {}", std::process::id()));
+    }
+
+    #[test]
+    fn another_process_is_named_as_such() {
+        assert_eq!(
+            describe_holder("training run, process 1"),
+            "another process (training run, process 1)"
+        );
+        assert_eq!(
+            describe_holder(""),
+            "another process (holder not yet known)"
+        );
+    }
+
+    #[test]
+    fn a_file_in_place_of_the_folder_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("run");
+        fs::write(&file, "not a folder").unwrap();
+        let text = RunLock::acquire(&file, "training run")
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("is a file, not a folder"), "{text}");
     }
 }

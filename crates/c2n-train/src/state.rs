@@ -136,7 +136,7 @@ impl TrainState {
                 .iter()
                 .map(|(n, g)| (n.to_string(), g.clone()))
                 .collect();
-            candle_core::safetensors::save(&map, &pending_path)?;
+            c2n_model::save::write_safetensors(&map, &pending_path)?;
         } else if pending_path.exists() {
             std::fs::remove_file(&pending_path).map_err(|e| TrainError::io(&pending_path, e))?;
         }
@@ -181,8 +181,45 @@ impl TrainState {
         let (saved, now) = (&self.plan, plan);
         let mut differences = Vec::new();
         if saved.kind != now.kind {
+            // Dev data given to one run and not the other: the settings agree, the loop not.
+            let dev_hint = match (saved.kind, now.kind) {
+                (
+                    LoopKind::Steps {
+                        eval_steps: Some(_),
+                        ..
+                    },
+                    LoopKind::Steps {
+                        eval_steps: None, ..
+                    },
+                )
+                | (
+                    LoopKind::Epochs { evaluate: true, .. },
+                    LoopKind::Epochs {
+                        evaluate: false, ..
+                    },
+                ) => {
+                    " (this run has no dev data: the saved run's evaluations are part of its \
+                     loop, so resume it with its dev data)"
+                }
+                (
+                    LoopKind::Steps {
+                        eval_steps: None, ..
+                    },
+                    LoopKind::Steps {
+                        eval_steps: Some(_),
+                        ..
+                    },
+                )
+                | (
+                    LoopKind::Epochs {
+                        evaluate: false, ..
+                    },
+                    LoopKind::Epochs { evaluate: true, .. },
+                ) => " (the saved run had no dev data: resume it without one)",
+                _ => "",
+            };
             differences.push(format!(
-                "schedule: saved {}, now {}",
+                "schedule: saved {}, now {}{dev_hint}",
                 describe(saved.kind),
                 describe(now.kind)
             ));

@@ -163,6 +163,14 @@ pub struct Trainer {
     run_clock: Option<(Instant, f64)>,
     /// Rank 0's hold on the output folder (no other process may write there meanwhile).
     run_lock: Option<RunLock>,
+    /// Whether this trainer continues a saved run ([`Trainer::resume`]).
+    resumed: bool,
+    /// Whether a fresh run has looked for an earlier run's files in its output folder.
+    earlier_run_checked: bool,
+    /// Whether rank 0 has taken its output folder (lock, earlier run, `train_config.json`).
+    output_dir_taken: bool,
+    /// Examples and tokens since the last `train` metrics line.
+    log_window: Throughput,
 }
 
 /// One micro-batch as this rank saw it, and the batch as a whole.
@@ -214,27 +222,8 @@ impl Trainer {
             tokenizer: &tokenizer,
             cache: tokenizer_files.as_ref().zip(config.cache_dir.as_deref()),
         };
-        let train_path = config
-            .train_data
-            .clone()
-            .ok_or_else(|| TrainError::Config("train_data is required".into()))?;
-        let train = source.load(
-            &train_path,
-            config.max_source_len,
-            config.max_target_len,
-            Stage::Train,
-        )?;
-        let dev = match &config.dev_data {
-            Some(path) => Some(DevSet::load_from(
-                &source,
-                path,
-                config.max_source_len,
-                config.max_target_len,
-                config.dev_bleu_samples,
-                config.seed,
-            )?),
-            None => None,
-        };
+        // The model before the data: a wrong init or a damaged checkpoint is said at once,
+        // not after the data is tokenized.
         let resume_dir = config.output_dir.join(LAST);
         if resume {
             // A crash between a save's two renames left a checkpoint aside: put it back.
@@ -262,6 +251,27 @@ impl Trainer {
             model_for(&config, dtype, &device)?
         };
         crate::model_setup::check_tokenizer_fits(&tokenizer, &model)?;
+        let train_path = config
+            .train_data
+            .clone()
+            .ok_or_else(|| TrainError::Config("train_data is required".into()))?;
+        let train = source.load(
+            &train_path,
+            config.max_source_len,
+            config.max_target_len,
+            Stage::Train,
+        )?;
+        let dev = match &config.dev_data {
+            Some(path) => Some(DevSet::load_from(
+                &source,
+                path,
+                config.max_source_len,
+                config.max_target_len,
+                config.dev_bleu_samples,
+                config.seed,
+            )?),
+            None => None,
+        };
         let mut trainer = Self::new(config, model, train, dev, Some(tokenizer))?;
         trainer.run_lock = run_lock;
         if resume {
@@ -273,16 +283,26 @@ impl Trainer {
                 .filter(|&saved| saved != now)
                 .map(|saved| (saved, now));
         } else if comm.is_main() {
-            // A fresh run replaces an earlier one here: its files step aside, whole.
+            // A fresh run replaces an earlier one here: its files step aside, whole, before
+            // the caller reads anything there.
             trainer.earlier_run =
                 checkpoint_dir::set_aside_earlier_run(&trainer.config.output_dir)?;
+            trainer.earlier_run_checked = true;
         }
         trainer.state.world_size = Some(comm.world_size());
         trainer.sync_replicas(comm)?;
         Ok(trainer)
     }
 
-    /// A run over given parts (tests, custom pipelines). `tokenizer` is needed for dev BLEU.
+    /// A run over given parts (tests, custom pipelines). `tokenizer` is needed for dev BLEU
+    /// (without one, set `eval_bleu = false`). `config.train_data`, `dev_data`, `init` and
+    /// `tokenizer` are not read: the parts stand for them.
+    ///
+    /// Nothing is written here. Before its first write into `config.output_dir` (when `run`
+    /// starts, or at the first evaluation or checkpoint of a loop driven by
+    /// [`Trainer::advance`]) rank 0 takes the folder's lock and, unless the trainer was
+    /// [resumed](Trainer::resume), moves an earlier run's files there aside
+    /// (`OUTPUT/earlier-run-N`), as [`Trainer::from_config`] does at once.
     pub fn new(
         config: TrainConfig,
         model: Seq2Seq,
@@ -290,8 +310,16 @@ impl Trainer {
         dev: Option<DevSet>,
         tokenizer: Option<RobertaTokenizer>,
     ) -> Result<Self> {
+        config.validate_settings()?;
         let schedule_kind = config.schedule()?;
-        config.check_bucketing()?;
+        let dev_has_bleu = dev.as_ref().is_some_and(|d| !d.bleu_features.is_empty());
+        if dev_has_bleu && config.eval_bleu && tokenizer.is_none() {
+            return Err(TrainError::Config(
+                "dev BLEU needs a tokenizer to turn the decoded ids into text: pass one, or \
+                 set eval_bleu = false (dev loss only)"
+                    .into(),
+            ));
+        }
         let micro = config.micro_batch_size();
         if config.batch_size == 0 || config.grad_accum == 0 {
             return Err(TrainError::Config(
@@ -385,6 +413,10 @@ impl Trainer {
             earlier_run: None,
             run_lock: None,
             run_clock: None,
+            resumed: false,
+            earlier_run_checked: false,
+            output_dir_taken: false,
+            log_window: Throughput::default(),
         })
     }
 
@@ -407,6 +439,15 @@ impl Trainer {
     /// Continues from a checkpoint directory written by this trainer: weights, optimizer
     /// state, loop counters, best scores, pending gradients.
     pub fn resume(&mut self, dir: &Path) -> Result<()> {
+        if !dir.join(crate::state::TRAIN_STATE_FILE).is_file() {
+            return Err(TrainError::Resume {
+                path: dir.to_path_buf(),
+                message: "no train_state.json: only checkpoint-last keeps the optimizer and \
+                          loop state (checkpoint-best-* hold the weights alone, for \
+                          evaluation or as an init)"
+                    .into(),
+            });
+        }
         let weights = c2n_model::load::find_weights_file(dir)?;
         c2n_model::load::load_state_dict(&self.model, &weights)?;
         let (state, pending) = TrainState::load(dir, self.model.device())?;
@@ -473,6 +514,7 @@ impl Trainer {
             ..state
         };
         self.pending = pending;
+        self.resumed = true;
         Ok(())
     }
 
@@ -747,6 +789,10 @@ impl Trainer {
     }
 
     /// [`Trainer::advance`] as one rank of `comm` (every rank must call it in lockstep).
+    ///
+    /// Rank 0 appends a `train` line to `metrics.jsonl` every `log_every` updates and
+    /// checkpoints at each evaluation. A loop driven this way ends with
+    /// `save_checkpoint(LAST, true)` to keep its last updates, as [`Trainer::run`] does.
     pub fn advance_with(&mut self, comm: &dyn Communicator) -> Result<Option<StepReport>> {
         if self.stopped_early {
             return Ok(None);
@@ -754,10 +800,18 @@ impl Trainer {
         let Some(step) = self.driver.next_step() else {
             return Ok(None);
         };
+        if self.run_clock.is_none() {
+            // A loop driven by `advance` alone counts its time from its first step.
+            self.run_clock = Some((Instant::now(), self.state.train_seconds));
+        }
         let (loss, tokens, examples) = self.train_micro_step_with(&step, comm)?;
+        self.log_window.add(examples as u64, tokens);
         let lr = step
             .update
             .then(|| self.state.schedule.lr_at(step.updates_before));
+        if let (Some(lr), false) = (lr, step.evaluate) {
+            self.log_train_line(step.updates_before + 1, step.data_epoch, lr, comm)?;
+        }
         let evaluation = if step.evaluate {
             Some(self.evaluate_with(step.data_epoch, comm)?)
         } else {
@@ -773,10 +827,42 @@ impl Trainer {
         }))
     }
 
+    /// Rank 0's `train` line after update `global_step`, every `log_every` updates (not after
+    /// an update that is evaluated: the `eval` line carries the training loss then).
+    fn log_train_line(
+        &mut self,
+        global_step: u64,
+        epoch: u64,
+        lr: f64,
+        comm: &dyn Communicator,
+    ) -> Result<()> {
+        // No batch since the last evaluation (its reset): a mean of nothing.
+        let has_loss = self.state.running_loss.batches > 0;
+        if !comm.is_main()
+            || !has_loss
+            || self.config.log_every == 0
+            || !global_step.is_multiple_of(self.config.log_every)
+        {
+            return Ok(());
+        }
+        let (samples_per_s, tokens_per_s) = self.log_window.rates();
+        self.take_output_dir()?;
+        self.log(MetricRecord::Train {
+            global_step,
+            epoch,
+            loss: self.state.running_loss.mean(),
+            lr,
+            samples_per_s,
+            tokens_per_s,
+        })?;
+        self.log_window = Throughput::default();
+        Ok(())
+    }
+
     fn open_metrics(&mut self) -> Result<()> {
         if self.metrics.is_none() {
             let dir = &self.config.output_dir;
-            std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
+            crate::output_dir::create(dir)?;
             self.metrics = Some(MetricsLog::open(
                 &dir.join("metrics.jsonl"),
                 self.state.counters.global_step,
@@ -801,13 +887,24 @@ impl Trainer {
         self.world_size_change
     }
 
-    /// Takes the output folder's lock unless this trainer holds it already (rank 0, before
-    /// its first write): [`Trainer::from_config_on`] takes it at once, a trainer built with
-    /// [`Trainer::new`] when `run` starts or its first evaluation writes.
-    fn hold_output_dir(&mut self) -> Result<()> {
+    /// Rank 0's preparation of the output folder before its first write there: the folder's
+    /// lock, and for a fresh run the earlier run's files moved aside, then
+    /// `train_config.json`. [`Trainer::from_config_on`] takes the lock and moves the earlier
+    /// run aside at once; a trainer built with [`Trainer::new`] does both here.
+    fn take_output_dir(&mut self) -> Result<()> {
+        if self.output_dir_taken {
+            return Ok(());
+        }
         if self.run_lock.is_none() {
             self.run_lock = Some(RunLock::acquire(&self.config.output_dir, RUN_WHAT)?);
         }
+        if !self.resumed && !self.earlier_run_checked {
+            self.earlier_run = checkpoint_dir::set_aside_earlier_run(&self.config.output_dir)?;
+            self.earlier_run_checked = true;
+        }
+        self.config
+            .save_json(&self.config.output_dir.join(TRAIN_CONFIG_FILE))?;
+        self.output_dir_taken = true;
         Ok(())
     }
 
@@ -837,15 +934,11 @@ impl Trainer {
         let start = Instant::now();
         let main = comm.is_main();
         if main {
-            self.hold_output_dir()?;
-        }
-        self.run_clock = Some((start, self.state.train_seconds));
-        self.sync_replicas(comm)?;
-        if main {
+            self.take_output_dir()?;
             self.open_metrics()?;
-            self.config
-                .save_json(&self.config.output_dir.join(TRAIN_CONFIG_FILE))?;
         }
+        self.run_clock = Some((start, self.train_seconds()));
+        self.sync_replicas(comm)?;
         let total = self.driver.total_updates();
         let target = self.config.stop_after.map_or(total, |s| s.min(total));
         let bar = if self.config.progress && main {
@@ -871,22 +964,7 @@ impl Trainer {
                     "loss {:.4} lr {lr:.3e} {sps:.1} samples/s {tps:.0} tokens/s",
                     self.state.running_loss.mean()
                 ));
-                // An evaluation in this same step has just reset the running loss: the eval
-                // record carries it, and a train record would log a mean of nothing.
-                let has_loss = self.state.running_loss.batches > 0;
-                if main
-                    && has_loss
-                    && self.config.log_every > 0
-                    && global_step % self.config.log_every == 0
-                {
-                    self.log(MetricRecord::Train {
-                        global_step,
-                        epoch: report.step.data_epoch,
-                        loss: self.state.running_loss.mean(),
-                        lr,
-                        samples_per_s: sps,
-                        tokens_per_s: tps,
-                    })?;
+                if self.config.log_every > 0 && global_step % self.config.log_every == 0 {
                     window = Throughput::default();
                 }
             }
@@ -918,7 +996,11 @@ impl Trainer {
 
     /// Writes `OUTPUT/<name>/`: weights + model config + resolved train config, and with
     /// `with_state` the optimizer and train state for resuming.
-    pub fn save_checkpoint(&self, name: &str, with_state: bool) -> Result<PathBuf> {
+    ///
+    /// The first write of a trainer built with [`Trainer::new`] takes the output folder
+    /// first (its lock; a fresh run's earlier files moved aside).
+    pub fn save_checkpoint(&mut self, name: &str, with_state: bool) -> Result<PathBuf> {
+        self.take_output_dir()?;
         let dir = self.config.output_dir.join(name);
         checkpoint_dir::write_replacing(&dir, |partial| {
             c2n_model::save_checkpoint(&self.model, partial)?;
@@ -947,7 +1029,7 @@ impl Trainer {
         let main = comm.is_main();
         if main && self.dev.is_some() {
             // A loop driven by `advance` writes here first.
-            self.hold_output_dir()?;
+            self.take_output_dir()?;
         }
         let Some(dev) = &self.dev else {
             return Ok(String::new());

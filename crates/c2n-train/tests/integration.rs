@@ -24,3 +24,4 @@ mod reference_fixtures;
 mod resume;
 mod ruby_data;
 mod train_parity;
+mod trainer_from_parts;

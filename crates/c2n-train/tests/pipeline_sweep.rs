@@ -146,7 +146,7 @@ fn points_run_in_parallel_rank_by_dev_bleu_and_failures_are_reported() {
         let err = run_sweep(&sweep, &out, 2, &launcher(&reports), &|_| {}).unwrap_err();
         assert!(
             err.to_string()
-                .contains("in use by another process (sweep, process"),
+                .contains("in use by this process (sweep, process"),
             "{err}"
         );
         drop(held);

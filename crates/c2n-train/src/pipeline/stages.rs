@@ -24,7 +24,7 @@ pub fn load_stage<T: DeserializeOwned>(output_dir: &Path, name: &str) -> Option<
 pub fn save_stage<T: Serialize>(output_dir: &Path, name: &str, record: &T) -> Result<()> {
     let path = stage_file(output_dir, name);
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
+        crate::output_dir::create(dir)?;
     }
     let text = serde_json::to_string_pretty(record).map_err(|e| TrainError::parse(&path, e))?;
     write_aside_then_rename(&path, &text)

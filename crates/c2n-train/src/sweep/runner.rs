@@ -7,7 +7,7 @@
 use super::grid::SweepPoint;
 use crate::pipeline::identity::{earlier_run_match, RunMatch};
 use crate::pipeline::PipelineReport;
-use crate::{Result, TrainError};
+use crate::Result;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -60,7 +60,7 @@ pub fn lay_out_points(points: &[SweepPoint], root: &Path) -> Result<Vec<(SweepPo
         .iter()
         .map(|p| {
             let dir = root.join(&p.name);
-            std::fs::create_dir_all(&dir).map_err(|e| TrainError::io(&dir, e))?;
+            crate::output_dir::create(&dir)?;
             let mut config = p.config.clone();
             config.output_dir = dir.clone();
             config.progress = false;
