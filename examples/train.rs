@@ -52,12 +52,8 @@ fn main() -> Result<()> {
     // The closure is the whole run of one rank; with threads it runs once per thread.
     let summary = comm::launch(&spec, |comm| train_rank(config.clone(), resume, comm))?;
     if let Some(summary) = summary {
-        // Before any evaluation the bests are the reference's starting values (1e6, 0).
-        let (best_loss, best_bleu) = if summary.evaluations == 0 {
-            ("none".to_string(), "none".to_string())
-        } else {
-            (summary.best_loss.to_string(), summary.best_bleu.to_string())
-        };
+        let shown = |best: Option<f64>| best.map_or_else(|| "none".to_string(), |v| v.to_string());
+        let (best_loss, best_bleu) = (shown(summary.best_loss), shown(summary.best_bleu));
         println!(
             "updates {} batches {} evaluations {} best dev loss {best_loss} best dev bleu {best_bleu} ({:.1} s)",
             summary.updates,

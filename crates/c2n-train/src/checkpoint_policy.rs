@@ -62,6 +62,16 @@ pub struct BleuDecision {
 }
 
 impl CheckpointPolicy {
+    /// The best dev loss once one beat the starting value (a best-ppl checkpoint exists).
+    pub fn recorded_best_loss(&self) -> Option<f64> {
+        (self.best_loss < Self::default().best_loss).then_some(self.best_loss)
+    }
+
+    /// The best dev BLEU once one beat the starting 0 (a best-BLEU checkpoint exists).
+    pub fn recorded_best_bleu(&self) -> Option<f64> {
+        (self.best_bleu > Self::default().best_bleu).then_some(self.best_bleu)
+    }
+
     /// Records a dev loss; `true` when `checkpoint-best-ppl` must be written.
     pub fn observe_dev_loss(&mut self, dev_loss: f64) -> bool {
         let improved = dev_loss < self.best_loss;

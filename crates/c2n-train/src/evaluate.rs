@@ -501,25 +501,108 @@ pub struct EvaluateRequest {
 }
 
 impl EvaluateRequest {
+    /// The request a training run's settings make (as its dev evaluation and the pipeline
+    /// decode): its lengths, beam size, evaluation batch size and padding; no limit, no
+    /// n-best file. A checkpoint written by the trainer keeps them in its
+    /// [`TRAIN_CONFIG_FILE`](crate::config::TRAIN_CONFIG_FILE) (`TrainConfig::load`).
+    pub fn from_train_config(
+        config: &crate::config::TrainConfig,
+        data: impl Into<PathBuf>,
+        output_dir: impl Into<PathBuf>,
+        prefix: &str,
+    ) -> Self {
+        Self {
+            data: data.into(),
+            limit: None,
+            generation: GenerationConfig {
+                beam_size: config.beam_size,
+                max_length: config.max_target_len,
+                ..Default::default()
+            },
+            max_source_len: config.max_source_len,
+            batch_size: config.eval_batch_size,
+            padding: config.padding,
+            output_dir: output_dir.into(),
+            prefix: prefix.to_string(),
+            nbest: None,
+        }
+    }
+
     /// Refuses settings that would fail late or quietly do something else.
     pub fn validate(&self) -> Result<()> {
-        self.generation.validate()?;
-        let beam = self.generation.effective_beam_size();
-        let problem = if self.batch_size == 0 {
+        let length_range = 2..=512;
+        let problem = if !length_range.contains(&self.max_source_len) {
+            Some(format!(
+                "max_source_len = {}: must be between 2 and 512",
+                self.max_source_len
+            ))
+        } else if !length_range.contains(&self.generation.max_length) {
+            // It is also the gold targets' truncation length (max_target_len in training).
+            Some(format!(
+                "generation.max_length = {}: must be between 2 and 512 (it is the target \
+                 length too)",
+                self.generation.max_length
+            ))
+        } else if self.batch_size == 0 {
             Some("batch_size must be at least 1".to_string())
         } else if self.nbest == Some(0) {
             Some("nbest must be at least 1".to_string())
         } else {
-            self.nbest.filter(|&k| k > beam).map(|k| {
-                format!(
-                    "nbest {k} exceeds the beam size {beam}: a beam keeps only beam-size hypotheses"
-                )
-            })
+            None
         };
-        match problem {
-            Some(message) => Err(TrainError::InvalidInput(message)),
+        if let Some(message) = problem {
+            return Err(TrainError::InvalidInput(message));
+        }
+        self.generation.validate()?;
+        let beam = self.generation.effective_beam_size();
+        match self.nbest.filter(|&k| k > beam) {
+            Some(k) => Err(TrainError::InvalidInput(format!(
+                "nbest {k} exceeds the beam size {beam}: a beam keeps only beam-size hypotheses"
+            ))),
             None => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod request_tests {
+    use super::*;
+    use crate::config::TrainConfig;
+
+    #[test]
+    fn lengths_are_checked_under_the_names_of_the_request() {
+        let ok =
+            EvaluateRequest::from_train_config(&TrainConfig::default(), "d.jsonl", "out", "test");
+        assert!(ok.validate().is_ok());
+        assert_eq!(
+            ok.generation.max_length,
+            TrainConfig::default().max_target_len
+        );
+        for max_length in [0, 1, 513] {
+            let mut bad = ok.clone();
+            bad.generation.max_length = max_length;
+            let err = bad.validate().unwrap_err().to_string();
+            assert!(
+                err.contains(&format!(
+                    "generation.max_length = {max_length}: must be between 2 and 512"
+                )),
+                "{err}"
+            );
+        }
+        let mut bad = ok.clone();
+        bad.max_source_len = 600;
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("max_source_len = 600"));
+        let mut bad = ok;
+        bad.nbest = Some(11);
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("nbest 11 exceeds"));
     }
 }
 

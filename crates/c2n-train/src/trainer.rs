@@ -68,8 +68,11 @@ pub struct TrainSummary {
     pub batches: u64,
     /// Dev evaluations of the whole run, those before a resume included.
     pub evaluations: u64,
-    pub best_loss: f64,
-    pub best_bleu: f64,
+    /// The dev loss of `checkpoint-best-ppl`; `None` when no evaluation wrote one.
+    pub best_loss: Option<f64>,
+    /// The dev BLEU of `checkpoint-best-bleu`; `None` when none was written (no BLEU
+    /// evaluated, or none above 0: the reference's first best must beat 0).
+    pub best_bleu: Option<f64>,
     pub stopped_early: bool,
     pub last_checkpoint: PathBuf,
     pub seconds: f64,
@@ -986,8 +989,8 @@ impl Trainer {
             updates: self.state.counters.global_step,
             batches: self.state.counters.batches_done,
             evaluations: self.state.evaluations,
-            best_loss: self.state.policy.best_loss,
-            best_bleu: self.state.policy.best_bleu,
+            best_loss: self.state.policy.recorded_best_loss(),
+            best_bleu: self.state.policy.recorded_best_bleu(),
             stopped_early: self.stopped_early,
             last_checkpoint: last,
             seconds: start.elapsed().as_secs_f64(),

@@ -55,14 +55,18 @@ fn a_fresh_run_from_parts_moves_an_earlier_run_aside_and_a_resumed_one_does_not(
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path();
     let mut first = trainer(config(out, 3), Some(dev_set(false))).unwrap();
-    first.run().unwrap();
+    let summary = first.run().unwrap();
+    // Dev loss was evaluated and kept a best checkpoint; BLEU was not evaluated.
+    assert!(summary.best_loss.is_some_and(|l| l < 1e6), "{summary:?}");
+    assert_eq!(summary.best_bleu, None);
     drop(first);
     let first_lines = metrics_lines(out);
     assert!(out.join("checkpoint-best-ppl").is_dir());
 
     // A second fresh run of another length: the first one's files step aside, whole.
     let mut second = trainer(config(out, 1), None).unwrap();
-    second.run().unwrap();
+    let summary = second.run().unwrap();
+    assert_eq!((summary.best_loss, summary.evaluations), (None, 0));
     let aside = out.join("earlier-run-1");
     assert_eq!(second.earlier_run_set_aside().map(|e| &e.dir), Some(&aside));
     assert_eq!(metrics_lines(&aside), first_lines);

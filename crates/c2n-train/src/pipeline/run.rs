@@ -25,7 +25,6 @@ use c2n_data::{
     CleanConfig, FeatureConfig, PipelineConfig as DataPipelineConfig, PrepareProgress,
     PrepareRequest, RobertaTokenizer, Stage, Strictness, TokenizerFiles,
 };
-use c2n_model::generation::GenerationConfig;
 use c2n_model::{ModelConfig, Seq2Seq};
 use candle_core::Device;
 use candle_nn::VarMap;
@@ -262,8 +261,10 @@ fn train_stage(
             updates: summary.updates,
             evaluations: summary.evaluations,
             examples_seen: seen,
-            best_dev_bleu: summary.best_bleu.max(0.0),
-            best_dev_loss: summary.best_loss,
+            best_dev_bleu: summary.best_bleu.unwrap_or(0.0),
+            best_dev_loss: summary
+                .best_loss
+                .unwrap_or(CheckpointPolicy::default().best_loss),
             checkpoint: best_checkpoint(&train.output_dir, &summary)?,
         },
     };
@@ -278,11 +279,8 @@ fn train_stage(
 pub fn best_checkpoint(train_dir: &Path, summary: &TrainSummary) -> Result<PathBuf> {
     let has_model = |name: &str| train_dir.join(name).join("model.safetensors").is_file();
     for (name, recorded) in [
-        (BEST_BLEU, summary.best_bleu > 0.0),
-        (
-            BEST_PPL,
-            summary.best_loss < CheckpointPolicy::default().best_loss,
-        ),
+        (BEST_BLEU, summary.best_bleu.is_some()),
+        (BEST_PPL, summary.best_loss.is_some()),
     ] {
         if has_model(name) {
             return Ok(train_dir.join(name));
@@ -347,19 +345,8 @@ impl EvalContext<'_> {
         let start = Instant::now();
         let t = self.train;
         let request = EvaluateRequest {
-            data: path.to_path_buf(),
             limit,
-            generation: GenerationConfig {
-                beam_size: t.beam_size,
-                max_length: t.max_target_len,
-                ..Default::default()
-            },
-            max_source_len: t.max_source_len,
-            batch_size: t.eval_batch_size,
-            padding: t.padding,
-            output_dir: self.cfg.output_dir.join("eval"),
-            prefix: split.to_string(),
-            nbest: None,
+            ..EvaluateRequest::from_train_config(t, path, self.cfg.output_dir.join("eval"), split)
         };
         let tokenizer = self.tokenizer;
         let bar = decoding_bar(self.cfg.progress, stage);
@@ -535,7 +522,7 @@ fn decoding_bar(progress: bool, stage: &str) -> indicatif::ProgressBar {
 mod tests {
     use super::*;
 
-    fn summary(best_loss: f64, best_bleu: f64) -> TrainSummary {
+    fn summary(best_loss: Option<f64>, best_bleu: Option<f64>) -> TrainSummary {
         TrainSummary {
             updates: 10,
             batches: 10,
@@ -554,18 +541,18 @@ mod tests {
         let train = dir.path();
         // No evaluation: the last checkpoint.
         assert_eq!(
-            best_checkpoint(train, &summary(1e6, 0.0)).unwrap(),
+            best_checkpoint(train, &summary(None, None)).unwrap(),
             train.join(LAST)
         );
         std::fs::create_dir_all(train.join(BEST_PPL)).unwrap();
         std::fs::write(train.join(BEST_PPL).join("model.safetensors"), "x").unwrap();
         // BLEU never above 0: no best-BLEU checkpoint is expected, best-ppl is used.
         assert_eq!(
-            best_checkpoint(train, &summary(3.0, 0.0)).unwrap(),
+            best_checkpoint(train, &summary(Some(3.0), None)).unwrap(),
             train.join(BEST_PPL)
         );
         // A best BLEU was recorded but its checkpoint is gone: refused, naming it.
-        let err = best_checkpoint(train, &summary(3.0, 4.5))
+        let err = best_checkpoint(train, &summary(Some(3.0), Some(4.5)))
             .unwrap_err()
             .to_string();
         assert!(
@@ -573,7 +560,7 @@ mod tests {
             "{err}"
         );
         std::fs::remove_dir_all(train.join(BEST_PPL)).unwrap();
-        let err = best_checkpoint(train, &summary(3.0, 0.0))
+        let err = best_checkpoint(train, &summary(Some(3.0), None))
             .unwrap_err()
             .to_string();
         assert!(err.contains("checkpoint-best-ppl"), "{err}");

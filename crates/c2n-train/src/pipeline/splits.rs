@@ -40,13 +40,27 @@ pub fn reference_layout_file(dir: &Path, lang: &str, split: &str) -> Result<Path
 fn source_file(cfg: &PipelineConfig, split: &str) -> Result<PathBuf> {
     match &cfg.data_dir {
         Some(dir) => reference_layout_file(dir, &cfg.lang, split),
-        None => Ok(c2n_data::hub::split_jsonl(
-            &cfg.hub_dataset,
-            &cfg.lang,
-            split,
-            &cfg.output_dir.join("data").join("hub"),
-        )?),
+        None => hub_split(cfg, split),
     }
+}
+
+#[cfg(feature = "hub")]
+fn hub_split(cfg: &PipelineConfig, split: &str) -> Result<PathBuf> {
+    Ok(c2n_data::hub::split_jsonl(
+        &cfg.hub_dataset,
+        &cfg.lang,
+        split,
+        &cfg.output_dir.join("data").join("hub"),
+    )?)
+}
+
+#[cfg(not(feature = "hub"))]
+fn hub_split(cfg: &PipelineConfig, _split: &str) -> Result<PathBuf> {
+    Err(TrainError::Config(format!(
+        "no data folder given, and this build has no hub access to {} (c2n-train's feature \
+         `hub`): give a data folder in the reference layout",
+        cfg.hub_dataset
+    )))
 }
 
 /// The original files a run reads, one per distinct split (`train`, `dev`, `test` names of
