@@ -224,4 +224,23 @@ fn pipeline_runs_reports_and_resumes() {
     let err = run_pipeline(&other, &mut |_| {}).unwrap_err().to_string();
     assert!(err.contains("holds another run"), "{err}");
     assert!(err.contains("train.lr: earlier"), "the key is named: {err}");
+
+    // A moved output folder scores its own model (the records name it relative to the
+    // folder), here after a copy of another run took the old name.
+    let moved = PipelineConfig {
+        output_dir: tmp.path().join("moved"),
+        test_limit: Some(3),
+        ..fewer.clone()
+    };
+    std::fs::rename(&fewer.output_dir, &moved.output_dir).unwrap();
+    std::fs::create_dir_all(fewer.output_dir.join("train/checkpoint-best-bleu")).unwrap();
+    let (rescored, lines) = run(&moved);
+    let skipped: Vec<bool> = rescored.stages.iter().map(|s| s.skipped).collect();
+    assert_eq!(skipped, [true, true, true, false], "{lines:?}");
+    assert_eq!(rescored.test.examples, 3);
+    assert!(
+        rescored.train.checkpoint.starts_with("train"),
+        "{:?}",
+        rescored.train.checkpoint
+    );
 }

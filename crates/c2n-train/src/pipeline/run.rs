@@ -119,7 +119,7 @@ pub fn train_config(
     train.train_data = Some(splits.train.clone());
     train.dev_data = Some(splits.dev.clone());
     train.tokenizer = Some(tokenizer.to_string());
-    train.output_dir = cfg.output_dir.join("train");
+    train.output_dir = cfg.output_dir.join(TRAIN_FOLDER);
     // The features the prepare stage cached: training maps them instead of tokenizing again.
     train.cache_dir = Some(cfg.cache_root());
     train.device = cfg.device.clone();
@@ -265,11 +265,38 @@ fn train_stage(
             best_dev_loss: summary
                 .best_loss
                 .unwrap_or(CheckpointPolicy::default().best_loss),
-            checkpoint: best_checkpoint(&train.output_dir, &summary)?,
+            checkpoint: recorded_checkpoint(&best_checkpoint(&train.output_dir, &summary)?),
         },
     };
     save_stage(&cfg.output_dir, "train", &record)?;
     Ok(record)
+}
+
+/// The training run's folder inside the pipeline's output folder.
+const TRAIN_FOLDER: &str = "train";
+
+/// A checkpoint as the train record keeps it: relative to the output folder
+/// (`train/checkpoint-best-bleu`), so that a moved or copied output folder, or one run from
+/// another working directory, still scores its own model.
+fn recorded_checkpoint(path: &Path) -> PathBuf {
+    let name = path.file_name().unwrap_or(path.as_os_str());
+    Path::new(TRAIN_FOLDER).join(name)
+}
+
+/// The checkpoint a train record names, inside this run's training folder. Records of older
+/// versions hold a path as the first run spelled it; only its last part counts, and it must
+/// be one of the run's checkpoints.
+fn checkpoint_in(train_dir: &Path, recorded: &Path) -> Result<PathBuf> {
+    let name = recorded.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if [LAST, BEST_PPL, BEST_BLEU].contains(&name) {
+        Ok(train_dir.join(name))
+    } else {
+        Err(TrainError::InvalidInput(format!(
+            "stages/train.json names the checkpoint {}, which is none of the run's \
+             ({LAST}, {BEST_PPL}, {BEST_BLEU}); delete stages/train.json to train again",
+            recorded.display()
+        )))
+    }
 }
 
 /// The checkpoint the final scores use: best dev BLEU (the reference's `--do_test`
@@ -455,7 +482,7 @@ pub fn run_pipeline(cfg: &PipelineConfig, log: &mut dyn FnMut(&str)) -> Result<P
         cfg,
         train: &train,
         tokenizer: &tokenizer,
-        checkpoint: trained.outcome.checkpoint.clone(),
+        checkpoint: checkpoint_in(&train.output_dir, &trained.outcome.checkpoint)?,
         device: &device,
         model: None,
     };
@@ -533,6 +560,27 @@ mod tests {
             last_checkpoint: PathBuf::new(),
             seconds: 1.0,
         }
+    }
+
+    #[test]
+    fn a_recorded_checkpoint_is_found_in_the_run_that_reads_it() {
+        // Recorded by a run started as `--output-dir runA` from somewhere else.
+        let recorded = recorded_checkpoint(Path::new("runA/train/checkpoint-best-bleu"));
+        assert_eq!(recorded, Path::new("train/checkpoint-best-bleu"));
+        // The folder moved to runB: runB's own checkpoint, also from an old absolute record.
+        for old in [
+            recorded.as_path(),
+            Path::new("/elsewhere/runA/train/checkpoint-best-bleu"),
+        ] {
+            assert_eq!(
+                checkpoint_in(Path::new("runB/train"), old).unwrap(),
+                Path::new("runB/train/checkpoint-best-bleu")
+            );
+        }
+        let err = checkpoint_in(Path::new("runB/train"), Path::new("/tmp/some-model"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("none of the run's"), "{err}");
     }
 
     #[test]
