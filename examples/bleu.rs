@@ -13,6 +13,7 @@ use anyhow::Result;
 use clap::Parser;
 use code2nl::cli::bleu::BleuArgs;
 use code2nl::eval::{evaluate, EvalError, Metric};
+use code2nl::outln;
 use std::io::IsTerminal;
 
 fn main() -> Result<()> {
@@ -48,6 +49,6 @@ fn main() -> Result<()> {
         );
     }
     eprintln!("Total: {}", output.matched);
-    println!("{}", output.printed);
+    outln!("{}", output.printed)?;
     Ok(())
 }

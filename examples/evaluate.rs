@@ -15,6 +15,7 @@ use code2nl::cli::evaluate::EvaluateArgs;
 use code2nl::data::RobertaTokenizer;
 use code2nl::eval::python_repr;
 use code2nl::model::generation::GenerationConfig;
+use code2nl::outln;
 use code2nl::train::comm::{self, Communicator};
 use code2nl::train::device::select_device;
 use code2nl::train::evaluate::{evaluate_file_sharded, EvaluateReport, EvaluateRequest};
@@ -45,15 +46,15 @@ fn main() -> Result<()> {
     })?;
     if let Some(report) = report {
         eprintln!("Total: {}", report.bleu.matched);
-        println!(
+        outln!(
             "{} examples in {:.1} s ({:.2} examples/s): {} {}",
             report.examples,
             report.seconds,
             report.examples as f64 / report.seconds.max(1e-9),
             report.output.display(),
             report.gold.display()
-        );
-        println!("{}", python_repr(report.bleu.bleu));
+        )?;
+        outln!("{}", python_repr(report.bleu.bleu))?;
     }
     Ok(())
 }

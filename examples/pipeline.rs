@@ -13,13 +13,14 @@
 use anyhow::Result;
 use clap::Parser;
 use code2nl::cli::pipeline::PipelineArgs;
+use code2nl::outln;
 use code2nl::train::pipeline::run_pipeline;
 
 fn main() -> Result<()> {
     let config = PipelineArgs::parse().into_config()?;
     let report = run_pipeline(&config, &mut |line| eprintln!("{line}"))?;
-    println!("{}", report.markdown());
-    println!(
+    outln!("{}", report.markdown())?;
+    outln!(
         "test BLEU {:.2} ({}) vs published {} {}; report: {}",
         report.test.bleu_2dp,
         report.test.bleu,
@@ -28,6 +29,6 @@ fn main() -> Result<()> {
             .published_bleu
             .map_or_else(|| "–".to_string(), |b| format!("{b:.2}")),
         config.output_dir.join("report.md").display()
-    );
+    )?;
     Ok(())
 }

@@ -5,6 +5,7 @@
 //!     --tokenizer ../shared/data/roberta-base --stage dev --cache-dir /tmp/c2n-cache
 //! ```
 
+use code2nl::out;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -123,7 +124,7 @@ fn main() -> Result<()> {
         })?;
         bar.finish_and_clear();
         eprintln!(
-            "{}: {:?} in {:.3}s, {} features, cache {}",
+            "{}: {} in {:.3}s, {} features, cache {}",
             path.display(),
             prepared.status,
             started.elapsed().as_secs_f64(),
@@ -137,7 +138,8 @@ fn main() -> Result<()> {
                 path.display()
             );
         }
-        if let Some(out) = dump.as_mut() {
+        if let Some((out, dump_path)) = dump.as_mut().zip(args.dump_features.as_ref()) {
+            let writing = || format!("writing {}", dump_path.display());
             for i in 0..prepared.store.len() {
                 let f = prepared.store.get(i);
                 serde_json::to_writer(
@@ -147,8 +149,9 @@ fn main() -> Result<()> {
                         "source_ids": f.source_ids,
                         "target_ids": f.target_ids,
                     }),
-                )?;
-                out.write_all(b"\n")?;
+                )
+                .with_context(writing)?;
+                out.write_all(b"\n").with_context(writing)?;
             }
         }
         rows.push(data::stats_row(
@@ -159,9 +162,10 @@ fn main() -> Result<()> {
             &prepared.manifest.report,
         ));
     }
-    if let Some(mut out) = dump {
-        out.flush()?;
+    if let Some((mut out, dump_path)) = dump.zip(args.dump_features.as_ref()) {
+        out.flush()
+            .with_context(|| format!("writing {}", dump_path.display()))?;
     }
-    print!("{}", data::markdown_table(&rows));
+    out!("{}", data::markdown_table(&rows))?;
     Ok(())
 }

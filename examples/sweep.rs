@@ -12,6 +12,7 @@ use clap::Parser;
 use code2nl::cli::sweep::SweepArgs;
 use code2nl::train::pipeline::{run_pipeline, PipelineConfig};
 use code2nl::train::sweep::{run_sweep, threads_per_run, PointStatus, SweepFile};
+use code2nl::{out, outln};
 use std::process::Command;
 
 fn main() -> Result<()> {
@@ -19,7 +20,7 @@ fn main() -> Result<()> {
     if let Some(config) = &args.run_one {
         let config = PipelineConfig::load(config)?;
         let report = run_pipeline(&config, &mut |line| eprintln!("{line}"))?;
-        println!("{}", report.markdown());
+        outln!("{}", report.markdown())?;
         return Ok(());
     }
     let Some(grid) = &args.grid else {
@@ -60,18 +61,18 @@ fn main() -> Result<()> {
         };
         eprintln!("{}: {what}", r.name);
     })?;
-    print!("{}", std::fs::read_to_string(&outcome.markdown)?);
+    out!("{}", std::fs::read_to_string(&outcome.markdown)?)?;
     let failed = outcome
         .rows
         .iter()
         .filter(|r| matches!(r.status, PointStatus::Failed { .. }))
         .count();
-    println!(
+    outln!(
         "{} runs in {:.0} s ({failed} failed); {}",
         outcome.rows.len(),
         outcome.seconds,
         outcome.markdown.display()
-    );
+    )?;
     if failed > 0 {
         bail!("{failed} of {} runs failed", outcome.rows.len());
     }

@@ -29,6 +29,7 @@
 use anyhow::{Context, Result};
 use clap::Parser;
 use code2nl::cli::train::TrainArgs;
+use code2nl::outln;
 use code2nl::train::comm::{self, Communicator};
 use code2nl::train::config::{Precision, TrainConfig};
 use code2nl::train::trainer::{TrainSummary, Trainer};
@@ -54,20 +55,20 @@ fn main() -> Result<()> {
     if let Some(summary) = summary {
         let shown = |best: Option<f64>| best.map_or_else(|| "none".to_string(), |v| v.to_string());
         let (best_loss, best_bleu) = (shown(summary.best_loss), shown(summary.best_bleu));
-        println!(
+        outln!(
             "updates {} batches {} evaluations {} best dev loss {best_loss} best dev bleu {best_bleu} ({:.1} s)",
             summary.updates,
             summary.batches,
             summary.evaluations,
             summary.seconds
-        );
-        println!(
+        )?;
+        outln!(
             "{}",
             output_dir
                 .join("checkpoint-last")
                 .join("model.safetensors")
                 .display()
-        );
+        )?;
     }
     Ok(())
 }

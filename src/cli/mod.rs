@@ -1,7 +1,7 @@
 //! Command-line definitions of the example programs, kept in the library so that a test can
 //! check every flag (`tests/cli.rs`: clap's debug assertions and help text on each flag)
 //! without running the programs. Each example parses its struct and calls the library;
-//! nothing else lives here but a helper all programs share (closed pipes).
+//! nothing else lives here but helpers all programs share (closed pipes, writing results).
 
 pub mod bleu;
 pub mod checkpoint;
@@ -23,6 +23,34 @@ pub fn end_quietly_on_closed_pipe() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+}
+
+/// Writes a program's result to standard output, flushed. A failed write (a full disk
+/// behind a redirect) comes back as an error that names standard output, where `print!`
+/// would panic. Used through [`outln!`](crate::outln) and [`out!`](crate::out).
+pub fn write_stdout(args: std::fmt::Arguments<'_>) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_fmt(args)
+        .and_then(|()| stdout.flush())
+        .map_err(|e| std::io::Error::new(e.kind(), format!("writing to standard output: {e}")))
+}
+
+/// `println!` that returns an error instead of panicking ([`cli::write_stdout`](crate::cli::write_stdout)).
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` that returns an error instead of panicking ([`cli::write_stdout`](crate::cli::write_stdout)).
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::write_stdout(format_args!($($arg)*))
+    };
 }
 
 /// `--eval-steps N` as run.py reads it: `(global_step + 1) % N == 0` in Python holds for `-N`

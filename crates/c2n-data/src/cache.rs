@@ -128,6 +128,17 @@ pub enum CacheStatus {
     },
 }
 
+/// "loaded from the cache", "built", "rebuilt (why)": what a program tells its user.
+impl std::fmt::Display for CacheStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Hit => f.write_str("loaded from the cache"),
+            Self::Built => f.write_str("built"),
+            Self::Rebuilt { reason } => write!(f, "rebuilt, the cache was unusable ({reason})"),
+        }
+    }
+}
+
 /// Prepared features.
 #[derive(Debug)]
 pub struct Prepared {
@@ -298,7 +309,19 @@ pub fn prepare(
         return Ok(hit(store, manifest));
     }
     // One builder per cache folder at a time: the others wait here, then find its cache.
-    fs::create_dir_all(&req.cache_dir).map_err(|e| DataError::io(&req.cache_dir, e))?;
+    fs::create_dir_all(&req.cache_dir).map_err(|e| {
+        // The OS says "File exists" where a file stands in the folder's place.
+        match req.cache_dir.ancestors().find(|p| p.is_file()) {
+            Some(file) => DataError::io(
+                file,
+                std::io::Error::new(
+                    std::io::ErrorKind::NotADirectory,
+                    "is a file, not a folder: choose another cache folder",
+                ),
+            ),
+            None => DataError::io(&req.cache_dir, e),
+        }
+    })?;
     let _lock = BuildLock::acquire(&dir, progress)?;
     let status = if dir.exists() {
         match try_load(&dir, &fp, req.verify_checksum) {

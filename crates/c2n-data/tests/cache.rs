@@ -40,6 +40,27 @@ fn second_run_hits_and_matches_the_build() {
 }
 
 #[test]
+fn a_file_in_place_of_the_cache_folder_is_named() {
+    let (dir, mut req) = setup();
+    let file = dir.path().join("not-a-folder");
+    std::fs::write(&file, "x").unwrap();
+    req.cache_dir = file.clone();
+    let text = prepare(&req, &mut |_| {}).unwrap_err().to_string();
+    assert!(
+        text.contains(&file.display().to_string()) && text.contains("is a file, not a folder"),
+        "{text}"
+    );
+    // What a program prints of a rebuilt cache: words, with the reason.
+    let status = CacheStatus::Rebuilt {
+        reason: "shard truncated".into(),
+    };
+    assert_eq!(
+        status.to_string(),
+        "rebuilt, the cache was unusable (shard truncated)"
+    );
+}
+
+#[test]
 fn any_change_invalidates() {
     let (dir, req) = setup();
     let base = prepare(&req, &mut |_| {}).unwrap().manifest.fingerprint;

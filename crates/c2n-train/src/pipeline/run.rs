@@ -170,7 +170,7 @@ fn prepare_stage(
             }
         })?;
         log(&format!(
-            "prepare: {name} {} → {} features ({:?})",
+            "prepare: {name} {} → {} features ({})",
             path.display(),
             prepared.store.len(),
             prepared.status
