@@ -23,7 +23,8 @@ fn main() -> Result<()> {
     outln!(
         "test BLEU {:.2} ({}) vs published {} {}; report: {}",
         report.test.bleu_2dp,
-        report.test.bleu,
+        // Python's repr: 5.09e-77, not 77 zeros.
+        code2nl::eval::python_repr(report.test.bleu),
         report.published_row,
         report
             .published_bleu

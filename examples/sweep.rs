@@ -50,6 +50,8 @@ fn main() -> Result<()> {
         cmd.arg("--run-one")
             .arg(config)
             .env("RAYON_NUM_THREADS", threads.to_string());
+        // A sweep killed by a signal takes its runs with it.
+        code2nl::cli::end_with_parent(&mut cmd);
         cmd
     };
     let outcome = run_sweep(&sweep, &args.output_dir, args.parallel, &launcher, &|r| {

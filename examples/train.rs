@@ -80,7 +80,13 @@ fn train_rank(
     comm: &dyn Communicator,
 ) -> Result<Option<TrainSummary>, TrainError> {
     let tf32 = config.precision == Precision::Tf32;
+    let warnings = config.warnings();
     let mut trainer = Trainer::from_config_on(config, resume, comm)?;
+    if comm.is_main() {
+        for warning in warnings {
+            eprintln!("warning: {warning}");
+        }
+    }
     if tf32 && comm.is_main() && trainer.model().device().is_cpu() {
         eprintln!("note: tf32 changes CUDA matrix products only; on the CPU this run is f32");
     }
@@ -97,6 +103,25 @@ fn train_rank(
              not needed; --resume continues a run instead)",
             earlier.dir.display(),
             earlier.bytes as f64 / 1e6
+        );
+    }
+    if resume && comm.is_main() {
+        let (done, planned) = (
+            trainer.state().counters.global_step,
+            trainer.total_updates(),
+        );
+        eprintln!(
+            "resuming from {} after {done} of {planned} updates{}",
+            trainer
+                .config()
+                .output_dir
+                .join("checkpoint-last")
+                .display(),
+            if done >= planned {
+                ": the run is complete, nothing is left to train"
+            } else {
+                ""
+            }
         );
     }
     if comm.is_main() {

@@ -11,6 +11,8 @@ use std::path::PathBuf;
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "evaluate",
+    // `--lr -1e-3` reaches the value check instead of reading as an unknown flag.
+    allow_negative_numbers = true,
     about = "Beam-search a jsonl file and score it with the reference smoothed BLEU-4"
 )]
 pub struct EvaluateArgs {

@@ -9,6 +9,8 @@ use std::path::PathBuf;
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "pipeline",
+    // `--lr -1e-3` reaches the value check instead of reading as an unknown flag.
+    allow_negative_numbers = true,
     about = "prepare → train → evaluate (dev, test) → report for one CodeSearchNet language; rerun to resume",
     after_help = "Example (offline, CPU):\n  cargo run --release --example pipeline -- --data-dir ../shared/data/codesearchnet --lang ruby --train-split valid --preset small"
 )]
@@ -67,7 +69,7 @@ pub struct PipelineArgs {
     #[arg(long, allow_negative_numbers = true, value_parser = super::parse_eval_steps)]
     pub eval_steps: Option<u64>,
     /// Peak learning rate.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub lr: Option<f64>,
     /// Examples per optimizer update.
     #[arg(long)]

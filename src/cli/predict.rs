@@ -9,6 +9,8 @@ use std::path::PathBuf;
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "predict",
+    // `--lr -1e-3` reaches the value check instead of reading as an unknown flag.
+    allow_negative_numbers = true,
     about = "Generate a docstring for code read from stdin or --file, or one per line of a --jsonl file"
 )]
 pub struct PredictArgs {

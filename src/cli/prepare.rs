@@ -8,6 +8,8 @@ use std::path::PathBuf;
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "prepare",
+    // `--lr -1e-3` reaches the value check instead of reading as an unknown flag.
+    allow_negative_numbers = true,
     about = "Read, clean, tokenize and cache CodeSearchNet jsonl files"
 )]
 pub struct PrepareArgs {

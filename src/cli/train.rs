@@ -187,6 +187,8 @@ pub fn launch_spec_in(
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "train",
+    // `--lr -1e-3` reaches the value check instead of reading as an unknown flag.
+    allow_negative_numbers = true,
     about = "Fine-tune code2nl (reference AdamW, schedule, loop, dev BLEU, checkpoints)"
 )]
 pub struct TrainArgs {
@@ -230,13 +232,13 @@ pub struct TrainArgs {
     #[arg(long)]
     pub grad_accum: Option<u64>,
     /// Peak learning rate (default: 0.00005).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub lr: Option<f64>,
     /// AdamW decoupled weight decay, not applied to biases and LayerNorm weights (default: 0).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub weight_decay: Option<f64>,
     /// AdamW epsilon, run.py's --adam_epsilon (default: 0.00000001).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub adam_eps: Option<f64>,
     /// Variant A warmup updates; variant B always warms up over 10 % (default: 0).
     #[arg(long)]
@@ -260,7 +262,7 @@ pub struct TrainArgs {
     pub seed: Option<u64>,
     /// Dropout probability for every dropout, 0 for deterministic runs (default: the model
     /// config's, 0.1).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub dropout: Option<f32>,
     /// Keep the training data in file order.
     #[arg(long)]
@@ -284,7 +286,7 @@ pub struct TrainArgs {
     pub beam_size: Option<usize>,
     /// Global-norm gradient clipping. run.py parses --max_grad_norm (default 1.0) but never
     /// clips: leave this off to train as it does.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub max_grad_norm: Option<f64>,
     /// auto | cpu | cuda | cuda:N
     #[arg(long)]

@@ -89,6 +89,20 @@ fn weights_are_as_readable_as_the_config() {
 }
 
 #[test]
+fn a_run_folder_given_as_checkpoint_names_the_checkpoints_inside() {
+    let run = tempfile::tempdir().unwrap();
+    save_checkpoint(&small_model(), run.path().join("checkpoint-last")).unwrap();
+    let Err(err) = load_checkpoint(run.path(), &Device::Cpu) else {
+        panic!("a run folder is no checkpoint");
+    };
+    let err = err.to_string();
+    assert!(
+        err.contains("it holds the checkpoints") && err.contains("checkpoint-last"),
+        "{err}"
+    );
+}
+
+#[test]
 fn save_then_reload_round_trips_and_writes_bias_and_lm_head() {
     let model = small_model();
     let dir = tempfile::tempdir().unwrap();

@@ -393,6 +393,30 @@ impl TrainConfig {
         self.check_bucketing()
     }
 
+    /// Settings that are valid but quietly do less than they seem to: a warmup as long as the
+    /// run, an evaluation interval past its end. One sentence each, for the programs to print.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if let (None, Some(steps)) = (self.epochs, self.train_steps) {
+            if self.warmup_steps >= steps {
+                warnings.push(format!(
+                    "warmup_steps {} is not below train_steps {steps}: the learning rate never \
+                     reaches lr {}",
+                    self.warmup_steps, self.lr
+                ));
+            }
+            if let (Some(every), Some(_)) = (self.eval_steps, &self.dev_data) {
+                if every > steps {
+                    warnings.push(format!(
+                        "eval_steps {every} is above train_steps {steps}: no dev evaluation \
+                         will run, so no best checkpoint is written"
+                    ));
+                }
+            }
+        }
+        warnings
+    }
+
     /// The settings a resumed run must share with the run that wrote its checkpoint, because
     /// the saved state encodes them: the data and its order, the loop, the schedule, the
     /// optimizer and dropout. One line per difference; empty when the runs agree. Everything
@@ -606,6 +630,33 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("train_data"));
+    }
+
+    #[test]
+    fn settings_that_do_less_than_they_seem_are_warned_about() {
+        let run = TrainConfig {
+            train_steps: Some(20),
+            warmup_steps: 5,
+            eval_steps: Some(10),
+            dev_data: Some("dev.jsonl".into()),
+            ..TrainConfig::default()
+        };
+        assert!(run.warnings().is_empty(), "{:?}", run.warnings());
+        let odd = TrainConfig {
+            warmup_steps: 25,
+            eval_steps: Some(100),
+            ..run.clone()
+        };
+        let warnings = odd.warnings();
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("warmup_steps 25"), "{warnings:?}");
+        assert!(warnings[1].contains("no dev evaluation"), "{warnings:?}");
+        // Without dev data there is no evaluation to miss.
+        let no_dev = TrainConfig {
+            dev_data: None,
+            ..odd
+        };
+        assert_eq!(no_dev.warnings().len(), 1);
     }
 
     #[test]

@@ -28,6 +28,15 @@ pub enum TrainError {
     /// Another process holds the output folder's lock ([`crate::run_lock`]).
     #[error("{dir} is in use by {holder}; wait for it to end, or choose another output folder")]
     InUse { dir: PathBuf, holder: String },
+    /// The training loss stopped being a number.
+    #[error(
+        "training diverged: {0}; a lower learning rate (lr), a warmup or gradient clipping \
+         (max_grad_norm) may help"
+    )]
+    Diverged(String),
+    /// The output folder holds a run of other settings or data, which this one would mix with.
+    #[error("{0}; choose another output folder or delete it")]
+    OtherRun(String),
     /// A caller passed inconsistent inputs (parameter names, shapes, sizes).
     #[error("invalid input: {0}")]
     InvalidInput(String),

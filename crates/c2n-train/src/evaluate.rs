@@ -496,7 +496,8 @@ pub struct EvaluateRequest {
     pub output_dir: PathBuf,
     /// Output file prefix (`test` → `test.output`, `test.gold`).
     pub prefix: String,
-    /// Write `nbest.jsonl` with this many hypotheses per example.
+    /// Write `nbest.jsonl` with this many hypotheses per example; `None` removes an
+    /// `nbest.jsonl` that an earlier evaluation left in the folder.
     pub nbest: Option<usize>,
 }
 
@@ -673,13 +674,16 @@ pub fn evaluate_file_sharded(
     );
     crate::output_dir::create(&req.output_dir)?;
     let (output, gold) = predictions.write(&req.output_dir, &req.prefix)?;
-    if let Some(k) = req.nbest {
-        predictions.write_nbest_decoded(
-            &req.output_dir.join("nbest.jsonl"),
-            tokenizer,
-            &decoded,
-            k,
-        )?;
+    let nbest_path = req.output_dir.join("nbest.jsonl");
+    match req.nbest {
+        Some(k) => predictions.write_nbest_decoded(&nbest_path, tokenizer, &decoded, k)?,
+        // An earlier evaluation's n-best lists would sit beside these outputs as theirs.
+        None => match std::fs::remove_file(&nbest_path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(TrainError::io(&nbest_path, e))
+            }
+            _ => {}
+        },
     }
     let bleu = predictions.bleu()?;
     Ok(Some(EvaluateReport {

@@ -521,6 +521,11 @@ impl Trainer {
         Ok(())
     }
 
+    /// The run's settings.
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+
     pub fn model(&self) -> &Seq2Seq {
         &self.model
     }
@@ -601,8 +606,8 @@ impl Trainer {
             }
         };
         if !outcome.loss.is_finite() {
-            return Err(TrainError::InvalidInput(format!(
-                "training loss is {} at update {} (batch {} of epoch {})",
+            return Err(TrainError::Diverged(format!(
+                "the training loss is {} at update {} (batch {} of epoch {})",
                 outcome.loss,
                 step.updates_before + 1,
                 step.batch_index,

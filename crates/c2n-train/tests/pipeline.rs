@@ -155,7 +155,7 @@ fn pipeline_runs_reports_and_resumes() {
     assert!(
         lines
             .iter()
-            .any(|l| l.contains("test_limit: earlier null, now 4")),
+            .any(|l| l.contains("test_limit: earlier unset, now 4")),
         "{lines:?}"
     );
     let skipped: Vec<bool> = limited.stages.iter().map(|s| s.skipped).collect();
@@ -223,7 +223,11 @@ fn pipeline_runs_reports_and_resumes() {
     other.train.insert("lr".into(), json!(0.5));
     let err = run_pipeline(&other, &mut |_| {}).unwrap_err().to_string();
     assert!(err.contains("holds another run"), "{err}");
-    assert!(err.contains("train.lr: earlier"), "the key is named: {err}");
+    assert!(
+        err.contains("train.lr: earlier unset (the preset's value), now 0.5")
+            && !err.contains("invalid training config"),
+        "the key is named: {err}"
+    );
 
     // A moved output folder scores its own model (the records name it relative to the
     // folder), here after a copy of another run took the old name.

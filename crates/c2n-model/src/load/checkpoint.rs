@@ -30,9 +30,26 @@ pub fn find_weights_file(path: &Path) -> Result<PathBuf> {
         .iter()
         .map(|f| path.join(f))
         .find(|p| p.is_file())
-        .ok_or_else(|| ModelError::Checkpoint {
-            path: path.to_path_buf(),
-            message: format!("no {} found", WEIGHTS_FILES.join(" or ")),
+        .ok_or_else(|| {
+            // A training run's folder holds its checkpoints one level down.
+            let inside: Vec<String> = [
+                "checkpoint-best-bleu",
+                "checkpoint-best-ppl",
+                "checkpoint-last",
+            ]
+            .iter()
+            .filter(|name| path.join(name).is_dir())
+            .map(|name| path.join(name).display().to_string())
+            .collect();
+            let hint = if inside.is_empty() {
+                String::new()
+            } else {
+                format!("; it holds the checkpoints {}", inside.join(", "))
+            };
+            ModelError::Checkpoint {
+                path: path.to_path_buf(),
+                message: format!("no {} found{hint}", WEIGHTS_FILES.join(" or ")),
+            }
         })
 }
 

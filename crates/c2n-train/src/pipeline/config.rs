@@ -217,6 +217,24 @@ impl PipelineConfig {
             self.train.clone(),
         ))
         .map_err(|e| TrainError::Config(format!("[train] overrides: {e}")))?;
+        // Values out of range too: a sweep's `lr = -1` fails before any point starts. The
+        // preset left to the device is checked both ways.
+        let presets = match self.preset {
+            Some(preset) => vec![preset],
+            None => vec![Preset::Small, Preset::Codebert],
+        };
+        for preset in presets {
+            let base = super::preset::preset_train_config(preset, &self.lang);
+            super::preset::apply_train_overrides(&base, &self.train)?
+                .validate_settings()
+                .map_err(|e| {
+                    let why = match e {
+                        TrainError::Config(message) => message,
+                        other => other.to_string(),
+                    };
+                    TrainError::Config(format!("[train] with preset {preset}: {why}"))
+                })?;
+        }
         let m = &self.small_model;
         if m.heads == 0 || !m.hidden_size.is_multiple_of(m.heads) {
             return Err(TrainError::Config(format!(

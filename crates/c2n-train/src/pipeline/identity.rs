@@ -46,7 +46,19 @@ fn config_differences(earlier: &PipelineConfig, now: &PipelineConfig) -> Vec<Str
                     );
                 }
             }
-            _ if a != b => out.push(format!("{prefix}: earlier {a}, now {b}")),
+            _ if a != b => {
+                // An absent [train] key is the preset's value; other absent keys are unset.
+                let unset = if prefix.starts_with("train.") {
+                    "unset (the preset's value)"
+                } else {
+                    "unset"
+                };
+                let shown = |v: &serde_json::Value| match v {
+                    serde_json::Value::Null => unset.to_string(),
+                    v => v.to_string(),
+                };
+                out.push(format!("{prefix}: earlier {}, now {}", shown(a), shown(b)))
+            }
             _ => {}
         }
     }
@@ -122,8 +134,8 @@ pub fn check_same_run(cfg: &PipelineConfig, log: &mut dyn FnMut(&str)) -> Result
             ));
             Ok(())
         }
-        RunMatch::Different(why) => Err(TrainError::Config(format!(
-            "{} holds another run: {why}; choose another output folder or delete it",
+        RunMatch::Different(why) => Err(TrainError::OtherRun(format!(
+            "{} holds another run: {why}",
             cfg.output_dir.display()
         ))),
     }
@@ -188,8 +200,8 @@ pub fn check_same_data(cfg: &PipelineConfig, log: &mut dyn FnMut(&str)) -> Resul
         return save_stage(&cfg.output_dir, INPUTS, &now);
     };
     if let Some(change) = data_change(&cfg.output_dir, &earlier, &now) {
-        return Err(TrainError::Config(format!(
-            "{change}: its finished stages describe the old data; choose another output folder or delete it"
+        return Err(TrainError::OtherRun(format!(
+            "{change}: its finished stages describe the old data"
         )));
     }
     log("data: the source files are those of the earlier run");

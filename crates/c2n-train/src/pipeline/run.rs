@@ -475,6 +475,9 @@ pub fn run_pipeline(cfg: &PipelineConfig, log: &mut dyn FnMut(&str)) -> Result<P
     check_same_data(cfg, log)?;
     save_run_config(cfg)?;
     let train = train_config(cfg, preset, &splits, &tokenizer_spec)?;
+    for warning in train.warnings() {
+        log(&format!("warning: {warning}"));
+    }
     let prepare = prepare_stage(cfg, &splits, &train, &tokenizer_spec, log)?;
     let trained = train_stage(cfg, &train, log)?;
     let tokenizer = RobertaTokenizer::load(&tokenizer_spec)?;
