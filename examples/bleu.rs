@@ -48,6 +48,27 @@ fn main() -> Result<()> {
             output.matched
         );
     }
+    let unmatched = &output.unmatched_predictions;
+    if !unmatched.is_empty() {
+        // Ignored by the reference too; a byte-order mark makes the first id one of these.
+        let shown: Vec<String> = unmatched
+            .iter()
+            .take(5)
+            .map(|id| format!("{id:?}"))
+            .collect();
+        eprintln!(
+            "note: {} prediction id(s) are not in the gold file and are not scored: {}{}",
+            unmatched.len(),
+            shown.join(", "),
+            if unmatched.len() > 5 { ", …" } else { "" }
+        );
+        if unmatched.iter().any(|id| id.starts_with('\u{feff}')) {
+            eprintln!(
+                "note: the predictions start with a byte-order mark (U+FEFF), which is read as \
+                 part of the first id; save them without one"
+            );
+        }
+    }
     eprintln!("Total: {}", output.matched);
     outln!("{}", output.printed)?;
     Ok(())

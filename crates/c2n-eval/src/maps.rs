@@ -76,6 +76,11 @@ impl Predictions {
         self.texts.get(id).map(String::as_str)
     }
 
+    /// The distinct ids, in no particular order.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.texts.keys().map(String::as_str)
+    }
+
     /// Number of distinct ids.
     pub fn len(&self) -> usize {
         self.texts.len()
@@ -160,6 +165,11 @@ impl Gold {
     }
 
     /// Entries in order of first appearance.
+    /// Whether `id` has references.
+    pub fn contains(&self, id: &str) -> bool {
+        self.index.contains_key(id)
+    }
+
     pub fn entries(&self) -> &[GoldEntry] {
         &self.entries
     }

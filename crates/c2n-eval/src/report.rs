@@ -29,6 +29,9 @@ pub struct EvaluatorOutput {
     pub score: f64,
     /// The score as Python's `print` shows it (`repr`).
     pub printed: String,
+    /// Prediction ids that no gold row has, sorted: the reference ignores them without a
+    /// word (a byte-order mark before the first id makes one of these).
+    pub unmatched_predictions: Vec<String>,
 }
 
 /// Scores a gold file against prediction rows, like `evaluator.py GOLD < PRED`.
@@ -45,6 +48,12 @@ pub fn evaluate(
         Some(path) => Predictions::read(path)?,
         None => Predictions::read_from(stdin, "<stdin>")?,
     };
+    let mut unmatched_predictions: Vec<String> = predictions
+        .ids()
+        .filter(|id| !gold.contains(id))
+        .map(str::to_string)
+        .collect();
+    unmatched_predictions.sort();
     Ok(match metric {
         Metric::CodeXglue => {
             let score = smoothed_bleu(&gold, &predictions)?;
@@ -53,6 +62,7 @@ pub fn evaluate(
                 gold: gold.len(),
                 score: score.bleu,
                 printed: score.to_string(),
+                unmatched_predictions,
             }
         }
         Metric::SacreBleu => {
@@ -62,6 +72,7 @@ pub fn evaluate(
                 gold: gold.len(),
                 score: score.score,
                 printed: score.to_string(),
+                unmatched_predictions,
             }
         }
     })

@@ -31,6 +31,13 @@ fn evaluate_prints_what_the_python_evaluator_prints() {
     let sacre = evaluate(&gold, None, rows.as_slice(), Metric::SacreBleu).expect("sacre");
     assert_eq!(sacre.printed, str_of(&expected, "sacrebleu"));
     assert_eq!(sacre.matched, 5);
+    assert!(from_file.unmatched_predictions.is_empty());
+    // Ids the gold file lacks are ignored, as the reference does, and listed: an extra row,
+    // and the first id behind a byte-order mark.
+    let extra = format!("\u{feff}{text}7\tan extra row\n");
+    let out = evaluate(&gold, None, extra.as_bytes(), Metric::CodeXglue).expect("extra");
+    assert_eq!(out.unmatched_predictions, ["7", "\u{feff}0"]);
+    assert_eq!((out.matched, out.gold), (4, 5));
 }
 
 #[test]
