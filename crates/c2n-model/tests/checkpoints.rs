@@ -103,6 +103,26 @@ fn a_run_folder_given_as_checkpoint_names_the_checkpoints_inside() {
 }
 
 #[test]
+fn weights_of_a_diverged_run_are_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    save_checkpoint(&small_model(), dir.path()).unwrap();
+    let file = dir.path().join("model.safetensors");
+    let mut tensors = candle_core::safetensors::load(&file, &Device::Cpu).unwrap();
+    for key in [
+        "encoder.embeddings.word_embeddings.weight",
+        "lm_head.weight",
+    ] {
+        let nan = (tensors[key].ones_like().unwrap() * f64::NAN).unwrap();
+        tensors.insert(key.to_string(), nan);
+    }
+    candle_core::safetensors::save(&tensors, &file).unwrap();
+    let Err(err) = load_checkpoint(dir.path(), &Device::Cpu) else {
+        panic!("NaN weights must be refused");
+    };
+    assert!(err.to_string().contains("NaN or infinite"), "{err}");
+}
+
+#[test]
 fn save_then_reload_round_trips_and_writes_bias_and_lm_head() {
     let model = small_model();
     let dir = tempfile::tempdir().unwrap();

@@ -63,7 +63,9 @@ pub enum Schedule {
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
     /// Initial weights: a hub id (`microsoft/codebert-base`), a checkpoint or model
-    /// directory, or `small` for a randomly initialised small model (CPU experiments).
+    /// directory, or `small` for a randomly initialised small model (CPU experiments:
+    /// `ModelConfig::small()`, hidden 16, 0.8 M parameters; the pipeline's `small` preset is
+    /// another, larger random model, `SmallModel`, saved as a checkpoint folder it passes here).
     pub init: String,
     /// Training jsonl file.
     pub train_data: Option<PathBuf>,

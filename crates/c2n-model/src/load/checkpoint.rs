@@ -184,6 +184,22 @@ fn assign_state_dict(
             .embeddings()
             .word_embeddings()
             .to_device(&Device::Cpu)?;
+        if lm_head.dims() == word.dims() {
+            let distance = (lm_head.to_dtype(candle_core::DType::F32)? - &word)?
+                .abs()?
+                .sum_all()?
+                .to_scalar::<f32>()?;
+            // NaN ≠ NaN: a diverged run's weights would read as "untied" otherwise.
+            if distance.is_nan() {
+                return Err(ModelError::Checkpoint {
+                    path: path.to_path_buf(),
+                    message: format!(
+                        "`{WORD_EMBEDDINGS_KEY}` holds NaN or infinite values (the weights of a \
+                         diverged run?)"
+                    ),
+                });
+            }
+        }
         let same = lm_head.dims() == word.dims()
             && (lm_head.to_dtype(candle_core::DType::F32)? - &word)?
                 .abs()?
