@@ -202,6 +202,9 @@ pub struct TrainArgs {
     /// Training jsonl(.gz) file.
     #[arg(long)]
     pub train_data: Option<PathBuf>,
+    /// Train on its first N examples only (quick experiments; not in the reference).
+    #[arg(long, value_name = "N", value_parser = super::at_least_one())]
+    pub train_limit: Option<usize>,
     /// Dev jsonl(.gz) file: perplexity on all of it, BLEU on a seeded subset of 1000.
     #[arg(long)]
     pub dev_data: Option<PathBuf>,
@@ -322,6 +325,7 @@ impl TrainArgs {
         TrainOverrides {
             init: self.init.clone(),
             train_data: self.train_data.clone(),
+            train_limit: self.train_limit,
             dev_data: self.dev_data.clone(),
             tokenizer: self.tokenizer.clone(),
             output_dir: self.output_dir.clone(),

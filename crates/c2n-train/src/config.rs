@@ -69,6 +69,9 @@ pub struct TrainConfig {
     pub init: String,
     /// Training jsonl file.
     pub train_data: Option<PathBuf>,
+    /// Train on the first N examples of `train_data` only (quick experiments; not in the
+    /// reference), in file order.
+    pub train_limit: Option<usize>,
     /// Dev jsonl file (perplexity on all of it, BLEU on a seeded subset).
     pub dev_data: Option<PathBuf>,
     /// Tokenizer directory or hub id; defaults to `init` when that is not `small`.
@@ -145,6 +148,7 @@ impl Default for TrainConfig {
         Self {
             init: "microsoft/codebert-base".into(),
             train_data: None,
+            train_limit: None,
             dev_data: None,
             tokenizer: None,
             output_dir: PathBuf::from("output"),
@@ -189,6 +193,7 @@ impl Default for TrainConfig {
 pub struct TrainOverrides {
     pub init: Option<String>,
     pub train_data: Option<PathBuf>,
+    pub train_limit: Option<usize>,
     pub dev_data: Option<PathBuf>,
     pub tokenizer: Option<String>,
     pub output_dir: Option<PathBuf>,
@@ -270,6 +275,7 @@ impl TrainConfig {
         );
         set_opt!(
             train_data,
+            train_limit,
             dev_data,
             tokenizer,
             cache_dir,
@@ -366,6 +372,9 @@ impl TrainConfig {
         if self.eval_steps == Some(0) || self.epochs == Some(0) || self.train_steps == Some(0) {
             return fail("train_steps, eval_steps and epochs must be at least 1");
         }
+        if self.train_limit == Some(0) {
+            return fail("train_limit is 0: nothing to train on (leave it out for all examples)");
+        }
         // The loop is planned step by step (progress bar, schedule): keep it finite in time.
         if self.train_steps.is_some_and(|n| n > 100_000_000)
             || self.epochs.is_some_and(|n| n > 10_000)
@@ -446,6 +455,7 @@ impl TrainConfig {
             )* };
         }
         compare!(
+            train_limit,
             max_source_len,
             max_target_len,
             batch_size,
@@ -621,6 +631,20 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("train_steps"), "{err}");
+        let err = TrainConfig {
+            train_limit: Some(0),
+            ..valid.clone()
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("train_limit"), "{err}");
+        // Another limit is other training data: no resume across it.
+        let limited = TrainConfig {
+            train_limit: Some(100),
+            ..valid.clone()
+        };
+        assert_eq!(limited.resume_conflicts(&valid).len(), 1);
         // The settings alone: what a trainer built from parts checks.
         let parts = TrainConfig {
             train_data: None,

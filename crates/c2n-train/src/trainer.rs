@@ -258,12 +258,15 @@ impl Trainer {
             .train_data
             .clone()
             .ok_or_else(|| TrainError::Config("train_data is required".into()))?;
-        let train = source.load(
+        let mut train = source.load(
             &train_path,
             config.max_source_len,
             config.max_target_len,
             Stage::Train,
         )?;
+        if let Some(limit) = config.train_limit {
+            train.truncate(limit);
+        }
         let dev = match &config.dev_data {
             Some(path) => Some(DevSet::load_from(
                 &source,

@@ -278,7 +278,7 @@ fn short_run_on_ruby_writes_checkpoints_dev_outputs_and_metrics() {
     );
     assert!(out.join("checkpoint-best-ppl").is_dir());
     drop(trainer);
-    let mut fresh = Trainer::from_config(again, false).unwrap();
+    let mut fresh = Trainer::from_config(again.clone(), false).unwrap();
     let aside = out.join("earlier-run-1");
     let earlier = fresh.earlier_run_set_aside().unwrap();
     assert_eq!(earlier.dir, aside);
@@ -290,4 +290,13 @@ fn short_run_on_ruby_writes_checkpoints_dev_outputs_and_metrics() {
     assert!(aside.join("dev.output").is_file() && aside.join("metrics.jsonl").is_file());
     assert!(!out.join("checkpoint-best-ppl").exists() && !out.join("dev.output").exists());
     assert!(out.join("checkpoint-last/model.safetensors").is_file());
+    drop(fresh);
+
+    // The first 10 of the 24 training examples only: two micro-batches of 8 per pass.
+    let limited = TrainConfig {
+        train_limit: Some(10),
+        ..again
+    };
+    let trainer = Trainer::from_config(limited, false).unwrap();
+    assert_eq!(trainer.state().plan.batches_per_pass, 2);
 }
