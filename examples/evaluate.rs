@@ -25,16 +25,20 @@ fn main() -> Result<()> {
     let args = EvaluateArgs::parse();
     let spec = args.launch_spec()?;
     let tokenizer = RobertaTokenizer::load(&args.model.tokenizer)?;
+    let decoding = args.decoding.resolve(&args.model.checkpoint)?;
+    if let Some(note) = decoding.note() {
+        eprintln!("{note}");
+    }
     let request = EvaluateRequest {
         data: args.data.clone(),
         limit: args.limit,
         generation: GenerationConfig {
-            beam_size: args.beam_size,
-            max_length: args.max_target_len,
+            beam_size: decoding.beam_size,
+            max_length: decoding.max_target_len,
             tie_order: args.tie_order.into(),
             ..Default::default()
         },
-        max_source_len: args.max_source_len,
+        max_source_len: decoding.max_source_len,
         batch_size: args.batch_size,
         padding: args.padding.into(),
         output_dir: args.output_dir.clone(),

@@ -22,11 +22,15 @@ use std::io::{BufWriter, IsTerminal, Read, Write};
 fn main() -> Result<()> {
     code2nl::cli::end_quietly_on_closed_pipe();
     let args = PredictArgs::parse();
+    let decoding = args.decoding.resolve(&args.model.checkpoint)?;
+    if let Some(note) = decoding.note() {
+        eprintln!("{note}");
+    }
     if let Some(k) = args.nbest {
-        if k > args.beam_size {
+        if k > decoding.beam_size {
             bail!(
                 "--nbest {k} exceeds --beam-size {}: a beam keeps only beam-size hypotheses",
-                args.beam_size
+                decoding.beam_size
             );
         }
     }
@@ -35,8 +39,8 @@ fn main() -> Result<()> {
         None => vec![single_example(&args)?],
     };
     let generation = GenerationConfig {
-        beam_size: args.beam_size,
-        max_length: args.max_target_len,
+        beam_size: decoding.beam_size,
+        max_length: decoding.max_target_len,
         tie_order: args.tie_order.into(),
         ..Default::default()
     };
@@ -53,12 +57,12 @@ fn main() -> Result<()> {
     let model = code2nl::model::load_checkpoint(&args.model.checkpoint, &device)?;
     let tokenizer = RobertaTokenizer::load(&args.model.tokenizer)?;
     code2nl::train::model_setup::check_tokenizer_fits(&tokenizer, &model)?;
-    let features = code_features(&tokenizer, &examples, args.max_source_len)?;
+    let features = code_features(&tokenizer, &examples, decoding.max_source_len)?;
     let batching = EvalBatching {
         batch_size: args.batch_size,
         padding: Padding::Dynamic,
-        max_source_len: args.max_source_len,
-        max_target_len: args.max_target_len,
+        max_source_len: decoding.max_source_len,
+        max_target_len: decoding.max_target_len,
     };
     let bar = if args.jsonl.is_some() {
         code2nl::train::progress::examples_bar(Some(features.len() as u64), "summarizing")

@@ -207,3 +207,33 @@ fn zero_ranks_or_threads_are_refused_by_the_parser() {
     assert!(cli::sweep::SweepArgs::try_parse_from(sweep.iter().copied().chain(["1"])).is_ok());
     assert!(cli::sweep::SweepArgs::try_parse_from(sweep.iter().copied().chain(["0"])).is_err());
 }
+
+/// The defaults that `--help` states for flags without a clap default are the library's.
+#[test]
+fn stated_defaults_are_the_configs() {
+    use clap::CommandFactory;
+    let pipeline = code2nl::train::pipeline::PipelineConfig::default();
+    let help = cli::pipeline::PipelineArgs::command()
+        .render_long_help()
+        .to_string();
+    for stated in [
+        format!("(default: {})", pipeline.train_split),
+        format!("(default: {})", pipeline.dev_split),
+        format!("(default: {})", pipeline.test_split),
+        format!("(default: {})", pipeline.holdout),
+        format!("{})", pipeline.hub_dataset),
+    ] {
+        assert!(help.contains(&stated), "pipeline --help lacks {stated}");
+    }
+    let train = code2nl::train::config::TrainConfig::default();
+    let help = cli::train::TrainArgs::command()
+        .render_long_help()
+        .to_string();
+    for stated in [
+        format!("(default: {})", train.max_source_len),
+        format!("(default: {})", train.max_target_len),
+        format!("(default: {})", train.eval_steps.unwrap()),
+    ] {
+        assert!(help.contains(&stated), "train --help lacks {stated}");
+    }
+}

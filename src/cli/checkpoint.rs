@@ -13,3 +13,121 @@ pub struct CheckpointArgs {
     #[arg(long, default_value = "microsoft/codebert-base")]
     pub tokenizer: String,
 }
+
+/// Beam size and lengths for decoding with a trained checkpoint. A flag given wins; else the
+/// value the checkpoint was trained with (the `train_config.json` that `train` saves beside
+/// the weights), else the README recipe's (10, 256, 128). run.py's checkpoints carry no
+/// such file: give their lengths as flags, as run.py's `--do_test` needs them.
+#[derive(Args, Debug, Clone, Default)]
+pub struct DecodingArgs {
+    /// Beam size (default: the checkpoint's train_config.json, else 10).
+    #[arg(long, value_parser = super::at_least_one())]
+    pub beam_size: Option<usize>,
+    /// Source truncation length in BPE tokens, specials included (default: the checkpoint's
+    /// train_config.json, else 256).
+    #[arg(long)]
+    pub max_source_len: Option<usize>,
+    /// Target truncation length, also the beam's maximum length (default: the checkpoint's
+    /// train_config.json, else 128).
+    #[arg(long)]
+    pub max_target_len: Option<usize>,
+}
+
+/// [`DecodingArgs`] with every value decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decoding {
+    pub beam_size: usize,
+    pub max_source_len: usize,
+    pub max_target_len: usize,
+    /// The training settings file that filled in values no flag gave, if any did.
+    pub from_file: Option<PathBuf>,
+}
+
+impl DecodingArgs {
+    /// Fills in what no flag gave from `checkpoint/train_config.json` (when there is one),
+    /// else from the defaults. A file that is there but unreadable is an error.
+    pub fn resolve(&self, checkpoint: &std::path::Path) -> crate::train::Result<Decoding> {
+        use crate::train::config::{TrainConfig, TRAIN_CONFIG_FILE};
+        let path = checkpoint.join(TRAIN_CONFIG_FILE);
+        let complete = self.beam_size.is_some()
+            && self.max_source_len.is_some()
+            && self.max_target_len.is_some();
+        let saved = if !complete && path.is_file() {
+            Some(TrainConfig::load(&path)?)
+        } else {
+            None
+        };
+        let base = saved.clone().unwrap_or_default();
+        Ok(Decoding {
+            beam_size: self.beam_size.unwrap_or(base.beam_size),
+            max_source_len: self.max_source_len.unwrap_or(base.max_source_len),
+            max_target_len: self.max_target_len.unwrap_or(base.max_target_len),
+            from_file: saved.map(|_| path),
+        })
+    }
+}
+
+impl Decoding {
+    /// The line a program prints when a value came from the checkpoint's settings.
+    pub fn note(&self) -> Option<String> {
+        self.from_file.as_ref().map(|file| {
+            format!(
+                "note: beam {} and lengths {}/{} (source/target) where no flag gave them: from {}",
+                self.beam_size,
+                self.max_source_len,
+                self.max_target_len,
+                file.display()
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::config::{TrainConfig, TRAIN_CONFIG_FILE};
+
+    #[test]
+    fn flags_win_then_the_checkpoints_settings_then_the_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        // A run.py checkpoint: no settings file, the defaults.
+        let none = DecodingArgs::default().resolve(dir.path()).unwrap();
+        assert_eq!(
+            (
+                none.beam_size,
+                none.max_source_len,
+                none.max_target_len,
+                none.from_file
+            ),
+            (10, 256, 128, None)
+        );
+        let trained = TrainConfig {
+            beam_size: 4,
+            max_source_len: 64,
+            max_target_len: 32,
+            ..TrainConfig::default()
+        };
+        trained
+            .save_json(&dir.path().join(TRAIN_CONFIG_FILE))
+            .unwrap();
+        let given = DecodingArgs {
+            max_target_len: Some(16),
+            ..Default::default()
+        };
+        let mixed = given.resolve(dir.path()).unwrap();
+        assert_eq!(
+            (mixed.beam_size, mixed.max_source_len, mixed.max_target_len),
+            (4, 64, 16)
+        );
+        assert!(mixed.note().unwrap().contains(TRAIN_CONFIG_FILE));
+        // Every flag given: the file is not even read.
+        std::fs::write(dir.path().join(TRAIN_CONFIG_FILE), "garbled").unwrap();
+        let all = DecodingArgs {
+            beam_size: Some(2),
+            max_source_len: Some(100),
+            max_target_len: Some(20),
+        };
+        assert_eq!(all.resolve(dir.path()).unwrap().from_file, None);
+        assert!(given.resolve(dir.path()).is_err());
+    }
+}

@@ -1,6 +1,6 @@
 //! Flags of `examples/evaluate.rs`.
 
-use super::checkpoint::CheckpointArgs;
+use super::checkpoint::{CheckpointArgs, DecodingArgs};
 use super::tie_order::TieOrderArg;
 use super::train::{BackendArg, PaddingArg};
 use crate::train::comm::{CommError, LaunchSpec};
@@ -24,15 +24,8 @@ pub struct EvaluateArgs {
     /// Only the first N lines of --data (later lines are not read).
     #[arg(long)]
     pub limit: Option<usize>,
-    /// Beam size.
-    #[arg(long, default_value_t = 10, value_parser = super::at_least_one())]
-    pub beam_size: usize,
-    /// Source truncation length in BPE tokens, specials included.
-    #[arg(long, default_value_t = 256)]
-    pub max_source_len: usize,
-    /// Also the beam's maximum length.
-    #[arg(long, default_value_t = 128)]
-    pub max_target_len: usize,
+    #[command(flatten)]
+    pub decoding: DecodingArgs,
     /// Examples decoded together (each with beam-size rows).
     #[arg(long, default_value_t = 64, value_parser = super::at_least_one())]
     pub batch_size: usize,

@@ -25,19 +25,20 @@ pub struct PipelineArgs {
     /// splits are downloaded from the Hugging Face dataset (cached).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Hugging Face dataset used when no --data-dir is given.
+    /// Hugging Face dataset used when no --data-dir is given (default:
+    /// google/code_x_glue_ct_code_to_text).
     #[arg(long)]
     pub hub_dataset: Option<String>,
-    /// Split to train on (e.g. `valid` offline; its tail is then held out as dev).
+    /// Split to train on (default: train). Offline e.g. `valid`: its tail is then held out as dev.
     #[arg(long)]
     pub train_split: Option<String>,
-    /// Split for dev perplexity/BLEU and checkpoint selection.
+    /// Split for dev perplexity/BLEU and checkpoint selection (default: valid).
     #[arg(long)]
     pub dev_split: Option<String>,
-    /// Split for the final test BLEU.
+    /// Split for the final test BLEU (default: test).
     #[arg(long)]
     pub test_split: Option<String>,
-    /// Dev examples held out of the training split when it is also the dev split.
+    /// Dev examples held out of the training split when it is also the dev split (default: 200).
     #[arg(long)]
     pub holdout: Option<usize>,
     /// Model preset: codebert, roberta or small (default: codebert on a GPU, small on CPU).

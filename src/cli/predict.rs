@@ -1,6 +1,6 @@
 //! Flags of `examples/predict.rs`.
 
-use super::checkpoint::CheckpointArgs;
+use super::checkpoint::{CheckpointArgs, DecodingArgs};
 use super::tie_order::TieOrderArg;
 use clap::Parser;
 use std::path::PathBuf;
@@ -36,15 +36,8 @@ pub struct PredictArgs {
     /// `</s>` the best one is listed twice.
     #[arg(long, value_parser = super::at_least_one())]
     pub nbest: Option<usize>,
-    /// Beam size.
-    #[arg(long, default_value_t = 10, value_parser = super::at_least_one())]
-    pub beam_size: usize,
-    /// Source truncation length in BPE tokens, specials included.
-    #[arg(long, default_value_t = 256)]
-    pub max_source_len: usize,
-    /// The beam's maximum length.
-    #[arg(long, default_value_t = 128)]
-    pub max_target_len: usize,
+    #[command(flatten)]
+    pub decoding: DecodingArgs,
     /// Order of exactly equal beam candidates: auto (torch-cpu on the CPU, lower-index on a
     /// GPU), torch-cpu (as torch.topk on the CPU) or lower-index.
     #[arg(long, value_enum, default_value = "auto")]

@@ -5,9 +5,8 @@
 //! [`parse_line`] turns one line into a [`TokenRecord`] (pure, thread-safe).
 //! [`ReadReport`] counts every line that was not turned into a record, by reason.
 //!
-//! Lines are split on `\n` only; a trailing `\r` is removed by the strip that precedes
-//! parsing, as Python's `line.strip()` does. (A lone `\r` inside a line would be a line
-//! break for Python's text mode; the CodeSearchNet files never contain one.)
+//! Lines end at `\n`, `\r\n` or a lone `\r`, as Python's text mode (universal newlines)
+//! splits run.py's input files; each line is then stripped as Python's `line.strip()` does.
 //!
 //! **Lone surrogates.** Python's JSON parser accepts `\uD800`–`\uDFFF` escapes that are not
 //! part of a surrogate pair; serde_json rejects them. Policy: such an escape is replaced by
