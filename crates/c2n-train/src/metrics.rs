@@ -54,16 +54,17 @@ pub struct MetricsLog {
 }
 
 impl MetricsLog {
-    /// Opens `path` for a run that continues after `global_step` updates: records of later
-    /// steps (written after the checkpoint the run resumed from) are dropped, and a fresh run
-    /// (`global_step` 0) starts an empty file. Creates the file if needed.
+    /// Opens `path` for a run: a fresh one (`resumed_after` `None`) starts an empty file; a
+    /// run resumed from a checkpoint taken after `Some(global_step)` updates keeps the records
+    /// up to that step (0 included: the evaluation before the first update) and drops later
+    /// ones, written after that checkpoint. Creates the file if needed.
     ///
     /// The kept lines are copied verbatim into a new file that then replaces the old one, so
     /// a crash meanwhile loses nothing. A last line cut short (the previous run was killed
     /// while writing it) is dropped; a bad line elsewhere is an error naming it.
-    pub fn open(path: &Path, global_step: u64) -> Result<Self> {
+    pub fn open(path: &Path, resumed_after: Option<u64>) -> Result<Self> {
         let mut kept = String::new();
-        if global_step > 0 && path.is_file() {
+        if let (Some(global_step), true) = (resumed_after, path.is_file()) {
             let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
             let lines: Vec<&str> = text.lines().collect();
             for (i, line) in lines.iter().enumerate() {
@@ -144,7 +145,7 @@ mod tests {
                 saved: vec!["checkpoint-last".into()],
             },
         ];
-        let mut log = MetricsLog::open(&path, 0).unwrap();
+        let mut log = MetricsLog::open(&path, None).unwrap();
         for r in &records {
             log.append(r).unwrap();
         }
@@ -159,13 +160,16 @@ mod tests {
             samples_per_s: 1.0,
             tokens_per_s: 1.0,
         };
-        MetricsLog::open(&path, 1).unwrap().append(&later).unwrap();
+        MetricsLog::open(&path, Some(1))
+            .unwrap()
+            .append(&later)
+            .unwrap();
         let mut all = records.clone();
         all.push(later);
         assert_eq!(MetricsLog::read(&path).unwrap(), all);
         let written = std::fs::read_to_string(&path).unwrap();
         // Resuming at step 1 again drops the step-2 line and copies the others verbatim.
-        MetricsLog::open(&path, 1).unwrap();
+        MetricsLog::open(&path, Some(1)).unwrap();
         let kept = std::fs::read_to_string(&path).unwrap();
         assert_eq!(kept.lines().count(), 2);
         assert!(written.starts_with(&kept));
@@ -173,13 +177,23 @@ mod tests {
         let mut torn = kept.clone();
         torn.push_str("{\"kind\":\"train\",\"global_st");
         std::fs::write(&path, &torn).unwrap();
-        MetricsLog::open(&path, 1).unwrap();
+        MetricsLog::open(&path, Some(1)).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), kept);
         std::fs::write(&path, format!("{{oops\n{kept}")).unwrap();
-        let err = MetricsLog::open(&path, 1).err().unwrap().to_string();
+        let err = MetricsLog::open(&path, Some(1)).err().unwrap().to_string();
         assert!(err.contains("line 1"), "{err}");
+        // A run resumed from the evaluation before the first update keeps that one's line.
+        let eval_at_0 = format!(
+            "{}\n",
+            serde_json::to_string(&records[1])
+                .unwrap()
+                .replace("\"global_step\":1", "\"global_step\":0")
+        );
+        std::fs::write(&path, format!("{eval_at_0}{kept}")).unwrap();
+        MetricsLog::open(&path, Some(0)).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), eval_at_0);
         // A fresh run starts a new file.
-        MetricsLog::open(&path, 0).unwrap();
+        MetricsLog::open(&path, None).unwrap();
         assert!(MetricsLog::read(&path).unwrap().is_empty());
         std::fs::write(&path, "{\"kind\":\"train\"}\n").unwrap();
         let err = MetricsLog::read(&path).unwrap_err().to_string();

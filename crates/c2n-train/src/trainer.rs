@@ -874,10 +874,8 @@ impl Trainer {
         if self.metrics.is_none() {
             let dir = &self.config.output_dir;
             crate::output_dir::create(dir)?;
-            self.metrics = Some(MetricsLog::open(
-                &dir.join("metrics.jsonl"),
-                self.state.counters.global_step,
-            )?);
+            let resumed_after = self.resumed.then_some(self.state.counters.global_step);
+            self.metrics = Some(MetricsLog::open(&dir.join("metrics.jsonl"), resumed_after)?);
         }
         Ok(())
     }

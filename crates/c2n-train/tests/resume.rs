@@ -402,6 +402,12 @@ fn variant_a_evaluates_before_the_first_update_like_run_py_and_resumes_from_ther
     second.resume(&ckpt).unwrap();
     second.run().unwrap();
     assert_same_run(&full, &second);
+    // The resumed run kept the metrics line of the evaluation it resumed from (step 0).
+    let resumed_steps: Vec<u64> = eval_records(split_dir.path())
+        .iter()
+        .map(|r| r.global_step())
+        .collect();
+    assert_eq!(resumed_steps, steps);
 }
 
 #[test]
