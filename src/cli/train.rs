@@ -118,9 +118,10 @@ pub fn launch_spec(
     world_size: Option<usize>,
 ) -> Result<LaunchSpec, CommError> {
     let env = match (backend, LaunchEnv::from_env()) {
-        // An in-process backend needs no launcher: unreadable launcher variables (a stray
-        // RANK, a bad MASTER_PORT) do not concern it.
-        (Some(BackendArg::Single | BackendArg::Threads), Err(_)) => {
+        // An in-process backend needs no launcher, and MPI asks MPI itself: unreadable or
+        // contradictory launcher variables (a stray RANK, a bad MASTER_PORT) do not concern
+        // them.
+        (Some(BackendArg::Single | BackendArg::Threads | BackendArg::Mpi), Err(_)) => {
             LaunchEnv::from_lookup(|_| None)?
         }
         (_, env) => env?,
@@ -141,7 +142,7 @@ pub fn launch_spec_in(
             Backend::Threads | Backend::Single if launched => {
                 // Each of the launcher's processes would train alone, all into one folder.
                 return Err(CommError::InvalidInput(format!(
-                    "started by {:?} as one of {} processes, but --backend {backend} runs \
+                    "started by {} as one of {} processes, but --backend {backend} runs \
                      within one process: use --backend mpi or nccl, or start one process",
                     env.launcher, env.world_size
                 )));
@@ -154,7 +155,7 @@ pub fn launch_spec_in(
     if launched {
         if let Some(n) = world_size.filter(|&n| n != env.world_size) {
             return Err(CommError::InvalidInput(format!(
-                "--world-size {n}, but {:?} started {} processes",
+                "--world-size {n}, but {} started {} processes",
                 env.launcher, env.world_size
             )));
         }
@@ -168,7 +169,7 @@ pub fn launch_spec_in(
             .find(|b| b.is_compiled())
             .ok_or_else(|| {
                 CommError::Unsupported(format!(
-                    "started by {:?} as one of {} ranks, but this build has neither mpi nor nccl: \
+                    "started by {} as one of {} ranks, but this build has neither mpi nor nccl: \
                      rebuild with `--features mpi` or `--features nccl`",
                     env.launcher, env.world_size
                 ))

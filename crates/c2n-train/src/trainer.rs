@@ -296,8 +296,36 @@ impl Trainer {
             trainer.earlier_run_checked = true;
         }
         trainer.state.world_size = Some(comm.world_size());
+        trainer.check_same_data_on_every_rank(comm)?;
         trainer.sync_replicas(comm)?;
         Ok(trainer)
+    }
+
+    /// Refuses a multi-rank run whose ranks read different training data (each node its own
+    /// copy of a file, and the copies differ): every rank would train on its share of other
+    /// batches and the run would end without a word. Compares the data fingerprints; every
+    /// rank returns the same verdict.
+    fn check_same_data_on_every_rank(&self, comm: &dyn Communicator) -> Result<()> {
+        if comm.world_size() == 1 {
+            return Ok(());
+        }
+        let mine = self.state.data_fingerprint.clone().unwrap_or_default();
+        let gathered = comm.gather_strings(&[mine])?;
+        // 0: all agree; r: the first rank whose data differs from rank 0's.
+        let mut verdict = [0f32];
+        if let Some(all) = gathered {
+            if let Some(rank) = (1..all.len()).find(|&r| all[r].first() != all[0].first()) {
+                verdict[0] = rank as f32;
+            }
+        }
+        comm.broadcast(&mut verdict)?;
+        match verdict[0] as usize {
+            0 => Ok(()),
+            rank => Err(TrainError::InvalidInput(format!(
+                "rank {rank} read other training data than rank 0 (another file's content, \
+                 lengths or tokenizer): every rank must read the same data"
+            ))),
+        }
     }
 
     /// A run over given parts (tests, custom pipelines). `tokenizer` is needed for dev BLEU

@@ -180,3 +180,21 @@ fn a_resume_on_another_number_of_ranks_is_reported() {
         .unwrap();
     assert_eq!(same, [None, None]);
 }
+
+#[test]
+fn ranks_that_read_different_data_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let outcomes = ThreadGroup::new(2).unwrap().run_fallible(|comm| {
+        let rank_dir = dir.path().join(format!("rank{}", comm.rank()));
+        let mut config = write_parity_fixture(&rank_dir, &init_dir(), 1)?;
+        if comm.rank() == 1 {
+            // Rank 1's copy of the data lost its last example.
+            config.train_limit = Some(7);
+        }
+        Trainer::from_config_on(config, false, comm).map(|_| ())
+    });
+    let err = outcomes
+        .expect_err("different data must be refused")
+        .to_string();
+    assert!(err.contains("rank 1 read other training data"), "{err}");
+}

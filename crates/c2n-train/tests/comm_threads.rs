@@ -282,3 +282,12 @@ fn a_rank_that_returns_early_makes_later_collectives_fail() {
     let err = out[1].as_ref().unwrap_err().to_string();
     assert!(err.contains("rank 0 returned before joining"), "{err}");
 }
+
+#[test]
+fn a_thread_group_has_a_sane_size() {
+    use c2n_train::comm::MAX_THREAD_RANKS;
+    assert!(ThreadGroup::new(0).is_err());
+    assert!(ThreadGroup::new(MAX_THREAD_RANKS).is_ok());
+    let err = ThreadGroup::new(100_000).err().unwrap().to_string();
+    assert!(err.contains("at most"), "{err}");
+}

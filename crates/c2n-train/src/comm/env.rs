@@ -33,6 +33,18 @@ pub enum Launcher {
     None,
 }
 
+/// The launcher as its users call it ("torchrun", "mpirun", "srun").
+impl std::fmt::Display for Launcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Torchrun => "torchrun",
+            Self::OpenMpi => "mpirun",
+            Self::Slurm => "srun",
+            Self::None => "no launcher",
+        })
+    }
+}
+
 /// This process's place in the job, as told by the launcher.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LaunchEnv {
@@ -101,7 +113,7 @@ impl LaunchEnv {
             let required = |name: &str| -> CommResult<usize> {
                 let value = get(name).ok_or_else(|| {
                     CommError::Env(format!(
-                        "{name} is not set, but {trigger} is ({launcher:?} launch)"
+                        "{name} is not set, but {trigger} is ({launcher} launch)"
                     ))
                 })?;
                 parse_usize(name, &value)
@@ -114,6 +126,22 @@ impl LaunchEnv {
         };
         if world_size == 0 {
             return Err(CommError::Env(format!("{} must be at least 1", names[1])));
+        }
+        // torchrun's variables left over in a shell that then runs mpirun: the two disagree,
+        // and believing torchrun's would make each MPI process train alone.
+        if launcher == Launcher::Torchrun {
+            let mpi_rank = get(open_mpi[0]).and_then(|v| v.trim().parse::<usize>().ok());
+            let mpi_world = get(open_mpi[1]).and_then(|v| v.trim().parse::<usize>().ok());
+            if let (Some(mpi_rank), Some(mpi_world)) = (mpi_rank, mpi_world) {
+                if (mpi_rank, mpi_world) != (rank, world_size) {
+                    return Err(CommError::Env(format!(
+                        "RANK={rank} WORLD_SIZE={world_size} (torchrun's variables) disagree \
+                         with mpirun's OMPI_COMM_WORLD_RANK={mpi_rank} \
+                         OMPI_COMM_WORLD_SIZE={mpi_world}: unset the stale ones, or pass \
+                         --backend mpi"
+                    )));
+                }
+            }
         }
         if rank >= world_size {
             return Err(CommError::Env(format!(
@@ -216,6 +244,27 @@ mod tests {
         assert_eq!((e.rank, e.world_size, e.local_rank), (5, 8, 1));
         assert_eq!((e.master_addr.as_str(), e.master_port), ("node07", 1234));
         assert_eq!(e.rendezvous_addr(), "node07:1235");
+    }
+
+    #[test]
+    fn stale_torchrun_variables_under_mpirun_are_refused() {
+        let mpirun = [
+            ("OMPI_COMM_WORLD_RANK", "1"),
+            ("OMPI_COMM_WORLD_SIZE", "2"),
+            ("OMPI_COMM_WORLD_LOCAL_RANK", "1"),
+        ];
+        let stale = [("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0")];
+        let both: Vec<(&str, &str)> = mpirun.iter().chain(&stale).copied().collect();
+        let err = env(&both).unwrap_err().to_string();
+        assert!(
+            err.contains("WORLD_SIZE=1") && err.contains("OMPI_COMM_WORLD_SIZE=2"),
+            "{err}"
+        );
+        // Agreeing variables (a launcher that sets both) are fine.
+        let agreeing = [("RANK", "1"), ("WORLD_SIZE", "2"), ("LOCAL_RANK", "1")];
+        let both: Vec<(&str, &str)> = mpirun.iter().chain(&agreeing).copied().collect();
+        assert_eq!(env(&both).unwrap().launcher, Launcher::Torchrun);
+        assert_eq!(Launcher::OpenMpi.to_string(), "mpirun");
     }
 
     #[test]

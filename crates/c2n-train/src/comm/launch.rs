@@ -122,10 +122,20 @@ where
 {
     let check_world = |actual: usize| -> Result<(), CommError> {
         match spec.world_size {
-            Some(expected) if expected != actual => Err(CommError::InvalidInput(format!(
-                "--world-size {expected} but the {} launcher started {actual} ranks",
-                spec.backend
-            ))),
+            Some(expected) if expected != actual => {
+                let how = match spec.backend {
+                    Backend::Single => {
+                        "it runs one; --backend threads runs several in this process"
+                    }
+                    Backend::Mpi => "mpirun -np sets the count, and outside mpirun there is one",
+                    Backend::Nccl => "the launcher (torchrun, srun) sets the count",
+                    Backend::Threads => "",
+                };
+                Err(CommError::InvalidInput(format!(
+                    "--world-size {expected}, but the {} backend has {actual} rank(s): {how}",
+                    spec.backend
+                )))
+            }
             _ => Ok(()),
         }
     };

@@ -96,7 +96,7 @@ pub use tensors::{
     broadcast_vars, empty_grad_store, sync_grad_store, sync_tensor_grads, tensor_to_vec,
     vec_to_tensor,
 };
-pub use threads::{ThreadComm, ThreadGroup, DEFAULT_TIMEOUT};
+pub use threads::{ThreadComm, ThreadGroup, DEFAULT_TIMEOUT, MAX_THREAD_RANKS};
 pub use weighting::{
     exchange_batch_stats, rank_grad_scale, GlobalBatch, GradWeighting, LocalBatch,
 };

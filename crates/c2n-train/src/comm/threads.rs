@@ -27,6 +27,9 @@ pub struct ThreadGroup {
     timeout: Duration,
 }
 
+/// The most ranks one thread group runs.
+pub const MAX_THREAD_RANKS: usize = 256;
+
 impl ThreadGroup {
     /// A group of `world_size ≥ 1` ranks with the [`DEFAULT_TIMEOUT`].
     pub fn new(world_size: usize) -> CommResult<Self> {
@@ -34,6 +37,14 @@ impl ThreadGroup {
             return Err(CommError::InvalidInput(
                 "a thread group needs at least one rank".into(),
             ));
+        }
+        // Each rank is a thread with its own model replica: thousands would exhaust memory
+        // long before any rank got data.
+        if world_size > MAX_THREAD_RANKS {
+            return Err(CommError::InvalidInput(format!(
+                "{world_size} thread ranks: at most {MAX_THREAD_RANKS} (each holds a model \
+                 replica; more ranks than examples per batch leave ranks idle)"
+            )));
         }
         Ok(Self {
             world_size,
