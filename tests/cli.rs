@@ -237,3 +237,30 @@ fn stated_defaults_are_the_configs() {
         assert!(help.contains(&stated), "train --help lacks {stated}");
     }
 }
+
+#[test]
+fn a_zero_count_is_refused_in_words() {
+    use clap::Parser;
+    let err = cli::evaluate::EvaluateArgs::try_parse_from([
+        "evaluate",
+        "--checkpoint",
+        "c",
+        "--data",
+        "d.jsonl",
+        "--world-size",
+        "0",
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("must be at least 1"), "{err}");
+    assert!(cli::evaluate::EvaluateArgs::try_parse_from([
+        "evaluate",
+        "--checkpoint",
+        "c",
+        "--data",
+        "d.jsonl",
+        "--batch-size",
+        "2",
+    ])
+    .is_ok());
+}

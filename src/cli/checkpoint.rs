@@ -21,7 +21,7 @@ pub struct CheckpointArgs {
 #[derive(Args, Debug, Clone, Default)]
 pub struct DecodingArgs {
     /// Beam size (default: the checkpoint's train_config.json, else 10).
-    #[arg(long, value_parser = super::at_least_one())]
+    #[arg(long, value_parser = super::at_least_one)]
     pub beam_size: Option<usize>,
     /// Source truncation length in BPE tokens, specials included (default: the checkpoint's
     /// train_config.json, else 256).

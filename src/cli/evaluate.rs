@@ -27,7 +27,7 @@ pub struct EvaluateArgs {
     #[command(flatten)]
     pub decoding: DecodingArgs,
     /// Examples decoded together (each with beam-size rows).
-    #[arg(long, default_value_t = 64, value_parser = super::at_least_one())]
+    #[arg(long, default_value_t = 64, value_parser = super::at_least_one)]
     pub batch_size: usize,
     /// Folder for test.output, test.gold (see --prefix) and nbest.jsonl.
     #[arg(long, default_value = ".")]
@@ -39,7 +39,7 @@ pub struct EvaluateArgs {
     /// Write nbest.jsonl with K hypotheses per example (K at most --beam-size). As in the
     /// reference's getFinal, an example where no hypothesis reached `</s>` lists its best one
     /// twice.
-    #[arg(long, value_parser = super::at_least_one())]
+    #[arg(long, value_parser = super::at_least_one)]
     pub nbest: Option<usize>,
     /// Source padding: reference (max-source-len) or dynamic (longest in the batch).
     #[arg(long, value_enum, default_value = "dynamic")]
@@ -53,7 +53,7 @@ pub struct EvaluateArgs {
     pub device: String,
     /// Ranks that share the decoding (threads: threads to start; mpi, nccl: a check on the
     /// launcher's count). Outputs are identical for any number of ranks.
-    #[arg(long, value_parser = super::at_least_one())]
+    #[arg(long, value_parser = super::at_least_one)]
     pub world_size: Option<usize>,
     /// Data-parallel backend; without it, the launcher's environment decides (mpirun: mpi,
     /// torchrun/srun: nccl), else threads when --world-size > 1, else single.

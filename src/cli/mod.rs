@@ -95,9 +95,18 @@ pub(crate) fn parse_eval_steps(text: &str) -> std::result::Result<u64, String> {
     }
 }
 
-/// A count flag that must be at least 1 (clap reports `0 is not in 1..`).
-pub(crate) fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
-    clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
+/// A count flag that must be at least 1 (`--world-size 0`: "must be at least 1", where
+/// clap's range parser says "0 is not in 1..18446744073709551615").
+pub(crate) fn at_least_one(text: &str) -> std::result::Result<usize, String> {
+    let n: usize = text
+        .trim()
+        .parse()
+        .map_err(|e| format!("{text:?} is not a whole number: {e}"))?;
+    if n == 0 {
+        Err("must be at least 1".into())
+    } else {
+        Ok(n)
+    }
 }
 
 #[cfg(test)]

@@ -29,12 +29,12 @@ pub struct PredictArgs {
     #[arg(long, requires = "jsonl")]
     pub output: Option<PathBuf>,
     /// With --jsonl: functions decoded together (each with beam-size rows).
-    #[arg(long, default_value_t = 64, value_parser = super::at_least_one())]
+    #[arg(long, default_value_t = 64, value_parser = super::at_least_one)]
     pub batch_size: usize,
     /// Print the K best hypotheses as `score<TAB>text` (K at most --beam-size; with --jsonl
     /// `idx<TAB>score<TAB>text`). As in the reference's getFinal, when no hypothesis reached
     /// `</s>` the best one is listed twice.
-    #[arg(long, value_parser = super::at_least_one())]
+    #[arg(long, value_parser = super::at_least_one)]
     pub nbest: Option<usize>,
     #[command(flatten)]
     pub decoding: DecodingArgs,

@@ -15,13 +15,13 @@ pub struct SweepArgs {
     #[arg(long, required_unless_present = "run_one")]
     pub grid: Option<PathBuf>,
     /// Runs at the same time (child processes; the CPU threads are split between them).
-    #[arg(long, default_value_t = 1, value_parser = super::at_least_one())]
+    #[arg(long, default_value_t = 1, value_parser = super::at_least_one)]
     pub parallel: usize,
     /// Folder of the sweep: one sub-folder per run plus results.{md,json,png}.
     #[arg(long, default_value = "runs/sweep")]
     pub output_dir: PathBuf,
     /// Threads per run (default: available cores / --parallel).
-    #[arg(long, value_parser = super::at_least_one())]
+    #[arg(long, value_parser = super::at_least_one)]
     pub threads_per_run: Option<usize>,
     /// Internal: run the one pipeline config FILE in this process (what each child does).
     #[arg(long, value_name = "FILE", hide = true)]

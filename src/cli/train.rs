@@ -204,7 +204,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub train_data: Option<PathBuf>,
     /// Train on its first N examples only (quick experiments; not in the reference).
-    #[arg(long, value_name = "N", value_parser = super::at_least_one())]
+    #[arg(long, value_name = "N", value_parser = super::at_least_one)]
     pub train_limit: Option<usize>,
     /// Dev jsonl(.gz) file: perplexity on all of it, BLEU on a seeded subset of 1000.
     #[arg(long)]
@@ -301,7 +301,7 @@ pub struct TrainArgs {
     pub resume: bool,
     /// Data-parallel ranks: threads to start (threads), or a check on the launcher's count
     /// (mpi, nccl). --batch-size stays the global batch: each rank takes batch-size / N.
-    #[arg(long, value_parser = super::at_least_one())]
+    #[arg(long, value_parser = super::at_least_one)]
     pub world_size: Option<usize>,
     /// Data-parallel backend; without it, the launcher's environment decides (mpirun: mpi,
     /// torchrun/srun: nccl), else threads when --world-size > 1, else single.

@@ -348,7 +348,7 @@ impl TrainConfig {
     }
 
     /// The checks of [`TrainConfig::validate`] that do not concern files: what
-    /// [`crate::Trainer::new`], given the data itself, checks.
+    /// [`Trainer::new`](crate::trainer::Trainer::new), given the data itself, checks.
     pub fn validate_settings(&self) -> Result<()> {
         let fail = |m: &str| Err(TrainError::Config(m.to_string()));
         self.schedule()?;
