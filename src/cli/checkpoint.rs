@@ -41,6 +41,8 @@ pub struct Decoding {
     pub max_target_len: usize,
     /// The training settings file that filled in values no flag gave, if any did.
     pub from_file: Option<PathBuf>,
+    /// Those values, as `--flag value`.
+    pub taken: Vec<String>,
 }
 
 impl DecodingArgs {
@@ -58,11 +60,24 @@ impl DecodingArgs {
             None
         };
         let base = saved.clone().unwrap_or_default();
+        let mut taken = Vec::new();
+        if saved.is_some() {
+            for (flag, given, value) in [
+                ("--beam-size", self.beam_size, base.beam_size),
+                ("--max-source-len", self.max_source_len, base.max_source_len),
+                ("--max-target-len", self.max_target_len, base.max_target_len),
+            ] {
+                if given.is_none() {
+                    taken.push(format!("{flag} {value}"));
+                }
+            }
+        }
         Ok(Decoding {
             beam_size: self.beam_size.unwrap_or(base.beam_size),
             max_source_len: self.max_source_len.unwrap_or(base.max_source_len),
             max_target_len: self.max_target_len.unwrap_or(base.max_target_len),
             from_file: saved.map(|_| path),
+            taken,
         })
     }
 }
@@ -72,10 +87,8 @@ impl Decoding {
     pub fn note(&self) -> Option<String> {
         self.from_file.as_ref().map(|file| {
             format!(
-                "note: beam {} and lengths {}/{} (source/target) where no flag gave them: from {}",
-                self.beam_size,
-                self.max_source_len,
-                self.max_target_len,
+                "note: {} as the checkpoint was trained ({}); flags override them",
+                self.taken.join(", "),
                 file.display()
             )
         })
@@ -119,7 +132,12 @@ mod tests {
             (mixed.beam_size, mixed.max_source_len, mixed.max_target_len),
             (4, 64, 16)
         );
-        assert!(mixed.note().unwrap().contains(TRAIN_CONFIG_FILE));
+        let note = mixed.note().unwrap();
+        assert!(
+            note.contains("--beam-size 4, --max-source-len 64 as the checkpoint was trained")
+                && note.contains(TRAIN_CONFIG_FILE),
+            "{note}"
+        );
         // Every flag given: the file is not even read.
         std::fs::write(dir.path().join(TRAIN_CONFIG_FILE), "garbled").unwrap();
         let all = DecodingArgs {

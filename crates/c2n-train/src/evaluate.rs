@@ -175,6 +175,14 @@ fn decode_batches(
     generation: &GenerationConfig,
     mut on_batch: impl FnMut(usize),
 ) -> Result<Vec<BeamOutput>> {
+    if model.device().is_cpu() {
+        let largest = batches.iter().map(Vec::len).max().unwrap_or(0);
+        crate::decode_memory::check_rows_fit(
+            largest * generation.effective_beam_size(),
+            model.config().vocab_size,
+            crate::decode_memory::available_host_memory(),
+        )?;
+    }
     let mut outputs = Vec::with_capacity(batches.iter().map(Vec::len).sum());
     for positions in batches {
         let (s, _) = batching.lengths(positions.iter().map(|&p| &features[p]));

@@ -57,6 +57,7 @@ pub mod checkpoint_policy;
 pub mod comm;
 pub mod config;
 pub mod data;
+pub mod decode_memory;
 pub mod device;
 pub mod dropout_seeds;
 pub mod early_stopping;
