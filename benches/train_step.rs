@@ -99,6 +99,8 @@ fn trainer(features: &[Feature], padding: Padding) -> Trainer {
         progress: false,
         device: "cpu".into(),
         output_dir: std::env::temp_dir().join("c2n-train-step-bench"),
+        // No metrics lines: a timed loop writes nothing into its folder.
+        log_every: 0,
         ..TrainConfig::default()
     };
     let model = build_model("small", None, DType::F32, &Device::Cpu).expect("small model");

@@ -18,7 +18,9 @@ use code2nl::model::generation::GenerationConfig;
 use code2nl::outln;
 use code2nl::train::comm::{self, Communicator};
 use code2nl::train::device::select_device;
-use code2nl::train::evaluate::{evaluate_file_sharded, EvaluateReport, EvaluateRequest};
+use code2nl::train::evaluate::{
+    evaluate_file_sharded, EvaluateReport, EvaluateRequest, NBEST_FILE,
+};
 use code2nl::train::TrainError;
 
 fn main() -> Result<()> {
@@ -45,6 +47,14 @@ fn main() -> Result<()> {
         prefix: args.prefix.clone(),
         nbest: args.nbest,
     };
+    // An earlier evaluation's n-best lists stay (the file may be another prefix's): say so.
+    let stale_nbest = args.output_dir.join(NBEST_FILE);
+    if args.nbest.is_none() && stale_nbest.is_file() {
+        eprintln!(
+            "note: {} is from an earlier evaluation; this one writes none (--nbest K)",
+            stale_nbest.display()
+        );
+    }
     let report = comm::launch(&spec, |comm| {
         evaluate_rank(&args, &tokenizer, &request, comm)
     })?;

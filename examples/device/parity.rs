@@ -461,6 +461,7 @@ fn train_case(
         padding: Padding::Reference,
         eval_steps: None,
         eval_bleu: false,
+        log_every: 0,
         progress: false,
         device: device_name(dev),
         batch_size: number(&spec["batch_size"], "batch_size")? as usize,

@@ -241,6 +241,8 @@ pub fn run(args: &TrainBenchArgs) -> Result<()> {
         train_steps: Some(1_000_000),
         eval_steps: None,
         eval_bleu: false,
+        // No metrics lines: a timed loop writes nothing into its folder.
+        log_every: 0,
         shuffle: bucketed,
         padding: padding(args.padding),
         bucket_window: args.bucket_window,

@@ -39,7 +39,7 @@ pub fn end_with_parent(command: &mut std::process::Command) -> &mut std::process
         // (prctl, getppid, raise) and allocates nothing.
         unsafe {
             command.pre_exec(move || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 // The parent may have died before the prctl took effect.

@@ -164,12 +164,12 @@ impl Gold {
         }
     }
 
-    /// Entries in order of first appearance.
     /// Whether `id` has references.
     pub fn contains(&self, id: &str) -> bool {
         self.index.contains_key(id)
     }
 
+    /// Entries in order of first appearance.
     pub fn entries(&self) -> &[GoldEntry] {
         &self.entries
     }

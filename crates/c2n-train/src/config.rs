@@ -416,10 +416,12 @@ impl TrainConfig {
                     self.warmup_steps, self.lr
                 ));
             }
+            // The loop evaluates where (updates done + 1) % every == 0, the last update's
+            // check included: `every` = steps + 1 still evaluates once.
             if let (Some(every), Some(_)) = (self.eval_steps, &self.dev_data) {
-                if every > steps {
+                if every > steps + 1 {
                     warnings.push(format!(
-                        "eval_steps {every} is above train_steps {steps}: no dev evaluation \
+                        "eval_steps {every} is above train_steps {steps} + 1: no dev evaluation \
                          will run, so no best checkpoint is written"
                     ));
                 }
@@ -677,6 +679,12 @@ mod tests {
         assert_eq!(warnings.len(), 2, "{warnings:?}");
         assert!(warnings[0].contains("warmup_steps 25"), "{warnings:?}");
         assert!(warnings[1].contains("no dev evaluation"), "{warnings:?}");
+        // The loop's last check still evaluates at eval_steps = train_steps + 1.
+        let boundary = TrainConfig {
+            eval_steps: Some(21),
+            ..run.clone()
+        };
+        assert!(boundary.warnings().is_empty(), "{:?}", boundary.warnings());
         // Without dev data there is no evaluation to miss.
         let no_dev = TrainConfig {
             dev_data: None,

@@ -491,6 +491,10 @@ pub fn test_features(
         .collect::<c2n_data::Result<_>>()?)
 }
 
+/// The n-best file an evaluation with `nbest` writes into its output folder (one name
+/// whatever the prefix, as the command-line contract has it).
+pub const NBEST_FILE: &str = "nbest.jsonl";
+
 /// What [`evaluate_file`] needs.
 #[derive(Debug, Clone)]
 pub struct EvaluateRequest {
@@ -504,8 +508,7 @@ pub struct EvaluateRequest {
     pub output_dir: PathBuf,
     /// Output file prefix (`test` → `test.output`, `test.gold`).
     pub prefix: String,
-    /// Write `nbest.jsonl` with this many hypotheses per example; `None` removes an
-    /// `nbest.jsonl` that an earlier evaluation left in the folder.
+    /// Write `nbest.jsonl` with this many hypotheses per example.
     pub nbest: Option<usize>,
 }
 
@@ -682,16 +685,13 @@ pub fn evaluate_file_sharded(
     );
     crate::output_dir::create(&req.output_dir)?;
     let (output, gold) = predictions.write(&req.output_dir, &req.prefix)?;
-    let nbest_path = req.output_dir.join("nbest.jsonl");
-    match req.nbest {
-        Some(k) => predictions.write_nbest_decoded(&nbest_path, tokenizer, &decoded, k)?,
-        // An earlier evaluation's n-best lists would sit beside these outputs as theirs.
-        None => match std::fs::remove_file(&nbest_path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(TrainError::io(&nbest_path, e))
-            }
-            _ => {}
-        },
+    if let Some(k) = req.nbest {
+        predictions.write_nbest_decoded(
+            &req.output_dir.join(NBEST_FILE),
+            tokenizer,
+            &decoded,
+            k,
+        )?;
     }
     let bleu = predictions.bleu()?;
     Ok(Some(EvaluateReport {

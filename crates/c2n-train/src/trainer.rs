@@ -166,14 +166,16 @@ pub struct Trainer {
     run_clock: Option<(Instant, f64)>,
     /// Rank 0's hold on the output folder (no other process may write there meanwhile).
     run_lock: Option<RunLock>,
-    /// Whether this trainer continues a saved run ([`Trainer::resume`]).
-    resumed: bool,
+    /// The saved run's update count when this trainer continues it ([`Trainer::resume`]).
+    resumed_at: Option<u64>,
     /// Whether a fresh run has looked for an earlier run's files in its output folder.
     earlier_run_checked: bool,
     /// Whether rank 0 has taken its output folder (lock, earlier run, `train_config.json`).
     output_dir_taken: bool,
-    /// Examples and tokens since the last `train` metrics line.
+    /// Examples and tokens since the last `log_every` multiple (a `train` metrics line).
     log_window: Throughput,
+    /// Whether `log_window` has been started by a first step.
+    log_window_started: bool,
 }
 
 /// One micro-batch as this rank saw it, and the batch as a whole.
@@ -333,7 +335,7 @@ impl Trainer {
     /// `tokenizer` are not read: the parts stand for them.
     ///
     /// Nothing is written here. Before its first write into `config.output_dir` (when `run`
-    /// starts, or at the first evaluation or checkpoint of a loop driven by
+    /// starts, or at the first metrics line, evaluation or checkpoint of a loop driven by
     /// [`Trainer::advance`]) rank 0 takes the folder's lock and, unless the trainer was
     /// [resumed](Trainer::resume), moves an earlier run's files there aside
     /// (`OUTPUT/earlier-run-N`), as [`Trainer::from_config`] does at once.
@@ -447,10 +449,11 @@ impl Trainer {
             earlier_run: None,
             run_lock: None,
             run_clock: None,
-            resumed: false,
+            resumed_at: None,
             earlier_run_checked: false,
             output_dir_taken: false,
             log_window: Throughput::default(),
+            log_window_started: false,
         })
     }
 
@@ -548,7 +551,7 @@ impl Trainer {
             ..state
         };
         self.pending = pending;
-        self.resumed = true;
+        self.resumed_at = Some(self.state.counters.global_step);
         Ok(())
     }
 
@@ -830,8 +833,10 @@ impl Trainer {
     /// [`Trainer::advance`] as one rank of `comm` (every rank must call it in lockstep).
     ///
     /// Rank 0 appends a `train` line to `metrics.jsonl` every `log_every` updates and
-    /// checkpoints at each evaluation. A loop driven this way ends with
-    /// `save_checkpoint(LAST, true)` to keep its last updates, as [`Trainer::run`] does.
+    /// checkpoints at each evaluation. A one-rank loop driven this way ends with
+    /// `save_checkpoint(LAST, true)` to keep its last updates, as [`Trainer::run`] does; with
+    /// several ranks, end with [`Trainer::run_with`] (it gathers the ranks' pending
+    /// gradients into rank 0 before that save).
     pub fn advance_with(&mut self, comm: &dyn Communicator) -> Result<Option<StepReport>> {
         if self.stopped_early {
             return Ok(None);
@@ -843,13 +848,26 @@ impl Trainer {
             // A loop driven by `advance` alone counts its time from its first step.
             self.run_clock = Some((Instant::now(), self.state.train_seconds));
         }
+        if !self.log_window_started {
+            // Throughput counts from the first step, not from construction or a resume.
+            self.log_window = Throughput::default();
+            self.log_window_started = true;
+        }
         let (loss, tokens, examples) = self.train_micro_step_with(&step, comm)?;
         self.log_window.add(examples as u64, tokens);
         let lr = step
             .update
             .then(|| self.state.schedule.lr_at(step.updates_before));
-        if let (Some(lr), false) = (lr, step.evaluate) {
-            self.log_train_line(step.updates_before + 1, step.data_epoch, lr, comm)?;
+        if let Some(lr) = lr {
+            let global_step = step.updates_before + 1;
+            let every = self.config.log_every;
+            if every > 0 && global_step.is_multiple_of(every) {
+                // An evaluated update's `eval` line carries the training loss instead.
+                if !step.evaluate {
+                    self.log_train_line(global_step, step.data_epoch, lr, comm)?;
+                }
+                self.log_window = Throughput::default();
+            }
         }
         let evaluation = if step.evaluate {
             Some(self.evaluate_with(step.data_epoch, comm)?)
@@ -866,8 +884,7 @@ impl Trainer {
         }))
     }
 
-    /// Rank 0's `train` line after update `global_step`, every `log_every` updates (not after
-    /// an update that is evaluated: the `eval` line carries the training loss then).
+    /// Rank 0's `train` line after update `global_step` (a `log_every` multiple).
     fn log_train_line(
         &mut self,
         global_step: u64,
@@ -877,11 +894,7 @@ impl Trainer {
     ) -> Result<()> {
         // No batch since the last evaluation (its reset): a mean of nothing.
         let has_loss = self.state.running_loss.batches > 0;
-        if !comm.is_main()
-            || !has_loss
-            || self.config.log_every == 0
-            || !global_step.is_multiple_of(self.config.log_every)
-        {
+        if !comm.is_main() || !has_loss {
             return Ok(());
         }
         let (samples_per_s, tokens_per_s) = self.log_window.rates();
@@ -894,7 +907,6 @@ impl Trainer {
             samples_per_s,
             tokens_per_s,
         })?;
-        self.log_window = Throughput::default();
         Ok(())
     }
 
@@ -902,8 +914,12 @@ impl Trainer {
         if self.metrics.is_none() {
             let dir = &self.config.output_dir;
             crate::output_dir::create(dir)?;
-            let resumed_after = self.resumed.then_some(self.state.counters.global_step);
-            self.metrics = Some(MetricsLog::open(&dir.join("metrics.jsonl"), resumed_after)?);
+            // The checkpoint's step, not the current one: a loop driven by `advance` opens the
+            // log at its first line, after some steps of its own.
+            self.metrics = Some(MetricsLog::open(
+                &dir.join("metrics.jsonl"),
+                self.resumed_at,
+            )?);
         }
         Ok(())
     }
@@ -935,7 +951,7 @@ impl Trainer {
         if self.run_lock.is_none() {
             self.run_lock = Some(RunLock::acquire(&self.config.output_dir, RUN_WHAT)?);
         }
-        if !self.resumed && !self.earlier_run_checked {
+        if self.resumed_at.is_none() && !self.earlier_run_checked {
             self.earlier_run = checkpoint_dir::set_aside_earlier_run(&self.config.output_dir)?;
             self.earlier_run_checked = true;
         }

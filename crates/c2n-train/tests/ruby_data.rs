@@ -234,15 +234,7 @@ fn short_run_on_ruby_writes_checkpoints_dev_outputs_and_metrics() {
         c2n_eval::smoothed_bleu(&gold, &predictions).unwrap().bleu,
         report.bleu.bleu
     );
-    // Evaluated again without n-best lists: the earlier ones do not stay beside the outputs.
-    let without_nbest = c2n_train::evaluate::EvaluateRequest {
-        nbest: None,
-        limit: Some(2),
-        ..request.clone()
-    };
-    c2n_train::evaluate::evaluate_file(&reloaded, &tok, &without_nbest, |_| {}).unwrap();
-    assert!(!eval_dir.join("nbest.jsonl").exists());
-    c2n_train::evaluate::evaluate_file(&reloaded, &tok, &request, |_| {}).unwrap();
+
     // `predict --jsonl`'s path (code only, other batches) gives the evaluated predictions.
     let code_only = c2n_data::read_code_examples(dir.path().join("dev.jsonl")).unwrap();
     let features = c2n_data::code_features(&tok, &code_only[..3], 64).unwrap();

@@ -187,3 +187,43 @@ fn a_resume_says_what_it_misses() {
         .to_string();
     assert!(err.contains("only checkpoint-last"), "{err}");
 }
+
+#[test]
+fn a_resumed_advance_loop_drops_the_lines_after_its_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path();
+    let settings = || TrainConfig {
+        eval_steps: Some(3),
+        ..config(out, 6)
+    };
+    let steps_logged = || -> Vec<u64> {
+        c2n_train::metrics::MetricsLog::read(&out.join("metrics.jsonl"))
+            .unwrap()
+            .iter()
+            .map(|r| r.global_step())
+            .collect()
+    };
+    // Killed one update after the evaluation that wrote checkpoint-last.
+    let mut first = trainer(settings(), Some(dev_set(false))).unwrap();
+    let mut evaluated = false;
+    while let Some(report) = first.advance().unwrap() {
+        if evaluated && report.step.update {
+            break;
+        }
+        evaluated |= report.evaluation.is_some();
+    }
+    drop(first);
+    let before = steps_logged();
+    assert!(before.len() >= 2, "{before:?}");
+    let mut second = trainer(settings(), Some(dev_set(false))).unwrap();
+    second.resume(&out.join("checkpoint-last")).unwrap();
+    while second.advance().unwrap().is_some() {}
+    second.save_checkpoint("checkpoint-last", true).unwrap();
+    // One history: every step once (train lines and eval lines of distinct steps here).
+    let after = steps_logged();
+    let mut sorted = after.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(after, sorted, "{after:?}");
+    assert_eq!(after.last(), Some(&6));
+}

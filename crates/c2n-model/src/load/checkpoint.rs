@@ -184,28 +184,20 @@ fn assign_state_dict(
             .embeddings()
             .word_embeddings()
             .to_device(&Device::Cpu)?;
-        if lm_head.dims() == word.dims() {
-            let distance = (lm_head.to_dtype(candle_core::DType::F32)? - &word)?
-                .abs()?
-                .sum_all()?
-                .to_scalar::<f32>()?;
-            // NaN ≠ NaN: a diverged run's weights would read as "untied" otherwise.
-            if distance.is_nan() {
+        let lm_head = lm_head.to_dtype(candle_core::DType::F32)?;
+        // NaN ≠ NaN: a diverged run's weights would read as "untied" below.
+        for (key, t) in [(WORD_EMBEDDINGS_KEY, &word), (LM_HEAD_KEY, &lm_head)] {
+            if !t.abs()?.sum_all()?.to_scalar::<f32>()?.is_finite() {
                 return Err(ModelError::Checkpoint {
                     path: path.to_path_buf(),
                     message: format!(
-                        "`{WORD_EMBEDDINGS_KEY}` holds NaN or infinite values (the weights of a \
-                         diverged run?)"
+                        "`{key}` holds NaN or infinite values (the weights of a diverged run?)"
                     ),
                 });
             }
         }
         let same = lm_head.dims() == word.dims()
-            && (lm_head.to_dtype(candle_core::DType::F32)? - &word)?
-                .abs()?
-                .max_all()?
-                .to_scalar::<f32>()?
-                == 0.0;
+            && (&lm_head - &word)?.abs()?.max_all()?.to_scalar::<f32>()? == 0.0;
         if !same {
             return Err(ModelError::Checkpoint {
                 path: path.to_path_buf(),

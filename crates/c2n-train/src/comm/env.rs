@@ -129,7 +129,9 @@ impl LaunchEnv {
         }
         // torchrun's variables left over in a shell that then runs mpirun: the two disagree,
         // and believing torchrun's would make each MPI process train alone.
-        if launcher == Launcher::Torchrun {
+        // A live torchrun (torchrun started by mpirun, one per node) also sets its own agent's
+        // variables; then the two launchers' counts legitimately differ.
+        if launcher == Launcher::Torchrun && get("TORCHELASTIC_RUN_ID").is_none() {
             let mpi_rank = get(open_mpi[0]).and_then(|v| v.trim().parse::<usize>().ok());
             let mpi_world = get(open_mpi[1]).and_then(|v| v.trim().parse::<usize>().ok());
             if let (Some(mpi_rank), Some(mpi_world)) = (mpi_rank, mpi_world) {
@@ -265,6 +267,17 @@ mod tests {
         let both: Vec<(&str, &str)> = mpirun.iter().chain(&agreeing).copied().collect();
         assert_eq!(env(&both).unwrap().launcher, Launcher::Torchrun);
         assert_eq!(Launcher::OpenMpi.to_string(), "mpirun");
+        // torchrun started by mpirun, one per node: torchrun's own counts hold.
+        let nested = [
+            ("OMPI_COMM_WORLD_RANK", "1"),
+            ("OMPI_COMM_WORLD_SIZE", "2"),
+            ("OMPI_COMM_WORLD_LOCAL_RANK", "0"),
+            ("RANK", "5"),
+            ("WORLD_SIZE", "8"),
+            ("LOCAL_RANK", "1"),
+            ("TORCHELASTIC_RUN_ID", "job7"),
+        ];
+        assert_eq!(env(&nested).unwrap().world_size, 8);
     }
 
     #[test]

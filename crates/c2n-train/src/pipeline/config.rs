@@ -217,11 +217,13 @@ impl PipelineConfig {
             self.train.clone(),
         ))
         .map_err(|e| TrainError::Config(format!("[train] overrides: {e}")))?;
-        // Values out of range too: a sweep's `lr = -1` fails before any point starts. The
-        // preset left to the device is checked both ways.
-        let presets = match self.preset {
-            Some(preset) => vec![preset],
-            None => vec![Preset::Small, Preset::Codebert],
+        // Values out of range too: a sweep's `lr = -1` fails before any point starts. A
+        // preset left to the device is the one that device gets (`auto`: both).
+        let presets = match (self.preset, self.device.as_str()) {
+            (Some(preset), _) => vec![preset],
+            (None, "cpu") => vec![Preset::Small],
+            (None, device) if device.starts_with("cuda") => vec![Preset::Codebert],
+            (None, _) => vec![Preset::Small, Preset::Codebert],
         };
         for preset in presets {
             let base = super::preset::preset_train_config(preset, &self.lang);

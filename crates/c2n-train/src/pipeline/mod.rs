@@ -2,7 +2,7 @@
 //! for one CodeSearchNet language (the `pipeline` example is a thin wrapper).
 //!
 //! * data: a folder in the reference layout (`{lang}/{train,valid,test}.jsonl`) or the
-//!   Hugging Face dataset `google/code_x_glue_ct_code_to_text` ([`c2n_data::hub`]); when
+//!   Hugging Face dataset `google/code_x_glue_ct_code_to_text` (`c2n_data::hub`, feature `hub`); when
 //!   the training split is also the dev split (offline training on `valid`), the last
 //!   [`holdout`](PipelineConfig::holdout) examples are held out as dev ([`splits`]);
 //! * presets ([`preset`]): `codebert` and `roberta` follow the CodeBERT README recipe for
