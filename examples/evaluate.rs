@@ -26,7 +26,11 @@ use code2nl::train::TrainError;
 fn main() -> Result<()> {
     let args = EvaluateArgs::parse();
     let spec = args.launch_spec()?;
-    let tokenizer = RobertaTokenizer::load(&args.model.tokenizer)?;
+    let (tokenizer_spec, tokenizer_note) = args.model.tokenizer_spec()?;
+    if let Some(note) = tokenizer_note {
+        eprintln!("{note}");
+    }
+    let tokenizer = RobertaTokenizer::load(&tokenizer_spec)?;
     let decoding = args.decoding.resolve(&args.model.checkpoint)?;
     if let Some(note) = decoding.note() {
         eprintln!("{note}");

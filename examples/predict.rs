@@ -55,7 +55,11 @@ fn main() -> Result<()> {
     };
     let device = select_device(&args.device)?;
     let model = code2nl::model::load_checkpoint(&args.model.checkpoint, &device)?;
-    let tokenizer = RobertaTokenizer::load(&args.model.tokenizer)?;
+    let (tokenizer_spec, tokenizer_note) = args.model.tokenizer_spec()?;
+    if let Some(note) = tokenizer_note {
+        eprintln!("{note}");
+    }
+    let tokenizer = RobertaTokenizer::load(&tokenizer_spec)?;
     code2nl::train::model_setup::check_tokenizer_fits(&tokenizer, &model)?;
     let features = code_features(&tokenizer, &examples, decoding.max_source_len)?;
     let batching = EvalBatching {

@@ -131,6 +131,19 @@ fn main() -> Result<()> {
             prepared.store.len(),
             prepared.store.dir().display()
         );
+        let read = &prepared.manifest.report.read;
+        if read
+            .bad_lines
+            .contains_key(&data::BadLineReason::CorruptGzip)
+        {
+            // One count in the table, but everything after it is lost: say so plainly.
+            eprintln!(
+                "{}: warning: the gzip stream is damaged after line {}: reading stopped there, \
+                 the rest of the file was not read",
+                path.display(),
+                read.lines.saturating_sub(1)
+            );
+        }
         let surrogates = prepared.manifest.report.read.lone_surrogate_lines;
         if surrogates > 0 {
             eprintln!(

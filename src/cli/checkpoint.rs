@@ -9,9 +9,37 @@ pub struct CheckpointArgs {
     /// Checkpoint directory (config.json + model.safetensors or pytorch_model.bin).
     #[arg(long)]
     pub checkpoint: PathBuf,
-    /// Tokenizer directory (vocab.json + merges.txt / tokenizer.json) or hub id.
-    #[arg(long, default_value = "microsoft/codebert-base")]
-    pub tokenizer: String,
+    /// Tokenizer directory (vocab.json + merges.txt / tokenizer.json) or hub id (default:
+    /// the one the checkpoint was trained with, from its train_config.json, else
+    /// microsoft/codebert-base).
+    #[arg(long)]
+    pub tokenizer: Option<String>,
+}
+
+/// The tokenizer when neither the flag nor a training settings file names one.
+pub const DEFAULT_TOKENIZER: &str = "microsoft/codebert-base";
+
+impl CheckpointArgs {
+    /// `--tokenizer`, else the tokenizer the checkpoint was trained with (its
+    /// `train_config.json`), else [`DEFAULT_TOKENIZER`]; with a note when the file gave it.
+    pub fn tokenizer_spec(&self) -> crate::train::Result<(String, Option<String>)> {
+        use crate::train::config::{TrainConfig, TRAIN_CONFIG_FILE};
+        if let Some(spec) = &self.tokenizer {
+            return Ok((spec.clone(), None));
+        }
+        let path = self.checkpoint.join(TRAIN_CONFIG_FILE);
+        if path.is_file() {
+            if let Ok(spec) = TrainConfig::load(&path)?.tokenizer_spec() {
+                let note = format!(
+                    "note: tokenizer {spec} as the checkpoint was trained ({}); --tokenizer \
+                     overrides it",
+                    path.display()
+                );
+                return Ok((spec, Some(note)));
+            }
+        }
+        Ok((DEFAULT_TOKENIZER.to_string(), None))
+    }
 }
 
 /// Beam size and lengths for decoding with a trained checkpoint. A flag given wins; else the
@@ -60,6 +88,23 @@ impl DecodingArgs {
             None
         };
         let base = saved.clone().unwrap_or_default();
+        // The model's 514 position rows: beyond 512 a step would fail midway.
+        for (flag, value) in [
+            (
+                "--max-source-len",
+                self.max_source_len.unwrap_or(base.max_source_len),
+            ),
+            (
+                "--max-target-len",
+                self.max_target_len.unwrap_or(base.max_target_len),
+            ),
+        ] {
+            if !(2..=512).contains(&value) {
+                return Err(crate::train::TrainError::InvalidInput(format!(
+                    "{flag} {value}: must be between 2 and 512"
+                )));
+            }
+        }
         let mut taken = Vec::new();
         if saved.is_some() {
             for (flag, given, value) in [
@@ -147,5 +192,43 @@ mod tests {
         };
         assert_eq!(all.resolve(dir.path()).unwrap().from_file, None);
         assert!(given.resolve(dir.path()).is_err());
+        // Lengths the model cannot hold are refused under their flag's name.
+        let too_long = DecodingArgs {
+            max_target_len: Some(600),
+            ..all.clone()
+        };
+        let err = too_long.resolve(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("--max-target-len 600: must be between 2 and 512"),
+            "{err}"
+        );
+        // The tokenizer the checkpoint was trained with, unless the flag names one.
+        trained_with_tokenizer(dir.path());
+    }
+
+    fn trained_with_tokenizer(dir: &std::path::Path) {
+        let trained = TrainConfig {
+            init: "small".into(),
+            tokenizer: Some("some/tokenizer".into()),
+            ..TrainConfig::default()
+        };
+        trained.save_json(&dir.join(TRAIN_CONFIG_FILE)).unwrap();
+        let args = |tokenizer: Option<&str>| CheckpointArgs {
+            checkpoint: dir.to_path_buf(),
+            tokenizer: tokenizer.map(str::to_string),
+        };
+        let (spec, note) = args(None).tokenizer_spec().unwrap();
+        assert_eq!(spec, "some/tokenizer");
+        assert!(note.unwrap().contains("as the checkpoint was trained"));
+        assert_eq!(
+            args(Some("x/y")).tokenizer_spec().unwrap(),
+            ("x/y".to_string(), None)
+        );
+        let elsewhere = tempfile::tempdir().unwrap();
+        let run_py = CheckpointArgs {
+            checkpoint: elsewhere.path().to_path_buf(),
+            tokenizer: None,
+        };
+        assert_eq!(run_py.tokenizer_spec().unwrap().0, DEFAULT_TOKENIZER);
     }
 }

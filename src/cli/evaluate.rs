@@ -36,8 +36,9 @@ pub struct EvaluateArgs {
     /// test_0 for the dev file and test_1 for the test file.
     #[arg(long, default_value = "test", value_parser = file_prefix)]
     pub prefix: String,
-    /// Write nbest.jsonl with K hypotheses per example (K at most --beam-size). As in the
-    /// reference's getFinal, an example where no hypothesis reached `</s>` lists its best one
+    /// Write nbest.jsonl with K hypotheses per example (K at most --beam-size), in the
+    /// reference's getFinal order: those that reached `</s>` first, by score, then
+    /// unfinished ones, by score; an example where none reached `</s>` lists its best one
     /// twice.
     #[arg(long, value_parser = super::at_least_one)]
     pub nbest: Option<usize>,

@@ -16,7 +16,9 @@ use std::path::PathBuf;
 pub struct PredictArgs {
     #[command(flatten)]
     pub model: CheckpointArgs,
-    /// Code file (default: stdin).
+    /// Code file (default: stdin). Its text is split at whitespace only; models trained on
+    /// CodeSearchNet saw `code_tokens` (punctuation split off: `def f ( x )`), so code
+    /// tokenized that way summarizes as `evaluate` does, raw source somewhat differently.
     #[arg(long)]
     pub file: Option<PathBuf>,
     /// A jsonl(.gz) file of functions to summarize, one per line, each with `code_tokens` (a
@@ -32,8 +34,9 @@ pub struct PredictArgs {
     #[arg(long, default_value_t = 64, value_parser = super::at_least_one)]
     pub batch_size: usize,
     /// Print the K best hypotheses as `score<TAB>text` (K at most --beam-size; with --jsonl
-    /// `idx<TAB>score<TAB>text`). As in the reference's getFinal, when no hypothesis reached
-    /// `</s>` the best one is listed twice.
+    /// `idx<TAB>score<TAB>text`), in the reference's getFinal order: hypotheses that reached
+    /// `</s>` first, by score, then unfinished ones, by score (so scores need not fall down
+    /// the list); when none reached `</s>`, the best one is listed twice.
     #[arg(long, value_parser = super::at_least_one)]
     pub nbest: Option<usize>,
     #[command(flatten)]

@@ -90,6 +90,24 @@ impl TokenizerFiles {
                 }
             });
         }
+        // A bare name is a legacy hub id (`roberta-base`, as the hub still resolves it).
+        let bare_name = !spec.is_empty()
+            && spec
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            && !spec.starts_with('-');
+        if bare_name {
+            return Self::from_hub(spec).map_err(|hub_error| {
+                let why = match hub_error {
+                    DataError::Tokenizer { message, .. } => message,
+                    other => other.to_string(),
+                };
+                DataError::Tokenizer {
+                    location: spec.to_string(),
+                    message: format!("no such file or folder here, and as a hub id: {why}"),
+                }
+            });
+        }
         Err(DataError::Tokenizer {
             location: spec.to_string(),
             message: "no such file or folder, and not a hub id (owner/name)".to_string(),

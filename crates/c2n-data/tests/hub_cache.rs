@@ -40,4 +40,24 @@ fn hub_id_is_served_from_the_cache_and_offline_misses_are_errors() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("hub id"), "{err}");
+
+    // A bare name is a legacy hub id (`roberta-base`), served from the cache as well.
+    let legacy = home.path().join("hub/models--tiny-bpe");
+    let legacy_snapshot = legacy.join("snapshots/0123abcd");
+    std::fs::create_dir_all(&legacy_snapshot).unwrap();
+    std::fs::create_dir_all(legacy.join("refs")).unwrap();
+    std::fs::write(legacy.join("refs/main"), "0123abcd").unwrap();
+    common::write_tiny_tokenizer(&legacy_snapshot, false);
+    assert!(matches!(
+        TokenizerFiles::resolve("tiny-bpe").unwrap(),
+        TokenizerFiles::VocabMerges { .. }
+    ));
+    let err = TokenizerFiles::resolve("no-such-name")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("no such file or folder here, and as a hub id")
+            && err.contains("HF_HUB_OFFLINE"),
+        "{err}"
+    );
 }

@@ -100,6 +100,18 @@ fn a_run_folder_given_as_checkpoint_names_the_checkpoints_inside() {
         err.contains("it holds the checkpoints") && err.contains("checkpoint-last"),
         "{err}"
     );
+    // A pipeline's output folder: the run's checkpoints are under `train`.
+    let pipeline = tempfile::tempdir().unwrap();
+    save_checkpoint(
+        &small_model(),
+        pipeline.path().join("train/checkpoint-last"),
+    )
+    .unwrap();
+    let Err(err) = load_checkpoint(pipeline.path(), &Device::Cpu) else {
+        panic!("a pipeline folder is no checkpoint");
+    };
+    let err = err.to_string();
+    assert!(err.contains("train/checkpoint-last"), "{err}");
 }
 
 #[test]

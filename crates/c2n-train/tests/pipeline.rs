@@ -229,6 +229,22 @@ fn pipeline_runs_reports_and_resumes() {
         "the key is named: {err}"
     );
 
+    // A run that failed before any work (here: no such tokenizer) binds nothing: the
+    // corrected rerun with another configuration goes ahead in the same folder.
+    let failed_first = PipelineConfig {
+        output_dir: tmp.path().join("failed-first"),
+        tokenizer: Some(tmp.path().join("no-such-tokenizer").display().to_string()),
+        ..fewer.clone()
+    };
+    assert!(run_pipeline(&failed_first, &mut |_| {}).is_err());
+    let corrected = PipelineConfig {
+        tokenizer: fewer.tokenizer.clone(),
+        test_limit: Some(2),
+        ..failed_first.clone()
+    };
+    let (report, lines) = run(&corrected);
+    assert_eq!(report.test.examples, 2, "{lines:?}");
+
     // A moved output folder scores its own model (the records name it relative to the
     // folder), here after a copy of another run took the old name.
     let moved = PipelineConfig {

@@ -31,16 +31,21 @@ pub fn find_weights_file(path: &Path) -> Result<PathBuf> {
         .map(|f| path.join(f))
         .find(|p| p.is_file())
         .ok_or_else(|| {
-            // A training run's folder holds its checkpoints one level down.
-            let inside: Vec<String> = [
-                "checkpoint-best-bleu",
-                "checkpoint-best-ppl",
-                "checkpoint-last",
-            ]
-            .iter()
-            .filter(|name| path.join(name).is_dir())
-            .map(|name| path.join(name).display().to_string())
-            .collect();
+            // A training run's folder holds its checkpoints one level down (a pipeline's
+            // folder two, under `train`).
+            let inside: Vec<String> = ["", "train"]
+                .iter()
+                .flat_map(|sub| {
+                    [
+                        "checkpoint-best-bleu",
+                        "checkpoint-best-ppl",
+                        "checkpoint-last",
+                    ]
+                    .map(|name| path.join(sub).join(name))
+                })
+                .filter(|dir| dir.is_dir())
+                .map(|dir| dir.display().to_string())
+                .collect();
             let hint = if inside.is_empty() {
                 String::new()
             } else {

@@ -110,10 +110,24 @@ fn compare_configs(earlier: &PipelineConfig, now: &PipelineConfig) -> RunMatch {
     }
 }
 
+/// Whether the run in `output_dir` got anywhere: a finished stage, a training that started
+/// (its checkpoints or metrics), or a report. Before that the recorded configuration and data
+/// bind nothing: a run that failed at once (a wrong tokenizer, a bad line) is simply
+/// replaced by its corrected rerun.
+pub fn run_has_work(output_dir: &Path) -> bool {
+    let train = output_dir.join("train");
+    super::stages::STAGES
+        .iter()
+        .any(|stage| super::stages::stage_file(output_dir, stage).is_file())
+        || train.join(crate::checkpoint_policy::LAST).exists()
+        || train.join("metrics.jsonl").exists()
+        || output_dir.join("report.json").exists()
+}
+
 /// The recorded configuration of the run in `cfg.output_dir`, compared with `cfg`.
 fn recorded_config_match(cfg: &PipelineConfig) -> Result<RunMatch> {
     let path = cfg.output_dir.join(RUN_CONFIG);
-    if !path.is_file() {
+    if !path.is_file() || !run_has_work(&cfg.output_dir) {
         return Ok(RunMatch::Same);
     }
     Ok(compare_configs(&PipelineConfig::load(&path)?, cfg))
@@ -196,7 +210,9 @@ fn data_change(output_dir: &Path, earlier: &[InputDigest], now: &[InputDigest]) 
 /// them as if they were the new data's. The first run records the digests.
 pub fn check_same_data(cfg: &PipelineConfig, log: &mut dyn FnMut(&str)) -> Result<()> {
     let now = current_digests(cfg)?;
-    let Some(earlier) = load_stage::<Vec<InputDigest>>(&cfg.output_dir, INPUTS) else {
+    let earlier = load_stage::<Vec<InputDigest>>(&cfg.output_dir, INPUTS)
+        .filter(|_| run_has_work(&cfg.output_dir));
+    let Some(earlier) = earlier else {
         return save_stage(&cfg.output_dir, INPUTS, &now);
     };
     if let Some(change) = data_change(&cfg.output_dir, &earlier, &now) {
@@ -220,7 +236,9 @@ pub fn earlier_run_match(cfg: &PipelineConfig) -> RunMatch {
     if let RunMatch::Different(_) = by_config {
         return by_config;
     }
-    let Some(earlier) = load_stage::<Vec<InputDigest>>(&cfg.output_dir, INPUTS) else {
+    let earlier = load_stage::<Vec<InputDigest>>(&cfg.output_dir, INPUTS)
+        .filter(|_| run_has_work(&cfg.output_dir));
+    let Some(earlier) = earlier else {
         return by_config;
     };
     let Some(files) = local_source_files(cfg) else {

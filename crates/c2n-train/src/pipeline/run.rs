@@ -238,6 +238,10 @@ fn train_stage(
     ));
     let summary = trainer.run()?;
     let seen = trainer.state().examples_seen;
+    let what = match summary.evaluations {
+        0 => format!("{} updates, no dev evaluation", summary.updates),
+        n => format!("{} updates incl. {n} dev evaluations", summary.updates),
+    };
     // The row covers the whole training, every resume included (the checkpoints keep its
     // seconds), so its examples per second stay meaningful.
     let record = TrainRecord {
@@ -247,14 +251,12 @@ fn train_stage(
             seen,
             if resume {
                 format!(
-                    "{} updates incl. dev evaluations; resumed from checkpoint-last, this \
-                     process {:.1} s and {} examples",
-                    summary.updates,
+                    "{what}; resumed from checkpoint-last, this process {:.1} s and {} examples",
                     start.elapsed().as_secs_f64(),
                     seen - seen_before
                 )
             } else {
-                format!("{} updates incl. dev evaluations", summary.updates)
+                what
             },
         ),
         outcome: TrainOutcome {
@@ -471,6 +473,13 @@ pub fn run_pipeline(cfg: &PipelineConfig, log: &mut dyn FnMut(&str)) -> Result<P
         ));
     }
     let tokenizer_spec = tokenizer_spec(cfg, preset);
+    if cfg.tokenizer.is_none() && preset == Preset::Small {
+        // The user never named it: say where it was looked for.
+        log(&format!(
+            "tokenizer: {tokenizer_spec} (no --tokenizer given; the small preset looks for a \
+             roberta-base folder beside the data folder, else the hub's roberta-base)"
+        ));
+    }
     let splits = resolve_splits(cfg)?;
     check_same_data(cfg, log)?;
     save_run_config(cfg)?;

@@ -30,9 +30,23 @@ pub fn reference_layout_file(dir: &Path, lang: &str, split: &str) -> Result<Path
     } else if gz.is_file() {
         Ok(gz)
     } else {
-        Err(TrainError::Config(format!(
-            "{} not found (nor .gz); --data-dir must hold {{lang}}/{{train,valid,test}}.jsonl",
-            plain.display()
+        // Say what is wrong with the folder, not only which file is missing.
+        let why = if !dir.exists() {
+            format!("{}: no such folder", dir.display())
+        } else if !dir.is_dir() {
+            format!("{}: a file, not a folder", dir.display())
+        } else if dir.join(format!("{split}.jsonl")).is_file()
+            || dir.join(format!("{split}.jsonl.gz")).is_file()
+        {
+            format!(
+                "{} holds the split files itself: give its parent folder as --data-dir",
+                dir.display()
+            )
+        } else {
+            format!("{} not found (nor .gz)", plain.display())
+        };
+        Err(TrainError::InvalidInput(format!(
+            "{why}; --data-dir must hold {lang}/{{train,valid,test}}.jsonl (--lang {lang})"
         )))
     }
 }
@@ -201,5 +215,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("ruby") && err.contains("train.jsonl"), "{err}");
+        // One level too deep: the split files are in the folder itself.
+        let lang_dir = dir.path().join("ruby");
+        std::fs::create_dir_all(&lang_dir).unwrap();
+        std::fs::write(lang_dir.join("train.jsonl"), "{}\n").unwrap();
+        let err = reference_layout_file(&lang_dir, "ruby", "train")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("give its parent folder"), "{err}");
+        let err = reference_layout_file(&dir.path().join("nope"), "ruby", "train")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no such folder"), "{err}");
+        assert!(reference_layout_file(dir.path(), "ruby", "train").is_ok());
     }
 }
