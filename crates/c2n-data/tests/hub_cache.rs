@@ -6,15 +6,22 @@ mod common;
 
 use c2n_data::{RobertaTokenizer, TokenizerFiles};
 
-#[test]
-fn hub_id_is_served_from_the_cache_and_offline_misses_are_errors() {
-    let home = tempfile::tempdir().unwrap();
-    let repo = home.path().join("hub/models--someorg--tiny-bpe");
+/// A hub cache entry for `repo_folder` (`models--owner--name`) holding the tiny tokenizer;
+/// its snapshot folder.
+fn cached_tokenizer(home: &std::path::Path, repo_folder: &str) -> std::path::PathBuf {
+    let repo = home.join("hub").join(repo_folder);
     let snapshot = repo.join("snapshots/0123abcd");
     std::fs::create_dir_all(&snapshot).unwrap();
     std::fs::create_dir_all(repo.join("refs")).unwrap();
     std::fs::write(repo.join("refs/main"), "0123abcd").unwrap();
     common::write_tiny_tokenizer(&snapshot, false);
+    snapshot
+}
+
+#[test]
+fn hub_id_is_served_from_the_cache_and_offline_misses_are_errors() {
+    let home = tempfile::tempdir().unwrap();
+    let snapshot = cached_tokenizer(home.path(), "models--someorg--tiny-bpe");
     std::env::set_var("HF_HOME", home.path());
     std::env::set_var("HF_HUB_OFFLINE", "1");
 
@@ -42,12 +49,7 @@ fn hub_id_is_served_from_the_cache_and_offline_misses_are_errors() {
     assert!(err.contains("hub id"), "{err}");
 
     // A bare name is a legacy hub id (`roberta-base`), served from the cache as well.
-    let legacy = home.path().join("hub/models--tiny-bpe");
-    let legacy_snapshot = legacy.join("snapshots/0123abcd");
-    std::fs::create_dir_all(&legacy_snapshot).unwrap();
-    std::fs::create_dir_all(legacy.join("refs")).unwrap();
-    std::fs::write(legacy.join("refs/main"), "0123abcd").unwrap();
-    common::write_tiny_tokenizer(&legacy_snapshot, false);
+    cached_tokenizer(home.path(), "models--tiny-bpe");
     assert!(matches!(
         TokenizerFiles::resolve("tiny-bpe").unwrap(),
         TokenizerFiles::VocabMerges { .. }
