@@ -49,6 +49,8 @@ fn inputs(args: &PrepareArgs) -> Result<Vec<(String, String, PathBuf)>> {
             found.push((lang.clone(), split.to_string(), gz));
         } else if args.split.is_some() {
             bail!("{} not found (nor .gz)", plain.display());
+        } else {
+            eprintln!("note: no {split} split ({} nor .gz)", plain.display());
         }
     }
     if found.is_empty() {

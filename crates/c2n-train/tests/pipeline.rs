@@ -264,3 +264,34 @@ fn pipeline_runs_reports_and_resumes() {
         rescored.train.checkpoint
     );
 }
+
+#[test]
+fn a_bad_line_stops_the_pipeline_with_the_way_out() {
+    let Some(shared) = shared_data(&["valid.jsonl", "test.jsonl"]) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let ruby = shared.join("data/codesearchnet/ruby");
+    head_lines(
+        &ruby.join("valid.jsonl"),
+        20,
+        &data.join("ruby/valid.jsonl"),
+    );
+    head_lines(&ruby.join("test.jsonl"), 4, &data.join("ruby/test.jsonl"));
+    // A record without code_tokens at line 3 of the test split.
+    let test_file = data.join("ruby/test.jsonl");
+    let mut lines: Vec<String> = std::fs::read_to_string(&test_file)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    lines[2] = r#"{"docstring_tokens": ["x"]}"#.into();
+    std::fs::write(&test_file, lines.join("\n") + "\n").unwrap();
+    let cfg = tiny_config(&shared, &data, &tmp.path().join("run"));
+    let err = run_pipeline(&cfg, &mut |_| {}).unwrap_err().to_string();
+    assert!(
+        err.contains("test.jsonl:3") && err.contains("reads its data strictly"),
+        "{err}"
+    );
+}

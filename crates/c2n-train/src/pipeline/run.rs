@@ -168,6 +168,14 @@ fn prepare_stage(
                     lock.display()
                 ));
             }
+        })
+        .map_err(|e| match e {
+            // run.py stops at a bad line too; say so, and where to see them all.
+            c2n_data::DataError::BadLine { .. } => TrainError::InvalidInput(format!(
+                "{e} (the pipeline reads its data strictly, as run.py does: fix or remove the \
+                 line; `prepare --data FILE` counts every bad line of a file by reason)"
+            )),
+            other => other.into(),
         })?;
         log(&format!(
             "prepare: {name} {} → {} features ({})",
