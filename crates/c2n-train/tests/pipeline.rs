@@ -5,7 +5,7 @@ use crate::support::{head_lines, shared_data};
 use c2n_eval::{evaluate, Metric};
 use c2n_train::pipeline::{run_pipeline, PipelineConfig, PipelineReport, Preset, SmallModel};
 use serde_json::json;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 fn tiny_config(shared: &Path, data_dir: &Path, out: &Path) -> PipelineConfig {
     let mut train = serde_json::Map::new();
@@ -44,6 +44,23 @@ fn tiny_config(shared: &Path, data_dir: &Path, out: &Path) -> PipelineConfig {
     }
 }
 
+/// `tmp/data/ruby/{valid,test}.jsonl`: the first lines of the shared ruby splits.
+fn ruby_data(shared: &Path, tmp: &Path, valid_lines: usize, test_lines: usize) -> PathBuf {
+    let data = tmp.join("data");
+    let ruby = shared.join("data/codesearchnet/ruby");
+    head_lines(
+        &ruby.join("valid.jsonl"),
+        valid_lines,
+        &data.join("ruby/valid.jsonl"),
+    );
+    head_lines(
+        &ruby.join("test.jsonl"),
+        test_lines,
+        &data.join("ruby/test.jsonl"),
+    );
+    data
+}
+
 fn run(cfg: &PipelineConfig) -> (PipelineReport, Vec<String>) {
     let mut lines = Vec::new();
     let report = run_pipeline(cfg, &mut |l| lines.push(l.to_string())).unwrap();
@@ -56,14 +73,7 @@ fn pipeline_runs_reports_and_resumes() {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let ruby = shared.join("data/codesearchnet/ruby");
-    head_lines(
-        &ruby.join("valid.jsonl"),
-        40,
-        &data.join("ruby/valid.jsonl"),
-    );
-    head_lines(&ruby.join("test.jsonl"), 10, &data.join("ruby/test.jsonl"));
+    let data = ruby_data(&shared, tmp.path(), 40, 10);
     let out = tmp.path().join("run");
     let cfg = tiny_config(&shared, &data, &out);
 
@@ -271,14 +281,7 @@ fn a_bad_line_stops_the_pipeline_with_the_way_out() {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let ruby = shared.join("data/codesearchnet/ruby");
-    head_lines(
-        &ruby.join("valid.jsonl"),
-        20,
-        &data.join("ruby/valid.jsonl"),
-    );
-    head_lines(&ruby.join("test.jsonl"), 4, &data.join("ruby/test.jsonl"));
+    let data = ruby_data(&shared, tmp.path(), 20, 4);
     // A record without code_tokens at line 3 of the test split.
     let test_file = data.join("ruby/test.jsonl");
     let mut lines: Vec<String> = std::fs::read_to_string(&test_file)
