@@ -28,17 +28,33 @@ impl CheckpointArgs {
             return Ok((spec.clone(), None));
         }
         let path = self.checkpoint.join(TRAIN_CONFIG_FILE);
-        if path.is_file() {
-            if let Ok(spec) = TrainConfig::load(&path)?.tokenizer_spec() {
-                let note = format!(
-                    "note: tokenizer {spec} as the checkpoint was trained ({}); --tokenizer \
-                     overrides it",
-                    path.display()
-                );
-                return Ok((spec, Some(note)));
-            }
+        if !path.is_file() {
+            return Ok((DEFAULT_TOKENIZER.to_string(), None));
         }
-        Ok((DEFAULT_TOKENIZER.to_string(), None))
+        let fallback = |why: String| {
+            let note = format!("note: {why}; tokenizer {DEFAULT_TOKENIZER} (pass --tokenizer)");
+            Ok((DEFAULT_TOKENIZER.to_string(), Some(note)))
+        };
+        let saved = match TrainConfig::load(&path) {
+            Ok(saved) => saved,
+            Err(e) => return fallback(format!("unreadable training settings: {e}")),
+        };
+        let Ok(spec) = saved.tokenizer_spec() else {
+            return Ok((DEFAULT_TOKENIZER.to_string(), None));
+        };
+        // A path saved relative to where training ran may not be there from here.
+        let local = std::path::Path::new(&spec);
+        if (local.is_absolute() || spec.starts_with('.')) && !local.exists() {
+            return fallback(format!(
+                "the checkpoint was trained with tokenizer {spec} ({}), not found from here",
+                path.display()
+            ));
+        }
+        let note = format!(
+            "note: tokenizer {spec} as the checkpoint was trained ({}); --tokenizer overrides it",
+            path.display()
+        );
+        Ok((spec, Some(note)))
     }
 }
 
@@ -224,6 +240,20 @@ mod tests {
             args(Some("x/y")).tokenizer_spec().unwrap(),
             ("x/y".to_string(), None)
         );
+        // Saved relative to another working folder, or unreadable: the default, with a note.
+        TrainConfig {
+            tokenizer: Some("../no/such/roberta-base".into()),
+            ..trained.clone()
+        }
+        .save_json(&dir.join(TRAIN_CONFIG_FILE))
+        .unwrap();
+        let (spec, note) = args(None).tokenizer_spec().unwrap();
+        assert_eq!(spec, DEFAULT_TOKENIZER);
+        assert!(note.unwrap().contains("not found from here"));
+        std::fs::write(dir.join(TRAIN_CONFIG_FILE), "garbled").unwrap();
+        let (spec, note) = args(None).tokenizer_spec().unwrap();
+        assert_eq!(spec, DEFAULT_TOKENIZER);
+        assert!(note.unwrap().contains("unreadable"));
         let elsewhere = tempfile::tempdir().unwrap();
         let run_py = CheckpointArgs {
             checkpoint: elsewhere.path().to_path_buf(),

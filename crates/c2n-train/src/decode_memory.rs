@@ -18,7 +18,10 @@ pub fn check_rows_fit(rows: usize, vocab: usize, available: Option<u64>) -> Resu
     let Some(available) = available else {
         return Ok(());
     };
-    let needed = rows as u64 * vocab as u64 * BYTES_PER_ROW_AND_TOKEN;
+    // Saturating: an absurd beam size must be refused, not wrap to a small number.
+    let needed = (rows as u64)
+        .saturating_mul(vocab as u64)
+        .saturating_mul(BYTES_PER_ROW_AND_TOKEN);
     if needed <= available {
         return Ok(());
     }
@@ -56,6 +59,8 @@ mod tests {
             "{err}"
         );
         assert!(check_rows_fit(50_000, 50_265, None).is_ok());
+        // An absurd beam saturates instead of wrapping to a small number.
+        assert!(check_rows_fit(usize::MAX, 50_265, Some(u64::MAX / 2)).is_err());
         if cfg!(target_os = "linux") {
             assert!(available_host_memory().is_some_and(|b| b > 0));
         }

@@ -178,7 +178,7 @@ fn decode_batches(
     if model.device().is_cpu() {
         let largest = batches.iter().map(Vec::len).max().unwrap_or(0);
         crate::decode_memory::check_rows_fit(
-            largest * generation.effective_beam_size(),
+            largest.saturating_mul(generation.effective_beam_size()),
             model.config().vocab_size,
             crate::decode_memory::available_host_memory(),
         )?;

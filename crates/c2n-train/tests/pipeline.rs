@@ -247,13 +247,21 @@ fn pipeline_runs_reports_and_resumes() {
         ..fewer.clone()
     };
     assert!(run_pipeline(&failed_first, &mut |_| {}).is_err());
+    // The corrected rerun also holds out another number of dev examples: the failed
+    // attempt's held-out copies must not be reused.
     let corrected = PipelineConfig {
         tokenizer: fewer.tokenizer.clone(),
         test_limit: Some(2),
+        holdout: 5,
         ..failed_first.clone()
     };
     let (report, lines) = run(&corrected);
     assert_eq!(report.test.examples, 2, "{lines:?}");
+    assert_eq!(report.dev.examples, 5, "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l.contains("failed before any work")),
+        "{lines:?}"
+    );
 
     // A moved output folder scores its own model (the records name it relative to the
     // folder), here after a copy of another run took the old name.

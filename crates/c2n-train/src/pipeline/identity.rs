@@ -124,6 +124,66 @@ pub fn run_has_work(output_dir: &Path) -> bool {
         || output_dir.join("report.json").exists()
 }
 
+/// A run that failed before any work ([`run_has_work`] is false) binds nothing, but it may
+/// have left files that a rerun would reuse without a check: the held-out split copies and
+/// hub downloads under `OUTPUT/data`, the small preset's `OUTPUT/init-small`, the recorded
+/// digests. When the rerun's configuration or (local) source files differ from the failed
+/// attempt's, they are removed first, so nothing of the old data or model shape carries over.
+pub fn discard_leftovers_of_a_failed_start(
+    cfg: &PipelineConfig,
+    log: &mut dyn FnMut(&str),
+) -> Result<()> {
+    let out = &cfg.output_dir;
+    let recorded = out.join(RUN_CONFIG);
+    if run_has_work(out) || !recorded.is_file() {
+        return Ok(());
+    }
+    let config_changed = match PipelineConfig::load(&recorded) {
+        Ok(earlier) => compare_configs(&earlier, cfg) != RunMatch::Same,
+        Err(_) => true,
+    };
+    let data_changed = match (
+        load_stage::<Vec<InputDigest>>(out, INPUTS),
+        local_source_files(cfg),
+    ) {
+        (Some(earlier), Some(files)) => {
+            let now: Result<Vec<InputDigest>> = files
+                .into_iter()
+                .map(|(split, path)| digest(split, path))
+                .collect();
+            now.map_or(true, |now| data_change(out, &earlier, &now).is_some())
+        }
+        _ => false,
+    };
+    if !config_changed && !data_changed {
+        return Ok(());
+    }
+    for leftover in [
+        out.join("data"),
+        out.join("init-small"),
+        super::stages::stage_file(out, INPUTS),
+    ] {
+        let removed = if leftover.is_dir() {
+            std::fs::remove_dir_all(&leftover)
+        } else {
+            std::fs::remove_file(&leftover)
+        };
+        match removed {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(TrainError::io(&leftover, e))
+            }
+            _ => {}
+        }
+    }
+    log(&format!(
+        "an earlier attempt in {} failed before any work, with other {}: its data copies and \
+         initial model are discarded",
+        out.display(),
+        if config_changed { "settings" } else { "data" }
+    ));
+    Ok(())
+}
+
 /// The recorded configuration of the run in `cfg.output_dir`, compared with `cfg`.
 fn recorded_config_match(cfg: &PipelineConfig) -> Result<RunMatch> {
     let path = cfg.output_dir.join(RUN_CONFIG);

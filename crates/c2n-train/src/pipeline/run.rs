@@ -473,6 +473,7 @@ pub fn run_pipeline(cfg: &PipelineConfig, log: &mut dyn FnMut(&str)) -> Result<P
         describe_device(&device),
         out.display()
     ));
+    super::identity::discard_leftovers_of_a_failed_start(cfg, log)?;
     check_same_run(cfg, log)?;
     if cfg.dev_split == cfg.test_split {
         log(&format!(
@@ -483,9 +484,13 @@ pub fn run_pipeline(cfg: &PipelineConfig, log: &mut dyn FnMut(&str)) -> Result<P
     let tokenizer_spec = tokenizer_spec(cfg, preset);
     if cfg.tokenizer.is_none() && preset == Preset::Small {
         // The user never named it: say where it was looked for.
+        let looked = if cfg.data_dir.is_some() {
+            "a roberta-base folder beside the data folder, else the hub's roberta-base"
+        } else {
+            "the hub's roberta-base"
+        };
         log(&format!(
-            "tokenizer: {tokenizer_spec} (no --tokenizer given; the small preset looks for a \
-             roberta-base folder beside the data folder, else the hub's roberta-base)"
+            "tokenizer: {tokenizer_spec} (no --tokenizer given; the small preset takes {looked})"
         ));
     }
     let splits = resolve_splits(cfg)?;

@@ -35,8 +35,9 @@ pub fn reference_layout_file(dir: &Path, lang: &str, split: &str) -> Result<Path
             format!("{}: no such folder", dir.display())
         } else if !dir.is_dir() {
             format!("{}: a file, not a folder", dir.display())
-        } else if dir.join(format!("{split}.jsonl")).is_file()
-            || dir.join(format!("{split}.jsonl.gz")).is_file()
+        } else if dir.file_name().is_some_and(|name| name == lang)
+            && (dir.join(format!("{split}.jsonl")).is_file()
+                || dir.join(format!("{split}.jsonl.gz")).is_file())
         {
             format!(
                 "{} holds the split files itself: give its parent folder as --data-dir",
