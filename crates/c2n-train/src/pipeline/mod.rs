@@ -11,7 +11,8 @@
 //!   skips it and says so; an interrupted training resumes from `checkpoint-last`; a rerun
 //!   with another configuration or changed source files is refused ([`identity`]), unless
 //!   only `dev_limit`, `test_limit` or `progress` changed: then the evaluation whose limit
-//!   changed runs again;
+//!   changed runs again; an earlier attempt that failed before any work binds nothing (its
+//!   leftovers are discarded when the settings or data differ);
 //! * report ([`report`]): BLEU dev/test (2 decimals and the full value), perplexity, time
 //!   and throughput per stage, device, config, the published number next to ours, and a
 //!   PNG of the training curves ([`plot`]), as `report.md` + `report.json`.
