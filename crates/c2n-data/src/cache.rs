@@ -309,19 +309,7 @@ pub fn prepare(
         return Ok(hit(store, manifest));
     }
     // One builder per cache folder at a time: the others wait here, then find its cache.
-    fs::create_dir_all(&req.cache_dir).map_err(|e| {
-        // The OS says "File exists" where a file stands in the folder's place.
-        match req.cache_dir.ancestors().find(|p| p.is_file()) {
-            Some(file) => DataError::io(
-                file,
-                std::io::Error::new(
-                    std::io::ErrorKind::NotADirectory,
-                    "is a file, not a folder: choose another cache folder",
-                ),
-            ),
-            None => DataError::io(&req.cache_dir, e),
-        }
-    })?;
+    crate::folder::create(&req.cache_dir, "cache folder")?;
     let _lock = BuildLock::acquire(&dir, progress)?;
     let status = if dir.exists() {
         match try_load(&dir, &fp, req.verify_checksum) {

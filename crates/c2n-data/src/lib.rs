@@ -72,6 +72,7 @@ pub mod code_input;
 pub mod error;
 pub mod example;
 pub mod features;
+pub mod folder;
 #[cfg(feature = "hub")]
 pub mod hub;
 pub mod partition;

@@ -1,28 +1,12 @@
 //! Creating the folders a run writes into, with a clear error where a file stands in the way.
 
-use crate::{Result, TrainError};
-use std::io;
+use crate::Result;
 use std::path::Path;
 
-/// Creates `dir` and its parents. Where `dir` or one of its parents is a file, the error says
-/// so and names that file, instead of the OS's "File exists" or "Not a directory".
+/// Creates `dir` and its parents ([`c2n_data::folder::create`]): where `dir` or one of its
+/// parents is a file, the error says so and names that file.
 pub fn create(dir: &Path) -> Result<()> {
-    match std::fs::create_dir_all(dir) {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            let file = dir.ancestors().find(|p| p.is_file()).map(Path::to_path_buf);
-            match file {
-                Some(file) => Err(TrainError::io(
-                    file,
-                    io::Error::new(
-                        io::ErrorKind::NotADirectory,
-                        "is a file, not a folder: choose another output folder, or move the file",
-                    ),
-                )),
-                None => Err(TrainError::io(dir, e)),
-            }
-        }
-    }
+    Ok(c2n_data::folder::create(dir, "output folder")?)
 }
 
 #[cfg(test)]

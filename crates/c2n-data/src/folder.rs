@@ -1,0 +1,22 @@
+//! Creating the folders this workspace writes into (caches, run outputs), with a clear error
+//! where a file stands in the way.
+
+use crate::{DataError, Result};
+use std::io;
+use std::path::Path;
+
+/// Creates `dir` and its parents. Where `dir` or one of its parents is a file, the error
+/// names that file ("is a file, not a folder: choose another {what}") instead of the OS's
+/// "File exists" or "Not a directory".
+pub fn create(dir: &Path, what: &str) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| match dir.ancestors().find(|p| p.is_file()) {
+        Some(file) => DataError::io(
+            file,
+            io::Error::new(
+                io::ErrorKind::NotADirectory,
+                format!("is a file, not a folder: choose another {what}, or move the file"),
+            ),
+        ),
+        None => DataError::io(dir, e),
+    })
+}
