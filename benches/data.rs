@@ -3,7 +3,8 @@
 //!
 //! `cargo bench --bench data`. Needs `../shared` (or `$C2N_SHARED`); without it every bench is
 //! skipped with a message. The Python reference for the same work is
-//! `tools/bench_reference_featurize.py`.
+//! `tools/bench_reference_featurize.py`; `tools/bench_featurize_ratio.py` runs both in one run
+//! (with `examples/bench_featurize.rs`) and prints the ratios.
 
 use std::path::PathBuf;
 

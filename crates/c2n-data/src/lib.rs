@@ -83,6 +83,7 @@ pub mod shard;
 pub mod stats;
 pub mod tokenizer;
 pub mod whitespace;
+mod word_cache;
 
 pub use batch::{
     inference_batches, make_batch, plan_epoch, rank_batches, Batch, BatchConfig, Padding,
