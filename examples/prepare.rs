@@ -146,6 +146,13 @@ fn main() -> Result<()> {
                 read.lines.saturating_sub(1)
             );
         }
+        if read.empty_files > 0 {
+            // Lenient reading lets an empty file through (strict refuses it): never silently.
+            eprintln!(
+                "{}: warning: the file is empty (no line): nothing to prepare from it",
+                path.display()
+            );
+        }
         let surrogates = prepared.manifest.report.read.lone_surrogate_lines;
         if surrogates > 0 {
             eprintln!(
