@@ -81,9 +81,19 @@ fn read_report(dir: &Path) -> Option<PipelineReport> {
     serde_json::from_str(&text).ok()
 }
 
+/// The last `lines` lines of a failed run's log, before any backtrace (a child run with
+/// `RUST_BACKTRACE=1` ends its log with stack frames, not with its error).
 fn log_tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
+    tail_before_backtrace(&text, lines)
+}
+
+fn tail_before_backtrace(text: &str, lines: usize) -> String {
+    let text = match text.rfind("\nStack backtrace:") {
+        Some(at) => &text[..at],
+        None => text,
+    };
+    let all: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
@@ -183,4 +193,19 @@ pub fn run_points(
         .into_iter()
         .flatten()
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_is_told_by_its_error_not_its_backtrace() {
+        let log = "step 1\nError: tokenizer /x: no such file\n\nStack backtrace:\n   0: main\n   8: _start\n";
+        assert_eq!(
+            tail_before_backtrace(log, 2),
+            "step 1\nError: tokenizer /x: no such file"
+        );
+        assert_eq!(tail_before_backtrace("a\nb\nc\n", 2), "b\nc");
+    }
 }
