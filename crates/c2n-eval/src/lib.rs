@@ -57,8 +57,9 @@
 //!   fields dropped), later duplicate ids overwrite earlier ones; gold lines need exactly one tab
 //!   (error naming file and line otherwise), ids are compared unstripped, an id may have several
 //!   references (max clipping, shortest reference length); gold ids without prediction are
-//!   skipped, and no match at all is an error. Files are strict UTF-8 with Python's universal
-//!   newlines.
+//!   skipped, and no match at all is an error. Files are strict UTF-8; the gold file is read
+//!   with Python's universal newlines, the predictions as `sys.stdin` reads them on Linux (rows
+//!   end at `\n` only).
 //! * **Printing**: [`python_repr`] and [`python_round`] reproduce `repr(float)` and
 //!   `round(x, 2)`.
 
