@@ -136,7 +136,10 @@ impl Trainer {
             self.save_checkpoint(LAST, true)?;
         }
         let bleu_text = bleu.map_or(String::new(), |b| {
-            format!(" bleu {:.2}", crate::checkpoint_policy::python_round2(b))
+            format!(
+                " bleu {}",
+                c2n_eval::python_repr(crate::checkpoint_policy::python_round2(b))
+            )
         });
         Ok(format!(
             "eval after update {global_step}: train loss {train_loss:.5} dev loss {:.5} ppl {:.5}{bleu_text} → {}",
