@@ -35,7 +35,9 @@ pub struct ModelConfig {
     pub max_position_embeddings: usize,
     pub type_vocab_size: usize,
     pub layer_norm_eps: f64,
+    #[serde(serialize_with = "shortest_f32")]
     pub hidden_dropout_prob: f32,
+    #[serde(serialize_with = "shortest_f32")]
     pub attention_probs_dropout_prob: f32,
     pub pad_token_id: u32,
     pub bos_token_id: u32,
@@ -62,7 +64,10 @@ pub struct ModelConfig {
     #[serde(skip_serializing_if = "is_default_decoder_ffn_dim")]
     pub decoder_ffn_dim: usize,
     /// Dropout inside the decoder layers (reference: 0.1).
-    #[serde(skip_serializing_if = "is_default_dropout")]
+    #[serde(
+        skip_serializing_if = "is_default_dropout",
+        serialize_with = "shortest_f32"
+    )]
     pub decoder_dropout: f32,
     /// Decoder feed-forward activation (reference: relu).
     #[serde(skip_serializing_if = "is_relu")]
@@ -101,6 +106,18 @@ fn is_default_decoder_layers(v: &usize) -> bool {
 fn is_default_decoder_ffn_dim(v: &usize) -> bool {
     *v == DEFAULT_DECODER_FFN_DIM
 }
+/// An f32 written as the shortest decimal that reads back as it (`0.1`, not the f64 widening
+/// `0.10000000149011612`), so that `config.json` says what a Python config says.
+fn shortest_f32<S: serde::Serializer>(
+    v: &f32,
+    serializer: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    match v.to_string().parse::<f64>() {
+        Ok(decimal) if v.is_finite() => serializer.serialize_f64(decimal),
+        _ => serializer.serialize_f32(*v),
+    }
+}
+
 fn is_default_dropout(v: &f32) -> bool {
     *v == DEFAULT_DROPOUT
 }
@@ -271,6 +288,22 @@ impl ModelConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dropout_probabilities_are_written_as_python_writes_them() {
+        let mut cfg = ModelConfig::codebert();
+        cfg.decoder_dropout = 0.3;
+        let text = cfg.to_json_string().unwrap();
+        assert!(text.contains("\"hidden_dropout_prob\": 0.1,"), "{text}");
+        assert!(
+            text.contains("\"attention_probs_dropout_prob\": 0.1,"),
+            "{text}"
+        );
+        assert!(text.contains("\"decoder_dropout\": 0.3"), "{text}");
+        let back = ModelConfig::from_json_str(&text).unwrap();
+        assert_eq!(back.hidden_dropout_prob, 0.1f32);
+        assert_eq!(back.decoder_dropout, 0.3f32);
+    }
 
     #[test]
     fn small_preset_matches_the_config_written_by_the_python_reference() {
