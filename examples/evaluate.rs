@@ -43,7 +43,8 @@ fn main() -> Result<()> {
             max_length: decoding.max_target_len,
             tie_order: args.tie_order.into(),
             ..Default::default()
-        },
+        }
+        .with_overrides(&args.search_rules.overrides()),
         max_source_len: decoding.max_source_len,
         batch_size: args.batch_size,
         padding: args.padding.into(),

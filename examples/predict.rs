@@ -26,25 +26,29 @@ fn main() -> Result<()> {
     if let Some(note) = decoding.note() {
         eprintln!("{note}");
     }
+    let generation = GenerationConfig {
+        beam_size: decoding.beam_size,
+        max_length: decoding.max_target_len,
+        tie_order: args.tie_order.into(),
+        ..Default::default()
+    }
+    .with_overrides(&args.search_rules.overrides());
+    generation.validate()?;
     if let Some(k) = args.nbest {
-        if k > decoding.beam_size {
-            bail!(
-                "--nbest {k} exceeds --beam-size {}: a beam keeps only beam-size hypotheses",
-                decoding.beam_size
-            );
+        let rows = generation.effective_beam_size();
+        if k > rows {
+            let what = if args.search_rules.greedy {
+                "greedy decoding keeps one hypothesis".to_string()
+            } else {
+                format!("--beam-size is {rows}: a beam keeps only beam-size hypotheses")
+            };
+            bail!("--nbest {k} exceeds what the search keeps: {what}");
         }
     }
     let examples = match &args.jsonl {
         Some(path) => read_code_examples(path)?,
         None => vec![single_example(&args)?],
     };
-    let generation = GenerationConfig {
-        beam_size: decoding.beam_size,
-        max_length: decoding.max_target_len,
-        tie_order: args.tie_order.into(),
-        ..Default::default()
-    };
-    generation.validate()?;
     // Opened before the long part, so that a bad --output path fails at once.
     let stdout = std::io::stdout();
     let mut out: Box<dyn Write> = match &args.output {

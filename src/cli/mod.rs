@@ -9,6 +9,7 @@ pub mod evaluate;
 pub mod pipeline;
 pub mod predict;
 pub mod prepare;
+pub mod search_rules;
 pub mod sweep;
 pub mod tie_order;
 pub mod train;

@@ -1,6 +1,7 @@
 //! Flags of `examples/predict.rs`.
 
 use super::checkpoint::{CheckpointArgs, DecodingArgs};
+use super::search_rules::SearchRuleArgs;
 use super::tie_order::TieOrderArg;
 use clap::Parser;
 use std::path::PathBuf;
@@ -45,6 +46,8 @@ pub struct PredictArgs {
     /// GPU), torch-cpu (as torch.topk on the CPU) or lower-index.
     #[arg(long, value_enum, default_value = "auto")]
     pub tie_order: TieOrderArg,
+    #[command(flatten)]
+    pub search_rules: SearchRuleArgs,
     /// auto | cpu | cuda | cuda:N
     #[arg(long, default_value = "auto")]
     pub device: String,
