@@ -3,6 +3,7 @@
 use crate::data::Padding;
 use crate::train::comm::{Backend, CommError, GradWeighting, LaunchEnv, LaunchSpec, Launcher};
 use crate::train::config::{BackwardPath, Precision, TrainOverrides};
+use crate::train::loop_plan::AccumulationMode;
 use clap::{Parser, ValueEnum};
 use std::path::PathBuf;
 
@@ -83,6 +84,25 @@ impl From<BackendArg> for Backend {
             BackendArg::Threads => Backend::Threads,
             BackendArg::Mpi => Backend::Mpi,
             BackendArg::Nccl => Backend::Nccl,
+        }
+    }
+}
+
+/// When accumulated gradients are applied.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AccumulationArg {
+    /// Every grad-accum batches, counted over the whole run.
+    Fixed,
+    /// run.py's rule: the first update after grad-accum − 1 batches, the phase restarted at
+    /// each evaluation (for parity with the reference when grad-accum > 1).
+    Reference,
+}
+
+impl From<AccumulationArg> for AccumulationMode {
+    fn from(a: AccumulationArg) -> Self {
+        match a {
+            AccumulationArg::Fixed => AccumulationMode::Fixed,
+            AccumulationArg::Reference => AccumulationMode::Reference,
         }
     }
 }
@@ -235,6 +255,10 @@ pub struct TrainArgs {
     /// Gradient accumulation steps per update (default: 1).
     #[arg(long)]
     pub grad_accum: Option<u64>,
+    /// When accumulated gradients are applied: fixed (every grad-accum batches) or reference
+    /// (run.py's off-by-one rule) (default: fixed).
+    #[arg(long, value_enum)]
+    pub accumulation: Option<AccumulationArg>,
     /// Peak learning rate (default: 0.00005).
     #[arg(long, allow_hyphen_values = true)]
     pub lr: Option<f64>,
@@ -336,6 +360,7 @@ impl TrainArgs {
             batch_size: self.batch_size,
             eval_batch_size: self.eval_batch_size,
             grad_accum: self.grad_accum,
+            accumulation: self.accumulation.map(AccumulationMode::from),
             lr: self.lr,
             weight_decay: self.weight_decay,
             adam_eps: self.adam_eps,

@@ -42,7 +42,8 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 SMALL = os.path.join(ROOT, "crates/c2n-model/tests/data/small")
 SMALL_SHAPE = ["--decoder-layers", "2", "--decoder-ffn", "32"]
 
-# name, variant, original flags, our flags (both: dropout off, file order)
+# name, variant, original flags, our flags (both: dropout off, file order; ours also with
+# run.py's accumulation rule, `--accumulation reference`, which matters from GA 2 on)
 TRAINING_CASES = [
     ("A, GA 1, one batch per update", "A",
      "--train_batch_size 16 --eval_batch_size 8 --learning_rate 1e-3 --train_steps 6 "
@@ -284,7 +285,7 @@ def compare_training(args, work, pre, case):
     run([os.path.join(args.examples, "train"), "--init", SMALL, "--train-data", train,
          "--dev-data", dev, "--tokenizer", args.tokenizer, "--output-dir", ours_dir,
          "--max-source-len", source_len, "--max-target-len", target_len, "--dropout", "0",
-         "--no-shuffle", "--device", "cpu", *our_flags.split()],
+         "--no-shuffle", "--device", "cpu", "--accumulation", "reference", *our_flags.split()],
         os.path.join(case_dir, "ours.log"))
     text = open(original_log).read()
     ppl = [float(x) for x in re.findall(r"eval_ppl = ([0-9.]+)", text)]

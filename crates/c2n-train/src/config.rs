@@ -90,6 +90,8 @@ pub struct TrainConfig {
     pub batch_size: usize,
     pub eval_batch_size: usize,
     pub grad_accum: u64,
+    /// When accumulated gradients are applied: every `grad_accum` batches (`fixed`, the
+    /// default) or by run.py's off-by-one rule (`reference`; spec §11.7).
     pub accumulation: AccumulationMode,
     pub lr: f64,
     pub weight_decay: f64,
@@ -158,7 +160,7 @@ impl Default for TrainConfig {
             batch_size: 64,
             eval_batch_size: 64,
             grad_accum: 1,
-            accumulation: AccumulationMode::Reference,
+            accumulation: AccumulationMode::Fixed,
             lr: 5e-5,
             weight_decay: 0.0,
             adam_eps: 1e-8,
@@ -203,6 +205,7 @@ pub struct TrainOverrides {
     pub batch_size: Option<usize>,
     pub eval_batch_size: Option<usize>,
     pub grad_accum: Option<u64>,
+    pub accumulation: Option<AccumulationMode>,
     pub lr: Option<f64>,
     pub weight_decay: Option<f64>,
     pub adam_eps: Option<f64>,
@@ -296,6 +299,9 @@ impl TrainConfig {
         }
         if let Some(w) = o.grad_weighting {
             self.grad_weighting = w;
+        }
+        if let Some(a) = o.accumulation {
+            self.accumulation = a;
         }
         if let Some(steps) = o.train_steps {
             self.train_steps = Some(steps);

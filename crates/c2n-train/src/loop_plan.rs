@@ -11,16 +11,17 @@
 //!   `train_steps` is a multiple of `eval_steps`.
 //! * **Variant B** (`--num_train_epochs`): a fresh permutation per epoch; evaluation after
 //!   every epoch.
-//! * **Accumulation**: in [`AccumulationMode::Reference`] an update follows a batch when
-//!   `(nb_tr_steps + 1) % GA == 0` after the increment — so with GA > 1 the first update
-//!   comes after GA − 1 batches (one for GA = 2), later ones every GA — and `nb_tr_steps`
-//!   resets at every evaluation.
-//!   [`AccumulationMode::Fixed`] (a documented deviation, off by default) updates when
-//!   `nb_tr_steps % GA == 0`, i.e. every GA batches.
+//! * **Accumulation** ([`AccumulationMode`]): by default ([`AccumulationMode::Fixed`]) an
+//!   update follows every GA-th batch, counted over the whole run: evaluations and epoch ends
+//!   do not move the phase. The reference's rule ([`AccumulationMode::Reference`], on request:
+//!   `--accumulation reference`, for parity with run.py when GA > 1) updates when
+//!   `(nb_tr_steps + 1) % GA == 0` after the increment — so the first update comes after
+//!   GA − 1 batches (one for GA = 2), later ones every GA — and resets `nb_tr_steps` at every
+//!   evaluation (spec §11.7).
 //! * **The first evaluation (A)**: `run.py` sets `eval_flag = True` before its loop, so with
-//!   `eval_steps` 1 (`--eval_steps -1`) and a first batch that does not update (GA ≥ 3, or
-//!   [`AccumulationMode::Fixed`] with GA ≥ 2) the untrained model is evaluated after that
-//!   batch, which also resets the accumulation phase ([`LoopCounters::at_start`]).
+//!   `eval_steps` 1 (`--eval_steps -1`) and a first batch that does not update (GA ≥ 2, or GA ≥ 3
+//!   with the reference rule) the untrained model is evaluated after that batch
+//!   ([`LoopCounters::at_start`]); with the reference rule that also resets its phase.
 //!
 //! ```
 //! use c2n_train::loop_plan::{LoopDriver, LoopPlan, LoopKind, AccumulationMode};
@@ -41,10 +42,12 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AccumulationMode {
-    /// The reference's off-by-one rule `(nb_tr_steps + 1) % GA == 0`.
-    #[default]
+    /// The reference's off-by-one rule `(nb_tr_steps + 1) % GA == 0`, with `nb_tr_steps`
+    /// reset at every evaluation: what run.py does (spec §11.7), on request.
     Reference,
-    /// Every GA batches (`nb_tr_steps % GA == 0`): a deviation from the reference.
+    /// Every GA batches over the whole run (the default): each update sums exactly GA
+    /// micro-batches. With GA = 1 both modes are the same.
+    #[default]
     Fixed,
 }
 
@@ -222,7 +225,7 @@ impl LoopDriver {
                 let evaluate = c.eval_flag
                     && eval_steps.is_some_and(|e| (c.global_step + 1).is_multiple_of(e));
                 if evaluate {
-                    c.nb_tr_steps = 0;
+                    c.nb_tr_steps = phase_after_evaluation(self.plan.accumulation, c.nb_tr_steps);
                     c.eval_flag = false;
                 }
                 c.batches_done += 1;
@@ -247,7 +250,8 @@ impl LoopDriver {
                 let pass_end = c.batch_in_epoch == per_pass;
                 if pass_end {
                     if evaluate {
-                        c.nb_tr_steps = 0;
+                        c.nb_tr_steps =
+                            phase_after_evaluation(self.plan.accumulation, c.nb_tr_steps);
                     }
                     c.epoch += 1;
                     c.batch_in_epoch = 0;
@@ -263,6 +267,15 @@ impl LoopDriver {
                 })
             }
         }
+    }
+}
+
+/// `nb_tr_steps` after an evaluation: run.py zeroes it (which moves its accumulation
+/// phase); the fixed rule keeps counting.
+fn phase_after_evaluation(mode: AccumulationMode, nb_tr_steps: u64) -> u64 {
+    match mode {
+        AccumulationMode::Reference => 0,
+        AccumulationMode::Fixed => nb_tr_steps,
     }
 }
 
@@ -368,6 +381,31 @@ mod tests {
         plan.accumulation = AccumulationMode::Fixed;
         let (updates, _) = flags(plan);
         assert_eq!(updates, vec![false, false, true, false, false, true]);
+        assert_eq!(AccumulationMode::default(), AccumulationMode::Fixed);
+    }
+
+    #[test]
+    fn fixed_accumulation_keeps_its_phase_through_evaluations() {
+        // GA 2, eval_steps 1: the untrained evaluation after b1 (run.py's eval_flag) and the
+        // evaluations after each update leave the phase alone: updates after b2, b4, b6.
+        let mut plan = steps_plan(6, Some(1), 10, 2);
+        plan.accumulation = AccumulationMode::Fixed;
+        let (updates, evals) = flags(plan);
+        assert_eq!(updates, vec![false, true, false, true, false, true]);
+        assert_eq!(evals, vec![true, true, false, true, false, true]);
+        // Variant B with evaluation, 3 batches an epoch: the phase runs across epoch ends.
+        let plan = LoopPlan {
+            kind: LoopKind::Epochs {
+                epochs: 2,
+                evaluate: true,
+            },
+            batches_per_pass: 3,
+            grad_accum: 2,
+            accumulation: AccumulationMode::Fixed,
+            stop_after: None,
+        };
+        let (updates, _) = flags(plan);
+        assert_eq!(updates, vec![false, true, false, true, false, true]);
     }
 
     #[test]

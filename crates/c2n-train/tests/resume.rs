@@ -6,6 +6,7 @@ use crate::support;
 
 use c2n_data::{Feature, Padding};
 use c2n_train::data::DevSet;
+use c2n_train::loop_plan::AccumulationMode;
 use c2n_train::metrics::MetricsLog;
 use c2n_train::model_setup::with_dropout;
 use c2n_train::trainer::Trainer;
@@ -323,6 +324,7 @@ fn variant_b_resume_after_an_evaluation_keeps_pending_gradients() {
         c.epochs = Some(3);
         c.batch_size = 2;
         c.grad_accum = 2; // micro-batches of 1 example
+        c.accumulation = AccumulationMode::Reference; // the phase reset at each epoch's end
         c.shuffle = true;
     };
     let fx = expected();
@@ -373,6 +375,7 @@ fn variant_a_evaluates_before_the_first_update_like_run_py_and_resumes_from_ther
         c.eval_steps = Some(1);
         c.batch_size = 3;
         c.grad_accum = 3; // micro-batches of 1 example
+        c.accumulation = AccumulationMode::Reference; // run.py's phase reset
     };
     let full_dir = tempfile::tempdir().unwrap();
     let mut full = trainer(full_dir.path(), configure, true);

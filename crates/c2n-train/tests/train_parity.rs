@@ -11,6 +11,7 @@ use crate::support;
 
 use c2n_train::config::BackwardPath;
 use c2n_train::data::DevSet;
+use c2n_train::loop_plan::AccumulationMode;
 use c2n_train::model_setup::POSITION_EMBEDDINGS;
 use c2n_train::trainer::Trainer;
 use candle_core::Device;
@@ -37,6 +38,8 @@ fn run_case_with(case: &str, backward: BackwardPath) {
     let mut config = tiny_config(&fx, dir.path().to_path_buf());
     config.batch_size = spec["batch_size"].as_u64().unwrap() as usize;
     config.grad_accum = spec["grad_accum"].as_u64().unwrap();
+    // The fixtures are run.py's loop: its off-by-one accumulation rule.
+    config.accumulation = AccumulationMode::Reference;
     config.backward = backward;
     let feats = features(&fx);
     let dev = match spec["epochs"].as_u64() {
