@@ -26,7 +26,7 @@
 //! ```
 //! Only rank 0 writes checkpoints, metrics and dev outputs, and prints.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Parser;
 use code2nl::cli::train::TrainArgs;
 use code2nl::outln;
@@ -38,16 +38,11 @@ use code2nl::train::TrainError;
 fn main() -> Result<()> {
     let args = TrainArgs::parse();
     let spec = args.launch_spec()?;
-    let mut config = match &args.config {
-        Some(path) => {
-            TrainConfig::load(path).with_context(|| format!("loading {}", path.display()))?
-        }
-        None => TrainConfig::default(),
-    };
-    config.apply(&args.overrides());
-    if args.quiet {
-        config.progress = false;
+    let resolved = args.resolve_config()?;
+    for note in &resolved.notes {
+        eprintln!("note: {note}");
     }
+    let config = resolved.config;
     let output_dir = config.output_dir.clone();
     let resume = args.resume;
     // The closure is the whole run of one rank; with threads it runs once per thread.

@@ -83,6 +83,52 @@ fn train_flags_reach_the_overrides() {
 }
 
 #[test]
+fn resume_without_a_config_takes_the_saved_settings() {
+    use clap::Parser;
+    use code2nl::train::config::TrainConfig;
+    let out = tempfile::tempdir().unwrap();
+    let last = out.path().join("checkpoint-last");
+    std::fs::create_dir_all(&last).unwrap();
+    let saved = TrainConfig {
+        lr: 3e-4,
+        grad_accum: 2,
+        batch_size: 8,
+        stop_after: Some(3),
+        ..TrainConfig::default()
+    };
+    saved.save_json(&last.join("train_config.json")).unwrap();
+    let dir = out.path().to_str().unwrap();
+    let resolve = |extra: &[&str]| {
+        let mut argv = vec!["train", "--resume", "--output-dir", dir];
+        argv.extend_from_slice(extra);
+        cli::train::TrainArgs::try_parse_from(argv)
+            .unwrap()
+            .resolve_config()
+            .unwrap()
+    };
+    let plain = resolve(&[]);
+    assert_eq!((plain.config.lr, plain.config.grad_accum), (3e-4, 2));
+    assert_eq!(
+        plain.config.stop_after, None,
+        "the saved stop is not repeated"
+    );
+    assert!(plain.notes.iter().any(|n| n.contains("stopped after 3")));
+    let split_again = resolve(&["--stop-after", "5", "--lr", "3e-4"]);
+    assert_eq!(split_again.config.stop_after, Some(5));
+    assert!(!split_again
+        .notes
+        .iter()
+        .any(|n| n.contains("stopped after")));
+    // Without --resume the saved settings are not read.
+    let fresh = cli::train::TrainArgs::try_parse_from(["train", "--output-dir", dir])
+        .unwrap()
+        .resolve_config()
+        .unwrap();
+    assert_eq!(fresh.config.lr, TrainConfig::default().lr);
+    assert!(fresh.notes.is_empty());
+}
+
+#[test]
 fn eval_steps_takes_run_py_negative_values() {
     use clap::Parser;
     let eval_steps = |value: &str| {

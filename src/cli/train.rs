@@ -2,7 +2,9 @@
 
 use crate::data::Padding;
 use crate::train::comm::{Backend, CommError, GradWeighting, LaunchEnv, LaunchSpec, Launcher};
-use crate::train::config::{BackwardPath, Precision, TrainOverrides};
+use crate::train::config::{
+    BackwardPath, Precision, TrainConfig, TrainOverrides, TRAIN_CONFIG_FILE,
+};
 use crate::train::loop_plan::AccumulationMode;
 use clap::{Parser, ValueEnum};
 use std::path::PathBuf;
@@ -319,6 +321,10 @@ pub struct TrainArgs {
     /// auto | cpu | cuda | cuda:N
     #[arg(long)]
     pub device: Option<String>,
+    /// Write a `train` line to OUTPUT/metrics.jsonl every N updates, and one after the last
+    /// update; 0 writes none (evaluations are always logged) (default: 10).
+    #[arg(long, value_name = "N")]
+    pub log_every: Option<u64>,
     /// Continue from OUTPUT/checkpoint-last. Without it, an earlier run found in OUTPUT is
     /// moved to OUTPUT/earlier-run-N first.
     #[arg(long)]
@@ -339,7 +345,59 @@ pub struct TrainArgs {
     pub quiet: bool,
 }
 
+/// A run's settings as [`TrainArgs::resolve_config`] decided them.
+#[derive(Debug, Clone)]
+pub struct ResolvedConfig {
+    pub config: TrainConfig,
+    /// What the user should know about where the settings came from.
+    pub notes: Vec<String>,
+}
+
 impl TrainArgs {
+    /// The run's settings: `--config FILE`, else, with `--resume`, the settings saved in
+    /// `OUTPUT/checkpoint-last/train_config.json` (so `train --resume --output-dir OUT` goes
+    /// on with what the run was started with; its `--stop-after` is dropped, so the run goes
+    /// to its end unless `--stop-after` is given again), else the defaults; then the flags.
+    pub fn resolve_config(&self) -> crate::train::Result<ResolvedConfig> {
+        let mut notes = Vec::new();
+        let mut config = match &self.config {
+            Some(path) => TrainConfig::load(path)?,
+            None if self.resume => {
+                let output_dir = self
+                    .output_dir
+                    .clone()
+                    .unwrap_or_else(|| TrainConfig::default().output_dir);
+                let saved = output_dir
+                    .join(crate::train::checkpoint_policy::LAST)
+                    .join(TRAIN_CONFIG_FILE);
+                if saved.is_file() {
+                    let mut config = TrainConfig::load(&saved)?;
+                    notes.push(format!(
+                        "resuming with the settings saved in {} (flags given here override them)",
+                        saved.display()
+                    ));
+                    if let Some(stop) = config.stop_after.take() {
+                        if self.stop_after.is_none() {
+                            notes.push(format!(
+                                "the saved run stopped after {stop} updates (--stop-after): \
+                                 this one goes on to the end of the schedule"
+                            ));
+                        }
+                    }
+                    config
+                } else {
+                    TrainConfig::default()
+                }
+            }
+            None => TrainConfig::default(),
+        };
+        config.apply(&self.overrides());
+        if self.quiet {
+            config.progress = false;
+        }
+        Ok(ResolvedConfig { config, notes })
+    }
+
     /// The backend and world size to launch ([`launch_spec`]).
     pub fn launch_spec(&self) -> Result<LaunchSpec, CommError> {
         launch_spec(self.backend, self.world_size)
@@ -380,6 +438,7 @@ impl TrainArgs {
             max_grad_norm: self.max_grad_norm,
             device: self.device.clone(),
             grad_weighting: self.grad_weighting.map(GradWeighting::from),
+            log_every: self.log_every,
         }
     }
 }
@@ -434,6 +493,7 @@ mod tests {
             format!("(default: {})", d.eval_steps.unwrap_or_default()),
             format!("(default: {})", d.seed),
             format!("(default: {})", d.beam_size),
+            format!("(default: {})", d.log_every),
         ] {
             assert!(help.contains(&stated), "help lacks {stated}");
         }

@@ -135,7 +135,8 @@ pub struct TrainConfig {
     pub early_stopping_metric: StopMetric,
     /// `auto` (CUDA when compiled in and present, else CPU), `cpu`, `cuda` or `cuda:N`.
     pub device: String,
-    /// Write a `train` metrics line every this many updates.
+    /// Write a `train` metrics line every this many updates, and one after the run's last
+    /// update (0: none; evaluations are always logged).
     pub log_every: u64,
     /// Show a progress bar on stderr.
     pub progress: bool,
@@ -227,6 +228,7 @@ pub struct TrainOverrides {
     pub max_grad_norm: Option<f64>,
     pub device: Option<String>,
     pub grad_weighting: Option<GradWeighting>,
+    pub log_every: Option<u64>,
 }
 
 impl TrainConfig {
@@ -274,7 +276,8 @@ impl TrainConfig {
             warmup_steps,
             seed,
             beam_size,
-            device
+            device,
+            log_every
         );
         set_opt!(
             train_data,

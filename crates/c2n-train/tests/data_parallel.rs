@@ -14,10 +14,10 @@ use c2n_train::comm::{
     self, Backend, Communicator, GradWeighting, LaunchSpec, SingleComm, ThreadGroup,
 };
 use c2n_train::config::TrainConfig;
-use c2n_train::loop_plan::AccumulationMode;
 use c2n_train::evaluate::{
     decode, decode_sharded, dev_loss, dev_loss_sharded, Decoded, EvalBatching,
 };
+use c2n_train::loop_plan::AccumulationMode;
 use c2n_train::trainer::Trainer;
 use c2n_train::TrainError;
 use std::path::Path;
@@ -337,7 +337,7 @@ fn two_ranks_resume_with_pending_gradients_equals_uninterrupted() {
         c.epochs = Some(3);
         c.batch_size = 4;
         c.grad_accum = 2; // micro-batches of 2: one example per rank
-        // run.py's rule: the update after the first batch leaves the second pending.
+                          // run.py's rule: the update after the first batch leaves the second pending.
         c.accumulation = AccumulationMode::Reference;
     };
     let dev = || c2n_train::data::DevSet {

@@ -445,6 +445,42 @@ fn metrics_hold_no_train_record_of_an_empty_running_loss() {
 }
 
 #[test]
+fn a_run_shorter_than_log_every_still_logs_its_last_update() {
+    // 5 updates, no dev data, a line every 10 updates: one line, for update 5. A run cut at
+    // update 3 by stop_after leaves it to the resumed part (its running loss is saved), so the
+    // split run logs what the whole run logs.
+    let dir = tempfile::tempdir().unwrap();
+    let configure = |c: &mut c2n_train::config::TrainConfig| {
+        c.train_steps = Some(5);
+        c.stop_after = Some(3);
+        c.log_every = 10;
+    };
+    trainer(dir.path(), configure, false).run().unwrap();
+    let train_steps = || -> Vec<u64> {
+        MetricsLog::read(&dir.path().join("metrics.jsonl"))
+            .unwrap()
+            .iter()
+            .filter_map(|r| match r {
+                c2n_train::metrics::MetricRecord::Train { global_step, .. } => Some(*global_step),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(train_steps(), Vec::<u64>::new());
+    let mut second = trainer(
+        dir.path(),
+        |c| {
+            configure(c);
+            c.stop_after = None;
+        },
+        false,
+    );
+    second.resume(&dir.path().join("checkpoint-last")).unwrap();
+    second.run().unwrap();
+    assert_eq!(train_steps(), [5]);
+}
+
+#[test]
 fn resume_refuses_a_different_loop() {
     let dir = tempfile::tempdir().unwrap();
     let mut t = trainer(

@@ -197,10 +197,16 @@ impl Trainer {
         );
         bar.set_position(self.state.counters.global_step);
         let mut window = Throughput::default();
+        // The last update (step, epoch, lr) and whether a metrics line covered it.
+        let mut last_update = None;
         while let Some(report) = self.advance_with(comm)? {
             window.add(report.examples, report.tokens);
             if let Some(lr) = report.lr {
                 let global_step = report.step.updates_before + 1;
+                let every = self.config.log_every;
+                let logged =
+                    report.step.evaluate || (every > 0 && global_step.is_multiple_of(every));
+                last_update = Some((global_step, report.step.data_epoch, lr, logged));
                 bar.set_position(global_step);
                 let (sps, tps) = window.rates();
                 bar.set_message(format!(
@@ -216,6 +222,16 @@ impl Trainer {
             }
         }
         bar.finish_and_clear();
+        if let Some((global_step, epoch, lr, false)) = last_update {
+            // The run's last updates, short of a `log_every` multiple, get their line too (a
+            // run of fewer updates than `log_every` would otherwise log nothing). Not when
+            // `stop_after` cut the run: its running loss is saved and the resumed run's
+            // lines cover it, so a split run logs what the whole run logs.
+            let ended = self.stopped_early || global_step >= self.driver.total_updates();
+            if self.config.log_every > 0 && ended {
+                self.log_train_line(global_step, epoch, lr, comm)?;
+            }
+        }
         self.fold_pending_into_rank0(comm)?;
         let last = if main {
             self.save_checkpoint(LAST, true)?
