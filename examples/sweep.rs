@@ -34,27 +34,35 @@ fn main() -> Result<()> {
             .validate()
             .with_context(|| format!("{}: point {}", grid.display(), point.name))?;
     }
+    let parallel = args.parallel();
     let threads = args
         .threads_per_run
-        .unwrap_or_else(|| threads_per_run(args.parallel));
+        .unwrap_or_else(|| threads_per_run(parallel));
     let exe = std::env::current_exe().context("locating this program for the child runs")?;
+    let gpus = if args.gpus.is_empty() {
+        String::new()
+    } else {
+        format!(", one of GPUs {} each", args.gpus.join(","))
+    };
     eprintln!(
-        "sweep {}: {} runs, {} at a time, {threads} threads each → {}",
+        "sweep {}: {} runs, {parallel} at a time, {threads} threads each{gpus} → {}",
         grid.display(),
         sweep.expand()?.len(),
-        args.parallel,
         args.output_dir.display()
     );
-    let launcher = |config: &std::path::Path| {
+    let launcher = |config: &std::path::Path, slot: usize| {
         let mut cmd = Command::new(&exe);
         cmd.arg("--run-one")
             .arg(config)
             .env("RAYON_NUM_THREADS", threads.to_string());
+        if let Some(gpu) = args.gpu_for_slot(slot) {
+            cmd.env("CUDA_VISIBLE_DEVICES", gpu);
+        }
         // A sweep killed by a signal takes its runs with it.
         code2nl::cli::end_with_parent(&mut cmd);
         cmd
     };
-    let outcome = run_sweep(&sweep, &args.output_dir, args.parallel, &launcher, &|r| {
+    let outcome = run_sweep(&sweep, &args.output_dir, parallel, &launcher, &|r| {
         let what = match (&r.status, r.dev_bleu()) {
             (PointStatus::Failed { log_tail, .. }, _) => format!("FAILED: {log_tail}"),
             (PointStatus::Skipped, Some(b)) => format!("done earlier, dev BLEU {b:.2}"),

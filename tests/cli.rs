@@ -310,3 +310,20 @@ fn a_zero_count_is_refused_in_words() {
     ])
     .is_ok());
 }
+
+#[test]
+fn sweep_gpus_give_each_running_child_its_own() {
+    use clap::Parser;
+    let parse = |argv: &[&str]| cli::sweep::SweepArgs::try_parse_from(argv);
+    let args = parse(&["sweep", "--grid", "g.toml", "--gpus", "0,1"]).unwrap();
+    assert_eq!(args.parallel(), 2, "one run per GPU by default");
+    let seen: Vec<_> = (0..3).map(|slot| args.gpu_for_slot(slot)).collect();
+    assert_eq!(seen, [Some("0"), Some("1"), Some("0")]);
+    let args = parse(&["sweep", "--grid", "g.toml", "--parallel", "3"]).unwrap();
+    assert_eq!((args.parallel(), args.gpu_for_slot(0)), (3, None));
+    assert_eq!(parse(&["sweep", "--grid", "g.toml"]).unwrap().parallel(), 1);
+    let err = parse(&["sweep", "--grid", "g.toml", "--gpus", "0,x"])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`x` is not a GPU"), "{err}");
+}

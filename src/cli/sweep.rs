@@ -14,9 +14,15 @@ pub struct SweepArgs {
     /// TOML sweep file: `[base]` pipeline config, `[grid]` key = list of values, `[[points]]` tables.
     #[arg(long, required_unless_present = "run_one")]
     pub grid: Option<PathBuf>,
-    /// Runs at the same time (child processes; the CPU threads are split between them).
-    #[arg(long, default_value_t = 1, value_parser = super::at_least_one)]
-    pub parallel: usize,
+    /// Runs at the same time (child processes; the CPU threads are split between them)
+    /// (default: the number of --gpus, else 1).
+    #[arg(long, value_parser = super::at_least_one)]
+    pub parallel: Option<usize>,
+    /// GPUs to share the runs out over, as CUDA numbers them (e.g. `0,1,2,3`): each running
+    /// child sees one of them alone (`CUDA_VISIBLE_DEVICES`), so no two runs share a GPU
+    /// unless --parallel asks for more runs than GPUs.
+    #[arg(long, value_delimiter = ',', value_name = "IDS", value_parser = gpu_id)]
+    pub gpus: Vec<String>,
     /// Folder of the sweep: one sub-folder per run plus results.{md,json,png}.
     #[arg(long, default_value = "runs/sweep")]
     pub output_dir: PathBuf,
@@ -26,4 +32,29 @@ pub struct SweepArgs {
     /// Internal: run the one pipeline config FILE in this process (what each child does).
     #[arg(long, value_name = "FILE", hide = true)]
     pub run_one: Option<PathBuf>,
+}
+
+impl SweepArgs {
+    /// Runs at the same time: `--parallel`, else one per GPU, else 1.
+    pub fn parallel(&self) -> usize {
+        self.parallel.unwrap_or(self.gpus.len().max(1))
+    }
+
+    /// The GPU the child started by runner `slot` sees, if `--gpus` was given (runners beyond
+    /// the GPU count share them in turn).
+    pub fn gpu_for_slot(&self, slot: usize) -> Option<&str> {
+        (!self.gpus.is_empty()).then(|| self.gpus[slot % self.gpus.len()].as_str())
+    }
+}
+
+/// A CUDA device number (what `CUDA_VISIBLE_DEVICES` takes), or a GPU UUID (`GPU-…`).
+fn gpu_id(value: &str) -> Result<String, String> {
+    let value = value.trim();
+    if value.parse::<u32>().is_ok() || value.starts_with("GPU-") || value.starts_with("MIG-") {
+        Ok(value.to_string())
+    } else {
+        Err(format!(
+            "`{value}` is not a GPU: give CUDA device numbers (0,1,…) or GPU UUIDs"
+        ))
+    }
 }

@@ -61,8 +61,8 @@ fn report(dev_bleu: f64, dev_ppl: f64) -> PipelineReport {
 }
 
 /// A child that copies the prepared report of its point, or fails for `lr = 0.5`.
-fn launcher(reports: &Path) -> impl Fn(&Path) -> Command + Sync + '_ {
-    move |config: &Path| {
+fn launcher(reports: &Path) -> impl Fn(&Path, usize) -> Command + Sync + '_ {
+    move |config: &Path, _slot| {
         let script = "dir=$(dirname \"$1\"); name=$(basename \"$dir\"); \
             case \"$name\" in *lr=0.5*) echo 'training loss is NaN: diverged' >&2; exit 3;; esac; \
             cp \"$2/$name.json\" \"$dir/report.json\"";
@@ -70,6 +70,59 @@ fn launcher(reports: &Path) -> impl Fn(&Path) -> Command + Sync + '_ {
         cmd.arg("-c").arg(script).arg("sh").arg(config).arg(reports);
         cmd
     }
+}
+
+#[test]
+fn runs_at_the_same_time_never_share_a_slot() {
+    // Each child claims `slot-N.busy` (noclobber: a claim of a busy slot fails the child),
+    // holds it a moment, then releases it: the slots are how the sweep gives each running
+    // child its own GPU.
+    let tmp = tempfile::tempdir().unwrap();
+    let sweep: SweepFile = toml::from_str(
+        "[base]\nlang = \"ruby\"\npreset = \"small\"\n[grid]\nlr = [0.001, 0.002, 0.003, 0.004, 0.005]\n",
+    )
+    .unwrap();
+    let reports = tmp.path().join("reports");
+    std::fs::create_dir_all(&reports).unwrap();
+    for point in sweep.expand().unwrap() {
+        let text = serde_json::to_string(&report(1.0, 9.0)).unwrap();
+        std::fs::write(reports.join(format!("{}.json", point.name)), text).unwrap();
+    }
+    let slots = tmp.path().join("slots");
+    std::fs::create_dir_all(&slots).unwrap();
+    let launcher = |config: &Path, slot: usize| {
+        let script = "set -o noclobber; dir=$(dirname \"$1\"); name=$(basename \"$dir\"); \
+            echo x > \"$3/slot-$4.busy\" || exit 9; echo $4 >> \"$3/used\"; sleep 0.2; \
+            rm \"$3/slot-$4.busy\"; cp \"$2/$name.json\" \"$dir/report.json\"";
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(script)
+            .arg("sh")
+            .arg(config)
+            .arg(&reports)
+            .arg(&slots)
+            .arg(slot.to_string());
+        cmd
+    };
+    let out = tmp.path().join("sweep");
+    let outcome = run_sweep(&sweep, &out, 2, &launcher, &|_| {}).unwrap();
+    assert!(
+        outcome
+            .rows
+            .iter()
+            .all(|r| matches!(r.status, PointStatus::Done)),
+        "{:?}",
+        outcome.rows.iter().map(|r| &r.status).collect::<Vec<_>>()
+    );
+    let mut used: Vec<String> = std::fs::read_to_string(slots.join("used"))
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(used.len(), 5);
+    used.sort();
+    used.dedup();
+    assert_eq!(used, ["0", "1"]);
 }
 
 #[test]

@@ -55,7 +55,7 @@ pub fn run_sweep(
     sweep: &SweepFile,
     output_dir: &Path,
     parallel: usize,
-    launcher: &(dyn Fn(&Path) -> Command + Sync),
+    launcher: &(dyn Fn(&Path, usize) -> Command + Sync),
     on_finish: &(dyn Fn(&PointResult) + Sync),
 ) -> Result<SweepOutcome> {
     let start = std::time::Instant::now();

@@ -100,7 +100,8 @@ fn tail_before_backtrace(text: &str, lines: usize) -> String {
 fn run_point(
     point: &SweepPoint,
     dir: &Path,
-    launcher: &(dyn Fn(&Path) -> Command + Sync),
+    slot: usize,
+    launcher: &(dyn Fn(&Path, usize) -> Command + Sync),
 ) -> PointResult {
     let mut result = PointResult {
         name: point.name.clone(),
@@ -134,7 +135,7 @@ fn run_point(
     let log_path = dir.join(POINT_LOG);
     let outcome = std::fs::File::create(&log_path).and_then(|log| {
         let err = log.try_clone()?;
-        launcher(&dir.join(POINT_CONFIG))
+        launcher(&dir.join(POINT_CONFIG), slot)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(err))
@@ -156,20 +157,22 @@ fn run_point(
     result
 }
 
-/// Runs the points, `parallel` at a time. `launcher(config_path)` builds the child command
-/// (e.g. this executable with `--run-one`); `on_finish` hears about each point as it ends.
-/// Results come back in point order.
+/// Runs the points, `parallel` at a time. `launcher(config_path, slot)` builds the child
+/// command (e.g. this executable with `--run-one`); `slot` (0..parallel) is the runner that
+/// starts it, so no two children running at once share one (one GPU per slot).
+/// `on_finish` hears about each point as it ends. Results come back in point order.
 pub fn run_points(
     points: &[(SweepPoint, PathBuf)],
     parallel: usize,
-    launcher: &(dyn Fn(&Path) -> Command + Sync),
+    launcher: &(dyn Fn(&Path, usize) -> Command + Sync),
     on_finish: &(dyn Fn(&PointResult) + Sync),
 ) -> Vec<PointResult> {
     let next = Mutex::new(0usize);
     let results: Mutex<Vec<Option<PointResult>>> = Mutex::new(vec![None; points.len()]);
     std::thread::scope(|scope| {
-        for _ in 0..parallel.max(1).min(points.len().max(1)) {
-            scope.spawn(|| loop {
+        for slot in 0..parallel.max(1).min(points.len().max(1)) {
+            let (next, results) = (&next, &results);
+            scope.spawn(move || loop {
                 let i = {
                     let Ok(mut n) = next.lock() else { return };
                     let i = *n;
@@ -179,7 +182,7 @@ pub fn run_points(
                 let Some((point, dir)) = points.get(i) else {
                     return;
                 };
-                let result = run_point(point, dir, launcher);
+                let result = run_point(point, dir, slot, launcher);
                 on_finish(&result);
                 if let Ok(mut r) = results.lock() {
                     r[i] = Some(result);
