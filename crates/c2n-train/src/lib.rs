@@ -9,11 +9,12 @@
 //! |---|---|
 //! | [`optim`] | transformers-2.5 `AdamW` (ε outside the uncorrected root, bias correction in the step size, decoupled decay after the step, no-decay group by name, parameters without gradient skipped), gradient accumulation, optional clipping |
 //! | [`schedule`] | `get_linear_schedule_with_warmup` for variant A (`W = warmup_steps`, `N = train_steps`) and B (`W = 10 %`, first update at lr 0) |
-//! | [`loop_plan`] | the two loops as a pure state machine: cycled first pass (A), per-epoch reshuffle (B), the off-by-one accumulation rule, the evaluation trigger, `stop_after` |
+//! | [`loop_plan`] | the two loops as a pure state machine: cycled first pass (A), per-epoch reshuffle (B), gradient accumulation (every GA batches by default, run.py's off-by-one rule on request), the evaluation trigger, `stop_after` |
 //! | [`pyrandom`] | CPython's `random.seed` / `random.sample`, for the seeded 1 000-example dev-BLEU subset |
 //! | [`checkpoint_policy`] | `checkpoint-last` always, `checkpoint-best-ppl` strict unrounded, `checkpoint-best-bleu` strict on Python-rounded BLEU |
 //! | [`evaluate`] | dev loss (f64 sums of `loss × N_act`), batched KV-cached beam search, `dev.output`/`dev.gold`, smoothed BLEU-4 |
 //! | [`run_lock`] | (not in the reference) one process at a time in an output folder |
+//! | [`train_memory`], [`decode_memory`] | (not in the reference) runs that cannot fit in memory refused up front on the CPU; a device's allocation failure said in words |
 //! | [`trainer`] | the loop itself, with progress, JSONL [`metrics`], checkpoints and full resume ([`state`]) |
 //! | [`dropout_seeds`] | (not in the reference) one dropout seed per micro-batch and rank from the run's `seed`: same configuration, same masks, on CPU and CUDA, across a resume |
 //! | [`config`] | the serde [`config::TrainConfig`] (TOML/JSON, CLI overrides, reference defaults) |
@@ -77,6 +78,7 @@ pub mod schedule;
 pub mod state;
 pub mod sweep;
 pub mod tensors;
+pub mod train_memory;
 pub mod trainer;
 
 pub use error::{Result, TrainError};

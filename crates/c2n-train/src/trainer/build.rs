@@ -110,6 +110,9 @@ impl Trainer {
             )?),
             None => None,
         };
+        if device.is_cpu() {
+            check_cpu_memory(&config, &model, &train, comm.world_size())?;
+        }
         let mut trainer = Self::new(config, model, train, dev, Some(tokenizer))?;
         trainer.run_lock = run_lock;
         if resume {
@@ -384,4 +387,32 @@ impl Trainer {
         self.resumed_at = Some(self.state.counters.global_step);
         Ok(())
     }
+}
+
+/// Refuses a CPU run that surely cannot fit (a lower bound per process: this rank's share
+/// of a typical micro-batch; [`crate::train_memory`]).
+fn check_cpu_memory(
+    config: &TrainConfig,
+    model: &Seq2Seq,
+    train: &[Feature],
+    world_size: usize,
+) -> Result<()> {
+    let examples = train.len().max(1);
+    // Active target positions per example, as the loss counts them (`target_mask[:, 1:]`).
+    let tokens: usize = train
+        .iter()
+        .map(|f| f.target_ids.len().saturating_sub(1))
+        .sum();
+    let per_rank = (config.micro_batch_size() / world_size.max(1)).max(1);
+    let parameters: usize = model_params(model)?
+        .iter()
+        .map(|(_, v)| v.elem_count())
+        .sum();
+    crate::train_memory::check_cpu_training_fits(
+        parameters,
+        per_rank,
+        tokens * per_rank / examples,
+        model.config().vocab_size,
+        crate::decode_memory::available_host_memory(),
+    )
 }

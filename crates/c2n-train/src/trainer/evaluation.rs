@@ -12,6 +12,7 @@ use c2n_model::generation::GenerationConfig;
 use std::path::PathBuf;
 
 use super::Trainer;
+use crate::train_memory::explain_out_of_memory;
 
 impl Trainer {
     /// Writes `OUTPUT/<name>/`: weights + model config + resolved train config, and with
@@ -63,7 +64,8 @@ impl Trainer {
             max_source_len: c.max_source_len,
             max_target_len: c.max_target_len,
         };
-        let loss = dev_loss_sharded(comm, &self.model, &dev.loss_features, &batching)?;
+        let loss = dev_loss_sharded(comm, &self.model, &dev.loss_features, &batching)
+            .map_err(|e| explain_out_of_memory(e, "the dev loss"))?;
         let loss_improved = self.state.policy.observe_dev_loss(loss.loss());
         let mut bleu = None;
         let mut bleu_improved = false;
@@ -81,7 +83,8 @@ impl Trainer {
                     &batching,
                     &generation,
                     |_| {},
-                )?;
+                )
+                .map_err(|e| explain_out_of_memory(e, "the dev BLEU decoding"))?;
                 // Rank 0 scores; the others take its score, so all decide alike.
                 let mut score = 0.0;
                 if let Some(decoded) = decoded {

@@ -19,6 +19,7 @@ use c2n_model::layers::dropout_seed_stream;
 use std::time::Instant;
 
 use super::Trainer;
+use crate::train_memory::explain_out_of_memory;
 
 /// One micro-batch as this rank saw it, and the batch as a whole.
 struct MicroOutcome {
@@ -77,11 +78,12 @@ impl Trainer {
                 step.micro_batch,
                 comm.rank(),
             ));
-            if comm.world_size() == 1 {
-                self.single_rank_gradients(&positions)?
+            let outcome = if comm.world_size() == 1 {
+                self.single_rank_gradients(&positions)
             } else {
-                self.rank_gradients(&positions, comm)?
-            }
+                self.rank_gradients(&positions, comm)
+            };
+            outcome.map_err(|e| explain_out_of_memory(e, "a training step"))?
         };
         if !outcome.loss.is_finite() {
             return Err(TrainError::Diverged(format!(

@@ -1,0 +1,123 @@
+//! Running out of memory during training: refused up front on the CPU when it is certain,
+//! and said in words (with what to change) when a device reports it.
+//!
+//! On the CPU nothing can catch an allocation failure (the process aborts, or the kernel
+//! kills it), so [`check_cpu_training_fits`] compares a *lower bound* of what a step needs
+//! with the memory the OS says is available, before the first step. Being a lower bound, it
+//! never refuses a run that fits; it catches the runs that cannot (a batch far too large
+//! for the machine). On CUDA an allocation failure is an error Candle returns:
+//! [`explain_out_of_memory`] turns it into [`TrainError::OutOfMemory`].
+
+use crate::{Result, TrainError};
+
+/// Bytes per parameter the run holds whatever the batch: the f32 weights, their gradient
+/// and AdamW's two moments.
+pub const BYTES_PER_PARAMETER: u64 = 16;
+
+/// Bytes per active target token and vocabulary entry in a step: the f32 logits at the
+/// active positions and their gradient, alive together in the backward pass (measured:
+/// `device bench-train --model small` peaks at ≈ 17 MB per ruby example, whose ≈ 22 active
+/// target tokens need 8.8 MB by this bound).
+pub const BYTES_PER_TARGET_TOKEN_AND_WORD: u64 = 8;
+
+/// What a training step needs at least: optimizer state and the LM head's logits for the
+/// largest micro-batch's active target tokens.
+pub fn training_lower_bound(parameters: usize, target_tokens: usize, vocab: usize) -> u64 {
+    (parameters as u64)
+        .saturating_mul(BYTES_PER_PARAMETER)
+        .saturating_add(
+            (target_tokens as u64)
+                .saturating_mul(vocab as u64)
+                .saturating_mul(BYTES_PER_TARGET_TOKEN_AND_WORD),
+        )
+}
+
+/// Refuses a CPU run whose step needs more than `available` bytes (`None`: unknown, nothing
+/// is refused).
+pub fn check_cpu_training_fits(
+    parameters: usize,
+    micro_batch: usize,
+    target_tokens: usize,
+    vocab: usize,
+    available: Option<u64>,
+) -> Result<()> {
+    let Some(available) = available else {
+        return Ok(());
+    };
+    let needed = training_lower_bound(parameters, target_tokens, vocab);
+    if needed <= available {
+        return Ok(());
+    }
+    Err(TrainError::OutOfMemory {
+        what: format!(
+            "a training step needs at least {:.1} GB ({parameters} parameters with gradients and \
+             AdamW state, and the logits of {target_tokens} target tokens in a micro-batch of \
+             {micro_batch} examples over {vocab} words), and {:.1} GB are available",
+            needed as f64 / 1e9,
+            available as f64 / 1e9
+        ),
+    })
+}
+
+/// Whether a failure is the device running out of memory (CUDA's `CUDA_ERROR_OUT_OF_MEMORY`,
+/// cuBLAS's and Candle's "out of memory" wordings).
+pub fn is_out_of_memory(message: &str) -> bool {
+    let lower = message.to_ascii_lowercase();
+    lower.contains("out of memory") || lower.contains("out_of_memory")
+}
+
+/// `error` as [`TrainError::OutOfMemory`] when it is an allocation failure of the device,
+/// saying during what; any other error unchanged.
+pub fn explain_out_of_memory(error: TrainError, during: &str) -> TrainError {
+    match &error {
+        TrainError::OutOfMemory { .. } => error,
+        _ if is_out_of_memory(&error.to_string()) => TrainError::OutOfMemory {
+            what: format!("the device ran out of memory during {during} ({error})"),
+        },
+        _ => error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_that_cannot_fit_is_refused_with_the_sizes() {
+        let gb = 1_000_000_000u64;
+        // The small preset on ruby: 3.5 M parameters, 32 examples of ≈ 22 target tokens.
+        assert!(check_cpu_training_fits(3_491_840, 32, 704, 50_265, Some(gb)).is_ok());
+        // 256 examples a micro-batch on a 1.5 GB machine: 2.3 GB of logits alone.
+        let err = check_cpu_training_fits(3_491_840, 256, 5_632, 50_265, Some(3 * gb / 2))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("at least 2.3 GB") && err.contains("1.5 GB are available"),
+            "{err}"
+        );
+        assert!(
+            err.contains("--batch-size") && err.contains("--grad-accum"),
+            "{err}"
+        );
+        assert!(check_cpu_training_fits(3_491_840, 256, 5_632, 50_265, None).is_ok());
+        assert_eq!(training_lower_bound(usize::MAX, 1, 1), u64::MAX);
+    }
+
+    #[test]
+    fn device_allocation_failures_are_told_apart() {
+        let cuda = TrainError::Candle(candle_core::Error::Msg(
+            "DriverError(CUDA_ERROR_OUT_OF_MEMORY, \"out of memory\")".into(),
+        ));
+        let told = explain_out_of_memory(cuda, "a training step").to_string();
+        assert!(
+            told.contains("ran out of memory during a training step"),
+            "{told}"
+        );
+        assert!(told.contains("--batch-size"), "{told}");
+        let other = TrainError::InvalidInput("shape mismatch".into());
+        assert!(matches!(
+            explain_out_of_memory(other, "a training step"),
+            TrainError::InvalidInput(_)
+        ));
+    }
+}
