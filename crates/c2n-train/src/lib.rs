@@ -23,7 +23,8 @@
 //! | [`sweep`] | TOML grids of pipeline configs run as N child processes, results ranked by dev BLEU |
 //!
 //! Features: `cuda` (c2n-model's CUDA backend and kernels), `nccl` (the NCCL communicator,
-//! one process or thread per GPU), `mpi` (the MPI communicator for CPU ranks under `mpirun`;
+//! one process per GPU under torchrun or srun; the thread backend shares memory on the host
+//! and does not spread threads over GPUs), `mpi` (the MPI communicator for CPU ranks under `mpirun`;
 //! needs Open MPI and libclang at build time). The default build is CPU-only, with the
 //! single-rank and thread communicators ([`comm`], `docs/distributed.md`).
 //!
