@@ -167,6 +167,35 @@ fn save_then_reload_round_trips_and_writes_bias_and_lm_head() {
 }
 
 #[test]
+fn a_plain_hugging_face_config_takes_the_decoder_shape_from_the_weights() {
+    // run.py's users copy the encoder's config.json beside its weights: no decoder keys.
+    // The small fixture's decoder (2 layers, feed-forward 32) is not the default (6, 2048).
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        small_dir().join("pytorch_model.bin"),
+        dir.path().join("pytorch_model.bin"),
+    )
+    .unwrap();
+    let config = std::fs::read_to_string(small_dir().join("config.json")).unwrap();
+    let plain: String = config
+        .lines()
+        .filter(|l| !l.contains("\"decoder_"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(dir.path().join("config.json"), plain).unwrap();
+    let model = load_checkpoint(dir.path(), &Device::Cpu).unwrap();
+    assert_eq!(model.config(), small_model().config());
+    // A config that names the decoder is taken at its word: a mismatch stays an error.
+    let named = config.replace("\"decoder_layers\": 2", "\"decoder_layers\": 3");
+    std::fs::write(dir.path().join("config.json"), named).unwrap();
+    let err = load_checkpoint(dir.path(), &Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("decoder.layers.2"), "{err}");
+}
+
+#[test]
 fn position_ids_buffer_is_tolerated_and_missing_bias_and_lm_head_are_rebuilt() {
     let mut tensors = fixture_tensors();
     tensors.remove("bias");

@@ -75,7 +75,7 @@ pub fn load_checkpoint(path: impl AsRef<Path>, device: &Device) -> Result<Seq2Se
     let config_path = dir.join("config.json");
     let tensors = without_module_prefix(read_tensors(&weights)?);
     let cfg = if config_path.is_file() {
-        ModelConfig::load(config_path)?
+        with_decoder_shape_from_weights(ModelConfig::load(&config_path)?, &config_path, &tensors)?
     } else {
         config_from_weights(&tensors, &weights)?
     };
@@ -135,6 +135,42 @@ pub fn config_from_weights(tensors: &HashMap<String, Tensor>, path: &Path) -> Re
         decoder_ffn_dim: dims(&format!("{decoder_layer}0.linear1.weight"))?.0,
         ..ModelConfig::codebert()
     };
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+/// A plain Hugging Face `config.json` (as run.py's users copy next to its weights) says
+/// nothing of the decoder, so its defaults (6 layers, feed-forward 2048) would be taken for
+/// weights of another decoder and the load would fail on a missing or misshapen key. Where
+/// the file does not name `decoder_layers` or `decoder_ffn_dim`, they come from the weights.
+fn with_decoder_shape_from_weights(
+    mut cfg: ModelConfig,
+    config_path: &Path,
+    tensors: &HashMap<String, Tensor>,
+) -> Result<ModelConfig> {
+    let text = std::fs::read_to_string(config_path).map_err(|error| ModelError::Io {
+        path: config_path.to_path_buf(),
+        error,
+    })?;
+    let named = |key: &str| text.contains(&format!("\"{key}\""));
+    let layers = (0..)
+        .take_while(|i| {
+            tensors
+                .keys()
+                .any(|k| k.starts_with(&format!("decoder.layers.{i}.")))
+        })
+        .count();
+    if !named("decoder_layers") && layers > 0 {
+        cfg.decoder_layers = layers;
+    }
+    if !named("decoder_ffn_dim") {
+        if let Some(&[ffn, _]) = tensors
+            .get("decoder.layers.0.linear1.weight")
+            .map(|t| t.dims())
+        {
+            cfg.decoder_ffn_dim = ffn;
+        }
+    }
     cfg.validate()?;
     Ok(cfg)
 }
