@@ -3,7 +3,7 @@
 use super::checkpoint::{CheckpointArgs, DecodingArgs};
 use super::search_rules::SearchRuleArgs;
 use super::tie_order::TieOrderArg;
-use super::train::{BackendArg, PaddingArg};
+use super::train::{BackendArg, PaddingArg, PrecisionArg};
 use crate::train::comm::{CommError, LaunchSpec};
 use clap::Parser;
 use std::path::PathBuf;
@@ -55,6 +55,11 @@ pub struct EvaluateArgs {
     /// auto | cpu | cuda | cuda:N
     #[arg(long, default_value = "auto")]
     pub device: String,
+    /// Compute precision of the decoding: f32 (the reference), tf32 (f32 with TF32 matrix
+    /// products on a GPU) or bf16 (weights kept in f32, activations in bf16: faster on a GPU,
+    /// and outputs may differ from f32 where scores are close).
+    #[arg(long, value_enum, default_value = "f32")]
+    pub precision: PrecisionArg,
     /// Ranks that share the decoding (threads: threads to start; mpi, nccl: a check on the
     /// launcher's count). Outputs are identical for any number of ranks.
     #[arg(long, value_parser = super::at_least_one)]

@@ -3,6 +3,7 @@
 use super::checkpoint::{CheckpointArgs, DecodingArgs};
 use super::search_rules::SearchRuleArgs;
 use super::tie_order::TieOrderArg;
+use super::train::PrecisionArg;
 use clap::Parser;
 use std::path::PathBuf;
 
@@ -51,4 +52,9 @@ pub struct PredictArgs {
     /// auto | cpu | cuda | cuda:N
     #[arg(long, default_value = "auto")]
     pub device: String,
+    /// Compute precision of the decoding: f32 (the reference), tf32 (f32 with TF32 matrix
+    /// products on a GPU) or bf16 (weights kept in f32, activations in bf16: faster on a GPU,
+    /// and outputs may differ from f32 where scores are close).
+    #[arg(long, value_enum, default_value = "f32")]
+    pub precision: PrecisionArg,
 }
