@@ -24,6 +24,7 @@ use code2nl::model::generation::GenerationConfig;
 use code2nl::model::{load_checkpoint, FullPrefixSession, KvCacheSession, Seq2Seq};
 use code2nl::train::comm::parity::exact_gradient_is_zero;
 use code2nl::train::config::TrainConfig;
+use code2nl::train::loop_plan::AccumulationMode;
 use code2nl::train::model_setup::with_dropout;
 use code2nl::train::trainer::Trainer;
 use serde_json::{json, Value};
@@ -466,6 +467,8 @@ fn train_case(
         device: device_name(dev),
         batch_size: number(&spec["batch_size"], "batch_size")? as usize,
         grad_accum: number(&spec["grad_accum"], "grad_accum")? as u64,
+        // The fixtures are run.py's loop: its accumulation rule.
+        accumulation: AccumulationMode::Reference,
         train_steps: Some(number(&spec["train_steps"], "train_steps")? as u64),
         ..TrainConfig::default()
     };

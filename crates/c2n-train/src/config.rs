@@ -471,7 +471,6 @@ impl TrainConfig {
             max_target_len,
             batch_size,
             grad_accum,
-            accumulation,
             padding,
             bucket_window,
             shuffle,
@@ -483,6 +482,11 @@ impl TrainConfig {
             dropout,
             max_grad_norm
         );
+        // With GA 1 both accumulation rules update after every batch: a run saved under the
+        // other rule (the default until 2026-11-27) resumes.
+        if self.grad_accum > 1 && self.accumulation != saved.accumulation {
+            compare!(accumulation);
+        }
         // Variant B ignores these three (10 % warmup, evaluation per epoch).
         if self.epochs.is_none() || saved.epochs.is_none() {
             compare!(warmup_steps, train_steps, eval_steps);

@@ -88,7 +88,9 @@ pub struct LoopCounters {
     pub epoch: u64,
     /// Position inside the current pass (B) — A derives it from `batches_done`.
     pub batch_in_epoch: u64,
-    /// Batches since the last evaluation (`nb_tr_steps`).
+    /// run.py's `nb_tr_steps`: batches since the last evaluation under
+    /// [`AccumulationMode::Reference`]; batches since the start under the default
+    /// [`AccumulationMode::Fixed`], whose phase evaluations do not reset.
     pub nb_tr_steps: u64,
     /// Optimizer updates done (`global_step`) = scheduler steps taken.
     pub global_step: u64,

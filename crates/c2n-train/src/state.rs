@@ -231,7 +231,9 @@ impl TrainState {
                 saved.batches_per_pass, now.batches_per_pass
             ));
         }
-        if saved.grad_accum != now.grad_accum || saved.accumulation != now.accumulation {
+        // With GA 1 the two accumulation rules are the same loop.
+        let rule_differs = now.grad_accum > 1 && saved.accumulation != now.accumulation;
+        if saved.grad_accum != now.grad_accum || rule_differs {
             differences.push(format!(
                 "gradient accumulation: saved {} ({:?}), now {} ({:?})",
                 saved.grad_accum, saved.accumulation, now.grad_accum, now.accumulation

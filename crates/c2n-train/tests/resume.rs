@@ -508,6 +508,36 @@ fn resume_refuses_a_different_loop() {
 }
 
 #[test]
+fn the_accumulation_rule_binds_a_resume_only_from_ga_2_on() {
+    // A run saved under run.py's rule (the default until 2026-11-27) resumes under the
+    // default rule when GA is 1 (the same loop), and is refused when GA is 2.
+    for (grad_accum, resumes) in [(1, true), (2, false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let configure = |c: &mut c2n_train::config::TrainConfig| {
+            c.train_steps = Some(4);
+            c.batch_size = 2;
+            c.grad_accum = grad_accum;
+        };
+        let mut first = trainer(
+            dir.path(),
+            |c| {
+                configure(c);
+                c.accumulation = AccumulationMode::Reference;
+                c.stop_after = Some(1);
+            },
+            false,
+        );
+        first.run().unwrap();
+        let mut second = trainer(dir.path(), configure, false);
+        let outcome = second.resume(&dir.path().join("checkpoint-last"));
+        assert_eq!(outcome.is_ok(), resumes, "GA {grad_accum}: {outcome:?}");
+        if let Err(e) = outcome {
+            assert!(e.to_string().contains("accumulation"), "{e}");
+        }
+    }
+}
+
+#[test]
 fn resume_refuses_changed_settings_and_names_each_one() {
     let dir = tempfile::tempdir().unwrap();
     let base = |c: &mut c2n_train::config::TrainConfig| {
