@@ -35,12 +35,8 @@ pub enum TrainError {
     )]
     Diverged(String),
     /// The run needs more memory than the machine or the device has ([`crate::train_memory`]).
-    #[error(
-        "out of memory: {what}. Lower --batch-size (or raise --grad-accum: the same updates \
-         from smaller micro-batches), shorten --max-source-len/--max-target-len, or use \
-         --padding dynamic or --precision bf16"
-    )]
-    OutOfMemory { what: String },
+    #[error("out of memory: {what}. {advice}")]
+    OutOfMemory { what: String, advice: String },
     /// The output folder holds a run of other settings or data, which this one would mix with.
     #[error("{0}; choose another output folder or delete it")]
     OtherRun(String),

@@ -10,9 +10,18 @@
 
 use crate::{Result, TrainError};
 
-/// Bytes per parameter the run holds whatever the batch: the f32 weights, their gradient
-/// and AdamW's two moments.
-pub const BYTES_PER_PARAMETER: u64 = 16;
+/// Bytes per trainable parameter a run adds to the loaded model whatever the batch: the f32
+/// gradient and AdamW's two moments (the weights are in memory already when this is checked).
+pub const BYTES_PER_PARAMETER: u64 = 12;
+
+/// What lowers the CPU bound: the micro-batch's examples and their target tokens.
+const CPU_ADVICE: &str = "Lower --batch-size (or raise --grad-accum: the same updates from \
+                          smaller micro-batches), or --max-target-len";
+
+/// What lowers a device's peak: the micro-batch, the lengths, the padding, the precision.
+const DEVICE_ADVICE: &str = "Lower --batch-size (or raise --grad-accum: the same updates from \
+                             smaller micro-batches), shorten --max-source-len/--max-target-len, \
+                             or use --padding dynamic or --precision bf16";
 
 /// Bytes per active target token and vocabulary entry in a step: the f32 logits at the
 /// active positions and their gradient, alive together in the backward pass (measured:
@@ -20,8 +29,8 @@ pub const BYTES_PER_PARAMETER: u64 = 16;
 /// target tokens need 8.8 MB by this bound).
 pub const BYTES_PER_TARGET_TOKEN_AND_WORD: u64 = 8;
 
-/// What a training step needs at least: optimizer state and the LM head's logits for the
-/// largest micro-batch's active target tokens.
+/// What a training step needs at least beyond the loaded model: gradients and optimizer
+/// state, and the LM head's logits for a typical micro-batch's active target tokens.
 pub fn training_lower_bound(parameters: usize, target_tokens: usize, vocab: usize) -> u64 {
     (parameters as u64)
         .saturating_mul(BYTES_PER_PARAMETER)
@@ -50,20 +59,24 @@ pub fn check_cpu_training_fits(
     }
     Err(TrainError::OutOfMemory {
         what: format!(
-            "a training step needs at least {:.1} GB ({parameters} parameters with gradients and \
-             AdamW state, and the logits of {target_tokens} target tokens in a micro-batch of \
-             {micro_batch} examples over {vocab} words), and {:.1} GB are available",
+            "a training step needs at least {:.1} GB more than the loaded model (gradients and \
+             AdamW state of {parameters} parameters, and the logits of {target_tokens} target \
+             tokens in a micro-batch of {micro_batch} examples over {vocab} words), and {:.1} GB \
+             are available",
             needed as f64 / 1e9,
             available as f64 / 1e9
         ),
+        advice: CPU_ADVICE.into(),
     })
 }
 
 /// Whether a failure is the device running out of memory (CUDA's `CUDA_ERROR_OUT_OF_MEMORY`,
-/// cuBLAS's and Candle's "out of memory" wordings).
+/// cuBLAS's `CUBLAS_STATUS_ALLOC_FAILED`, and "out of memory" as Candle words it).
 pub fn is_out_of_memory(message: &str) -> bool {
     let lower = message.to_ascii_lowercase();
-    lower.contains("out of memory") || lower.contains("out_of_memory")
+    ["out of memory", "out_of_memory", "alloc_failed"]
+        .iter()
+        .any(|needle| lower.contains(needle))
 }
 
 /// `error` as [`TrainError::OutOfMemory`] when it is an allocation failure of the device,
@@ -73,6 +86,7 @@ pub fn explain_out_of_memory(error: TrainError, during: &str) -> TrainError {
         TrainError::OutOfMemory { .. } => error,
         _ if is_out_of_memory(&error.to_string()) => TrainError::OutOfMemory {
             what: format!("the device ran out of memory during {during} ({error})"),
+            advice: DEVICE_ADVICE.into(),
         },
         _ => error,
     }
@@ -99,6 +113,10 @@ mod tests {
             err.contains("--batch-size") && err.contains("--grad-accum"),
             "{err}"
         );
+        assert!(
+            !err.contains("bf16"),
+            "bf16 does not shrink the f32 logits: {err}"
+        );
         assert!(check_cpu_training_fits(3_491_840, 256, 5_632, 50_265, None).is_ok());
         assert_eq!(training_lower_bound(usize::MAX, 1, 1), u64::MAX);
     }
@@ -113,7 +131,14 @@ mod tests {
             told.contains("ran out of memory during a training step"),
             "{told}"
         );
-        assert!(told.contains("--batch-size"), "{told}");
+        assert!(told.contains("--precision bf16"), "{told}");
+        let cublas = TrainError::Candle(candle_core::Error::Msg(
+            "cublas error: CUBLAS_STATUS_ALLOC_FAILED".into(),
+        ));
+        assert!(matches!(
+            explain_out_of_memory(cublas, "an optimizer update"),
+            TrainError::OutOfMemory { .. }
+        ));
         let other = TrainError::InvalidInput("shape mismatch".into());
         assert!(matches!(
             explain_out_of_memory(other, "a training step"),

@@ -94,10 +94,27 @@ impl Trainer {
                 step.data_epoch
             )));
         }
-        self.pending.accumulate(outcome.grads)?;
+        let (loss, tokens, examples) = (outcome.loss, outcome.tokens, outcome.examples);
         self.state.running_loss.add(outcome.loss);
         self.state.examples_seen += outcome.examples as u64;
         self.state.target_tokens_seen += outcome.target_tokens;
+        // AdamW allocates its moments at the first update: a device that runs out of memory
+        // does so here as often as in the step itself.
+        self.accumulate_and_update(step, outcome.grads, comm)
+            .map_err(|e| explain_out_of_memory(e, "an optimizer update"))?;
+        self.state.counters = self.driver.counters();
+        Ok((loss, tokens, examples))
+    }
+
+    /// Adds a micro-batch's gradients to the pending sum and, when the step updates, sums
+    /// them across ranks, clips them (if asked) and applies them.
+    fn accumulate_and_update(
+        &mut self,
+        step: &MicroStep,
+        grads: Gradients,
+        comm: &dyn Communicator,
+    ) -> Result<()> {
+        self.pending.accumulate(grads)?;
         if step.update {
             if comm.world_size() > 1 {
                 let start = Instant::now();
@@ -112,8 +129,7 @@ impl Trainer {
             self.optimizer.step(&self.pending, lr)?;
             self.pending.clear();
         }
-        self.state.counters = self.driver.counters();
-        Ok((outcome.loss, outcome.tokens, outcome.examples))
+        Ok(())
     }
 
     /// Forward and backward of `loss / GA` over the whole micro-batch (one rank).
