@@ -55,7 +55,8 @@ fn main() -> Result<()> {
         cmd.arg("--run-one")
             .arg(config)
             .env("RAYON_NUM_THREADS", threads.to_string());
-        if let Some(gpu) = args.gpu_for_slot(slot) {
+        let inherited = std::env::var("CUDA_VISIBLE_DEVICES").ok();
+        if let Some(gpu) = args.visible_device_for_slot(slot, inherited.as_deref()) {
             cmd.env("CUDA_VISIBLE_DEVICES", gpu);
         }
         // A sweep killed by a signal takes its runs with it.

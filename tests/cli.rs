@@ -119,6 +119,17 @@ fn resume_without_a_config_takes_the_saved_settings() {
         .notes
         .iter()
         .any(|n| n.contains("stopped after")));
+    // A crash between a save's two renames left no checkpoint-last: the run's own copy.
+    std::fs::rename(&last, out.path().join(".checkpoint-last.old")).unwrap();
+    assert!(resolve(&[])
+        .notes
+        .iter()
+        .any(|n| n.contains("no saved settings")));
+    saved
+        .save_json(&out.path().join("train_config.json"))
+        .unwrap();
+    let from_run = resolve(&[]);
+    assert_eq!(from_run.config.lr, 3e-4);
     // Without --resume the saved settings are not read.
     let fresh = cli::train::TrainArgs::try_parse_from(["train", "--output-dir", dir])
         .unwrap()
@@ -319,6 +330,13 @@ fn sweep_gpus_give_each_running_child_its_own() {
     assert_eq!(args.parallel(), 2, "one run per GPU by default");
     let seen: Vec<_> = (0..3).map(|slot| args.gpu_for_slot(slot)).collect();
     assert_eq!(seen, [Some("0"), Some("1"), Some("0")]);
+    // Under a sweep that sees GPUs 4 and 5 only, --gpus 0,1 are those two.
+    let visible = |slot| args.visible_device_for_slot(slot, Some("4,5"));
+    assert_eq!(
+        (visible(0), visible(1)),
+        (Some("4".into()), Some("5".into()))
+    );
+    assert_eq!(args.visible_device_for_slot(1, None), Some("1".into()));
     let args = parse(&["sweep", "--grid", "g.toml", "--parallel", "3"]).unwrap();
     assert_eq!((args.parallel(), args.gpu_for_slot(0)), (3, None));
     assert_eq!(parse(&["sweep", "--grid", "g.toml"]).unwrap().parallel(), 1);

@@ -18,9 +18,10 @@ pub struct SweepArgs {
     /// (default: the number of --gpus, else 1).
     #[arg(long, value_parser = super::at_least_one)]
     pub parallel: Option<usize>,
-    /// GPUs to share the runs out over, as CUDA numbers them (e.g. `0,1,2,3`): each running
-    /// child sees one of them alone (`CUDA_VISIBLE_DEVICES`), so no two runs share a GPU
-    /// unless --parallel asks for more runs than GPUs.
+    /// GPUs to share the runs out over (e.g. `0,1,2,3`, as this sweep sees them: positions in
+    /// its own CUDA_VISIBLE_DEVICES when that is set): each running child sees one of them
+    /// alone (CUDA_VISIBLE_DEVICES), so no two runs share a GPU unless --parallel asks for
+    /// more runs than GPUs. A child's device is then `cuda` (its one GPU).
     #[arg(long, value_delimiter = ',', value_name = "IDS", value_parser = gpu_id)]
     pub gpus: Vec<String>,
     /// Folder of the sweep: one sub-folder per run plus results.{md,json,png}.
@@ -44,6 +45,25 @@ impl SweepArgs {
     /// the GPU count share them in turn).
     pub fn gpu_for_slot(&self, slot: usize) -> Option<&str> {
         (!self.gpus.is_empty()).then(|| self.gpus[slot % self.gpus.len()].as_str())
+    }
+
+    /// The child's `CUDA_VISIBLE_DEVICES` for runner `slot`: its `--gpus` entry, read through
+    /// the sweep's own `CUDA_VISIBLE_DEVICES` when it has one (under Slurm or in a container
+    /// `--gpus 0,1` are the first two GPUs this sweep sees, not the machine's GPUs 0 and 1).
+    pub fn visible_device_for_slot(&self, slot: usize, inherited: Option<&str>) -> Option<String> {
+        let id = self.gpu_for_slot(slot)?;
+        let visible: Vec<&str> = inherited
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .collect();
+        let mapped = id
+            .parse::<usize>()
+            .ok()
+            .filter(|_| !visible.is_empty())
+            .and_then(|n| visible.get(n).copied());
+        Some(mapped.unwrap_or(id).to_string())
     }
 }
 

@@ -367,9 +367,18 @@ impl TrainArgs {
                     .output_dir
                     .clone()
                     .unwrap_or_else(|| TrainConfig::default().output_dir);
-                let saved = output_dir
+                // The checkpoint's copy, else the run's own (the same settings; it is there
+                // too when a crash between a save's two renames left `checkpoint-last` aside,
+                // which the resume puts back once it holds the folder's lock).
+                let in_checkpoint = output_dir
                     .join(crate::train::checkpoint_policy::LAST)
                     .join(TRAIN_CONFIG_FILE);
+                let in_run = output_dir.join(TRAIN_CONFIG_FILE);
+                let saved = if in_checkpoint.is_file() {
+                    in_checkpoint
+                } else {
+                    in_run
+                };
                 if saved.is_file() {
                     let mut config = TrainConfig::load(&saved)?;
                     notes.push(format!(
@@ -386,6 +395,11 @@ impl TrainArgs {
                     }
                     config
                 } else {
+                    notes.push(format!(
+                        "no saved settings in {}: resuming with the defaults and the flags \
+                         given here",
+                        output_dir.display()
+                    ));
                     TrainConfig::default()
                 }
             }

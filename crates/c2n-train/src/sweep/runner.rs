@@ -89,7 +89,12 @@ fn log_tail(path: &Path, lines: usize) -> String {
 }
 
 fn tail_before_backtrace(text: &str, lines: usize) -> String {
-    let text = match text.rfind("\nStack backtrace:") {
+    // anyhow's report says "Stack backtrace:", a panic's "stack backtrace:".
+    let cut = ["\nStack backtrace:", "\nstack backtrace:"]
+        .iter()
+        .filter_map(|marker| text.find(marker))
+        .min();
+    let text = match cut {
         Some(at) => &text[..at],
         None => text,
     };
@@ -210,5 +215,10 @@ mod tests {
             "step 1\nError: tokenizer /x: no such file"
         );
         assert_eq!(tail_before_backtrace("a\nb\nc\n", 2), "b\nc");
+        let panicked = "thread 'main' panicked at src/x.rs:3:5:\nboom\nstack backtrace:\n   0: x\n";
+        assert_eq!(
+            tail_before_backtrace(panicked, 5),
+            "thread 'main' panicked at src/x.rs:3:5:\nboom"
+        );
     }
 }
