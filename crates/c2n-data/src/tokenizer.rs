@@ -280,6 +280,8 @@ impl VocabIndex {
 /// Reads `vocab.json` and `merges.txt` with the rules of `tokenizers`' `BPE::read_file` (a
 /// `#version` line skipped, every other line two symbols split at single spaces), straight
 /// into maps: its detour through a JSON tree sorted 50 000 keys and was half the load time.
+/// One difference: an entry of `vocab.json` whose id is not an integer that fits in `u32` is
+/// an error here, where `read_file` skipped or truncated it.
 fn read_vocab_merges(
     vocab: &Path,
     merges: &Path,
@@ -461,9 +463,11 @@ impl RobertaTokenizer {
     fn bpe_ascii_fragment(&self, fragment: &str, out: &mut Vec<u32>) -> Result<()> {
         let bytes = fragment.as_bytes();
         let mut word = String::with_capacity(32);
+        // BPE dropout (a `tokenizer.json` may ask for it) draws anew on every call: no memo.
+        let memoize = self.bpe.dropout.is_none_or(|p| p <= 0.0);
         for range in split_ascii_gpt2(bytes) {
             let key = &bytes[range];
-            word_cache::extend_with(&self.word_cache, key, out, |out| {
+            let mut compute = |out: &mut Vec<u32>| -> Result<()> {
                 word.clear();
                 word.extend(key.iter().map(|&b| self.byte_chars[b as usize]));
                 let tokens = self.bpe.tokenize(&word).map_err(|e| DataError::Tokenizer {
@@ -472,7 +476,12 @@ impl RobertaTokenizer {
                 })?;
                 out.extend(tokens.into_iter().map(|t| t.id));
                 Ok(())
-            })?;
+            };
+            if memoize {
+                word_cache::extend_with(&self.word_cache, key, out, compute)?;
+            } else {
+                compute(out)?;
+            }
         }
         Ok(())
     }

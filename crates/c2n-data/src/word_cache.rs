@@ -58,8 +58,11 @@ pub(crate) fn extend_with<E>(
     MEMO.with(|cell| {
         let mut memo = cell.borrow_mut();
         if memo.owner != owner.0 {
-            memo.owner = owner.0;
-            memo.ids.clear();
+            // A new map, not `clear`: the last tokenizer's table gives its memory back.
+            *memo = Memo {
+                owner: owner.0,
+                ids: FxHashMap::default(),
+            };
         }
         if let Some(ids) = memo.ids.get(key) {
             out.extend_from_slice(ids);
