@@ -239,6 +239,20 @@ fn pipeline_runs_reports_and_resumes() {
         "the key is named: {err}"
     );
 
+    // A folder whose training ran with another recipe under the same pipeline config (a
+    // preset's recipe that changed between versions) is refused, naming the setting.
+    let recipe = fewer.output_dir.join("train/train_config.json");
+    let saved = std::fs::read_to_string(&recipe).unwrap();
+    let older = saved.replace("\"train_steps\": 6", "\"train_steps\": 5");
+    assert_ne!(older, saved, "the saved recipe names train_steps");
+    std::fs::write(&recipe, older).unwrap();
+    let err = run_pipeline(&fewer, &mut |_| {}).unwrap_err().to_string();
+    assert!(
+        err.contains("train_steps: saved 5, now 6") && err.contains("recipe may have changed"),
+        "{err}"
+    );
+    std::fs::write(&recipe, saved).unwrap();
+
     // A run that failed before any work (here: no such tokenizer) binds nothing: the
     // corrected rerun with another configuration goes ahead in the same folder.
     let failed_first = PipelineConfig {

@@ -12,7 +12,7 @@ use super::report::{PipelineReport, SplitScore, StageTiming, TrainOutcome};
 use super::splits::{resolve_splits, SplitFiles};
 use super::stages::{load_stage, save_stage};
 use crate::checkpoint_policy::{CheckpointPolicy, BEST_BLEU, BEST_PPL, LAST};
-use crate::config::TrainConfig;
+use crate::config::{TrainConfig, TRAIN_CONFIG_FILE};
 use crate::data::load_features;
 use crate::device::select_device;
 use crate::evaluate::{dev_loss, evaluate_file, EvalBatching, EvaluateRequest};
@@ -204,6 +204,28 @@ fn prepare_stage(
     };
     save_stage(&cfg.output_dir, "prepare", &record)?;
     Ok(record)
+}
+
+/// Refuses a folder whose training ran with other binding settings than the ones this run
+/// resolves to. The recorded pipeline configuration names a preset, not its recipe: when a
+/// preset's recipe changes between versions (the small preset went from 250 to 600 updates),
+/// an old folder would otherwise be taken for this run, its stages skipped, and its report
+/// would show the new settings next to the old run's numbers.
+fn check_same_training(train: &TrainConfig) -> Result<()> {
+    let saved_path = train.output_dir.join(TRAIN_CONFIG_FILE);
+    if !saved_path.is_file() {
+        return Ok(());
+    }
+    let conflicts = train.resume_conflicts(&TrainConfig::load(&saved_path)?);
+    if conflicts.is_empty() {
+        return Ok(());
+    }
+    Err(TrainError::OtherRun(format!(
+        "{} holds a training run of other settings ({}): the preset's recipe may have changed \
+         since that run",
+        train.output_dir.display(),
+        conflicts.join("; ")
+    )))
 }
 
 fn train_stage(
@@ -500,6 +522,7 @@ pub fn run_pipeline(cfg: &PipelineConfig, log: &mut dyn FnMut(&str)) -> Result<P
     for warning in train.warnings() {
         log(&format!("warning: {warning}"));
     }
+    check_same_training(&train)?;
     let prepare = prepare_stage(cfg, &splits, &train, &tokenizer_spec, log)?;
     let trained = train_stage(cfg, &train, log)?;
     let tokenizer = RobertaTokenizer::load(&tokenizer_spec)?;
