@@ -50,13 +50,18 @@ fn main() -> Result<()> {
         sweep.expand()?.len(),
         args.output_dir.display()
     );
+    // Every runner's GPU is checked before the first run starts.
+    let inherited = std::env::var("CUDA_VISIBLE_DEVICES").ok();
+    let visible: Vec<Option<String>> = (0..parallel)
+        .map(|slot| args.visible_device_for_slot(slot, inherited.as_deref()))
+        .collect::<Result<_, _>>()
+        .map_err(anyhow::Error::msg)?;
     let launcher = |config: &std::path::Path, slot: usize| {
         let mut cmd = Command::new(&exe);
         cmd.arg("--run-one")
             .arg(config)
             .env("RAYON_NUM_THREADS", threads.to_string());
-        let inherited = std::env::var("CUDA_VISIBLE_DEVICES").ok();
-        if let Some(gpu) = args.visible_device_for_slot(slot, inherited.as_deref()) {
+        if let Some(Some(gpu)) = visible.get(slot) {
             cmd.env("CUDA_VISIBLE_DEVICES", gpu);
         }
         // A sweep killed by a signal takes its runs with it.

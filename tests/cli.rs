@@ -331,12 +331,22 @@ fn sweep_gpus_give_each_running_child_its_own() {
     let seen: Vec<_> = (0..3).map(|slot| args.gpu_for_slot(slot)).collect();
     assert_eq!(seen, [Some("0"), Some("1"), Some("0")]);
     // Under a sweep that sees GPUs 4 and 5 only, --gpus 0,1 are those two.
-    let visible = |slot| args.visible_device_for_slot(slot, Some("4,5"));
+    let visible = |slot| args.visible_device_for_slot(slot, Some("4,5")).unwrap();
     assert_eq!(
         (visible(0), visible(1)),
         (Some("4".into()), Some("5".into()))
     );
-    assert_eq!(args.visible_device_for_slot(1, None), Some("1".into()));
+    assert_eq!(
+        args.visible_device_for_slot(1, None).unwrap(),
+        Some("1".into())
+    );
+    // A GPU the sweep cannot see is refused, not taken from the machine's numbering.
+    let err = args.visible_device_for_slot(1, Some("4")).unwrap_err();
+    assert!(err.contains("sees 1 GPU(s)"), "{err}");
+    assert!(
+        args.visible_device_for_slot(0, Some("")).is_err(),
+        "no GPU visible"
+    );
     let args = parse(&["sweep", "--grid", "g.toml", "--parallel", "3"]).unwrap();
     assert_eq!((args.parallel(), args.gpu_for_slot(0)), (3, None));
     assert_eq!(parse(&["sweep", "--grid", "g.toml"]).unwrap().parallel(), 1);

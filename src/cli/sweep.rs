@@ -50,20 +50,38 @@ impl SweepArgs {
     /// The child's `CUDA_VISIBLE_DEVICES` for runner `slot`: its `--gpus` entry, read through
     /// the sweep's own `CUDA_VISIBLE_DEVICES` when it has one (under Slurm or in a container
     /// `--gpus 0,1` are the first two GPUs this sweep sees, not the machine's GPUs 0 and 1).
-    pub fn visible_device_for_slot(&self, slot: usize, inherited: Option<&str>) -> Option<String> {
-        let id = self.gpu_for_slot(slot)?;
+    /// An entry this sweep cannot see is an error, never another job's GPU.
+    pub fn visible_device_for_slot(
+        &self,
+        slot: usize,
+        inherited: Option<&str>,
+    ) -> Result<Option<String>, String> {
+        let Some(id) = self.gpu_for_slot(slot) else {
+            return Ok(None);
+        };
+        let Some(inherited) = inherited else {
+            return Ok(Some(id.to_string()));
+        };
         let visible: Vec<&str> = inherited
-            .unwrap_or("")
             .split(',')
             .map(str::trim)
             .filter(|v| !v.is_empty())
             .collect();
-        let mapped = id
-            .parse::<usize>()
-            .ok()
-            .filter(|_| !visible.is_empty())
-            .and_then(|n| visible.get(n).copied());
-        Some(mapped.unwrap_or(id).to_string())
+        match id.parse::<usize>() {
+            Ok(n) => visible.get(n).map(|v| Some(v.to_string())).ok_or_else(|| {
+                format!(
+                    "--gpus {id}: this sweep sees {} GPU(s) (CUDA_VISIBLE_DEVICES={inherited:?}), \
+                     numbered 0 to {}",
+                    visible.len(),
+                    visible.len().saturating_sub(1)
+                )
+            }),
+            // A UUID names one GPU whatever the numbering; it must be one this sweep sees.
+            Err(_) if visible.contains(&id) => Ok(Some(id.to_string())),
+            Err(_) => Err(format!(
+                "--gpus {id}: not among the GPUs this sweep sees (CUDA_VISIBLE_DEVICES={inherited:?})"
+            )),
+        }
     }
 }
 
