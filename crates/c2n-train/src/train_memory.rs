@@ -18,10 +18,24 @@ pub const BYTES_PER_PARAMETER: u64 = 12;
 const CPU_ADVICE: &str = "Lower --batch-size (or raise --grad-accum: the same updates from \
                           smaller micro-batches), or --max-target-len";
 
-/// What lowers a device's peak: the micro-batch, the lengths, the padding, the precision.
-const DEVICE_ADVICE: &str = "Lower --batch-size (or raise --grad-accum: the same updates from \
-                             smaller micro-batches), shorten --max-source-len/--max-target-len, \
-                             or use --padding dynamic or --precision bf16";
+/// What lowers a device's peak in training: the micro-batch, the lengths, the padding, the
+/// precision.
+const TRAINING_ADVICE: &str = "Lower --batch-size (or raise --grad-accum: the same updates from \
+                               smaller micro-batches), shorten --max-source-len/--max-target-len, \
+                               or use --padding dynamic or --precision bf16";
+
+/// What lowers it in a dev evaluation: its own batch and the beam.
+const EVALUATION_ADVICE: &str = "Lower --eval-batch-size or --beam-size, or shorten \
+                                 --max-source-len/--max-target-len";
+
+/// Which work ran out of memory, for the advice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemoryUse {
+    /// A training step or an optimizer update.
+    Training,
+    /// The dev loss or the dev BLEU decoding.
+    Evaluation,
+}
 
 /// Bytes per active target token and vocabulary entry in a step: the f32 logits at the
 /// active positions and their gradient, alive together in the backward pass (measured:
@@ -81,12 +95,16 @@ pub fn is_out_of_memory(message: &str) -> bool {
 
 /// `error` as [`TrainError::OutOfMemory`] when it is an allocation failure of the device,
 /// saying during what; any other error unchanged.
-pub fn explain_out_of_memory(error: TrainError, during: &str) -> TrainError {
+pub fn explain_out_of_memory(error: TrainError, during: &str, work: MemoryUse) -> TrainError {
     match &error {
         TrainError::OutOfMemory { .. } => error,
         _ if is_out_of_memory(&error.to_string()) => TrainError::OutOfMemory {
             what: format!("the device ran out of memory during {during} ({error})"),
-            advice: DEVICE_ADVICE.into(),
+            advice: match work {
+                MemoryUse::Training => TRAINING_ADVICE,
+                MemoryUse::Evaluation => EVALUATION_ADVICE,
+            }
+            .into(),
         },
         _ => error,
     }
@@ -119,6 +137,9 @@ mod tests {
         );
         assert!(check_cpu_training_fits(3_491_840, 256, 5_632, 50_265, None).is_ok());
         assert_eq!(training_lower_bound(usize::MAX, 1, 1), u64::MAX);
+        // Gradient and two moments per parameter: the weights are loaded already.
+        assert_eq!(training_lower_bound(1_000_000, 0, 50_265), 12_000_000);
+        assert_eq!(training_lower_bound(0, 10, 1_000), 80_000);
     }
 
     #[test]
@@ -126,7 +147,7 @@ mod tests {
         let cuda = TrainError::Candle(candle_core::Error::Msg(
             "DriverError(CUDA_ERROR_OUT_OF_MEMORY, \"out of memory\")".into(),
         ));
-        let told = explain_out_of_memory(cuda, "a training step").to_string();
+        let told = explain_out_of_memory(cuda, "a training step", MemoryUse::Training).to_string();
         assert!(
             told.contains("ran out of memory during a training step"),
             "{told}"
@@ -135,13 +156,16 @@ mod tests {
         let cublas = TrainError::Candle(candle_core::Error::Msg(
             "cublas error: CUBLAS_STATUS_ALLOC_FAILED".into(),
         ));
-        assert!(matches!(
-            explain_out_of_memory(cublas, "an optimizer update"),
-            TrainError::OutOfMemory { .. }
-        ));
+        let told = explain_out_of_memory(cublas, "the dev loss", MemoryUse::Evaluation);
+        assert!(matches!(told, TrainError::OutOfMemory { .. }), "{told}");
+        let told = told.to_string();
+        assert!(
+            told.contains("--eval-batch-size") && !told.contains("--grad-accum"),
+            "evaluation has no accumulation: {told}"
+        );
         let other = TrainError::InvalidInput("shape mismatch".into());
         assert!(matches!(
-            explain_out_of_memory(other, "a training step"),
+            explain_out_of_memory(other, "a training step", MemoryUse::Training),
             TrainError::InvalidInput(_)
         ));
     }

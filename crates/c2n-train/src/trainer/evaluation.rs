@@ -12,7 +12,7 @@ use c2n_model::generation::GenerationConfig;
 use std::path::PathBuf;
 
 use super::Trainer;
-use crate::train_memory::explain_out_of_memory;
+use crate::train_memory::{explain_out_of_memory, MemoryUse};
 
 impl Trainer {
     /// Writes `OUTPUT/<name>/`: weights + model config + resolved train config, and with
@@ -65,7 +65,7 @@ impl Trainer {
             max_target_len: c.max_target_len,
         };
         let loss = dev_loss_sharded(comm, &self.model, &dev.loss_features, &batching)
-            .map_err(|e| explain_out_of_memory(e, "the dev loss"))?;
+            .map_err(|e| explain_out_of_memory(e, "the dev loss", MemoryUse::Evaluation))?;
         let loss_improved = self.state.policy.observe_dev_loss(loss.loss());
         let mut bleu = None;
         let mut bleu_improved = false;
@@ -84,7 +84,9 @@ impl Trainer {
                     &generation,
                     |_| {},
                 )
-                .map_err(|e| explain_out_of_memory(e, "the dev BLEU decoding"))?;
+                .map_err(|e| {
+                    explain_out_of_memory(e, "the dev BLEU decoding", MemoryUse::Evaluation)
+                })?;
                 // Rank 0 scores; the others take its score, so all decide alike.
                 let mut score = 0.0;
                 if let Some(decoded) = decoded {

@@ -19,7 +19,7 @@ use c2n_model::layers::dropout_seed_stream;
 use std::time::Instant;
 
 use super::Trainer;
-use crate::train_memory::explain_out_of_memory;
+use crate::train_memory::{explain_out_of_memory, MemoryUse};
 
 /// One micro-batch as this rank saw it, and the batch as a whole.
 struct MicroOutcome {
@@ -83,7 +83,7 @@ impl Trainer {
             } else {
                 self.rank_gradients(&positions, comm)
             };
-            outcome.map_err(|e| explain_out_of_memory(e, "a training step"))?
+            outcome.map_err(|e| explain_out_of_memory(e, "a training step", MemoryUse::Training))?
         };
         if !outcome.loss.is_finite() {
             return Err(TrainError::Diverged(format!(
@@ -101,7 +101,7 @@ impl Trainer {
         // AdamW allocates its moments at the first update: a device that runs out of memory
         // does so here as often as in the step itself.
         self.accumulate_and_update(step, outcome.grads, comm)
-            .map_err(|e| explain_out_of_memory(e, "an optimizer update"))?;
+            .map_err(|e| explain_out_of_memory(e, "an optimizer update", MemoryUse::Training))?;
         self.state.counters = self.driver.counters();
         Ok((loss, tokens, examples))
     }
