@@ -281,7 +281,8 @@ impl VocabIndex {
 /// `#version` line skipped, every other line two symbols split at single spaces), straight
 /// into maps: its detour through a JSON tree sorted 50 000 keys and was half the load time.
 /// One difference: an entry of `vocab.json` whose id is not an integer that fits in `u32` is
-/// an error here, where `read_file` skipped or truncated it.
+/// an error here, where `read_file` skipped an entry that is not a number and truncated an
+/// id above `u32::MAX`.
 fn read_vocab_merges(
     vocab: &Path,
     merges: &Path,
@@ -381,6 +382,17 @@ impl RobertaTokenizer {
     }
 
     fn from_bpe(bpe: BPE, location: &str) -> Result<Self> {
+        if let Some(p) = bpe.dropout.filter(|&p| p > 0.0) {
+            // Random merges would make the features differ from run to run (and from the
+            // cache, and from a resumed run's); the reference's tokenizer has no dropout.
+            return Err(DataError::Tokenizer {
+                location: location.to_string(),
+                message: format!(
+                    "the BPE model asks for dropout {p}: the reference tokenizes without it \
+                     (set \"dropout\" to null in the tokenizer.json)"
+                ),
+            });
+        }
         let vocab = bpe.get_vocab();
         let index = VocabIndex::new(vocab.iter().map(|(t, &id)| (t.as_str(), id)), location)?;
         Ok(Self::assemble(bpe, index))
@@ -463,11 +475,9 @@ impl RobertaTokenizer {
     fn bpe_ascii_fragment(&self, fragment: &str, out: &mut Vec<u32>) -> Result<()> {
         let bytes = fragment.as_bytes();
         let mut word = String::with_capacity(32);
-        // BPE dropout (a `tokenizer.json` may ask for it) draws anew on every call: no memo.
-        let memoize = self.bpe.dropout.is_none_or(|p| p <= 0.0);
         for range in split_ascii_gpt2(bytes) {
             let key = &bytes[range];
-            let mut compute = |out: &mut Vec<u32>| -> Result<()> {
+            word_cache::extend_with(&self.word_cache, key, out, |out| {
                 word.clear();
                 word.extend(key.iter().map(|&b| self.byte_chars[b as usize]));
                 let tokens = self.bpe.tokenize(&word).map_err(|e| DataError::Tokenizer {
@@ -476,12 +486,7 @@ impl RobertaTokenizer {
                 })?;
                 out.extend(tokens.into_iter().map(|t| t.id));
                 Ok(())
-            };
-            if memoize {
-                word_cache::extend_with(&self.word_cache, key, out, compute)?;
-            } else {
-                compute(out)?;
-            }
+            })?;
         }
         Ok(())
     }
@@ -693,6 +698,32 @@ mod tests {
                 "{bad:?}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn a_tokenizer_json_with_bpe_dropout_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let vocab: Vocab = ["<s>", "<pad>", "</s>", "<unk>", "<mask>", "a", "b", "ab"]
+            .iter()
+            .enumerate()
+            .map(|(id, t)| (t.to_string(), id as u32))
+            .collect();
+        let with_dropout = |p: Option<f32>| {
+            let mut builder = BPE::builder()
+                .vocab_and_merges(vocab.clone(), vec![("a".into(), "b".into())])
+                .unk_token("<unk>".into());
+            if let Some(p) = p {
+                builder = builder.dropout(p);
+            }
+            let path = dir.path().join(format!("tokenizer-{p:?}.json"));
+            tokenizers::Tokenizer::new(builder.build().unwrap())
+                .save(&path, false)
+                .unwrap();
+            RobertaTokenizer::from_files(&TokenizerFiles::TokenizerJson(path))
+        };
+        let err = with_dropout(Some(0.1)).unwrap_err().to_string();
+        assert!(err.contains("dropout 0.1"), "{err}");
+        assert_eq!(with_dropout(None).unwrap().encode("ab").unwrap(), [7]);
     }
 
     #[test]
