@@ -355,7 +355,7 @@ pub struct ResolvedConfig {
 
 impl TrainArgs {
     /// The run's settings: `--config FILE`, else, with `--resume`, the settings saved in
-    /// `OUTPUT/checkpoint-last/train_config.json` (so `train --resume --output-dir OUT` goes
+    /// `OUTPUT/checkpoint-last/train_config.json` (else `OUTPUT/train_config.json`; so `train --resume --output-dir OUT` goes
     /// on with what the run was started with; its `--stop-after` is dropped, so the run goes
     /// to its end unless `--stop-after` is given again), else the defaults; then the flags.
     pub fn resolve_config(&self) -> crate::train::Result<ResolvedConfig> {
