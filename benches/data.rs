@@ -9,8 +9,8 @@
 use std::path::PathBuf;
 
 use code2nl::data::{
-    features_in_memory, prepare, CleanConfig, FeatureConfig, PipelineConfig, PrepareRequest,
-    RobertaTokenizer, Stage, Strictness, TokenizerFiles,
+    features_in_memory, prepare, FeatureConfig, PipelineConfig, PrepareRequest, RobertaTokenizer,
+    Stage, TokenizerFiles,
 };
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
@@ -30,15 +30,11 @@ fn shared() -> Option<PathBuf> {
 }
 
 fn pipeline() -> PipelineConfig {
-    PipelineConfig {
-        features: FeatureConfig {
-            max_source_len: 256,
-            max_target_len: 128,
-            stage: Stage::Dev,
-        },
-        clean: CleanConfig::none(),
-        strictness: Strictness::Strict,
-    }
+    PipelineConfig::strict_unfiltered(FeatureConfig {
+        max_source_len: 256,
+        max_target_len: 128,
+        stage: Stage::Dev,
+    })
 }
 
 fn bench(c: &mut Criterion) {

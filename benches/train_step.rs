@@ -14,8 +14,8 @@ use std::path::PathBuf;
 
 use candle_core::{DType, Device};
 use code2nl::data::{
-    features_in_memory, plan_epoch, BatchConfig, CleanConfig, Feature, FeatureConfig, Padding,
-    PipelineConfig, RobertaTokenizer, Stage, Strictness,
+    features_in_memory, plan_epoch, BatchConfig, Feature, FeatureConfig, Padding, PipelineConfig,
+    RobertaTokenizer, Stage,
 };
 use code2nl::train::config::TrainConfig;
 use code2nl::train::model_setup::build_model;
@@ -43,15 +43,11 @@ fn bench_features() -> Option<Vec<Feature>> {
         return None;
     }
     let tok = RobertaTokenizer::load(shared.join("data/roberta-base").to_str()?).ok()?;
-    let cfg = PipelineConfig {
-        features: FeatureConfig {
-            max_source_len: 256,
-            max_target_len: 128,
-            stage: Stage::Train,
-        },
-        clean: CleanConfig::none(),
-        strictness: Strictness::Strict,
-    };
+    let cfg = PipelineConfig::strict_unfiltered(FeatureConfig {
+        max_source_len: 256,
+        max_target_len: 128,
+        stage: Stage::Train,
+    });
     let (all, _) = features_in_memory(&valid, &tok, &cfg).ok()?;
     let plan = plan_epoch(
         &all,

@@ -22,8 +22,8 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Parser;
 use code2nl::data::{
-    features_in_memory, prepare, CleanConfig, FeatureConfig, PipelineConfig, PrepareRequest,
-    RobertaTokenizer, Stage, Strictness, TokenizerFiles,
+    features_in_memory, prepare, FeatureConfig, PipelineConfig, PrepareRequest, RobertaTokenizer,
+    Stage, TokenizerFiles,
 };
 
 #[derive(Parser, Debug)]
@@ -62,16 +62,12 @@ fn timed<T>(work: impl FnOnce() -> Result<T>) -> Result<(T, f64, f64)> {
 }
 
 fn pipeline() -> PipelineConfig {
-    PipelineConfig {
-        // The reference's lengths; the dev stage keeps the targets, as its timed section does.
-        features: FeatureConfig {
-            max_source_len: 256,
-            max_target_len: 128,
-            stage: Stage::Dev,
-        },
-        clean: CleanConfig::none(),
-        strictness: Strictness::Strict,
-    }
+    // The reference's lengths; the dev stage keeps the targets, as its timed section does.
+    PipelineConfig::strict_unfiltered(FeatureConfig {
+        max_source_len: 256,
+        max_target_len: 128,
+        stage: Stage::Dev,
+    })
 }
 
 #[derive(Default)]

@@ -10,8 +10,7 @@
 
 use anyhow::{Context, Result};
 use code2nl::data::{
-    features_in_memory, CleanConfig, Feature, FeatureConfig, PipelineConfig, RobertaTokenizer,
-    Stage, Strictness,
+    features_in_memory, Feature, FeatureConfig, PipelineConfig, RobertaTokenizer, Stage,
 };
 use serde_json::json;
 use std::io::Write;
@@ -58,15 +57,11 @@ pub fn prepare(args: &PrepareArgs) -> Result<()> {
         ("test", Stage::Test, TEST_FEATURES),
     ] {
         let source = ruby.join(format!("{split}.jsonl"));
-        let cfg = PipelineConfig {
-            features: FeatureConfig {
-                max_source_len: args.max_source_len,
-                max_target_len: args.max_target_len,
-                stage,
-            },
-            clean: CleanConfig::none(),
-            strictness: Strictness::Strict,
-        };
+        let cfg = PipelineConfig::strict_unfiltered(FeatureConfig {
+            max_source_len: args.max_source_len,
+            max_target_len: args.max_target_len,
+            stage,
+        });
         let (features, _) = features_in_memory(&source, &tokenizer, &cfg)
             .with_context(|| format!("features of {}", source.display()))?;
         write_features(&args.out.join(name), &features)?;

@@ -43,6 +43,18 @@ pub struct PipelineConfig {
     pub strictness: Strictness,
 }
 
+impl PipelineConfig {
+    /// `features` of every line, as the reference reads a file: no cleaning filter, and a bad
+    /// line is an error (file and line) rather than a count.
+    pub fn strict_unfiltered(features: FeatureConfig) -> Self {
+        PipelineConfig {
+            features,
+            clean: CleanConfig::none(),
+            strictness: Strictness::Strict,
+        }
+    }
+}
+
 /// Counts from one run.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PipelineReport {

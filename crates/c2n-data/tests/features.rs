@@ -4,21 +4,17 @@ mod common;
 
 use c2n_data::features::pad;
 use c2n_data::{
-    features_in_memory, featurize, read_examples, run_file, CleanConfig, Example, FeatureConfig,
-    PipelineConfig, PipelineOptions, RobertaTokenizer, Stage, Strictness,
+    features_in_memory, featurize, read_examples, run_file, Example, FeatureConfig, PipelineConfig,
+    PipelineOptions, RobertaTokenizer, Stage, Strictness,
 };
 use common::*;
 
 fn pipeline(max_source_len: usize, max_target_len: usize, stage: Stage) -> PipelineConfig {
-    PipelineConfig {
-        features: FeatureConfig {
-            max_source_len,
-            max_target_len,
-            stage,
-        },
-        clean: CleanConfig::none(),
-        strictness: Strictness::Strict,
-    }
+    PipelineConfig::strict_unfiltered(FeatureConfig {
+        max_source_len,
+        max_target_len,
+        stage,
+    })
 }
 
 #[test]

@@ -3,8 +3,8 @@
 mod common;
 
 use c2n_data::{
-    features_in_memory, markdown_table, stats_row, CleanConfig, FeatureConfig, LengthSummary,
-    PipelineConfig, RobertaTokenizer, Stage, Strictness,
+    features_in_memory, markdown_table, stats_row, FeatureConfig, LengthSummary, PipelineConfig,
+    RobertaTokenizer, Stage,
 };
 
 #[test]
@@ -29,11 +29,7 @@ fn ruby_table_matches_the_spec() {
         stage: Stage::Dev,
         ..FeatureConfig::default()
     };
-    let cfg = PipelineConfig {
-        features,
-        clean: CleanConfig::none(),
-        strictness: Strictness::Strict,
-    };
+    let cfg = PipelineConfig::strict_unfiltered(features);
     // Spec §3: mean / median / max source length, max target length, truncated sources.
     let want = [
         ("test", 120.4, 78, 1113, 88, 120),

@@ -4,8 +4,8 @@ use crate::evaluate::test_features;
 use crate::pyrandom::dev_bleu_subset;
 use crate::{Result, TrainError};
 use c2n_data::{
-    features_in_memory, read_examples, CleanConfig, Feature, FeatureConfig, PipelineConfig,
-    PrepareRequest, RobertaTokenizer, Stage, Strictness, TokenizerFiles,
+    features_in_memory, read_examples, Feature, FeatureConfig, PipelineConfig, PrepareRequest,
+    RobertaTokenizer, Stage, Strictness, TokenizerFiles,
 };
 use std::path::{Path, PathBuf};
 
@@ -41,15 +41,11 @@ impl FeatureSource<'_> {
 
 /// Reference features: no cleaning, every line must parse.
 fn strict_pipeline(max_source_len: usize, max_target_len: usize, stage: Stage) -> PipelineConfig {
-    PipelineConfig {
-        features: FeatureConfig {
-            max_source_len,
-            max_target_len,
-            stage,
-        },
-        clean: CleanConfig::none(),
-        strictness: Strictness::Strict,
-    }
+    PipelineConfig::strict_unfiltered(FeatureConfig {
+        max_source_len,
+        max_target_len,
+        stage,
+    })
 }
 
 fn non_empty(path: &Path, features: Vec<Feature>) -> Result<Vec<Feature>> {

@@ -22,8 +22,8 @@ use crate::state::TRAIN_STATE_FILE;
 use crate::trainer::{TrainSummary, Trainer};
 use crate::{Result, TrainError};
 use c2n_data::{
-    CleanConfig, FeatureConfig, PipelineConfig as DataPipelineConfig, PrepareProgress,
-    PrepareRequest, RobertaTokenizer, Stage, Strictness, TokenizerFiles,
+    FeatureConfig, PipelineConfig as DataPipelineConfig, PrepareProgress, PrepareRequest,
+    RobertaTokenizer, Stage, TokenizerFiles,
 };
 use c2n_model::{ModelConfig, Seq2Seq};
 use candle_core::Device;
@@ -156,11 +156,7 @@ fn prepare_stage(
             stage,
         };
         let mut req = PrepareRequest::new(path, files.clone(), cfg.cache_root());
-        req.pipeline = DataPipelineConfig {
-            features,
-            clean: CleanConfig::none(),
-            strictness: Strictness::Strict,
-        };
+        req.pipeline = DataPipelineConfig::strict_unfiltered(features);
         let prepared = c2n_data::prepare(&req, &mut |event| {
             if let PrepareProgress::WaitingForOtherBuild { lock } = event {
                 log(&format!(
