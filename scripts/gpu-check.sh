@@ -175,8 +175,11 @@ run_step peak_matmul 60 $PY tools/gpu/peak_matmul.py --device "$DEV" "${PEAK[@]}
 run_step bench_comm_single 45 "$BIN" bench-comm --backend single --model "$MODEL" --device "$DEV"
 if [ "$MODE" = gpu ]; then
   run_step bench_comm_nccl 45 "$BIN" bench-comm --backend nccl --model "$MODEL" --device "$DEV"
+  # The one-thread-per-GPU launch (ncclCommInitAll, a thread rank, a barrier) at world size 1.
+  run_step bench_comm_nccl_threads 45 "$BIN" bench-comm --backend nccl-threads --model "$MODEL" --device "$DEV"
 else
   not_applicable bench_comm_nccl "the CPU build has no nccl feature"
+  not_applicable bench_comm_nccl_threads "the CPU build has no nccl feature"
 fi
 run_step train_torch_f32_padded 120 $PY tools/gpu/bench_train.py --device "$DEV" --model "$MODEL" \
   --features "$TRAIN_FEATURES" "${TRAIN[@]}"

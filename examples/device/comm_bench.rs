@@ -4,9 +4,10 @@
 //! A gradient set with the full model's parameter shapes lives on the device; every rep runs
 //! [`sync_tensor_grads`] with the trainer's 25 MiB buckets and a scale of 0.5 (a scale of 1
 //! at world size 1 skips the exchange, which is what the trainer does, see `note`). Backends:
-//! `single` (host round trip through the default `all_reduce_tensor`: the baseline) and
-//! `nccl` (world size 1 on `cuda:0`, needs the `nccl` feature). One raw 25 MiB bucket
-//! all-reduce is timed as well.
+//! `single` (host round trip through the default `all_reduce_tensor`: the baseline), `nccl`
+//! (one process's rank, world size 1 on `cuda:0`, needs the `nccl` feature) and
+//! `nccl-threads` (the same through the one-thread-per-GPU launch, `ncclCommInitAll`, after one
+//! NCCL barrier). One raw 25 MiB bucket all-reduce is timed as well.
 
 use crate::common::{device, device_name, emit, median, model_config, synced_seconds};
 use anyhow::{Context, Result};
@@ -27,6 +28,8 @@ pub enum BackendArg {
     Single,
     /// NCCL, world size 1, on `cuda:0` (build with `--features nccl`).
     Nccl,
+    /// NCCL, world size 1, as a thread rank of `NcclComm::run_threads` on `cuda:0`.
+    NcclThreads,
 }
 
 #[derive(clap::Args, Debug)]
@@ -64,12 +67,40 @@ fn nccl_comm() -> Result<Box<dyn Communicator>> {
     Ok(Box::new(comm))
 }
 
+/// The bench on rank 0 of a one-thread `NcclComm::run_threads` group, after one barrier (a real
+/// NCCL all-reduce: at world size 1 the others return before NCCL).
+#[cfg(feature = "nccl")]
+fn bench_nccl_threads(args: &CommBenchArgs) -> Result<()> {
+    use code2nl::train::comm::NcclComm;
+    let results = NcclComm::run_threads(
+        Some(1),
+        std::time::Duration::from_secs(60),
+        |comm| -> Result<(), anyhow::Error> {
+            comm.barrier()
+                .context("an NCCL barrier on the thread rank")?;
+            bench_on(comm, "nccl-threads", args)
+        },
+    )
+    .context("NCCL ranks as threads, world size 1")?;
+    anyhow::ensure!(
+        results.len() == 1,
+        "expected one rank, got {}",
+        results.len()
+    );
+    Ok(())
+}
+
 #[cfg(not(feature = "nccl"))]
 fn nccl_comm() -> Result<Box<dyn Communicator>> {
     anyhow::bail!(
         "bench-comm --backend nccl needs the `nccl` feature (this binary was built without it; \
          build with scripts/cuda-build.sh, i.e. --features cuda,nccl)"
     )
+}
+
+#[cfg(not(feature = "nccl"))]
+fn bench_nccl_threads(_args: &CommBenchArgs) -> Result<()> {
+    nccl_comm().map(|_| ())
 }
 
 /// Median seconds of `reps` calls of `f` after `warmup` untimed ones, device synchronised.
@@ -110,11 +141,15 @@ fn model_shaped_grads(preset: &str, dev: &Device) -> Result<BTreeMap<String, Ten
 }
 
 pub fn run(args: &CommBenchArgs) -> Result<()> {
+    match args.backend {
+        BackendArg::Single => bench_on(&SingleComm, "single", args),
+        BackendArg::Nccl => bench_on(nccl_comm()?.as_ref(), "nccl", args),
+        BackendArg::NcclThreads => bench_nccl_threads(args),
+    }
+}
+
+fn bench_on(comm: &dyn Communicator, backend: &str, args: &CommBenchArgs) -> Result<()> {
     let reps = args.reps.max(1);
-    let (comm, backend): (Box<dyn Communicator>, &str) = match args.backend {
-        BackendArg::Single => (Box::new(SingleComm), "single"),
-        BackendArg::Nccl => (nccl_comm()?, "nccl"),
-    };
     let dev = match comm.device() {
         Some(d) => d,
         None => device(&args.device.device)?,
@@ -128,7 +163,7 @@ pub fn run(args: &CommBenchArgs) -> Result<()> {
     let bytes = 4 * plan.total_len();
     let sync_s = time_median(&dev, args.warmup, reps, || {
         let mut work = grads.clone(); // tensors are shared: a cheap map copy
-        sync_tensor_grads(comm.as_ref(), &plan, &mut work, args.scale)?;
+        sync_tensor_grads(comm, &plan, &mut work, args.scale)?;
         Ok(())
     })?;
     let bucket = Tensor::randn(0f32, 1e-3, DEFAULT_BUCKET_BYTES / 4, &dev)?;

@@ -60,8 +60,9 @@ pub struct EvaluateArgs {
     /// and outputs may differ from f32 where scores are close).
     #[arg(long, value_enum, default_value = "f32")]
     pub precision: PrecisionArg,
-    /// Ranks that share the decoding (threads: threads to start; mpi, nccl: a check on the
-    /// launcher's count). Outputs are identical for any number of ranks.
+    /// Ranks that share the decoding (threads: threads to start; nccl without a launcher: GPUs,
+    /// default all; mpi, nccl under torchrun/srun: a check on the launcher's count). Outputs
+    /// are identical for any number of ranks.
     #[arg(long, value_parser = super::at_least_one)]
     pub world_size: Option<usize>,
     /// Data-parallel backend; without it, the launcher's environment decides (mpirun: mpi,

@@ -75,7 +75,8 @@ pub enum BackendArg {
     Threads,
     /// Ranks as MPI processes.
     Mpi,
-    /// Ranks as processes on NVIDIA GPUs with NCCL.
+    /// Ranks on NVIDIA GPUs with NCCL: one process per GPU under torchrun or srun, else one
+    /// thread per GPU in this process (`--world-size` GPUs, default every visible one).
     Nccl,
 }
 
@@ -129,8 +130,9 @@ impl From<GradWeightingArg> for GradWeighting {
 
 /// The [`LaunchSpec`] of `--backend` / `--world-size`, falling back on the launcher's
 /// environment ([`LaunchEnv`]) when `--backend` is not given:
-/// * `--backend` given: that backend; `--world-size` is the thread count (threads, default 1)
-///   or a check on what the launcher started (mpi, nccl); `single` and `threads` are refused
+/// * `--backend` given: that backend; `--world-size` is the thread count (threads, default 1;
+///   nccl without a launcher, default every visible GPU) or a check on what the launcher
+///   started (mpi, nccl); `single` and `threads` are refused
 ///   under a launcher that started several processes (each would train alone);
 /// * else, under a launcher with several ranks: `mpi` for `mpirun`, `nccl` for torchrun or
 ///   srun (whichever of the two this build has), expecting the launcher's world size;
@@ -329,8 +331,9 @@ pub struct TrainArgs {
     /// moved to OUTPUT/earlier-run-N first.
     #[arg(long)]
     pub resume: bool,
-    /// Data-parallel ranks: threads to start (threads), or a check on the launcher's count
-    /// (mpi, nccl). --batch-size stays the global batch: each rank takes batch-size / N.
+    /// Data-parallel ranks: threads to start (threads; nccl without a launcher: GPUs, default
+    /// all), or a check on the launcher's count (mpi, nccl under torchrun/srun). --batch-size
+    /// stays the global batch: each rank takes batch-size / N.
     #[arg(long, value_parser = super::at_least_one)]
     pub world_size: Option<usize>,
     /// Data-parallel backend; without it, the launcher's environment decides (mpirun: mpi,
@@ -479,6 +482,11 @@ mod tests {
         assert_eq!((spec.backend, spec.world_size), (Backend::Mpi, None));
         let spec = launch_spec_in(Some(BackendArg::Single), None, &alone).unwrap();
         assert_eq!((spec.backend, spec.world_size), (Backend::Single, Some(1)));
+        // nccl outside a launcher: one thread per GPU, --world-size of them or every visible one.
+        let spec = launch_spec_in(Some(BackendArg::Nccl), Some(2), &alone).unwrap();
+        assert_eq!((spec.backend, spec.world_size), (Backend::Nccl, Some(2)));
+        let spec = launch_spec_in(Some(BackendArg::Nccl), None, &alone).unwrap();
+        assert_eq!((spec.backend, spec.world_size), (Backend::Nccl, None));
         // Without --backend and outside any launcher, --world-size alone picks threads.
         let spec = launch_spec_in(None, Some(2), &alone).unwrap();
         assert_eq!((spec.backend, spec.world_size), (Backend::Threads, Some(2)));

@@ -19,7 +19,8 @@ pub enum Backend {
     Threads,
     /// Ranks as MPI processes (CPU, distributed memory; feature `mpi`).
     Mpi,
-    /// One process per GPU over NCCL (feature `nccl`).
+    /// GPUs over NCCL (feature `nccl`): one process per GPU under a launcher (torchrun, srun),
+    /// else one thread per GPU in this process.
     Nccl,
 }
 
@@ -78,8 +79,9 @@ impl FromStr for Backend {
 pub struct LaunchSpec {
     /// Which backend.
     pub backend: Backend,
-    /// Ranks to start (threads), or the size the external launcher must have started (mpi, nccl);
-    /// `None` accepts whatever the launcher started.
+    /// Ranks to start (threads; nccl without a launcher, where `None` means every visible GPU),
+    /// or the size the external launcher must have started (mpi, nccl); `None` accepts whatever
+    /// the launcher started.
     pub world_size: Option<usize>,
     /// Bound on any single wait (thread collectives, TCP rendezvous).
     pub timeout: Duration,
@@ -96,8 +98,9 @@ impl LaunchSpec {
     }
 }
 
-/// Runs `body` as every rank this process hosts and returns rank 0's result (threads) or this
-/// process's result (single, mpi, nccl).
+/// Runs `body` as every rank this process hosts and returns rank 0's result (threads, and nccl
+/// without a launcher: one thread per GPU) or this process's result (single, mpi, and nccl
+/// under torchrun or srun).
 ///
 /// With threads, `body` runs once per thread; if ranks fail, the error of the rank that failed first is
 /// returned (the others typically fail because it left). Under MPI with several ranks, a rank whose
@@ -189,6 +192,17 @@ where
             #[cfg(feature = "nccl")]
             {
                 let env = super::LaunchEnv::from_env()?;
+                if env.launcher == super::Launcher::None {
+                    // No launcher: this process hosts every rank, one thread per GPU.
+                    let results =
+                        super::NcclComm::run_threads(spec.world_size, spec.timeout, |comm| {
+                            body(comm)
+                        })?;
+                    return results
+                        .into_iter()
+                        .next()
+                        .ok_or_else(|| CommError::InvalidInput("no ranks ran".into()).into());
+                }
                 check_world(env.world_size)?;
                 let comm = super::NcclComm::from_launch_env(&env, spec.timeout)?;
                 body(&comm)

@@ -16,6 +16,7 @@
 //! | [`ThreadComm`] | shared | threads of one process | [`ThreadGroup::run`] | always |
 //! | `MpiComm` | distributed | processes (any node) | `mpirun`, `srun` | `mpi` |
 //! | `NcclComm` | distributed, GPU | one process per GPU | `torchrun --no-python`, `srun` | `nccl` |
+//! | `NcclComm` | shared host, GPU | one thread per GPU | `NcclComm::run_threads` (no launcher) | `nccl` |
 //!
 //! All of them implement [`Communicator`]: flat `f32` buffers for all-reduce and broadcast, a barrier,
 //! and a gather of strings to rank 0 (sharded evaluation). The tensor methods have host round-trip
@@ -27,6 +28,8 @@
 //! fails every waiting rank as soon as one rank errors, panics or leaves; the TCP rendezvous
 //! ([`rendezvous`]) has a deadline on both sides. MPI and NCCL jobs are ended by their launcher when a
 //! process dies (`mpirun`, `torchrun` and `srun` kill the remaining ranks).
+//! NCCL ranks as threads abort each other's communicators when one fails, and a watchdog ends
+//! the process if that does not free them ([`abort_group`]).
 //!
 //! # Example: two thread ranks average a buffer
 //!
@@ -69,6 +72,7 @@
 //! # Ok::<(), c2n_train::comm::CommError>(())
 //! ```
 
+pub mod abort_group;
 mod buckets;
 mod env;
 mod error;

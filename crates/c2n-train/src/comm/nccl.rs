@@ -1,32 +1,52 @@
-//! NCCL ranks (feature `nccl`): one process per GPU, collectives run on the GPU on Candle's own stream.
+//! NCCL ranks (feature `nccl`), on Candle's own stream, in either of two layouts:
 //!
-//! Rendezvous: rank 0 creates the 128-byte NCCL unique id and hands it to the other ranks over the TCP
-//! rendezvous ([`share_from_rank0`]), then every rank joins with `ncclCommInitRank`. The GPU is chosen by
-//! `LOCAL_RANK`, never by the global rank. Use [`Communicator::device`] for all tensors of this rank:
-//! Candle gives every `Device::new_cuda` call a new device id, so create no second one.
+//! - **one process per GPU** ([`NcclComm::from_launch_env`], under torchrun or srun): rank 0
+//!   creates the 128-byte NCCL unique id and hands it to the other ranks over the TCP rendezvous
+//!   ([`share_from_rank0`]), then every rank joins with `ncclCommInitRank`. The GPU is chosen by
+//!   `LOCAL_RANK`, never by the global rank;
+//! - **one thread per GPU in this process** ([`NcclComm::run_threads`], no launcher): the
+//!   communicators of `cuda:0 .. cuda:N-1` come from one `ncclCommInitAll`
+//!   (`Comm::from_devices`), and a rank that fails aborts its peers' communicators
+//!   ([`super::abort_group`]), so none waits for it for ever.
+//!
+//! Use [`Communicator::device`] for all tensors of a rank: Candle gives every `Device::new_cuda`
+//! call a new device id, so create no second one.
 //!
 //! Only NCCL's own collectives are used (all-reduce, broadcast, all-gather); the string gather is an
 //! all-gather of lengths and then of padded bytes. NCCL cannot put two ranks on one GPU, so on a one-GPU
 //! machine only world size 1 runs; multi-rank logic is tested with the thread backend.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use candle_core::backend::BackendStorage;
-use candle_core::cuda::cudarc::driver::{DeviceRepr, ValidAsZeroBits};
+use candle_core::cuda::cudarc::driver::{CudaContext, DeviceRepr, ValidAsZeroBits};
 use candle_core::cuda::cudarc::nccl::{Comm, Id, NcclType, ReduceOp as NcclReduceOp};
 use candle_core::cuda::{CudaDType, CudaStorage};
 use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor};
 
+use super::abort_group::{exit_process, run_ranks, AbortableGroup};
 use super::rendezvous::share_from_rank0;
 use super::wire::{decode_strings, encode_strings};
 use super::{Backend, CommError, CommResult, Communicator, LaunchEnv, ReduceOp};
+
+/// A cudarc communicator that may move to the thread of the rank that uses it.
+struct SendComm(Comm);
+
+// SAFETY: an NCCL communicator may be used from any thread as long as one thread at a time
+// does: each rank's thread uses its own, and `AbortableGroup` hands it out under a lock (the
+// only other use is the abort, under the same lock).
+unsafe impl Send for SendComm {}
 
 /// Size of `ncclUniqueId`.
 const NCCL_ID_BYTES: usize = 128;
 
 /// One GPU rank of an NCCL communicator.
 pub struct NcclComm {
-    comm: Comm,
+    /// The communicators of the ranks this process hosts (one, or one per thread).
+    group: Arc<AbortableGroup<SendComm>>,
+    /// This rank's place in `group`.
+    slot: usize,
     device: Device,
     rank: usize,
     world_size: usize,
@@ -88,19 +108,79 @@ impl NcclComm {
         let comm = Comm::from_rank(stream, env.rank, env.world_size, Id::uninit(internal))
             .map_err(|e| nccl_error("ncclCommInitRank", e))?;
         Ok(Self {
-            comm,
+            group: Arc::new(AbortableGroup::new(vec![SendComm(comm)])),
+            slot: 0,
             device,
             rank: env.rank,
             world_size: env.world_size,
         })
     }
 
+    /// Runs `body` as ranks `0 .. world_size` on threads of this process, rank `r` on `cuda:r`
+    /// (`world_size` `None`: every visible GPU), and returns the results in rank order, or the
+    /// error of the rank that failed first. If ranks are still running `timeout` after a rank
+    /// failed and their communicators were aborted, the process prints why and exits with
+    /// status 1.
+    pub fn run_threads<T, E, F>(
+        world_size: Option<usize>,
+        timeout: Duration,
+        body: F,
+    ) -> Result<Vec<T>, E>
+    where
+        T: Send,
+        E: Send + From<CommError> + std::fmt::Display,
+        F: Fn(&NcclComm) -> Result<T, E> + Sync,
+    {
+        let visible = CudaContext::device_count()
+            .map_err(|e| nccl_error("counting the CUDA devices", e))?
+            .max(0) as usize;
+        let world_size = world_size.unwrap_or(visible);
+        if world_size == 0 || world_size > visible {
+            return Err(CommError::InvalidInput(format!(
+                "--backend nccl without a launcher runs one thread per GPU: {world_size} rank(s) \
+                 asked, {visible} GPU(s) visible (CUDA_VISIBLE_DEVICES={})",
+                std::env::var("CUDA_VISIBLE_DEVICES").unwrap_or_else(|_| "unset".into())
+            ))
+            .into());
+        }
+        let devices = (0..world_size)
+            .map(|ordinal| {
+                Device::new_cuda(ordinal)
+                    .map(crate::device::tuned)
+                    .map_err(|e| nccl_error(&format!("opening cuda:{ordinal}"), e))
+            })
+            .collect::<CommResult<Vec<_>>>()?;
+        let streams = devices
+            .iter()
+            .map(|d| Ok(d.as_cuda_device()?.cuda_stream()))
+            .collect::<CommResult<Vec<_>>>()?;
+        let comms = Comm::from_devices(streams).map_err(|e| nccl_error("ncclCommInitAll", e))?;
+        let group = Arc::new(AbortableGroup::new(
+            comms.into_iter().map(SendComm).collect(),
+        ));
+        run_ranks(&group, timeout, exit_process(), |rank| {
+            let comm = NcclComm {
+                group: Arc::clone(&group),
+                slot: rank,
+                device: devices[rank].clone(),
+                rank,
+                world_size,
+            };
+            body(&comm)
+        })
+    }
+
     fn run(&self, t: &Tensor, kind: Collective) -> CommResult<Tensor> {
-        let op = NcclCollective {
-            comm: &self.comm,
-            kind,
-        };
-        Ok(t.contiguous()?.apply_op1_no_bwd(&op)?)
+        let t = t.contiguous()?;
+        let op_name = kind.name();
+        self.group
+            .with_comm(self.slot, self.rank, op_name, |comm| {
+                t.apply_op1_no_bwd(&NcclCollective {
+                    comm: &comm.0,
+                    kind,
+                })
+            })?
+            .map_err(CommError::from)
     }
 
     fn all_gather_bytes(&self, bytes: &[u8]) -> CommResult<Vec<Vec<u8>>> {
@@ -209,6 +289,16 @@ enum Collective {
     AllReduce(ReduceOp),
     Broadcast,
     AllGather,
+}
+
+impl Collective {
+    fn name(self) -> &'static str {
+        match self {
+            Collective::AllReduce(_) => "all_reduce",
+            Collective::Broadcast => "broadcast",
+            Collective::AllGather => "all_gather",
+        }
+    }
 }
 
 /// An NCCL collective as a Candle op: reads the input's CUDA slice, writes a fresh output slice, all on

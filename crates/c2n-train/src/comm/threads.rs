@@ -175,7 +175,7 @@ struct GroupOutcome<T> {
     failure_order: Vec<usize>,
 }
 
-fn panic_message(payload: Box<dyn Any + Send>) -> String {
+pub(super) fn panic_message(payload: Box<dyn Any + Send>) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_string()
     } else if let Some(s) = payload.downcast_ref::<String>() {
