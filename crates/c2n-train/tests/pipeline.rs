@@ -220,6 +220,23 @@ fn pipeline_runs_reports_and_resumes() {
     let (restored, lines) = run(&fewer);
     assert!(restored.stages.iter().all(|s| s.skipped), "{lines:?}");
 
+    // A folder trained under an older recipe of the same preset (the config names the preset,
+    // not its recipe) is another run to a sweep too, not a finished point.
+    let saved_train = fewer.output_dir.join("train/train_config.json");
+    let saved_text = std::fs::read_to_string(&saved_train).unwrap();
+    let mut older: serde_json::Value = serde_json::from_str(&saved_text).unwrap();
+    let steps = older["train_steps"].as_u64().unwrap();
+    older["train_steps"] = json!(steps + 7);
+    std::fs::write(&saved_train, older.to_string()).unwrap();
+    assert!(
+        matches!(earlier_run_match(&fewer), RunMatch::Different(why)
+            if why.contains("train_steps") && why.contains("recipe")),
+        "{:?}",
+        earlier_run_match(&fewer)
+    );
+    std::fs::write(&saved_train, saved_text).unwrap();
+    assert_eq!(earlier_run_match(&fewer), RunMatch::Same);
+
     // Not while another process holds the folder (here: its lock taken by hand).
     {
         let held = c2n_train::run_lock::RunLock::acquire(&fewer.output_dir, "pipeline").unwrap();

@@ -184,6 +184,37 @@ pub fn discard_leftovers_of_a_failed_start(
     Ok(())
 }
 
+/// Whether the folder's training ran with other binding settings than `cfg`'s preset and
+/// `[train]` keys give in this version. The recorded configuration names a preset, not its
+/// recipe, so a preset whose recipe changed (the small preset went from 250 to 600 updates)
+/// would pass [`recorded_config_match`]; the pipeline itself refuses such a folder when it
+/// resolves the training config, this says so before (a sweep skipping a finished point).
+fn training_recipe_change(cfg: &PipelineConfig) -> Result<Option<String>> {
+    let saved_path = cfg
+        .output_dir
+        .join(super::run::TRAIN_FOLDER)
+        .join(crate::config::TRAIN_CONFIG_FILE);
+    let recorded = cfg.output_dir.join(RUN_CONFIG);
+    if !saved_path.is_file() || !recorded.is_file() {
+        return Ok(None);
+    }
+    let Some(preset) = cfg.preset.or(PipelineConfig::load(&recorded)?.preset) else {
+        return Ok(None);
+    };
+    let recipe = super::preset::apply_train_overrides(
+        &super::preset::preset_train_config(preset, &cfg.lang),
+        &cfg.train,
+    )?;
+    let conflicts = recipe.resume_conflicts(&crate::config::TrainConfig::load(&saved_path)?);
+    Ok((!conflicts.is_empty()).then(|| {
+        format!(
+            "its training ran with other settings than preset `{preset}` gives now ({}): the \
+             preset's recipe may have changed since that run",
+            conflicts.join("; ")
+        )
+    }))
+}
+
 /// The recorded configuration of the run in `cfg.output_dir`, compared with `cfg`.
 fn recorded_config_match(cfg: &PipelineConfig) -> Result<RunMatch> {
     let path = cfg.output_dir.join(RUN_CONFIG);
@@ -295,6 +326,11 @@ pub fn earlier_run_match(cfg: &PipelineConfig) -> RunMatch {
     };
     if let RunMatch::Different(_) = by_config {
         return by_config;
+    }
+    match training_recipe_change(cfg) {
+        Ok(None) => {}
+        Ok(Some(change)) => return RunMatch::Different(change),
+        Err(e) => return RunMatch::Different(e.to_string()),
     }
     let earlier = load_stage::<Vec<InputDigest>>(&cfg.output_dir, INPUTS)
         .filter(|_| run_has_work(&cfg.output_dir));

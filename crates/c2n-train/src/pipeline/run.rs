@@ -301,7 +301,7 @@ fn train_stage(
 }
 
 /// The training run's folder inside the pipeline's output folder.
-const TRAIN_FOLDER: &str = "train";
+pub(super) const TRAIN_FOLDER: &str = "train";
 
 /// A checkpoint as the train record keeps it: relative to the output folder
 /// (`train/checkpoint-best-bleu`), so that a moved or copied output folder, or one run from

@@ -2,7 +2,8 @@
 //! points ([`grid`]); each point is a whole [`pipeline`](crate::pipeline) run (train +
 //! evaluate dev and test) in its own folder, run as a child process, N at a time with the
 //! CPU threads split between them ([`runner`]); a point whose `report.json` exists is
-//! skipped (unless its recorded configuration or source files changed since: then it is
+//! skipped (unless its recorded configuration, its preset's training recipe or its source
+//! files changed since: then it is
 //! reported as failed, saying so), a failing point is reported and does not stop the
 //! others; the results are a
 //! table sorted by dev BLEU as `results.md` + `results.json` and a PNG ([`table`]).
