@@ -90,8 +90,8 @@ fn evaluate_rank(
         None => select_device(&args.device)?,
     };
     let dtype = code2nl::train::device::apply_precision(args.precision.into(), &device);
-    let model =
-        code2nl::model::load_checkpoint(&args.model.checkpoint, &device)?.with_compute_dtype(dtype);
+    let model = code2nl::train::checkpoint_checksums::load_model(&args.model.checkpoint, &device)?
+        .with_compute_dtype(dtype);
     // Rank 0 counts its own batches (with several ranks, its share of the file).
     let bar = if comm.is_main() {
         let what = if comm.world_size() > 1 {

@@ -59,8 +59,8 @@ fn main() -> Result<()> {
     };
     let device = select_device(&args.device)?;
     let dtype = code2nl::train::device::apply_precision(args.precision.into(), &device);
-    let model =
-        code2nl::model::load_checkpoint(&args.model.checkpoint, &device)?.with_compute_dtype(dtype);
+    let model = code2nl::train::checkpoint_checksums::load_model(&args.model.checkpoint, &device)?
+        .with_compute_dtype(dtype);
     let (tokenizer_spec, tokenizer_note) = args.model.tokenizer_spec()?;
     if let Some(note) = tokenizer_note {
         eprintln!("{note}");

@@ -37,6 +37,12 @@ pub enum TrainError {
     /// The run needs more memory than the machine or the device has ([`crate::train_memory`]).
     #[error("out of memory: {what}. {advice}")]
     OutOfMemory { what: String, advice: String },
+    /// A checkpoint file differs from what was written ([`crate::checkpoint_checksums`]).
+    #[error(
+        "checkpoint {dir} is damaged: {message}; use another checkpoint (checkpoint-best-*, \
+         earlier-run-N) or copy this one again"
+    )]
+    DamagedCheckpoint { dir: PathBuf, message: String },
     /// The output folder holds a run of other settings or data, which this one would mix with.
     #[error("{0}; choose another output folder or delete it")]
     OtherRun(String),

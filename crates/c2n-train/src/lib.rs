@@ -54,6 +54,7 @@
 //! # Ok::<(), c2n_train::TrainError>(())
 //! ```
 
+pub mod checkpoint_checksums;
 pub mod checkpoint_dir;
 pub mod checkpoint_policy;
 pub mod comm;

@@ -33,6 +33,11 @@ pub fn build_model(
         };
         Seq2Seq::new(&config, &VarMap::new(), device)?
     } else if Path::new(init).is_dir() {
+        // A code2nl checkpoint to start from must be as it was written.
+        crate::checkpoint_checksums::verify(
+            Path::new(init),
+            crate::checkpoint_checksums::is_model_file,
+        )?;
         match load_checkpoint(init, device) {
             Ok(model) => model,
             Err(as_checkpoint) => load_pretrained_encoder(init, device, |_| {}).map_err(|as_encoder| {

@@ -302,6 +302,22 @@ fn a_damaged_checkpoint_is_refused_naming_the_file() {
         let err = resume_error(&|| truncate(name));
         assert!(err.contains(name), "{name}: {err}");
     }
+    // A flipped bit keeps the file's size and still parses: checksums.json tells.
+    let flip = |name: &str| {
+        let path = last.join(name);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x04;
+        std::fs::write(&path, bytes).unwrap();
+    };
+    for name in [
+        "optimizer.safetensors",
+        "model.safetensors",
+        "train_state.json",
+    ] {
+        let err = resume_error(&|| flip(name));
+        assert!(err.contains(&format!("{name} is damaged")), "{name}: {err}");
+    }
     let err = resume_error(&|| std::fs::remove_file(last.join("optimizer.safetensors")).unwrap());
     assert!(err.contains("optimizer.safetensors"), "{err}");
     // Without the saved settings a changed one would go unseen: refused.

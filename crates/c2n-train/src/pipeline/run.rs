@@ -365,7 +365,10 @@ struct EvalContext<'a> {
 impl EvalContext<'_> {
     fn model(&mut self) -> Result<&Seq2Seq> {
         if self.model.is_none() {
-            self.model = Some(c2n_model::load_checkpoint(&self.checkpoint, self.device)?);
+            self.model = Some(crate::checkpoint_checksums::load_model(
+                &self.checkpoint,
+                self.device,
+            )?);
         }
         self.model
             .as_ref()

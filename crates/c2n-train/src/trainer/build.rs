@@ -74,6 +74,11 @@ impl Trainer {
         }
         // A resumed run starts from its own last checkpoint, not from `init` (no download).
         let model = if resume {
+            // The weights as written ([`Trainer::resume`] checks every other file).
+            crate::checkpoint_checksums::verify(
+                &resume_dir,
+                crate::checkpoint_checksums::is_model_file,
+            )?;
             // Its own checkpoint only: an unreadable one is a resume error, not a wrong init.
             let saved = c2n_model::load_checkpoint(&resume_dir, &device).map_err(|e| {
                 TrainError::Resume {
@@ -318,6 +323,8 @@ impl Trainer {
                     .into(),
             });
         }
+        // Every file (weights, moments, state) as written, or a refusal naming the damaged one.
+        crate::checkpoint_checksums::verify(dir, |_| true)?;
         let weights = c2n_model::load::find_weights_file(dir)?;
         c2n_model::load::load_state_dict(&self.model, &weights)?;
         let (state, pending) = TrainState::load(dir, self.model.device())?;

@@ -34,6 +34,8 @@ impl Trainer {
                 };
                 state.save(partial, &self.pending)?;
             }
+            // Last: the digests of every file above, checked before a resume or evaluation.
+            crate::checkpoint_checksums::write(partial)?;
             Ok(())
         })?;
         Ok(dir)

@@ -1,0 +1,232 @@
+//! SHA-256 digests of a checkpoint's files, written with the checkpoint and checked before it
+//! is resumed or evaluated.
+//!
+//! The atomic write ([`crate::checkpoint_dir`]) keeps a crash from leaving half a checkpoint,
+//! but not a file damaged afterwards (a disk error, a bad copy between machines, a truncated
+//! transfer): safetensors would still parse a flipped bit, and a resumed run would go on from
+//! wrong weights or moments without a word. So every checkpoint folder gets
+//! `checksums.json` (each file's size and SHA-256), written last into the hidden partial
+//! folder, and [`verify`] compares them before use. A folder without `checksums.json` (written
+//! by the PyTorch scripts or by an older version) is used as it is: there is nothing to check
+//! against, and [`Verified::NotRecorded`] says so.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Read;
+use std::path::Path;
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::{Result, TrainError};
+
+/// The digest file's name inside a checkpoint folder.
+pub const CHECKSUMS_FILE: &str = "checksums.json";
+
+/// Size and digest of one file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileDigest {
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// The content of `checksums.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checksums {
+    /// Always `sha256`; a reader refuses any other.
+    pub algorithm: String,
+    /// File name (flat: checkpoints have no subfolders) → digest.
+    pub files: BTreeMap<String, FileDigest>,
+}
+
+/// What [`verify`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verified {
+    /// Every checked file has its recorded size and digest (the number checked).
+    Intact(usize),
+    /// The folder has no `checksums.json`.
+    NotRecorded,
+}
+
+fn digest_file(path: &Path) -> Result<FileDigest> {
+    let mut file = fs::File::open(path).map_err(|e| TrainError::io(path, e))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut bytes = 0u64;
+    loop {
+        let n = file.read(&mut buf).map_err(|e| TrainError::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        bytes += n as u64;
+    }
+    let sha256 = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok(FileDigest { bytes, sha256 })
+}
+
+/// Writes `dir/checksums.json` for every regular file of `dir` (the files in parallel).
+pub fn write(dir: &Path) -> Result<Checksums> {
+    let mut names = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| TrainError::io(dir, e))? {
+        let entry = entry.map_err(|e| TrainError::io(dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if entry.path().is_file() && name != CHECKSUMS_FILE {
+            names.push(name);
+        }
+    }
+    let files = names
+        .into_par_iter()
+        .map(|name| Ok((name.clone(), digest_file(&dir.join(&name))?)))
+        .collect::<Result<BTreeMap<_, _>>>()?;
+    let checksums = Checksums {
+        algorithm: "sha256".into(),
+        files,
+    };
+    let path = dir.join(CHECKSUMS_FILE);
+    let text = serde_json::to_string_pretty(&checksums).map_err(|e| TrainError::Parse {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    fs::write(&path, text + "\n").map_err(|e| TrainError::io(&path, e))?;
+    Ok(checksums)
+}
+
+/// Checks the files of `dir` that `check(name)` selects against `checksums.json`: each must
+/// exist with its recorded size and SHA-256. An error names the first damaged file.
+pub fn verify(dir: &Path, check: impl Fn(&str) -> bool) -> Result<Verified> {
+    let path = dir.join(CHECKSUMS_FILE);
+    if !path.is_file() {
+        return Ok(Verified::NotRecorded);
+    }
+    let text = fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
+    let recorded: Checksums = serde_json::from_str(&text).map_err(|e| TrainError::Parse {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    if recorded.algorithm != "sha256" {
+        return Err(TrainError::Parse {
+            path,
+            message: format!(
+                "unknown checksum algorithm `{}` (this version writes sha256)",
+                recorded.algorithm
+            ),
+        });
+    }
+    let selected: Vec<(&String, &FileDigest)> = recorded
+        .files
+        .iter()
+        .filter(|(name, _)| check(name))
+        .collect();
+    let damage = selected
+        .par_iter()
+        .map(|&(name, want)| {
+            let file = dir.join(name);
+            let size = match fs::metadata(&file) {
+                Ok(meta) => meta.len(),
+                Err(e) => return Some(format!("{name} is missing ({e})")),
+            };
+            if size != want.bytes {
+                return Some(format!(
+                    "{name} has {size} bytes, {} were written",
+                    want.bytes
+                ));
+            }
+            match digest_file(&file) {
+                Ok(have) if have.sha256 == want.sha256 => None,
+                Ok(have) => Some(format!(
+                    "{name} is damaged: sha256 {}…, {}… was written",
+                    &have.sha256[..12],
+                    &want.sha256[..12.min(want.sha256.len())]
+                )),
+                Err(e) => Some(e.to_string()),
+            }
+        })
+        .collect::<Vec<_>>();
+    match damage.into_iter().flatten().next() {
+        Some(message) => Err(TrainError::DamagedCheckpoint {
+            dir: dir.to_path_buf(),
+            message,
+        }),
+        None => Ok(Verified::Intact(selected.len())),
+    }
+}
+
+/// The files a model load reads (`c2n_model::load_checkpoint`): weights and model config.
+pub fn is_model_file(name: &str) -> bool {
+    matches!(name, "model.safetensors" | "config.json")
+}
+
+/// `c2n_model::load_checkpoint` after checking the weights and model config against the
+/// folder's `checksums.json` (when it has one).
+pub fn load_model(dir: &Path, device: &candle_core::Device) -> Result<c2n_model::Seq2Seq> {
+    verify(dir, is_model_file)?;
+    Ok(c2n_model::load_checkpoint(dir, device)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn folder() -> tempfile::TempDir {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::write(tmp.path().join("model.safetensors"), vec![7u8; 3000]).unwrap();
+        fs::write(tmp.path().join("config.json"), "{}").unwrap();
+        fs::write(tmp.path().join("moments.safetensors"), vec![1u8; 500]).unwrap();
+        tmp
+    }
+
+    #[test]
+    fn an_untouched_folder_verifies() {
+        let tmp = folder();
+        let written = write(tmp.path()).unwrap();
+        assert_eq!(written.files.len(), 3);
+        assert_eq!(written.files["config.json"].bytes, 2);
+        // sha256("{}")
+        assert_eq!(
+            written.files["config.json"].sha256,
+            "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+        );
+        assert_eq!(verify(tmp.path(), |_| true).unwrap(), Verified::Intact(3));
+        assert_eq!(
+            verify(tmp.path(), is_model_file).unwrap(),
+            Verified::Intact(2)
+        );
+    }
+
+    #[test]
+    fn a_flipped_byte_a_short_file_and_a_missing_file_are_named() {
+        let tmp = folder();
+        write(tmp.path()).unwrap();
+        let model = tmp.path().join("model.safetensors");
+        let mut bytes = fs::read(&model).unwrap();
+        bytes[1234] ^= 0x10;
+        fs::write(&model, &bytes).unwrap();
+        let err = verify(tmp.path(), |_| true).unwrap_err().to_string();
+        assert!(err.contains("model.safetensors is damaged"), "{err}");
+        // A check that skips the damaged file passes.
+        assert_eq!(
+            verify(tmp.path(), |n| n != "model.safetensors").unwrap(),
+            Verified::Intact(2)
+        );
+        fs::write(tmp.path().join("moments.safetensors"), vec![1u8; 499]).unwrap();
+        let err = verify(tmp.path(), |n| n == "moments.safetensors")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("has 499 bytes, 500 were written"), "{err}");
+        fs::remove_file(tmp.path().join("config.json")).unwrap();
+        let err = verify(tmp.path(), is_model_file).unwrap_err().to_string();
+        assert!(err.contains("config.json is missing"), "{err}");
+    }
+
+    #[test]
+    fn a_folder_without_checksums_is_not_recorded() {
+        let tmp = folder();
+        assert_eq!(verify(tmp.path(), |_| true).unwrap(), Verified::NotRecorded);
+    }
+}
