@@ -36,6 +36,7 @@
 pub mod config;
 pub mod identity;
 pub mod plot;
+pub mod plot_text;
 pub mod preset;
 pub mod report;
 pub mod run;

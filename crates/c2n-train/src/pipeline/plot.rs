@@ -1,6 +1,8 @@
-//! Training curves as a PNG without any text (no font is needed): the legend lives in the
-//! Markdown report ([`LEGEND`]).
+//! Training curves as a PNG: lines drawn by plotters, tick values and titles by
+//! [`plot_text`](super::plot_text) (a built-in bitmap font: no font file needed). The
+//! Markdown report repeats what the panels show ([`LEGEND`]).
 
+use super::plot_text::{draw_labels, nice_step, nice_ticks, tick_text, Anchor, Label};
 use crate::metrics::MetricRecord;
 use crate::{Result, TrainError};
 use plotters::prelude::*;
@@ -9,7 +11,16 @@ use std::path::Path;
 /// What the curves of [`training_curves_png`] mean.
 pub const LEGEND: &str = "Left panel: training loss (blue) and dev loss (red) against updates. \
 Right panel: dev BLEU on the dev subset (green) against updates. Each panel's axes start at \
-zero and end at the largest value shown.";
+zero; grey lines mark the tick values written beside the axes.";
+
+/// Light grey of the grid lines at the tick values.
+pub const GRID: RGBColor = RGBColor(225, 225, 225);
+
+/// Pixels left of a panel's plot for the y tick values, and below it for the x ones.
+pub const LEFT_MARGIN: u32 = 58;
+pub const BOTTOM_MARGIN: u32 = 26;
+/// Pixels above a panel's plot for its title.
+pub const TOP_MARGIN: u32 = 30;
 
 /// Writes an RGB buffer as a PNG file.
 pub fn write_png(path: &Path, rgb: &[u8], width: u32, height: u32) -> Result<()> {
@@ -29,11 +40,14 @@ fn draw_err(e: impl std::fmt::Display) -> TrainError {
     TrainError::InvalidInput(format!("drawing the plot: {e}"))
 }
 
-/// One panel: series of `(x, y)` points with their colours, axes from 0 to the maxima.
+/// One panel: series of `(x, y)` points with their colours, axes from 0 to the maxima, grid
+/// lines at round values. Returns the panel's text (title, tick values) for [`draw_labels`],
+/// in the backend's pixels.
 pub fn draw_panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
+    title: &str,
     series: &[(&[(f64, f64)], RGBColor)],
-) -> Result<()> {
+) -> Result<Vec<Label>> {
     let max_x = series
         .iter()
         .flat_map(|(s, _)| s.iter().map(|p| p.0))
@@ -43,23 +57,35 @@ pub fn draw_panel<DB: DrawingBackend>(
         .flat_map(|(s, _)| s.iter().map(|p| p.1))
         .filter(|y| y.is_finite())
         .fold(1e-9f64, f64::max);
+    let (x_end, y_end) = (max_x * 1.02, max_y * 1.05);
     let mut chart = ChartBuilder::on(area)
         .margin(12)
-        .build_cartesian_2d(0.0..max_x * 1.02, 0.0..max_y * 1.05)
+        .margin_top(TOP_MARGIN)
+        .margin_left(LEFT_MARGIN)
+        .margin_bottom(BOTTOM_MARGIN)
+        .build_cartesian_2d(0.0..x_end, 0.0..y_end)
         .map_err(draw_err)?;
-    // Axis lines only: labels would need a font.
+    let (x_ticks, y_ticks) = (nice_ticks(max_x, 6), nice_ticks(max_y, 6));
+    let (x_step, y_step) = (nice_step(max_x, 6), nice_step(max_y, 6));
+    let grid = x_ticks
+        .iter()
+        .skip(1)
+        .map(|&x| vec![(x, 0.0), (x, y_end)])
+        .chain(y_ticks.iter().skip(1).map(|&y| vec![(0.0, y), (x_end, y)]));
     chart
-        .draw_series(std::iter::once(PathElement::new(
-            vec![(0.0, 0.0), (max_x * 1.02, 0.0)],
-            BLACK.stroke_width(2),
-        )))
+        .draw_series(grid.map(|line| PathElement::new(line, GRID.stroke_width(1))))
         .map_err(draw_err)?;
-    chart
-        .draw_series(std::iter::once(PathElement::new(
-            vec![(0.0, 0.0), (0.0, max_y * 1.05)],
-            BLACK.stroke_width(2),
-        )))
-        .map_err(draw_err)?;
+    for line in [
+        vec![(0.0, 0.0), (x_end, 0.0)],
+        vec![(0.0, 0.0), (0.0, y_end)],
+    ] {
+        chart
+            .draw_series(std::iter::once(PathElement::new(
+                line,
+                BLACK.stroke_width(2),
+            )))
+            .map_err(draw_err)?;
+    }
     for (points, colour) in series {
         let finite: Vec<(f64, f64)> = points.iter().copied().filter(|p| p.1.is_finite()).collect();
         chart
@@ -69,7 +95,21 @@ pub fn draw_panel<DB: DrawingBackend>(
             .draw_series(finite.iter().map(|p| Circle::new(*p, 3, colour.filled())))
             .map_err(draw_err)?;
     }
-    Ok(())
+    let (left, top) = area.get_base_pixel();
+    let mut labels = vec![Label::new(title, (left + 12, top + 10), Anchor::TopLeft).bold()];
+    for &y in &y_ticks {
+        let (px, py) = chart.backend_coord(&(0.0, y));
+        labels.push(Label::new(
+            tick_text(y, y_step),
+            (px - 6, py),
+            Anchor::Right,
+        ));
+    }
+    for &x in &x_ticks {
+        let (px, py) = chart.backend_coord(&(x, 0.0));
+        labels.push(Label::new(tick_text(x, x_step), (px, py + 6), Anchor::Top));
+    }
+    Ok(labels)
 }
 
 /// Training loss, dev loss and dev BLEU from `metrics.jsonl` records, as a 1000×400 PNG.
@@ -97,14 +137,24 @@ pub fn training_curves_png(records: &[MetricRecord], path: &Path) -> Result<()> 
     }
     let (width, height) = (1000u32, 400u32);
     let mut rgb = vec![0u8; (width * height * 3) as usize];
+    let mut labels;
     {
         let root = BitMapBackend::with_buffer(&mut rgb, (width, height)).into_drawing_area();
         root.fill(&WHITE).map_err(draw_err)?;
         let (left, right) = root.split_horizontally(width / 2);
-        draw_panel(&left, &[(&train_loss, BLUE), (&dev_loss, RED)])?;
-        draw_panel(&right, &[(&dev_bleu, GREEN)])?;
+        labels = draw_panel(
+            &left,
+            "loss by update: training (blue), dev (red)",
+            &[(&train_loss, BLUE), (&dev_loss, RED)],
+        )?;
+        labels.extend(draw_panel(
+            &right,
+            "dev BLEU by update (green)",
+            &[(&dev_bleu, GREEN)],
+        )?);
         root.present().map_err(draw_err)?;
     }
+    draw_labels(&mut rgb, width, height, &labels);
     write_png(path, &rgb, width, height)
 }
 
@@ -159,5 +209,16 @@ mod tests {
             blue > 50,
             "the training-loss line is drawn ({blue} blue pixels)"
         );
+        // Titles and tick values: black pixels above each panel's plot and left of its y axis.
+        let black_in = |x0: usize, x1: usize, y0: usize, y1: usize| {
+            (y0..y1)
+                .flat_map(|y| (x0..x1).map(move |x| (x, y)))
+                .filter(|&(x, y)| buf[3 * (y * 1000 + x)..3 * (y * 1000 + x) + 3] == [0, 0, 0])
+                .count()
+        };
+        assert!(black_in(0, 500, 0, 28) > 100, "left title");
+        assert!(black_in(500, 1000, 0, 28) > 100, "right title");
+        assert!(black_in(0, 66, 40, 360) > 50, "y tick values");
+        assert!(black_in(70, 500, 372, 400) > 50, "x tick values");
     }
 }

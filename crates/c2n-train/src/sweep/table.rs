@@ -1,15 +1,17 @@
 //! The sweep's results: a table sorted by dev BLEU (Markdown and JSON) and a PNG.
 
 use super::runner::{PointResult, PointStatus};
-use crate::pipeline::plot::write_png;
+use crate::pipeline::plot::{write_png, BOTTOM_MARGIN, GRID, LEFT_MARGIN, TOP_MARGIN};
+use crate::pipeline::plot_text::{draw_labels, nice_step, nice_ticks, tick_text, Anchor, Label};
 use crate::{Result, TrainError};
 use plotters::prelude::*;
 use std::fmt::Write;
 use std::path::Path;
 
 /// What the bars of [`results_png`] mean.
-pub const PLOT_LEGEND: &str = "One pair of bars per finished run, in table order (best dev BLEU \
-first): dev BLEU (blue) and test BLEU (green), from zero to the largest value.";
+pub const PLOT_LEGEND: &str = "One pair of bars per finished run, numbered by its rank in the \
+table (best dev BLEU first): dev BLEU (blue) and test BLEU (green), from zero; grey lines mark \
+the BLEU values written beside the axis.";
 
 /// Finished runs by dev BLEU (highest first; ties by lower dev perplexity), then failed
 /// ones, each group otherwise in point order.
@@ -80,7 +82,8 @@ pub fn markdown(rows: &[PointResult]) -> String {
     md
 }
 
-/// Dev and test BLEU bars of the finished rows (no text: see [`PLOT_LEGEND`]).
+/// Dev and test BLEU bars of the finished rows of [`sorted`] rows, numbered by their rank
+/// in the table, with tick values and a title (see [`PLOT_LEGEND`]).
 pub fn results_png(rows: &[PointResult], path: &Path) -> Result<()> {
     let scores: Vec<(f64, f64)> = rows
         .iter()
@@ -90,6 +93,12 @@ pub fn results_png(rows: &[PointResult], path: &Path) -> Result<()> {
     let mut rgb = vec![0u8; (width * height * 3) as usize];
     let err =
         |e: &dyn std::fmt::Display| TrainError::InvalidInput(format!("drawing the plot: {e}"));
+    let mut labels = vec![Label::new(
+        "BLEU per run, by table rank: dev (blue), test (green)",
+        (12, 10),
+        Anchor::TopLeft,
+    )
+    .bold()];
     {
         let root = BitMapBackend::with_buffer(&mut rgb, (width, height)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| err(&e))?;
@@ -100,7 +109,19 @@ pub fn results_png(rows: &[PointResult], path: &Path) -> Result<()> {
         let n = scores.len().max(1) as f64;
         let mut chart = ChartBuilder::on(&root)
             .margin(16)
+            .margin_top(TOP_MARGIN)
+            .margin_left(LEFT_MARGIN)
+            .margin_bottom(BOTTOM_MARGIN)
             .build_cartesian_2d(0.0..n, 0.0..max * 1.05)
+            .map_err(|e| err(&e))?;
+        let (ticks, step) = (nice_ticks(max, 6), nice_step(max, 6));
+        chart
+            .draw_series(
+                ticks
+                    .iter()
+                    .skip(1)
+                    .map(|&y| PathElement::new(vec![(0.0, y), (n, y)], GRID.stroke_width(1))),
+            )
             .map_err(|e| err(&e))?;
         for (i, (dev, test)) in scores.iter().enumerate() {
             let x = i as f64;
@@ -110,14 +131,26 @@ pub fn results_png(rows: &[PointResult], path: &Path) -> Result<()> {
                     Rectangle::new([(x + 0.55, 0.0), (x + 0.9, *test)], GREEN.filled()),
                 ])
                 .map_err(|e| err(&e))?;
+            let (px, py) = chart.backend_coord(&(x + 0.5, 0.0));
+            labels.push(Label::new((i + 1).to_string(), (px, py + 6), Anchor::Top));
         }
-        chart
-            .draw_series(std::iter::once(PathElement::new(
-                vec![(0.0, 0.0), (n, 0.0)],
-                BLACK.stroke_width(2),
-            )))
-            .map_err(|e| err(&e))?;
+        for line in [
+            vec![(0.0, 0.0), (n, 0.0)],
+            vec![(0.0, 0.0), (0.0, max * 1.05)],
+        ] {
+            chart
+                .draw_series(std::iter::once(PathElement::new(
+                    line,
+                    BLACK.stroke_width(2),
+                )))
+                .map_err(|e| err(&e))?;
+        }
+        for &y in &ticks {
+            let (px, py) = chart.backend_coord(&(0.0, y));
+            labels.push(Label::new(tick_text(y, step), (px - 6, py), Anchor::Right));
+        }
         root.present().map_err(|e| err(&e))?;
     }
+    draw_labels(&mut rgb, width, height, &labels);
     write_png(path, &rgb, width, height)
 }
