@@ -12,12 +12,10 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Read;
 use std::path::Path;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::{Result, TrainError};
 
@@ -50,23 +48,7 @@ pub enum Verified {
 }
 
 fn digest_file(path: &Path) -> Result<FileDigest> {
-    let mut file = fs::File::open(path).map_err(|e| TrainError::io(path, e))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut bytes = 0u64;
-    loop {
-        let n = file.read(&mut buf).map_err(|e| TrainError::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        bytes += n as u64;
-    }
-    let sha256 = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let (bytes, sha256) = c2n_data::cache::sha256_file(path)?;
     Ok(FileDigest { bytes, sha256 })
 }
 

@@ -216,23 +216,17 @@ where
             .collect()
     });
     finished.store(true, Ordering::SeqCst);
+    // The root cause: the rank that failed first (a thread that failed to start or join is
+    // in no record; any failed rank then).
+    let mut results = results;
     let first_failed = lock(&group.failures).first().map(|(rank, _)| *rank);
-    let mut results: Vec<Option<Result<T, E>>> = results.into_iter().map(Some).collect();
-    let order = first_failed.into_iter().chain(0..world_size);
-    for rank in order {
-        if matches!(results[rank], Some(Err(_))) {
-            if let Some(Err(e)) = results[rank].take() {
-                return Err(e);
-            }
-        }
+    let failed = first_failed
+        .filter(|&rank| results[rank].is_err())
+        .or_else(|| results.iter().position(Result::is_err));
+    if let Some(rank) = failed {
+        results.swap_remove(rank)?;
     }
-    Ok(results
-        .into_iter()
-        .map(|r| match r {
-            Some(Ok(value)) => value,
-            _ => unreachable!("a failed rank returned above"),
-        })
-        .collect())
+    results.into_iter().collect()
 }
 
 fn rank_failed<C: Send + 'static>(
