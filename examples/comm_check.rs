@@ -93,6 +93,14 @@ enum Mode {
         #[arg(long)]
         panic: bool,
     },
+    /// Rank --rank stays alive but joins no collective for --seconds (a stopped process):
+    /// the others must end the job after --timeout-s, not wait for it.
+    StallOnRank {
+        #[arg(long, default_value_t = 1)]
+        rank: usize,
+        #[arg(long, default_value_t = 300)]
+        seconds: u64,
+    },
     /// Compare two saved parameter sets tensor by tensor; fails above --tolerance.
     Compare {
         got: PathBuf,
@@ -109,6 +117,7 @@ fn main() -> Result<()> {
         None => check(&args),
         Some(Mode::TrainParity { out, steps, init }) => train_parity(&args, out, *steps, init),
         Some(Mode::FailOnRank { rank, panic }) => fail_on_rank(&args, *rank, *panic),
+        Some(Mode::StallOnRank { rank, seconds }) => stall_on_rank(&args, *rank, *seconds),
         Some(Mode::Compare {
             got,
             want,
@@ -131,6 +140,19 @@ fn fail_on_rank(args: &Args, failing: usize, panic: bool) -> Result<()> {
         comm.all_reduce_scalar(1.0, ReduceOp::Sum).map(|_| ())
     })?;
     bail!("no rank failed: rank {failing} is not below the world size")
+}
+
+fn stall_on_rank(args: &Args, stalling: usize, seconds: u64) -> Result<()> {
+    let backend = Backend::from(args.backend.unwrap_or(BackendArg::Threads));
+    let mut spec = LaunchSpec::new(backend, args.world_size);
+    spec.timeout = Duration::from_secs(args.timeout_s);
+    launch(&spec, |comm: &dyn Communicator| -> Result<(), CommError> {
+        if comm.rank() == stalling {
+            std::thread::sleep(Duration::from_secs(seconds));
+        }
+        comm.all_reduce_scalar(1.0, ReduceOp::Sum).map(|_| ())
+    })?;
+    bail!("every rank finished: the stall of rank {stalling} was shorter than the timeout")
 }
 
 fn check(args: &Args) -> Result<()> {

@@ -63,6 +63,22 @@ if [ "$ranks" -ge 2 ]; then
     fi
     echo "fail-on-rank $how: rank 1 aborted the job (status $rc), as it should"
   done
+  # A rank that is alive but joins no collective (a stopped process) must not stall the job:
+  # the others' collective watchdog (--timeout-s) ends it well before the rank would come back.
+  echo "== mpirun -n $ranks comm_check stall-on-rank: a stalled rank must end the job, not hang =="
+  set +e
+  start=$(date +%s)
+  timeout 120 mpirun -n "$ranks" --oversubscribe "$bin" stall-on-rank --backend mpi --rank 1 \
+    --seconds 600 --timeout-s 5 --world-size "$ranks" 2>"$log_dir/stall.err"
+  rc=$?
+  set -e
+  took=$(( $(date +%s) - start ))
+  tail -n 3 "$log_dir/stall.err"
+  if [ "$rc" -eq 0 ] || [ "$rc" -eq 124 ] || ! grep -q "has waited" "$log_dir/stall.err"; then
+    echo "mpi-test: FAILED (stall-on-rank: exit status $rc after ${took} s, 124 = hung until the timeout)" >&2
+    exit 1
+  fi
+  echo "stall-on-rank: the waiting rank ended the job after ${took} s (status $rc), as it should"
 fi
 
 steps="${C2N_PARITY_STEPS:-3}"

@@ -158,7 +158,7 @@ where
         Backend::Mpi => {
             #[cfg(feature = "mpi")]
             {
-                let comm = super::MpiComm::init()?;
+                let comm = super::MpiComm::init_with_timeout(spec.timeout)?;
                 check_world(comm.world_size())?;
                 // Finalizing MPI (which an error return or a panic's unwinding would do) waits
                 // forever for ranks blocked in a collective: report the failure and take the

@@ -83,6 +83,7 @@ pub mod selftest;
 mod single;
 mod tensors;
 mod threads;
+pub mod watchdog;
 mod weighting;
 mod wire;
 

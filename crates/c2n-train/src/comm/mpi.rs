@@ -5,6 +5,9 @@
 //! an error. A rank whose work fails must not merely return: finalizing MPI (dropping [`MpiComm`])
 //! waits for every rank, and the others may be blocked in a collective. [`launch`](super::launch)
 //! therefore calls [`MpiComm::abort_job`] on an error, so a dead rank never leaves the others hanging.
+//! A rank that is alive but stopped would still stall the others in a collective, silently: a
+//! [`CollectiveWatchdog`] ends a process whose collective waits longer than the timeout, and the
+//! launcher then ends the job.
 
 use mpi::collective::{CommunicatorCollectives, Root, SystemOperation};
 use mpi::datatype::PartitionMut;
@@ -12,8 +15,12 @@ use mpi::environment::Universe;
 use mpi::topology::{Communicator as _, SimpleCommunicator};
 use mpi::Count;
 
+use std::time::Duration;
+
+use super::abort_group::exit_process;
+use super::watchdog::{CollectiveWatchdog, Watch};
 use super::wire::{decode_strings, encode_strings};
-use super::{Backend, CommError, CommResult, Communicator, ReduceOp};
+use super::{Backend, CommError, CommResult, Communicator, ReduceOp, DEFAULT_TIMEOUT};
 
 /// Largest element count per MPI call: MPI counts are C `int`s.
 const MAX_CHUNK: usize = 1 << 30;
@@ -23,6 +30,8 @@ pub struct MpiComm {
     world: SimpleCommunicator,
     rank: usize,
     size: usize,
+    /// Bounds every wait in a collective (several ranks only).
+    watchdog: Option<CollectiveWatchdog>,
     // Dropped last: finalizes MPI.
     _universe: Universe,
 }
@@ -37,8 +46,15 @@ impl std::fmt::Debug for MpiComm {
 }
 
 impl MpiComm {
-    /// Initializes MPI (once per process) and returns the world communicator.
+    /// Initializes MPI (once per process) and returns the world communicator, whose
+    /// collectives may wait [`DEFAULT_TIMEOUT`] for the other ranks.
     pub fn init() -> CommResult<Self> {
+        Self::init_with_timeout(DEFAULT_TIMEOUT)
+    }
+
+    /// [`MpiComm::init`] with another bound on one collective's wait: past it, the process
+    /// says which collective waited and exits with status 1, and the launcher ends the job.
+    pub fn init_with_timeout(timeout: Duration) -> CommResult<Self> {
         let universe = mpi::initialize().ok_or_else(|| CommError::Backend {
             backend: "mpi",
             message: "MPI is already initialized in this process (create one MpiComm and share it)"
@@ -46,12 +62,21 @@ impl MpiComm {
         })?;
         let world = universe.world();
         let (rank, size) = (world.rank(), world.size());
+        let rank = usize::try_from(rank).unwrap_or_default();
+        let size = usize::try_from(size).unwrap_or(1);
+        let watchdog =
+            (size > 1).then(|| CollectiveWatchdog::start(rank, size, timeout, exit_process()));
         Ok(Self {
-            rank: usize::try_from(rank).unwrap_or_default(),
-            size: usize::try_from(size).unwrap_or(1),
+            rank,
+            size,
+            watchdog,
             world,
             _universe: universe,
         })
+    }
+
+    fn watch(&self, op: &'static str) -> Option<Watch<'_>> {
+        self.watchdog.as_ref().map(|dog| dog.watch(op))
     }
 }
 
@@ -86,6 +111,7 @@ impl Communicator for MpiComm {
         if self.size == 1 {
             return Ok(());
         }
+        let _watch = self.watch("all_reduce");
         // The crate has no MPI_IN_PLACE, so reduce from a copy of each chunk.
         let mut send = Vec::with_capacity(buf.len().min(MAX_CHUNK));
         for chunk in buf.chunks_mut(MAX_CHUNK) {
@@ -105,6 +131,7 @@ impl Communicator for MpiComm {
         if self.size == 1 {
             return Ok(());
         }
+        let _watch = self.watch("broadcast");
         // Different lengths would corrupt memory silently in MPI: compare them first.
         let mut len = [buf.len() as u64];
         self.world.process_at_rank(0).broadcast_into(&mut len[..]);
@@ -124,6 +151,7 @@ impl Communicator for MpiComm {
     }
 
     fn barrier(&self) -> CommResult<()> {
+        let _watch = self.watch("barrier");
         self.world.barrier();
         Ok(())
     }
@@ -137,6 +165,7 @@ impl Communicator for MpiComm {
                 bytes.len()
             ))
         })?;
+        let _watch = self.watch("gather_strings");
         let root = self.world.process_at_rank(0);
         if self.rank != 0 {
             root.gather_into(&my_len);
