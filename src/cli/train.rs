@@ -1,7 +1,9 @@
 //! Flags of `examples/train.rs`.
 
 use crate::data::Padding;
-use crate::train::comm::{Backend, CommError, GradWeighting, LaunchEnv, LaunchSpec, Launcher};
+use crate::train::comm::{
+    timeout_from_lookup, Backend, CommError, GradWeighting, LaunchEnv, LaunchSpec, Launcher,
+};
 use crate::train::config::{
     BackwardPath, Precision, TrainConfig, TrainOverrides, TRAIN_CONFIG_FILE,
 };
@@ -137,6 +139,8 @@ impl From<GradWeightingArg> for GradWeighting {
 /// * else, under a launcher with several ranks: `mpi` for `mpirun`, `nccl` for torchrun or
 ///   srun (whichever of the two this build has), expecting the launcher's world size;
 /// * else `threads` when `--world-size` > 1, `single` otherwise.
+///
+/// `C2N_COMM_TIMEOUT_S`, when set, replaces the 600 s bound on one collective's wait.
 pub fn launch_spec(
     backend: Option<BackendArg>,
     world_size: Option<usize>,
@@ -150,7 +154,11 @@ pub fn launch_spec(
         }
         (_, env) => env?,
     };
-    launch_spec_in(backend, world_size, &env)
+    let mut spec = launch_spec_in(backend, world_size, &env)?;
+    if let Some(timeout) = timeout_from_lookup(|name| std::env::var(name).ok())? {
+        spec.timeout = timeout;
+    }
+    Ok(spec)
 }
 
 /// [`launch_spec`] for a given launcher environment.

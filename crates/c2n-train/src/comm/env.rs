@@ -194,6 +194,25 @@ impl LaunchEnv {
     }
 }
 
+/// The variable that overrides how long one collective may wait (seconds; threads, MPI and the
+/// TCP rendezvous), when set.
+pub const TIMEOUT_VAR: &str = "C2N_COMM_TIMEOUT_S";
+
+/// The wait bound `C2N_COMM_TIMEOUT_S` asks for, read through `lookup`: `None` when unset.
+pub fn timeout_from_lookup(
+    lookup: impl Fn(&str) -> Option<String>,
+) -> CommResult<Option<std::time::Duration>> {
+    match lookup(TIMEOUT_VAR) {
+        None => Ok(None),
+        Some(value) => match value.trim().parse::<u64>() {
+            Ok(seconds) if seconds > 0 => Ok(Some(std::time::Duration::from_secs(seconds))),
+            _ => Err(CommError::Env(format!(
+                "{TIMEOUT_VAR}={value:?} is not a whole number of seconds above 0"
+            ))),
+        },
+    }
+}
+
 fn parse_usize(name: &str, value: &str) -> CommResult<usize> {
     value
         .trim()
@@ -213,6 +232,20 @@ fn parse_port(name: &str, value: &str) -> CommResult<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_timeout_variable_is_read_or_refused() {
+        let with = |v: &'static str| move |name: &str| (name == TIMEOUT_VAR).then(|| v.to_string());
+        assert_eq!(timeout_from_lookup(|_| None).unwrap(), None);
+        assert_eq!(
+            timeout_from_lookup(with(" 1800 ")).unwrap(),
+            Some(std::time::Duration::from_secs(1800))
+        );
+        for bad in ["0", "-5", "10m", ""] {
+            let err = timeout_from_lookup(with(bad)).unwrap_err().to_string();
+            assert!(err.contains(TIMEOUT_VAR), "{bad}: {err}");
+        }
+    }
     use std::collections::HashMap;
 
     fn env(vars: &[(&str, &str)]) -> CommResult<LaunchEnv> {

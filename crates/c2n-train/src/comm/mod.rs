@@ -93,7 +93,9 @@ mod mpi;
 mod nccl;
 
 pub use buckets::{BucketPlan, Segment, DEFAULT_BUCKET_BYTES};
-pub use env::{LaunchEnv, Launcher, DEFAULT_MASTER_ADDR, DEFAULT_MASTER_PORT};
+pub use env::{
+    timeout_from_lookup, LaunchEnv, Launcher, DEFAULT_MASTER_ADDR, DEFAULT_MASTER_PORT, TIMEOUT_VAR,
+};
 pub use error::{CommError, CommResult};
 pub use launch::{launch, Backend, LaunchSpec};
 pub use single::SingleComm;
