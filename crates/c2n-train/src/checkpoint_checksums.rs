@@ -105,32 +105,35 @@ pub fn verify(dir: &Path, check: impl Fn(&str) -> bool) -> Result<Verified> {
         .iter()
         .filter(|(name, _)| check(name))
         .collect();
-    let damage = selected
+    // Per file: Ok(None) intact, Ok(Some(why)) damaged, Err an I/O error (not damage).
+    let checked = selected
         .par_iter()
-        .map(|&(name, want)| {
+        .map(|&(name, want)| -> Result<Option<String>> {
             let file = dir.join(name);
             let size = match fs::metadata(&file) {
                 Ok(meta) => meta.len(),
-                Err(e) => return Some(format!("{name} is missing ({e})")),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Ok(Some(format!("{name} is missing")))
+                }
+                Err(e) => return Err(TrainError::io(&file, e)),
             };
             if size != want.bytes {
-                return Some(format!(
+                return Ok(Some(format!(
                     "{name} has {size} bytes, {} were written",
                     want.bytes
-                ));
+                )));
             }
-            match digest_file(&file) {
-                Ok(have) if have.sha256 == want.sha256 => None,
-                Ok(have) => Some(format!(
+            let have = digest_file(&file)?;
+            Ok((have.sha256 != want.sha256).then(|| {
+                format!(
                     "{name} is damaged: sha256 {}…, {}… was written",
                     &have.sha256[..12],
                     &want.sha256[..12.min(want.sha256.len())]
-                )),
-                Err(e) => Some(e.to_string()),
-            }
+                )
+            }))
         })
-        .collect::<Vec<_>>();
-    match damage.into_iter().flatten().next() {
+        .collect::<Result<Vec<_>>>()?;
+    match checked.into_iter().flatten().next() {
         Some(message) => Err(TrainError::DamagedCheckpoint {
             dir: dir.to_path_buf(),
             message,

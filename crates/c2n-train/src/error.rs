@@ -40,7 +40,8 @@ pub enum TrainError {
     /// A checkpoint file differs from what was written ([`crate::checkpoint_checksums`]).
     #[error(
         "checkpoint {dir} is damaged: {message}; use another checkpoint (checkpoint-best-*, \
-         earlier-run-N) or copy this one again"
+         earlier-run-N) or copy this one again (or, if a training run was replacing this \
+         checkpoint just then, try again)"
     )]
     DamagedCheckpoint { dir: PathBuf, message: String },
     /// The output folder holds a run of other settings or data, which this one would mix with.

@@ -34,8 +34,13 @@ pub type StuckAction = Arc<dyn Fn(&str) + Send + Sync>;
 /// The default [`StuckAction`]: print the message and end the process with status 1.
 pub fn exit_process() -> StuckAction {
     Arc::new(|message: &str| {
+        use std::io::Write;
         eprintln!("error: {message}");
-        std::process::exit(1);
+        let _ = std::io::stderr().flush();
+        // `_exit`, not `exit`: the libraries' exit handlers (CUDA, NCCL, MPI) could wait for
+        // the very threads that are stuck.
+        // SAFETY: ends the process at once; nothing after it runs.
+        unsafe { libc::_exit(1) }
     })
 }
 
@@ -112,13 +117,35 @@ impl<C> AbortableGroup<C> {
         failures.len() == 1
     }
 
-    /// Aborts every communicator but `rank`'s.
+    /// Aborts every communicator but `rank`'s, each as soon as its rank is not queueing a
+    /// collective (a rank stuck inside one keeps its lock: the watchdog ends that case, and the
+    /// other slots are aborted meanwhile).
     fn abort_all_but(&self, rank: usize) {
-        for (other, slot) in self.slots.iter().enumerate() {
-            if other != rank {
-                take_when_free(slot);
+        let mut left: Vec<usize> = (0..self.slots.len()).filter(|&r| r != rank).collect();
+        while !left.is_empty() {
+            left.retain(|&other| !self.try_abort(other));
+            if !left.is_empty() {
+                thread::sleep(Duration::from_millis(1));
             }
         }
+    }
+
+    /// Empties `slot`, dropping (and so aborting) its communicator, unless its rank holds it;
+    /// returns whether it is empty now.
+    fn try_abort(&self, slot: usize) -> bool {
+        let taken = match self.slots[slot].try_lock() {
+            Ok(mut guard) => guard.take(),
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner().take(),
+            Err(TryLockError::WouldBlock) => return false,
+        };
+        // cudarc's `Comm` panics in its drop when the abort fails: that must not stop the
+        // other aborts, nor take the place of the failure being handled.
+        if let Some(comm) = taken {
+            if catch_unwind(AssertUnwindSafe(move || drop(comm))).is_err() {
+                eprintln!("warning: aborting rank {slot}'s communicator failed");
+            }
+        }
+        true
     }
 
     fn still_running(&self) -> Vec<usize> {
@@ -128,21 +155,12 @@ impl<C> AbortableGroup<C> {
     }
 }
 
-/// Empties `slot` (dropping, and so aborting, its communicator) once its rank is not queueing
-/// a collective. A rank stuck inside one keeps its lock; the watchdog ends that case.
-fn take_when_free<C>(slot: &Mutex<Option<C>>) {
-    loop {
-        match slot.try_lock() {
-            Ok(mut guard) => {
-                drop(guard.take());
-                return;
-            }
-            Err(TryLockError::Poisoned(poisoned)) => {
-                drop(poisoned.into_inner().take());
-                return;
-            }
-            Err(TryLockError::WouldBlock) => thread::sleep(Duration::from_millis(1)),
-        }
+/// Marks a rank as no longer running when its thread ends, however it ends.
+struct Running<'a>(&'a AtomicBool);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
     }
 }
 
@@ -163,7 +181,6 @@ where
     F: Fn(usize) -> Result<T, E> + Sync,
 {
     let world_size = group.world_size();
-    let finished = Arc::new(AtomicBool::new(false));
     for running in &group.running {
         running.store(true, Ordering::SeqCst);
     }
@@ -171,29 +188,32 @@ where
         let handles: Vec<_> = (0..world_size)
             .map(|rank| {
                 let body = &body;
-                let finished = &finished;
                 let on_stuck = &on_stuck;
-                thread::Builder::new()
+                let spawned = thread::Builder::new()
                     .name(format!("c2n-rank-{rank}"))
                     .spawn_scoped(scope, move || {
-                        let outcome = catch_unwind(AssertUnwindSafe(|| body(rank)));
-                        let result = match outcome {
+                        let _running = Running(&group.running[rank]);
+                        match catch_unwind(AssertUnwindSafe(|| body(rank))) {
                             Ok(Ok(value)) => Ok(value),
                             Ok(Err(e)) => {
-                                let message = e.to_string();
-                                rank_failed(group, rank, message, timeout, finished, on_stuck);
+                                rank_failed(group, rank, e.to_string(), timeout, on_stuck);
                                 Err(e)
                             }
                             Err(payload) => {
                                 let message = panic_message(payload);
                                 let reason = format!("panicked: {message}");
-                                rank_failed(group, rank, reason, timeout, finished, on_stuck);
+                                rank_failed(group, rank, reason, timeout, on_stuck);
                                 Err(CommError::RankPanicked { rank, message }.into())
                             }
-                        };
-                        group.running[rank].store(false, Ordering::SeqCst);
-                        result
-                    })
+                        }
+                    });
+                spawned.map_err(|e| {
+                    // The ranks already started would wait for this one for ever.
+                    let message = format!("could not start rank {rank}'s thread: {e}");
+                    group.running[rank].store(false, Ordering::SeqCst);
+                    rank_failed(group, rank, message.clone(), timeout, on_stuck);
+                    message
+                })
             })
             .collect();
         handles
@@ -207,15 +227,14 @@ where
                     }
                     .into())
                 }),
-                Err(e) => Err(CommError::Backend {
+                Err(message) => Err(CommError::Backend {
                     backend: "threads",
-                    message: format!("could not spawn rank {rank}'s thread: {e}"),
+                    message,
                 }
                 .into()),
             })
             .collect()
     });
-    finished.store(true, Ordering::SeqCst);
     // The root cause: the rank that failed first (a thread that failed to start or join is
     // in no record; any failed rank then).
     let mut results = results;
@@ -234,7 +253,6 @@ fn rank_failed<C: Send + 'static>(
     rank: usize,
     message: String,
     timeout: Duration,
-    finished: &Arc<AtomicBool>,
     on_stuck: &StuckAction,
 ) {
     // The watchdog before the abort: aborting a peer can itself wait for it.
@@ -244,7 +262,6 @@ fn rank_failed<C: Send + 'static>(
             rank,
             message,
             timeout,
-            Arc::clone(finished),
             Arc::clone(on_stuck),
         );
     }
@@ -256,29 +273,30 @@ fn spawn_watchdog<C: Send + 'static>(
     rank: usize,
     message: String,
     timeout: Duration,
-    finished: Arc<AtomicBool>,
     on_stuck: StuckAction,
 ) {
     let watch = move || {
+        let others_running = || -> Vec<usize> {
+            group
+                .still_running()
+                .into_iter()
+                .filter(|&r| r != rank)
+                .collect()
+        };
         let start = Instant::now();
         while start.elapsed() < timeout {
-            if finished.load(Ordering::SeqCst) {
+            if others_running().is_empty() {
                 return;
             }
             thread::sleep((timeout - start.elapsed().min(timeout)).min(Duration::from_millis(20)));
         }
-        let stuck: Vec<usize> = group
-            .still_running()
-            .into_iter()
-            .filter(|&r| r != rank)
-            .collect();
-        if finished.load(Ordering::SeqCst) || stuck.is_empty() {
-            return;
+        let stuck = others_running();
+        if !stuck.is_empty() {
+            on_stuck(&format!(
+                "rank {rank} failed: {message}; rank(s) {stuck:?} did not stop within {timeout:?} \
+                 after their communicators were aborted, so the process ends here"
+            ));
         }
-        on_stuck(&format!(
-            "rank {rank} failed: {message}; rank(s) {stuck:?} did not stop within {timeout:?} \
-             after their communicators were aborted, so the process ends here"
-        ));
     };
     // Detached on purpose: it must outlive a scope that never ends. Without a thread there is
     // no bound, but the ranks may still all stop by themselves.
@@ -362,6 +380,7 @@ mod tests {
     fn a_panic_is_reported_and_aborts_the_peers() {
         let (group, waits) = group(3);
         let waits: Vec<_> = waits.into_iter().map(|w| Mutex::new(Some(w))).collect();
+        let start = Instant::now();
         let err = run_ranks(&group, Duration::from_secs(30), never_stuck(), |rank| {
             if rank == 2 {
                 panic!("bad shape on rank 2");
@@ -371,6 +390,12 @@ mod tests {
             group.with_comm(rank, rank, "broadcast", |_| ())
         })
         .unwrap_err();
+        // The peers were aborted, not left to wait out their 20 s.
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            start.elapsed()
+        );
         match err {
             CommError::RankPanicked { rank, message } => {
                 assert_eq!(rank, 2);
@@ -413,7 +438,7 @@ mod tests {
     }
 
     #[test]
-    fn a_finished_group_silences_its_watchdog() {
+    fn ranks_that_all_end_in_time_leave_the_watchdog_silent() {
         let (group, _waits) = group(2);
         let fired = Arc::new(AtomicBool::new(false));
         let on_stuck: StuckAction = {

@@ -202,10 +202,14 @@ pub const TIMEOUT_VAR: &str = "C2N_COMM_TIMEOUT_S";
 pub fn timeout_from_lookup(
     lookup: impl Fn(&str) -> Option<String>,
 ) -> CommResult<Option<std::time::Duration>> {
+    // A year: deadlines are `Instant + timeout`, which must not overflow ("no limit" in practice).
+    const MAX_SECONDS: u64 = 365 * 24 * 3600;
     match lookup(TIMEOUT_VAR) {
         None => Ok(None),
         Some(value) => match value.trim().parse::<u64>() {
-            Ok(seconds) if seconds > 0 => Ok(Some(std::time::Duration::from_secs(seconds))),
+            Ok(seconds) if seconds > 0 => Ok(Some(std::time::Duration::from_secs(
+                seconds.min(MAX_SECONDS),
+            ))),
             _ => Err(CommError::Env(format!(
                 "{TIMEOUT_VAR}={value:?} is not a whole number of seconds above 0"
             ))),
@@ -240,6 +244,11 @@ mod tests {
         assert_eq!(
             timeout_from_lookup(with(" 1800 ")).unwrap(),
             Some(std::time::Duration::from_secs(1800))
+        );
+        // "No limit" spelled as a huge number: capped, so deadlines cannot overflow.
+        assert_eq!(
+            timeout_from_lookup(with("99999999999999")).unwrap(),
+            Some(std::time::Duration::from_secs(365 * 24 * 3600))
         );
         for bad in ["0", "-5", "10m", ""] {
             let err = timeout_from_lookup(with(bad)).unwrap_err().to_string();

@@ -34,8 +34,9 @@ use super::{Backend, CommError, CommResult, Communicator, LaunchEnv, ReduceOp};
 struct SendComm(Comm);
 
 // SAFETY: an NCCL communicator may be used from any thread as long as one thread at a time
-// does: each rank's thread uses its own, and `AbortableGroup` hands it out under a lock (the
-// only other use is the abort, under the same lock).
+// does: each rank's thread uses its own, and `AbortableGroup` hands it out under a lock. The
+// other uses are its drop (`ncclCommAbort`), either by a failing rank that took it out of its
+// slot under that lock, or by whichever thread drops the group last, when no rank uses it.
 unsafe impl Send for SendComm {}
 
 /// Size of `ncclUniqueId`.
@@ -154,6 +155,13 @@ impl NcclComm {
             .iter()
             .map(|d| Ok(d.as_cuda_device()?.cuda_stream()))
             .collect::<CommResult<Vec<_>>>()?;
+        // A rank must never block inside a collective's launch waiting for a peer (NCCL 2.22+
+        // connects peers lazily there), or a failing rank could not take its communicator to
+        // abort it: connect every peer in ncclCommInitAll instead. NCCL reads the variable at
+        // init; a value the user set is kept.
+        if std::env::var_os("NCCL_RUNTIME_CONNECT").is_none() {
+            std::env::set_var("NCCL_RUNTIME_CONNECT", "0");
+        }
         let comms = Comm::from_devices(streams).map_err(|e| nccl_error("ncclCommInitAll", e))?;
         let group = Arc::new(AbortableGroup::new(
             comms.into_iter().map(SendComm).collect(),
@@ -183,6 +191,12 @@ impl NcclComm {
             .map_err(CommError::from)
     }
 
+    /// Fails if a peer's failure aborted this rank's communicator (after a host sync: the
+    /// collective that just completed may have been cut short).
+    fn check_not_aborted(&self, op: &'static str) -> CommResult<()> {
+        self.group.with_comm(self.slot, self.rank, op, |_| ())
+    }
+
     fn all_gather_bytes(&self, bytes: &[u8]) -> CommResult<Vec<Vec<u8>>> {
         let len = u32::try_from(bytes.len()).map_err(|_| {
             CommError::InvalidInput(format!("rank {} gathers more than 4 GiB", self.rank))
@@ -197,6 +211,7 @@ impl NcclComm {
             Collective::AllGather,
         )?;
         let all: Vec<u8> = all.to_vec1()?;
+        self.check_not_aborted("gather_strings")?;
         Ok(lens
             .iter()
             .enumerate()
@@ -228,6 +243,8 @@ impl Communicator for NcclComm {
         }
         let t = Tensor::from_slice(buf, buf.len(), &self.device)?;
         let reduced: Vec<f32> = self.all_reduce_tensor(&t, op)?.to_vec1()?;
+        // An abort while it ran leaves partial sums: say so rather than return them.
+        self.check_not_aborted("all_reduce")?;
         buf.copy_from_slice(&reduced);
         Ok(())
     }
@@ -238,6 +255,7 @@ impl Communicator for NcclComm {
         }
         let t = Tensor::from_slice(buf, buf.len(), &self.device)?;
         let root: Vec<f32> = self.broadcast_tensor(&t)?.to_vec1()?;
+        self.check_not_aborted("broadcast")?;
         buf.copy_from_slice(&root);
         Ok(())
     }
@@ -246,7 +264,7 @@ impl Communicator for NcclComm {
         let token = Tensor::zeros(1, DType::F32, &self.device)?;
         self.run(&token, Collective::AllReduce(ReduceOp::Sum))?;
         self.device.synchronize()?;
-        Ok(())
+        self.check_not_aborted("barrier")
     }
 
     fn gather_strings(&self, items: &[String]) -> CommResult<Option<Vec<Vec<String>>>> {

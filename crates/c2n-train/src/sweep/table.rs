@@ -105,7 +105,9 @@ pub fn results_png(rows: &[PointResult], path: &Path) -> Result<()> {
         let max = scores
             .iter()
             .flat_map(|(d, t)| [*d, *t])
-            .fold(1e-9f64, f64::max);
+            .fold(0.0f64, f64::max);
+        // All zero: a unit axis, not ticks of 1e-10.
+        let max = if max > 1e-6 { max } else { 1.0 };
         let n = scores.len().max(1) as f64;
         let mut chart = ChartBuilder::on(&root)
             .margin(16)
