@@ -142,6 +142,13 @@ pub fn verify(dir: &Path, check: impl Fn(&str) -> bool) -> Result<Verified> {
     }
 }
 
+/// The files a resume checks: all but `train_config.json`, which only serves to compare the
+/// saved settings with the new ones (a changed one is refused by name anyway) and whose paths
+/// a user may edit to move a run to another machine.
+pub fn is_run_state_file(name: &str) -> bool {
+    name != crate::config::TRAIN_CONFIG_FILE
+}
+
 /// The files a model load reads (`c2n_model::load_checkpoint`): weights and model config.
 pub fn is_model_file(name: &str) -> bool {
     matches!(name, "model.safetensors" | "config.json")

@@ -318,6 +318,12 @@ fn a_damaged_checkpoint_is_refused_naming_the_file() {
         let err = resume_error(&|| flip(name));
         assert!(err.contains(&format!("{name} is damaged")), "{name}: {err}");
     }
+    // The saved settings may be edited (paths, to move a run): they are compared, not hashed.
+    let config = last.join("train_config.json");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{text}\n")).unwrap();
+    trainer(dir.path(), configure, false).resume(&last).unwrap();
+    std::fs::write(&config, text).unwrap();
     let err = resume_error(&|| std::fs::remove_file(last.join("optimizer.safetensors")).unwrap());
     assert!(err.contains("optimizer.safetensors"), "{err}");
     // Without the saved settings a changed one would go unseen: refused.

@@ -324,7 +324,7 @@ impl Trainer {
             });
         }
         // Every file (weights, moments, state) as written, or a refusal naming the damaged one.
-        crate::checkpoint_checksums::verify(dir, |_| true)?;
+        crate::checkpoint_checksums::verify(dir, crate::checkpoint_checksums::is_run_state_file)?;
         let weights = c2n_model::load::find_weights_file(dir)?;
         c2n_model::load::load_state_dict(&self.model, &weights)?;
         let (state, pending) = TrainState::load(dir, self.model.device())?;
