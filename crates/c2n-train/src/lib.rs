@@ -22,9 +22,9 @@
 //! | [`pipeline`] | prepare → train → evaluate dev/test → report for one language, resumable stages, presets, published numbers, curves PNG |
 //! | [`sweep`] | TOML grids of pipeline configs run as N child processes, results ranked by dev BLEU |
 //!
-//! Features: `cuda` (c2n-model's CUDA backend and kernels), `nccl` (the NCCL communicator,
-//! one process per GPU under torchrun or srun; the thread backend shares memory on the host
-//! and does not spread threads over GPUs), `mpi` (the MPI communicator for CPU ranks under `mpirun`;
+//! Features: `cuda` (c2n-model's CUDA backend and kernels), `nccl` (the NCCL communicator:
+//! one process per GPU under torchrun or srun, else one thread per GPU in this process; the
+//! CPU thread backend stays on one device), `mpi` (the MPI communicator for CPU ranks under `mpirun`;
 //! needs Open MPI and libclang at build time). The default build is CPU-only, with the
 //! single-rank and thread communicators ([`comm`], `docs/distributed.md`).
 //!
