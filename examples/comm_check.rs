@@ -7,6 +7,7 @@
 //! mpirun -n 2 --oversubscribe target/release/examples/comm_check --backend mpi
 //! mpirun -n 2 --oversubscribe target/release/examples/comm_check --backend mpi --bench
 //! torchrun --no-python --nproc-per-node 8 target/release/examples/comm_check --backend nccl
+//! target/release/examples/comm_check --backend nccl --world-size 8   # one thread per GPU
 //! ```
 //! Exits non-zero if any collective returns a wrong value.
 //!
