@@ -126,7 +126,7 @@ pub fn verify(dir: &Path, check: impl Fn(&str) -> bool) -> Result<Verified> {
             let have = digest_file(&file)?;
             Ok((have.sha256 != want.sha256).then(|| {
                 format!(
-                    "{name} is damaged: sha256 {}…, {}… was written",
+                    "{name} has sha256 {}…, not the {}… that was written",
                     &have.sha256[..12],
                     &want.sha256[..12.min(want.sha256.len())]
                 )
@@ -200,7 +200,7 @@ mod tests {
         bytes[1234] ^= 0x10;
         fs::write(&model, &bytes).unwrap();
         let err = verify(tmp.path(), |_| true).unwrap_err().to_string();
-        assert!(err.contains("model.safetensors is damaged"), "{err}");
+        assert!(err.contains("model.safetensors has sha256"), "{err}");
         // A check that skips the damaged file passes.
         assert_eq!(
             verify(tmp.path(), |n| n != "model.safetensors").unwrap(),

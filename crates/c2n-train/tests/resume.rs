@@ -316,7 +316,7 @@ fn a_damaged_checkpoint_is_refused_naming_the_file() {
         "train_state.json",
     ] {
         let err = resume_error(&|| flip(name));
-        assert!(err.contains(&format!("{name} is damaged")), "{name}: {err}");
+        assert!(err.contains(&format!("{name} has sha256")), "{name}: {err}");
     }
     // The saved settings may be edited (paths, to move a run): they are compared, not hashed.
     let config = last.join("train_config.json");
