@@ -74,10 +74,10 @@ impl Trainer {
         }
         // A resumed run starts from its own last checkpoint, not from `init` (no download).
         let model = if resume {
-            // The weights as written ([`Trainer::resume`] checks every other file).
+            // Every file as written (weights, moments, state), once, before anything is read.
             crate::checkpoint_checksums::verify(
                 &resume_dir,
-                crate::checkpoint_checksums::is_model_file,
+                crate::checkpoint_checksums::is_run_state_file,
             )?;
             // Its own checkpoint only: an unreadable one is a resume error, not a wrong init.
             let saved = c2n_model::load_checkpoint(&resume_dir, &device).map_err(|e| {
@@ -121,7 +121,7 @@ impl Trainer {
         let mut trainer = Self::new(config, model, train, dev, Some(tokenizer))?;
         trainer.run_lock = run_lock;
         if resume {
-            trainer.resume(&resume_dir)?;
+            trainer.resume_checked(&resume_dir)?;
             let now = comm.world_size();
             trainer.world_size_change = trainer
                 .state
@@ -312,8 +312,16 @@ impl Trainer {
     }
 
     /// Continues from a checkpoint directory written by this trainer: weights, optimizer
-    /// state, loop counters, best scores, pending gradients.
+    /// state, loop counters, best scores, pending gradients. Its files are checked against
+    /// its `checksums.json` first ([`crate::checkpoint_checksums`]).
     pub fn resume(&mut self, dir: &Path) -> Result<()> {
+        // Every file (weights, moments, state) as written, or a refusal naming the damaged one.
+        crate::checkpoint_checksums::verify(dir, crate::checkpoint_checksums::is_run_state_file)?;
+        self.resume_checked(dir)
+    }
+
+    /// [`Trainer::resume`] of a folder whose files were checked already.
+    fn resume_checked(&mut self, dir: &Path) -> Result<()> {
         if !dir.join(crate::state::TRAIN_STATE_FILE).is_file() {
             return Err(TrainError::Resume {
                 path: dir.to_path_buf(),
@@ -323,8 +331,6 @@ impl Trainer {
                     .into(),
             });
         }
-        // Every file (weights, moments, state) as written, or a refusal naming the damaged one.
-        crate::checkpoint_checksums::verify(dir, crate::checkpoint_checksums::is_run_state_file)?;
         let weights = c2n_model::load::find_weights_file(dir)?;
         c2n_model::load::load_state_dict(&self.model, &weights)?;
         let (state, pending) = TrainState::load(dir, self.model.device())?;
