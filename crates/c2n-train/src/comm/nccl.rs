@@ -27,6 +27,7 @@ use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor};
 
 use super::abort_group::{exit_process, run_ranks, AbortableGroup};
 use super::rendezvous::share_from_rank0;
+use super::watchdog::{CollectiveWatchdog, Watch};
 use super::wire::{decode_strings, encode_strings};
 use super::{Backend, CommError, CommResult, Communicator, LaunchEnv, ReduceOp};
 
@@ -48,6 +49,8 @@ pub struct NcclComm {
     group: Arc<AbortableGroup<SendComm>>,
     /// This rank's place in `group`.
     slot: usize,
+    /// Bounds the waits of the collectives that end on the host (several ranks only).
+    watchdog: Option<CollectiveWatchdog>,
     device: Device,
     rank: usize,
     world_size: usize,
@@ -111,6 +114,7 @@ impl NcclComm {
         Ok(Self {
             group: Arc::new(AbortableGroup::new(vec![SendComm(comm)])),
             slot: 0,
+            watchdog: watchdog_for(env.rank, env.world_size, timeout),
             device,
             rank: env.rank,
             world_size: env.world_size,
@@ -170,6 +174,7 @@ impl NcclComm {
             let comm = NcclComm {
                 group: Arc::clone(&group),
                 slot: rank,
+                watchdog: watchdog_for(rank, world_size, timeout),
                 device: devices[rank].clone(),
                 rank,
                 world_size,
@@ -189,6 +194,10 @@ impl NcclComm {
                 })
             })?
             .map_err(CommError::from)
+    }
+
+    fn watch(&self, op: &'static str) -> Option<Watch<'_>> {
+        self.watchdog.as_ref().map(|dog| dog.watch(op))
     }
 
     /// Fails if a peer's failure aborted this rank's communicator (after a host sync: the
@@ -241,6 +250,7 @@ impl Communicator for NcclComm {
         if self.world_size == 1 {
             return Ok(());
         }
+        let _watch = self.watch("all_reduce");
         let t = Tensor::from_slice(buf, buf.len(), &self.device)?;
         let reduced: Vec<f32> = self.all_reduce_tensor(&t, op)?.to_vec1()?;
         // An abort while it ran leaves partial sums: say so rather than return them.
@@ -253,6 +263,7 @@ impl Communicator for NcclComm {
         if self.world_size == 1 {
             return Ok(());
         }
+        let _watch = self.watch("broadcast");
         let t = Tensor::from_slice(buf, buf.len(), &self.device)?;
         let root: Vec<f32> = self.broadcast_tensor(&t)?.to_vec1()?;
         self.check_not_aborted("broadcast")?;
@@ -261,6 +272,7 @@ impl Communicator for NcclComm {
     }
 
     fn barrier(&self) -> CommResult<()> {
+        let _watch = self.watch("barrier");
         let token = Tensor::zeros(1, DType::F32, &self.device)?;
         self.run(&token, Collective::AllReduce(ReduceOp::Sum))?;
         self.device.synchronize()?;
@@ -268,7 +280,10 @@ impl Communicator for NcclComm {
     }
 
     fn gather_strings(&self, items: &[String]) -> CommResult<Option<Vec<Vec<String>>>> {
-        let per_rank = self.all_gather_bytes(&encode_strings(items))?;
+        let per_rank = {
+            let _watch = self.watch("gather_strings");
+            self.all_gather_bytes(&encode_strings(items))?
+        };
         if self.rank != 0 {
             return Ok(None);
         }
@@ -300,6 +315,14 @@ impl Communicator for NcclComm {
         let root = self.run(&t.to_dtype(DType::F32)?, Collective::Broadcast)?;
         Ok(root.to_dtype(t.dtype())?)
     }
+}
+
+/// A watchdog over the host-synced collectives of rank `rank` of `world_size` (none alone):
+/// the per-update statistics exchange is one, so a peer that stalls is noticed within
+/// `timeout` of its next update, and the process ends with a message (see
+/// [`CollectiveWatchdog`]); the launcher, or the process's end, takes the job down.
+fn watchdog_for(rank: usize, world_size: usize, timeout: Duration) -> Option<CollectiveWatchdog> {
+    (world_size > 1).then(|| CollectiveWatchdog::start(rank, world_size, timeout, exit_process()))
 }
 
 #[derive(Debug, Clone, Copy)]
