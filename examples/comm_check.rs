@@ -127,10 +127,17 @@ fn main() -> Result<()> {
     }
 }
 
-fn fail_on_rank(args: &Args, failing: usize, panic: bool) -> Result<()> {
+/// The launch of the collective checks: `--backend` (default threads), `--world-size`,
+/// `--timeout-s`.
+fn collective_spec(args: &Args) -> LaunchSpec {
     let backend = Backend::from(args.backend.unwrap_or(BackendArg::Threads));
     let mut spec = LaunchSpec::new(backend, args.world_size);
     spec.timeout = Duration::from_secs(args.timeout_s);
+    spec
+}
+
+fn fail_on_rank(args: &Args, failing: usize, panic: bool) -> Result<()> {
+    let spec = collective_spec(args);
     launch(&spec, |comm: &dyn Communicator| -> Result<(), CommError> {
         if comm.rank() == failing {
             assert!(!panic, "rank {failing} panics on purpose");
@@ -144,9 +151,7 @@ fn fail_on_rank(args: &Args, failing: usize, panic: bool) -> Result<()> {
 }
 
 fn stall_on_rank(args: &Args, stalling: usize, seconds: u64) -> Result<()> {
-    let backend = Backend::from(args.backend.unwrap_or(BackendArg::Threads));
-    let mut spec = LaunchSpec::new(backend, args.world_size);
-    spec.timeout = Duration::from_secs(args.timeout_s);
+    let spec = collective_spec(args);
     launch(&spec, |comm: &dyn Communicator| -> Result<(), CommError> {
         if comm.rank() == stalling {
             std::thread::sleep(Duration::from_secs(seconds));
@@ -157,9 +162,8 @@ fn stall_on_rank(args: &Args, stalling: usize, seconds: u64) -> Result<()> {
 }
 
 fn check(args: &Args) -> Result<()> {
-    let backend = Backend::from(args.backend.unwrap_or(BackendArg::Threads));
-    let mut spec = LaunchSpec::new(backend, args.world_size);
-    spec.timeout = Duration::from_secs(args.timeout_s);
+    let spec = collective_spec(args);
+    let backend = spec.backend;
     let sizes: Vec<usize> = args.sizes_mib.iter().map(|m| m << 20).collect();
     let rows = launch(&spec, |comm: &dyn Communicator| -> Result<_, CommError> {
         let report = check_collectives(comm, args.elements)?;
