@@ -318,11 +318,14 @@ mod tests {
         _aborted: mpsc::Sender<()>,
     }
 
-    fn group(world: usize) -> (Arc<AbortableGroup<FakeComm>>, Vec<mpsc::Receiver<()>>) {
+    /// Rank r's wait for its abort, taken once by that rank's thread.
+    type AbortWait = Mutex<Option<mpsc::Receiver<()>>>;
+
+    fn group(world: usize) -> (Arc<AbortableGroup<FakeComm>>, Vec<AbortWait>) {
         let (comms, waits): (Vec<_>, Vec<_>) = (0..world)
             .map(|_| {
                 let (tx, rx) = mpsc::channel();
-                (FakeComm { _aborted: tx }, rx)
+                (FakeComm { _aborted: tx }, Mutex::new(Some(rx)))
             })
             .unzip();
         (Arc::new(AbortableGroup::new(comms)), waits)
@@ -345,7 +348,6 @@ mod tests {
     #[test]
     fn a_failing_rank_aborts_a_waiting_peer_and_its_error_is_returned() {
         let (group, waits) = group(2);
-        let waits: Vec<_> = waits.into_iter().map(|w| Mutex::new(Some(w))).collect();
         let start = Instant::now();
         let err = run_ranks(&group, Duration::from_secs(30), never_stuck(), |rank| {
             if rank == 1 {
@@ -379,7 +381,6 @@ mod tests {
     #[test]
     fn a_panic_is_reported_and_aborts_the_peers() {
         let (group, waits) = group(3);
-        let waits: Vec<_> = waits.into_iter().map(|w| Mutex::new(Some(w))).collect();
         let start = Instant::now();
         let err = run_ranks(&group, Duration::from_secs(30), never_stuck(), |rank| {
             if rank == 2 {
