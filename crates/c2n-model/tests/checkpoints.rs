@@ -470,3 +470,32 @@ fn codebert_config_json_from_shared_data_is_the_reference_encoder() {
     let cfg = ModelConfig::load(&path).unwrap();
     assert_eq!(cfg, ModelConfig::codebert());
 }
+
+#[test]
+fn damaged_legacy_torch_files_are_errors_never_panics() {
+    // Every storage's element count, tensor offset and pickle opcode comes from the file: put
+    // a huge count at every offset, and flip each byte of the pickles (the first 6 400 bytes
+    // of this fixture; storages follow), and the reader must answer every time. The values it
+    // reads may be anything; a panic fails the test.
+    let original = std::fs::read(data_dir().join("legacy").join("pytorch_model.bin")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pytorch_model.bin");
+    let mut errors = 0;
+    let mut check = |bytes: &[u8]| {
+        std::fs::write(&path, bytes).unwrap();
+        errors += usize::from(read_tensors(&path).is_err());
+    };
+    let huge: u64 = (1 << 62) - 1; // × 4 bytes overflows a usize
+    for at in 0..original.len() - 8 {
+        let mut bytes = original.clone();
+        bytes[at..at + 8].copy_from_slice(&huge.to_le_bytes());
+        check(&bytes);
+    }
+    for at in 0..6_400.min(original.len()) {
+        let mut bytes = original.clone();
+        bytes[at] ^= 0xff;
+        check(&bytes);
+    }
+    // Most of the damage is seen (a count inside a storage's data is just a value).
+    assert!(errors > original.len() / 2, "{errors} errors");
+}

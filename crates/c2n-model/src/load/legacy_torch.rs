@@ -95,22 +95,27 @@ pub(crate) fn read_legacy_torch(path: &Path) -> Result<HashMap<String, Tensor>> 
     let mut pos = cursor.position() as usize;
     let mut storages: HashMap<String, (usize, usize)> = HashMap::new(); // key → byte range
     for key in keys {
+        let truncated = || err(path, format!("storage `{key}` is truncated"));
         let count_bytes = bytes
-            .get(pos..pos + 8)
+            .get(pos..pos.saturating_add(8))
             .ok_or_else(|| err(path, format!("truncated before storage `{key}`")))?;
         let mut count = [0u8; 8];
         count.copy_from_slice(count_bytes);
-        let count = u64::from_le_bytes(count) as usize;
         let size = elem_size
             .get(&key)
             .ok_or_else(|| err(path, format!("storage `{key}` is used by no tensor")))?;
         let start = pos + 8;
-        let len = count * size;
-        if start + len > bytes.len() {
-            return Err(err(path, format!("storage `{key}` is truncated")));
+        // The count comes from the file: a damaged one must not overflow the arithmetic.
+        let len = usize::try_from(u64::from_le_bytes(count))
+            .ok()
+            .and_then(|count| count.checked_mul(*size))
+            .ok_or_else(truncated)?;
+        let end = start.checked_add(len).ok_or_else(truncated)?;
+        if end > bytes.len() {
+            return Err(truncated());
         }
         storages.insert(key, (start, len));
-        pos = start + len;
+        pos = end;
     }
     let mut out = HashMap::new();
     for info in infos {
@@ -135,10 +140,14 @@ fn tensor_from_storage(storage: &[u8], info: &TensorInfo) -> candle_core::Result
     let dims = layout.dims().to_vec();
     let size = info.dtype.size_in_bytes();
     let start = layout.start_offset();
-    let end = start + layout.shape().elem_count() * size;
-    let data = storage
-        .get(start..end)
-        .ok_or_else(|| candle_core::Error::Msg("view exceeds its storage".into()))?;
+    let exceeds = || candle_core::Error::Msg("view exceeds its storage".into());
+    let end = layout
+        .shape()
+        .elem_count()
+        .checked_mul(size)
+        .and_then(|len| start.checked_add(len))
+        .ok_or_else(exceeds)?;
+    let data = storage.get(start..end).ok_or_else(exceeds)?;
     let rank = dims.len();
     if layout.is_contiguous() {
         Tensor::from_raw_buffer(data, info.dtype, &dims, &Device::Cpu)

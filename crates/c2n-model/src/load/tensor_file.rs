@@ -61,9 +61,28 @@ pub fn detect_format(path: &Path) -> Result<TensorFileFormat> {
 }
 
 /// Read every tensor of `path` onto the CPU, by name.
+///
+/// A damaged file is an error, never a panic: Candle's pickle reader can panic on some
+/// corrupted `torch.save` files, so that panic is caught and reported as the file's error.
 pub fn read_tensors(path: &Path) -> Result<HashMap<String, Tensor>> {
+    let format = detect_format(path)?;
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read_format(path, format)))
+        .unwrap_or_else(|panic| {
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "the reader failed".to_string());
+            Err(checkpoint_error(
+                path,
+                format!("cannot read this {format:?} file (damaged?): {why}"),
+            ))
+        })
+}
+
+fn read_format(path: &Path, format: TensorFileFormat) -> Result<HashMap<String, Tensor>> {
     let wrap = |e: candle_core::Error| checkpoint_error(path, e.to_string());
-    match detect_format(path)? {
+    match format {
         TensorFileFormat::Safetensors => {
             candle_core::safetensors::load(path, &Device::Cpu).map_err(wrap)
         }
