@@ -254,6 +254,17 @@ impl VocabIndex {
                 special[k] = Some(id);
             }
             let slot = id as usize;
+            // Features store ids as u16; a larger id (say a damaged file's 4 294 967 295)
+            // would also make this table gigabytes long.
+            if slot > usize::from(u16::MAX) {
+                return Err(DataError::Tokenizer {
+                    location: location.to_string(),
+                    message: format!(
+                        "token {token:?} has id {id}; ids must be below 65 536 (features store \
+                         token ids as u16)"
+                    ),
+                });
+            }
             if slot >= id_to_token.len() {
                 id_to_token.resize(slot + 1, None);
             }
@@ -742,5 +753,35 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("lacks the special token <mask>"), "{err}");
+    }
+
+    #[test]
+    fn a_token_id_past_the_u16_range_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = write_files(dir.path(), "a b\n");
+        let TokenizerFiles::VocabMerges { vocab, .. } = &files else {
+            unreachable!()
+        };
+        for (id, refused) in [(65_535u64, false), (65_536, true), (4_294_967_295, true)] {
+            std::fs::write(
+                vocab,
+                format!(
+                    r#"{{"<s>":0,"<pad>":1,"</s>":2,"<unk>":3,"<mask>":4,"a":5,"b":6,"ab":{id}}}"#
+                ),
+            )
+            .unwrap();
+            match RobertaTokenizer::from_files(&files) {
+                Ok(tok) => {
+                    assert!(!refused, "id {id} accepted");
+                    assert_eq!(tok.encode("ab").unwrap(), [id as u32]);
+                }
+                Err(err) => {
+                    let err = err.to_string();
+                    assert!(refused, "id {id}: {err}");
+                    assert!(err.contains(&format!("\"ab\" has id {id}")), "{err}");
+                    assert!(err.contains("vocab.json"), "{err}");
+                }
+            }
+        }
     }
 }
