@@ -158,7 +158,8 @@ pub fn plan_epoch<S: FeatureSet + ?Sized>(
     match cfg.bucket_window {
         None => cut(&order, cfg, &source_len, &mut batches),
         Some(window) => {
-            let window = window.max(1) * cfg.batch_size;
+            // A window past the data (even past usize) is one bucket of everything.
+            let window = window.max(1).saturating_mul(cfg.batch_size);
             for chunk in order.chunks(window) {
                 let mut chunk = chunk.to_vec();
                 // Stable sort: equal lengths keep the shuffled order.

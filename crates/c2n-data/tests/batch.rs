@@ -178,6 +178,27 @@ fn dynamic_bucketing_and_token_budget() {
 }
 
 #[test]
+fn a_bucket_window_past_the_data_is_one_bucket() {
+    let set = features(50);
+    let plan_with = |window: usize| {
+        let config = BatchConfig {
+            padding: Padding::Dynamic,
+            bucket_window: Some(window),
+            ..cfg()
+        };
+        plan_epoch(&set, &config, 3).unwrap()
+    };
+    // A window × batch size that overflows usize sorts the whole epoch at once, like any
+    // window that holds every example.
+    let whole = plan_with(7);
+    assert_eq!(plan_with(usize::MAX), whole);
+    assert_eq!(plan_with(1 << 62), whole);
+    let mut all = whole.concat();
+    all.sort_unstable();
+    assert_eq!(all, (0..50).collect::<Vec<_>>());
+}
+
+#[test]
 fn inference_batches_go_longest_first_with_dynamic_padding_and_cover_every_position_once() {
     let set = features(45);
     let len = |p: usize| set[p].source_ids.len();
