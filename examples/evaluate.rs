@@ -21,6 +21,7 @@ use code2nl::train::device::select_device;
 use code2nl::train::evaluate::{
     evaluate_file_sharded, EvaluateReport, EvaluateRequest, NBEST_FILE,
 };
+use code2nl::train::progress::Progress;
 use code2nl::train::TrainError;
 
 fn main() -> Result<()> {
@@ -99,11 +100,11 @@ fn evaluate_rank(
         } else {
             "decoded"
         };
-        code2nl::train::progress::examples_bar(None, what)
+        Progress::examples(None, what)
     } else {
-        indicatif::ProgressBar::hidden()
+        Progress::hidden()
     };
     let report = evaluate_file_sharded(comm, &model, tokenizer, request, |n| bar.inc(n as u64));
-    bar.finish_and_clear();
+    bar.finish();
     report
 }

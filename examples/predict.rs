@@ -17,6 +17,7 @@ use code2nl::model::beam::{cut_at_first_zero, BeamOutput};
 use code2nl::model::generation::GenerationConfig;
 use code2nl::train::device::select_device;
 use code2nl::train::evaluate::{decode, EvalBatching};
+use code2nl::train::progress::Progress;
 use std::io::{BufWriter, IsTerminal, Read, Write};
 
 fn main() -> Result<()> {
@@ -75,14 +76,14 @@ fn main() -> Result<()> {
         max_target_len: decoding.max_target_len,
     };
     let bar = if args.jsonl.is_some() {
-        code2nl::train::progress::examples_bar(Some(features.len() as u64), "summarizing")
+        Progress::examples(Some(features.len() as u64), "summarizing")
     } else {
-        indicatif::ProgressBar::hidden()
+        Progress::hidden()
     };
     let outputs = decode(&model, &features, &batching, &generation, |n| {
         bar.inc(n as u64)
     })?;
-    bar.finish_and_clear();
+    bar.finish();
     let batch = args.jsonl.is_some();
     for (example, output) in examples.iter().zip(&outputs) {
         // Texts as `evaluate` writes them: cut at the first id 0, decoded untrimmed.

@@ -410,7 +410,7 @@ impl EvalContext<'_> {
         let bar = decoding_bar(self.cfg.progress, stage);
         let model = self.model()?;
         let report = evaluate_file(model, tokenizer, &request, |n| bar.inc(n as u64));
-        bar.finish_and_clear();
+        bar.finish();
         let report = report?;
         let mut features = load_features(
             path,
@@ -584,11 +584,11 @@ pub fn run_pipeline(cfg: &PipelineConfig, log: &mut dyn FnMut(&str)) -> Result<P
 
 /// Examples decoded so far in an evaluation stage (hidden without `progress`). Decoding
 /// the CodeBERT-size model on a CPU takes minutes.
-fn decoding_bar(progress: bool, stage: &str) -> indicatif::ProgressBar {
+fn decoding_bar(progress: bool, stage: &str) -> crate::progress::Progress {
     if progress {
-        crate::progress::examples_bar(None, &format!("decoded ({stage})"))
+        crate::progress::Progress::examples(None, &format!("decoded ({stage})"))
     } else {
-        indicatif::ProgressBar::hidden()
+        crate::progress::Progress::hidden()
     }
 }
 

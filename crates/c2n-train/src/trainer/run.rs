@@ -6,9 +6,9 @@ use crate::checkpoint_policy::LAST;
 use crate::comm::{Communicator, SingleComm};
 use crate::config::TRAIN_CONFIG_FILE;
 use crate::metrics::{MetricRecord, MetricsLog};
+use crate::progress::Progress;
 use crate::run_lock::RunLock;
 use crate::Result;
-use indicatif::{ProgressBar, ProgressStyle};
 use std::time::Instant;
 
 use super::{StepReport, Throughput, TrainSummary, Trainer, RUN_WHAT};
@@ -185,20 +185,16 @@ impl Trainer {
         let total = self.driver.total_updates();
         let target = self.config.stop_after.map_or(total, |s| s.min(total));
         let bar = if self.config.progress && main {
-            ProgressBar::new(target)
+            Progress::updates(target)
         } else {
-            ProgressBar::hidden()
+            Progress::hidden()
         };
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{elapsed_precise} [{wide_bar}] {pos}/{len} updates, ETA {eta} | {msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
         bar.set_position(self.state.counters.global_step);
         let mut window = Throughput::default();
         // The last update (step, epoch, lr) and whether a metrics line covered it.
         let mut last_update = None;
+        // The running loss restarts at each evaluation: show the last mean until it has one.
+        let mut shown_loss = self.state.running_loss.mean();
         while let Some(report) = self.advance_with(comm)? {
             window.add(report.examples, report.tokens);
             if let Some(lr) = report.lr {
@@ -209,9 +205,11 @@ impl Trainer {
                 last_update = Some((global_step, report.step.data_epoch, lr, logged));
                 bar.set_position(global_step);
                 let (sps, tps) = window.rates();
+                if self.state.running_loss.batches > 0 {
+                    shown_loss = self.state.running_loss.mean();
+                }
                 bar.set_message(format!(
-                    "loss {:.4} lr {lr:.3e} {sps:.1} samples/s {tps:.0} tokens/s",
-                    self.state.running_loss.mean()
+                    "loss {shown_loss:.4} lr {lr:.3e} {sps:.1} samples/s {tps:.0} tokens/s"
                 ));
                 if self.config.log_every > 0 && global_step % self.config.log_every == 0 {
                     window = Throughput::default();
@@ -221,7 +219,7 @@ impl Trainer {
                 bar.println(message);
             }
         }
-        bar.finish_and_clear();
+        bar.finish();
         if let Some((global_step, epoch, lr, false)) = last_update {
             // The run's last updates, short of a `log_every` multiple, get their line too (a
             // run of fewer updates than `log_every` would otherwise log nothing). Not when
