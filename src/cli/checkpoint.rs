@@ -24,6 +24,9 @@ impl CheckpointArgs {
     /// `train_config.json`), else [`DEFAULT_TOKENIZER`]; with a note when the file gave it.
     pub fn tokenizer_spec(&self) -> crate::train::Result<(String, Option<String>)> {
         use crate::train::config::{TrainConfig, TRAIN_CONFIG_FILE};
+        // A mistyped checkpoint is the error, not the default tokenizer's download after it.
+        std::fs::metadata(&self.checkpoint)
+            .map_err(|e| crate::train::TrainError::io(&self.checkpoint, e))?;
         if let Some(spec) = &self.tokenizer {
             return Ok((spec.clone(), None));
         }
@@ -260,5 +263,11 @@ mod tests {
             tokenizer: None,
         };
         assert_eq!(run_py.tokenizer_spec().unwrap().0, DEFAULT_TOKENIZER);
+        let mistyped = CheckpointArgs {
+            checkpoint: elsewhere.path().join("checkpoint-lsat"),
+            tokenizer: None,
+        };
+        let err = mistyped.tokenizer_spec().unwrap_err().to_string();
+        assert!(err.contains("checkpoint-lsat"), "{err}");
     }
 }

@@ -420,6 +420,9 @@ impl TrainArgs {
         if self.quiet {
             config.progress = false;
         }
+        // Saved absolute, so `evaluate`, `predict` and `--resume` find them from anywhere.
+        let here = std::env::current_dir().map_err(|e| crate::train::TrainError::io(".", e))?;
+        let config = config.with_absolute_paths(&here);
         Ok(ResolvedConfig { config, notes })
     }
 

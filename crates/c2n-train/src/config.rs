@@ -335,6 +335,44 @@ impl TrainConfig {
         self.batch_size / self.grad_accum.max(1) as usize
     }
 
+    /// The same settings with every relative path that names a local file or folder made
+    /// absolute against `base` (the working folder): `train_data`, `dev_data`, `cache_dir`,
+    /// and `init` and `tokenizer` when they name a local folder rather than a hub id (or
+    /// `small`). A run saved so can be resumed, evaluated and used by `predict` from any
+    /// folder. `output_dir` stays as given (a resume names it anyway).
+    pub fn with_absolute_paths(mut self, base: &Path) -> Self {
+        let absolute = |path: &Path| {
+            if path.is_relative() {
+                base.join(path)
+            } else {
+                path.to_path_buf()
+            }
+        };
+        for path in [
+            &mut self.train_data,
+            &mut self.dev_data,
+            &mut self.cache_dir,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            *path = absolute(path);
+        }
+        let local = |spec: &str| {
+            let path = absolute(Path::new(spec));
+            path.exists().then(|| path.to_string_lossy().into_owned())
+        };
+        if self.init != "small" {
+            if let Some(init) = local(&self.init) {
+                self.init = init;
+            }
+        }
+        if let Some(tokenizer) = self.tokenizer.as_deref().and_then(local) {
+            self.tokenizer = Some(tokenizer);
+        }
+        self
+    }
+
     /// The tokenizer spec to load.
     pub fn tokenizer_spec(&self) -> Result<String> {
         match (&self.tokenizer, self.init.as_str()) {
@@ -704,6 +742,49 @@ mod tests {
             ..odd
         };
         assert_eq!(no_dev.warnings().len(), 1);
+    }
+
+    #[test]
+    fn local_paths_are_made_absolute_and_hub_ids_are_left_alone() {
+        let base = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(base.path().join("tok")).unwrap();
+        std::fs::create_dir_all(base.path().join("runs/x/checkpoint-last")).unwrap();
+        std::fs::create_dir_all(base.path().join("small")).unwrap();
+        let relative = TrainConfig {
+            init: "runs/x/checkpoint-last".into(),
+            tokenizer: Some("tok".into()),
+            train_data: Some("data/train.jsonl".into()),
+            dev_data: Some("/elsewhere/dev.jsonl".into()),
+            cache_dir: Some("cache".into()),
+            output_dir: "out".into(),
+            ..TrainConfig::default()
+        };
+        let saved = relative.clone().with_absolute_paths(base.path());
+        assert_eq!(
+            saved.init,
+            base.path().join("runs/x/checkpoint-last").to_string_lossy()
+        );
+        assert_eq!(
+            saved.tokenizer.as_deref(),
+            Some(&*base.path().join("tok").to_string_lossy())
+        );
+        // Data files need not exist yet to be pinned to the folder they were named in.
+        assert_eq!(
+            saved.train_data.unwrap(),
+            base.path().join("data/train.jsonl")
+        );
+        assert_eq!(saved.dev_data.unwrap(), Path::new("/elsewhere/dev.jsonl"));
+        assert_eq!(saved.cache_dir.unwrap(), base.path().join("cache"));
+        assert_eq!(saved.output_dir, Path::new("out"));
+        // Hub ids (no such local folder) and the `small` keyword stay as they are.
+        let hub = TrainConfig {
+            init: "small".into(),
+            tokenizer: Some("microsoft/codebert-base".into()),
+            ..relative
+        }
+        .with_absolute_paths(base.path());
+        assert_eq!(hub.init, "small");
+        assert_eq!(hub.tokenizer.as_deref(), Some("microsoft/codebert-base"));
     }
 
     #[test]
