@@ -9,7 +9,7 @@ use super::preset::{
     published_roberta_bleu, small_model_config,
 };
 use super::report::{PipelineReport, SplitScore, StageTiming, TrainOutcome};
-use super::splits::{resolve_splits, SplitFiles};
+use super::splits::{resolve_splits, strict_read_error, SplitFiles};
 use super::stages::{load_stage, save_stage};
 use crate::checkpoint_policy::{CheckpointPolicy, BEST_BLEU, BEST_PPL, LAST};
 use crate::config::{TrainConfig, TRAIN_CONFIG_FILE};
@@ -166,11 +166,7 @@ fn prepare_stage(
             }
         })
         .map_err(|e| match e {
-            // run.py stops at a bad line too; say so, and where to see them all.
-            c2n_data::DataError::BadLine { .. } => TrainError::InvalidInput(format!(
-                "{e} (the pipeline reads its data strictly, as run.py does: fix or remove the \
-                 line; `prepare --data FILE` counts every bad line of a file by reason)"
-            )),
+            c2n_data::DataError::BadLine { .. } => strict_read_error(e),
             other => other.into(),
         })?;
         log(&format!(

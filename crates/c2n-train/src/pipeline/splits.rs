@@ -4,7 +4,7 @@
 
 use super::config::PipelineConfig;
 use crate::{Result, TrainError};
-use c2n_data::reader::{JsonlLines, LineReadError};
+use c2n_data::reader::{parse_line, JsonlLines, LineReadError, RawLine};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -100,13 +100,22 @@ pub fn local_source_files(cfg: &PipelineConfig) -> Option<Vec<(String, PathBuf)>
     source_files(cfg).ok()
 }
 
-/// Every line of a jsonl (or gzipped jsonl) file, without the newline.
-fn read_lines(path: &Path) -> Result<Vec<Vec<u8>>> {
+/// A bad line of the pipeline's data, with why it stops the run and how to see them all.
+pub(crate) fn strict_read_error(bad_line: c2n_data::DataError) -> TrainError {
+    // run.py stops at a bad line too; say so, and where to see them all.
+    TrainError::InvalidInput(format!(
+        "{bad_line} (the pipeline reads its data strictly, as run.py does: fix or remove the \
+         line; `prepare --data FILE` counts every bad line of a file by reason)"
+    ))
+}
+
+/// Every line of a jsonl (or gzipped jsonl) file, without the newline, with its number.
+fn read_lines(path: &Path) -> Result<Vec<RawLine>> {
     let mut reader = JsonlLines::open(path)?;
     let mut lines = Vec::new();
     loop {
         match reader.next_line() {
-            Ok(Some(line)) => lines.push(line.bytes),
+            Ok(Some(line)) => lines.push(line),
             Ok(None) => return Ok(lines),
             Err(LineReadError::CorruptGzip { index, detail }) => {
                 return Err(TrainError::InvalidInput(format!(
@@ -132,7 +141,8 @@ fn write_lines(path: &Path, lines: &[Vec<u8>]) -> Result<()> {
 }
 
 /// Splits `source` into `train_out` (all but the last `holdout` non-empty lines) and
-/// `dev_out` (those last lines). Returns `(train, dev)` example counts.
+/// `dev_out` (those last lines). Returns `(train, dev)` example counts. A line the strict
+/// read would refuse later is refused here, by its line in `source`.
 pub fn hold_out_tail(
     source: &Path,
     holdout: usize,
@@ -141,8 +151,13 @@ pub fn hold_out_tail(
 ) -> Result<(usize, usize)> {
     let lines: Vec<Vec<u8>> = read_lines(source)?
         .into_iter()
-        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
-        .collect();
+        .filter(|l| !l.bytes.iter().all(u8::is_ascii_whitespace))
+        .map(|l| match parse_line(&l.bytes) {
+            Ok(_) => Ok(l.bytes),
+            // Named here, in the user's file: the copies' line numbers would mislead.
+            Err(problem) => Err(strict_read_error(problem.into_error(source, l.index))),
+        })
+        .collect::<Result<_>>()?;
     if lines.len() <= holdout {
         return Err(TrainError::InvalidInput(format!(
             "{}: {} examples, cannot hold out {holdout} for dev and still train",
@@ -198,15 +213,36 @@ mod tests {
     fn the_tail_is_held_out_and_blank_lines_do_not_count() {
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("valid.jsonl");
-        std::fs::write(&src, "{\"a\":1}\n{\"a\":2}\n\n{\"a\":3}\n{\"a\":4}\n").unwrap();
+        let line = |n: usize| format!(r#"{{"code_tokens":["f{n}"],"docstring_tokens":["d"]}}"#);
+        let text = format!("{}\n{}\n\n{}\n{}\n", line(1), line(2), line(3), line(4));
+        std::fs::write(&src, text).unwrap();
         let (t, d) = (dir.path().join("t.jsonl"), dir.path().join("d.jsonl"));
         assert_eq!(hold_out_tail(&src, 1, &t, &d).unwrap(), (3, 1));
-        assert_eq!(std::fs::read_to_string(&d).unwrap(), "{\"a\":4}\n");
+        assert_eq!(
+            std::fs::read_to_string(&d).unwrap(),
+            format!("{}\n", line(4))
+        );
         assert_eq!(
             std::fs::read_to_string(&t).unwrap(),
-            "{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n"
+            format!("{}\n{}\n{}\n", line(1), line(2), line(3))
         );
         assert!(hold_out_tail(&src, 4, &t, &d).is_err());
+    }
+
+    #[test]
+    fn a_bad_line_is_named_in_the_source_file_not_in_the_copies() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("valid.jsonl");
+        let good = r#"{"code_tokens":["a"],"docstring_tokens":["b"]}"#;
+        // Line 4 of the source (after a blank line) would be line 3 of the copy.
+        std::fs::write(&src, format!("{good}\n\n{good}\n{{bad\n{good}\n")).unwrap();
+        let (t, d) = (dir.path().join("t.jsonl"), dir.path().join("d.jsonl"));
+        let err = hold_out_tail(&src, 1, &t, &d).unwrap_err().to_string();
+        assert!(
+            err.contains("valid.jsonl:4") && err.contains("reads its data strictly"),
+            "{err}"
+        );
+        assert!(!t.exists() && !d.exists(), "no copies of a file that fails");
     }
 
     #[test]
