@@ -9,6 +9,14 @@ pub fn create(dir: &Path) -> Result<()> {
     Ok(c2n_data::folder::create(dir, "output folder")?)
 }
 
+/// The error [`create`] would give for a file in the way of `dir`, creating nothing.
+pub fn check_no_file_in_the_way(dir: &Path) -> Result<()> {
+    Ok(c2n_data::folder::check_no_file_in_the_way(
+        dir,
+        "output folder",
+    )?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -26,6 +34,13 @@ mod tests {
                 "{text}"
             );
         }
+        let text = check_no_file_in_the_way(&file.join("sub"))
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("is a file, not a folder"), "{text}");
+        assert!(!file.join("sub").exists());
+        check_no_file_in_the_way(&dir.path().join("a/b")).unwrap();
+        assert!(!dir.path().join("a").exists(), "checking creates nothing");
         create(&dir.path().join("a/b")).unwrap();
         assert!(dir.path().join("a/b").is_dir());
     }

@@ -337,3 +337,27 @@ fn a_bad_line_stops_the_pipeline_with_the_way_out() {
         "{err}"
     );
 }
+
+#[test]
+fn a_file_where_a_stage_folder_goes_is_refused_before_any_stage() {
+    let Some(shared) = shared_data(&["valid.jsonl", "test.jsonl"]) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let data = ruby_data(&shared, tmp.path(), 20, 4);
+    let cfg = tiny_config(&shared, &data, &tmp.path().join("run"));
+    std::fs::create_dir_all(&cfg.output_dir).unwrap();
+    std::fs::write(cfg.output_dir.join("train"), "not a folder").unwrap();
+    let mut lines = Vec::new();
+    let err = run_pipeline(&cfg, &mut |line| lines.push(line.to_string()))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("train") && err.contains("is a file, not a folder"),
+        "{err}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.starts_with("prepare")),
+        "failed after preparing: {lines:?}"
+    );
+}

@@ -490,6 +490,10 @@ pub fn run_pipeline(cfg: &PipelineConfig, log: &mut dyn FnMut(&str)) -> Result<P
         describe_device(&device),
         out.display()
     ));
+    // The folders the stages write: a file in the way fails now, not after the prepare stage.
+    for folder in ["data", TRAIN_FOLDER, "eval", "stages"] {
+        crate::output_dir::check_no_file_in_the_way(&out.join(folder))?;
+    }
     super::identity::discard_leftovers_of_a_failed_start(cfg, log)?;
     check_same_run(cfg, log)?;
     if cfg.dev_split == cfg.test_split {
