@@ -153,6 +153,14 @@ fn main() -> Result<()> {
                 path.display()
             );
         }
+        if read.empty_files == 0 && prepared.store.is_empty() {
+            eprintln!(
+                "{}: warning: no example left of its {} line(s) (the table gives the reasons): \
+                 nothing to prepare from it",
+                path.display(),
+                read.lines
+            );
+        }
         let surrogates = prepared.manifest.report.read.lone_surrogate_lines;
         if surrogates > 0 {
             eprintln!(
