@@ -51,12 +51,45 @@ pub fn stdin_rows(text: &str) -> Vec<&str> {
     rows
 }
 
-/// Decodes bytes as strict UTF-8; the error names `source` and the line of the first bad byte.
+/// How a text's lines end, for the line numbers of errors: as [`python_lines`] splits them
+/// (gold files) or as [`stdin_rows`] does (predictions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineEnds {
+    /// `\r\n`, `\r` and `\n` each end a line.
+    Universal,
+    /// Only `\n` ends a line.
+    NewlineOnly,
+}
+
+impl LineEnds {
+    /// How many lines end within `bytes`.
+    fn count(self, bytes: &[u8]) -> usize {
+        match self {
+            Self::NewlineOnly => bytes.iter().filter(|&&b| b == b'\n').count(),
+            Self::Universal => bytes
+                .iter()
+                .enumerate()
+                .filter(|&(i, &b)| b == b'\n' || (b == b'\r' && bytes.get(i + 1) != Some(&b'\n')))
+                .count(),
+        }
+    }
+}
+
+/// Decodes bytes as strict UTF-8; the error names `source` and the line of the first bad byte
+/// (lines split at `\n`, as prediction rows are).
 pub fn decode_utf8(bytes: Vec<u8>, source: &str) -> Result<String, EvalError> {
+    decode_utf8_lines(bytes, source, LineEnds::NewlineOnly)
+}
+
+/// [`decode_utf8`] with the error's line counted by `line_ends`.
+pub fn decode_utf8_lines(
+    bytes: Vec<u8>,
+    source: &str,
+    line_ends: LineEnds,
+) -> Result<String, EvalError> {
     String::from_utf8(bytes).map_err(|e| {
         let valid = e.utf8_error().valid_up_to();
-        let bytes = e.as_bytes();
-        let line = 1 + bytes[..valid].iter().filter(|&&b| b == b'\n').count();
+        let line = 1 + line_ends.count(&e.as_bytes()[..valid]);
         EvalError::InvalidUtf8 {
             origin: source.to_owned(),
             line,
@@ -64,14 +97,19 @@ pub fn decode_utf8(bytes: Vec<u8>, source: &str) -> Result<String, EvalError> {
     })
 }
 
-/// Reads a whole UTF-8 text file.
+/// Reads a whole UTF-8 text file (an error's line counted at `\n`, as prediction rows are).
 pub fn read_text(path: &Path) -> Result<String, EvalError> {
+    read_text_lines(path, LineEnds::NewlineOnly)
+}
+
+/// [`read_text`] with the error's line counted by `line_ends` (gold files: universal).
+pub fn read_text_lines(path: &Path, line_ends: LineEnds) -> Result<String, EvalError> {
     let name = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|error| EvalError::Io {
         path: name.clone(),
         error,
     })?;
-    decode_utf8(bytes, &name)
+    decode_utf8_lines(bytes, &name, line_ends)
 }
 
 /// Reads all of `reader` (e.g. standard input) as UTF-8; `source` names it in errors.
@@ -130,5 +168,11 @@ mod tests {
             "{err}"
         );
         assert_eq!(err.to_string(), "x.gold:2: not valid UTF-8");
+        // A gold file's lines end as Python's open() ends them, `\r` included.
+        let cr = b"0\ta\r1\tb\r\n2\tc \xff\r".to_vec();
+        let err = decode_utf8_lines(cr.clone(), "x.gold", LineEnds::Universal).unwrap_err();
+        assert_eq!(err.to_string(), "x.gold:3: not valid UTF-8");
+        let err = decode_utf8(cr, "x.output").unwrap_err();
+        assert_eq!(err.to_string(), "x.output:2: not valid UTF-8");
     }
 }

@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use crate::error::EvalError;
-use crate::files::{python_lines, read_text, read_text_from, stdin_rows};
+use crate::files::{
+    python_lines, read_text, read_text_from, read_text_lines, stdin_rows, LineEnds,
+};
 use crate::python_str::strip;
 
 /// Predictions by id, read like `computeMaps` reads its prediction rows.
@@ -115,7 +117,8 @@ impl Gold {
     /// file and the line (the reference raises there too).
     pub fn read(path: impl AsRef<Path>) -> Result<Self, EvalError> {
         let path = path.as_ref();
-        Self::from_text(&read_text(path)?, &path.display().to_string())
+        let text = read_text_lines(path, LineEnds::Universal)?;
+        Self::from_text(&text, &path.display().to_string())
     }
 
     /// Parses gold text; `source` names it in errors.
@@ -196,9 +199,31 @@ impl Gold {
             .filter_map(|entry| predictions.get(&entry.id).map(|text| (entry, text)))
             .collect();
         if matched.is_empty() {
+            const SHOWN: usize = 3;
+            let mut prediction_ids: Vec<&str> = predictions.ids().collect();
+            prediction_ids.sort_unstable();
+            // A byte-order mark sorts last; keep it in view, it is the likely cause.
+            if let Some(bom) = prediction_ids
+                .iter()
+                .position(|id| id.starts_with('\u{feff}'))
+            {
+                let id = prediction_ids.remove(bom);
+                prediction_ids.insert(0, id);
+            }
             return Err(EvalError::NoMatchedIds {
                 gold_ids: self.len(),
                 predictions: predictions.len(),
+                gold_sample: self
+                    .entries
+                    .iter()
+                    .take(SHOWN)
+                    .map(|e| e.id.clone())
+                    .collect(),
+                prediction_sample: prediction_ids
+                    .into_iter()
+                    .take(SHOWN)
+                    .map(str::to_string)
+                    .collect(),
             });
         }
         Ok(matched)

@@ -124,12 +124,23 @@ fn floored_log(x: f64) -> f64 {
 /// Corpus BLEU over parallel hypotheses and their references (any number per segment).
 ///
 /// Segments are right-stripped and `13a`-tokenized; the reference length of a segment is the
-/// one closest to the hypothesis length (ties to the shorter).
-pub fn corpus_bleu_13a<H, R>(hypotheses: &[H], references: &[Vec<R>]) -> SacreBleu
+/// one closest to the hypothesis length (ties to the shorter). The two slices must be
+/// parallel: a hypothesis without references (or references without a hypothesis) is an
+/// error, never silently left out.
+pub fn corpus_bleu_13a<H, R>(
+    hypotheses: &[H],
+    references: &[Vec<R>],
+) -> Result<SacreBleu, EvalError>
 where
     H: AsRef<str>,
     R: AsRef<str>,
 {
+    if hypotheses.len() != references.len() {
+        return Err(EvalError::NotParallel {
+            hypotheses: hypotheses.len(),
+            references: references.len(),
+        });
+    }
     let mut counter = NgramCounter::default();
     let mut correct = [0u64; MAX_ORDER];
     let mut total = [0u64; MAX_ORDER];
@@ -151,7 +162,7 @@ where
         sys_len += hyp.len() as u64;
         ref_len += closest_ref_len(hyp.len(), refs.iter().map(Vec::len)) as u64;
     }
-    compute(correct, total, sys_len, ref_len)
+    Ok(compute(correct, total, sys_len, ref_len))
 }
 
 fn closest_ref_len(hyp_len: usize, ref_lens: impl Iterator<Item = usize>) -> usize {
@@ -222,5 +233,5 @@ pub fn sacrebleu_corpus(gold: &Gold, predictions: &Predictions) -> Result<SacreB
         .iter()
         .map(|(entry, _)| entry.references.iter().map(String::as_str).collect())
         .collect();
-    Ok(corpus_bleu_13a(&hypotheses, &references))
+    corpus_bleu_13a(&hypotheses, &references)
 }

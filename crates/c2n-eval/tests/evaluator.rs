@@ -67,9 +67,29 @@ fn evaluate_reports_bad_input() {
             err,
             EvalError::NoMatchedIds {
                 gold_ids: 5,
-                predictions: 1
+                predictions: 1,
+                ..
             }
         ),
         "{err}"
     );
+    // The message shows how each file names its ids, and spots a byte-order mark.
+    assert!(err.to_string().contains(r#"e.g. "99""#), "{err}");
+    assert!(err.to_string().contains(r#"e.g. "0", "1", "2""#), "{err}");
+    assert!(!err.to_string().contains("byte-order"), "{err}");
+    let with_bom = "\u{feff}0\tok\n".as_bytes();
+    let err = evaluate(&gold, None, with_bom, Metric::CodeXglue).unwrap_err();
+    assert!(err.to_string().contains("byte-order mark"), "{err}");
+}
+
+#[test]
+fn corpus_bleu_refuses_hypotheses_and_references_that_are_not_parallel() {
+    let sentence = "returns the value of the given key";
+    let refs = vec![vec![sentence]];
+    let one = c2n_eval::corpus_bleu_13a(&[sentence], &refs).unwrap();
+    assert!((one.score - 100.0).abs() < 1e-9, "{}", one.score);
+    let err = c2n_eval::corpus_bleu_13a(&[sentence, "an extra one"], &refs)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("2 hypotheses but 1 reference lists"), "{err}");
 }
