@@ -96,7 +96,11 @@ impl Best {
     }
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    code2nl::cli::finish(run())
+}
+
+fn run() -> Result<()> {
     let args = Args::parse();
     anyhow::ensure!(args.repeat > 0, "--repeat must be at least 1");
     let files = TokenizerFiles::resolve(&args.tokenizer)

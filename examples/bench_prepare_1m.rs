@@ -52,7 +52,11 @@ fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0 // USER_HZ is 100 on Linux
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    code2nl::cli::finish(run())
+}
+
+fn run() -> Result<()> {
     let args = Args::parse();
     std::fs::create_dir_all(&args.work_dir)?;
     let data = args.work_dir.join("synthetic.jsonl");

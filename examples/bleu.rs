@@ -16,7 +16,11 @@ use code2nl::eval::{evaluate, EvalError, Metric};
 use code2nl::outln;
 use std::io::IsTerminal;
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    code2nl::cli::finish(run())
+}
+
+fn run() -> Result<()> {
     code2nl::cli::end_quietly_on_closed_pipe();
     let args = BleuArgs::parse();
     let metric = if args.sacrebleu {

@@ -112,7 +112,11 @@ enum Mode {
     },
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    code2nl::cli::finish(run())
+}
+
+fn run() -> Result<()> {
     let args = Args::parse();
     match &args.mode {
         None => check(&args),

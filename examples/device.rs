@@ -86,7 +86,11 @@ enum Command {
     CheckKernels(kernel_check::KernelCheckArgs),
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    code2nl::cli::finish(run())
+}
+
+fn run() -> Result<()> {
     match Cli::parse().command {
         Command::Info(args) => common::info(&args),
         Command::PrepareData(args) => data::prepare(&args),

@@ -24,7 +24,11 @@ use code2nl::train::evaluate::{
 use code2nl::train::progress::Progress;
 use code2nl::train::TrainError;
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    code2nl::cli::finish(run())
+}
+
+fn run() -> Result<()> {
     let args = EvaluateArgs::parse();
     let spec = args.launch_spec()?;
     let (tokenizer_spec, tokenizer_note) = args.model.tokenizer_spec()?;

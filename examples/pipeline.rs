@@ -16,7 +16,11 @@ use code2nl::cli::pipeline::PipelineArgs;
 use code2nl::outln;
 use code2nl::train::pipeline::run_pipeline;
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    code2nl::cli::finish(run())
+}
+
+fn run() -> Result<()> {
     let config = PipelineArgs::parse().into_config()?;
     let report = run_pipeline(&config, &mut |line| eprintln!("{line}"))?;
     outln!("{}", report.markdown())?;

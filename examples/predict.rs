@@ -20,7 +20,11 @@ use code2nl::train::evaluate::{decode, EvalBatching};
 use code2nl::train::progress::Progress;
 use std::io::{BufWriter, IsTerminal, Read, Write};
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    code2nl::cli::finish(run())
+}
+
+fn run() -> Result<()> {
     code2nl::cli::end_quietly_on_closed_pipe();
     let args = PredictArgs::parse();
     let decoding = args.decoding.resolve(&args.model.checkpoint)?;

@@ -59,7 +59,11 @@ fn inputs(args: &PrepareArgs) -> Result<Vec<(String, String, PathBuf)>> {
     Ok(found)
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    code2nl::cli::finish(run())
+}
+
+fn run() -> Result<()> {
     code2nl::cli::end_quietly_on_closed_pipe();
     let args = PrepareArgs::parse();
     let clean = match args.clean.as_str() {

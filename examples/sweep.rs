@@ -15,7 +15,11 @@ use code2nl::train::sweep::{run_sweep, threads_per_run, PointStatus, SweepFile};
 use code2nl::{out, outln};
 use std::process::Command;
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    code2nl::cli::finish(run())
+}
+
+fn run() -> Result<()> {
     let args = SweepArgs::parse();
     if let Some(config) = &args.run_one {
         let config = PipelineConfig::load(config)?;

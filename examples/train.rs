@@ -35,7 +35,11 @@ use code2nl::train::config::{Precision, TrainConfig};
 use code2nl::train::trainer::{TrainSummary, Trainer};
 use code2nl::train::TrainError;
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    code2nl::cli::finish(run())
+}
+
+fn run() -> Result<()> {
     let args = TrainArgs::parse();
     let spec = args.launch_spec()?;
     let resolved = args.resolve_config()?;

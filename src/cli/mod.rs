@@ -26,6 +26,42 @@ pub fn end_quietly_on_closed_pipe() {
     }
 }
 
+/// How a program ends: `Ok` exits 0; an error prints `Error: …` with its causes on stderr and
+/// exits 1, like `main() -> anyhow::Result<()>` but without the stack backtrace anyhow adds
+/// when `RUST_BACKTRACE` is set: a wrong flag or a missing file is not a crash (panics keep
+/// their backtraces).
+pub fn finish<E>(result: Result<(), E>) -> std::process::ExitCode
+where
+    E: AsRef<dyn std::error::Error + Send + Sync + 'static>,
+{
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{}", error_report(error.as_ref()));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// `Error: message`, then the causes as anyhow lists them.
+pub fn error_report(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut report = format!("Error: {error}");
+    let causes: Vec<String> = std::iter::successors(error.source(), |e| e.source())
+        .map(ToString::to_string)
+        .collect();
+    match causes.as_slice() {
+        [] => {}
+        [cause] => report += &format!("\n\nCaused by:\n    {cause}"),
+        _ => {
+            report += "\n\nCaused by:";
+            for (i, cause) in causes.iter().enumerate() {
+                report += &format!("\n    {i}: {cause}");
+            }
+        }
+    }
+    report
+}
+
 /// Makes a child process end with this one: on Linux the kernel sends it SIGTERM when the
 /// thread that started it dies (`PR_SET_PDEATHSIG`), so a sweep killed by a signal (even
 /// SIGKILL) leaves no run going on as an orphan, holding its folder's lock. Elsewhere a no-op.
@@ -112,6 +148,35 @@ pub(crate) fn at_least_one(text: &str) -> std::result::Result<usize, String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_error_reads_with_its_causes_and_no_backtrace() {
+        let missing = crate::train::TrainError::io(
+            "r/checkpoint-lsat",
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+        );
+        assert_eq!(
+            super::error_report(&missing),
+            "Error: r/checkpoint-lsat: no such file"
+        );
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("loading the model")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let outer = Outer(std::io::Error::other("disk on fire"));
+        assert_eq!(
+            super::error_report(&outer),
+            "Error: loading the model\n\nCaused by:\n    disk on fire"
+        );
+    }
+
     #[cfg(target_os = "linux")]
     #[test]
     fn a_child_ends_with_the_thread_that_started_it() {
