@@ -67,6 +67,16 @@ impl TokenizerFiles {
     pub fn resolve(spec: &str) -> Result<TokenizerFiles> {
         let path = Path::new(spec);
         if path.is_file() {
+            // The slow tokenizer's files come in pairs: one of them names its folder.
+            let name = path.file_name().and_then(|n| n.to_str());
+            if let (Some("vocab.json" | "merges.txt"), Some(dir)) = (name, path.parent()) {
+                let dir = if dir.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    dir
+                };
+                return Self::from_dir(dir);
+            }
             return Ok(TokenizerFiles::TokenizerJson(path.to_path_buf()));
         }
         if path.is_dir() {
@@ -317,6 +327,13 @@ fn read_vocab_merges(
                 ))
             }
         }
+    }
+    if pairs.is_empty() {
+        // Every RoBERTa-style BPE has merges: without them every word splits into bytes.
+        return Err(format!(
+            "{}: no merge in the file (empty or truncated?)",
+            merges.display()
+        ));
     }
     Ok((map.into_iter().collect(), pairs))
 }
@@ -690,6 +707,31 @@ mod tests {
         assert_eq!(tok.encode("ab").unwrap(), [7]);
         assert_eq!(tok.encode("ba").unwrap(), [6, 5]);
         assert_eq!(tok.id_to_token(7), Some("ab"));
+    }
+
+    #[test]
+    fn a_merges_file_without_merges_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for empty in ["", "#version: 0.2\n"] {
+            let err = RobertaTokenizer::from_files(&write_files(dir.path(), empty))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("merges.txt: no merge"), "{empty:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn naming_vocab_json_or_merges_txt_means_their_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = write_files(dir.path(), "a b\n");
+        for file in ["vocab.json", "merges.txt"] {
+            let spec = dir.path().join(file);
+            let resolved = TokenizerFiles::resolve(spec.to_str().unwrap()).unwrap();
+            assert_eq!(resolved, folder, "{file}");
+        }
+        std::fs::remove_file(dir.path().join("merges.txt")).unwrap();
+        let spec = dir.path().join("vocab.json");
+        assert!(TokenizerFiles::resolve(spec.to_str().unwrap()).is_err());
     }
 
     #[test]
