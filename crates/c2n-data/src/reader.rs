@@ -343,10 +343,20 @@ pub(crate) fn parse_json<T: for<'de> Deserialize<'de>>(
         Ok(value) => Ok((value, false)),
         Err(first) => {
             // Only a line that fails is scanned for lone surrogates: the common path stays fast.
-            if let Some(fixed) = replace_lone_surrogates(text) {
-                if let Ok(value) = serde_json::from_str::<T>(&fixed) {
+            let fixed = replace_lone_surrogates(text);
+            let had_lone_surrogate = fixed.is_some();
+            let text_now = fixed.as_deref().unwrap_or(text);
+            if had_lone_surrogate {
+                if let Ok(value) = serde_json::from_str::<T>(text_now) {
                     return Ok((value, true));
                 }
+            }
+            // Python's json.loads keeps the last of a repeated key, where a struct refuses
+            // it; a JSON tree keeps the last too.
+            if let Ok(value) = serde_json::from_str::<serde_json::Value>(text_now)
+                .and_then(|tree| serde_json::from_value::<T>(tree))
+            {
+                return Ok((value, had_lone_surrogate));
             }
             // Python's json.loads refuses it too ("Unexpected UTF-8 BOM"); say what it is.
             let detail = if text.starts_with('\u{feff}') {

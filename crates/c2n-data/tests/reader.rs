@@ -196,3 +196,26 @@ fn missing_optional_fields_are_tolerated_and_full_records_parse() {
             .unwrap();
     assert_eq!(minimal.url, None);
 }
+
+#[test]
+fn fields_the_reference_never_reads_cannot_reject_a_record() {
+    // A `url` (or `sha`, …) that is no string reads as absent; run.py keeps the example.
+    let odd = br#"{"code_tokens": ["c"], "docstring_tokens": ["d"], "url": 5, "sha": ["x"]}"#;
+    let parsed = c2n_data::reader::parse_line(odd).unwrap();
+    assert_eq!(parsed.record.url, None);
+    let (record, _) = c2n_data::reader::parse_full_record(odd).unwrap();
+    assert_eq!((record.url, record.sha), (None, None));
+    // A repeated key: the last one counts, as in Python's json.loads.
+    let twice = br#"{"code_tokens": ["old"], "docstring_tokens": ["d"], "code_tokens": ["new"]}"#;
+    assert_eq!(
+        c2n_data::reader::parse_line(twice)
+            .unwrap()
+            .record
+            .code_tokens,
+        ["new"]
+    );
+    // The required fields stay required and typed.
+    let wrong = br#"{"code_tokens": 5, "docstring_tokens": ["d"]}"#;
+    let problem = c2n_data::reader::parse_line(wrong).unwrap_err();
+    assert_eq!(problem.reason, BadLineReason::MalformedJson);
+}
