@@ -223,13 +223,20 @@ fn try_load(dir: &Path, fingerprint: &str, verify: bool) -> Result<(FeatureStore
         });
     }
     // The shard list itself: in order, without gaps, adding up to what the build kept.
-    let counted: usize = manifest.shards.iter().map(|s| s.examples).sum();
+    // Checked: an edited count must read as a bad manifest, not overflow.
+    let counted = manifest
+        .shards
+        .iter()
+        .try_fold(0usize, |sum, s| sum.checked_add(s.examples));
     let in_order = manifest
         .shards
         .iter()
         .enumerate()
         .all(|(i, s)| s.file == shard_name(i));
-    if !in_order || counted != manifest.examples || counted != manifest.report.clean.kept {
+    let consistent =
+        counted == Some(manifest.examples) && counted == Some(manifest.report.clean.kept);
+    if !in_order || !consistent {
+        let counted = counted.map_or_else(|| "more than usize".to_string(), |n| n.to_string());
         return Err(DataError::Cache {
             path,
             message: format!(

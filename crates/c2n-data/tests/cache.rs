@@ -156,6 +156,20 @@ fn corrupt_or_truncated_shards_are_rebuilt() {
         p.status
     );
     assert_eq!(p.store.to_features(), expected);
+    drop(p);
+
+    // A count edited past usize: a bad manifest, not an overflow.
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    manifest["shards"][0]["examples"] = serde_json::Value::from(u64::MAX);
+    std::fs::write(&manifest_path, manifest.to_string()).unwrap();
+    let p = prepare(&req, &mut |_| {}).unwrap();
+    assert!(
+        matches!(&p.status, CacheStatus::Rebuilt { reason } if reason.contains("more than usize")),
+        "{:?}",
+        p.status
+    );
+    assert_eq!(p.store.to_features(), expected);
 }
 
 #[test]
