@@ -164,7 +164,14 @@ pub struct JsonlLines {
     finished: bool,
     /// Lines already split off the last read (a lone `\r` ends a line, as in Python).
     pending: std::collections::VecDeque<Vec<u8>>,
+    /// The longest line read ([`MAX_LINE_BYTES`] unless set otherwise).
+    max_line_bytes: usize,
 }
+
+/// The longest line [`JsonlLines`] reads: CodeSearchNet's longest records are a few hundred
+/// KB, so a longer "line" is a file that is no jsonl (a binary, a file without line ends),
+/// refused before it fills the memory.
+pub const MAX_LINE_BYTES: usize = 256 << 20;
 
 impl fmt::Debug for JsonlLines {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -211,7 +218,15 @@ impl JsonlLines {
             next_index: 0,
             finished: false,
             pending: std::collections::VecDeque::new(),
+            max_line_bytes: MAX_LINE_BYTES,
         })
+    }
+
+    /// Reads lines of at most `max` bytes (default [`MAX_LINE_BYTES`]); a longer one is an
+    /// error naming the line.
+    pub fn with_max_line_bytes(mut self, max: usize) -> Self {
+        self.max_line_bytes = max;
+        self
     }
 
     /// The file being read.
@@ -237,10 +252,24 @@ impl JsonlLines {
             return Ok(None);
         }
         let mut bytes = Vec::new();
-        match self.reader.read_until(b'\n', &mut bytes) {
+        let limit = self.max_line_bytes.saturating_add(2) as u64; // room for `\r\n`
+        let reader: &mut (dyn BufRead + Send) = &mut *self.reader;
+        match std::io::Read::take(reader, limit).read_until(b'\n', &mut bytes) {
             Ok(0) => {
                 self.finished = true;
                 Ok(None)
+            }
+            Ok(read) if read as u64 == limit && bytes.last() != Some(&b'\n') => {
+                self.finished = true;
+                Err(LineReadError::Io(DataError::BadLine {
+                    path: self.path.clone(),
+                    line: self.next_index + 1,
+                    reason: BadLineReason::MalformedJson,
+                    detail: format!(
+                        "longer than {} bytes without a line end: not a jsonl file?",
+                        self.max_line_bytes
+                    ),
+                }))
             }
             Ok(_) => {
                 if bytes.last() == Some(&b'\n') {

@@ -219,3 +219,33 @@ fn fields_the_reference_never_reads_cannot_reject_a_record() {
     let problem = c2n_data::reader::parse_line(wrong).unwrap_err();
     assert_eq!(problem.reason, BadLineReason::MalformedJson);
 }
+
+#[test]
+fn a_line_past_the_limit_is_an_error_naming_it() {
+    use c2n_data::reader::JsonlLines;
+    let dir = tempfile::tempdir().unwrap();
+    let long = "x".repeat(500);
+    let text = format!("{GOOD}\n{long}\n{GOOD}\n");
+    let path = write(&dir, "long.jsonl", text.as_bytes());
+    let mut lines = JsonlLines::open(&path).unwrap().with_max_line_bytes(200);
+    assert!(lines.next_line().unwrap().is_some());
+    let err = match lines.next_line() {
+        Err(c2n_data::reader::LineReadError::Io(e)) => e.to_string(),
+        other => panic!("expected an error, got {other:?}"),
+    };
+    assert!(
+        err.contains("long.jsonl:2") && err.contains("longer than 200 bytes"),
+        "{err}"
+    );
+    // A line at the limit is read whole, with either line end.
+    for end in ["\n", "\r\n", ""] {
+        let exact = "y".repeat(200);
+        let path = write(&dir, "exact.jsonl", format!("{exact}{end}").as_bytes());
+        let mut lines = JsonlLines::open(&path).unwrap().with_max_line_bytes(200);
+        assert_eq!(
+            lines.next_line().unwrap().unwrap().bytes.len(),
+            200,
+            "{end:?}"
+        );
+    }
+}
