@@ -212,6 +212,18 @@ fn pipeline_flags_reach_the_config() {
     assert_eq!(cfg.train["padding"], "reference");
     assert_eq!(cfg.train["warmup_steps"], 3);
     assert!(cli::pipeline::parse_assignment("novalue").is_err());
+    // A --set that contradicts a dedicated flag is refused; one that agrees is fine.
+    let with = |set: &str| {
+        cli::pipeline::PipelineArgs::try_parse_from(["pipeline", "--beam-size", "1", "--set", set])
+            .unwrap()
+            .into_config()
+    };
+    let err = with("beam_size=3").unwrap_err().to_string();
+    assert!(
+        err.contains("--set beam_size=3 contradicts --beam-size 1"),
+        "{err}"
+    );
+    assert_eq!(with("beam_size=1").unwrap().train["beam_size"], 1);
 }
 
 #[test]

@@ -126,23 +126,41 @@ impl PipelineArgs {
             (None, None) => PathBuf::from(format!("runs/pipeline-{}", cfg.lang)),
         };
         let train = &mut cfg.train;
-        if let Some(v) = self.train_steps {
-            train.insert("train_steps".into(), v.into());
-        }
-        if let Some(v) = self.eval_steps {
-            train.insert("eval_steps".into(), v.into());
-        }
-        if let Some(v) = self.lr {
-            train.insert("lr".into(), v.into());
-        }
-        if let Some(v) = self.batch_size {
-            train.insert("batch_size".into(), v.into());
-        }
-        if let Some(v) = self.beam_size {
-            train.insert("beam_size".into(), v.into());
+        // The dedicated flags, by the training key each sets.
+        let flagged: Vec<(&str, &str, serde_json::Value)> = [
+            (
+                "train_steps",
+                "--train-steps",
+                self.train_steps.map(Into::into),
+            ),
+            (
+                "eval_steps",
+                "--eval-steps",
+                self.eval_steps.map(Into::into),
+            ),
+            ("lr", "--lr", self.lr.map(Into::into)),
+            (
+                "batch_size",
+                "--batch-size",
+                self.batch_size.map(Into::into),
+            ),
+            ("beam_size", "--beam-size", self.beam_size.map(Into::into)),
+        ]
+        .into_iter()
+        .filter_map(|(key, flag, value)| value.map(|v| (key, flag, v)))
+        .collect();
+        for (key, _, value) in &flagged {
+            train.insert(key.to_string(), value.clone());
         }
         for assignment in &self.set {
             let (key, value) = parse_assignment(assignment)?;
+            if let Some((_, flag, given)) = flagged.iter().find(|(k, _, _)| *k == key) {
+                if *given != value {
+                    return Err(TrainError::Config(format!(
+                        "--set {assignment} contradicts {flag} {given}: give one of them"
+                    )));
+                }
+            }
             train.insert(key, value);
         }
         if self.quiet {
