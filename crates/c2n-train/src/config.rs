@@ -474,6 +474,13 @@ impl TrainConfig {
                 }
             }
         }
+        if self.epochs.is_some() && self.warmup_steps > 0 {
+            warnings.push(format!(
+                "warmup_steps {} is ignored with epochs (variant B warms up over 10 % of its \
+                 updates, as the reference does)",
+                self.warmup_steps
+            ));
+        }
         warnings
     }
 
@@ -742,6 +749,22 @@ mod tests {
             ..odd
         };
         assert_eq!(no_dev.warnings().len(), 1);
+        // Variant B has its own warmup.
+        let epochs = TrainConfig {
+            epochs: Some(2),
+            ..run.clone()
+        };
+        let warnings = epochs.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].contains("warmup_steps 5 is ignored"),
+            "{warnings:?}"
+        );
+        let no_warmup = TrainConfig {
+            warmup_steps: 0,
+            ..epochs
+        };
+        assert!(no_warmup.warnings().is_empty());
     }
 
     #[test]
