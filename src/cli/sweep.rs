@@ -21,7 +21,8 @@ pub struct SweepArgs {
     /// GPUs to share the runs out over (e.g. `0,1,2,3`, as this sweep sees them: positions in
     /// its own CUDA_VISIBLE_DEVICES when that is set): each running child sees one of them
     /// alone (CUDA_VISIBLE_DEVICES), so no two runs share a GPU unless --parallel asks for
-    /// more runs than GPUs. A child's device is then `cuda` (its one GPU).
+    /// more runs than GPUs. A point's `device` stays as its config says: `auto` or `cuda`
+    /// then means the child's one GPU (`cpu` stays on the CPU, `cuda:1` finds no GPU).
     #[arg(long, value_delimiter = ',', value_name = "IDS", value_parser = gpu_id)]
     pub gpus: Vec<String>,
     /// Folder of the sweep: one sub-folder per run plus results.{md,json,png}.

@@ -247,8 +247,9 @@ pub struct TrainArgs {
     /// Folder for checkpoints, metrics.jsonl and dev outputs (default: output).
     #[arg(long)]
     pub output_dir: Option<PathBuf>,
-    /// Shard cache of the tokenized features (as `prepare --cache-dir`): tokenize once, map
-    /// afterwards (default: tokenize in memory on every run).
+    /// Shard cache of the tokenized features: tokenize once, map afterwards. Training reads
+    /// strictly, so it shares the caches `prepare --strict --cache-dir` writes with the same
+    /// lengths and tokenizer (default: tokenize in memory on every run).
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
     /// Source truncation length in BPE tokens, specials included (default: 256).
@@ -331,8 +332,10 @@ pub struct TrainArgs {
     /// auto | cpu | cuda | cuda:N
     #[arg(long)]
     pub device: Option<String>,
-    /// Write a `train` line to OUTPUT/metrics.jsonl every N updates, and one after the last
-    /// update; 0 writes none (evaluations are always logged) (default: 10).
+    /// Write a `train` line to OUTPUT/metrics.jsonl every N updates (an evaluated update's
+    /// `eval` line carries its training loss instead), and one after the run's last update
+    /// unless it was evaluated or --stop-after ended the run; 0 writes none (evaluations are
+    /// always logged) (default: 10).
     #[arg(long, value_name = "N")]
     pub log_every: Option<u64>,
     /// Continue from OUTPUT/checkpoint-last. Without it, an earlier run found in OUTPUT is

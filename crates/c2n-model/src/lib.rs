@@ -80,8 +80,10 @@
 //! - `hub` (default): [`load_pretrained_encoder`] also takes Hugging Face model ids
 //!   (`microsoft/codebert-base`), through `hf-hub`; without it, local folders only.
 //! - `cuda`: Candle's CUDA backend and this crate's own CUDA kernels (layer-norm backward,
-//!   dropout, attention probabilities, AdamW, candidate ranking, the decoding cache; each can
-//!   be switched off, `docs/gpu.md`); needs a CUDA toolkit at build time. Without it
+//!   dropout, attention probabilities, GELU backward, bias-gradient sums, candidate ranking,
+//!   the decoding cache: on by default, each can be switched off; a cross-attention kernel
+//!   and the kernels that cut a training step's launches: opt-in; `docs/gpu.md`; c2n-train
+//!   adds its AdamW kernel); needs a CUDA toolkit at build time. Without it
 //!   everything runs on the CPU, and the `cuda_*_enabled` switches report `false`.
 //!
 //! ## Decoding sessions
