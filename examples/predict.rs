@@ -11,6 +11,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
+use code2nl::cli::output_file::OutputFile;
 use code2nl::cli::predict::PredictArgs;
 use code2nl::data::{code_features, read_code_examples, Example, Padding, RobertaTokenizer};
 use code2nl::model::beam::{cut_at_first_zero, BeamOutput};
@@ -54,14 +55,15 @@ fn run() -> Result<()> {
         Some(path) => read_code_examples(path)?,
         None => vec![single_example(&args)?],
     };
-    // Opened before the long part, so that a bad --output path fails at once.
-    let stdout = std::io::stdout();
-    let mut out: Box<dyn Write> = match &args.output {
-        Some(path) => Box::new(BufWriter::new(
-            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
-        )),
-        None => Box::new(BufWriter::new(stdout.lock())),
+    // Opened before the long part, so that a bad --output path fails at once; written
+    // aside and renamed at the end, so an interrupted run leaves any earlier file intact.
+    let mut file = match &args.output {
+        Some(path) => {
+            Some(OutputFile::create(path).with_context(|| format!("creating {}", path.display()))?)
+        }
+        None => None,
     };
+    let mut stdout = BufWriter::new(std::io::stdout().lock());
     let device = select_device(&args.device)?;
     let dtype = code2nl::train::device::apply_precision(args.precision.into(), &device);
     let model = code2nl::train::checkpoint_checksums::load_model(&args.model.checkpoint, &device)?
@@ -89,6 +91,10 @@ fn run() -> Result<()> {
     })?;
     bar.finish();
     let batch = args.jsonl.is_some();
+    let out: &mut dyn Write = match file.as_mut() {
+        Some(file) => file,
+        None => &mut stdout,
+    };
     for (example, output) in examples.iter().zip(&outputs) {
         // Texts as `evaluate` writes them: cut at the first id 0, decoded untrimmed.
         let idx = if batch {
@@ -96,10 +102,11 @@ fn run() -> Result<()> {
         } else {
             String::new()
         };
-        write_summaries(&mut out, &idx, &tokenizer, output, args.nbest)?;
+        write_summaries(out, &idx, &tokenizer, output, args.nbest)?;
     }
     out.flush().context("writing the summaries")?;
-    if let Some(path) = &args.output {
+    if let (Some(file), Some(path)) = (file, &args.output) {
+        file.commit().context("writing the summaries")?;
         eprintln!("{} summaries written to {}", outputs.len(), path.display());
     }
     Ok(())

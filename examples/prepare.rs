@@ -95,10 +95,12 @@ fn run() -> Result<()> {
         );
     }
     let mut rows = Vec::new();
+    // Written aside and renamed at the end: an interrupted run leaves any earlier dump intact.
     let mut dump = match &args.dump_features {
-        Some(path) => Some(std::io::BufWriter::new(
-            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
-        )),
+        Some(path) => Some(
+            code2nl::cli::output_file::OutputFile::create(path)
+                .with_context(|| format!("creating {}", path.display()))?,
+        ),
         None => None,
     };
     for (lang, split, path) in inputs {
@@ -196,8 +198,8 @@ fn run() -> Result<()> {
             &prepared.manifest.report,
         ));
     }
-    if let Some((mut out, dump_path)) = dump.zip(args.dump_features.as_ref()) {
-        out.flush()
+    if let Some((out, dump_path)) = dump.zip(args.dump_features.as_ref()) {
+        out.commit()
             .with_context(|| format!("writing {}", dump_path.display()))?;
     }
     out!("{}", data::markdown_table(&rows))?;

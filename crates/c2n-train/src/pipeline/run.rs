@@ -124,6 +124,10 @@ pub fn train_config(
     train.cache_dir = Some(cfg.cache_root());
     train.device = cfg.device.clone();
     train.progress = cfg.progress;
+    // Saved absolute (as `train` saves them), so `train --resume`, `evaluate` and `predict`
+    // find the data and the tokenizer from any folder.
+    let here = std::env::current_dir().map_err(|e| TrainError::io(".", e))?;
+    let train = train.with_absolute_paths(&here);
     train.validate()?;
     Ok(train)
 }
