@@ -40,7 +40,8 @@ pub struct EvaluateArgs {
     /// Write nbest.jsonl with K hypotheses per example (K at most --beam-size), in the
     /// reference's getFinal order: those that reached `</s>` first, by score, then
     /// unfinished ones, by score; an example where none reached `</s>` lists its best one
-    /// twice.
+    /// twice. One nbest.jsonl per output folder whatever --prefix (the name the command-line
+    /// contract gives): evaluate each prefix into its own --output-dir to keep both.
     #[arg(long, value_parser = super::at_least_one)]
     pub nbest: Option<usize>,
     /// Source padding: reference (max-source-len) or dynamic (longest in the batch).

@@ -128,6 +128,14 @@ fn pipeline_runs_reports_and_resumes() {
     // Read back from the stage record (serde_json parses floats to within one ulp).
     assert!((again.test.bleu - report.test.bleu).abs() <= 1e-12 * report.test.bleu.abs());
 
+    // A finished evaluation whose file is gone is scored again, not reported done.
+    std::fs::remove_file(&report.test.output).unwrap();
+    let (rescored, lines) = run(&cfg);
+    let skipped: Vec<bool> = rescored.stages.iter().map(|s| s.skipped).collect();
+    assert_eq!(skipped, [true, true, true, false], "{lines:?}");
+    assert!(lines.iter().any(|l| l.contains("is gone")), "{lines:?}");
+    assert!(report.test.output.is_file());
+
     // Losing the train and evaluation records resumes from checkpoint-last (nothing left to
     // train) and scores the same checkpoint again.
     for stage in ["train", "evaluate-dev", "evaluate-test"] {

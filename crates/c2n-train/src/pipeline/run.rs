@@ -383,7 +383,24 @@ impl EvalContext<'_> {
         limit: Option<usize>,
         log: &mut dyn FnMut(&str),
     ) -> Result<SplitScore> {
+        // The files a finished stage wrote, in this output folder (it may have moved).
+        let eval_dir = self.cfg.output_dir.join("eval");
+        let missing = |done: &SplitScore| {
+            [&done.output, &done.gold]
+                .into_iter()
+                .filter_map(|file| file.file_name())
+                .map(|name| eval_dir.join(name))
+                .find(|file| !file.is_file())
+        };
         match load_stage::<SplitScore>(&self.cfg.output_dir, stage) {
+            Some(done) if done.limit == limit && missing(&done).is_some() => {
+                if let Some(file) = missing(&done) {
+                    log(&format!(
+                        "{stage}: an earlier run scored it, but {} is gone; scoring again",
+                        file.display()
+                    ));
+                }
+            }
             Some(mut done) if done.limit == limit => {
                 done.timing.skipped = true;
                 log(&format!(
