@@ -116,10 +116,13 @@ fn train_rank(
                 .output_dir
                 .join("checkpoint-last")
                 .display(),
-            if done >= planned {
-                ": the run is complete, nothing is left to train"
-            } else {
-                ""
+            match trainer.config().stop_after {
+                _ if done >= planned => ": the run is complete, nothing is left to train".into(),
+                Some(stop) if stop <= done => format!(
+                    ": already past --stop-after {stop}, nothing is trained (raise it, or drop it \
+                     to go on to the end)"
+                ),
+                _ => String::new(),
             }
         );
     }

@@ -119,6 +119,15 @@ fn resume_without_a_config_takes_the_saved_settings() {
         .notes
         .iter()
         .any(|n| n.contains("stopped after")));
+    // A resume's weights come from checkpoint-last: another --init is noted, not recorded.
+    let other_init = resolve(&["--init", "some/other-model"]);
+    assert_eq!(other_init.config.init, saved.init);
+    assert!(other_init
+        .notes
+        .iter()
+        .any(|n| n.contains("--init some/other-model does nothing on a resume")));
+    let same_init = resolve(&["--init", &saved.init]);
+    assert!(!same_init.notes.iter().any(|n| n.contains("does nothing")));
     // A crash between a save's two renames left no checkpoint-last: the run's own copy.
     std::fs::rename(&last, out.path().join(".checkpoint-last.old")).unwrap();
     assert!(resolve(&[])

@@ -374,6 +374,8 @@ impl TrainArgs {
     /// to its end unless `--stop-after` is given again), else the defaults; then the flags.
     pub fn resolve_config(&self) -> crate::train::Result<ResolvedConfig> {
         let mut notes = Vec::new();
+        // What the resumed run started from: a resume takes its weights from checkpoint-last.
+        let mut saved_init = None;
         let mut config = match &self.config {
             Some(path) => TrainConfig::load(path)?,
             None if self.resume => {
@@ -395,6 +397,7 @@ impl TrainArgs {
                 };
                 if saved.is_file() {
                     let mut config = TrainConfig::load(&saved)?;
+                    saved_init = Some(config.init.clone());
                     notes.push(format!(
                         "resuming with the settings saved in {} (flags given here override them)",
                         saved.display()
@@ -425,7 +428,17 @@ impl TrainArgs {
         }
         // Saved absolute, so `evaluate`, `predict` and `--resume` find them from anywhere.
         let here = std::env::current_dir().map_err(|e| crate::train::TrainError::io(".", e))?;
-        let config = config.with_absolute_paths(&here);
+        let mut config = config.with_absolute_paths(&here);
+        if let Some(saved_init) = saved_init.filter(|saved| *saved != config.init) {
+            if self.init.is_some() {
+                notes.push(format!(
+                    "--init {} does nothing on a resume (the weights come from \
+                     checkpoint-last); the run keeps recording the init it started from, {saved_init}",
+                    config.init
+                ));
+            }
+            config.init = saved_init;
+        }
         Ok(ResolvedConfig { config, notes })
     }
 
