@@ -220,6 +220,8 @@ fn points_run_in_parallel_rank_by_dev_bleu_and_failures_are_reported() {
     recorded
         .save_json(&dir.join(c2n_train::pipeline::identity::RUN_CONFIG))
         .unwrap();
+    // As if that run had been laid out by an earlier sweep file.
+    recorded.save_json(&dir.join("pipeline.json")).unwrap();
     let outcome = run_sweep(&sweep, &out, 2, &launcher(&reports), &|_| {}).unwrap();
     let stale = outcome
         .rows
@@ -236,4 +238,8 @@ fn points_run_in_parallel_rank_by_dev_bleu_and_failures_are_reported() {
         other => panic!("expected the stale point to fail, got {other:?}"),
     }
     assert!(stale.report.is_none());
+    // Its folder keeps the config of the run it holds, not the refused point's (lr 0.001).
+    let kept: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("pipeline.json")).unwrap()).unwrap();
+    assert_eq!(kept["train"]["lr"], 0.01);
 }

@@ -54,7 +54,9 @@ impl PointResult {
     }
 }
 
-/// Writes every point's folder and config (output folder = `root/<name>`).
+/// Makes every point's folder and sets its config's output folder (`root/<name>`). The
+/// config is written into the folder when the point runs ([`POINT_CONFIG`]), not before: a
+/// finished point refused as stale keeps the config its run had.
 pub fn lay_out_points(points: &[SweepPoint], root: &Path) -> Result<Vec<(SweepPoint, PathBuf)>> {
     points
         .iter()
@@ -64,7 +66,6 @@ pub fn lay_out_points(points: &[SweepPoint], root: &Path) -> Result<Vec<(SweepPo
             let mut config = p.config.clone();
             config.output_dir = dir.clone();
             config.progress = false;
-            config.save_json(&dir.join(POINT_CONFIG))?;
             Ok((
                 SweepPoint {
                     config,
@@ -137,6 +138,14 @@ fn run_point(
         }
     }
     let start = Instant::now();
+    if let Err(e) = point.config.save_json(&dir.join(POINT_CONFIG)) {
+        result.report = None;
+        result.status = PointStatus::Failed {
+            exit_code: None,
+            log_tail: format!("could not write the point's config: {e}"),
+        };
+        return result;
+    }
     let log_path = dir.join(POINT_LOG);
     let outcome = std::fs::File::create(&log_path).and_then(|log| {
         let err = log.try_clone()?;
