@@ -74,7 +74,8 @@ pub struct TrainConfig {
     pub train_limit: Option<usize>,
     /// Dev jsonl file (perplexity on all of it, BLEU on a seeded subset).
     pub dev_data: Option<PathBuf>,
-    /// Tokenizer directory or hub id; defaults to `init` when that is not `small`.
+    /// Tokenizer directory or hub id; defaults to `init` when that is not `small` (for a
+    /// checkpoint of ours, the tokenizer it was trained with: [`TrainConfig::tokenizer_spec`]).
     pub tokenizer: Option<String>,
     /// Where checkpoints, metrics and dev outputs go.
     pub output_dir: PathBuf,
@@ -144,6 +145,19 @@ pub struct TrainConfig {
     /// on the combined batch) or `mean_of_rank_means` (the reference `DataParallel`).
     /// Irrelevant with one rank.
     pub grad_weighting: GradWeighting,
+}
+
+/// The tokenizer a code2nl checkpoint folder `dir` was trained with, when the folder has no
+/// tokenizer files of its own and its `train_config.json` names one.
+fn trained_with_tokenizer(dir: &Path) -> Option<String> {
+    let has_files = ["vocab.json", "tokenizer.json"]
+        .iter()
+        .any(|file| dir.join(file).is_file());
+    let saved = dir.join(TRAIN_CONFIG_FILE);
+    if has_files || !saved.is_file() {
+        return None;
+    }
+    TrainConfig::load(&saved).ok()?.tokenizer
 }
 
 impl Default for TrainConfig {
@@ -373,14 +387,17 @@ impl TrainConfig {
         self
     }
 
-    /// The tokenizer spec to load.
+    /// The tokenizer spec to load: `tokenizer`, else `init`'s. A checkpoint folder that
+    /// holds no tokenizer files but a `train_config.json` naming one (what `train` writes)
+    /// gives the tokenizer it was trained with, as `evaluate` and `predict` take it.
     pub fn tokenizer_spec(&self) -> Result<String> {
         match (&self.tokenizer, self.init.as_str()) {
             (Some(t), _) => Ok(t.clone()),
             (None, "small") => Err(TrainError::Config(
                 "init = small has no tokenizer: set tokenizer (a directory with vocab.json and merges.txt)".into(),
             )),
-            (None, init) => Ok(init.to_string()),
+            (None, init) => Ok(trained_with_tokenizer(Path::new(init))
+                .unwrap_or_else(|| init.to_string())),
         }
     }
 
@@ -765,6 +782,41 @@ mod tests {
             ..epochs
         };
         assert!(no_warmup.warnings().is_empty());
+    }
+
+    #[test]
+    fn an_init_checkpoint_gives_the_tokenizer_it_was_trained_with() {
+        let run = tempfile::tempdir().unwrap();
+        let checkpoint = run.path().join("checkpoint-best-bleu");
+        std::fs::create_dir_all(&checkpoint).unwrap();
+        let from = |init: &Path| TrainConfig {
+            init: init.display().to_string(),
+            ..TrainConfig::default()
+        };
+        // No train_config.json: the folder itself, as before.
+        let plain = from(&checkpoint).tokenizer_spec().unwrap();
+        assert_eq!(plain, checkpoint.display().to_string());
+        TrainConfig {
+            init: "small".into(),
+            tokenizer: Some("/data/roberta-base".into()),
+            ..TrainConfig::default()
+        }
+        .save_json(&checkpoint.join(TRAIN_CONFIG_FILE))
+        .unwrap();
+        assert_eq!(
+            from(&checkpoint).tokenizer_spec().unwrap(),
+            "/data/roberta-base"
+        );
+        // A folder with tokenizer files of its own keeps them.
+        std::fs::write(checkpoint.join("tokenizer.json"), "{}").unwrap();
+        assert_eq!(from(&checkpoint).tokenizer_spec().unwrap(), plain);
+        // A hub id is no folder.
+        assert_eq!(
+            from(Path::new("microsoft/codebert-base"))
+                .tokenizer_spec()
+                .unwrap(),
+            "microsoft/codebert-base"
+        );
     }
 
     #[test]
