@@ -191,6 +191,40 @@ fn variant_a_stop_after_then_resume_equals_uninterrupted() {
     };
     assert_eq!(steps(split_dir.path()), steps(full_dir.path()));
     assert!(!steps(full_dir.path()).is_empty());
+
+    // Resuming the finished run trains nothing and leaves checkpoint-last as it was, even
+    // with other evaluation settings (they must not be recorded in a checkpoint they never
+    // touched).
+    let last = split_dir.path().join("checkpoint-last");
+    let files = |dir: &Path| -> Vec<(String, Vec<u8>)> {
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .map(|p| {
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                (name, std::fs::read(&p).unwrap())
+            })
+            .collect();
+        files.sort();
+        files
+    };
+    let before = files(&last);
+    drop(second);
+    let mut finished = trainer(
+        split_dir.path(),
+        |c| {
+            configure(c);
+            c.beam_size = 1;
+        },
+        true,
+    );
+    finished.resume(&last).unwrap();
+    let summary = finished.run().unwrap();
+    assert_eq!(
+        (summary.updates, summary.last_checkpoint),
+        (7, last.clone())
+    );
+    assert!(before == files(&last), "checkpoint-last was rewritten");
 }
 
 /// The dev evaluations of a metrics file, without the train records (they hold timings).

@@ -288,6 +288,7 @@ impl Trainer {
             run_lock: None,
             run_clock: None,
             resumed_at: None,
+            resumed_from: None,
             earlier_run_checked: false,
             output_dir_taken: false,
             log_window: Throughput::default(),
@@ -398,6 +399,7 @@ impl Trainer {
         };
         self.pending = pending;
         self.resumed_at = Some(self.state.counters.global_step);
+        self.resumed_from = Some((dir.to_path_buf(), self.state.counters));
         Ok(())
     }
 }

@@ -126,6 +126,9 @@ pub struct Trainer {
     run_lock: Option<RunLock>,
     /// The saved run's update count when this trainer continues it ([`Trainer::resume`]).
     resumed_at: Option<u64>,
+    /// The checkpoint this trainer resumed from and its loop counters: a run that ends there
+    /// trained nothing and has nothing new to save into it.
+    resumed_from: Option<(std::path::PathBuf, crate::loop_plan::LoopCounters)>,
     /// Whether a fresh run has looked for an earlier run's files in its output folder.
     earlier_run_checked: bool,
     /// Whether rank 0 has taken its output folder (lock, earlier run, `train_config.json`).

@@ -231,7 +231,14 @@ impl Trainer {
             }
         }
         self.fold_pending_into_rank0(comm)?;
-        let last = if main {
+        // A resume that trained nothing (the run was complete, or already past stop_after)
+        // leaves checkpoint-last as it was: rewriting it would record this process's
+        // evaluation settings in a checkpoint they never touched.
+        let last_dir = self.config.output_dir.join(LAST);
+        let unchanged = self.resumed_from.as_ref().is_some_and(|(dir, counters)| {
+            *counters == self.state.counters && same_folder(dir, &last_dir)
+        });
+        let last = if main && !unchanged {
             self.save_checkpoint(LAST, true)?
         } else {
             self.config.output_dir.join(LAST)
@@ -249,5 +256,13 @@ impl Trainer {
             last_checkpoint: last,
             seconds: start.elapsed().as_secs_f64(),
         })
+    }
+}
+
+/// Whether `a` and `b` name one existing folder (however spelled).
+fn same_folder(a: &std::path::Path, b: &std::path::Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
     }
 }
