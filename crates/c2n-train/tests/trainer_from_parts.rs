@@ -63,8 +63,13 @@ fn a_fresh_run_from_parts_moves_an_earlier_run_aside_and_a_resumed_one_does_not(
     let first_lines = metrics_lines(out);
     assert!(out.join("checkpoint-best-ppl").is_dir());
 
-    // A second fresh run of another length: the first one's files step aside, whole.
-    let mut second = trainer(config(out, 1), None).unwrap();
+    // A second fresh run of another length, from the first one's best checkpoint: the first
+    // one's files step aside, whole, and the init is recorded where it went.
+    let init = TrainConfig {
+        init: out.join("checkpoint-best-ppl").display().to_string(),
+        ..config(out, 1)
+    };
+    let mut second = trainer(init, None).unwrap();
     let summary = second.run().unwrap();
     assert_eq!((summary.best_loss, summary.evaluations), (None, 0));
     let aside = out.join("earlier-run-1");
@@ -74,6 +79,10 @@ fn a_fresh_run_from_parts_moves_an_earlier_run_aside_and_a_resumed_one_does_not(
     assert!(!out.join("checkpoint-best-ppl").exists());
     let saved = TrainConfig::load(&out.join("train_config.json")).unwrap();
     assert_eq!(saved.train_steps, Some(1));
+    assert_eq!(
+        saved.init,
+        aside.join("checkpoint-best-ppl").display().to_string()
+    );
     drop(second);
 
     // Resuming that run leaves the folder as it is.

@@ -9,6 +9,7 @@ use crate::metrics::{MetricRecord, MetricsLog};
 use crate::progress::Progress;
 use crate::run_lock::RunLock;
 use crate::Result;
+use std::path::Path;
 use std::time::Instant;
 
 use super::{StepReport, Throughput, TrainSummary, Trainer, RUN_WHAT};
@@ -144,6 +145,13 @@ impl Trainer {
         if self.resumed_at.is_none() && !self.earlier_run_checked {
             self.earlier_run = checkpoint_dir::set_aside_earlier_run(&self.config.output_dir)?;
             self.earlier_run_checked = true;
+            // An init from the earlier run's checkpoint is recorded where it went.
+            if let Some(earlier) = &self.earlier_run {
+                let init = Path::new(&self.config.init);
+                if let Some(moved) = moved_along(init, &self.config.output_dir, &earlier.dir) {
+                    self.config.init = moved.to_string_lossy().into_owned();
+                }
+            }
         }
         self.config
             .save_json(&self.config.output_dir.join(TRAIN_CONFIG_FILE))?;
@@ -260,9 +268,18 @@ impl Trainer {
 }
 
 /// Whether `a` and `b` name one existing folder (however spelled).
-fn same_folder(a: &std::path::Path, b: &std::path::Path) -> bool {
+fn same_folder(a: &Path, b: &Path) -> bool {
     match (a.canonicalize(), b.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
     }
+}
+
+/// Where `path`, inside `from` before its contents moved to `to`, is now (when it moved).
+fn moved_along(path: &Path, from: &Path, to: &Path) -> Option<std::path::PathBuf> {
+    let path = std::path::absolute(path).ok()?;
+    let from = std::path::absolute(from).ok()?;
+    let rest = path.strip_prefix(&from).ok()?;
+    let moved = to.join(rest);
+    (!rest.as_os_str().is_empty() && !path.exists() && moved.exists()).then_some(moved)
 }
