@@ -16,6 +16,7 @@ use code2nl::data::{
     self, CleanConfig, CommentStyle, FeatureConfig, PipelineConfig, PrepareRequest, Strictness,
     TokenizerFiles,
 };
+use code2nl::train::progress::Progress;
 
 fn inputs(args: &PrepareArgs) -> Result<Vec<(String, String, PathBuf)>> {
     if let Some(file) = &args.data {
@@ -116,21 +117,17 @@ fn run() -> Result<()> {
         };
         req.options.chunk_lines = args.chunk_lines;
         req.shard_examples = args.shard_examples;
-        let bar = indicatif::ProgressBar::new_spinner();
-        bar.set_message(format!("{}", path.display()));
+        let bar = Progress::counting(None, &format!("read {}", path.display()), "lines");
         let started = std::time::Instant::now();
         let prepared = data::prepare(&req, &mut |event| match event {
             data::PrepareProgress::LinesRead(lines) => bar.set_position(lines as u64),
-            // suspend, not println: println says nothing when stderr is no terminal.
-            data::PrepareProgress::WaitingForOtherBuild { lock } => bar.suspend(|| {
-                eprintln!(
-                    "{}: another process is building this cache; waiting for it (lock {})",
-                    path.display(),
-                    lock.display()
-                )
-            }),
+            data::PrepareProgress::WaitingForOtherBuild { lock } => bar.println(format!(
+                "{}: another process is building this cache; waiting for it (lock {})",
+                path.display(),
+                lock.display()
+            )),
         })?;
-        bar.finish_and_clear();
+        bar.clear();
         eprintln!(
             "{}: {} in {:.3}s, {} features, cache {}",
             path.display(),

@@ -47,14 +47,20 @@ impl Progress {
     /// Counts examples (`what`: the verb shown), with rate, and with ETA when the total `len`
     /// is known.
     pub fn examples(len: Option<u64>, what: &str) -> Self {
-        let progress = Self::on_stderr(bar_for(len), what, "examples");
-        progress.set_message(what.to_string());
-        progress
+        Self::counting(len, what, "examples")
     }
 
     /// Counts training updates up to `target`.
     pub fn updates(target: u64) -> Self {
         Self::on_stderr(bar_for(Some(target)), "trained", "updates")
+    }
+
+    /// Counts `unit`s (lines read, files written) of work named `label`, up to `len` when
+    /// known.
+    pub fn counting(len: Option<u64>, label: &str, unit: &'static str) -> Self {
+        let progress = Self::on_stderr(bar_for(len), label, unit);
+        progress.set_message(label.to_string());
+        progress
     }
 
     /// `bar` on stderr, or plain lines to stderr when indicatif would hide it.
@@ -135,6 +141,11 @@ impl Progress {
                 plain.label, plain.unit
             ));
         }
+        self.bar.finish_and_clear();
+    }
+
+    /// Clears the bar and writes nothing more (for work that reports its own totals).
+    pub fn clear(&self) {
         self.bar.finish_and_clear();
     }
 
