@@ -31,7 +31,10 @@ pub fn select_device(spec: &str) -> Result<Device> {
             };
             if !candle_core::utils::cuda_is_available() {
                 return Err(unavailable(
-                    "this build has no CUDA support (rebuild with `--features cuda`)".into(),
+                    "this build has no CUDA support (rebuild with the `cuda` feature: \
+                     `--features cuda` for the code2nl programs, `features = [\"cuda\"]` on \
+                     the c2n-train or c2n-model dependency)"
+                        .into(),
                 ));
             }
             Device::new_cuda(ordinal)

@@ -37,7 +37,7 @@
 //! ```
 //! use c2n_train::optim::{AdamW, AdamWConfig, Gradients, NamedParams};
 //! use c2n_train::schedule::LinearSchedule;
-//! use candle_core::{Device, Tensor, Var};
+//! use c2n_train::candle_core::{Device, Tensor, Var}; // the Candle of c2n-model
 //!
 //! let w = Var::new(&[1.0f32, -1.0], &Device::Cpu)?;
 //! let pooler = Var::new(&[0.5f32], &Device::Cpu)?; // never gets a gradient
@@ -84,3 +84,10 @@ pub mod train_memory;
 pub mod trainer;
 
 pub use error::{Result, TrainError};
+
+// The crates this one's API speaks in (features, the model, BLEU) and the Candle they use,
+// so that a project depending on c2n-train alone names them through it.
+pub use c2n_data;
+pub use c2n_eval;
+pub use c2n_model;
+pub use c2n_model::{candle_core, candle_nn};

@@ -218,7 +218,8 @@ where
 #[cfg(any(not(feature = "mpi"), not(feature = "nccl")))]
 fn not_compiled(backend: Backend) -> CommError {
     CommError::Unsupported(format!(
-        "backend `{backend}` is not in this build; rebuild with `--features {backend}`"
+        "backend `{backend}` is not in this build; rebuild with the `{backend}` feature \
+         (`--features {backend}` for the code2nl programs, or on the c2n-train dependency)"
     ))
 }
 
