@@ -162,8 +162,8 @@ pub struct JsonlLines {
     gzip: bool,
     next_index: usize,
     finished: bool,
-    /// Lines already split off the last read (a lone `\r` ends a line, as in Python).
-    pending: std::collections::VecDeque<Vec<u8>>,
+    /// The last line ended in `\r`: a `\n` right after it belongs to that line end.
+    skip_lf: bool,
     /// The longest line read ([`MAX_LINE_BYTES`] unless set otherwise).
     max_line_bytes: usize,
 }
@@ -217,7 +217,7 @@ impl JsonlLines {
             gzip,
             next_index: 0,
             finished: false,
-            pending: std::collections::VecDeque::new(),
+            skip_lf: false,
             max_line_bytes: MAX_LINE_BYTES,
         })
     }
@@ -245,58 +245,59 @@ impl JsonlLines {
     /// reference's `open(filename)`): a file saved with classic Mac line ends has as many
     /// lines there as here. The terminator is not part of the line.
     pub fn next_line(&mut self) -> std::result::Result<Option<RawLine>, LineReadError> {
-        if let Some(bytes) = self.pending.pop_front() {
-            return Ok(Some(self.numbered(bytes)));
-        }
         if self.finished {
             return Ok(None);
         }
         let mut bytes = Vec::new();
-        let limit = self.max_line_bytes.saturating_add(2) as u64; // room for `\r\n`
-        let reader: &mut (dyn BufRead + Send) = &mut *self.reader;
-        match std::io::Read::take(reader, limit).read_until(b'\n', &mut bytes) {
-            Ok(0) => {
+        loop {
+            let buf = match self.reader.fill_buf() {
+                Ok(buf) => buf,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.finished = true;
+                    return Err(if self.gzip {
+                        LineReadError::CorruptGzip {
+                            index: self.next_index,
+                            detail: e.to_string(),
+                        }
+                    } else {
+                        LineReadError::Io(DataError::io(&self.path, e))
+                    });
+                }
+            };
+            if buf.is_empty() {
+                // The end: a last line without a line end, or nothing (a line end was last).
                 self.finished = true;
-                Ok(None)
+                return Ok((!bytes.is_empty()).then(|| self.numbered(bytes)));
             }
-            Ok(read) if read as u64 == limit && bytes.last() != Some(&b'\n') => {
+            if std::mem::take(&mut self.skip_lf) && buf[0] == b'\n' {
+                self.reader.consume(1);
+                continue;
+            }
+            let (taken, line_end) = match memchr::memchr2(b'\n', b'\r', buf) {
+                Some(at) => (at, Some(buf[at])),
+                None => (buf.len(), None),
+            };
+            if bytes.len() + taken > self.max_line_bytes {
                 self.finished = true;
-                Err(LineReadError::Io(DataError::BadLine {
+                return Err(LineReadError::Io(DataError::BadLine {
                     path: self.path.clone(),
                     line: self.next_index + 1,
                     reason: BadLineReason::MalformedJson,
                     detail: format!(
-                        "longer than {} bytes without a line end: not a jsonl file?",
+                        "longer than {} bytes: not a jsonl file?",
                         self.max_line_bytes
                     ),
-                }))
+                }));
             }
-            Ok(_) => {
-                if bytes.last() == Some(&b'\n') {
-                    bytes.pop();
-                    if bytes.last() == Some(&b'\r') {
-                        bytes.pop();
-                    }
-                } else if bytes.last() == Some(&b'\r') {
-                    // The file ends in a lone `\r`: a terminator, not a last empty line.
-                    bytes.pop();
+            bytes.extend_from_slice(&buf[..taken]);
+            match line_end {
+                Some(end) => {
+                    self.reader.consume(taken + 1);
+                    self.skip_lf = end == b'\r';
+                    return Ok(Some(self.numbered(bytes)));
                 }
-                if bytes.contains(&b'\r') {
-                    self.pending = bytes.split(|&b| b == b'\r').map(<[u8]>::to_vec).collect();
-                    bytes = self.pending.pop_front().unwrap_or_default();
-                }
-                Ok(Some(self.numbered(bytes)))
-            }
-            Err(e) => {
-                self.finished = true;
-                if self.gzip {
-                    Err(LineReadError::CorruptGzip {
-                        index: self.next_index,
-                        detail: e.to_string(),
-                    })
-                } else {
-                    Err(LineReadError::Io(DataError::io(&self.path, e)))
-                }
+                None => self.reader.consume(taken),
             }
         }
     }

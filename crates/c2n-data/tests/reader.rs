@@ -237,8 +237,18 @@ fn a_line_past_the_limit_is_an_error_naming_it() {
         err.contains("long.jsonl:2") && err.contains("longer than 200 bytes"),
         "{err}"
     );
+    // The limit is per line: classic-Mac line ends (a lone `\r`) count as line ends.
+    let mac: String = (0..10).map(|_| format!("{}\r", "z".repeat(150))).collect();
+    let path = write(&dir, "mac.jsonl", mac.as_bytes());
+    let mut lines = JsonlLines::open(&path).unwrap().with_max_line_bytes(200);
+    let mut count = 0;
+    while let Some(line) = lines.next_line().unwrap() {
+        assert_eq!(line.bytes.len(), 150);
+        count += 1;
+    }
+    assert_eq!(count, 10);
     // A line at the limit is read whole, with either line end.
-    for end in ["\n", "\r\n", ""] {
+    for end in ["\n", "\r\n", "\r", ""] {
         let exact = "y".repeat(200);
         let path = write(&dir, "exact.jsonl", format!("{exact}{end}").as_bytes());
         let mut lines = JsonlLines::open(&path).unwrap().with_max_line_bytes(200);

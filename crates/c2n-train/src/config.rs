@@ -148,16 +148,34 @@ pub struct TrainConfig {
 }
 
 /// The tokenizer a code2nl checkpoint folder `dir` was trained with, when the folder has no
-/// tokenizer files of its own and its `train_config.json` names one.
+/// tokenizer files of its own: its `train_config.json`'s tokenizer, else (none was named)
+/// that of its own init, followed through a few runs that started from each other's
+/// checkpoints.
 fn trained_with_tokenizer(dir: &Path) -> Option<String> {
-    let has_files = ["vocab.json", "tokenizer.json"]
-        .iter()
-        .any(|file| dir.join(file).is_file());
-    let saved = dir.join(TRAIN_CONFIG_FILE);
-    if has_files || !saved.is_file() {
+    let has_files = |dir: &Path| {
+        ["vocab.json", "tokenizer.json"]
+            .iter()
+            .any(|f| dir.join(f).is_file())
+    };
+    if has_files(dir) {
         return None;
     }
-    TrainConfig::load(&saved).ok()?.tokenizer
+    let mut dir = dir.to_path_buf();
+    for _ in 0..8 {
+        let saved = TrainConfig::load(&dir.join(TRAIN_CONFIG_FILE)).ok()?;
+        if let Some(tokenizer) = saved.tokenizer {
+            return Some(tokenizer);
+        }
+        if saved.init == "small" {
+            return None;
+        }
+        dir = PathBuf::from(&saved.init);
+        if !dir.is_dir() || has_files(&dir) {
+            // A hub id, or a folder with the files: the tokenizer that run loaded.
+            return Some(saved.init);
+        }
+    }
+    None
 }
 
 impl Default for TrainConfig {
@@ -806,6 +824,32 @@ mod tests {
         assert_eq!(
             from(&checkpoint).tokenizer_spec().unwrap(),
             "/data/roberta-base"
+        );
+        // A run that named no tokenizer loaded its init's: followed to that.
+        let second = run.path().join("second");
+        std::fs::create_dir_all(&second).unwrap();
+        TrainConfig {
+            init: checkpoint.display().to_string(),
+            tokenizer: None,
+            ..TrainConfig::default()
+        }
+        .save_json(&second.join(TRAIN_CONFIG_FILE))
+        .unwrap();
+        assert_eq!(
+            from(&second).tokenizer_spec().unwrap(),
+            "/data/roberta-base"
+        );
+        // Runs that name each other end the search instead of looping.
+        TrainConfig {
+            init: second.display().to_string(),
+            tokenizer: None,
+            ..TrainConfig::default()
+        }
+        .save_json(&checkpoint.join(TRAIN_CONFIG_FILE))
+        .unwrap();
+        assert_eq!(
+            from(&second).tokenizer_spec().unwrap(),
+            second.display().to_string()
         );
         // A folder with tokenizer files of its own keeps them.
         std::fs::write(checkpoint.join("tokenizer.json"), "{}").unwrap();

@@ -236,3 +236,34 @@ fn a_resumed_advance_loop_drops_the_lines_after_its_checkpoint() {
     assert_eq!(after, sorted, "{after:?}");
     assert_eq!(after.last(), Some(&6));
 }
+
+#[test]
+fn a_run_from_config_records_an_init_from_the_earlier_run_where_it_was_moved() {
+    use c2n_train::comm::parity::write_parity_fixture;
+    let tmp = tempfile::tempdir().unwrap();
+    let init = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/train_steps/init");
+    let first = write_parity_fixture(tmp.path(), &init.display().to_string(), 1).unwrap();
+    let out = first.output_dir.clone();
+    Trainer::from_config(first.clone(), false)
+        .unwrap()
+        .run()
+        .unwrap();
+    // The next run starts from the first one's last checkpoint, in the same folder.
+    let second = TrainConfig {
+        init: out.join("checkpoint-last").display().to_string(),
+        ..first
+    };
+    let mut trainer = Trainer::from_config(second, false).unwrap();
+    let aside = out.join("earlier-run-1");
+    assert_eq!(
+        trainer.earlier_run_set_aside().map(|e| &e.dir),
+        Some(&aside)
+    );
+    trainer.run().unwrap();
+    let saved = TrainConfig::load(&out.join("checkpoint-last/train_config.json")).unwrap();
+    let recorded = std::path::PathBuf::from(&saved.init);
+    assert_eq!(
+        recorded.canonicalize().unwrap(),
+        aside.join("checkpoint-last").canonicalize().unwrap()
+    );
+}

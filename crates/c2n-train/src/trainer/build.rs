@@ -131,9 +131,7 @@ impl Trainer {
         } else if comm.is_main() {
             // A fresh run replaces an earlier one here: its files step aside, whole, before
             // the caller reads anything there.
-            trainer.earlier_run =
-                checkpoint_dir::set_aside_earlier_run(&trainer.config.output_dir)?;
-            trainer.earlier_run_checked = true;
+            trainer.set_aside_earlier_run()?;
         }
         trainer.state.world_size = Some(comm.world_size());
         trainer.check_same_data_on_every_rank(comm)?;

@@ -143,19 +143,25 @@ impl Trainer {
             self.run_lock = Some(RunLock::acquire(&self.config.output_dir, RUN_WHAT)?);
         }
         if self.resumed_at.is_none() && !self.earlier_run_checked {
-            self.earlier_run = checkpoint_dir::set_aside_earlier_run(&self.config.output_dir)?;
-            self.earlier_run_checked = true;
-            // An init from the earlier run's checkpoint is recorded where it went.
-            if let Some(earlier) = &self.earlier_run {
-                let init = Path::new(&self.config.init);
-                if let Some(moved) = moved_along(init, &self.config.output_dir, &earlier.dir) {
-                    self.config.init = moved.to_string_lossy().into_owned();
-                }
-            }
+            self.set_aside_earlier_run()?;
         }
         self.config
             .save_json(&self.config.output_dir.join(TRAIN_CONFIG_FILE))?;
         self.output_dir_taken = true;
+        Ok(())
+    }
+
+    /// Moves an earlier run found in the output folder aside (`OUTPUT/earlier-run-N`), once;
+    /// an init from that run's checkpoint is then recorded where it went.
+    pub(super) fn set_aside_earlier_run(&mut self) -> Result<()> {
+        self.earlier_run = checkpoint_dir::set_aside_earlier_run(&self.config.output_dir)?;
+        self.earlier_run_checked = true;
+        if let Some(earlier) = &self.earlier_run {
+            let init = Path::new(&self.config.init);
+            if let Some(moved) = moved_along(init, &self.config.output_dir, &earlier.dir) {
+                self.config.init = moved.to_string_lossy().into_owned();
+            }
+        }
         Ok(())
     }
 
@@ -276,9 +282,17 @@ fn same_folder(a: &Path, b: &Path) -> bool {
 }
 
 /// Where `path`, inside `from` before its contents moved to `to`, is now (when it moved).
+/// Both are compared canonical where they can be (links, `..`): `path` itself is gone, so
+/// through its parent.
 fn moved_along(path: &Path, from: &Path, to: &Path) -> Option<std::path::PathBuf> {
-    let path = std::path::absolute(path).ok()?;
-    let from = std::path::absolute(from).ok()?;
+    let canonical = |p: &Path| p.canonicalize().or_else(|_| std::path::absolute(p)).ok();
+    let path = match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) if !parent.as_os_str().is_empty() => {
+            canonical(parent)?.join(name)
+        }
+        _ => canonical(path)?,
+    };
+    let from = canonical(from)?;
     let rest = path.strip_prefix(&from).ok()?;
     let moved = to.join(rest);
     (!rest.as_os_str().is_empty() && !path.exists() && moved.exists()).then_some(moved)
