@@ -233,6 +233,11 @@ fn pipeline_flags_reach_the_config() {
         "{err}"
     );
     assert_eq!(with("beam_size=1").unwrap().train["beam_size"], 1);
+    let lr =
+        cli::pipeline::PipelineArgs::try_parse_from(["pipeline", "--lr", "1", "--set", "lr=1"])
+            .unwrap()
+            .into_config();
+    assert!(lr.is_ok(), "--lr 1 and lr=1 agree: {:?}", lr.err());
 }
 
 #[test]

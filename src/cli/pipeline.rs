@@ -155,7 +155,12 @@ impl PipelineArgs {
         for assignment in &self.set {
             let (key, value) = parse_assignment(assignment)?;
             if let Some((_, flag, given)) = flagged.iter().find(|(k, _, _)| *k == key) {
-                if *given != value {
+                // 1 and 1.0 agree (JSON keeps integers and floats apart).
+                let same = match (given.as_f64(), value.as_f64()) {
+                    (Some(a), Some(b)) => a == b,
+                    _ => *given == value,
+                };
+                if !same {
                     return Err(TrainError::Config(format!(
                         "--set {assignment} contradicts {flag} {given}: give one of them"
                     )));

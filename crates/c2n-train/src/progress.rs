@@ -1,11 +1,12 @@
 //! Progress of long work (training updates, decoding, summarizing) on stderr, shared by the
 //! trainer, the pipeline and the example programs.
 //!
-//! On a terminal it is indicatif's bar. Elsewhere (stderr redirected to a log file, a pipe, a
-//! sweep child's `log.txt`) indicatif draws nothing and its `println` is silent, so a long
-//! run would leave no trace until its end: there [`Progress`] writes a plain line every
+//! On a terminal it is indicatif's bar. Elsewhere (stderr redirected to a log file, a pipe,
+//! a batch job's output) indicatif draws nothing and its `println` is silent, so a long run
+//! would leave no trace until its end: there [`Progress`] writes a plain line every
 //! [`PLAIN_EVERY`] instead, prints [`Progress::println`] messages as they come, and ends with
-//! a line of totals.
+//! a line of totals. (A sweep runs its points with `progress = false`: their `log.txt` holds
+//! the pipeline's stage lines only.)
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -30,6 +31,9 @@ struct PlainLines {
     unit: &'static str,
     every: Duration,
     started: Instant,
+    /// The position work started from (a resumed run's updates done before): rates and ETA
+    /// count what this process did.
+    base: std::sync::atomic::AtomicU64,
     /// When the last line was written.
     last: Mutex<Instant>,
     sink: Sink,
@@ -101,6 +105,17 @@ impl Progress {
         }
     }
 
+    /// Work resumes at `position` (done by an earlier process): shown, but not counted in
+    /// this process's rate and ETA.
+    pub fn start_at(&self, position: u64) {
+        self.bar.set_position(position);
+        if let Some(plain) = &self.plain {
+            plain
+                .base
+                .store(position, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
     /// `n` more done.
     pub fn inc(&self, n: u64) {
         self.bar.inc(n);
@@ -130,7 +145,7 @@ impl Progress {
     pub fn finish(&self) {
         if let Some(plain) = &self.plain {
             let seconds = plain.started.elapsed().as_secs_f64();
-            let done = self.bar.position();
+            let done = plain.done(self.bar.position());
             let rate = if seconds > 0.0 {
                 done as f64 / seconds
             } else {
@@ -172,9 +187,10 @@ impl Progress {
             Some(len) if len > 0 => {
                 let percent = 100.0 * position as f64 / len as f64;
                 let mut counts = format!("{position}/{len} {} ({percent:.0}%)", plain.unit);
-                if position > 0 && position < len {
+                let done = plain.done(position);
+                if done > 0 && position < len {
                     let seconds = plain.started.elapsed().as_secs_f64();
-                    let left = seconds * (len - position) as f64 / position as f64;
+                    let left = seconds * (len - position) as f64 / done as f64;
                     counts += &format!(", ETA {}", format_duration(Duration::from_secs_f64(left)));
                 }
                 counts
@@ -191,6 +207,11 @@ impl Progress {
 }
 
 impl PlainLines {
+    /// Done by this process, of `position` in all.
+    fn done(&self, position: u64) -> u64 {
+        position.saturating_sub(self.base.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
     fn new(label: &str, unit: &'static str, every: Duration, sink: Sink) -> Self {
         let now = Instant::now();
         Self {
@@ -198,6 +219,7 @@ impl PlainLines {
             unit,
             every,
             started: now,
+            base: std::sync::atomic::AtomicU64::new(0),
             last: Mutex::new(now),
             sink,
         }
@@ -270,6 +292,21 @@ mod tests {
             lines[3].starts_with("trained: 5 updates in "),
             "{}",
             lines[3]
+        );
+    }
+
+    #[test]
+    fn a_resumed_count_times_only_its_own_work() {
+        let (progress, lines) = collecting(Some(100), Duration::ZERO);
+        progress.start_at(90);
+        progress.set_position(95);
+        progress.finish();
+        let lines = lines.lock().unwrap();
+        assert!(lines[0].contains("95/100 updates (95%)"), "{}", lines[0]);
+        assert!(
+            lines[1].starts_with("trained: 5 updates in "),
+            "{}",
+            lines[1]
         );
     }
 

@@ -63,21 +63,46 @@ pub fn detect_format(path: &Path) -> Result<TensorFileFormat> {
 /// Read every tensor of `path` onto the CPU, by name.
 ///
 /// A damaged file is an error, never a panic: Candle's pickle reader can panic on some
-/// corrupted `torch.save` files, so that panic is caught and reported as the file's error.
+/// corrupted `torch.save` files, so that panic is caught and reported as the file's error
+/// (without the panic message and backtrace the default hook would print first; see
+/// [`catch_quietly`]).
 pub fn read_tensors(path: &Path) -> Result<HashMap<String, Tensor>> {
     let format = detect_format(path)?;
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read_format(path, format)))
-        .unwrap_or_else(|panic| {
-            let why = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "the reader failed".to_string());
-            Err(checkpoint_error(
-                path,
-                format!("cannot read this {format:?} file (damaged?): {why}"),
-            ))
-        })
+    catch_quietly(|| read_format(path, format)).unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "the reader failed".to_string());
+        Err(checkpoint_error(
+            path,
+            format!("cannot read this {format:?} file (damaged?): {why}"),
+        ))
+    })
+}
+
+thread_local! {
+    /// Whether this thread is inside [`catch_quietly`].
+    static QUIET_PANICS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `work`, catching a panic without letting the panic hook print it: the caller turns
+/// it into an error message of its own. The first call wraps the process's panic hook once
+/// (the hook in place then still handles every other panic, on every thread).
+fn catch_quietly<T>(work: impl FnOnce() -> T) -> std::thread::Result<T> {
+    static WRAP_HOOK: std::sync::Once = std::sync::Once::new();
+    WRAP_HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET_PANICS.with(std::cell::Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    let was_quiet = QUIET_PANICS.with(|quiet| quiet.replace(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
+    QUIET_PANICS.with(|quiet| quiet.set(was_quiet));
+    result
 }
 
 fn read_format(path: &Path, format: TensorFileFormat) -> Result<HashMap<String, Tensor>> {
@@ -97,5 +122,19 @@ fn read_format(path: &Path, format: TensorFileFormat) -> Result<HashMap<String, 
             },
             other => other,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_quietly_caught_panic_comes_back_as_its_payload_and_the_flag_is_restored() {
+        let caught = catch_quietly(|| -> u32 { panic!("damaged storage") });
+        let payload = caught.unwrap_err();
+        assert_eq!(payload.downcast_ref::<&str>(), Some(&"damaged storage"));
+        assert!(!QUIET_PANICS.with(std::cell::Cell::get));
+        assert_eq!(catch_quietly(|| 7).unwrap(), 7);
     }
 }

@@ -203,7 +203,7 @@ impl Trainer {
         } else {
             Progress::hidden()
         };
-        bar.set_position(self.state.counters.global_step);
+        bar.start_at(self.state.counters.global_step);
         let mut window = Throughput::default();
         // The last update (step, epoch, lr) and whether a metrics line covered it.
         let mut last_update = None;
