@@ -65,7 +65,7 @@ pub fn detect_format(path: &Path) -> Result<TensorFileFormat> {
 /// A damaged file is an error, never a panic: Candle's pickle reader can panic on some
 /// corrupted `torch.save` files, so that panic is caught and reported as the file's error
 /// (without the panic message and backtrace the default hook would print first; see
-/// [`catch_quietly`]).
+/// `catch_quietly`).
 pub fn read_tensors(path: &Path) -> Result<HashMap<String, Tensor>> {
     let format = detect_format(path)?;
     catch_quietly(|| read_format(path, format)).unwrap_or_else(|panic| {
