@@ -11,13 +11,13 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use code2nl::cli::output_file::OutputFile;
 use code2nl::cli::predict::PredictArgs;
 use code2nl::data::{code_features, read_code_examples, Example, Padding, RobertaTokenizer};
 use code2nl::model::beam::{cut_at_first_zero, BeamOutput};
 use code2nl::model::generation::GenerationConfig;
 use code2nl::train::device::select_device;
 use code2nl::train::evaluate::{decode, EvalBatching};
+use code2nl::train::output_file::OutputFile;
 use code2nl::train::progress::Progress;
 use std::io::{BufWriter, IsTerminal, Read, Write};
 

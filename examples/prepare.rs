@@ -99,7 +99,7 @@ fn run() -> Result<()> {
     // Written aside and renamed at the end: an interrupted run leaves any earlier dump intact.
     let mut dump = match &args.dump_features {
         Some(path) => Some(
-            code2nl::cli::output_file::OutputFile::create(path)
+            code2nl::train::output_file::OutputFile::create(path)
                 .with_context(|| format!("creating {}", path.display()))?,
         ),
         None => None,

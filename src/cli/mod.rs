@@ -6,7 +6,6 @@
 pub mod bleu;
 pub mod checkpoint;
 pub mod evaluate;
-pub mod output_file;
 pub mod pipeline;
 pub mod predict;
 pub mod prepare;

@@ -72,6 +72,7 @@ pub mod metrics;
 pub mod model_setup;
 pub mod optim;
 pub mod output_dir;
+pub mod output_file;
 pub mod pipeline;
 pub mod progress;
 pub mod pyrandom;

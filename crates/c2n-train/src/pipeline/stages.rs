@@ -1,8 +1,10 @@
 //! Stage records: each finished stage writes `OUTPUT/stages/<name>.json`; a rerun finds it
 //! and skips the stage (saying so) instead of redoing the work.
 
+use crate::output_file::OutputFile;
 use crate::{Result, TrainError};
 use serde::{de::DeserializeOwned, Serialize};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The stages of a pipeline run, in order.
@@ -30,14 +32,13 @@ pub fn save_stage<T: Serialize>(output_dir: &Path, name: &str, record: &T) -> Re
     write_aside_then_rename(&path, &text)
 }
 
-/// Writes `text` to `path` through `<path>.partial` and a rename, so that a reader (a rerun)
-/// finds the old file or the whole new one, never half of it.
+/// Writes `text` to `path` aside and renames it into place ([`OutputFile`]), so that a
+/// reader (a rerun) finds the old file or the whole new one, never half of it.
 pub(crate) fn write_aside_then_rename(path: &Path, text: &str) -> Result<()> {
-    let mut partial = path.as_os_str().to_owned();
-    partial.push(".partial");
-    let partial = PathBuf::from(partial);
-    std::fs::write(&partial, text).map_err(|e| TrainError::io(&partial, e))?;
-    std::fs::rename(&partial, path).map_err(|e| TrainError::io(path, e))
+    let mut file = OutputFile::create(path).map_err(|e| TrainError::io(path, e))?;
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.commit())
+        .map_err(|e| TrainError::io(path, e))
 }
 
 #[cfg(test)]
