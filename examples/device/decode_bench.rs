@@ -147,6 +147,10 @@ impl NextTokenLogProbs for TimedSession<'_> {
         self.inner.layout()
     }
 
+    fn max_prefix_len(&self) -> Option<usize> {
+        self.inner.max_prefix_len()
+    }
+
     fn step(&mut self, origin: &[u32], tokens: &[u32]) -> code2nl::model::Result<Vec<f32>> {
         let start = Instant::now();
         let out = self.inner.step(origin, tokens);

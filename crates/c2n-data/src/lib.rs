@@ -2,7 +2,8 @@
 //!
 //! Everything between a CodeSearchNet `.jsonl` file and padded id batches, with the exact
 //! semantics of the reference CodeBERT `code2nl` pipeline (see
-//! `../shared/docs/reference-semantics.md`, outside the repository, §1–§3 and `docs/data.md`):
+//! the project's specification `reference-semantics.md` §1–§3, whose sections
+//! `docs/parity.md` maps to the original scripts, and `docs/data.md`):
 //!
 //! | step | module | what it reproduces or adds |
 //! |---|---|---|

@@ -33,7 +33,12 @@ impl Default for PipelineOptions {
 }
 
 /// What the pipeline settings are (everything that changes the output).
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Default: the reference's lengths (256 / 128, [`Stage::Train`](crate::Stage::Train)), no
+/// cleaning filter, and bad lines skipped and counted ([`Strictness::Lenient`]); the
+/// reference itself stops at a bad line, which is [`PipelineConfig::strict_unfiltered`].
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct PipelineConfig {
     /// Lengths and stage.
     pub features: FeatureConfig,
@@ -241,4 +246,25 @@ pub fn read_first_examples(
         .map(|(idx, r)| Example::from_record(*idx, r))
         .collect();
     Ok((examples, report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_config_is_the_reference_lengths_read_leniently_and_round_trips() {
+        let config = PipelineConfig::default();
+        assert_eq!(config.features, FeatureConfig::default());
+        assert_eq!(config.strictness, Strictness::Lenient);
+        let strict = PipelineConfig::strict_unfiltered(FeatureConfig::default());
+        let text = serde_json::to_string(&strict).unwrap();
+        assert_eq!(
+            serde_json::from_str::<PipelineConfig>(&text).unwrap(),
+            strict
+        );
+        // Missing keys take their defaults.
+        let partial: PipelineConfig = serde_json::from_str(r#"{"strictness":"strict"}"#).unwrap();
+        assert_eq!(partial, strict);
+    }
 }

@@ -127,12 +127,13 @@ pub fn read_text_from(mut reader: impl Read, source: &str) -> Result<String, Eva
 /// Writes one `"<idx>\t<text>\n"` line per entry, as the reference writes `dev.gold`,
 /// `test_<j>.output` and friends. Texts are written as given: like the reference, a text
 /// containing a line break would split its line.
-pub fn write_idx_text<I, D, T>(path: &Path, entries: I) -> Result<(), EvalError>
+pub fn write_idx_text<I, D, T>(path: impl AsRef<Path>, entries: I) -> Result<(), EvalError>
 where
     I: IntoIterator<Item = (D, T)>,
     D: std::fmt::Display,
     T: AsRef<str>,
 {
+    let path = path.as_ref();
     let io_error = |error| EvalError::Io {
         path: path.display().to_string(),
         error,

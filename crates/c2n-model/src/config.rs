@@ -182,6 +182,14 @@ impl ModelConfig {
         }
     }
 
+    /// The longest token sequence the position table embeds: RoBERTa numbers positions from
+    /// `pad_token_id + 1` (512 for CodeBERT's 514 rows). Sources and decoded prefixes
+    /// (`<s>` included) longer than this have no position embedding.
+    pub fn max_sequence_len(&self) -> usize {
+        self.max_position_embeddings
+            .saturating_sub(self.pad_token_id as usize + 1)
+    }
+
     /// Decoder heads after applying the "same as encoder" default.
     pub fn decoder_heads(&self) -> usize {
         self.decoder_attention_heads

@@ -20,6 +20,8 @@ impl Seq2Seq {
         source_mask: &Tensor,
         config: &GenerationConfig,
     ) -> Result<Vec<BeamOutput>> {
+        // Before the session: its own checks speak of rows, not of the config's beam_size.
+        config.validate()?;
         let examples = source_ids.dim(0)?;
         let mut session =
             KvCacheSession::new(self, source_ids, source_mask, config.effective_beam_size())?;

@@ -3,7 +3,8 @@
 //! The CodeBERT `code2nl` network on Candle: a RoBERTa encoder, a 6-layer Transformer decoder,
 //! `tanh(dense)` and an LM head tied to the word embeddings, with the reference's loss,
 //! checkpoints in the run.py key layout, and decoding sessions that beam search drives.
-//! Numerics follow `../shared/docs/reference-semantics.md` (outside the repository) §4–§6 and
+//! Numerics follow the project's specification `reference-semantics.md` §4–§6 (outside the
+//! repository; `docs/parity.md` says what each § covers in the original scripts) and
 //! are checked against a PyTorch reference written from that spec
 //! (`tools/reference/c2n_reference`).
 //!

@@ -28,6 +28,14 @@ pub trait NextTokenLogProbs {
         None
     }
 
+    /// The longest prefix (`<s>` included) the session can extend a row to, when it knows
+    /// (a model's [`max_sequence_len`](crate::ModelConfig::max_sequence_len)). Beam search
+    /// feeds prefixes of up to `max_length` tokens, and refuses a longer `max_length` before
+    /// its first step rather than failing when the positions run out.
+    fn max_prefix_len(&self) -> Option<usize> {
+        None
+    }
+
     /// Whether beam search should call [`step_row_top_k`](Self::step_row_top_k) instead of
     /// [`step`](Self::step). Sessions whose log-probabilities live on a GPU say yes: the step
     /// then copies `rows × k` candidates to the host instead of `rows × V` log-probabilities.

@@ -254,3 +254,34 @@ fn inference_encoding_equals_eval_encoding_without_an_op_graph() {
     let b: Vec<f32> = inference.flatten_all().unwrap().to_vec1().unwrap();
     assert_eq!(a, b);
 }
+
+#[test]
+fn generate_refuses_bad_settings_before_decoding() {
+    use c2n_model::generation::GenerationConfig;
+    let fx = fixture();
+    let model = small_model();
+    let src = batch(&fx, "source_ids").narrow(0, 0, 1).unwrap();
+    let mask = batch(&fx, "source_mask").narrow(0, 0, 1).unwrap();
+    // The config's own wording, not the session's "rows_per_example".
+    let zero_beam = GenerationConfig {
+        beam_size: 0,
+        ..Default::default()
+    };
+    let err = model.generate(&src, &mask, &zero_beam).unwrap_err();
+    assert!(err.to_string().contains("beam_size"), "{err}");
+    // 514 position rows from pad id 1: prefixes of up to 512 tokens, refused above that
+    // before the first step (the session reports it).
+    assert_eq!(model.config().max_sequence_len(), 512);
+    let session = KvCacheSession::new(&model, &src, &mask, 1).unwrap();
+    assert_eq!(session.max_prefix_len(), Some(512));
+    let too_long = GenerationConfig {
+        beam_size: 1,
+        max_length: 513,
+        ..Default::default()
+    };
+    let err = model.generate(&src, &mask, &too_long).unwrap_err();
+    assert!(
+        err.to_string().contains("max_length 513") && err.to_string().contains("at most 512"),
+        "{err}"
+    );
+}

@@ -8,7 +8,7 @@
 //!
 //! ```
 //! use c2n_train::config::{TrainConfig, Schedule};
-//! let cfg: TrainConfig = toml::from_str("epochs = 10\nbatch_size = 32").unwrap();
+//! let cfg = TrainConfig::from_toml_str("epochs = 10\nbatch_size = 32").unwrap();
 //! assert_eq!(cfg.schedule().unwrap(), Schedule::Epochs { epochs: 10 });
 //! assert_eq!(cfg.lr, 5e-5);
 //! ```
@@ -162,7 +162,7 @@ fn trained_with_tokenizer(dir: &Path) -> Option<String> {
     }
     let mut dir = dir.to_path_buf();
     for _ in 0..8 {
-        let saved = TrainConfig::load(&dir.join(TRAIN_CONFIG_FILE)).ok()?;
+        let saved = TrainConfig::load(dir.join(TRAIN_CONFIG_FILE)).ok()?;
         if let Some(tokenizer) = saved.tokenizer {
             return Some(tokenizer);
         }
@@ -265,7 +265,8 @@ pub struct TrainOverrides {
 
 impl TrainConfig {
     /// Reads a `.toml` or `.json` file (by extension; anything else is tried as TOML).
-    pub fn load(path: &Path) -> Result<Self> {
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
         let is_json = path
             .extension()
@@ -276,6 +277,12 @@ impl TrainConfig {
             toml::from_str(&text).map_err(|e| TrainError::parse(path, e))?
         };
         Ok(cfg)
+    }
+
+    /// Parses TOML text, as [`TrainConfig::load`] reads a `.toml` file (unknown keys are
+    /// refused; missing ones take their defaults).
+    pub fn from_toml_str(text: &str) -> Result<Self> {
+        toml::from_str(text).map_err(|e| TrainError::Config(format!("TOML text: {e}")))
     }
 
     /// Writes the resolved config as pretty JSON.

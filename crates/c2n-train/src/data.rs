@@ -60,12 +60,13 @@ fn non_empty(path: &Path, features: Vec<Feature>) -> Result<Vec<Feature>> {
 
 /// Features of a jsonl file at `stage`, in file order (every line must parse).
 pub fn load_features(
-    path: &Path,
+    path: impl AsRef<Path>,
     tokenizer: &RobertaTokenizer,
     max_source_len: usize,
     max_target_len: usize,
     stage: Stage,
 ) -> Result<Vec<Feature>> {
+    let path = path.as_ref();
     let cfg = strict_pipeline(max_source_len, max_target_len, stage);
     let (features, _) = features_in_memory(path, tokenizer, &cfg)?;
     non_empty(path, features)
@@ -88,13 +89,14 @@ impl DevSet {
     /// Reads `path`; the BLEU subset is `random.seed(seed); random.sample(examples,
     /// min(subset_size, N))`, as the reference draws it (§8.5).
     pub fn load(
-        path: &Path,
+        path: impl AsRef<Path>,
         tokenizer: &RobertaTokenizer,
         max_source_len: usize,
         max_target_len: usize,
         subset_size: usize,
         seed: u64,
     ) -> Result<Self> {
+        let path = path.as_ref();
         let source = FeatureSource {
             tokenizer,
             cache: None,

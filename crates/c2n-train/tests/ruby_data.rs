@@ -18,7 +18,7 @@ fn dev_subset_and_dev_gold_match_the_reference_on_ruby_valid() {
     };
     let tok = RobertaTokenizer::load(shared.join("data/roberta-base").to_str().unwrap()).unwrap();
     let dev = DevSet::load(
-        &shared.join("data/codesearchnet/ruby/valid.jsonl"),
+        shared.join("data/codesearchnet/ruby/valid.jsonl"),
         &tok,
         256,
         128,

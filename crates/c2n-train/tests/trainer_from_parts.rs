@@ -55,6 +55,11 @@ fn a_fresh_run_from_parts_moves_an_earlier_run_aside_and_a_resumed_one_does_not(
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path();
     let mut first = trainer(config(out, 3), Some(dev_set(false))).unwrap();
+    let shown = format!("{first:?}");
+    assert!(
+        shown.starts_with("Trainer {") && shown.contains("train_examples: 6"),
+        "{shown}"
+    );
     let summary = first.run().unwrap();
     // Dev loss was evaluated and kept a best checkpoint; BLEU was not evaluated.
     assert!(summary.best_loss.is_some_and(|l| l < 1e6), "{summary:?}");
@@ -77,7 +82,7 @@ fn a_fresh_run_from_parts_moves_an_earlier_run_aside_and_a_resumed_one_does_not(
     assert_eq!(metrics_lines(&aside), first_lines);
     assert!(aside.join("checkpoint-best-ppl").is_dir());
     assert!(!out.join("checkpoint-best-ppl").exists());
-    let saved = TrainConfig::load(&out.join("train_config.json")).unwrap();
+    let saved = TrainConfig::load(out.join("train_config.json")).unwrap();
     assert_eq!(saved.train_steps, Some(1));
     assert_eq!(
         saved.init,
@@ -119,8 +124,7 @@ fn dev_bleu_without_a_tokenizer_is_refused_up_front() {
         ..config(tmp.path(), 2)
     };
     let err = trainer(bleu_config.clone(), Some(dev_set(true)))
-        .err()
-        .expect("dev BLEU without a tokenizer must be refused");
+        .expect_err("dev BLEU without a tokenizer must be refused");
     assert!(
         matches!(err, TrainError::Config(_)) && err.to_string().contains("tokenizer"),
         "{err}"
@@ -139,8 +143,7 @@ fn dev_bleu_without_a_tokenizer_is_refused_up_front() {
         },
         None,
     )
-    .err()
-    .expect("dropout 1.5 must be refused");
+    .expect_err("dropout 1.5 must be refused");
     assert!(err.to_string().contains("dropout"), "{err}");
 }
 
@@ -260,7 +263,7 @@ fn a_run_from_config_records_an_init_from_the_earlier_run_where_it_was_moved() {
         Some(&aside)
     );
     trainer.run().unwrap();
-    let saved = TrainConfig::load(&out.join("checkpoint-last/train_config.json")).unwrap();
+    let saved = TrainConfig::load(out.join("checkpoint-last/train_config.json")).unwrap();
     let recorded = std::path::PathBuf::from(&saved.init);
     assert_eq!(
         recorded.canonicalize().unwrap(),

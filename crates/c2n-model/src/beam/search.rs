@@ -95,6 +95,15 @@ fn run_beams<S: NextTokenLogProbs + ?Sized>(
             )));
         }
     }
+    if let Some(longest) = session.max_prefix_len() {
+        if config.max_length > longest {
+            return Err(ModelError::InvalidInput(format!(
+                "max_length {} is longer than the model's position table allows ({longest} \
+                 tokens, <s> included): choose at most {longest}",
+                config.max_length
+            )));
+        }
+    }
     let vocab = session.vocab_size();
     let rows = beams.len() * beam_size;
     let row_top_k =

@@ -59,6 +59,10 @@ impl NextTokenLogProbs for FullPrefixSession<'_> {
         Some(self.rows.layout)
     }
 
+    fn max_prefix_len(&self) -> Option<usize> {
+        Some(self.model.config().max_sequence_len())
+    }
+
     fn step(&mut self, origin: &[u32], tokens: &[u32]) -> Result<Vec<f32>> {
         let _no_grad = crate::layers::no_grad();
         self.rows.check(origin, tokens)?;

@@ -168,6 +168,10 @@ impl NextTokenLogProbs for KvCacheSession<'_> {
         Some(self.rows.layout)
     }
 
+    fn max_prefix_len(&self) -> Option<usize> {
+        Some(self.model.config().max_sequence_len())
+    }
+
     fn step(&mut self, origin: &[u32], tokens: &[u32]) -> Result<Vec<f32>> {
         match self.logits(origin, tokens)? {
             Some(logits) => {

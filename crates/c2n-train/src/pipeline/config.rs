@@ -141,8 +141,14 @@ impl Default for PipelineConfig {
 }
 
 impl PipelineConfig {
+    /// Parses TOML text, as [`PipelineConfig::load`] reads a `.toml` file.
+    pub fn from_toml_str(text: &str) -> Result<Self> {
+        toml::from_str(text).map_err(|e| TrainError::Config(format!("TOML text: {e}")))
+    }
+
     /// Reads a `.json` file, or anything else as TOML.
-    pub fn load(path: &Path) -> Result<Self> {
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
         if path
             .extension()

@@ -19,7 +19,7 @@
 //!
 //! ```
 //! use c2n_train::pipeline::{PipelineConfig, Preset};
-//! let cfg: PipelineConfig = toml::from_str(r#"
+//! let cfg = PipelineConfig::from_toml_str(r#"
 //!     lang = "ruby"
 //!     data_dir = "../shared/data/codesearchnet"
 //!     train_split = "valid"

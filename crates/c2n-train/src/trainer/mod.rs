@@ -139,6 +139,24 @@ pub struct Trainer {
     log_window_started: bool,
 }
 
+/// A summary (the weights, optimizer moments and data are far too large to print).
+impl std::fmt::Debug for Trainer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trainer")
+            .field("output_dir", &self.config.output_dir)
+            .field("parameters", &self.params.len())
+            .field("train_examples", &self.train.len())
+            .field(
+                "dev_examples",
+                &self.dev.as_ref().map(|dev| dev.loss_features.len()),
+            )
+            .field("counters", &self.state.counters)
+            .field("total_updates", &self.driver.total_updates())
+            .field("stopped_early", &self.stopped_early)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Trainer {
     /// The run's settings.
     pub fn config(&self) -> &TrainConfig {
