@@ -91,6 +91,10 @@ fn run() -> Result<()> {
     })?;
     bar.finish();
     let batch = args.jsonl.is_some();
+    let writing = match &args.output {
+        Some(path) => format!("writing the summaries to {}", path.display()),
+        None => "writing the summaries to standard output".to_string(),
+    };
     let out: &mut dyn Write = match file.as_mut() {
         Some(file) => file,
         None => &mut stdout,
@@ -102,11 +106,12 @@ fn run() -> Result<()> {
         } else {
             String::new()
         };
-        write_summaries(out, &idx, &tokenizer, output, args.nbest)?;
+        write_summaries(out, &idx, &tokenizer, output, args.nbest)
+            .with_context(|| writing.clone())?;
     }
-    out.flush().context("writing the summaries")?;
+    out.flush().with_context(|| writing.clone())?;
     if let (Some(file), Some(path)) = (file, &args.output) {
-        file.commit().context("writing the summaries")?;
+        file.commit().with_context(|| writing.clone())?;
         eprintln!("{} summaries written to {}", outputs.len(), path.display());
     }
     Ok(())

@@ -25,8 +25,7 @@ impl CheckpointArgs {
     pub fn tokenizer_spec(&self) -> crate::train::Result<(String, Option<String>)> {
         use crate::train::config::{TrainConfig, TRAIN_CONFIG_FILE};
         // A mistyped checkpoint is the error, not the default tokenizer's download after it.
-        std::fs::metadata(&self.checkpoint)
-            .map_err(|e| crate::train::TrainError::io(&self.checkpoint, e))?;
+        crate::train::checkpoint_dir::check_present(&self.checkpoint)?;
         if let Some(spec) = &self.tokenizer {
             return Ok((spec.clone(), None));
         }
@@ -97,6 +96,7 @@ impl DecodingArgs {
     /// else from the defaults. A file that is there but unreadable is an error.
     pub fn resolve(&self, checkpoint: &std::path::Path) -> crate::train::Result<Decoding> {
         use crate::train::config::{TrainConfig, TRAIN_CONFIG_FILE};
+        crate::train::checkpoint_dir::check_present(checkpoint)?;
         let path = checkpoint.join(TRAIN_CONFIG_FILE);
         let complete = self.beam_size.is_some()
             && self.max_source_len.is_some()

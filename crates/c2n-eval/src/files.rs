@@ -140,10 +140,22 @@ where
     };
     let file = std::fs::File::create(path).map_err(io_error)?;
     let mut out = BufWriter::new(file);
-    for (idx, text) in entries {
-        writeln!(out, "{idx}\t{}", text.as_ref()).map_err(io_error)?;
-    }
+    write_idx_lines(&mut out, entries).map_err(io_error)?;
     out.flush().map_err(io_error)
+}
+
+/// The lines of [`write_idx_text`] into any writer (a file written aside and renamed, a
+/// buffer); the caller flushes.
+pub fn write_idx_lines<I, D, T>(mut out: impl Write, entries: I) -> std::io::Result<()>
+where
+    I: IntoIterator<Item = (D, T)>,
+    D: std::fmt::Display,
+    T: AsRef<str>,
+{
+    for (idx, text) in entries {
+        writeln!(out, "{idx}\t{}", text.as_ref())?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -78,7 +78,7 @@ mod unicode_tables;
 
 pub use corpus::{smoothed_bleu, SmoothedBleu};
 pub use error::EvalError;
-pub use files::write_idx_text;
+pub use files::{write_idx_lines, write_idx_text};
 pub use maps::{Gold, GoldEntry, Predictions};
 pub use normalize::{bleu_tokens, BleuTokens};
 pub use pyfloat::{python_repr, python_round};

@@ -62,24 +62,25 @@ pub fn save_checkpoint(model: &Seq2Seq, dir: impl AsRef<Path>) -> Result<()> {
 pub fn save_weights(model: &Seq2Seq, path: impl AsRef<Path>) -> Result<()> {
     let path = path.as_ref();
     let tensors = state_dict(model)?;
-    write_safetensors(&tensors, path).map_err(|e| ModelError::Checkpoint {
-        path: path.to_path_buf(),
-        message: format!("cannot write: {e}"),
-    })
+    write_safetensors(&tensors, path)
 }
 
 /// Writes `tensors` as a safetensors file with the permissions any new file of this process
 /// gets (the umask's). Candle's writer goes through the safetensors crate, which creates an
 /// owner-only temporary file and renames it, so weights would be unreadable to the group and
-/// others where `config.json` beside them is not.
+/// others where `config.json` beside them is not. Errors name `path`.
 pub fn write_safetensors<K: AsRef<str> + Ord + std::fmt::Display>(
     tensors: &HashMap<K, Tensor>,
     path: &Path,
-) -> candle_core::Result<()> {
-    candle_core::safetensors::save(tensors, path)?;
-    let usual = new_file_permissions(path.parent().unwrap_or(Path::new(".")))?;
-    std::fs::set_permissions(path, usual)?;
-    Ok(())
+) -> Result<()> {
+    let cannot_write = |e: &dyn std::fmt::Display| ModelError::Checkpoint {
+        path: path.to_path_buf(),
+        message: format!("cannot write: {e}"),
+    };
+    candle_core::safetensors::save(tensors, path).map_err(|e| cannot_write(&e))?;
+    let usual = new_file_permissions(path.parent().unwrap_or(Path::new(".")))
+        .map_err(|e| cannot_write(&e))?;
+    std::fs::set_permissions(path, usual).map_err(|e| cannot_write(&e))
 }
 
 /// The permissions a file created in `dir` by this process gets (probed: the umask cannot

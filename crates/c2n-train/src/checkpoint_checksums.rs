@@ -162,6 +162,7 @@ pub fn is_model_file(name: &str) -> bool {
 /// `c2n_model::load_checkpoint` after checking the weights and model config against the
 /// folder's `checksums.json` (when it has one).
 pub fn load_model(dir: &Path, device: &candle_core::Device) -> Result<c2n_model::Seq2Seq> {
+    crate::checkpoint_dir::check_present(dir)?;
     verify(dir, is_model_file)?;
     Ok(c2n_model::load_checkpoint(dir, device)?)
 }

@@ -44,6 +44,28 @@ pub fn recover(dir: &Path) -> Result<()> {
     remove_if_present(&sibling(dir, "partial"))
 }
 
+/// Fails, naming `dir`, when it is not there; when a crash between the renames of a write
+/// left it aside as `.{name}.old`, the error says so and what puts it back. Readers call this
+/// instead of [`recover`]: moving the folder back could break a training run that is
+/// replacing it at this moment.
+pub fn check_present(dir: &Path) -> Result<()> {
+    let Err(e) = fs::metadata(dir) else {
+        return Ok(());
+    };
+    let old = sibling(dir, "old");
+    if e.kind() == std::io::ErrorKind::NotFound && old.is_dir() {
+        return Err(TrainError::InvalidInput(format!(
+            "{} is missing, but {} holds it: a training run was replacing it (wait for it to \
+             finish saving) or stopped while doing so (its `train --resume`, or a rerun of \
+             the pipeline, puts it back; or read {} as it is)",
+            dir.display(),
+            old.display(),
+            old.display()
+        )));
+    }
+    Err(TrainError::io(dir, e))
+}
+
 /// [`recover`] for every checkpoint of a run's output folder (last, best-ppl, best-bleu).
 pub fn recover_run(output_dir: &Path) -> Result<()> {
     use crate::checkpoint_policy::{BEST_BLEU, BEST_PPL, LAST};
@@ -251,7 +273,17 @@ mod tests {
         fs::write(old.join("a"), "previous").unwrap();
         fs::create_dir_all(&partial).unwrap();
         fs::write(partial.join("a"), "half").unwrap();
+        // A reader is told where the checkpoint is and moves nothing.
+        let err = check_present(&dir).unwrap_err().to_string();
+        assert!(
+            err.contains(".checkpoint-last.old holds it") && err.contains("--resume"),
+            "{err}"
+        );
+        assert!(old.is_dir() && !dir.exists());
+        let err = check_present(&root.path().join("checkpoint-best-ppl")).unwrap_err();
+        assert!(matches!(err, TrainError::Io { .. }), "{err}");
         recover(&dir).unwrap();
+        check_present(&dir).unwrap();
         assert_eq!(fs::read_to_string(dir.join("a")).unwrap(), "previous");
         assert_eq!(names(root.path()), ["checkpoint-last"]);
         // With the checkpoint in place, recover changes nothing.

@@ -285,10 +285,11 @@ impl TrainConfig {
         toml::from_str(text).map_err(|e| TrainError::Config(format!("TOML text: {e}")))
     }
 
-    /// Writes the resolved config as pretty JSON.
+    /// Writes the resolved config as pretty JSON (aside, then renamed into place: a resume
+    /// never finds half a file).
     pub fn save_json(&self, path: &Path) -> Result<()> {
         let text = serde_json::to_string_pretty(self).map_err(|e| TrainError::parse(path, e))?;
-        std::fs::write(path, text).map_err(|e| TrainError::io(path, e))
+        crate::output_file::write_text_aside(path, &text)
     }
 
     /// Applies command-line overrides.

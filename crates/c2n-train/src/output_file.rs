@@ -13,10 +13,19 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 /// A file being written; see the module docs.
+///
+/// Dropped without [`commit`](OutputFile::commit) (an error on the way, a panic), it removes
+/// its `.NAME.partial`, and the earlier file stays as it was. Errors of `create` name the file
+/// that failed (the partial one); errors of writing and committing are the system's, for the
+/// caller to name with the final [`path`](OutputFile::path).
+#[derive(Debug)]
 pub struct OutputFile {
-    writer: BufWriter<File>,
+    /// `None` only once committed.
+    writer: Option<BufWriter<File>>,
     /// `(partial, final)` when written aside; `None` when written straight through.
     aside: Option<(PathBuf, PathBuf)>,
+    /// The final name.
+    path: PathBuf,
 }
 
 impl OutputFile {
@@ -33,21 +42,24 @@ impl OutputFile {
     }
 
     /// Flushes and, when written aside, renames the file into place.
-    pub fn commit(self) -> std::io::Result<()> {
-        let Self { mut writer, aside } = self;
-        let Some((partial, path)) = aside else {
-            return writer.flush();
+    pub fn commit(mut self) -> std::io::Result<()> {
+        if let Some(mut writer) = self.writer.take() {
+            writer.flush()?;
+        }
+        let Some((partial, path)) = self.aside.take() else {
+            return Ok(());
         };
-        writer.flush().map_err(|e| annotate(&partial, e))?;
-        drop(writer);
-        std::fs::rename(&partial, &path).map_err(|e| annotate(&path, e))
+        std::fs::rename(&partial, &path).inspect_err(|_| {
+            let _ = std::fs::remove_file(&partial);
+        })
     }
 
     fn straight(path: &Path) -> std::io::Result<Self> {
         let file = File::create(path).map_err(|e| annotate(path, e))?;
         Ok(Self {
-            writer: BufWriter::new(file),
+            writer: Some(BufWriter::new(file)),
             aside: None,
+            path: path.to_path_buf(),
         })
     }
 
@@ -59,25 +71,78 @@ impl OutputFile {
             .unwrap_or_else(|| "output".to_string());
         let partial = path.with_file_name(format!(".{name}.partial"));
         let file = File::create(&partial).map_err(|e| annotate(&partial, e))?;
-        if let Some(permissions) = permissions {
-            file.set_permissions(permissions)
-                .map_err(|e| annotate(&partial, e))?;
-        }
-        Ok(Self {
-            writer: BufWriter::new(file),
+        let out = Self {
+            writer: Some(BufWriter::new(file)),
             aside: Some((partial, path.to_path_buf())),
-        })
+            path: path.to_path_buf(),
+        };
+        if let (Some(permissions), Some(writer)) = (permissions, &out.writer) {
+            // On failure `out` is dropped, which removes the partial file.
+            writer
+                .get_ref()
+                .set_permissions(permissions)
+                .map_err(|e| annotate(&partial_name(&out), e))?;
+        }
+        Ok(out)
+    }
+
+    /// The file's final name (the symbolic link followed).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn writer(&mut self) -> std::io::Result<&mut BufWriter<File>> {
+        self.writer
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("output file already committed"))
     }
 }
 
 impl Write for OutputFile {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.writer.write(buf)
+        self.writer()?.write(buf)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        self.writer.flush()
+        self.writer()?.flush()
     }
+}
+
+impl Drop for OutputFile {
+    fn drop(&mut self) {
+        if let Some((partial, _)) = self.aside.take() {
+            // Close it first (and never flush a file being abandoned into a full disk).
+            if let Some(writer) = self.writer.take() {
+                let (file, _unwritten) = writer.into_parts();
+                drop(file);
+            }
+            let _ = std::fs::remove_file(partial);
+        }
+    }
+}
+
+fn partial_name(out: &OutputFile) -> PathBuf {
+    out.aside
+        .as_ref()
+        .map_or_else(|| out.path.clone(), |(partial, _)| partial.clone())
+}
+
+/// Writes `path` through an [`OutputFile`]: `write` fills it, then it is renamed into place;
+/// on any error the earlier file stays and the error names `path`.
+pub fn write_aside(
+    path: &Path,
+    write: impl FnOnce(&mut OutputFile) -> std::io::Result<()>,
+) -> crate::Result<()> {
+    let io_error = |e| crate::TrainError::io(path, e);
+    let mut file = OutputFile::create(path).map_err(io_error)?;
+    write(&mut file).map_err(io_error)?;
+    file.commit().map_err(io_error)
+}
+
+/// [`write_aside`] of a whole text: a reader (a rerun, a resume) finds the old file or the
+/// whole new one, never half of it.
+pub fn write_text_aside(path: &Path, text: &str) -> crate::Result<()> {
+    write_aside(path, |file| file.write_all(text.as_bytes()))
 }
 
 /// How a path is written.
@@ -128,6 +193,28 @@ mod tests {
         out.commit().unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "new\n");
         assert!(!dir.path().join(".out.txt.partial").exists());
+    }
+
+    #[test]
+    fn an_abandoned_file_leaves_no_partial_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.txt");
+        std::fs::write(&path, "earlier\n").unwrap();
+        let mut out = OutputFile::create(&path).unwrap();
+        writeln!(out, "new").unwrap();
+        let partial = dir.path().join(".out.txt.partial");
+        assert!(partial.exists());
+        drop(out); // an error on the way: never committed
+        assert!(!partial.exists());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "earlier\n");
+        #[cfg(target_os = "linux")]
+        if Path::new("/dev/full").exists() {
+            // /dev/full is written through; the caller names it.
+            let mut full = OutputFile::create(Path::new("/dev/full")).unwrap();
+            let err = writeln!(full, "{}", "x".repeat(1 << 16)).unwrap_err();
+            assert_eq!(err.kind(), std::io::ErrorKind::StorageFull);
+            assert_eq!(full.path(), Path::new("/dev/full"));
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Decoded texts as CodeXGLUE `idx<TAB>text` files and `nbest.jsonl`, and their BLEU.
 
 use super::Decoded;
+use crate::output_file::write_aside;
 use crate::{Result, TrainError};
 use c2n_data::RobertaTokenizer;
 use c2n_eval::{smoothed_bleu, Gold, SmoothedBleu};
@@ -65,8 +66,13 @@ impl Predictions {
     pub fn write(&self, dir: &Path, prefix: &str) -> Result<(PathBuf, PathBuf)> {
         let output = dir.join(format!("{prefix}.output"));
         let gold = dir.join(format!("{prefix}.gold"));
-        c2n_eval::write_idx_text(&output, self.idx.iter().zip(&self.texts))?;
-        c2n_eval::write_idx_text(&gold, self.idx.iter().zip(&self.golds))?;
+        // Each written aside and renamed: an interrupted run leaves the earlier files whole.
+        write_aside(&output, |out| {
+            c2n_eval::write_idx_lines(out, self.idx.iter().zip(&self.texts))
+        })?;
+        write_aside(&gold, |out| {
+            c2n_eval::write_idx_lines(out, self.idx.iter().zip(&self.golds))
+        })?;
         Ok((output, gold))
     }
 
@@ -109,8 +115,7 @@ impl Predictions {
         per_example: impl Iterator<Item = &'a Vec<Hypothesis>>,
         k: usize,
     ) -> Result<()> {
-        let file = std::fs::File::create(path).map_err(|e| TrainError::io(path, e))?;
-        let mut out = std::io::BufWriter::new(file);
+        let mut lines = Vec::with_capacity(self.idx.len());
         for (idx, hyps) in self.idx.iter().zip(per_example) {
             let hypotheses = hyps
                 .iter()
@@ -130,8 +135,10 @@ impl Predictions {
                 hypotheses,
             })
             .map_err(|e| TrainError::parse(path, e))?;
-            writeln!(out, "{line}").map_err(|e| TrainError::io(path, e))?;
+            lines.push(line);
         }
-        out.flush().map_err(|e| TrainError::io(path, e))
+        write_aside(path, |out| {
+            lines.iter().try_for_each(|line| writeln!(out, "{line}"))
+        })
     }
 }

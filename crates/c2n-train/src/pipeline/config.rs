@@ -164,7 +164,7 @@ impl PipelineConfig {
     /// finds half a file).
     pub fn save_json(&self, path: &Path) -> Result<()> {
         let text = serde_json::to_string_pretty(self).map_err(|e| TrainError::parse(path, e))?;
-        super::stages::write_aside_then_rename(path, &text)
+        crate::output_file::write_text_aside(path, &text)
     }
 
     /// The feature cache root.

@@ -24,16 +24,17 @@ pub const TOP_MARGIN: u32 = 30;
 
 /// Writes an RGB buffer as a PNG file.
 pub fn write_png(path: &Path, rgb: &[u8], width: u32, height: u32) -> Result<()> {
-    let file = std::fs::File::create(path).map_err(|e| TrainError::io(path, e))?;
-    let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), width, height);
-    encoder.set_color(png::ColorType::Rgb);
-    encoder.set_depth(png::BitDepth::Eight);
-    let mut writer = encoder
-        .write_header()
-        .map_err(|e| TrainError::parse(path, e))?;
-    writer
-        .write_image_data(rgb)
-        .map_err(|e| TrainError::parse(path, e))
+    // Written aside and renamed: a rerun's plot replaces the earlier one whole or not at all.
+    crate::output_file::write_aside(path, |file| {
+        let mut encoder = png::Encoder::new(file, width, height);
+        encoder.set_color(png::ColorType::Rgb);
+        encoder.set_depth(png::BitDepth::Eight);
+        let mut writer = encoder.write_header().map_err(std::io::Error::other)?;
+        writer
+            .write_image_data(rgb)
+            .map_err(std::io::Error::other)?;
+        writer.finish().map_err(std::io::Error::other)
+    })
 }
 
 fn draw_err(e: impl std::fmt::Display) -> TrainError {

@@ -597,9 +597,9 @@ pub fn run_pipeline(cfg: &PipelineConfig, log: &mut dyn FnMut(&str)) -> Result<P
     let json_path = out.join("report.json");
     let json =
         serde_json::to_string_pretty(&report).map_err(|e| TrainError::parse(&json_path, e))?;
-    std::fs::write(&json_path, json).map_err(|e| TrainError::io(&json_path, e))?;
-    let md_path = out.join("report.md");
-    std::fs::write(&md_path, report.markdown()).map_err(|e| TrainError::io(&md_path, e))?;
+    let write = crate::output_file::write_text_aside;
+    write(&json_path, &json)?;
+    write(&out.join("report.md"), &report.markdown())?;
     Ok(report)
 }
 

@@ -3,6 +3,7 @@
 //! same split (offline training on `valid`).
 
 use super::config::PipelineConfig;
+use crate::output_file::write_aside;
 use crate::{Result, TrainError};
 use c2n_data::reader::{parse_line, JsonlLines, LineReadError, RawLine};
 use serde::{Deserialize, Serialize};
@@ -129,15 +130,14 @@ fn read_lines(path: &Path) -> Result<Vec<RawLine>> {
     }
 }
 
+/// Written aside and renamed ([`write_aside`]): a copy that exists is whole, which is what
+/// lets [`resolve_splits`] reuse the copies it finds.
 fn write_lines(path: &Path, lines: &[Vec<u8>]) -> Result<()> {
-    let file = std::fs::File::create(path).map_err(|e| TrainError::io(path, e))?;
-    let mut out = std::io::BufWriter::new(file);
-    for line in lines {
-        out.write_all(line)
-            .and_then(|()| out.write_all(b"\n"))
-            .map_err(|e| TrainError::io(path, e))?;
-    }
-    out.flush().map_err(|e| TrainError::io(path, e))
+    write_aside(path, |out| {
+        lines
+            .iter()
+            .try_for_each(|line| out.write_all(line).and_then(|()| out.write_all(b"\n")))
+    })
 }
 
 /// Splits `source` into `train_out` (all but the last `holdout` non-empty lines) and
@@ -243,6 +243,27 @@ mod tests {
             "{err}"
         );
         assert!(!t.exists() && !d.exists(), "no copies of a file that fails");
+    }
+
+    #[test]
+    fn a_copy_that_fails_midway_is_not_left_under_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("valid.jsonl");
+        let good = r#"{"code_tokens":["a"],"docstring_tokens":["b"]}"#;
+        std::fs::write(&src, format!("{good}\n{good}\n{good}\n")).unwrap();
+        let (t, d) = (dir.path().join("t.jsonl"), dir.path().join("d.jsonl"));
+        // Where the dev copy is written aside, something that cannot be a file: the write
+        // fails as a full disk or a kill would stop it.
+        let blocker = dir.path().join(".d.jsonl.partial");
+        std::fs::create_dir(&blocker).unwrap();
+        assert!(hold_out_tail(&src, 1, &t, &d).is_err());
+        // No dev copy: a rerun (resolve_splits reuses copies only when both exist) writes
+        // both again rather than reading a short dev set.
+        assert!(!d.exists());
+        std::fs::remove_dir(&blocker).unwrap();
+        assert_eq!(hold_out_tail(&src, 1, &t, &d).unwrap(), (2, 1));
+        assert_eq!(std::fs::read_to_string(&d).unwrap(), format!("{good}\n"));
+        assert!(!blocker.exists());
     }
 
     #[test]

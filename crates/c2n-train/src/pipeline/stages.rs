@@ -1,10 +1,9 @@
 //! Stage records: each finished stage writes `OUTPUT/stages/<name>.json`; a rerun finds it
 //! and skips the stage (saying so) instead of redoing the work.
 
-use crate::output_file::OutputFile;
+use crate::output_file::write_text_aside;
 use crate::{Result, TrainError};
 use serde::{de::DeserializeOwned, Serialize};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The stages of a pipeline run, in order.
@@ -29,16 +28,7 @@ pub fn save_stage<T: Serialize>(output_dir: &Path, name: &str, record: &T) -> Re
         crate::output_dir::create(dir)?;
     }
     let text = serde_json::to_string_pretty(record).map_err(|e| TrainError::parse(&path, e))?;
-    write_aside_then_rename(&path, &text)
-}
-
-/// Writes `text` to `path` aside and renames it into place ([`OutputFile`]), so that a
-/// reader (a rerun) finds the old file or the whole new one, never half of it.
-pub(crate) fn write_aside_then_rename(path: &Path, text: &str) -> Result<()> {
-    let mut file = OutputFile::create(path).map_err(|e| TrainError::io(path, e))?;
-    file.write_all(text.as_bytes())
-        .and_then(|()| file.commit())
-        .map_err(|e| TrainError::io(path, e))
+    write_text_aside(&path, &text)
 }
 
 #[cfg(test)]

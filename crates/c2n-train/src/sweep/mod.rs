@@ -77,10 +77,11 @@ pub fn run_sweep(
         table::markdown(&rows),
         table::PLOT_LEGEND
     );
-    std::fs::write(&markdown, md).map_err(|e| TrainError::io(&markdown, e))?;
+    let write = crate::output_file::write_text_aside;
+    write(&markdown, &md)?;
     let json = output_dir.join("results.json");
     let text = serde_json::to_string_pretty(&rows).map_err(|e| TrainError::parse(&json, e))?;
-    std::fs::write(&json, text).map_err(|e| TrainError::io(&json, e))?;
+    write(&json, &text)?;
     let png = output_dir.join("results.png");
     table::results_png(&rows, &png)?;
     Ok(SweepOutcome {
