@@ -14,7 +14,7 @@ use anyhow::Result;
 use clap::Parser;
 use code2nl::cli::pipeline::PipelineArgs;
 use code2nl::outln;
-use code2nl::train::pipeline::run_pipeline;
+use code2nl::train::pipeline::run_pipeline_interruptible;
 
 fn main() -> std::process::ExitCode {
     code2nl::cli::finish(run())
@@ -22,7 +22,9 @@ fn main() -> std::process::ExitCode {
 
 fn run() -> Result<()> {
     let config = PipelineArgs::parse().into_config()?;
-    let report = run_pipeline(&config, &mut |line| eprintln!("{line}"))?;
+    let interrupt = code2nl::cli::interrupt::stop_after_this_update("the same command");
+    let report =
+        run_pipeline_interruptible(&config, interrupt.as_ref(), &mut |line| eprintln!("{line}"))?;
     outln!("{}", report.markdown())?;
     outln!(
         "test BLEU {:.2} ({}) vs published {} {}; report: {}",

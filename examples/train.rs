@@ -136,7 +136,28 @@ fn train_rank(
             trainer.total_updates()
         );
     }
+    if comm.world_size() == 1 {
+        // Several ranks would have to agree on the update to stop after: they keep the
+        // default action (the run resumes from its last evaluation's checkpoint).
+        let resumes = format!(
+            "`train --resume --output-dir {}`",
+            trainer.config().output_dir.display()
+        );
+        if let Some(interrupt) = code2nl::cli::interrupt::stop_after_this_update(&resumes) {
+            trainer.stop_on(interrupt);
+        }
+    }
     let summary = trainer.run_with(comm)?;
+    if summary.interrupted {
+        return Err(TrainError::Interrupted(format!(
+            "training stopped after update {} of {}, {} saved; `train --resume --output-dir {}` \
+             continues",
+            summary.updates,
+            trainer.total_updates(),
+            summary.last_checkpoint.display(),
+            trainer.config().output_dir.display()
+        )));
+    }
     let sync = trainer.sync_stats();
     if comm.is_main() && sync.updates > 0 {
         let ms = 1e3 * sync.seconds / sync.updates as f64;

@@ -6,6 +6,7 @@
 pub mod bleu;
 pub mod checkpoint;
 pub mod evaluate;
+pub mod interrupt;
 pub mod pipeline;
 pub mod predict;
 pub mod prepare;

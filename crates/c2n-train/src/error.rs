@@ -28,6 +28,9 @@ pub enum TrainError {
     /// Another process holds the output folder's lock ([`crate::run_lock`]).
     #[error("{dir} is in use by {holder}; wait for it to end, or choose another output folder")]
     InUse { dir: PathBuf, holder: String },
+    /// A run was asked to stop (Ctrl-C) and did, leaving what resumes it.
+    #[error("interrupted: {0}")]
+    Interrupted(String),
     /// The training loss stopped being a number.
     #[error(
         "training diverged: {0}; a lower learning rate (lr), a warmup or gradient clipping \

@@ -67,6 +67,7 @@ pub mod early_stopping;
 mod error;
 pub mod evaluate;
 pub mod forward_pass;
+pub mod interrupt;
 pub mod loop_plan;
 pub mod metrics;
 pub mod model_setup;

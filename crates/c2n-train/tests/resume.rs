@@ -129,6 +129,43 @@ fn with_dropout_on_a_resumed_run_equals_the_uninterrupted_one_and_the_seed_decid
 }
 
 #[test]
+fn an_interrupted_run_saves_its_last_update_and_resumes_exactly() {
+    use c2n_train::interrupt::Interrupt;
+    let configure = |c: &mut c2n_train::config::TrainConfig| {
+        c.train_steps = Some(8);
+        c.eval_steps = Some(3);
+        c.batch_size = 4;
+        c.grad_accum = 2;
+        c.shuffle = true;
+    };
+    let full_dir = tempfile::tempdir().unwrap();
+    let mut full = trainer(full_dir.path(), configure, true);
+    let summary = full.run().unwrap();
+    assert!(!summary.interrupted);
+
+    // Ctrl-C during the first update: the run ends at that update's end, not mid-way
+    // through its accumulation, and says so.
+    let split_dir = tempfile::tempdir().unwrap();
+    let mut first = trainer(split_dir.path(), configure, true);
+    let interrupt = Interrupt::new();
+    interrupt.request();
+    first.stop_on(interrupt);
+    let summary = first.run().unwrap();
+    assert!(summary.interrupted);
+    assert_eq!((summary.updates, summary.batches), (1, 2));
+    drop(first);
+    let mut second = trainer(split_dir.path(), configure, true);
+    second
+        .resume(&split_dir.path().join("checkpoint-last"))
+        .unwrap();
+    // An interrupt never requested changes nothing.
+    second.stop_on(Interrupt::new());
+    let summary = second.run().unwrap();
+    assert!(!summary.interrupted);
+    assert_same_run(&full, &second);
+}
+
+#[test]
 fn variant_a_stop_after_then_resume_equals_uninterrupted() {
     let configure = |c: &mut c2n_train::config::TrainConfig| {
         c.train_steps = Some(7);

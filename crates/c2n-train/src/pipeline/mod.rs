@@ -45,4 +45,4 @@ pub mod stages;
 
 pub use config::{PipelineConfig, Preset, SmallModel, HUB_DATASET};
 pub use report::{PipelineReport, SplitScore, StageTiming, TrainOutcome};
-pub use run::{best_checkpoint, choose_preset, run_pipeline};
+pub use run::{best_checkpoint, choose_preset, run_pipeline, run_pipeline_interruptible};

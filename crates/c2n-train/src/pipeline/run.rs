@@ -16,6 +16,7 @@ use crate::config::{TrainConfig, TRAIN_CONFIG_FILE};
 use crate::data::load_features;
 use crate::device::select_device;
 use crate::evaluate::{dev_loss, evaluate_file, EvalBatching, EvaluateRequest};
+use crate::interrupt::Interrupt;
 use crate::metrics::MetricsLog;
 use crate::model_setup::model_params;
 use crate::state::TRAIN_STATE_FILE;
@@ -30,6 +31,7 @@ use candle_core::Device;
 use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// What the prepare stage records.
@@ -227,6 +229,7 @@ fn check_same_training(train: &TrainConfig) -> Result<()> {
 fn train_stage(
     cfg: &PipelineConfig,
     train: &TrainConfig,
+    interrupt: Option<&Arc<Interrupt>>,
     log: &mut dyn FnMut(&str),
 ) -> Result<TrainRecord> {
     if let Some(mut done) = load_stage::<TrainRecord>(&cfg.output_dir, "train") {
@@ -262,7 +265,20 @@ fn train_stage(
         trainer.params().numel(),
         trainer.total_updates()
     ));
+    if let Some(interrupt) = interrupt {
+        trainer.stop_on(Arc::clone(interrupt));
+    }
     let summary = trainer.run()?;
+    if summary.interrupted {
+        // No stage record: the rerun resumes from checkpoint-last.
+        return Err(TrainError::Interrupted(format!(
+            "training stopped after update {} of {}, {} saved; run the same command again to \
+             resume",
+            summary.updates,
+            trainer.total_updates(),
+            summary.last_checkpoint.display()
+        )));
+    }
     let seen = trainer.state().examples_seen;
     let what = match summary.evaluations {
         0 => format!("{} updates, no dev evaluation", summary.updates),
@@ -494,6 +510,17 @@ fn describe_limit(limit: Option<usize>) -> String {
 /// Runs (or resumes) the whole pipeline and writes `report.json`, `report.md` and
 /// `curves.png` into the output folder. `log` receives one line per event.
 pub fn run_pipeline(cfg: &PipelineConfig, log: &mut dyn FnMut(&str)) -> Result<PipelineReport> {
+    run_pipeline_interruptible(cfg, None, log)
+}
+
+/// [`run_pipeline`] whose training stage ends after the update during which `interrupt` is
+/// requested ([`Trainer::stop_on`]): `checkpoint-last` is saved and the pipeline returns
+/// [`TrainError::Interrupted`]; a rerun resumes there.
+pub fn run_pipeline_interruptible(
+    cfg: &PipelineConfig,
+    interrupt: Option<&Arc<Interrupt>>,
+    log: &mut dyn FnMut(&str),
+) -> Result<PipelineReport> {
     let start = Instant::now();
     cfg.validate()?;
     let out = &cfg.output_dir;
@@ -544,7 +571,7 @@ pub fn run_pipeline(cfg: &PipelineConfig, log: &mut dyn FnMut(&str)) -> Result<P
     }
     check_same_training(&train)?;
     let prepare = prepare_stage(cfg, &splits, &train, &tokenizer_spec, log)?;
-    let trained = train_stage(cfg, &train, log)?;
+    let trained = train_stage(cfg, &train, interrupt, log)?;
     let tokenizer = RobertaTokenizer::load(&tokenizer_spec)?;
     let mut eval = EvalContext {
         cfg,
@@ -619,6 +646,7 @@ mod tests {
 
     fn summary(best_loss: Option<f64>, best_bleu: Option<f64>) -> TrainSummary {
         TrainSummary {
+            interrupted: false,
             updates: 10,
             batches: 10,
             evaluations: 2,

@@ -291,6 +291,7 @@ impl Trainer {
             output_dir_taken: false,
             log_window: Throughput::default(),
             log_window_started: false,
+            interrupt: None,
         })
     }
 

@@ -62,6 +62,9 @@ pub struct TrainSummary {
     /// evaluated, or none above 0: the reference's first best must beat 0).
     pub best_bleu: Option<f64>,
     pub stopped_early: bool,
+    /// Whether the interrupt of [`Trainer::stop_on`] ended the run before its end (it can
+    /// be resumed from `last_checkpoint` exactly as a `stop_after` cut).
+    pub interrupted: bool,
     pub last_checkpoint: PathBuf,
     pub seconds: f64,
 }
@@ -137,6 +140,8 @@ pub struct Trainer {
     log_window: Throughput,
     /// Whether `log_window` has been started by a first step.
     log_window_started: bool,
+    /// Set from outside (Ctrl-C) to end [`Trainer::run`] after the current update.
+    interrupt: Option<std::sync::Arc<crate::interrupt::Interrupt>>,
 }
 
 /// A summary (the weights, optimizer moments and data are far too large to print).
@@ -186,6 +191,16 @@ impl Trainer {
 
     pub fn schedule(&self) -> &LinearSchedule {
         &self.state.schedule
+    }
+
+    /// Ends [`Trainer::run`] after the update during which `interrupt` is requested (and
+    /// the evaluation that update triggers, if any), as `stop_after` would end it there:
+    /// `checkpoint-last` is written, a resume continues exactly, and the summary says
+    /// [`interrupted`](TrainSummary::interrupted). A signal handler (Ctrl-C) requests it
+    /// ([`crate::interrupt`]). One-rank runs only: ranks would have to agree on the update to
+    /// stop after, so [`Trainer::run_with`] on several ranks does not watch it.
+    pub fn stop_on(&mut self, interrupt: std::sync::Arc<crate::interrupt::Interrupt>) {
+        self.interrupt = Some(interrupt);
     }
 
     /// Total updates of the full plan (what the progress bar counts towards).

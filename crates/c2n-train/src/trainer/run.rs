@@ -209,6 +209,10 @@ impl Trainer {
         let mut last_update = None;
         // The running loss restarts at each evaluation: show the last mean until it has one.
         let mut shown_loss = self.state.running_loss.mean();
+        let interrupt = (comm.world_size() == 1)
+            .then(|| self.interrupt.as_ref().map(|i| i.watch()))
+            .flatten();
+        let mut interrupted = false;
         while let Some(report) = self.advance_with(comm)? {
             window.add(report.examples, report.tokens);
             if let Some(lr) = report.lr {
@@ -231,6 +235,14 @@ impl Trainer {
             }
             if let Some(message) = report.evaluation {
                 bar.println(message);
+            }
+            // At an update's end, as `stop_after` stops (no gradients left pending).
+            if report.lr.is_some()
+                && interrupt.as_ref().is_some_and(|i| i.is_requested())
+                && !self.driver.is_finished()
+            {
+                interrupted = true;
+                break;
             }
         }
         bar.finish();
@@ -267,6 +279,7 @@ impl Trainer {
             best_loss: self.state.policy.recorded_best_loss(),
             best_bleu: self.state.policy.recorded_best_bleu(),
             stopped_early: self.stopped_early,
+            interrupted,
             last_checkpoint: last,
             seconds: start.elapsed().as_secs_f64(),
         })
