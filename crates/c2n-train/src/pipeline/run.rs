@@ -99,7 +99,11 @@ fn small_init(cfg: &PipelineConfig, model: &ModelConfig) -> Result<PathBuf> {
     let dir = cfg.output_dir.join("init-small");
     if !dir.join("model.safetensors").is_file() {
         let seq2seq = Seq2Seq::new(model, &VarMap::new(), &Device::Cpu)?;
-        c2n_model::save_checkpoint(&seq2seq, &dir)?;
+        // Through a partial folder: a kill mid-write leaves no half folder (nor the
+        // safetensors writer's temporary file) that the rerun would keep.
+        crate::checkpoint_dir::write_replacing(&dir, |partial| {
+            Ok(c2n_model::save_checkpoint(&seq2seq, partial)?)
+        })?;
     }
     Ok(dir.canonicalize().unwrap_or(dir))
 }
