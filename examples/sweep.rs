@@ -10,8 +10,8 @@
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use code2nl::cli::sweep::SweepArgs;
-use code2nl::train::pipeline::{run_pipeline, PipelineConfig};
-use code2nl::train::sweep::{run_sweep, threads_per_run, PointStatus, SweepFile};
+use code2nl::train::pipeline::{run_pipeline_interruptible, PipelineConfig};
+use code2nl::train::sweep::{run_sweep_interruptible, threads_per_run, PointStatus, SweepFile};
 use code2nl::{out, outln};
 use std::process::Command;
 
@@ -23,7 +23,10 @@ fn run() -> Result<()> {
     let args = SweepArgs::parse();
     if let Some(config) = &args.run_one {
         let config = PipelineConfig::load(config)?;
-        let report = run_pipeline(&config, &mut |line| eprintln!("{line}"))?;
+        let interrupt = code2nl::cli::interrupt::stop_after_this_update("the same sweep");
+        let report = run_pipeline_interruptible(&config, interrupt.as_ref(), &mut |line| {
+            eprintln!("{line}")
+        })?;
         outln!("{}", report.markdown())?;
         return Ok(());
     }
@@ -72,15 +75,28 @@ fn run() -> Result<()> {
         code2nl::cli::end_with_parent(&mut cmd);
         cmd
     };
-    let outcome = run_sweep(&sweep, &args.output_dir, parallel, &launcher, &|r| {
-        let what = match (&r.status, r.dev_bleu()) {
-            (PointStatus::Failed { log_tail, .. }, _) => format!("FAILED: {log_tail}"),
-            (PointStatus::Skipped, Some(b)) => format!("done earlier, dev BLEU {b:.2}"),
-            (_, Some(b)) => format!("dev BLEU {b:.2} in {:.0} s", r.seconds),
-            (_, None) => "no report".into(),
-        };
-        eprintln!("{}: {what}", r.name);
-    })?;
+    let interrupt = code2nl::cli::interrupt::install(
+        "no further run starts; the running ones stop as they were told (a Ctrl-C at the \
+         terminal reaches them too: their training saves checkpoint-last), and the same sweep \
+         command continues; a second Ctrl-C stops at once"
+            .to_string(),
+    );
+    let outcome = run_sweep_interruptible(
+        &sweep,
+        &args.output_dir,
+        parallel,
+        interrupt.as_ref(),
+        &launcher,
+        &|r| {
+            let what = match (&r.status, r.dev_bleu()) {
+                (PointStatus::Failed { log_tail, .. }, _) => format!("FAILED: {log_tail}"),
+                (PointStatus::Skipped, Some(b)) => format!("done earlier, dev BLEU {b:.2}"),
+                (_, Some(b)) => format!("dev BLEU {b:.2} in {:.0} s", r.seconds),
+                (_, None) => "no report".into(),
+            };
+            eprintln!("{}: {what}", r.name);
+        },
+    )?;
     out!("{}", std::fs::read_to_string(&outcome.markdown)?)?;
     let failed = outcome
         .rows
@@ -93,6 +109,14 @@ fn run() -> Result<()> {
         outcome.seconds,
         outcome.markdown.display()
     )?;
+    if outcome.not_started > 0 {
+        bail!(
+            "interrupted: {} of {} runs not started ({failed} failed or stopped); the same \
+             sweep command continues",
+            outcome.not_started,
+            outcome.rows.len() + outcome.not_started
+        );
+    }
     if failed > 0 {
         bail!("{failed} of {} runs failed", outcome.rows.len());
     }

@@ -12,23 +12,27 @@ use std::sync::Arc;
 /// already or the system refuses one: signals then keep their default action). `resumes`
 /// says what continues the run, for the message the first signal prints.
 pub fn stop_after_this_update(resumes: &str) -> Option<Arc<Interrupt>> {
+    install(format!(
+        "stopping after this update (and its evaluation, if one is due): checkpoint-last is \
+         saved, and {resumes} continues from it; a second Ctrl-C stops at once, losing the \
+         updates since the last saved checkpoint"
+    ))
+}
+
+/// The handler with `first` as the message of a first signal that something acts on.
+pub fn install(first: String) -> Option<Arc<Interrupt>> {
     #[cfg(unix)]
     let ignored = ignored_signals();
     let interrupt = Interrupt::new();
     let requested = Arc::clone(&interrupt);
-    let resumes = resumes.to_string();
-    let installed = ctrlc::set_handler(move || {
+    ctrlc::set_handler(move || {
         if requested.request() {
             eprintln!("\nstopped");
             std::process::exit(130);
         }
-        eprintln!(
-            "\nstopping after this update (and its evaluation, if one is due): checkpoint-last \
-             is saved, and {resumes} continues from it; a second Ctrl-C stops at once, losing \
-             the updates since the last saved checkpoint"
-        );
-    });
-    installed.ok()?;
+        eprintln!("\n{first}");
+    })
+    .ok()?;
     #[cfg(unix)]
     for signal in ignored {
         // SAFETY: sets a signal's disposition to "ignore"; no Rust code runs in a handler.

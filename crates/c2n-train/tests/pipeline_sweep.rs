@@ -123,6 +123,21 @@ fn runs_at_the_same_time_never_share_a_slot() {
     used.sort();
     used.dedup();
     assert_eq!(used, ["0", "1"]);
+
+    // Interrupted before the first point: none starts, and the outcome says how many.
+    let interrupt = c2n_train::interrupt::Interrupt::new();
+    interrupt.request();
+    let stopped = tmp.path().join("stopped");
+    let outcome = c2n_train::sweep::run_sweep_interruptible(
+        &sweep,
+        &stopped,
+        2,
+        Some(&interrupt),
+        &launcher,
+        &|_| {},
+    )
+    .unwrap();
+    assert_eq!((outcome.rows.len(), outcome.not_started), (0, 5));
 }
 
 #[test]

@@ -43,6 +43,9 @@ pub struct SweepOutcome {
     pub json: PathBuf,
     pub png: PathBuf,
     pub seconds: f64,
+    /// Points not started because the interrupt was requested
+    /// ([`run_sweep_interruptible`]); their rows are missing.
+    pub not_started: usize,
 }
 
 /// Threads per run when `parallel` runs share the machine's cores (at least 1).
@@ -59,6 +62,21 @@ pub fn run_sweep(
     launcher: &(dyn Fn(&Path, usize) -> Command + Sync),
     on_finish: &(dyn Fn(&PointResult) + Sync),
 ) -> Result<SweepOutcome> {
+    run_sweep_interruptible(sweep, output_dir, parallel, None, launcher, on_finish)
+}
+
+/// [`run_sweep`] that starts no further point once `interrupt` is requested; the points
+/// already running end as their own signal handling makes them (a Ctrl-C at a terminal
+/// reaches them too, and their training saves `checkpoint-last`), and the tables cover the
+/// points that ran. A rerun of the sweep continues the rest.
+pub fn run_sweep_interruptible(
+    sweep: &SweepFile,
+    output_dir: &Path,
+    parallel: usize,
+    interrupt: Option<&std::sync::Arc<crate::interrupt::Interrupt>>,
+    launcher: &(dyn Fn(&Path, usize) -> Command + Sync),
+    on_finish: &(dyn Fn(&PointResult) + Sync),
+) -> Result<SweepOutcome> {
     let start = std::time::Instant::now();
     let points = sweep.expand()?;
     if points.is_empty() {
@@ -67,7 +85,18 @@ pub fn run_sweep(
     // A second sweep here would start the same points and truncate their logs.
     let _lock = crate::run_lock::RunLock::acquire(output_dir, "sweep")?;
     let laid_out = lay_out_points(&points, output_dir)?;
-    let results = run_points(&laid_out, parallel, launcher, on_finish);
+    let results = {
+        // Watched while points run: a first request is this loop's to act on.
+        let _watching = interrupt.map(|i| i.watch());
+        run_points(
+            &laid_out,
+            parallel,
+            interrupt.map(|i| &**i),
+            launcher,
+            on_finish,
+        )
+    };
+    let not_started = laid_out.len() - results.len();
     let rows = table::sorted(&results);
     let markdown = output_dir.join("results.md");
     let md = format!(
@@ -90,5 +119,6 @@ pub fn run_sweep(
         json,
         png,
         seconds: start.elapsed().as_secs_f64(),
+        not_started,
     })
 }

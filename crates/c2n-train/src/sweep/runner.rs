@@ -174,10 +174,12 @@ fn run_point(
 /// Runs the points, `parallel` at a time. `launcher(config_path, slot)` builds the child
 /// command (e.g. this executable with `--run-one`); `slot` (0..parallel) is the runner that
 /// starts it, so no two children running at once share one (one GPU per slot).
-/// `on_finish` hears about each point as it ends. Results come back in point order.
+/// `on_finish` hears about each point as it ends. Results come back in point order. Once
+/// `interrupt` is requested no further point starts (the results lack them).
 pub fn run_points(
     points: &[(SweepPoint, PathBuf)],
     parallel: usize,
+    interrupt: Option<&crate::interrupt::Interrupt>,
     launcher: &(dyn Fn(&Path, usize) -> Command + Sync),
     on_finish: &(dyn Fn(&PointResult) + Sync),
 ) -> Vec<PointResult> {
@@ -187,6 +189,9 @@ pub fn run_points(
         for slot in 0..parallel.max(1).min(points.len().max(1)) {
             let (next, results) = (&next, &results);
             scope.spawn(move || loop {
+                if interrupt.is_some_and(|i| i.is_requested()) {
+                    return;
+                }
                 let i = {
                     let Ok(mut n) = next.lock() else { return };
                     let i = *n;
