@@ -73,7 +73,7 @@ impl OutputFile {
         let file = File::create(&partial).map_err(|e| annotate(&partial, e))?;
         let out = Self {
             writer: Some(BufWriter::new(file)),
-            aside: Some((partial, path.to_path_buf())),
+            aside: Some((partial.clone(), path.to_path_buf())),
             path: path.to_path_buf(),
         };
         if let (Some(permissions), Some(writer)) = (permissions, &out.writer) {
@@ -81,7 +81,7 @@ impl OutputFile {
             writer
                 .get_ref()
                 .set_permissions(permissions)
-                .map_err(|e| annotate(&partial_name(&out), e))?;
+                .map_err(|e| annotate(&partial, e))?;
         }
         Ok(out)
     }
@@ -119,12 +119,6 @@ impl Drop for OutputFile {
             let _ = std::fs::remove_file(partial);
         }
     }
-}
-
-fn partial_name(out: &OutputFile) -> PathBuf {
-    out.aside
-        .as_ref()
-        .map_or_else(|| out.path.clone(), |(partial, _)| partial.clone())
 }
 
 /// Writes `path` through an [`OutputFile`]: `write` fills it, then it is renamed into place;

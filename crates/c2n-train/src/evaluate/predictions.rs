@@ -2,7 +2,7 @@
 
 use super::Decoded;
 use crate::output_file::write_aside;
-use crate::{Result, TrainError};
+use crate::Result;
 use c2n_data::RobertaTokenizer;
 use c2n_eval::{smoothed_bleu, Gold, SmoothedBleu};
 use c2n_model::beam::{cut_at_first_zero, BeamOutput, Hypothesis};
@@ -115,30 +115,30 @@ impl Predictions {
         per_example: impl Iterator<Item = &'a Vec<Hypothesis>>,
         k: usize,
     ) -> Result<()> {
-        let mut lines = Vec::with_capacity(self.idx.len());
-        for (idx, hyps) in self.idx.iter().zip(per_example) {
-            let hypotheses = hyps
-                .iter()
-                .take(k)
-                .map(|h| {
-                    // Cut like the evaluated prediction (§6.7), so rank 0 is `*.output`'s row.
-                    let ids = cut_at_first_zero(&h.ids);
-                    NbestHypothesis {
-                        ids,
-                        score: h.score,
-                        text: tokenizer.decode(ids),
-                    }
-                })
-                .collect();
-            let line = serde_json::to_string(&NbestLine {
-                idx: *idx,
-                hypotheses,
-            })
-            .map_err(|e| TrainError::parse(path, e))?;
-            lines.push(line);
-        }
+        // Streamed into the file written aside, one JSON line per example.
         write_aside(path, |out| {
-            lines.iter().try_for_each(|line| writeln!(out, "{line}"))
+            for (idx, hyps) in self.idx.iter().zip(per_example) {
+                let hypotheses = hyps
+                    .iter()
+                    .take(k)
+                    .map(|h| {
+                        // Cut like the evaluated prediction (§6.7), so rank 0 is `*.output`'s row.
+                        let ids = cut_at_first_zero(&h.ids);
+                        NbestHypothesis {
+                            ids,
+                            score: h.score,
+                            text: tokenizer.decode(ids),
+                        }
+                    })
+                    .collect();
+                let line = NbestLine {
+                    idx: *idx,
+                    hypotheses,
+                };
+                serde_json::to_writer(&mut *out, &line)?;
+                out.write_all(b"\n")?;
+            }
+            Ok(())
         })
     }
 }
