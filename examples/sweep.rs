@@ -78,7 +78,7 @@ fn run() -> Result<()> {
     let interrupt = code2nl::cli::interrupt::install(
         "no further run starts; the running ones stop as they were told (a Ctrl-C at the \
          terminal reaches them too: their training saves checkpoint-last), and the same sweep \
-         command continues; a second Ctrl-C stops at once"
+         command continues; another Ctrl-C a second or more later stops at once"
             .to_string(),
     );
     let outcome = run_sweep_interruptible(

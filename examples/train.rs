@@ -32,8 +32,10 @@ use code2nl::cli::train::TrainArgs;
 use code2nl::outln;
 use code2nl::train::comm::{self, Communicator};
 use code2nl::train::config::{Precision, TrainConfig};
+use code2nl::train::interrupt::Interrupt;
 use code2nl::train::trainer::{TrainSummary, Trainer};
 use code2nl::train::TrainError;
+use std::sync::Arc;
 
 fn main() -> std::process::ExitCode {
     code2nl::cli::finish(run())
@@ -49,9 +51,22 @@ fn run() -> Result<()> {
     let config = resolved.config;
     let output_dir = config.output_dir.clone();
     let resume = args.resume;
-    // The closure is the whole run of one rank; with threads it runs once per thread.
-    let summary = comm::launch(&spec, |comm| train_rank(config.clone(), resume, comm))?;
-    if let Some(summary) = summary {
+    // One handler for the process; every rank it hosts stops after the same update.
+    let interrupt = code2nl::cli::interrupt::stop_after_this_update(&format!(
+        "`train --resume --output-dir {}`",
+        output_dir.display()
+    ));
+    code2nl::cli::interrupt::announce(false); // until rank 0 runs here
+                                              // The closure is the whole run of one rank; with threads it runs once per thread.
+    let ended = comm::launch(&spec, |comm| {
+        train_rank(config.clone(), resume, interrupt.clone(), comm)
+    })?;
+    // An interrupted run fails only now, after every rank has left its collectives (an
+    // error inside an MPI rank takes the whole job down, maybe before rank 0 has saved).
+    if let Some(Ended::Interrupted(stopped)) = ended {
+        return Err(stopped.into());
+    }
+    if let Some(Ended::Finished(summary)) = ended {
         let shown = |best: Option<f64>| best.map_or_else(|| "none".to_string(), |v| v.to_string());
         let (best_loss, best_bleu) = (shown(summary.best_loss), shown(summary.best_bleu));
         outln!(
@@ -72,12 +87,23 @@ fn run() -> Result<()> {
     Ok(())
 }
 
-/// One rank's run; `Some(summary)` on rank 0 only.
+/// How rank 0's run ended.
+enum Ended {
+    Finished(TrainSummary),
+    /// Stopped on a signal: where, and what continues it.
+    Interrupted(TrainError),
+}
+
+/// One rank's run; `Some` on rank 0 only.
 fn train_rank(
     config: TrainConfig,
     resume: bool,
+    interrupt: Option<Arc<Interrupt>>,
     comm: &dyn Communicator,
-) -> Result<Option<TrainSummary>, TrainError> {
+) -> Result<Option<Ended>, TrainError> {
+    if comm.is_main() {
+        code2nl::cli::interrupt::announce(true);
+    }
     let tf32 = config.precision == Precision::Tf32;
     let warnings = config.warnings();
     let mut trainer = Trainer::from_config_on(config, resume, comm)?;
@@ -136,30 +162,25 @@ fn train_rank(
             trainer.total_updates()
         );
     }
-    if comm.world_size() == 1 {
-        // Several ranks would have to agree on the update to stop after: they keep the
-        // default action (the run resumes from its last evaluation's checkpoint).
-        let resumes = format!(
-            "`train --resume --output-dir {}`",
-            trainer.config().output_dir.display()
-        );
-        if let Some(interrupt) = code2nl::cli::interrupt::stop_after_this_update(&resumes) {
-            trainer.stop_on(interrupt);
-        }
+    if let Some(interrupt) = interrupt {
+        trainer.stop_on(interrupt);
     }
     let summary = trainer.run_with(comm)?;
+    if !comm.is_main() {
+        return Ok(None); // rank 0 reports (every rank stops after the same update)
+    }
     if summary.interrupted {
-        return Err(TrainError::Interrupted(format!(
+        return Ok(Some(Ended::Interrupted(TrainError::Interrupted(format!(
             "training stopped after update {} of {}, {} saved; `train --resume --output-dir {}` \
              continues",
             summary.updates,
             trainer.total_updates(),
             summary.last_checkpoint.display(),
             trainer.config().output_dir.display()
-        )));
+        )))));
     }
     let sync = trainer.sync_stats();
-    if comm.is_main() && sync.updates > 0 {
+    if sync.updates > 0 {
         let ms = 1e3 * sync.seconds / sync.updates as f64;
         let mb = sync.bytes_per_update as f64 / 1e6;
         eprintln!(
@@ -168,5 +189,5 @@ fn train_rank(
             100.0 * sync.seconds / summary.seconds.max(1e-9)
         );
     }
-    Ok(comm.is_main().then_some(summary))
+    Ok(Some(Ended::Finished(summary)))
 }

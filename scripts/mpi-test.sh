@@ -89,4 +89,49 @@ echo "== comm_check train-parity on one rank (the combined batch) =="
 timeout 600 "$bin" train-parity --backend single --steps "$steps" --out "$work/one.safetensors"
 echo "== comm_check compare ($ranks ranks vs one rank) =="
 "$bin" compare "$work/ranks.safetensors" "$work/one.safetensors"
-echo "mpi-test: OK ($ranks ranks: collectives, and training equal to one rank)"
+
+# SIGUSR1 to mpirun, which passes it on to every rank (its SIGINT/SIGTERM it follows with a
+# SIGKILL a second later): the ranks stop after the same update, save checkpoint-last and
+# exit 1, and --resume goes on from that update. Needs the ruby data (C2N_SHARED or ../shared).
+shared="${C2N_SHARED:-../shared}"
+if [ "$ranks" -ge 2 ] && [ -f "$shared/data/codesearchnet/ruby/valid.jsonl" ]; then
+  echo "== mpirun -n $ranks train, SIGUSR1 to mpirun: every rank stops after one update =="
+  cargo build --profile "$profile" --features mpi --example train
+  train_bin="$target_dir/$profile_dir/examples/train"
+  run_train() {
+    exec timeout 300 mpirun -n "$ranks" --oversubscribe "$train_bin" --init small \
+      --tokenizer "$shared/data/roberta-base" \
+      --train-data "$shared/data/codesearchnet/ruby/valid.jsonl" --train-limit 32 \
+      --output-dir "$work/signal-run" --batch-size 4 --max-source-len 32 --max-target-len 16 \
+      --train-steps 100000 --log-every 1 --quiet "$@"
+  }
+  set +e
+  (run_train 2>"$log_dir/signal.err") &
+  launched=$! # timeout, mpirun's parent
+  for _ in $(seq 600); do
+    [ "$(cat "$work/signal-run/metrics.jsonl" 2>/dev/null | wc -l)" -ge 2 ] && break
+    sleep 0.2
+  done
+  kill -USR1 "$(pgrep -P "$launched" -x mpirun)"
+  wait "$launched"
+  rc=$?
+  set -e
+  grep -E "SIGUSR1|training stopped" "$log_dir/signal.err" || true
+  stopped_at="$(sed -n 's/.*training stopped after update \([0-9]*\) .*/\1/p' "$log_dir/signal.err")"
+  if [ "$rc" -ne 1 ] || [ -z "$stopped_at" ] || [ ! -f "$work/signal-run/checkpoint-last/model.safetensors" ]; then
+    echo "mpi-test: FAILED (SIGUSR1: exit status $rc, stopped at '${stopped_at}')" >&2
+    tail -n 20 "$log_dir/signal.err" >&2
+    exit 1
+  fi
+  if ! (run_train --resume --stop-after "$((stopped_at + 2))" 2>"$log_dir/resume.err") \
+    || ! grep -q "after $stopped_at of 100000 updates" "$log_dir/resume.err" \
+    || [ "$(wc -l <"$work/signal-run/metrics.jsonl")" -ne "$((stopped_at + 2))" ]; then
+    echo "mpi-test: FAILED (the resumed run did not go on from update $stopped_at)" >&2
+    tail -n 20 "$log_dir/resume.err" >&2
+    exit 1
+  fi
+  echo "SIGUSR1: both ranks stopped after update $stopped_at, and the resumed run went on from there"
+else
+  echo "SKIP the signal check: no ruby data under $shared (set C2N_SHARED)"
+fi
+echo "mpi-test: OK ($ranks ranks: collectives, training equal to one rank, a signal stops every rank)"

@@ -5,16 +5,30 @@
 //! ends after the update during which the request came, saving `checkpoint-last`, from which
 //! the run resumes exactly. Outside such a loop nobody acts on a request, and
 //! [`Interrupt::request`] says so, so that the handler can end the process itself.
+//!
+//! With several ranks every rank holds one and the ranks vote after each update, so that a
+//! request on any rank stops them all after the same update (a Slurm time limit signals every
+//! task; a Ctrl-C reaches every process of the terminal's job).
+//!
+//! A launcher passes a terminal's Ctrl-C on to its workers, which the terminal signalled
+//! already (torchrun sends the SIGINT it got to every worker): requests within
+//! [`SAME_REQUEST_WINDOW`] of the first count as that one. Only a later one ends the process.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Requests this close to the first are the same request passed on (see the module docs).
+pub const SAME_REQUEST_WINDOW: Duration = Duration::from_secs(1);
 
 /// See the module docs.
 #[derive(Debug, Default)]
 pub struct Interrupt {
     requested: AtomicBool,
-    /// Whether a training loop is reading `requested` now.
-    watched: AtomicBool,
+    /// How many training loops read `requested` now (ranks that are threads share one).
+    watchers: AtomicUsize,
+    /// When the first request came.
+    first_request: OnceLock<Instant>,
 }
 
 impl Interrupt {
@@ -23,10 +37,17 @@ impl Interrupt {
     }
 
     /// Records a request to stop. Returns `true` when nothing will act on it (no training
-    /// loop is watching, or this is the second request): the caller should end the process.
+    /// loop is watching, or this is a second request, [`SAME_REQUEST_WINDOW`] or more after
+    /// the first): the caller should end the process.
     pub fn request(&self) -> bool {
-        let again = self.requested.swap(true, Ordering::SeqCst);
-        again || !self.watched.load(Ordering::SeqCst)
+        self.request_at(Instant::now())
+    }
+
+    fn request_at(&self, now: Instant) -> bool {
+        let first = *self.first_request.get_or_init(|| now);
+        let earlier = self.requested.swap(true, Ordering::SeqCst);
+        let again = earlier && now.saturating_duration_since(first) >= SAME_REQUEST_WINDOW;
+        again || self.watchers.load(Ordering::SeqCst) == 0
     }
 
     /// Whether a stop was requested.
@@ -36,7 +57,7 @@ impl Interrupt {
 
     /// Marks the interrupt watched until the guard is dropped.
     pub(crate) fn watch(self: &Arc<Self>) -> Watching {
-        self.watched.store(true, Ordering::SeqCst);
+        self.watchers.fetch_add(1, Ordering::SeqCst);
         Watching(Arc::clone(self))
     }
 }
@@ -52,7 +73,7 @@ impl Watching {
 
 impl Drop for Watching {
     fn drop(&mut self) {
-        self.0.watched.store(false, Ordering::SeqCst);
+        self.0.watchers.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -66,9 +87,20 @@ mod tests {
         {
             let watching = interrupt.watch();
             assert!(!watching.is_requested());
-            assert!(!interrupt.request(), "the loop stops at its update's end");
+            let first = Instant::now();
+            assert!(
+                !interrupt.request_at(first),
+                "the loop stops at its update's end"
+            );
             assert!(watching.is_requested());
-            assert!(interrupt.request(), "a second request ends the process");
+            assert!(
+                !interrupt.request_at(first + SAME_REQUEST_WINDOW / 2),
+                "a launcher passing the same Ctrl-C on"
+            );
+            assert!(
+                interrupt.request_at(first + SAME_REQUEST_WINDOW),
+                "a second request ends the process"
+            );
         }
         let unwatched = Interrupt::new();
         assert!(unwatched.request(), "no loop: the handler ends the process");

@@ -417,3 +417,100 @@ fn two_ranks_resume_with_pending_gradients_equals_uninterrupted() {
         assert_close(&full[rank], &single, &format!("rank {rank} vs one rank"));
     }
 }
+
+/// A stop requested on one rank only (a signal that reached one process) stops every rank
+/// after the same update, rank 0 saves `checkpoint-last`, and the resumed two-rank run ends
+/// exactly where the uninterrupted one does. If a rank holds no interrupt, none is watched.
+#[test]
+fn a_stop_requested_on_one_rank_stops_every_rank_after_the_same_update() {
+    use c2n_train::interrupt::Interrupt;
+    let configure = |c: &mut TrainConfig| {
+        c.train_steps = Some(4);
+        c.grad_accum = 2;
+    };
+    let make = |out: &Path| {
+        Trainer::new(
+            config(out, &configure),
+            tiny_model(),
+            features(&expected()),
+            None,
+            None,
+        )
+    };
+    let snapshot = |t: &Trainer| -> Params {
+        t.params()
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.to_string(),
+                    values(v.as_tensor()),
+                    t.optimizer().step_count(n),
+                )
+            })
+            .collect()
+    };
+    let full_dir = tempfile::tempdir().unwrap();
+    let full = ThreadGroup::new(2)
+        .unwrap()
+        .run_fallible(|comm| -> Result<_, TrainError> {
+            let mut t = make(full_dir.path())?;
+            assert!(!t.run_with(comm)?.interrupted);
+            Ok(snapshot(&t))
+        })
+        .unwrap();
+
+    let split_dir = tempfile::tempdir().unwrap();
+    let ckpt = split_dir.path().join("checkpoint-last");
+    let split = ThreadGroup::new(2)
+        .unwrap()
+        .run_fallible(|comm| -> Result<_, TrainError> {
+            let mut first = make(split_dir.path())?;
+            let interrupt = Interrupt::new(); // one per rank: as in separate processes
+            if comm.rank() == 1 {
+                interrupt.request();
+            }
+            first.stop_on(interrupt);
+            let summary = first.run_with(comm)?;
+            assert!(summary.interrupted, "rank {}", comm.rank());
+            assert_eq!((summary.updates, summary.batches), (1, 2));
+            drop(first);
+            comm.barrier()?; // rank 0 has written the checkpoint
+            let mut second = make(split_dir.path())?;
+            second.resume(&ckpt)?;
+            assert_eq!(second.state().counters.global_step, 1);
+            second.stop_on(Interrupt::new());
+            assert!(!second.run_with(comm)?.interrupted);
+            Ok(snapshot(&second))
+        })
+        .unwrap();
+    for rank in 0..2 {
+        assert_identical(
+            &split[rank],
+            &full[rank],
+            &format!("rank {rank}: resumed run"),
+        );
+    }
+
+    // Rank 1 holds none: rank 0's request is not acted on (ranks must vote together).
+    let unarmed_dir = tempfile::tempdir().unwrap();
+    let unarmed = ThreadGroup::new(2)
+        .unwrap()
+        .run_fallible(|comm| -> Result<_, TrainError> {
+            let mut t = make(unarmed_dir.path())?;
+            if comm.rank() == 0 {
+                let interrupt = Interrupt::new();
+                interrupt.request();
+                t.stop_on(std::sync::Arc::clone(&interrupt));
+                let summary = t.run_with(comm)?;
+                return Ok((summary.interrupted, summary.updates == t.total_updates()));
+            }
+            let summary = t.run_with(comm)?;
+            Ok((summary.interrupted, summary.updates == t.total_updates()))
+        })
+        .unwrap();
+    assert_eq!(
+        unarmed,
+        [(false, true), (false, true)],
+        "(interrupted, ran to the end)"
+    );
+}

@@ -197,8 +197,10 @@ impl Trainer {
     /// the evaluation that update triggers, if any), as `stop_after` would end it there:
     /// `checkpoint-last` is written, a resume continues exactly, and the summary says
     /// [`interrupted`](TrainSummary::interrupted). A signal handler (Ctrl-C) requests it
-    /// ([`crate::interrupt`]). One-rank runs only: ranks would have to agree on the update to
-    /// stop after, so [`Trainer::run_with`] on several ranks does not watch it.
+    /// ([`crate::interrupt`]). With several ranks ([`Trainer::run_with`]) every rank must
+    /// be given one (the same one, for ranks that are threads of one process): they agree on
+    /// that at the start, then a request on any rank stops all after the same update. If a
+    /// rank has none, no rank watches its interrupt.
     pub fn stop_on(&mut self, interrupt: std::sync::Arc<crate::interrupt::Interrupt>) {
         self.interrupt = Some(interrupt);
     }

@@ -3,7 +3,7 @@
 
 use crate::checkpoint_dir;
 use crate::checkpoint_policy::LAST;
-use crate::comm::{Communicator, SingleComm};
+use crate::comm::{Communicator, ReduceOp, SingleComm};
 use crate::config::TRAIN_CONFIG_FILE;
 use crate::metrics::{MetricRecord, MetricsLog};
 use crate::progress::Progress;
@@ -209,9 +209,11 @@ impl Trainer {
         let mut last_update = None;
         // The running loss restarts at each evaluation: show the last mean until it has one.
         let mut shown_loss = self.state.running_loss.mean();
-        let interrupt = (comm.world_size() == 1)
-            .then(|| self.interrupt.as_ref().map(|i| i.watch()))
-            .flatten();
+        let interrupt = if self.stop_requests_agreed(comm)? {
+            self.interrupt.as_ref().map(|i| i.watch())
+        } else {
+            None
+        };
         let mut interrupted = false;
         while let Some(report) = self.advance_with(comm)? {
             window.add(report.examples, report.tokens);
@@ -237,12 +239,11 @@ impl Trainer {
                 bar.println(message);
             }
             // At an update's end, as `stop_after` stops (no gradients left pending).
-            if report.lr.is_some()
-                && interrupt.as_ref().is_some_and(|i| i.is_requested())
-                && !self.driver.is_finished()
-            {
-                interrupted = true;
-                break;
+            if let (Some(interrupt), Some(_)) = (&interrupt, report.lr) {
+                if !self.driver.is_finished() && stop_voted(interrupt.is_requested(), comm)? {
+                    interrupted = true;
+                    break;
+                }
             }
         }
         bar.finish();
@@ -284,6 +285,28 @@ impl Trainer {
             seconds: start.elapsed().as_secs_f64(),
         })
     }
+}
+
+impl Trainer {
+    /// Whether this run acts on its [`Trainer::stop_on`] interrupt: with several ranks, only
+    /// when every rank holds one (one small all-reduce), since each votes after each update.
+    fn stop_requests_agreed(&self, comm: &dyn Communicator) -> Result<bool> {
+        let here = self.interrupt.is_some();
+        if comm.world_size() == 1 {
+            return Ok(here);
+        }
+        let holding = comm.all_reduce_scalar(f32::from(u8::from(here)), ReduceOp::Sum)?;
+        Ok(holding as usize == comm.world_size())
+    }
+}
+
+/// Whether any rank was asked to stop: every rank stops after the same update.
+fn stop_voted(requested_here: bool, comm: &dyn Communicator) -> Result<bool> {
+    if comm.world_size() == 1 {
+        return Ok(requested_here);
+    }
+    let any = comm.all_reduce_scalar(f32::from(u8::from(requested_here)), ReduceOp::Sum)?;
+    Ok(any > 0.0)
 }
 
 /// Whether `a` and `b` name one existing folder (however spelled).
