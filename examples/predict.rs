@@ -27,7 +27,7 @@ fn main() -> std::process::ExitCode {
 
 fn run() -> Result<()> {
     code2nl::cli::end_quietly_on_closed_pipe();
-    let args = PredictArgs::parse();
+    let args = PredictArgs::parse().standard_streams_as_defaults();
     let decoding = args.decoding.resolve(&args.model.checkpoint)?;
     if let Some(note) = decoding.note() {
         eprintln!("{note}");

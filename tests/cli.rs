@@ -381,3 +381,22 @@ fn sweep_gpus_give_each_running_child_its_own() {
         .to_string();
     assert!(err.contains("`x` is not a GPU"), "{err}");
 }
+
+#[test]
+fn a_dash_names_the_standard_streams_in_predict() {
+    use clap::Parser;
+    use std::path::PathBuf;
+    let parse = |extra: &[&str]| {
+        cli::predict::PredictArgs::try_parse_from(
+            ["predict", "--checkpoint", "c"].iter().chain(extra),
+        )
+        .unwrap()
+        .standard_streams_as_defaults()
+    };
+    let args = parse(&["--jsonl", "f.jsonl", "--output", "-"]);
+    assert_eq!(args.output, None, "standard output");
+    let args = parse(&["--jsonl", "f.jsonl", "--output", "./-"]);
+    assert_eq!(args.output, Some(PathBuf::from("./-")), "a file called -");
+    assert_eq!(parse(&["--file", "-"]).file, None, "standard input");
+    assert_eq!(parse(&["--file", "a.rb"]).file, Some(PathBuf::from("a.rb")));
+}

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 pub struct PredictArgs {
     #[command(flatten)]
     pub model: CheckpointArgs,
-    /// Code file (default: stdin). Its text is split at whitespace only; models trained on
+    /// Code file (default, or `-`: stdin). Its text is split at whitespace only; models trained on
     /// CodeSearchNet saw `code_tokens` (punctuation split off: `def f ( x )`), so code
     /// tokenized that way summarizes as `evaluate` does, raw source somewhat differently.
     #[arg(long)]
@@ -29,7 +29,7 @@ pub struct PredictArgs {
     /// CodeXGLUE output format); blank lines are skipped.
     #[arg(long, conflicts_with = "file")]
     pub jsonl: Option<PathBuf>,
-    /// With --jsonl: write the summaries to this file instead of stdout.
+    /// With --jsonl: write the summaries to this file instead of stdout (`-`: stdout).
     #[arg(long, requires = "jsonl")]
     pub output: Option<PathBuf>,
     /// With --jsonl: functions decoded together (each with beam-size rows).
@@ -57,4 +57,15 @@ pub struct PredictArgs {
     /// and outputs may differ from f32 where scores are close).
     #[arg(long, value_enum, default_value = "f32")]
     pub precision: PrecisionArg,
+}
+
+impl PredictArgs {
+    /// `--file -` and `--output -` name stdin and stdout, as for most command-line tools (a
+    /// file called `-` is `./-`): this makes them the defaults they stand for.
+    pub fn standard_streams_as_defaults(mut self) -> Self {
+        let dash = |path: &PathBuf| path.as_os_str() == "-";
+        self.file = self.file.filter(|p| !dash(p));
+        self.output = self.output.filter(|p| !dash(p));
+        self
+    }
 }
