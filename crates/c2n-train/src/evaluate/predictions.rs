@@ -1,8 +1,8 @@
 //! Decoded texts as CodeXGLUE `idx<TAB>text` files and `nbest.jsonl`, and their BLEU.
 
 use super::Decoded;
-use crate::output_file::write_aside;
-use crate::Result;
+use crate::output_file::{write_aside, OutputFile};
+use crate::{Result, TrainError};
 use c2n_data::RobertaTokenizer;
 use c2n_eval::{smoothed_bleu, Gold, SmoothedBleu};
 use c2n_model::beam::{cut_at_first_zero, BeamOutput, Hypothesis};
@@ -66,13 +66,25 @@ impl Predictions {
     pub fn write(&self, dir: &Path, prefix: &str) -> Result<(PathBuf, PathBuf)> {
         let output = dir.join(format!("{prefix}.output"));
         let gold = dir.join(format!("{prefix}.gold"));
-        // Each written aside and renamed: an interrupted run leaves the earlier files whole.
-        write_aside(&output, |out| {
-            c2n_eval::write_idx_lines(out, self.idx.iter().zip(&self.texts))
-        })?;
-        write_aside(&gold, |out| {
-            c2n_eval::write_idx_lines(out, self.idx.iter().zip(&self.golds))
-        })?;
+        // Both written aside, whole, before either replaces its earlier file, so that an
+        // interrupted run leaves the earlier pair. The earlier gold goes first: a kill
+        // between the renames leaves a new output without a gold (which BLEU refuses), not
+        // beside another run's gold.
+        let written = |path: &Path, rows: &[String]| -> Result<OutputFile> {
+            let io_error = |e| TrainError::io(path, e);
+            let mut file = OutputFile::create(path).map_err(io_error)?;
+            c2n_eval::write_idx_lines(&mut file, self.idx.iter().zip(rows)).map_err(io_error)?;
+            Ok(file)
+        };
+        let output_file = written(&output, &self.texts)?;
+        let gold_file = written(&gold, &self.golds)?;
+        if std::fs::symlink_metadata(&gold).is_ok_and(|m| m.is_file()) {
+            std::fs::remove_file(&gold).map_err(|e| TrainError::io(&gold, e))?;
+        }
+        output_file
+            .commit()
+            .map_err(|e| TrainError::io(&output, e))?;
+        gold_file.commit().map_err(|e| TrainError::io(&gold, e))?;
         Ok((output, gold))
     }
 
@@ -140,5 +152,51 @@ impl Predictions {
             }
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(texts: &[&str], golds: &[&str]) -> Predictions {
+        Predictions {
+            idx: (0..texts.len() as u64).collect(),
+            texts: texts.iter().map(|s| s.to_string()).collect(),
+            golds: golds.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn the_pair_is_replaced_only_once_both_files_are_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let (output, gold) = rows(&["old"], &["old gold"])
+            .write(dir.path(), "test")
+            .unwrap();
+        assert_eq!(std::fs::read_to_string(&gold).unwrap(), "0\told gold\n");
+        rows(&["new"], &["new gold"])
+            .write(dir.path(), "test")
+            .unwrap();
+        assert_eq!(std::fs::read_to_string(&output).unwrap(), "0\tnew\n");
+        assert_eq!(std::fs::read_to_string(&gold).unwrap(), "0\tnew gold\n");
+
+        // The gold cannot be written (its name is taken by a folder): the earlier output
+        // stays, rather than a new output beside a gold it does not belong to.
+        let blocked = dir.path().join("dev.gold");
+        std::fs::create_dir(&blocked).unwrap();
+        std::fs::write(dir.path().join("dev.output"), "0\tearlier\n").unwrap();
+        let err = rows(&["later"], &["later gold"])
+            .write(dir.path(), "dev")
+            .unwrap_err();
+        assert!(err.to_string().contains("dev.gold"), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("dev.output")).unwrap(),
+            "0\tearlier\n"
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            4,
+            "no partial left"
+        );
     }
 }
