@@ -76,9 +76,9 @@ fn run() -> Result<()> {
         cmd
     };
     let interrupt = code2nl::cli::interrupt::install(
-        "no further run starts; the running ones stop as they were told (a Ctrl-C at the \
-         terminal reaches them too: their training saves checkpoint-last), and the same sweep \
-         command continues; another Ctrl-C a second or more later stops at once"
+        "no further run starts, and the running ones are asked to stop (SIGTERM: their \
+         training saves checkpoint-last after its current update); the same sweep command \
+         continues them; another Ctrl-C a second or more later stops at once"
             .to_string(),
     );
     let outcome = run_sweep_interruptible(

@@ -258,3 +258,68 @@ fn points_run_in_parallel_rank_by_dev_bleu_and_failures_are_reported() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("pipeline.json")).unwrap()).unwrap();
     assert_eq!(kept["train"]["lr"], 0.01);
 }
+
+#[test]
+fn an_interrupt_is_passed_on_to_the_running_point_once() {
+    // A signal sent to the sweep alone: the running child hears it as one SIGTERM (train
+    // would save checkpoint-last and exit 1), and no further point starts.
+    let tmp = tempfile::tempdir().unwrap();
+    let sweep: SweepFile = toml::from_str(
+        "[base]\nlang = \"ruby\"\npreset = \"small\"\n[grid]\nlr = [0.001, 0.002, 0.003]\n",
+    )
+    .unwrap();
+    let launcher = |config: &Path, _slot: usize| {
+        let script = "dir=$(dirname \"$1\"); \
+            trap 'echo TERM >> \"$dir/signals\"; kill $pid; exit 1' TERM; \
+            sleep 60 & pid=$!; touch \"$dir/started\"; wait $pid";
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg(script).arg("sh").arg(config);
+        cmd
+    };
+    let interrupt = c2n_train::interrupt::Interrupt::new();
+    let out = tmp.path().join("sweep");
+    let first = out.join("00-lr=0.001");
+    let start = std::time::Instant::now();
+    let outcome = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !first.join("started").exists() {
+                assert!(
+                    start.elapsed() < std::time::Duration::from_secs(30),
+                    "the first point never started: {:?}",
+                    std::fs::read_dir(&out)
+                        .map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>())
+                );
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            interrupt.request();
+        });
+        c2n_train::sweep::run_sweep_interruptible(
+            &sweep,
+            &out,
+            1,
+            Some(&interrupt),
+            &launcher,
+            &|_| {},
+        )
+        .unwrap()
+    });
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(30),
+        "the run was not asked to stop: {:?}",
+        start.elapsed()
+    );
+    assert_eq!((outcome.rows.len(), outcome.not_started), (1, 2));
+    assert!(
+        matches!(
+            outcome.rows[0].status,
+            PointStatus::Failed {
+                exit_code: Some(1),
+                ..
+            }
+        ),
+        "{:?}",
+        outcome.rows[0].status
+    );
+    let signals = std::fs::read_to_string(first.join("signals")).unwrap();
+    assert_eq!(signals, "TERM\n", "once");
+}

@@ -5,14 +5,15 @@
 //! point is recorded and the others go on.
 
 use super::grid::SweepPoint;
+use crate::interrupt::Interrupt;
 use crate::pipeline::identity::{earlier_run_match, RunMatch};
 use crate::pipeline::PipelineReport;
 use crate::Result;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// File name of a point's config inside its folder (what the child reads).
 pub const POINT_CONFIG: &str = "pipeline.json";
@@ -103,10 +104,48 @@ fn tail_before_backtrace(text: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
+/// Waits for a point's run. Once `interrupt` is requested it is passed on to the run as a
+/// SIGTERM, once, so that a run the signal did not reach (one sent to the sweep alone) stops
+/// as `train` does: after its update, with `checkpoint-last` saved. A run that the same Ctrl-C
+/// reached already takes this as the same request (`crate::interrupt`).
+fn wait_passing_on(
+    child: &mut Child,
+    interrupt: Option<&Interrupt>,
+) -> std::io::Result<ExitStatus> {
+    let Some(interrupt) = interrupt else {
+        return child.wait();
+    };
+    let mut passed_on = false;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        if !passed_on && interrupt.is_requested() {
+            ask_to_stop(child);
+            passed_on = true;
+        }
+        // Well inside the second within which a repeated signal counts as the first.
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[cfg(unix)]
+fn ask_to_stop(child: &Child) {
+    // SAFETY: signals a child of this process that has not been waited for (its pid is ours).
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+}
+
+/// No signal to ask with: the run goes on to its end.
+#[cfg(not(unix))]
+fn ask_to_stop(_child: &Child) {}
+
 fn run_point(
     point: &SweepPoint,
     dir: &Path,
     slot: usize,
+    interrupt: Option<&Interrupt>,
     launcher: &(dyn Fn(&Path, usize) -> Command + Sync),
 ) -> PointResult {
     let mut result = PointResult {
@@ -149,11 +188,12 @@ fn run_point(
     let log_path = dir.join(POINT_LOG);
     let outcome = std::fs::File::create(&log_path).and_then(|log| {
         let err = log.try_clone()?;
-        launcher(&dir.join(POINT_CONFIG), slot)
+        let mut child = launcher(&dir.join(POINT_CONFIG), slot)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(err))
-            .status()
+            .spawn()?;
+        wait_passing_on(&mut child, interrupt)
     });
     result.seconds = start.elapsed().as_secs_f64();
     result.report = read_report(dir);
@@ -175,11 +215,12 @@ fn run_point(
 /// command (e.g. this executable with `--run-one`); `slot` (0..parallel) is the runner that
 /// starts it, so no two children running at once share one (one GPU per slot).
 /// `on_finish` hears about each point as it ends. Results come back in point order. Once
-/// `interrupt` is requested no further point starts (the results lack them).
+/// `interrupt` is requested no further point starts (the results lack them), and the running
+/// ones are asked to stop (SIGTERM, once).
 pub fn run_points(
     points: &[(SweepPoint, PathBuf)],
     parallel: usize,
-    interrupt: Option<&crate::interrupt::Interrupt>,
+    interrupt: Option<&Interrupt>,
     launcher: &(dyn Fn(&Path, usize) -> Command + Sync),
     on_finish: &(dyn Fn(&PointResult) + Sync),
 ) -> Vec<PointResult> {
@@ -201,7 +242,7 @@ pub fn run_points(
                 let Some((point, dir)) = points.get(i) else {
                     return;
                 };
-                let result = run_point(point, dir, slot, launcher);
+                let result = run_point(point, dir, slot, interrupt, launcher);
                 on_finish(&result);
                 if let Ok(mut r) = results.lock() {
                     r[i] = Some(result);
