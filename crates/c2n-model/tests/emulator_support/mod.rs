@@ -27,7 +27,6 @@ type LaunchFn =
 pub struct Emulator {
     library: libloading::Library,
     launch_lock: Mutex<()>,
-    _dir: tempfile::TempDir,
 }
 
 fn compiler() -> Option<String> {
@@ -92,10 +91,12 @@ impl Emulator {
         // SAFETY: the library is ours and has no initialisers with side effects.
         let library =
             unsafe { libloading::Library::new(&library_path) }.expect("load the emulated kernels");
+        // A loaded library stays mapped without its file: the folder goes now, since the
+        // emulator lives in a static that is never dropped.
+        drop(dir);
         Some(Self {
             library,
             launch_lock: Mutex::new(()),
-            _dir: dir,
         })
     }
 
