@@ -35,6 +35,20 @@ fn config(out: &Path, configure: &(dyn Fn(&mut TrainConfig) + Sync)) -> TrainCon
     config
 }
 
+/// A trainer's parameters with their AdamW step counts.
+fn snapshot(t: &Trainer) -> Params {
+    t.params()
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.to_string(),
+                values(v.as_tensor()),
+                t.optimizer().step_count(n),
+            )
+        })
+        .collect()
+}
+
 /// Parameters (and AdamW step counts) after the whole run, as one rank of `comm`. Ranks other
 /// than 0 start from perturbed weights: the initial broadcast must repair them.
 fn train_as(comm: &dyn Communicator, cfg: TrainConfig) -> Result<Params, TrainError> {
@@ -45,17 +59,7 @@ fn train_as(comm: &dyn Communicator, cfg: TrainConfig) -> Result<Params, TrainEr
         }
     }
     while trainer.advance_with(comm)?.is_some() {}
-    Ok(trainer
-        .params()
-        .iter()
-        .map(|(name, var)| {
-            (
-                name.to_string(),
-                values(var.as_tensor()),
-                trainer.optimizer().step_count(name),
-            )
-        })
-        .collect())
+    Ok(snapshot(&trainer))
 }
 
 /// Relative L2 error per tensor over the entries with a non-zero exact gradient; the attention
@@ -355,18 +359,6 @@ fn two_ranks_resume_with_pending_gradients_equals_uninterrupted() {
             None,
         )
     };
-    let snapshot = |t: &Trainer| -> Params {
-        t.params()
-            .iter()
-            .map(|(n, v)| {
-                (
-                    n.to_string(),
-                    values(v.as_tensor()),
-                    t.optimizer().step_count(n),
-                )
-            })
-            .collect()
-    };
     let one_dir = tempfile::tempdir().unwrap();
     let mut one = make(one_dir.path()).unwrap();
     one.run().unwrap();
@@ -436,18 +428,6 @@ fn a_stop_requested_on_one_rank_stops_every_rank_after_the_same_update() {
             None,
             None,
         )
-    };
-    let snapshot = |t: &Trainer| -> Params {
-        t.params()
-            .iter()
-            .map(|(n, v)| {
-                (
-                    n.to_string(),
-                    values(v.as_tensor()),
-                    t.optimizer().step_count(n),
-                )
-            })
-            .collect()
     };
     let full_dir = tempfile::tempdir().unwrap();
     let full = ThreadGroup::new(2)
