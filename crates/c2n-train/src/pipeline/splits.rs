@@ -171,6 +171,29 @@ pub fn hold_out_tail(
     Ok((cut, holdout))
 }
 
+/// Whether held-out copies from an earlier run can be reused: both there, each ending with a
+/// whole line, the dev copy with `holdout` examples. Copies are written aside now, but an
+/// earlier version wrote them in place, and a kill then left them cut short.
+fn copies_look_whole(train: &Path, dev: &Path, holdout: usize) -> bool {
+    let dev_whole = std::fs::read(dev).is_ok_and(|bytes| {
+        let examples = bytes
+            .split(|&b| b == b'\n')
+            .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
+            .count();
+        bytes.ends_with(b"\n") && examples == holdout
+    });
+    dev_whole && ends_with_newline(train)
+}
+
+/// Whether the file's last byte is a newline (read from its end: the train copy is large).
+fn ends_with_newline(path: &Path) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut last = [0u8; 1];
+    std::fs::File::open(path).is_ok_and(|mut file| {
+        file.seek(SeekFrom::End(-1)).is_ok() && file.read_exact(&mut last).is_ok() && last == *b"\n"
+    })
+}
+
 /// Resolves (downloading or holding out as needed) the split files of a run. Files already
 /// written by an earlier run are reused.
 pub fn resolve_splits(cfg: &PipelineConfig) -> Result<SplitFiles> {
@@ -193,7 +216,7 @@ pub fn resolve_splits(cfg: &PipelineConfig) -> Result<SplitFiles> {
     std::fs::create_dir_all(&dir).map_err(|e| TrainError::io(&dir, e))?;
     let train = dir.join(format!("{}-train.jsonl", cfg.train_split));
     let dev = dir.join(format!("{}-heldout-dev.jsonl", cfg.dev_split));
-    if !(train.is_file() && dev.is_file()) {
+    if !copies_look_whole(&train, &dev, cfg.holdout) {
         hold_out_tail(&train_source, cfg.holdout, &train, &dev)?;
     }
     Ok(SplitFiles {
@@ -264,6 +287,29 @@ mod tests {
         assert_eq!(hold_out_tail(&src, 1, &t, &d).unwrap(), (2, 1));
         assert_eq!(std::fs::read_to_string(&d).unwrap(), format!("{good}\n"));
         assert!(!blocker.exists());
+    }
+
+    #[test]
+    fn copies_cut_short_by_an_earlier_version_are_not_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("valid.jsonl");
+        let good = r#"{"code_tokens":["a"],"docstring_tokens":["b"]}"#;
+        std::fs::write(&src, format!("{good}\n{good}\n{good}\n{good}\n")).unwrap();
+        let (t, d) = (dir.path().join("t.jsonl"), dir.path().join("d.jsonl"));
+        hold_out_tail(&src, 2, &t, &d).unwrap();
+        assert!(copies_look_whole(&t, &d, 2));
+        assert!(!copies_look_whole(&t, &d, 3), "another holdout");
+        // A dev copy cut after its first example, and one cut inside a line.
+        std::fs::write(&d, format!("{good}\n")).unwrap();
+        assert!(!copies_look_whole(&t, &d, 2));
+        std::fs::write(&d, format!("{good}\n{}", &good[..10])).unwrap();
+        assert!(!copies_look_whole(&t, &d, 2));
+        // A train copy cut inside a line.
+        hold_out_tail(&src, 2, &t, &d).unwrap();
+        std::fs::write(&t, format!("{good}\n{}", &good[..10])).unwrap();
+        assert!(!copies_look_whole(&t, &d, 2));
+        std::fs::remove_file(&t).unwrap();
+        assert!(!copies_look_whole(&t, &d, 2));
     }
 
     #[test]
