@@ -144,6 +144,9 @@ fn train_rank(
                 .display(),
             match trainer.config().stop_after {
                 _ if done >= planned => ": the run is complete, nothing is left to train".into(),
+                _ if trainer.stopped_early() => ": early stopping ended the run, nothing is left \
+                                                 to train"
+                    .into(),
                 Some(stop) if stop <= done => format!(
                     ": already past --stop-after {stop}, nothing is trained (raise it, or drop it \
                      to go on to the end)"

@@ -35,6 +35,11 @@ impl EarlyStopping {
         }
     }
 
+    /// Whether the evaluations so far have stopped training (a resumed run that had).
+    pub fn has_stopped(&self) -> bool {
+        self.patience.is_some_and(|p| self.stale_evaluations >= p)
+    }
+
     /// Records one evaluation; returns `true` when training should stop now.
     pub fn observe(&mut self, loss_improved: bool, bleu_improved: bool) -> bool {
         let improved = match self.metric {
@@ -46,7 +51,7 @@ impl EarlyStopping {
         } else {
             self.stale_evaluations += 1;
         }
-        self.patience.is_some_and(|p| self.stale_evaluations >= p)
+        self.has_stopped()
     }
 }
 

@@ -45,9 +45,12 @@ impl Interrupt {
 
     fn request_at(&self, now: Instant) -> bool {
         let first = *self.first_request.get_or_init(|| now);
-        let earlier = self.requested.swap(true, Ordering::SeqCst);
-        let again = earlier && now.saturating_duration_since(first) >= SAME_REQUEST_WINDOW;
-        again || self.watchers.load(Ordering::SeqCst) == 0
+        if self.requested.swap(true, Ordering::SeqCst) {
+            // The same request passed on is never a reason to end the process, even once
+            // the loop is over (a rank that has finished while rank 0 still saves).
+            return now.saturating_duration_since(first) >= SAME_REQUEST_WINDOW;
+        }
+        self.watchers.load(Ordering::SeqCst) == 0
     }
 
     /// Whether a stop was requested.
@@ -103,7 +106,20 @@ mod tests {
             );
         }
         let unwatched = Interrupt::new();
-        assert!(unwatched.request(), "no loop: the handler ends the process");
+        let first = Instant::now();
+        assert!(
+            unwatched.request_at(first),
+            "no loop: the handler ends the process"
+        );
         assert!(unwatched.is_requested());
+
+        // A request acted on, then the loop ends (a rank done while rank 0 saves): the
+        // same request passed on does not end the process; a later one does.
+        let interrupt = Interrupt::new();
+        let watching = interrupt.watch();
+        assert!(!interrupt.request_at(first));
+        drop(watching);
+        assert!(!interrupt.request_at(first + SAME_REQUEST_WINDOW / 2));
+        assert!(interrupt.request_at(first + SAME_REQUEST_WINDOW));
     }
 }

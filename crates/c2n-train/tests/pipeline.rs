@@ -369,3 +369,41 @@ fn a_file_where_a_stage_folder_goes_is_refused_before_any_stage() {
         "failed after preparing: {lines:?}"
     );
 }
+
+#[test]
+fn a_stop_asked_for_during_the_last_update_ends_before_the_evaluation_stages() {
+    let Some(shared) = shared_data(&["valid.jsonl", "test.jsonl"]) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let data = ruby_data(&shared, tmp.path(), 20, 4);
+    let mut cfg = tiny_config(&shared, &data, &tmp.path().join("run"));
+    cfg.train.insert("train_steps".into(), json!(1));
+    // Requested before the run: the vote after update 1, the last, is skipped (the run
+    // ends there anyway), so only the pipeline is left to act on it.
+    let interrupt = c2n_train::interrupt::Interrupt::new();
+    interrupt.request();
+    let mut lines = Vec::new();
+    let err = c2n_train::pipeline::run_pipeline_interruptible(&cfg, Some(&interrupt), &mut |l| {
+        lines.push(l.to_string())
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("training is done; the evaluation stages did not run"),
+        "{err}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.starts_with("evaluate")),
+        "{lines:?}"
+    );
+    // The same command goes on from there: training is recorded as done.
+    let (report, lines) = run(&cfg);
+    assert_eq!(report.train.updates, 1);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("train: done by an earlier run")),
+        "{lines:?}"
+    );
+}

@@ -166,6 +166,43 @@ fn an_interrupted_run_saves_its_last_update_and_resumes_exactly() {
 }
 
 #[test]
+fn a_stop_asked_for_as_early_stopping_ends_the_run_changes_nothing_and_the_run_stays_ended() {
+    use c2n_train::early_stopping::StopMetric;
+    use c2n_train::interrupt::Interrupt;
+    // With lr 0 the dev loss of the second evaluation equals the first's, which is no
+    // improvement: patience 1 ends the run at update 2.
+    let configure = |c: &mut c2n_train::config::TrainConfig| {
+        c.train_steps = Some(8);
+        c.eval_steps = Some(1);
+        c.batch_size = 4;
+        c.lr = 0.0;
+        c.early_stopping_patience = Some(1);
+        c.early_stopping_metric = StopMetric::Loss;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = trainer(dir.path(), configure, true);
+    first.advance().unwrap().expect("update 1");
+    let interrupt = Interrupt::new();
+    interrupt.request(); // during update 2, whose evaluation stops the run
+    first.stop_on(interrupt);
+    let summary = first.run().unwrap();
+    assert_eq!(
+        (summary.updates, summary.stopped_early, summary.interrupted),
+        (2, true, false)
+    );
+    drop(first);
+    let mut resumed = trainer(dir.path(), configure, true);
+    resumed.resume(&dir.path().join("checkpoint-last")).unwrap();
+    assert!(resumed.stopped_early());
+    let summary = resumed.run().unwrap();
+    assert_eq!(
+        (summary.updates, summary.evaluations),
+        (2, 2),
+        "nothing trained"
+    );
+}
+
+#[test]
 fn variant_a_stop_after_then_resume_equals_uninterrupted() {
     let configure = |c: &mut c2n_train::config::TrainConfig| {
         c.train_steps = Some(7);

@@ -576,6 +576,14 @@ pub fn run_pipeline_interruptible(
     check_same_training(&train)?;
     let prepare = prepare_stage(cfg, &splits, &train, &tokenizer_spec, log)?;
     let trained = train_stage(cfg, &train, interrupt, log)?;
+    if interrupt.is_some_and(|i| i.is_requested()) {
+        // Asked during the last update: training is done and recorded, the rest is not begun.
+        return Err(TrainError::Interrupted(
+            "training is done; the evaluation stages did not run; run the same command again \
+             to run them"
+                .into(),
+        ));
+    }
     let tokenizer = RobertaTokenizer::load(&tokenizer_spec)?;
     let mut eval = EvalContext {
         cfg,

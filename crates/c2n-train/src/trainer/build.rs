@@ -397,6 +397,8 @@ impl Trainer {
             ..state
         };
         self.pending = pending;
+        // A run that early stopping ended stays ended.
+        self.stopped_early = self.state.early_stopping.has_stopped();
         self.resumed_at = Some(self.state.counters.global_step);
         self.resumed_from = Some((dir.to_path_buf(), self.state.counters));
         Ok(())

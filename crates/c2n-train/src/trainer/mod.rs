@@ -205,6 +205,11 @@ impl Trainer {
         self.interrupt = Some(interrupt);
     }
 
+    /// Whether early stopping has ended the run (also when it ended the run this one resumes).
+    pub fn stopped_early(&self) -> bool {
+        self.stopped_early
+    }
+
     /// Total updates of the full plan (what the progress bar counts towards).
     pub fn total_updates(&self) -> u64 {
         self.driver.total_updates()

@@ -240,7 +240,10 @@ impl Trainer {
             }
             // At an update's end, as `stop_after` stops (no gradients left pending).
             if let (Some(interrupt), Some(_)) = (&interrupt, report.lr) {
-                if !self.driver.is_finished() && stop_voted(interrupt.is_requested(), comm)? {
+                // Not on the run's last update, nor on one whose evaluation stopped it early:
+                // the run ends there anyway, as it would have.
+                let ends_here = self.driver.is_finished() || self.stopped_early;
+                if !ends_here && stop_voted(interrupt.is_requested(), comm)? {
                     interrupted = true;
                     break;
                 }
@@ -270,6 +273,12 @@ impl Trainer {
         } else {
             self.config.output_dir.join(LAST)
         };
+        if interrupt.is_some() && comm.world_size() > 1 {
+            // The other ranks keep watching until rank 0 has saved: a signal reaching one of
+            // them now must not end its process (and, under mpirun, the job) mid-save.
+            comm.barrier()?;
+        }
+        drop(interrupt);
         // Stop the clock: another `run` on this trainer counts from here.
         self.state.train_seconds = self.train_seconds();
         self.run_clock = None;
