@@ -90,6 +90,7 @@ fn run() -> Result<()> {
         &|r| {
             let what = match (&r.status, r.dev_bleu()) {
                 (PointStatus::Failed { log_tail, .. }, _) => format!("FAILED: {log_tail}"),
+                (PointStatus::Stopped { .. }, _) => "stopped (the same sweep continues it)".into(),
                 (PointStatus::Skipped, Some(b)) => format!("done earlier, dev BLEU {b:.2}"),
                 (_, Some(b)) => format!("dev BLEU {b:.2} in {:.0} s", r.seconds),
                 (_, None) => "no report".into(),
@@ -103,16 +104,26 @@ fn run() -> Result<()> {
         .iter()
         .filter(|r| matches!(r.status, PointStatus::Failed { .. }))
         .count();
+    let stopped = outcome
+        .rows
+        .iter()
+        .filter(|r| matches!(r.status, PointStatus::Stopped { .. }))
+        .count();
     outln!(
-        "{} runs in {:.0} s ({failed} failed); {}",
+        "{} runs in {:.0} s ({failed} failed{}); {}",
         outcome.rows.len(),
         outcome.seconds,
+        if stopped > 0 {
+            format!(", {stopped} stopped")
+        } else {
+            String::new()
+        },
         outcome.markdown.display()
     )?;
-    if outcome.not_started > 0 {
+    if outcome.not_started > 0 || stopped > 0 {
         bail!(
-            "interrupted: {} of {} runs not started ({failed} failed or stopped); the same \
-             sweep command continues",
+            "interrupted: {stopped} run(s) stopped and {} of {} not started ({failed} failed); \
+             the same sweep command continues",
             outcome.not_started,
             outcome.rows.len() + outcome.not_started
         );

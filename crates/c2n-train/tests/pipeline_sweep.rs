@@ -312,10 +312,7 @@ fn an_interrupt_is_passed_on_to_the_running_point_once() {
     assert!(
         matches!(
             outcome.rows[0].status,
-            PointStatus::Failed {
-                exit_code: Some(1),
-                ..
-            }
+            PointStatus::Stopped { exit_code: Some(1) }
         ),
         "{:?}",
         outcome.rows[0].status

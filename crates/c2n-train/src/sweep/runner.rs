@@ -28,6 +28,8 @@ pub enum PointStatus {
     Done,
     /// Finished by an earlier sweep (its `report.json` was there).
     Skipped,
+    /// Asked to stop (the sweep was interrupted) and did; the same sweep continues it.
+    Stopped { exit_code: Option<i32> },
     /// The child failed; the last lines of its log say why.
     Failed {
         exit_code: Option<i32>,
@@ -199,6 +201,9 @@ fn run_point(
     result.report = read_report(dir);
     result.status = match outcome {
         Ok(status) if status.success() && result.report.is_some() => PointStatus::Done,
+        Ok(status) if interrupt.is_some_and(Interrupt::is_requested) => PointStatus::Stopped {
+            exit_code: status.code(),
+        },
         Ok(status) => PointStatus::Failed {
             exit_code: status.code(),
             log_tail: log_tail(&log_path, 5),

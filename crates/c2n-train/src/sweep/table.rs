@@ -40,6 +40,7 @@ pub fn markdown(rows: &[PointResult]) -> String {
         let status = match &r.status {
             PointStatus::Done => "done".to_string(),
             PointStatus::Skipped => "done earlier".to_string(),
+            PointStatus::Stopped { .. } => "stopped (the same sweep continues it)".to_string(),
             PointStatus::Failed {
                 exit_code,
                 log_tail,
