@@ -56,8 +56,9 @@ fn run() -> Result<()> {
         "`train --resume --output-dir {}`",
         output_dir.display()
     ));
-    code2nl::cli::interrupt::announce(false); // until rank 0 runs here
-                                              // The closure is the whole run of one rank; with threads it runs once per thread.
+    // Its message shows once: from the process where rank 0 runs.
+    code2nl::cli::interrupt::announce(false);
+    // The closure is the whole run of one rank; with threads it runs once per thread.
     let ended = comm::launch(&spec, |comm| {
         train_rank(config.clone(), resume, interrupt.clone(), comm)
     })?;

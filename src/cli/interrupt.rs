@@ -1,7 +1,7 @@
 //! Ctrl-C during training. The first signal (SIGINT; SIGTERM, SIGHUP and SIGUSR1 too: see
 //! [`SIGNALS`]) lets the run finish its current update and save
-//! `checkpoint-last`, from which it resumes exactly; a second one, or one outside training
-//! (preparing data, decoding), ends the process at once. Without this, a signal loses every
+//! `checkpoint-last`, from which it resumes exactly; another one a second or more later, or
+//! one outside training (preparing data, decoding), ends the process at once. Without this, a signal loses every
 //! update since the last evaluation's checkpoint. A signal ignored when the program starts
 //! (`nohup` ignores SIGHUP; a non-interactive shell's background job, SIGINT) stays ignored.
 //!

@@ -209,7 +209,10 @@ impl Trainer {
         let mut last_update = None;
         // The running loss restarts at each evaluation: show the last mean until it has one.
         let mut shown_loss = self.state.running_loss.mean();
-        let interrupt = if self.stop_requests_agreed(comm)? {
+        // Each rank votes after each update, so the ranks act on their interrupts only when
+        // every one holds one.
+        let all_hold_one = ranks_saying(self.interrupt.is_some(), comm)? == comm.world_size();
+        let interrupt = if all_hold_one {
             self.interrupt.as_ref().map(|i| i.watch())
         } else {
             None
@@ -243,7 +246,8 @@ impl Trainer {
                 // Not on the run's last update, nor on one whose evaluation stopped it early:
                 // the run ends there anyway, as it would have.
                 let ends_here = self.driver.is_finished() || self.stopped_early;
-                if !ends_here && stop_voted(interrupt.is_requested(), comm)? {
+                // A request on any rank stops every rank after this update.
+                if !ends_here && ranks_saying(interrupt.is_requested(), comm)? > 0 {
                     interrupted = true;
                     break;
                 }
@@ -296,26 +300,13 @@ impl Trainer {
     }
 }
 
-impl Trainer {
-    /// Whether this run acts on its [`Trainer::stop_on`] interrupt: with several ranks, only
-    /// when every rank holds one (one small all-reduce), since each votes after each update.
-    fn stop_requests_agreed(&self, comm: &dyn Communicator) -> Result<bool> {
-        let here = self.interrupt.is_some();
-        if comm.world_size() == 1 {
-            return Ok(here);
-        }
-        let holding = comm.all_reduce_scalar(f32::from(u8::from(here)), ReduceOp::Sum)?;
-        Ok(holding as usize == comm.world_size())
-    }
-}
-
-/// Whether any rank was asked to stop: every rank stops after the same update.
-fn stop_voted(requested_here: bool, comm: &dyn Communicator) -> Result<bool> {
+/// How many ranks say yes (one scalar all-reduce; nothing is exchanged on one rank).
+fn ranks_saying(yes: bool, comm: &dyn Communicator) -> Result<usize> {
     if comm.world_size() == 1 {
-        return Ok(requested_here);
+        return Ok(usize::from(yes));
     }
-    let any = comm.all_reduce_scalar(f32::from(u8::from(requested_here)), ReduceOp::Sum)?;
-    Ok(any > 0.0)
+    let count = comm.all_reduce_scalar(f32::from(u8::from(yes)), ReduceOp::Sum)?;
+    Ok(count as usize)
 }
 
 /// Whether `a` and `b` name one existing folder (however spelled).
