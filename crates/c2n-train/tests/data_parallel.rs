@@ -49,6 +49,18 @@ fn snapshot(t: &Trainer) -> Params {
         .collect()
 }
 
+/// Each rank's snapshot after a whole uninterrupted run on two thread ranks.
+fn two_ranks_whole_run(make: &(dyn Fn() -> Result<Trainer, TrainError> + Sync)) -> Vec<Params> {
+    ThreadGroup::new(2)
+        .unwrap()
+        .run_fallible(|comm| -> Result<_, TrainError> {
+            let mut t = make()?;
+            assert!(!t.run_with(comm)?.interrupted);
+            Ok(snapshot(&t))
+        })
+        .unwrap()
+}
+
 /// Parameters (and AdamW step counts) after the whole run, as one rank of `comm`. Ranks other
 /// than 0 start from perturbed weights: the initial broadcast must repair them.
 fn train_as(comm: &dyn Communicator, cfg: TrainConfig) -> Result<Params, TrainError> {
@@ -365,14 +377,7 @@ fn two_ranks_resume_with_pending_gradients_equals_uninterrupted() {
     let single = snapshot(&one);
 
     let full_dir = tempfile::tempdir().unwrap();
-    let full = ThreadGroup::new(2)
-        .unwrap()
-        .run_fallible(|comm| -> Result<_, TrainError> {
-            let mut t = make(full_dir.path())?;
-            t.run_with(comm)?;
-            Ok(snapshot(&t))
-        })
-        .unwrap();
+    let full = two_ranks_whole_run(&|| make(full_dir.path()));
 
     let split_dir = tempfile::tempdir().unwrap();
     let ckpt = split_dir.path().join("checkpoint-last");
@@ -430,14 +435,7 @@ fn a_stop_requested_on_one_rank_stops_every_rank_after_the_same_update() {
         )
     };
     let full_dir = tempfile::tempdir().unwrap();
-    let full = ThreadGroup::new(2)
-        .unwrap()
-        .run_fallible(|comm| -> Result<_, TrainError> {
-            let mut t = make(full_dir.path())?;
-            assert!(!t.run_with(comm)?.interrupted);
-            Ok(snapshot(&t))
-        })
-        .unwrap();
+    let full = two_ranks_whole_run(&|| make(full_dir.path()));
 
     let split_dir = tempfile::tempdir().unwrap();
     let ckpt = split_dir.path().join("checkpoint-last");
