@@ -17,6 +17,7 @@
 # GPU_CHECK_ONLY (regex of step names to run), GPU_CHECK_DECODE_SUBSET (GPU: examples both
 # decoders decode for the n-best comparison, default 64), GPU_CHECK_DECODE_ALL_BATCH (default 256, run 4: 23.2 GB),
 # GPU_CHECK_DECODE_ALL_BATCH2 (the larger batch of the *_b2 steps, default 512),
+# GPU_CHECK_REPEATS (training timings repeated at the end, default 0),
 # GPU_CHECK_BUDGET_S, GPU_CHECK_TIMEOUT_SCALE (dry run). Built by scripts/cuda-build.sh; see docs/gpu.md.
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -160,10 +161,12 @@ run_step env 30 $PY tools/gpu/env_facts.py --bin "$BIN"
 run_step info 60 "$BIN" info --device "$DEV"
 # 2. Parity: the reference on this device vs the committed CPU fixtures; ours vs both.
 run_step parity_torch 120 $PY tools/gpu/parity_reference.py --device "$DEV" --out "$TORCH_FIX"
-run_step parity_model 90 "$BIN" parity-model --device "$DEV" --reference "committed torch-cpu fixture"
+run_step parity_model 90 env C2N_CUDA_SYNC_CHECK=1 "$BIN" parity-model --device "$DEV" \
+  --reference "committed torch-cpu fixture"
 run_step parity_model_vs_torch_device 90 "$BIN" parity-model --device "$DEV" \
   --fixture "$TORCH_FIX/model_fixture.json" --reference "torch-$DEV, this run"
-run_step parity_train 60 "$BIN" parity-train --device "$DEV" --reference "committed torch-cpu fixture"
+run_step parity_train 60 env C2N_CUDA_SYNC_CHECK=1 "$BIN" parity-train --device "$DEV" \
+  --reference "committed torch-cpu fixture"
 run_step parity_train_vs_torch_device 60 "$BIN" parity-train --device "$DEV" \
   --fixture-dir "$TORCH_FIX/train_steps" --init crates/c2n-train/tests/data/train_steps/init \
   --reference "torch-$DEV, this run"
@@ -191,39 +194,40 @@ run_step train_candle_bf16_dynamic 120 "$BIN" bench-train --device "$DEV" --mode
 # instead of ≈ 250 at batch 32 on these features), samples/s over 30 steps.
 run_step train_candle_bf16_bucketed 120 "$BIN" bench-train --device "$DEV" --model "$MODEL" \
   --features "$TRAIN_FEATURES" --precision bf16 --padding dynamic --keep-pool "${TRAIN_BUCKETED[@]}"
-# Opt-in, written in the ninth session without a device (C2N_CUDA_FEWER_LAUNCHES=1): the
-# weight casts, the encoder's stacked query/key/value weights and the bf16 weight-gradient
-# casts as one pack kernel each, dropout + residual add + layer norm as one kernel, and one
-# AdamW launch per moment chunk. Parity first (the explicit pass's gradients and three
-# trainer updates against PyTorch, f32), then the A/Bs against the defaults above. The parity
-# steps wait after each of our kernels (C2N_CUDA_SYNC_CHECK=1), so a kernel that faults names
-# itself in the log instead of failing some later call.
-run_step parity_model_fewer 90 env C2N_CUDA_FEWER_LAUNCHES=1 C2N_CUDA_SYNC_CHECK=1 "$BIN" \
+# The fewer-launch kernels (written in the ninth session without a device; on by default since
+# run 10, H200, 2026-11-28): the weight casts, the encoder's stacked query/key/value weights and
+# the bf16 weight-gradient casts as one pack kernel each, dropout + residual add + layer norm as
+# one kernel, and one AdamW launch per moment chunk. The parity steps above ran with them (and
+# waited after each of our kernels, C2N_CUDA_SYNC_CHECK=1, so a kernel that faults names
+# itself); here parity without them (C2N_CUDA_FEWER_LAUNCHES=0, the path a failing kernel falls
+# back to), then the A/Bs of the defaults above against it.
+run_step parity_model_nofewer 90 env C2N_CUDA_FEWER_LAUNCHES=0 "$BIN" \
   parity-model --device "$DEV" --reference "committed torch-cpu fixture"
-run_step parity_train_fewer 60 env C2N_CUDA_FEWER_LAUNCHES=1 C2N_CUDA_SYNC_CHECK=1 "$BIN" \
+run_step parity_train_nofewer 60 env C2N_CUDA_FEWER_LAUNCHES=0 "$BIN" \
   parity-train --device "$DEV" --reference "committed torch-cpu fixture"
-# A failed fewer-launch parity names no kernel by itself: then (or with GPU_CHECK_BISECT=1)
-# three trainer updates against PyTorch with each kernel alone, a few seconds each.
-if [ "${GPU_CHECK_BISECT:-0}" = 1 ] || [[ "$(step_status parity_model_fewer)" =~ ^(failed|timeout)$ ]] \
-   || [[ "$(step_status parity_train_fewer)" =~ ^(failed|timeout)$ ]]; then
+# A failed parity (the defaults) names no kernel by itself: then (or with GPU_CHECK_BISECT=1)
+# three trainer updates against PyTorch with each fewer-launch kernel alone, a few seconds each.
+if [ "${GPU_CHECK_BISECT:-0}" = 1 ] || [[ "$(step_status parity_model)" =~ ^(failed|timeout)$ ]] \
+   || [[ "$(step_status parity_train)" =~ ^(failed|timeout)$ ]]; then
   for kernel in $(fewer_kernels); do
     ONLY='' run_step "parity_train_fewer_only_$kernel" 30 env C2N_CUDA_FEWER_LAUNCHES="$kernel" \
       C2N_CUDA_SYNC_CHECK=1 "$BIN" parity-train --device "$DEV" --reference "committed torch-cpu fixture"
   done
 fi
-run_step train_candle_f32_padded_pool_fewer 120 env C2N_CUDA_FEWER_LAUNCHES=1 "$BIN" bench-train \
+run_step train_candle_f32_padded_pool_nofewer 120 env C2N_CUDA_FEWER_LAUNCHES=0 "$BIN" bench-train \
   --device "$DEV" --model "$MODEL" --features "$TRAIN_FEATURES" --precision f32 --padding reference \
   --keep-pool "${TRAIN[@]}"
-run_step train_candle_bf16_dynamic_fewer 120 env C2N_CUDA_FEWER_LAUNCHES=1 "$BIN" bench-train \
+run_step train_candle_bf16_dynamic_nofewer 120 env C2N_CUDA_FEWER_LAUNCHES=0 "$BIN" bench-train \
   --device "$DEV" --model "$MODEL" --features "$TRAIN_FEATURES" --precision bf16 --padding dynamic \
   --keep-pool "${TRAIN[@]}"
-run_step train_candle_bf16_bucketed_fewer 120 env C2N_CUDA_FEWER_LAUNCHES=1 "$BIN" bench-train \
+run_step train_candle_bf16_bucketed_nofewer 120 env C2N_CUDA_FEWER_LAUNCHES=0 "$BIN" bench-train \
   --device "$DEV" --model "$MODEL" --features "$TRAIN_FEATURES" --precision bf16 --padding dynamic \
   --keep-pool "${TRAIN_BUCKETED[@]}"
 # Each kernel's share of the best setting: all fewer-launch kernels but one (a few seconds each
-# on run 9's timings); the report sets each against all of them, loss differences included.
+# on run 10's timings); the report sets each against all of them, and each run's losses
+# against the run without any (which kernel a bf16 loss difference comes from).
 for kernel in $(fewer_kernels); do
-  run_step "train_candle_bf16_bucketed_fewer_without_$kernel" 120 env C2N_CUDA_FEWER_LAUNCHES="-$kernel" \
+  run_step "train_candle_bf16_bucketed_without_$kernel" 120 env C2N_CUDA_FEWER_LAUNCHES="-$kernel" \
     "$BIN" bench-train --device "$DEV" --model "$MODEL" --features "$TRAIN_FEATURES" --precision bf16 \
     --padding dynamic --keep-pool "${TRAIN_BUCKETED[@]}"
 done
@@ -246,18 +250,20 @@ run_step train_candle_f32_padded_pool_graph 120 "$BIN" bench-train --device "$DE
 run_step train_candle_f32_padded_pool_primitive 120 "$BIN" bench-train --device "$DEV" \
   --model "$MODEL" --features "$TRAIN_FEATURES" --precision f32 --padding reference --keep-pool \
   --primitive-kernels "${TRAIN[@]}"
-# The default again with the layer-norm backward as ~18 tensor ops instead of our two CUDA
-# kernels (44 layer norms per step): the kernels' effect on the step.
-run_step train_candle_f32_padded_pool_lnops 120 env C2N_CUDA_LN_BACKWARD=0 "$BIN" bench-train \
+# The run without the fewer-launch kernels (which build on these) again with the layer-norm
+# backward as ~18 tensor ops instead of our two CUDA kernels (44 layer norms per step): the
+# kernels' effect on the step, against train_candle_f32_padded_pool_nofewer.
+run_step train_candle_f32_padded_pool_lnops 120 env C2N_CUDA_LN_BACKWARD=0 C2N_CUDA_FEWER_LAUNCHES=0 "$BIN" bench-train \
   --device "$DEV" --model "$MODEL" --features "$TRAIN_FEATURES" --precision f32 --padding reference \
   --keep-pool "${TRAIN[@]}"
-# The default again with dropout, the attention probabilities, the GELU backward and the bias
-# column sums as tensor ops instead of our kernels (counter-based dropout, no stored masks):
-# the training kernels' effect, f32 and bf16.
-run_step train_candle_f32_padded_pool_trainops 120 env C2N_CUDA_TRAIN_KERNELS=0 "$BIN" bench-train \
+# The runs without the fewer-launch kernels (which build on these) again with dropout, the
+# attention probabilities, the GELU backward and the bias column sums as tensor ops instead of
+# our kernels (counter-based dropout, no stored masks): the training kernels' effect, f32 and
+# bf16, against the *_nofewer steps.
+run_step train_candle_f32_padded_pool_trainops 120 env C2N_CUDA_TRAIN_KERNELS=0 C2N_CUDA_FEWER_LAUNCHES=0 "$BIN" bench-train \
   --device "$DEV" --model "$MODEL" --features "$TRAIN_FEATURES" --precision f32 --padding reference \
   --keep-pool "${TRAIN[@]}"
-run_step train_candle_bf16_dynamic_trainops 120 env C2N_CUDA_TRAIN_KERNELS=0 "$BIN" bench-train \
+run_step train_candle_bf16_dynamic_trainops 120 env C2N_CUDA_TRAIN_KERNELS=0 C2N_CUDA_FEWER_LAUNCHES=0 "$BIN" bench-train \
   --device "$DEV" --model "$MODEL" --features "$TRAIN_FEATURES" --precision bf16 --padding dynamic \
   --keep-pool "${TRAIN[@]}"
 # A quarter of the batch: if the step time hardly shrinks, the step is bound by per-op
@@ -342,6 +348,21 @@ run_step decode_candle_sharp_dense 90 env C2N_CUDA_SLOTTED_CACHE=0 "$BIN" bench-
   --device "$DEV" --checkpoint "$CKPT" --sources "$TEST_FEATURES" --examples "$SHARP_DONE" \
   --batch-size "$DECODE_BATCH" --max-length "$DECODE_MAX_LEN" --dynamic-padding --keep-pool \
   --variant "candle, sharpened ×50, dense cache" "${SHARP_COMPARE[@]}"
+
+# Repeats (GPU_CHECK_REPEATS=N, default 0): the reference, our best setting and the same
+# without the fewer-launch kernels again, in turn, N times (≈ 16 + 4 + 4 s each on an H200):
+# step times move by ±15 % between runs of one binary on one card (runs 10 and 11), so the
+# report's repeat table gives each variant's median over the repeats, and the ratio of medians.
+for i in $(seq 1 "${GPU_CHECK_REPEATS:-0}"); do
+  ONLY='' run_step "train_torch_f32_padded_rep$i" 120 $PY tools/gpu/bench_train.py --device "$DEV" \
+    --model "$MODEL" --features "$TRAIN_FEATURES" "${TRAIN[@]}"
+  ONLY='' run_step "train_candle_bf16_bucketed_rep$i" 120 "$BIN" bench-train --device "$DEV" \
+    --model "$MODEL" --features "$TRAIN_FEATURES" --precision bf16 --padding dynamic --keep-pool \
+    "${TRAIN_BUCKETED[@]}"
+  ONLY='' run_step "train_candle_bf16_bucketed_nofewer_rep$i" 120 env C2N_CUDA_FEWER_LAUNCHES=0 \
+    "$BIN" bench-train --device "$DEV" --model "$MODEL" --features "$TRAIN_FEATURES" --precision bf16 \
+    --padding dynamic --keep-pool "${TRAIN_BUCKETED[@]}"
+done
 
 rm -rf "$CKPT"  # 0.7 GB
 FAILED=$(grep -v '"status":"ok"' "$STEPS" | grep -c -v '"status":"n/a"')

@@ -360,11 +360,7 @@ pub fn run(args: &TrainBenchArgs) -> Result<()> {
                 } else {
                     ""
                 },
-                if dev.is_cuda() && c2n_model::cuda_fewer_launches_enabled() {
-                    ", fewer-launch kernels"
-                } else {
-                    ""
-                }
+                fewer_launch_label(dev.is_cuda())
             ),
             "fused_kernels": cfg.fused_kernels,
             "backward": format!("{:?}", backward_path(args)).to_lowercase(),
@@ -400,4 +396,22 @@ pub fn run(args: &TrainBenchArgs) -> Result<()> {
         }),
     );
     Ok(())
+}
+
+/// How the variant's label names the fewer-launch kernels in use, where they differ from the
+/// default (all of them): off, or all but some.
+fn fewer_launch_label(cuda: bool) -> String {
+    let selected = c2n_model::cuda_fewer_launch_selection();
+    let left_out: Vec<&str> = c2n_model::FEWER_LAUNCH_KERNELS
+        .iter()
+        .copied()
+        .filter(|k| !selected.contains(k))
+        .collect();
+    if !cuda || left_out.is_empty() {
+        String::new()
+    } else if selected.is_empty() {
+        ", fewer-launch kernels off".into()
+    } else {
+        format!(", fewer-launch kernels without {}", left_out.join(", "))
+    }
 }

@@ -108,11 +108,12 @@ def tensors_per_step(r):
 
 
 def leave_one_out(results, train):
-    """Each fewer-launch kernel's share of the best setting: every kernel against every kernel
-    but that one (a speed-up below 1 says the kernel costs time), and each run's losses against
-    the default's (a kernel whose absence removes a loss difference is the one causing it)."""
-    prefix = "train_candle_bf16_bucketed_fewer_without_"
-    every, default = train("train_candle_bf16_bucketed_fewer"), train("train_candle_bf16_bucketed")
+    """Each fewer-launch kernel's share of the best setting: every kernel (the default) against
+    every kernel but that one (a speed-up below 1 says the kernel costs time), and each run's
+    losses against those of the run without any (a kernel whose absence removes a loss
+    difference is the one causing it)."""
+    prefix = "train_candle_bf16_bucketed_without_"
+    every, default = train("train_candle_bf16_bucketed"), train("train_candle_bf16_bucketed_nofewer")
     rows = []
     for r in results:
         step = r.get("step") or ""
@@ -127,7 +128,37 @@ def leave_one_out(results, train):
     return ["## Each fewer-launch kernel's share (bf16 bucketed, all kernels against all but one)", "",
             f"All kernels: {fmt(1e3 * every['median_step_s'], '.1f')} ms median step; all but one:", ""] + \
         table(["kernel left out", "its speed-up", "median step ms without it", "tensors per step",
-               "loss max rel diff against the default", "kernels that failed (fell back)"], rows) + [""]
+               "loss max rel diff against no fewer-launch kernels", "kernels that failed (fell back)"], rows) + [""]
+
+
+def repeats(results):
+    """The training steps run several times (``<variant>_rep<i>``): each variant's median step
+    and samples/s over its repeats, with the spread, and the ratio of medians to the reference."""
+    import re
+    import statistics
+    runs = {}
+    for r in results:
+        m = re.fullmatch(r"(.*)_rep(\d+)", r.get("step") or "")
+        if r["check"] == "bench_train" and m:
+            runs.setdefault(m.group(1), []).append(r)
+    if not runs:
+        return [], None
+    torch = runs.get("train_torch_f32_padded")
+    torch_median = statistics.median(r["samples_per_s"] for r in torch) if torch else None
+    rows, best = [], None
+    for variant, rs in runs.items():
+        rate = statistics.median(r["samples_per_s"] for r in rs)
+        steps = [1e3 * r["median_step_s"] for r in rs]
+        ratio = rate / torch_median if torch_median else None
+        if ratio and rs[0].get("impl") != "torch" and (best is None or ratio > best[0]):
+            best = (ratio, variant, len(rs))
+        rows.append([variant, len(rs), fmt(statistics.median(steps), ".1f"),
+                     f"{fmt(min(steps), '.1f')}–{fmt(max(steps), '.1f')}", fmt(rate, ".1f"),
+                     f"{ratio:.2f}×" if ratio else "–"])
+    md = ["## Repeats (training, median over the repeats)", ""] + \
+        table(["variant", "repeats", "median step ms", "step ms range", "median samples/s",
+               "vs torch (ratio of medians)"], rows) + [""]
+    return md, best
 
 
 def targets(results):
@@ -157,14 +188,21 @@ def targets(results):
             top = max(ours, key=lambda r: r["examples_per_s"])
             rows.append(["decoding, all test examples", "≥ 50×",
                          f"{top['examples_per_s'] / torch_decode['examples_per_s']:.1f}×", top["step"]])
+    repeat_md, best_repeat = repeats(results)
+    if best_repeat:
+        ratio, variant, n = best_repeat
+        rows.append(["training, best setting, median of repeats", "≥ 5×", f"{ratio:.2f}×",
+                     f"{variant} ×{n}"])
     if rows:
         md += ["## Targets", ""] + table(["target", "wanted", "best measured", "step"], rows) + [""]
+    md += repeat_md
 
     rows = []
     ident = lambda r: (lambda c: f"{c['nbest_identical']}/{c['compared']}" if c else "–")(r.get("comparison"))  # noqa: E731
     for default_step, other_step, check in [
-            ("train_candle_f32_padded_pool", "train_candle_f32_padded_pool_trainops", "bench_train"),
-            ("train_candle_bf16_dynamic", "train_candle_bf16_dynamic_trainops", "bench_train"),
+            ("train_candle_f32_padded_pool_nofewer", "train_candle_f32_padded_pool_trainops", "bench_train"),
+            ("train_candle_bf16_dynamic_nofewer", "train_candle_bf16_dynamic_trainops", "bench_train"),
+            ("train_candle_f32_padded_pool_nofewer", "train_candle_f32_padded_pool_lnops", "bench_train"),
             ("decode_candle_all", "decode_candle_all_dense", "bench_decode"),
             ("decode_candle_subset", "decode_candle_subset_dense", "bench_decode"),
             ("decode_candle_sharp", "decode_candle_sharp_dense", "bench_decode"),
@@ -174,23 +212,22 @@ def targets(results):
             key = "samples_per_s" if check == "bench_train" else "examples_per_s"
             nbest = f"{ident(a)} / {ident(b)}" if check == "bench_decode" else "–"
             rows.append([default_step, other_step, f"{a[key] / b[key]:.3f}×", nbest])
-    opt_in = []
+    fewer = []
     for default_step, other_step in [
-            ("train_candle_f32_padded_pool", "train_candle_f32_padded_pool_fewer"),
-            ("train_candle_bf16_dynamic", "train_candle_bf16_dynamic_fewer"),
-            ("train_candle_bf16_bucketed", "train_candle_bf16_bucketed_fewer")]:
+            ("train_candle_f32_padded_pool", "train_candle_f32_padded_pool_nofewer"),
+            ("train_candle_bf16_dynamic", "train_candle_bf16_dynamic_nofewer"),
+            ("train_candle_bf16_bucketed", "train_candle_bf16_bucketed_nofewer")]:
         a, b = train(default_step), train(other_step)
         if a and b:
-            loss_rel = loss_rel_diff(a, b)
-            opt_in.append([other_step, default_step, f"{b['samples_per_s'] / a['samples_per_s']:.3f}×",
-                           f"{fmt(1e3 * a['median_step_s'], '.1f')} → {fmt(1e3 * b['median_step_s'], '.1f')}",
-                           f"{fmt(tensors_per_step(a), '.0f')} → {fmt(tensors_per_step(b), '.0f')}", fmt(loss_rel),
-                           ", ".join(b.get("fewer_launch_failures") or []) or "none"])
-    if opt_in:
-        md += ["## Opt-in switches: the alternative against the default (make it the default if faster and parity holds)",
-               ""] + table(["opt-in", "default", "opt-in's speed-up", "median step ms",
-                            "tensors per step", "loss max rel diff over the steps",
-                            "kernels that failed (fell back)"], opt_in) + [""]
+            fewer.append([default_step, other_step, f"{a['samples_per_s'] / b['samples_per_s']:.3f}×",
+                          f"{fmt(1e3 * b['median_step_s'], '.1f')} → {fmt(1e3 * a['median_step_s'], '.1f')}",
+                          f"{fmt(tensors_per_step(b), '.0f')} → {fmt(tensors_per_step(a), '.0f')}",
+                          fmt(loss_rel_diff(b, a)), ", ".join(a.get("fewer_launch_failures") or []) or "none"])
+    if fewer:
+        md += ["## Fewer-launch kernels: the default against C2N_CUDA_FEWER_LAUNCHES=0 (keep them while faster and parity holds)",
+               ""] + table(["default", "without them", "default's speed-up", "median step ms (without → with)",
+                            "tensors per step (without → with)", "loss max rel diff over the steps",
+                            "kernels that failed (fell back)"], fewer) + [""]
     md += leave_one_out(results, train)
     sorted_batches, file_order = decode("decode_candle_all"), decode("decode_candle_all_file_order")
     if sorted_batches and file_order:

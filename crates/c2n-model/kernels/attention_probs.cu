@@ -5,7 +5,7 @@
 // forward:  P = softmax(f32(s)·c + mask[b, i])        (f32, kept for the backward pass)
 // backward: dP = f32(dD) · keep(seed, r·Lk + j), dS = (dP − Σ_j dP·P) · P · c   (dD's dtype)
 //
-// c is 1, or with C2N_CUDA_FEWER_LAUNCHES=1 the power-of-two query scale moved here from `q`
+// c is 1, or (unless C2N_CUDA_FEWER_LAUNCHES=0) the power-of-two query scale moved here from `q`
 // (exact either way, so the values do not change: that saves scaling `q` in the forward pass
 // and `q` and `dS·k` in the backward pass).
 //

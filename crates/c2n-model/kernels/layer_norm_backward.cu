@@ -9,7 +9,7 @@
 // 2. c2n_layer_norm_bwd_params*, blocks of 32 columns × 32 row lanes: dw = Σ_rows g·n and
 //    db = Σ_rows g, written to `dwdb` (dw then db, [width] each).
 //
-// The `_fused` variants (the explicit pass with C2N_CUDA_FEWER_LAUNCHES=1) also take a second
+// The `_fused` variants (the explicit pass, unless C2N_CUDA_FEWER_LAUNCHES=0) also take a second
 // upstream gradient `g2` (may be null), added to `g` on load and rounded to the dtype as a
 // separate add would round it, and write, besides `dx`, `dx` times the dropout mask of `seed`
 // (`dx_dropped`, may be null; rounded as the dropout kernel rounds): the gradient of the branch

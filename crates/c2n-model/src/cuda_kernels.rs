@@ -13,23 +13,25 @@
 //! - `C2N_CUDA_CROSS_ATTENTION_KERNEL=1`: the decoding step's grouped cross-attention as one
 //!   kernel ([`cuda_cross_attention_kernel_enabled`]). Off by default: correct on the GPU, but
 //!   3× slower than the tensor ops it replaces (run 7, H200: 1.47 against 0.49 ms).
-//! - `C2N_CUDA_FEWER_LAUNCHES=1`: the explicit training pass and the optimizer launch fewer
-//!   kernels per step ([`cuda_fewer_launches_enabled`]): the weights cast (bf16) or stacked
-//!   (f32, the encoder's query/key/value) into one buffer by one pack kernel, the bf16 weight
-//!   gradients cast back the same way; the output projection's bias + dropout + residual add +
-//!   layer norm as one kernel after the GEMM, and its backward with the residual gradient sum and the branch's dropout folded in; bias +
-//!   activation + dropout after a feed-forward GEMM as one kernel (and the ReLU-dropout
-//!   backward); packed projections split into heads with their bias, and heads merged, by one
-//!   copy each; the attention's power-of-two scale applied inside the probability kernels;
-//!   one AdamW launch per moment chunk. `C2N_CUDA_FEWER_LAUNCHES=pack,heads` turns on only the
-//!   kernels named ([`FEWER_LAUNCH_KERNELS`]), `=-pack,-heads` all but those. Off by default until a GPU run has checked and
-//!   timed them: written in the ninth session, without a device, and checked only on the CPU (each
-//!   kernel from its source through the emulator, the pass's logic with tensor-op stand-ins).
+//! - `C2N_CUDA_FEWER_LAUNCHES=0`: the explicit training pass and the optimizer launch the
+//!   kernels and tensor ops below instead of fewer, fused ones ([`cuda_fewer_launches_enabled`]).
+//!   The fused ones, on by default: the weights cast (bf16) or stacked (f32, the encoder's
+//!   query/key/value) into one buffer by one pack kernel, the bf16 weight gradients cast back
+//!   the same way; the output projection's bias + dropout + residual add + layer norm as one
+//!   kernel after the GEMM, and its backward with the residual gradient sum and the branch's
+//!   dropout folded in; bias + activation + dropout after a feed-forward GEMM as one kernel
+//!   (and the ReLU-dropout backward); packed projections split into heads with their bias, and
+//!   heads merged, by one copy each; the attention's power-of-two scale applied inside the
+//!   probability kernels; one AdamW launch per moment chunk. `C2N_CUDA_FEWER_LAUNCHES=pack,heads`
+//!   turns on only the kernels named ([`FEWER_LAUNCH_KERNELS`]), `=-pack,-heads` all but those.
+//!   Written in the ninth session without a device; on by default since run 10 (H200,
+//!   2026-11-28): parity with PyTorch held with them, and the bf16 bucketed step took 34.9 ms
+//!   instead of 46.4 (1.37×), every kernel contributing (`docs/benchmarks.md`).
 //!
 //! - `C2N_CUDA_SYNC_CHECK=1`: every launch of our kernels is followed by a wait for the device,
 //!   so that a kernel's fault is reported as its own error ([`cuda_sync_check_enabled`]).
 //!
-//! Every kernel except the cross-attention and fewer-launch ones is on by default where it
+//! Every kernel except the cross-attention one is on by default where it
 //! applies (a CUDA device, f32 or the dtypes the kernel takes); without the `cuda` feature
 //! every switch reads false.
 
@@ -100,32 +102,29 @@ pub const FEWER_LAUNCH_KERNELS: [&str; 8] = [
     "adamw_multi",
 ];
 
-/// The fewer-launch kernels that `C2N_CUDA_FEWER_LAUNCHES` turns on: every one with `1`, those
-/// named with a comma-separated list of [`FEWER_LAUNCH_KERNELS`] (to find a faulty kernel with
-/// the same binary), none otherwise or without the `cuda` feature.
+/// The fewer-launch kernels in use: all of them unless `C2N_CUDA_FEWER_LAUNCHES` says otherwise
+/// (see [`parse_fewer_launch_selection`]); none without the `cuda` feature.
 fn fewer_launch_selection() -> &'static [&'static str] {
     #[cfg(feature = "cuda")]
     {
         static SELECTED: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
         SELECTED.get_or_init(|| {
-            std::env::var("C2N_CUDA_FEWER_LAUNCHES")
-                .map(|v| parse_fewer_launch_selection(&v))
-                .unwrap_or_default()
+            parse_fewer_launch_selection(std::env::var("C2N_CUDA_FEWER_LAUNCHES").ok().as_deref())
         })
     }
     #[cfg(not(feature = "cuda"))]
     &[]
 }
 
-/// The kernels a value of `C2N_CUDA_FEWER_LAUNCHES` selects: `1` all, `0` or nothing none, a
-/// list the kernels it names, and a list of `-name`s all but those (to time each kernel's
+/// The kernels a value of `C2N_CUDA_FEWER_LAUNCHES` selects: unset, empty or `1` all, `0` none,
+/// a list the kernels it names, and a list of `-name`s all but those (to time each kernel's
 /// share). Unknown names are reported on stderr and ignored.
 #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
-fn parse_fewer_launch_selection(value: &str) -> Vec<&'static str> {
-    let names: Vec<&str> = match value.trim() {
-        "1" => return FEWER_LAUNCH_KERNELS.to_vec(),
-        "" | "0" => return Vec::new(),
-        list => list
+fn parse_fewer_launch_selection(value: Option<&str>) -> Vec<&'static str> {
+    let names: Vec<&str> = match value.map(str::trim) {
+        None | Some("" | "1") => return FEWER_LAUNCH_KERNELS.to_vec(),
+        Some("0") => return Vec::new(),
+        Some(list) => list
             .split(',')
             .map(str::trim)
             .filter(|n| !n.is_empty())
@@ -160,10 +159,16 @@ fn parse_fewer_launch_selection(value: &str) -> Vec<&'static str> {
 }
 
 /// Whether the explicit training pass and the optimizer use any of the fewer-launch kernels
-/// (see the module docs): only with `C2N_CUDA_FEWER_LAUNCHES=1` or a list of their names (not
-/// yet run on a GPU); false without the `cuda` feature.
+/// (see the module docs): yes unless `C2N_CUDA_FEWER_LAUNCHES=0` (or a list that names none);
+/// false without the `cuda` feature.
 pub fn cuda_fewer_launches_enabled() -> bool {
     !fewer_launch_selection().is_empty()
+}
+
+/// The fewer-launch kernels `C2N_CUDA_FEWER_LAUNCHES` selects (all of them unless it says
+/// otherwise; benchmarks label their runs with it); none without the `cuda` feature.
+pub fn cuda_fewer_launch_selection() -> &'static [&'static str] {
+    fewer_launch_selection()
 }
 
 /// Whether each of our kernels is waited for right after its launch, so that a fault in it
@@ -190,8 +195,8 @@ pub fn cuda_sync_check(device: &candle_core::CudaDevice, op: &str) -> candle_cor
 #[cfg(feature = "cuda")]
 static FEWER_LAUNCH_FAILURES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
-/// Whether the fewer-launch kernel `kernel` may run: `C2N_CUDA_FEWER_LAUNCHES` selects it
-/// (`1` selects all) and it has not failed in this process; false without the `cuda` feature.
+/// Whether the fewer-launch kernel `kernel` may run: `C2N_CUDA_FEWER_LAUNCHES` selects it (unset
+/// selects all) and it has not failed in this process; false without the `cuda` feature.
 pub fn cuda_fewer_launches_for(kernel: &str) -> bool {
     #[cfg(feature = "cuda")]
     {
@@ -222,9 +227,8 @@ pub fn cuda_fewer_launch_failures() -> Vec<String> {
 
 /// Records that the fewer-launch kernel `kernel` returned `error`: says so on stderr (once per
 /// kernel) and makes [`cuda_fewer_launches_for`] false for it, so the caller's fallback (the
-/// tensor ops or plain kernels it replaces) serves this and every later call. These kernels
-/// are opt-in and not yet run on a GPU; one that fails should not stop a benchmark of the
-/// others.
+/// tensor ops or plain kernels it replaces) serves this and every later call: a kernel that
+/// fails on some device or shape costs speed, not the run.
 pub fn cuda_fewer_launches_failed(kernel: &str, error: &dyn std::fmt::Display) {
     #[cfg(feature = "cuda")]
     if let Ok(mut failed) = FEWER_LAUNCH_FAILURES.lock() {
@@ -245,21 +249,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fewer_launch_selection_takes_one_a_list_or_nothing() {
+    fn fewer_launch_selection_is_all_unless_zero_or_a_list() {
+        for all in [None, Some("1"), Some(""), Some(" 1 ")] {
+            assert_eq!(
+                parse_fewer_launch_selection(all),
+                FEWER_LAUNCH_KERNELS.to_vec()
+            );
+        }
+        assert!(parse_fewer_launch_selection(Some("0")).is_empty());
         assert_eq!(
-            parse_fewer_launch_selection("1"),
-            FEWER_LAUNCH_KERNELS.to_vec()
-        );
-        assert!(parse_fewer_launch_selection("0").is_empty());
-        assert_eq!(
-            parse_fewer_launch_selection("heads, pack,no_such_kernel"),
+            parse_fewer_launch_selection(Some("heads, pack,no_such_kernel")),
             vec!["heads", "pack"]
         );
-        let all_but_two = parse_fewer_launch_selection("-heads,-pack");
+        let all_but_two = parse_fewer_launch_selection(Some("-heads,-pack"));
         assert_eq!(all_but_two.len(), FEWER_LAUNCH_KERNELS.len() - 2);
         assert!(!all_but_two.contains(&"heads") && !all_but_two.contains(&"pack"));
         assert_eq!(
-            parse_fewer_launch_selection("heads,pack,-pack"),
+            parse_fewer_launch_selection(Some("heads,pack,-pack")),
             vec!["heads"]
         );
     }

@@ -82,8 +82,8 @@
 //!   (`microsoft/codebert-base`), through `hf-hub`; without it, local folders only.
 //! - `cuda`: Candle's CUDA backend and this crate's own CUDA kernels (layer-norm backward,
 //!   dropout, attention probabilities, GELU backward, bias-gradient sums, candidate ranking,
-//!   the decoding cache: on by default, each can be switched off; a cross-attention kernel
-//!   and the kernels that cut a training step's launches: opt-in; `docs/gpu.md`; c2n-train
+//!   the decoding cache, the kernels that cut a training step's launches: on by default,
+//!   each can be switched off; a cross-attention kernel: opt-in; `docs/gpu.md`; c2n-train
 //!   adds its AdamW kernel); needs a CUDA toolkit at build time. Without it
 //!   everything runs on the CPU, and the `cuda_*_enabled` switches report `false`.
 //!
@@ -153,9 +153,9 @@ pub use config::{Activation, ModelConfig};
 pub use cuda_kernels::cuda_sync_check;
 pub use cuda_kernels::{
     cuda_cross_attention_kernel_enabled, cuda_decode_kernels_enabled, cuda_fewer_launch_failures,
-    cuda_fewer_launches_enabled, cuda_fewer_launches_failed, cuda_fewer_launches_for,
-    cuda_layer_norm_kernels_enabled, cuda_slotted_cache_enabled, cuda_sync_check_enabled,
-    cuda_training_kernels_enabled, FEWER_LAUNCH_KERNELS,
+    cuda_fewer_launch_selection, cuda_fewer_launches_enabled, cuda_fewer_launches_failed,
+    cuda_fewer_launches_for, cuda_layer_norm_kernels_enabled, cuda_slotted_cache_enabled,
+    cuda_sync_check_enabled, cuda_training_kernels_enabled, FEWER_LAUNCH_KERNELS,
 };
 pub use decoder::CacheLayout;
 pub use error::{ModelError, Result};

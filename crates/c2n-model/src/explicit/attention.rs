@@ -23,7 +23,7 @@ pub(super) struct Attention {
     keep: Keep,
     scaling: Scaling,
     /// The power-of-two scale the probability kernels applied to the scores instead of `q`
-    /// being scaled (`C2N_CUDA_FEWER_LAUNCHES=1`); the backward pass then scales `dS` likewise.
+    /// being scaled (the fewer-launch kernels, on by default); the backward pass then scales `dS` likewise.
     #[cfg(feature = "cuda")]
     folded_scale: Option<f32>,
 }
@@ -184,8 +184,8 @@ impl Attention {
 
 /// `N` projections packed side by side in `x [b, L, N·h·d]` (plus `bias [N·h·d]`, if any),
 /// each split into heads `[b, h, L, d]`: one copy into `[N, b, h, L, d]`, then contiguous
-/// views (instead of one copy per projection). With `C2N_CUDA_FEWER_LAUNCHES=1` on CUDA one
-/// kernel also adds the bias.
+/// views (instead of one copy per projection). On CUDA one kernel also adds the bias (unless
+/// `C2N_CUDA_FEWER_LAUNCHES=0`).
 pub(super) fn split_parts<const N: usize>(
     x: &Tensor,
     bias: Option<&Tensor>,
@@ -242,8 +242,8 @@ pub(super) fn projection_heads<const N: usize>(
 }
 
 /// Per-head gradients `[b, h, L, d]` laid side by side as `[b, L, n·h·d]` (one copy), the
-/// layout of a packed projection's output; one part is plain head merging. One kernel with
-/// `C2N_CUDA_FEWER_LAUNCHES=1` on CUDA.
+/// layout of a packed projection's output; one part is plain head merging. One kernel on CUDA
+/// (unless `C2N_CUDA_FEWER_LAUNCHES=0`).
 pub(super) fn merge_parts(parts: &[&Tensor]) -> candle_core::Result<Tensor> {
     #[cfg(feature = "cuda")]
     if parts.len() <= 3 && crate::layers::heads_cuda::usable(parts[0]) {

@@ -5,7 +5,7 @@
 //! directions read that copy: one cast kernel per weight and step instead of two. In f32 it
 //! holds nothing (a detached view is the weight), except stacked layer groups.
 //!
-//! With [`WeightCasts::prepack`] (the CUDA pack kernel, `C2N_CUDA_FEWER_LAUNCHES=1`) the pass
+//! With [`WeightCasts::prepack`] (the CUDA pack kernel, on unless `C2N_CUDA_FEWER_LAUNCHES=0`) the pass
 //! instead casts every weight it will use into one buffer with one launch, in an order that
 //! puts each group's weights side by side, so [`WeightCasts::get`] and
 //! [`WeightCasts::grouped`] hand out views of it: no cast or copy per weight at all.
@@ -46,7 +46,7 @@ impl WeightCasts {
         let refs: Vec<&Tensor> = detached.iter().collect();
         let buffer = match pack(&refs, self.dtype, how) {
             Ok(buffer) => buffer,
-            // The opt-in kernel failed: cast on demand, as without it.
+            // The pack kernel failed: cast on demand, as without it.
             Err(e) if how == Packing::Kernel => {
                 crate::cuda_fewer_launches_failed("pack", &e);
                 return Ok(());

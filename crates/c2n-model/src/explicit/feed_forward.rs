@@ -13,7 +13,7 @@ use crate::layers::Linear;
 
 /// A feed-forward layer's first half: `(pre, dropout(act(pre)), keep)` with
 /// `pre = x·Wᵀ + b`. The bias, activation and dropout as one CUDA kernel after the GEMM where
-/// it applies (`C2N_CUDA_FEWER_LAUNCHES=1`), else [`linear`], [`activation`] and [`dropout`].
+/// it applies (unless `C2N_CUDA_FEWER_LAUNCHES=0`), else [`linear`], [`activation`] and [`dropout`].
 pub(super) fn linear_activation_dropout(
     layer: &Linear,
     x: &Tensor,

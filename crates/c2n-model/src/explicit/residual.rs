@@ -11,7 +11,7 @@ use crate::layers::{LayerNorm, Linear};
 /// A residual block's tail after the branch's output projection `linear`:
 /// `(sum, LayerNorm(sum), keep)` with `sum = dropout(x·Wᵀ + b) + residual`. The GEMM, then one
 /// CUDA kernel for the bias, dropout, add and layer norm where it applies
-/// (`C2N_CUDA_FEWER_LAUNCHES=1`; the same mask as [`dropout`], from a seed), else [`linear`],
+/// (unless `C2N_CUDA_FEWER_LAUNCHES=0`; the same mask as [`dropout`], from a seed), else [`linear`],
 /// dropout, add and [`norm`].
 pub(super) fn linear_dropout_add_norm(
     linear_layer: &Linear,
@@ -130,7 +130,7 @@ impl Upstream {
 /// Backward of [`linear_dropout_add_norm`]'s dropout, add and layer norm, with input `sum`: the layer norm's weight and bias
 /// gradients into `grads`; returns `(d_sum, d_branch)`, the gradient of the residual sum and
 /// that of the branch before its dropout. One fused kernel pair where it applies (CUDA,
-/// `C2N_CUDA_FEWER_LAUNCHES=1`), else the add, [`norm_back`] and [`dropout_back`].
+/// unless `C2N_CUDA_FEWER_LAUNCHES=0`), else the add, [`norm_back`] and [`dropout_back`].
 pub(super) fn add_norm_back(
     layer: &LayerNorm,
     sum: &Tensor,

@@ -4,7 +4,7 @@
 //! query, key and value weights stacked, and each bf16 weight gradient in f32. As tensor ops
 //! that is one cast or copy per tensor — about 400 launches and allocations per step at
 //! CodeBERT size, each of which costs a GPU a fixed dispatch time. [`pack`] does them all in
-//! one: the CUDA kernel (`kernels/pack.cu`, opt-in with `C2N_CUDA_FEWER_LAUNCHES=1`) where it
+//! one: the CUDA kernel (`kernels/pack.cu`, on unless `C2N_CUDA_FEWER_LAUNCHES=0`) where it
 //! applies, per-part casts and one `cat` elsewhere (same values: the conversions round to
 //! nearest even either way).
 

@@ -1,6 +1,6 @@
 //! [`pack`](super::pack::pack) on CUDA: every part copied (and converted) into one new flat
 //! buffer by one launch of `kernels/pack.cu`, from a chunk table of source addresses uploaded
-//! with it. Opt-in with `C2N_CUDA_FEWER_LAUNCHES=1` until a GPU run has checked it.
+//! with it. On by default since GPU run 10; `C2N_CUDA_FEWER_LAUNCHES=0` turns it off.
 
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};

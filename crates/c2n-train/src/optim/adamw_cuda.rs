@@ -3,7 +3,7 @@
 //! arithmetic rounded op by op, so the results are bit-identical. Used for f32 parameters,
 //! gradients and moments on a CUDA device unless `C2N_CUDA_TRAIN_KERNELS=0`.
 //!
-//! With `C2N_CUDA_FEWER_LAUNCHES=1` ([`step_many`]) one launch updates every parameter of a
+//! Unless `C2N_CUDA_FEWER_LAUNCHES=0`, [`step_many`]'s one launch updates every parameter of a
 //! moment chunk (about 200 launches per step become one per chunk, 2 to 6), from a table of
 //! their addresses; the arithmetic per element is the same function.
 
