@@ -144,6 +144,18 @@ def model_parity(dev, out_dir, tol):
          beam_ids_identical=ids_same, beam_max_score_rel_diff=worst_score, ok=ok)
 
 
+def exact_gradient_is_zero(key, n):
+    """Which entries of the snapshot `key` (``update<i>.<name>``) have an exact gradient of
+    zero: a key bias (softmax is invariant to it), all of a RoBERTa one or the middle third of
+    a decoder layer's packed ``in_proj_bias`` (c2n_train::comm::parity::exact_gradient_is_zero)."""
+    mask = torch.zeros(n, dtype=torch.bool)
+    if key.endswith("attention.self.key.bias"):
+        mask[:] = True
+    elif key.endswith("in_proj_bias"):
+        mask[n // 3:2 * (n // 3)] = True
+    return mask
+
+
 def train_parity(dev, out_dir):
     from safetensors.torch import load_file, save_file
 
@@ -171,15 +183,28 @@ def train_parity(dev, out_dir):
             save_file(snapshots, os.path.join(out_dir, f"expected_{case}.safetensors"))
             result["cases"][case].update({"losses": losses, "lrs": lrs, **extra})
             want = load_file(os.path.join(TRAIN_DATA, f"expected_{case}.safetensors"))
-            worst_abs, worst_rel = 0.0, 0.0
+            worst_abs, worst_rel, worst_key, zero_abs = 0.0, 0.0, None, 0.0
             for key, value in snapshots.items():
-                d = (value.double() - want[key].double()).abs()
-                worst_abs = max(worst_abs, float(d.max()))
-                worst_rel = max(worst_rel, float((d / want[key].double().abs().clamp(min=1e-6)).max()))
+                d = (value.double() - want[key].double()).abs().flatten()
+                zero = exact_gradient_is_zero(key, d.numel())
+                if zero.any():
+                    zero_abs = max(zero_abs, float(d[zero].max()))
+                    d, w = d[~zero], want[key].double().flatten()[~zero]
+                else:
+                    w = want[key].double().flatten()
+                if d.numel() == 0:
+                    continue
+                if float(d.max()) > worst_abs:
+                    worst_abs, worst_key = float(d.max()), key
+                worst_rel = max(worst_rel, float((d / w.abs().clamp(min=1e-6)).max()))
             loss_diff = max(abs(a - b) / abs(b) for a, b in zip(losses, spec["losses"]))
+            # Entries whose exact gradient is zero (the attention key biases) hold round-off
+            # gradients that Adam amplifies to about lr per update on either device: printed
+            # apart, not in ok, as the device binary's parity-train does.
             emit("parity_train_torch", reference="committed torch-cpu fixture", case=case, device=str(dev),
                  updates=len(lrs), lrs_equal=lrs == spec["lrs"], loss_max_rel_diff=loss_diff,
-                 param_max_abs_diff=worst_abs, param_max_rel_diff=worst_rel,
+                 param_max_abs_diff=worst_abs, param_max_rel_diff=worst_rel, param_worst=worst_key,
+                 zero_grad_max_abs_diff=zero_abs,
                  ok=lrs == spec["lrs"] and loss_diff <= 1e-5 and worst_abs <= 1e-4)
     finally:
         tr.pad_batch = cpu_pad_batch

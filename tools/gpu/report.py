@@ -295,7 +295,10 @@ def build(steps, results, mode):
                            + (f", violations {r['param_violations']}" if "param_violations" in r else "")
                            + (f"; zero-grad entries (not in ok): violations {r['zero_grad_violations']}, "
                               f"max abs {fmt(r.get('zero_grad_max_abs_diff'))}"
-                              if "zero_grad_violations" in r else ""))
+                              if "zero_grad_violations" in r else "")
+                           + (f" (worst {r['param_worst']})" if r.get("param_worst") else "")
+                           + (f"; zero-grad entries (not in ok): max abs {fmt(r['zero_grad_max_abs_diff'])}"
+                              if "zero_grad_violations" not in r and "zero_grad_max_abs_diff" in r else ""))
             rows.append([r["step"], r.get("impl"), r.get("device"), r.get("reference"), figures, fmt(r.get("ok"))])
         md += ["## Parity (max relative differences)", ""]
         md += table(["step", "impl", "device", "against", "figures", "ok"], rows) + [""]
