@@ -12,7 +12,10 @@
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use code2nl::cli::predict::PredictArgs;
-use code2nl::data::{code_features, read_code_examples, Example, Padding, RobertaTokenizer};
+use code2nl::data::{
+    code_features, read_code_examples, read_code_examples_from_reader, Example, Padding,
+    RobertaTokenizer,
+};
 use code2nl::model::beam::{cut_at_first_zero, BeamOutput};
 use code2nl::model::generation::GenerationConfig;
 use code2nl::train::device::select_device;
@@ -52,6 +55,9 @@ fn run() -> Result<()> {
         }
     }
     let examples = match &args.jsonl {
+        Some(path) if path.as_os_str() == "-" => {
+            read_code_examples_from_reader("<stdin>", std::io::stdin())?
+        }
         Some(path) => read_code_examples(path)?,
         None => vec![single_example(&args)?],
     };

@@ -96,12 +96,17 @@ fn run() -> Result<()> {
         );
     }
     let mut rows = Vec::new();
-    // Written aside and renamed at the end: an interrupted run leaves any earlier dump intact.
+    // A file is written aside and renamed at the end: an interrupted run leaves any earlier
+    // dump intact. `-` is stdout, and the statistics table then goes to stderr.
+    let dump_to_stdout = args.dump_features.as_deref() == Some(Path::new("-"));
     let mut dump = match &args.dump_features {
-        Some(path) => Some(
+        Some(_) if dump_to_stdout => Some(FeatureDump::Stdout(std::io::BufWriter::new(
+            std::io::stdout(),
+        ))),
+        Some(path) => Some(FeatureDump::File(
             code2nl::train::output_file::OutputFile::create(path)
                 .with_context(|| format!("creating {}", path.display()))?,
-        ),
+        )),
         None => None,
     };
     for (lang, split, path) in inputs {
@@ -173,6 +178,7 @@ fn run() -> Result<()> {
         }
         if let Some((out, dump_path)) = dump.as_mut().zip(args.dump_features.as_ref()) {
             let writing = || format!("writing {}", dump_path.display());
+            let out = out.writer();
             for i in 0..prepared.store.len() {
                 let f = prepared.store.get(i);
                 serde_json::to_writer(
@@ -196,9 +202,35 @@ fn run() -> Result<()> {
         ));
     }
     if let Some((out, dump_path)) = dump.zip(args.dump_features.as_ref()) {
-        out.commit()
+        out.finish()
             .with_context(|| format!("writing {}", dump_path.display()))?;
     }
-    out!("{}", data::markdown_table(&rows))?;
+    if dump_to_stdout {
+        eprint!("{}", data::markdown_table(&rows));
+    } else {
+        out!("{}", data::markdown_table(&rows))?;
+    }
     Ok(())
+}
+
+/// Where `--dump-features` writes: a file written aside, or stdout (`-`).
+enum FeatureDump {
+    File(code2nl::train::output_file::OutputFile),
+    Stdout(std::io::BufWriter<std::io::Stdout>),
+}
+
+impl FeatureDump {
+    fn writer(&mut self) -> &mut dyn Write {
+        match self {
+            FeatureDump::File(file) => file,
+            FeatureDump::Stdout(out) => out,
+        }
+    }
+
+    fn finish(self) -> std::io::Result<()> {
+        match self {
+            FeatureDump::File(file) => file.commit(),
+            FeatureDump::Stdout(mut out) => out.flush(),
+        }
+    }
 }

@@ -23,9 +23,9 @@ pub struct PredictArgs {
     /// tokenized that way summarizes as `evaluate` does, raw source somewhat differently.
     #[arg(long)]
     pub file: Option<PathBuf>,
-    /// A jsonl(.gz) file of functions to summarize, one per line, each with `code_tokens` (a
-    /// list, as in CodeSearchNet) or `code` (text); other fields, a docstring included, are
-    /// ignored. Prints `idx<TAB>summary` per function, idx being its 0-based line number (the
+    /// A jsonl(.gz) file of functions to summarize (`-`: stdin), one per line, each with
+    /// `code_tokens` (a list, as in CodeSearchNet) or `code` (text); other fields, a docstring
+    /// included, are ignored. Prints `idx<TAB>summary` per function, idx being its 0-based line number (the
     /// CodeXGLUE output format); blank lines are skipped.
     #[arg(long, conflicts_with = "file")]
     pub jsonl: Option<PathBuf>,

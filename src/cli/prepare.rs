@@ -41,7 +41,8 @@ pub struct PrepareArgs {
     /// Root of the feature cache.
     #[arg(long, default_value = "c2n-cache")]
     pub cache_dir: PathBuf,
-    /// Write `{"idx","source_ids","target_ids"}` per line (unpadded, with `<s>`/`</s>`).
+    /// Write `{"idx","source_ids","target_ids"}` per line (unpadded, with `<s>`/`</s>`) to
+    /// this file (`-`: stdout, and the statistics table goes to stderr).
     #[arg(long)]
     pub dump_features: Option<PathBuf>,
     /// Any bad line is an error naming file and line (default: skip, count, report).

@@ -46,8 +46,28 @@ struct CodeFields {
 /// assert_eq!((examples[1].idx, examples[1].source.as_str()), (2, "def f 1 end"));
 /// ```
 pub fn read_code_examples(path: impl AsRef<Path>) -> Result<Vec<Example>> {
-    let path = path.as_ref();
-    let mut lines = JsonlLines::open(path)?;
+    read_code_lines(JsonlLines::open(path)?)
+}
+
+/// [`read_code_examples`] from any byte stream, standard input say; `name` stands for the file
+/// in errors.
+///
+/// ```
+/// let input = "{\"code\": \"def f\"}\n{\"code\": 3}\n";
+/// let err = c2n_data::read_code_examples_from_reader("<stdin>", std::io::Cursor::new(input))
+///     .unwrap_err();
+/// assert!(err.to_string().starts_with("<stdin>:2"), "{err}");
+/// ```
+pub fn read_code_examples_from_reader(
+    name: impl Into<std::path::PathBuf>,
+    reader: impl std::io::Read + Send + 'static,
+) -> Result<Vec<Example>> {
+    read_code_lines(JsonlLines::from_reader(name, reader)?)
+}
+
+fn read_code_lines(mut lines: JsonlLines) -> Result<Vec<Example>> {
+    let path = lines.path().to_path_buf();
+    let path = path.as_path();
     let mut examples = Vec::new();
     loop {
         let line = match lines.next_line() {

@@ -91,7 +91,7 @@ pub use batch::{
 };
 pub use cache::{prepare, CacheStatus, Manifest, PrepareProgress, PrepareRequest, Prepared};
 pub use clean::{CleanConfig, CleanReport, Cleaner, CommentStyle, DropReason};
-pub use code_input::{code_features, read_code_examples};
+pub use code_input::{code_features, read_code_examples, read_code_examples_from_reader};
 pub use error::{DataError, Result};
 pub use example::Example;
 pub use features::{features_fingerprint, featurize, Feature, FeatureConfig, Stage};

@@ -202,7 +202,17 @@ impl JsonlLines {
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let file = File::open(&path).map_err(|e| DataError::io(&path, e))?;
-        let mut buffered = BufReader::with_capacity(1 << 20, file);
+        Self::from_reader(path, file)
+    }
+
+    /// Reads lines from any byte stream (standard input, say); `name` stands for the file in
+    /// errors (`<stdin>:3: …`). Gzip is recognised by its magic bytes, as for files.
+    pub fn from_reader(
+        name: impl Into<PathBuf>,
+        reader: impl std::io::Read + Send + 'static,
+    ) -> Result<Self> {
+        let path = name.into();
+        let mut buffered = BufReader::with_capacity(1 << 20, reader);
         let head = buffered.fill_buf().map_err(|e| DataError::io(&path, e))?;
         let gzip = head.len() >= 2 && head[0] == 0x1f && head[1] == 0x8b;
         let reader: Box<dyn BufRead + Send> = if gzip {

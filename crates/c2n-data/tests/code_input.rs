@@ -3,8 +3,8 @@
 mod common;
 
 use c2n_data::{
-    code_features, featurize, read_code_examples, read_examples, DataError, FeatureConfig,
-    RobertaTokenizer, Stage, Strictness,
+    code_features, featurize, read_code_examples, read_code_examples_from_reader, read_examples,
+    DataError, FeatureConfig, RobertaTokenizer, Stage, Strictness,
 };
 use common::*;
 use std::io::Write;
@@ -93,6 +93,32 @@ fn gzip_input_reads_like_plain() {
         read_code_examples(&gz).unwrap(),
         read_code_examples(&plain).unwrap()
     );
+}
+
+#[test]
+fn a_stream_reads_like_its_file_gzip_included() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("plain.jsonl");
+    synthetic_jsonl(&plain, 20);
+    let bytes = std::fs::read(&plain).unwrap();
+    let from_file = read_code_examples(&plain).unwrap();
+    let streamed =
+        read_code_examples_from_reader("<stdin>", std::io::Cursor::new(bytes.clone())).unwrap();
+    assert_eq!(streamed, from_file);
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(&bytes).unwrap();
+    let gz = std::io::Cursor::new(enc.finish().unwrap());
+    assert_eq!(
+        read_code_examples_from_reader("<stdin>", gz).unwrap(),
+        from_file
+    );
+    let err = read_code_examples_from_reader(
+        "<stdin>",
+        std::io::Cursor::new(b"{\"code\": \"x\"}\nnot json\n".to_vec()),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.starts_with("<stdin>:2"), "{err}");
 }
 
 #[test]
