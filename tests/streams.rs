@@ -82,7 +82,10 @@ fn prepare_dumps_features_to_stdout_with_a_dash() {
     let table = String::from_utf8(to_file.stdout).unwrap();
     assert!(table.contains("| ruby | valid | 1400 | 1400 |"), "{table}");
     let stderr = String::from_utf8(to_stdout.stderr).unwrap();
-    assert!(stderr.contains(table.trim()), "the table on stderr: {stderr}");
+    assert!(
+        stderr.contains(table.trim()),
+        "the table on stderr: {stderr}"
+    );
     assert!(!dir.path().join("-").exists(), "no file called -");
 }
 
@@ -106,7 +109,14 @@ fn predict_reads_functions_from_stdin_with_a_dash() {
             .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/c2n-model/tests/data/small"))
             .arg("--tokenizer")
             .arg(data.join("roberta-base"))
-            .args(["--jsonl", jsonl, "--beam-size", "2", "--max-target-len", "6"])
+            .args([
+                "--jsonl",
+                jsonl,
+                "--beam-size",
+                "2",
+                "--max-target-len",
+                "6",
+            ])
             .args(["--device", "cpu"]);
         String::from_utf8(run(command, dir.path(), stdin).stdout).unwrap()
     };
