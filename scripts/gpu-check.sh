@@ -195,7 +195,7 @@ run_step train_candle_bf16_dynamic 120 "$BIN" bench-train --device "$DEV" --mode
 run_step train_candle_bf16_bucketed 120 "$BIN" bench-train --device "$DEV" --model "$MODEL" \
   --features "$TRAIN_FEATURES" --precision bf16 --padding dynamic --keep-pool "${TRAIN_BUCKETED[@]}"
 # The fewer-launch kernels (written in the ninth session without a device; on by default since
-# run 10, H200, 2026-11-28): the weight casts, the encoder's stacked query/key/value weights and
+# run 10 checked them, H200, 2026-11-28; run 11 the first with them on by default): the weight casts, the encoder's stacked query/key/value weights and
 # the bf16 weight-gradient casts as one pack kernel each, dropout + residual add + layer norm as
 # one kernel, and one AdamW launch per moment chunk. The parity steps above ran with them (and
 # waited after each of our kernels, C2N_CUDA_SYNC_CHECK=1, so a kernel that faults names

@@ -24,9 +24,10 @@
 //!   heads merged, by one copy each; the attention's power-of-two scale applied inside the
 //!   probability kernels; one AdamW launch per moment chunk. `C2N_CUDA_FEWER_LAUNCHES=pack,heads`
 //!   turns on only the kernels named ([`FEWER_LAUNCH_KERNELS`]), `=-pack,-heads` all but those.
-//!   Written in the ninth session without a device; on by default since run 10 (H200,
-//!   2026-11-28): parity with PyTorch held with them, and the bf16 bucketed step took 34.9 ms
-//!   instead of 46.4 (1.37×), every kernel contributing (`docs/benchmarks.md`).
+//!   Written in the ninth session without a device; on by default since GPU run 10 (H200,
+//!   2026-11-28, with them opt-in) checked them: parity with PyTorch held, and the bf16
+//!   bucketed setting ran 1.37× as many samples per second (34.9 against 46.4 ms median step);
+//!   four repeats each in run 12: 1.47× (`docs/benchmarks.md`).
 //!
 //! - `C2N_CUDA_SYNC_CHECK=1`: every launch of our kernels is followed by a wait for the device,
 //!   so that a kernel's fault is reported as its own error ([`cuda_sync_check_enabled`]).

@@ -1,7 +1,7 @@
 //! A feed-forward layer's bias, activation and dropout after its GEMM as one CUDA kernel
 //! (`kernels/bias_activation.cu`), returning the pre-activation (which the backward pass
 //! keeps) and the output; and the dropout-and-ReLU backward as one. On by default
-//! since GPU run 10; `C2N_CUDA_FEWER_LAUNCHES=0` turns them off.
+//! since GPU run 10 checked them; `C2N_CUDA_FEWER_LAUNCHES=0` turns them off.
 
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};

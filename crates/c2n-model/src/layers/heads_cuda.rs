@@ -2,7 +2,7 @@
 //! (`kernels/heads.cu`): a packed projection (with its bias added on the way) split into
 //! heads, and per-head parts merged back side by side. Candle makes each of these a strided
 //! copy that also uploads its dims and strides, plus a bias add or a stack. On by default
-//! since GPU run 10; `C2N_CUDA_FEWER_LAUNCHES=0` turns them off.
+//! since GPU run 10 checked them; `C2N_CUDA_FEWER_LAUNCHES=0` turns them off.
 
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::PushKernelArg;

@@ -1,6 +1,7 @@
 //! [`pack`](super::pack::pack) on CUDA: every part copied (and converted) into one new flat
 //! buffer by one launch of `kernels/pack.cu`, from a chunk table of source addresses uploaded
-//! with it. On by default since GPU run 10; `C2N_CUDA_FEWER_LAUNCHES=0` turns it off.
+//! with it. On by default since GPU run 10 checked it; `C2N_CUDA_FEWER_LAUNCHES=0` turns it
+//! off.
 
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
