@@ -31,7 +31,7 @@ for arg in "$@"; do
   case "$arg" in
     --keep-raw) KEEP_RAW=1 ;;
     --no-data) DATA=0 ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "unknown argument: $arg" >&2; exit 2 ;;
   esac
 done

@@ -28,7 +28,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --cpu-dry-run) MODE=cpu-dry-run ;;
     --budget) BUDGET=$2; shift ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
   shift
@@ -93,7 +93,7 @@ else
   KERNELS=(--rows 64 --width 32 --reps 2 --decode-rows 40 --vocab 300 --cache-len 5)
   DECODE_SUBSET=3 DECODE_MAX_LEN=8 DECODE_BATCH=2 DECODE_ALL=6 DECODE_ALL_BATCH=3 DECODE_ALL_BATCH2=6 DECODE_ALL_BUDGET=0 TORCH_DECODE_BUDGET=60
   SHARP_SUBSET=3 SHARP_TORCH_BUDGET=60
-  BIN=${DEVICE_BIN:-$ROOT/target/debug/examples/device}
+  BIN=${DEVICE_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/examples/device}
   if [ -z "${DEVICE_BIN:-}" ]; then
     # Always (cargo is quick when nothing changed): a stale binary would dry-run old code.
     echo "building the CPU device example (cargo build --example device)" | tee -a "$LOG"

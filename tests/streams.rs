@@ -26,13 +26,14 @@ fn shared() -> Option<PathBuf> {
 }
 
 /// `target/<profile>/examples/<name>`, which `cargo test` builds with the tests.
+/// `cargo test --test …` does not build examples, so it may run an older build of one.
 fn program(name: &str) -> PathBuf {
     let test = std::env::current_exe().unwrap();
     let profile_dir = test.parent().and_then(Path::parent).unwrap();
     let program = profile_dir.join("examples").join(name);
     assert!(
         program.is_file(),
-        "{} is missing: `cargo test` builds the examples",
+        "{} is missing: a plain `cargo test` builds the examples (with `--test`, run `cargo build --examples` first)",
         program.display()
     );
     program

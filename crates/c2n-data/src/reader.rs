@@ -212,9 +212,23 @@ impl JsonlLines {
         reader: impl std::io::Read + Send + 'static,
     ) -> Result<Self> {
         let path = name.into();
-        let mut buffered = BufReader::with_capacity(1 << 20, reader);
-        let head = buffered.fill_buf().map_err(|e| DataError::io(&path, e))?;
-        let gzip = head.len() >= 2 && head[0] == 0x1f && head[1] == 0x8b;
+        let mut reader = reader;
+        // The magic bytes, read whole: a pipe may hand over one byte at a time.
+        let mut head = Vec::with_capacity(2);
+        while head.len() < 2 {
+            let mut byte = [0u8; 1];
+            match reader.read(&mut byte) {
+                Ok(0) => break,
+                Ok(_) => head.push(byte[0]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(DataError::io(&path, e)),
+            }
+        }
+        let gzip = head == [0x1f, 0x8b];
+        let buffered = BufReader::with_capacity(
+            1 << 20,
+            std::io::Read::chain(std::io::Cursor::new(head), reader),
+        );
         let reader: Box<dyn BufRead + Send> = if gzip {
             let decoder = flate2::bufread::MultiGzDecoder::new(buffered);
             Box::new(BufReader::with_capacity(1 << 20, decoder))

@@ -107,9 +107,22 @@ fn a_stream_reads_like_its_file_gzip_included() {
     assert_eq!(streamed, from_file);
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     enc.write_all(&bytes).unwrap();
-    let gz = std::io::Cursor::new(enc.finish().unwrap());
+    let gz = enc.finish().unwrap();
     assert_eq!(
-        read_code_examples_from_reader("<stdin>", gz).unwrap(),
+        read_code_examples_from_reader("<stdin>", std::io::Cursor::new(gz.clone())).unwrap(),
+        from_file
+    );
+    // A pipe may hand over one byte per read: the magic bytes are still recognised.
+    struct OneByteAtATime(std::io::Cursor<Vec<u8>>);
+    impl std::io::Read for OneByteAtATime {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let end = buf.len().min(1);
+            self.0.read(&mut buf[..end])
+        }
+    }
+    let trickle = OneByteAtATime(std::io::Cursor::new(gz));
+    assert_eq!(
+        read_code_examples_from_reader("<stdin>", trickle).unwrap(),
         from_file
     );
     let err = read_code_examples_from_reader(

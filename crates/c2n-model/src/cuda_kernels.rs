@@ -117,20 +117,35 @@ fn fewer_launch_selection() -> &'static [&'static str] {
     &[]
 }
 
-/// The kernels a value of `C2N_CUDA_FEWER_LAUNCHES` selects: unset, empty or `1` all, `0` none,
-/// a list the kernels it names, and a list of `-name`s all but those (to time each kernel's
-/// share). Unknown names are reported on stderr and ignored.
+/// The kernels a value of `C2N_CUDA_FEWER_LAUNCHES` selects: unset, empty, `1` (or `true`,
+/// `on`, `yes`, `all`) all; `0` (or `false`, `off`, `no`, `none`) none; a list the kernels it
+/// names, and a list of `-name`s all but those (to time each kernel's share). Unknown names are
+/// reported on stderr and ignored; a value naming no kernel at all keeps the default (all), so
+/// a misspelt switch does not quietly turn the kernels off.
 #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
 fn parse_fewer_launch_selection(value: Option<&str>) -> Vec<&'static str> {
-    let names: Vec<&str> = match value.map(str::trim) {
-        None | Some("" | "1") => return FEWER_LAUNCH_KERNELS.to_vec(),
-        Some("0") => return Vec::new(),
+    let value = value.map(|v| v.trim().to_ascii_lowercase());
+    let names: Vec<&str> = match value.as_deref() {
+        None | Some("" | "1" | "true" | "on" | "yes" | "all") => {
+            return FEWER_LAUNCH_KERNELS.to_vec()
+        }
+        Some("0" | "false" | "off" | "no" | "none") => return Vec::new(),
         Some(list) => list
             .split(',')
             .map(str::trim)
             .filter(|n| !n.is_empty())
             .collect(),
     };
+    let names_a_kernel = |n: &&str| FEWER_LAUNCH_KERNELS.contains(&n.trim_start_matches('-'));
+    if !names.iter().any(names_a_kernel) {
+        eprintln!(
+            "c2n-model: C2N_CUDA_FEWER_LAUNCHES={} names no kernel (known: {}; 0 turns them \
+             all off): keeping all of them",
+            value.as_deref().unwrap_or_default(),
+            FEWER_LAUNCH_KERNELS.join(", ")
+        );
+        return FEWER_LAUNCH_KERNELS.to_vec();
+    }
     let known = |name: &str| {
         let kernel = FEWER_LAUNCH_KERNELS.iter().copied().find(|k| *k == name);
         if kernel.is_none() {
@@ -258,6 +273,16 @@ mod tests {
             );
         }
         assert!(parse_fewer_launch_selection(Some("0")).is_empty());
+        for off in ["off", "false", "No", "none"] {
+            assert!(parse_fewer_launch_selection(Some(off)).is_empty(), "{off}");
+        }
+        for all in ["true", "ON", "yes", "all", "pakc", "-no_such_kernel"] {
+            assert_eq!(
+                parse_fewer_launch_selection(Some(all)),
+                FEWER_LAUNCH_KERNELS.to_vec(),
+                "{all}: a value naming no kernel keeps the default"
+            );
+        }
         assert_eq!(
             parse_fewer_launch_selection(Some("heads, pack,no_such_kernel")),
             vec!["heads", "pack"]
