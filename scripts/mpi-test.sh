@@ -9,7 +9,10 @@
 #  3. compares the two: fails, naming the worst tensor, if any tensor's relative L2 difference
 #     exceeds 1e-5 (the training-parity requirement of docs/distributed.md);
 #  and checks that a rank failing while the others wait in a collective ends the job with an
-#  error instead of hanging it (MPI_Finalize would wait for them).
+#  error instead of hanging it (MPI_Finalize would wait for them);
+#  4. with the ruby data, signals during `train` on 2 ranks: SIGUSR1 to mpirun, then SIGTERM to
+#     rank 1 alone; every rank stops after the same update, checkpoint-last is saved, the
+#     message shows once, and `--resume` goes on from that update.
 #
 # Usage: scripts/mpi-test.sh [--bench]      (from any directory; installs Open MPI if missing)
 # Env:   C2N_MPI_RANKS (default 2), CARGO_PROFILE (default release), C2N_PARITY_STEPS (default 3)
@@ -102,11 +105,11 @@ if [ "$ranks" -ge 2 ] && [ -f "$shared/data/codesearchnet/ruby/valid.jsonl" ]; t
     exec timeout 300 mpirun -n "$ranks" --oversubscribe "$train_bin" --init small \
       --tokenizer "$shared/data/roberta-base" \
       --train-data "$shared/data/codesearchnet/ruby/valid.jsonl" --train-limit 32 \
-      --output-dir "$work/signal-run" --batch-size 4 --max-source-len 32 --max-target-len 16 \
-      --train-steps 100000 --log-every 1 --quiet "$@"
+      --output-dir "${run_dir:-$work/signal-run}" --batch-size 4 --max-source-len 32 \
+      --max-target-len 16 --train-steps 100000 --log-every 1 "$@"
   }
   set +e
-  (run_train 2>"$log_dir/signal.err") &
+  (run_train --quiet 2>"$log_dir/signal.err") &
   launched=$! # timeout, mpirun's parent
   for _ in $(seq 600); do
     [ "$(cat "$work/signal-run/metrics.jsonl" 2>/dev/null | wc -l)" -ge 2 ] && break
@@ -123,7 +126,7 @@ if [ "$ranks" -ge 2 ] && [ -f "$shared/data/codesearchnet/ruby/valid.jsonl" ]; t
     tail -n 20 "$log_dir/signal.err" >&2
     exit 1
   fi
-  if ! (run_train --resume --stop-after "$((stopped_at + 2))" 2>"$log_dir/resume.err") \
+  if ! (run_train --quiet --resume --stop-after "$((stopped_at + 2))" 2>"$log_dir/resume.err") \
     || ! grep -q "after $stopped_at of 100000 updates" "$log_dir/resume.err" \
     || [ "$(wc -l <"$work/signal-run/metrics.jsonl")" -ne "$((stopped_at + 2))" ]; then
     echo "mpi-test: FAILED (the resumed run did not go on from update $stopped_at)" >&2
@@ -131,7 +134,32 @@ if [ "$ranks" -ge 2 ] && [ -f "$shared/data/codesearchnet/ruby/valid.jsonl" ]; t
     exit 1
   fi
   echo "SIGUSR1: both ranks stopped after update $stopped_at, and the resumed run went on from there"
+
+  # A signal that reaches rank 1 alone (a launcher or a node signalling one process): both
+  # ranks stop after the same update, and rank 0, whose progress shows, says why.
+  echo "== mpirun -n $ranks train, SIGTERM to rank 1 alone: both stop, rank 0 says so =="
+  set +e
+  (run_dir="$work/rank1-run" run_train 2>"$log_dir/rank1.err") &
+  launched=$!
+  for _ in $(seq 600); do
+    [ "$(cat "$work/rank1-run/metrics.jsonl" 2>/dev/null | wc -l)" -ge 2 ] && break
+    sleep 0.2
+  done
+  for pid in $(pgrep -P "$(pgrep -P "$launched" -x mpirun)"); do
+    if tr '\0' '\n' <"/proc/$pid/environ" | grep -qx OMPI_COMM_WORLD_RANK=1; then kill -TERM "$pid"; fi
+  done
+  wait "$launched"
+  rc=$?
+  set -e
+  said="$(grep -c "another rank received a stop signal" "$log_dir/rank1.err")"
+  if [ "$rc" -ne 1 ] || [ "$said" -ne 1 ] || ! grep -q "training stopped after update" "$log_dir/rank1.err" \
+    || [ ! -f "$work/rank1-run/checkpoint-last/model.safetensors" ]; then
+    echo "mpi-test: FAILED (SIGTERM to rank 1: exit status $rc, rank 0 said so $said time(s))" >&2
+    tail -n 20 "$log_dir/rank1.err" >&2
+    exit 1
+  fi
+  grep -E "another rank|training stopped" "$log_dir/rank1.err"
 else
   echo "SKIP the signal check: no ruby data under $shared (set C2N_SHARED)"
 fi
-echo "mpi-test: OK ($ranks ranks: collectives, training equal to one rank, a signal stops every rank)"
+echo "mpi-test: OK ($ranks ranks: collectives, training equal to one rank, a signal to mpirun or to one rank stops every rank)"

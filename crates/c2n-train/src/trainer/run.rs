@@ -247,7 +247,16 @@ impl Trainer {
                 // the run ends there anyway, as it would have.
                 let ends_here = self.driver.is_finished() || self.stopped_early;
                 // A request on any rank stops every rank after this update.
-                if !ends_here && ranks_saying(interrupt.is_requested(), comm)? > 0 {
+                let here = interrupt.is_requested();
+                if !ends_here && ranks_saying(here, comm)? > 0 {
+                    if main && !here {
+                        // The signal reached other processes only (a launcher signalling one
+                        // rank, a node's time limit): say so where the progress shows.
+                        bar.println(
+                            "another rank received a stop signal: stopping after this update; \
+                             checkpoint-last is saved and --resume continues from it",
+                        );
+                    }
                     interrupted = true;
                     break;
                 }
