@@ -7,42 +7,16 @@
 //! (`../shared` or `$C2N_SHARED`; skipped with a printed reason without it).
 #![cfg(unix)]
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{example_program, shared};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn shared() -> Option<PathBuf> {
-    let dir = std::env::var_os("C2N_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"));
-    if dir.join("data/codesearchnet/ruby/valid.jsonl").is_file() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "SKIP: no ruby data under {} (set C2N_SHARED)",
-            dir.display()
-        );
-        None
-    }
-}
-
-/// `target/<profile>/examples/train`, which `cargo test` builds with the tests.
-/// `cargo test --test …` does not build examples, so it may run an older build of one.
-fn train_program() -> PathBuf {
-    let test = std::env::current_exe().unwrap();
-    let profile_dir = test.parent().and_then(Path::parent).unwrap();
-    let program = profile_dir.join("examples").join("train");
-    assert!(
-        program.is_file(),
-        "{} is missing: a plain `cargo test` builds the examples (with `--test`, run `cargo build --examples` first)",
-        program.display()
-    );
-    program
-}
-
 fn train(shared: &Path, out: &Path, extra: &[&str]) -> Command {
     let data = shared.join("data");
-    let mut command = Command::new(train_program());
+    let mut command = Command::new(example_program("train"));
     command
         .args(["--init", "small", "--tokenizer"])
         .arg(data.join("roberta-base"))

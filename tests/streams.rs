@@ -6,38 +6,12 @@
 //! Runs the examples that `cargo test` builds beside this test, on the real ruby data and
 //! tokenizer (`../shared` or `$C2N_SHARED`; skipped with a printed reason without them).
 
+mod common;
+
+use common::{example_program, shared};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
-
-fn shared() -> Option<PathBuf> {
-    let dir = std::env::var_os("C2N_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"));
-    if dir.join("data/codesearchnet/ruby/valid.jsonl").is_file() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "SKIP: no ruby data under {} (set C2N_SHARED)",
-            dir.display()
-        );
-        None
-    }
-}
-
-/// `target/<profile>/examples/<name>`, which `cargo test` builds with the tests.
-/// `cargo test --test …` does not build examples, so it may run an older build of one.
-fn program(name: &str) -> PathBuf {
-    let test = std::env::current_exe().unwrap();
-    let profile_dir = test.parent().and_then(Path::parent).unwrap();
-    let program = profile_dir.join("examples").join(name);
-    assert!(
-        program.is_file(),
-        "{} is missing: a plain `cargo test` builds the examples (with `--test`, run `cargo build --examples` first)",
-        program.display()
-    );
-    program
-}
 
 /// Runs `command` in `dir` with `stdin` as its input; fails the test unless it exits 0.
 fn run(mut command: Command, dir: &Path, stdin: &[u8]) -> Output {
@@ -64,7 +38,7 @@ fn prepare_dumps_features_to_stdout_with_a_dash() {
     let data = shared.join("data");
     let dir = tempfile::tempdir().unwrap();
     let prepare = |dump: &str| {
-        let mut command = Command::new(program("prepare"));
+        let mut command = Command::new(example_program("prepare"));
         command
             .arg("--data")
             .arg(data.join("codesearchnet/ruby/valid.jsonl"))
@@ -104,7 +78,7 @@ fn predict_reads_functions_from_stdin_with_a_dash() {
         .collect();
     std::fs::write(dir.path().join("functions.jsonl"), &functions).unwrap();
     let predict = |jsonl: &str, stdin: &[u8]| {
-        let mut command = Command::new(program("predict"));
+        let mut command = Command::new(example_program("predict"));
         command
             .arg("--checkpoint")
             .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/c2n-model/tests/data/small"))
