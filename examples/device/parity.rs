@@ -11,8 +11,10 @@
 //!   against the fixture's per-parameter sums and sums of squares (the tolerances of
 //!   `tests/gradients.rs`).
 //! - `parity-train`: the tiny model of `crates/c2n-train/tests/data/train_steps`, dropout off,
-//!   variant-A loop with GA 1 (3 updates) and GA 2 (4 batches): losses, learning rates and
-//!   every parameter after every update (the tolerances of `tests/train_parity.rs`).
+//!   every case of the fixture: variant A (run.py of microsoft/CodeBERT) with GA 1 (3
+//!   updates) and GA 2 (4 batches), variant B (CodeXGLUE's run.py, epochs with a dev-loss
+//!   evaluation after each) with GA 2 and with warm-up: losses, learning rates and every
+//!   parameter after every update (the tolerances of `tests/train_parity.rs`).
 
 use crate::common::{device, device_name, emit};
 use anyhow::{bail, Context, Result};
@@ -24,6 +26,7 @@ use code2nl::model::generation::GenerationConfig;
 use code2nl::model::{load_checkpoint, FullPrefixSession, KvCacheSession, Seq2Seq};
 use code2nl::train::comm::parity::exact_gradient_is_zero;
 use code2nl::train::config::TrainConfig;
+use code2nl::train::data::DevSet;
 use code2nl::train::loop_plan::AccumulationMode;
 use code2nl::train::model_setup::with_dropout;
 use code2nl::train::trainer::Trainer;
@@ -54,7 +57,7 @@ pub struct ModelParityArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct TrainParityArgs {
-    /// Folder with `expected.json` and `expected_{ga1,ga2}.safetensors`.
+    /// Folder with `expected.json` and `expected_<case>.safetensors` for each of its cases.
     #[arg(long, default_value = "crates/c2n-train/tests/data/train_steps")]
     fixture_dir: PathBuf,
     /// Initial checkpoint (default: `FIXTURE_DIR/init`).
@@ -469,8 +472,34 @@ fn train_case(
         grad_accum: number(&spec["grad_accum"], "grad_accum")? as u64,
         // The fixtures are run.py's loop: its accumulation rule.
         accumulation: AccumulationMode::Reference,
-        train_steps: Some(number(&spec["train_steps"], "train_steps")? as u64),
         ..TrainConfig::default()
+    };
+    let features = fixture_features(fx)?;
+    let (config, dev_set) = match spec["epochs"].as_u64() {
+        // Variant B, with its dev-loss evaluation (which resets the accumulation phase) on
+        // the first two features, as `tests/train_parity.rs`.
+        Some(epochs) => {
+            let dev_set = DevSet {
+                loss_features: features[..2.min(features.len())].to_vec(),
+                bleu_features: Vec::new(),
+                bleu_idx: Vec::new(),
+                bleu_golds: Vec::new(),
+            };
+            let config = TrainConfig {
+                train_steps: None,
+                epochs: Some(epochs),
+                ..config
+            };
+            (config, Some(dev_set))
+        }
+        None => {
+            let steps = number(&spec["train_steps"], "train_steps")? as u64;
+            let config = TrainConfig {
+                train_steps: Some(steps),
+                ..config
+            };
+            (config, None)
+        }
     };
     let init = args
         .init
@@ -479,7 +508,7 @@ fn train_case(
     let model =
         load_checkpoint(&init, dev).with_context(|| format!("loading {}", init.display()))?;
     let model = with_dropout(model, Some(0.0), dev)?;
-    let mut trainer = Trainer::new(config, model, fixture_features(fx)?, None, None)?;
+    let mut trainer = Trainer::new(config, model, features, dev_set, None)?;
     let expected_path = args
         .fixture_dir
         .join(format!("expected_{case}.safetensors"));
@@ -546,7 +575,14 @@ pub fn train(args: &TrainParityArgs) -> Result<()> {
     let fx = read_json(&args.fixture_dir.join("expected.json"))?;
     let out_dir = std::env::temp_dir().join(format!("c2n-parity-train-{}", std::process::id()));
     let mut all_ok = true;
-    for case in ["ga1", "ga2"] {
+    let cases: Vec<String> = fx["cases"]
+        .as_object()
+        .context("expected.json has no `cases`")?
+        .keys()
+        .cloned()
+        .collect();
+    for case in &cases {
+        let case = case.as_str();
         let r = train_case(&fx, case, args, &dev, &out_dir)?;
         // The zero-gradient entries are printed but do not decide `ok` (see CaseResult).
         let ok = r.lrs_equal && r.loss_max_rel_diff <= 1e-5 && r.param_violations == 0;
