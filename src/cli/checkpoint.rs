@@ -6,7 +6,8 @@ use std::path::PathBuf;
 /// Which trained model to load, and its tokenizer.
 #[derive(Args, Debug, Clone)]
 pub struct CheckpointArgs {
-    /// Checkpoint directory (config.json + model.safetensors or pytorch_model.bin).
+    /// Checkpoint directory (config.json + model.safetensors or pytorch_model.bin), or the
+    /// weights file in it.
     #[arg(long)]
     pub checkpoint: PathBuf,
     /// Tokenizer directory (vocab.json + merges.txt / tokenizer.json) or hub id (default:
@@ -24,12 +25,15 @@ impl CheckpointArgs {
     /// `train_config.json`), else [`DEFAULT_TOKENIZER`]; with a note when the file gave it.
     pub fn tokenizer_spec(&self) -> crate::train::Result<(String, Option<String>)> {
         use crate::train::config::{TrainConfig, TRAIN_CONFIG_FILE};
-        // A mistyped checkpoint is the error, not the default tokenizer's download after it.
+        // A mistyped checkpoint, or a folder without weights, is the error, not the default
+        // tokenizer's download after it.
         crate::train::checkpoint_dir::check_present(&self.checkpoint)?;
+        crate::model::load::find_weights_file(&self.checkpoint)?;
         if let Some(spec) = &self.tokenizer {
             return Ok((spec.clone(), None));
         }
-        let path = self.checkpoint.join(TRAIN_CONFIG_FILE);
+        let path =
+            crate::train::checkpoint_dir::folder_of(&self.checkpoint).join(TRAIN_CONFIG_FILE);
         if !path.is_file() {
             return Ok((DEFAULT_TOKENIZER.to_string(), None));
         }
@@ -97,7 +101,7 @@ impl DecodingArgs {
     pub fn resolve(&self, checkpoint: &std::path::Path) -> crate::train::Result<Decoding> {
         use crate::train::config::{TrainConfig, TRAIN_CONFIG_FILE};
         crate::train::checkpoint_dir::check_present(checkpoint)?;
-        let path = checkpoint.join(TRAIN_CONFIG_FILE);
+        let path = crate::train::checkpoint_dir::folder_of(checkpoint).join(TRAIN_CONFIG_FILE);
         let complete = self.beam_size.is_some()
             && self.max_source_len.is_some()
             && self.max_target_len.is_some();
@@ -221,6 +225,19 @@ mod tests {
             err.contains("--max-target-len 600: must be between 2 and 512"),
             "{err}"
         );
+        // Given the weights file instead of its folder: the folder's settings.
+        let weights = dir.path().join("model.safetensors");
+        std::fs::write(&weights, b"weights").unwrap();
+        trained
+            .save_json(&dir.path().join(TRAIN_CONFIG_FILE))
+            .unwrap();
+        let from_file = DecodingArgs::default().resolve(&weights).unwrap();
+        assert_eq!(
+            (from_file.beam_size, from_file.max_source_len),
+            (4, 64),
+            "the settings beside the weights file"
+        );
+        std::fs::remove_file(&weights).unwrap();
         // The tokenizer the checkpoint was trained with, unless the flag names one.
         trained_with_tokenizer(dir.path());
     }
@@ -236,9 +253,23 @@ mod tests {
             checkpoint: dir.to_path_buf(),
             tokenizer: tokenizer.map(str::to_string),
         };
+        // A folder without weights is the error (not the tokenizer's download after it).
+        let err = args(None).tokenizer_spec().unwrap_err().to_string();
+        assert!(
+            err.contains("no model.safetensors or pytorch_model.bin"),
+            "{err}"
+        );
+        let weights = dir.join("model.safetensors");
+        std::fs::write(&weights, b"weights").unwrap();
         let (spec, note) = args(None).tokenizer_spec().unwrap();
         assert_eq!(spec, "some/tokenizer");
         assert!(note.unwrap().contains("as the checkpoint was trained"));
+        // The weights file given instead of its folder: the folder's settings still apply.
+        let file = CheckpointArgs {
+            checkpoint: weights.clone(),
+            tokenizer: None,
+        };
+        assert_eq!(file.tokenizer_spec().unwrap().0, "some/tokenizer");
         assert_eq!(
             args(Some("x/y")).tokenizer_spec().unwrap(),
             ("x/y".to_string(), None)
@@ -258,6 +289,7 @@ mod tests {
         assert_eq!(spec, DEFAULT_TOKENIZER);
         assert!(note.unwrap().contains("unreadable"));
         let elsewhere = tempfile::tempdir().unwrap();
+        std::fs::write(elsewhere.path().join("pytorch_model.bin"), b"weights").unwrap();
         let run_py = CheckpointArgs {
             checkpoint: elsewhere.path().to_path_buf(),
             tokenizer: None,

@@ -160,10 +160,17 @@ pub fn is_model_file(name: &str) -> bool {
 }
 
 /// `c2n_model::load_checkpoint` after checking the weights and model config against the
-/// folder's `checksums.json` (when it has one).
+/// folder's `checksums.json` (when it has one). `dir` may also be the weights file itself.
 pub fn load_model(dir: &Path, device: &candle_core::Device) -> Result<c2n_model::Seq2Seq> {
     crate::checkpoint_dir::check_present(dir)?;
-    verify(dir, is_model_file)?;
+    let folder = crate::checkpoint_dir::folder_of(dir);
+    if folder == dir {
+        verify(dir, is_model_file)?;
+    } else {
+        // A weights file: it and the model config beside it.
+        let file = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        verify(folder, |name| name == file || name == "config.json")?;
+    }
     Ok(c2n_model::load_checkpoint(dir, device)?)
 }
 
@@ -220,6 +227,20 @@ mod tests {
         fs::remove_file(tmp.path().join("config.json")).unwrap();
         let err = verify(tmp.path(), is_model_file).unwrap_err().to_string();
         assert!(err.contains("config.json is missing"), "{err}");
+    }
+
+    #[test]
+    fn a_weights_file_given_for_its_folder_is_checked_too() {
+        let tmp = folder();
+        write(tmp.path()).unwrap();
+        let model = tmp.path().join("model.safetensors");
+        let mut bytes = fs::read(&model).unwrap();
+        bytes[7] ^= 0x01;
+        fs::write(&model, &bytes).unwrap();
+        let err = load_model(&model, &candle_core::Device::Cpu)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("model.safetensors has sha256"), "{err}");
     }
 
     #[test]

@@ -66,6 +66,17 @@ pub fn check_present(dir: &Path) -> Result<()> {
     Err(TrainError::io(dir, e))
 }
 
+/// The folder of a checkpoint given as a folder or as its weights file (run.py users pass
+/// `…/checkpoint-best-bleu/pytorch_model.bin`): where its `train_config.json`, `config.json`
+/// and `checksums.json` are.
+pub fn folder_of(checkpoint: &Path) -> &Path {
+    if checkpoint.is_file() {
+        checkpoint.parent().unwrap_or(Path::new("."))
+    } else {
+        checkpoint
+    }
+}
+
 /// [`recover`] for every checkpoint of a run's output folder (last, best-ppl, best-bleu).
 pub fn recover_run(output_dir: &Path) -> Result<()> {
     use crate::checkpoint_policy::{BEST_BLEU, BEST_PPL, LAST};
