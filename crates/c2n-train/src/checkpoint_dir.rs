@@ -87,11 +87,16 @@ pub fn recover_run(output_dir: &Path) -> Result<()> {
 }
 
 /// What a training run writes into its output folder (besides the hidden siblings above).
-const RUN_FILES: [&str; 4] = [
+const RUN_FILES: [&str; 7] = [
     "metrics.jsonl",
     "dev.output",
     "dev.gold",
     crate::config::TRAIN_CONFIG_FILE,
+    // What `evaluate --output-dir` writes by default (docs/training.md evaluates into the
+    // training folder): another model's outputs must not stay beside the new run's.
+    "test.output",
+    "test.gold",
+    crate::evaluate::NBEST_FILE,
 ];
 
 /// Where [`set_aside_earlier_run`] put an earlier run, and how much it holds (said to the
@@ -209,6 +214,8 @@ mod tests {
             fs::write(out.join(name).join("model.safetensors"), name).unwrap();
         }
         fs::write(out.join("dev.output"), "0\tx\n").unwrap();
+        fs::write(out.join("test.output"), "").unwrap();
+        fs::write(out.join("nbest.jsonl"), "").unwrap();
         fs::write(out.join("notes.txt"), "the user's").unwrap();
         let earlier = set_aside_earlier_run(&out).unwrap().unwrap();
         let aside = earlier.dir;
@@ -217,7 +224,13 @@ mod tests {
         assert_eq!(earlier.bytes, 15 + 20 + 4);
         assert_eq!(
             names(&aside),
-            ["checkpoint-best-bleu", "checkpoint-last", "dev.output"]
+            [
+                "checkpoint-best-bleu",
+                "checkpoint-last",
+                "dev.output",
+                "nbest.jsonl",
+                "test.output"
+            ]
         );
         assert_eq!(names(&out), ["earlier-run-1", "notes.txt"]);
         fs::create_dir_all(out.join("checkpoint-last")).unwrap();
