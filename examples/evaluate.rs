@@ -109,6 +109,10 @@ fn evaluate_rank(
         Progress::hidden()
     };
     let report = evaluate_file_sharded(comm, &model, tokenizer, request, |n| bar.inc(n as u64));
-    bar.finish();
+    // The totals line only for work done: an input refused at once prints just its error.
+    match report {
+        Ok(_) => bar.finish(),
+        Err(_) => bar.clear(),
+    }
     report
 }

@@ -78,9 +78,10 @@ pub fn with_dropout(model: Seq2Seq, p: Option<f32>, device: &Device) -> Result<S
 pub fn check_tokenizer_fits(tokenizer: &RobertaTokenizer, model: &Seq2Seq) -> Result<()> {
     let (tokens, rows) = (tokenizer.vocab_size(), model.config().vocab_size);
     if tokens > rows {
-        return Err(TrainError::Config(format!(
+        // Not a training setting: evaluate and predict check the same.
+        return Err(TrainError::InvalidInput(format!(
             "the tokenizer has {tokens} tokens but the model's vocabulary has {rows} \
-             (vocab_size in its config.json): they do not belong together"
+             (vocab_size in its config.json): they do not belong together (check --tokenizer)"
         )));
     }
     Ok(())

@@ -125,6 +125,13 @@ fn pipeline_runs_reports_and_resumes() {
         4,
         "{lines:?}"
     );
+    // Its total still counts what the results took (the stages of the first run).
+    let staged: f64 = again.stages.iter().map(|s| s.seconds).sum();
+    assert!(
+        again.total_seconds >= staged,
+        "rerun total {} s, stages {staged} s",
+        again.total_seconds
+    );
     // Read back from the stage record (serde_json parses floats to within one ulp).
     assert!((again.test.bleu - report.test.bleu).abs() <= 1e-12 * report.test.bleu.abs());
 

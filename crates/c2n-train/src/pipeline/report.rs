@@ -101,6 +101,8 @@ pub struct PipelineReport {
     /// Per-split data statistics (Markdown table from `c2n-data`).
     pub data_stats: String,
     pub curves_png: Option<PathBuf>,
+    /// Seconds behind these results: this invocation's, plus the recorded seconds of the
+    /// stages an earlier run did (skipped now).
     pub total_seconds: f64,
 }
 

@@ -610,18 +610,22 @@ pub fn run_pipeline_interruptible(
         Preset::Roberta => (published_roberta_bleu(&cfg.lang), "RoBERTa"),
         _ => (published_codebert_bleu(&cfg.lang), "CodeBERT"),
     };
+    let stages = vec![
+        prepare.timing,
+        trained.timing,
+        dev.timing.clone(),
+        test.timing.clone(),
+    ];
+    // This invocation's time plus the stages an earlier one did: a rerun that skips every
+    // stage still reports what the results took.
+    let earlier_seconds: f64 = stages.iter().filter(|s| s.skipped).map(|s| s.seconds).sum();
     let report = PipelineReport {
         lang: cfg.lang.clone(),
         preset: preset.name().into(),
         device: describe_device(&device),
         parameters,
         splits,
-        stages: vec![
-            prepare.timing,
-            trained.timing,
-            dev.timing.clone(),
-            test.timing.clone(),
-        ],
+        stages,
         train: trained.outcome,
         dev,
         test,
@@ -631,7 +635,7 @@ pub fn run_pipeline_interruptible(
             .map_err(|e| TrainError::Config(e.to_string()))?,
         data_stats: prepare.stats_markdown,
         curves_png,
-        total_seconds: start.elapsed().as_secs_f64(),
+        total_seconds: start.elapsed().as_secs_f64() + earlier_seconds,
     };
     let json_path = out.join("report.json");
     let json =
