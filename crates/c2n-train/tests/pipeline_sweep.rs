@@ -201,7 +201,11 @@ fn points_run_in_parallel_rank_by_dev_bleu_and_failures_are_reported() {
         .unwrap()
         .ends_with("03-beam_size=5-lr=0.003"));
     let md = std::fs::read_to_string(&outcome.markdown).unwrap();
-    assert!(md.contains("| 1 | `02-lr=0.002` | 7.50 | 3.75 |"), "{md}");
+    assert!(
+        md.contains("| 1 | `02-lr=0.002` | 7.50 | 3.75 | 9.000 | 0/10 · 0/10 |"),
+        "{md}"
+    );
+    assert!(!md.contains("Every prediction is empty"), "{md}");
     assert!(md.contains("**failed** (exit 3)"), "{md}");
     let json: Vec<serde_json::Value> =
         serde_json::from_str(&std::fs::read_to_string(&outcome.json).unwrap()).unwrap();
@@ -319,4 +323,34 @@ fn an_interrupt_is_passed_on_to_the_running_point_once() {
     );
     let signals = std::fs::read_to_string(first.join("signals")).unwrap();
     assert_eq!(signals, "TERM\n", "once");
+}
+
+/// Runs whose every prediction is empty are flagged below the table: their BLEU ranks nothing.
+#[test]
+fn runs_that_decoded_nothing_are_flagged() {
+    use c2n_train::sweep::table::markdown;
+    use c2n_train::sweep::PointResult;
+    let point = |name: &str, empty: usize| {
+        let mut rep = report(0.51, 9.0);
+        rep.dev.empty_predictions = empty;
+        rep.test.empty_predictions = empty;
+        PointResult {
+            name: name.into(),
+            dir: PathBuf::from(name),
+            overrides: serde_json::Map::new(),
+            status: PointStatus::Done,
+            seconds: 1.0,
+            report: Some(rep),
+        }
+    };
+    let md = markdown(&[point("a", 10), point("b", 3)]);
+    assert!(
+        md.contains("| 1 | `a` | 0.51 | 0.26 | 9.000 | 10/10 · 10/10 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("**Every prediction is empty** in 1 of the finished runs (`a`)"),
+        "{md}"
+    );
+    assert!(!markdown(&[point("b", 3)]).contains("Every prediction is empty"));
 }

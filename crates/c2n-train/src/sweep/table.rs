@@ -31,11 +31,25 @@ pub fn sorted(results: &[PointResult]) -> Vec<PointResult> {
     rows
 }
 
-/// The Markdown table of sorted results.
+/// The Markdown table of sorted results, with a warning below it when finished runs decoded
+/// nothing but empty predictions (their BLEU, about 0.4 whatever the gold, ranks nothing:
+/// the order then comes from the dev perplexity).
 pub fn markdown(rows: &[PointResult]) -> String {
     let mut md = String::from(
-        "| rank | run | dev BLEU | test BLEU | dev ppl | train s | status |\n|---:|---|---:|---:|---:|---:|---|\n",
+        "| rank | run | dev BLEU | test BLEU | dev ppl | empty outputs dev / test | train s | status |\n\
+         |---:|---|---:|---:|---:|---:|---:|---|\n",
     );
+    let all_empty: Vec<&str> = rows
+        .iter()
+        .filter(|r| {
+            r.report.as_ref().is_some_and(|rep| {
+                [&rep.dev, &rep.test]
+                    .iter()
+                    .all(|s| s.examples > 0 && s.empty_predictions == s.examples)
+            })
+        })
+        .map(|r| r.name.as_str())
+        .collect();
     for (i, r) in rows.iter().enumerate() {
         let status = match &r.status {
             PointStatus::Done => "done".to_string(),
@@ -59,12 +73,16 @@ pub fn markdown(rows: &[PointResult]) -> String {
                     .map_or(0.0, |s| s.seconds);
                 let _ = writeln!(
                     md,
-                    "| {} | `{}` | {:.2} | {:.2} | {:.3} | {:.0} | {} |",
+                    "| {} | `{}` | {:.2} | {:.2} | {:.3} | {}/{} · {}/{} | {:.0} | {} |",
                     i + 1,
                     r.name,
                     rep.dev.bleu_2dp,
                     rep.test.bleu_2dp,
                     rep.dev.perplexity,
+                    rep.dev.empty_predictions,
+                    rep.dev.examples,
+                    rep.test.empty_predictions,
+                    rep.test.examples,
                     train_s,
                     status
                 );
@@ -72,13 +90,27 @@ pub fn markdown(rows: &[PointResult]) -> String {
             None => {
                 let _ = writeln!(
                     md,
-                    "| {} | `{}` | – | – | – | – | {} |",
+                    "| {} | `{}` | – | – | – | – | – | {} |",
                     i + 1,
                     r.name,
                     status
                 );
             }
         }
+    }
+    if !all_empty.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n**Every prediction is empty** in {} of the finished runs ({}): their BLEU \
+             ranks nothing (the order among them is the dev perplexity's); train longer \
+             (more `train_steps`) for text.",
+            all_empty.len(),
+            all_empty
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
     md
 }
