@@ -29,11 +29,11 @@ impl CheckpointArgs {
         // tokenizer's download after it.
         crate::train::checkpoint_dir::check_present(&self.checkpoint)?;
         crate::model::load::find_weights_file(&self.checkpoint)?;
-        if let Some(spec) = &self.tokenizer {
-            return Ok((spec.clone(), None));
-        }
         let path =
             crate::train::checkpoint_dir::folder_of(&self.checkpoint).join(TRAIN_CONFIG_FILE);
+        if let Some(spec) = &self.tokenizer {
+            return Ok((spec.clone(), other_tokenizer_warning(spec, &path)));
+        }
         if !path.is_file() {
             return Ok((DEFAULT_TOKENIZER.to_string(), None));
         }
@@ -62,6 +62,37 @@ impl CheckpointArgs {
         );
         Ok((spec, Some(note)))
     }
+}
+
+/// A warning when `--tokenizer` names local files whose vocabulary differs from that of the
+/// tokenizer the checkpoint was trained with (its `train_config.json`, when that names local
+/// files): the ids would mean other tokens, and the outputs garbage. Quiet when either side
+/// cannot be read here (a hub id is not downloaded for this) or both are the same files.
+fn other_tokenizer_warning(given: &str, train_config: &std::path::Path) -> Option<String> {
+    use crate::data::RobertaTokenizer;
+    let saved = crate::train::config::TrainConfig::load(train_config)
+        .ok()?
+        .tokenizer_spec()
+        .ok()?;
+    let local = |spec: &str| std::path::Path::new(spec).canonicalize().ok();
+    let (given_path, saved_path) = (local(given)?, local(&saved)?);
+    if given_path == saved_path {
+        return None;
+    }
+    let (a, b) = (
+        RobertaTokenizer::load(given).ok()?,
+        RobertaTokenizer::load(&saved).ok()?,
+    );
+    let same = a.vocab_size() == b.vocab_size()
+        && (0..a.vocab_size() as u32).all(|id| a.id_to_token(id) == b.id_to_token(id));
+    (!same).then(|| {
+        format!(
+            "warning: --tokenizer {given} has another vocabulary than {saved}, the tokenizer \
+             the checkpoint was trained with ({}): its token ids mean other tokens, so the \
+             outputs will be wrong",
+            train_config.display()
+        )
+    })
 }
 
 /// Beam size and lengths for decoding with a trained checkpoint. A flag given wins; else the
@@ -240,6 +271,50 @@ mod tests {
         std::fs::remove_file(&weights).unwrap();
         // The tokenizer the checkpoint was trained with, unless the flag names one.
         trained_with_tokenizer(dir.path());
+    }
+
+    #[test]
+    fn a_tokenizer_with_another_vocabulary_than_the_checkpoints_is_warned_about() {
+        let root = tempfile::tempdir().unwrap();
+        let tokenizer = |name: &str, vocab: &str| {
+            let dir = root.path().join(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("vocab.json"), vocab).unwrap();
+            std::fs::write(dir.join("merges.txt"), "#version: 0.2\na b\n").unwrap();
+            dir.display().to_string()
+        };
+        let base = r#"{"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, "<mask>": 4"#;
+        let trained = tokenizer("trained", &format!(r#"{base}, "a": 5, "b": 6, "ab": 7}}"#));
+        let copy = tokenizer("copy", &format!(r#"{base}, "a": 5, "b": 6, "ab": 7}}"#));
+        let swapped = tokenizer("swapped", &format!(r#"{base}, "b": 5, "a": 6, "ab": 7}}"#));
+        let checkpoint = root.path().join("checkpoint");
+        std::fs::create_dir_all(&checkpoint).unwrap();
+        std::fs::write(checkpoint.join("model.safetensors"), b"weights").unwrap();
+        TrainConfig {
+            init: "small".into(),
+            tokenizer: Some(trained.clone()),
+            ..TrainConfig::default()
+        }
+        .save_json(&checkpoint.join(TRAIN_CONFIG_FILE))
+        .unwrap();
+        let note = |given: &str| {
+            CheckpointArgs {
+                checkpoint: checkpoint.clone(),
+                tokenizer: Some(given.to_string()),
+            }
+            .tokenizer_spec()
+            .unwrap()
+            .1
+        };
+        assert_eq!(note(&trained), None);
+        assert_eq!(note(&copy), None, "the same vocabulary elsewhere");
+        let warning = note(&swapped).expect("a warning");
+        assert!(
+            warning.contains("has another vocabulary than") && warning.contains(&trained),
+            "{warning}"
+        );
+        // A hub id is not downloaded to compare.
+        assert_eq!(note("someone/some-tokenizer"), None);
     }
 
     fn trained_with_tokenizer(dir: &std::path::Path) {
